@@ -1,0 +1,81 @@
+# Patchbay developer entry points. `make help` lists them.
+#
+# Everything a test needs is installed by `make test` itself: the Python venv (.venv), the pinned npm clients and
+# conformance suite (tests/e2e/node), and nothing from apt. Steps re-run only when their inputs change (stamp files).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS="-k conformance -x"`.
+PYTEST_ARGS ?=
+
+NODE_DIR := tests/e2e/node
+# Dev install (tests, lint); the runtime-only stamp lets `make demo` skip the dev extras.
+VENV_STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+# Inside node_modules, so deleting node_modules re-triggers the install.
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+PIP := $(VENV)/bin/python -m pip --disable-pip-version-check
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: help venv node demo test lint conformance bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
+
+venv: $(VENV_STAMP) ## create .venv with Patchbay and its dev tools (re-runs when pyproject.toml changes)
+
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install --progress-bar off -e '.[dev]'
+	touch $@ $(RUNTIME_STAMP)
+
+# A dev install is a superset of the runtime one: reuse it when it is current, otherwise install without extras.
+$(RUNTIME_STAMP): pyproject.toml
+	if [ ! $(VENV_STAMP) -nt pyproject.toml ]; then \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(PIP) install --upgrade pip; \
+	  $(PIP) install --progress-bar off -e .; \
+	fi
+	touch $@
+
+node: $(NODE_STAMP) ## install the pinned npm test clients into tests/e2e/node (npm ci)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	# --ignore-scripts: none of the pinned packages needs an install script (Node 22 ships in the tarball).
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: $(RUNTIME_STAMP) ## serve the built-in demo (kanban) on HOST:PORT (default 127.0.0.1:8000)
+	$(VENV)/bin/patchbay serve --demo --host $(HOST) --port $(PORT)
+
+test: $(VENV_STAMP) $(NODE_STAMP) ## lint, then the whole test suite (unit, e2e, conformance)
+	$(MAKE) --no-print-directory lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(VENV_STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+conformance: $(VENV_STAMP) $(NODE_STAMP) ## only the official MCP conformance suite against Patchbay
+	$(VENV)/bin/pytest tests/conformance -v $(PYTEST_ARGS)
+
+bench: $(VENV_STAMP) ## benchmarks (installs wrk with apt-get if missing)
+	command -v wrk >/dev/null || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends wrk; }
+	$(VENV)/bin/python -m bench
+
+clean: ## remove the venv, node_modules, caches and test/bench output
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+	find . -path ./.git -prune -o -type d -name '*.egg-info' -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Patchbay benchmark harness (run with `python -m bench`; never collected as tests)."""

@@ -1,0 +1,215 @@
+"""Patchbay benchmark: `python -m bench` (what `make bench` runs). A benchmark, never a test.
+
+Starts every server on 127.0.0.1 pinned to CPU 0, drives it with wrk pinned to CPU 1 at several
+concurrency levels, and prints throughput, latency, CPU per call and RSS, then memory per open session,
+cold start, and the issue's targets (informational: the exit status is 0 unless the harness fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from bench import coldstart, harness, report, sessions, throughput
+from bench.configs import COLDSTART_SERVERS, CONFIGS, SESSION_SERVERS, patchbay_available, wrk_available
+
+LEVELS = [1, 16, 64]
+T = TypeVar("T")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 s per level, 1 round, 1,000 sessions")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only these items (glob, repeatable or comma-separated); see --list",
+    )
+    p.add_argument("--out", type=Path, help="write FILE.json (raw results) and FILE.md (tables)")
+    p.add_argument("--rounds", type=int, help="rounds per configuration (default 3; --quick 1)")
+    p.add_argument("--duration", type=float, help="seconds per concurrency level (default 10; --quick 2)")
+    p.add_argument("--sessions", type=int, help="sessions to open in the memory probe (default 10,000)")
+    p.add_argument("--list", action="store_true", help="list the items --only can select, and exit")
+    return p.parse_args(argv)
+
+
+def _items() -> list[str]:
+    names = [c.name for c in CONFIGS]
+    names += [f"sessions-{s.name}" for s in SESSION_SERVERS]
+    names += [f"coldstart-{s.name}" for s in COLDSTART_SERVERS]
+    return names
+
+
+def _selected(patterns: list[str]) -> list[str]:
+    flat = [p.strip() for arg in patterns for p in arg.split(",") if p.strip()]
+    names = _items()
+    if not flat:
+        return names
+    chosen = [n for n in names if any(fnmatch.fnmatch(n, p) for p in flat)]
+    if not chosen:
+        raise SystemExit(f"--only matched nothing; items: {', '.join(names)}")
+    return chosen
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for dist in ("mcp", "uvicorn", "starlette", "uvloop", "httptools", "orjson", "mcp-patchbay"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.list:
+        print("\n".join(_items()))
+        return 0
+    if not wrk_available():
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    rounds = args.rounds or (1 if args.quick else 3)
+    duration = args.duration or (2.0 if args.quick else 10.0)
+    count = args.sessions or (1_000 if args.quick else 10_000)
+    chosen = _selected(args.only)
+    if not patchbay_available():
+        skipped = [n for n in chosen if "patchbay" in n]
+        chosen = [n for n in chosen if "patchbay" not in n]
+        if skipped:
+            print(f"patchbay is not installed: skipping {', '.join(skipped)}", file=sys.stderr)
+    pinning = "server CPU 0, load CPU 1" if harness.can_pin() else "none (taskset missing or < 2 CPUs)"
+    if harness.can_pin():
+        os.sched_setaffinity(0, {harness.LOAD_CPU})  # the harness and its session client stay off CPU 0
+    else:
+        print(
+            "WARNING: no CPU pinning (taskset missing or fewer than 2 CPUs); numbers are less comparable",
+            file=sys.stderr,
+        )
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    meta: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "pinning": pinning,
+        "rounds": rounds,
+        "duration_s": duration,
+        "levels": LEVELS,
+        "sessions": count,
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "items": chosen,
+    }
+    logdir = Path(tempfile.mkdtemp(prefix="patchbay-bench-"))
+    print(f"# {meta['date']}  pinning: {pinning}  logs: {logdir}", flush=True)
+    try:
+        return _run(args, meta, chosen, rounds, duration, count, logdir)
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return 130
+    finally:
+        harness.stop_all()
+
+
+def _attempt(item: str, failures: list[str], fn: Callable[[], T]) -> T | None:
+    """Run one measurement; a server that fails to start or answers wrongly is recorded, not fatal."""
+    try:
+        return fn()
+    except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        message = f"{item}: {exc}".strip()
+        print(f"   FAILED {message[:2000]}", file=sys.stderr, flush=True)
+        failures.append(message[:2000])
+        return None
+
+
+def _summary(r: throughput.Round) -> str:
+    cells = []
+    for lv in r.levels:
+        errors = f" ERRORS {lv.errors}" if lv.errors else ""
+        cells.append(f"c={lv.connections}: {lv.rps:,.0f} req/s p99 {lv.p99_ms:.1f} ms{errors}")
+    return "   " + "  ".join(cells)
+
+
+def _run(
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    chosen: list[str],
+    rounds: int,
+    duration: float,
+    count: int,
+    logdir: Path,
+) -> int:
+    warmup = 1.0 if args.quick else 2.0
+    failures: list[str] = []
+    all_rounds: list[throughput.Round] = []
+    for round_no in range(1, rounds + 1):
+        for cfg in (c for c in CONFIGS if c.name in chosen):
+            print(f"[round {round_no}/{rounds}] {cfg.name} ...", flush=True)
+            run = functools.partial(throughput.run_round, cfg, round_no, LEVELS, duration, warmup, logdir)
+            if (r := _attempt(cfg.name, failures, run)) is not None:
+                all_rounds.append(r)
+                print(_summary(r), flush=True)
+    probes = []
+    for spec in SESSION_SERVERS:
+        if f"sessions-{spec.name}" in chosen:
+            print(f"[sessions] {spec.name}: opening {count:,} sessions ...", flush=True)
+            probe = functools.partial(sessions.probe, spec, count, 32, logdir)
+            if (p := _attempt(f"sessions-{spec.name}", failures, probe)) is not None:
+                probes.append(p)
+    colds = []
+    for spec in COLDSTART_SERVERS:
+        if f"coldstart-{spec.name}" in chosen:
+            print(f"[coldstart] {spec.name} ...", flush=True)
+            cold = functools.partial(coldstart.measure, spec, 5, logdir)
+            if (c := _attempt(f"coldstart-{spec.name}", failures, cold)) is not None:
+                colds.append(c)
+    aggs = report.aggregate(all_rounds)
+    tgts = report.targets(aggs, probes, colds)
+    md = report.markdown(meta, aggs, probes, colds, tgts, failures)
+    print("\n" + md)
+    if args.out:
+        raw = {
+            "meta": meta,
+            "rounds": [r.as_dict() for r in all_rounds],
+            "aggregate": {k: vars(v) for k, v in aggs.items()},
+            "sessions": [p.as_dict() for p in probes],
+            "coldstart": [c.as_dict() for c in colds],
+            "targets": [vars(t) for t in tgts],
+            "failures": failures,
+        }
+        args.out.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(md)
+        print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""One throughput round of one configuration: start the server, probe it, then wrk at each concurrency."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import harness, wire
+from bench.configs import BENCH, REPO, Config
+
+LUA = BENCH / "lua" / "mcp_call.lua"
+MB = 1024 * 1024
+ID_STRIDE = 10_000_000_000
+PROBE_ID = 1  # wrk runs start at ID_STRIDE, so the probe's id is never reused
+
+
+@dataclass
+class Level:
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us_per_call: float
+    rss_mb: float
+    errors: int
+    log_bytes_per_call: float
+    wrk: dict[str, Any]
+
+
+@dataclass
+class Round:
+    config: str
+    round: int
+    ready_s: float
+    idle_rss_mb: float
+    probe_content_type: str
+    levels: list[Level] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _probe(cfg: Config, port: int, session_id: str | None) -> wire.Reply:
+    """One call exactly like wrk's, checked in full; fails the configuration if the answer is wrong."""
+    body = wire.fill(cfg.body_template(), PROBE_ID)
+    reply = wire.post(port, body, cfg.headers(session_id))
+    problem = wire.check_add_result(reply)
+    if problem is not None:
+        raise RuntimeError(f"{cfg.name}: probe call failed: {problem}")
+    return reply
+
+
+def _wrk_env(cfg: Config, session_id: str | None) -> dict[str, str]:
+    headers = "\n".join(f"{k}: {v}" for k, v in cfg.headers(session_id).items())
+    return {
+        "BENCH_PATH": "/mcp",
+        "BENCH_HEADERS": headers,
+        "BENCH_BODY": cfg.body_template(),
+        "BENCH_EXPECT": wire.EXPECT,
+    }
+
+
+def _with_id_base(env: dict[str, str], run_index: int) -> dict[str, str]:
+    """Each wrk run on one session numbers its requests from its own base (ids stay unique)."""
+    return {**env, "BENCH_ID_BASE": str(run_index * ID_STRIDE)}
+
+
+def _measure(server: harness.Server, env: dict[str, str], connections: int, duration_s: float) -> Level:
+    cpu_before, log_before = harness.cpu_seconds(server.pid), server.log_size()
+    run = harness.run_wrk(server.port, LUA, env, connections, duration_s)
+    cpu_after, log_after = harness.cpu_seconds(server.pid), server.log_size()
+    calls = max(run.requests, 1)
+    return Level(
+        connections=connections,
+        rps=run.rps,
+        p50_ms=run.p50_ms,
+        p99_ms=run.p99_ms,
+        cpu_us_per_call=(cpu_after - cpu_before) / calls * 1e6,
+        rss_mb=harness.rss_bytes(server.pid) / MB,
+        errors=run.errors,
+        log_bytes_per_call=(log_after - log_before) / calls,
+        wrk=run.detail,
+    )
+
+
+def run_round(
+    cfg: Config, round_no: int, levels: list[int], duration_s: float, warmup_s: float, logdir: Path
+) -> Round:
+    port = harness.free_port()
+    log = logdir / f"{cfg.name}.r{round_no}.log"
+    with harness.running(cfg.server.name, cfg.server.argv(port), port, log, REPO) as server:
+        ready_s = time.perf_counter() - server.started_at
+        time.sleep(0.5)  # let start-up allocations settle before reading idle RSS
+        idle_rss = harness.rss_bytes(server.pid) / MB
+        session_id = wire.open_session(port) if cfg.era == "session" else None
+        reply = _probe(cfg, port, session_id)
+        result = Round(cfg.name, round_no, ready_s, idle_rss, reply.content_type)
+        if cfg.expect_content_type and reply.content_type != cfg.expect_content_type:
+            result.notes.append(f"answered {reply.content_type}, expected {cfg.expect_content_type}")
+        env = _wrk_env(cfg, session_id)
+        if warmup_s > 0:
+            harness.run_wrk(port, LUA, _with_id_base(env, 1), 16, warmup_s)
+        for index, connections in enumerate(levels, start=2):
+            level = _measure(server, _with_id_base(env, index), connections, duration_s)
+            result.levels.append(level)
+            if level.errors:
+                result.notes.append(
+                    f"c={connections}: {level.errors} errors ({level.wrk['first_bad'][:120]})"
+                )
+            if level.log_bytes_per_call >= 1:
+                result.notes.append(
+                    f"c={connections}: server logged {level.log_bytes_per_call:.0f} B per call"
+                )
+        return result

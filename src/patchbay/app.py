@@ -1,0 +1,201 @@
+"""``create_app(settings)`` builds the ASGI app: the runtime, the routes, and nothing at import time."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from patchbay import __version__
+from patchbay.catalog import Catalog, Mounted
+from patchbay.connectors.base import Connector, ConnectorEnv
+from patchbay.connectors.registry import load_type
+from patchbay.errors import ConfigError, ConnectorError
+from patchbay.protocol.dispatch import Dispatcher, ServerInfo
+from patchbay.protocol.hub import Hub
+from patchbay.settings import Settings
+from patchbay.transport.http import Receive, Scope, Send
+from patchbay.transport.legacy_sse import LegacySSE
+from patchbay.transport.security import HostGuard
+from patchbay.transport.sessions import MemorySessionStore
+from patchbay.transport.streamable_http import StreamableHTTP
+
+log = logging.getLogger("patchbay")
+
+LIST_CHANGED = (
+    ("tools_wire", "notifications/tools/list_changed"),
+    ("prompts_wire", "notifications/prompts/list_changed"),
+    ("resources_wire", "notifications/resources/list_changed"),
+    ("templates_wire", "notifications/resources/list_changed"),
+)
+
+
+@dataclass
+class Runtime:
+    """Everything one server process holds: connectors, the catalog, the dispatcher and the notification hub."""
+
+    settings: Settings
+    connectors: list[Connector] = field(default_factory=list)
+    hub: Hub = field(default_factory=Hub)
+    catalog: Catalog = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
+    ready: bool = False
+
+    def __post_init__(self) -> None:
+        self.connectors = build_connectors(self.settings, on_change=self.lists_changed)
+        prefixes = {c.name: c.tool_prefix for c in self.settings.connectors if c.enabled}
+        self.catalog = Catalog([Mounted(c, prefixes[c.name]) for c in self.connectors])
+        server = self.settings.server
+        info = ServerInfo(
+            name=server.name,
+            version=__version__,
+            title=server.title,
+            instructions=server.instructions,
+            list_ttl_ms=server.list_ttl_ms,
+        )
+        self.dispatcher = Dispatcher(self.catalog, info)
+
+    async def start(self) -> None:
+        """Open every connector, then build the catalog. Raises ConnectorError naming the connector."""
+        for connector in self.connectors:
+            await connector.open()
+        self.catalog.rebuild()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        for connector in reversed(self.connectors):
+            try:
+                await connector.close()
+            except Exception:
+                log.exception("connector %s failed to close", connector.name)
+
+    def lists_changed(self) -> None:
+        """Rebuild the catalog and tell open streams which lists changed."""
+        before = {attr: getattr(self.catalog, attr) for attr, _ in LIST_CHANGED}
+        self.catalog.rebuild()
+        sent = set()
+        for attr, method in LIST_CHANGED:
+            if getattr(self.catalog, attr) != before[attr] and method not in sent:
+                sent.add(method)
+                self.hub.publish(method)
+
+    def resource_updated(self, uri: str) -> None:
+        self.hub.publish("notifications/resources/updated", {"uri": uri})
+
+
+def build_connectors(settings: Settings, *, on_change: Any = None) -> list[Connector]:
+    """Instantiate the enabled connectors (not yet opened).
+
+    Raises:
+        ConfigError: unknown type or invalid options, naming the file and the connector's key.
+    """
+    connectors: list[Connector] = []
+    for index, entry in enumerate(settings.connectors):
+        if not entry.enabled:
+            continue
+        where = f"{settings.source}: connectors[{entry.name}]"
+        kind = load_type(entry.type, where=where)
+        try:
+            options = kind.Options.model_validate(entry.options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise ConfigError(
+                f"{where} (type {entry.type}): {problems}", file=settings.source, key=f"connectors[{index}]"
+            ) from None
+        env = ConnectorEnv(
+            base_dir=settings.base_dir, store_url=settings.store_url, on_change=on_change or (lambda: None)
+        )
+        connectors.append(kind(entry.name, options, env))
+    return connectors
+
+
+def create_app(settings: Settings) -> Any:
+    """The ASGI app for ``settings``. The runtime starts in the app's lifespan.
+
+    Raises:
+        ConfigError: the configuration names something that does not exist or is invalid.
+    """
+    runtime = Runtime(settings)
+    server = settings.server
+    guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins)
+    sessions = MemorySessionStore(idle_seconds=server.session_idle_seconds, max_sessions=server.max_sessions)
+    mcp = StreamableHTTP(
+        runtime.dispatcher,
+        sessions,
+        guard,
+        runtime=runtime,
+        max_body=server.max_body_bytes,
+        keepalive_seconds=server.sse_keepalive_seconds,
+    )
+    legacy = LegacySSE(
+        runtime.dispatcher,
+        guard,
+        runtime=runtime,
+        max_body=server.max_body_bytes,
+        keepalive_seconds=server.sse_keepalive_seconds,
+    )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> Response:
+        if not runtime.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        checks = {c.name: await c.health() for c in runtime.connectors}
+        ok = all(h.ok for h in checks.values())
+        body = {
+            "status": "ok" if ok else "degraded",
+            "connectors": {n: {"ok": h.ok, "detail": h.detail} for n, h in checks.items()},
+            "tools": len(runtime.catalog.tools),
+            "sessions": len(sessions),
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await runtime.start()
+        except (ConnectorError, ConfigError) as exc:
+            log.error("%s", exc)
+            raise
+        log.info("serving %d tools at %s", len(runtime.catalog.tools), settings.mcp_url)
+        try:
+            yield
+        finally:
+            sessions.close_all()
+            legacy.close_all()
+            await runtime.stop()
+
+    router = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/sse", legacy.stream, methods=["GET"]),
+            Route("/messages", legacy.post, methods=["POST"]),
+            Route("/messages/", legacy.post, methods=["POST"]),
+        ],
+        lifespan=lifespan,
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # The MCP endpoint is served straight from ASGI: the hot path skips routing and middleware. Both
+        # /mcp and /mcp/ answer; neither redirects (clients drop the body or auth on redirects).
+        if scope["type"] == "http" and scope["path"] in ("/mcp", "/mcp/"):
+            await mcp(scope, receive, send)
+        else:
+            await router(scope, receive, send)
+
+    app.runtime = runtime  # type: ignore[attr-defined]
+    app.sessions = sessions  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,5 @@
+"""The tool list a client sees: connector definitions merged, namespaced and kept as ready wire objects."""
+
+from patchbay.catalog.catalog import Catalog, Mounted
+
+__all__ = ["Catalog", "Mounted"]

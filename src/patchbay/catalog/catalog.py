@@ -1,0 +1,153 @@
+"""Builds the merged, prefixed view of every connector's definitions and answers lookups by public name."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from patchbay.connectors.base import Connector
+from patchbay.definitions import Prompt, Resource, ResourceTemplate, Tool
+from patchbay.errors import ConfigError
+
+# MCP 2025-11-25 server/tools: 1-128 characters of A-Z a-z 0-9 _ - . ; Claude's API also refuses '.' so
+# prefixes join with '_' by default.
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Mounted:
+    """A connector with the prefix its names get."""
+
+    connector: Connector
+    prefix: str
+
+
+class Catalog:
+    """Public name → definition, plus the wire form of each list, rebuilt whenever a connector changes."""
+
+    def __init__(self, mounted: Sequence[Mounted]) -> None:
+        self.mounted = list(mounted)
+        self.tools: dict[str, Tool] = {}
+        self.prompts: dict[str, Prompt] = {}
+        self.resources: dict[str, Resource] = {}
+        self.templates: list[ResourceTemplate] = []
+        self.tools_wire: list[dict[str, Any]] = []
+        self.prompts_wire: list[dict[str, Any]] = []
+        self.resources_wire: list[dict[str, Any]] = []
+        self.templates_wire: list[dict[str, Any]] = []
+        self.manifest_hash = ""
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Recompute every view. Raises ConfigError when two connectors publish the same name."""
+        tools: dict[str, Tool] = {}
+        prompts: dict[str, Prompt] = {}
+        resources: dict[str, Resource] = {}
+        templates: list[ResourceTemplate] = []
+        owners: dict[str, str] = {}
+        for mount in self.mounted:
+            owner = mount.connector.name
+            for tool in mount.connector.tools():
+                name = mount.prefix + tool.name
+                if not TOOL_NAME.match(name):
+                    raise ConfigError(
+                        f"connector '{owner}': tool name '{name}' is not allowed: use 1-128 of A-Z a-z 0-9 _ - ."
+                    )
+                _claim(owners, f"tool {name}", owner)
+                tools[name] = tool
+            for prompt in mount.connector.prompts():
+                name = mount.prefix + prompt.name
+                _claim(owners, f"prompt {name}", owner)
+                prompts[name] = prompt
+            for res in mount.connector.resources():
+                _claim(owners, f"resource {res.uri}", owner)
+                resources[res.uri] = res
+            templates.extend(mount.connector.resource_templates())
+        self.tools, self.prompts, self.resources, self.templates = tools, prompts, resources, templates
+        self.tools_wire = [tool_wire(n, t) for n, t in tools.items()]
+        self.prompts_wire = [prompt_wire(n, p) for n, p in prompts.items()]
+        self.resources_wire = [resource_wire(r) for r in resources.values()]
+        self.templates_wire = [template_wire(t) for t in templates]
+        manifest = orjson.dumps(self.tools_wire, option=orjson.OPT_SORT_KEYS)
+        self.manifest_hash = hashlib.sha256(manifest).hexdigest()
+
+    def find_template(self, uri: str) -> tuple[ResourceTemplate, dict[str, str]] | None:
+        for template in self.templates:
+            params = template.match(uri)
+            if params is not None:
+                return template, params
+        return None
+
+
+def _claim(owners: dict[str, str], key: str, owner: str) -> None:
+    if key in owners:
+        raise ConfigError(
+            f"connectors '{owners[key]}' and '{owner}' both publish {key}; give one of them a different 'prefix'"
+        )
+    owners[key] = owner
+
+
+def tool_wire(name: str, tool: Tool) -> dict[str, Any]:
+    wire: dict[str, Any] = {"name": name}
+    if tool.title:
+        wire["title"] = tool.title
+    wire["description"] = tool.description
+    wire["inputSchema"] = tool.input_schema
+    if tool.output_schema is not None:
+        wire["outputSchema"] = tool.output_schema
+    wire["annotations"] = tool.annotations.to_wire(tool.title)
+    if tool.icons:
+        wire["icons"] = tool.icons
+    if tool.meta:
+        wire["_meta"] = tool.meta
+    return wire
+
+
+def prompt_wire(name: str, prompt: Prompt) -> dict[str, Any]:
+    wire: dict[str, Any] = {"name": name}
+    if prompt.title:
+        wire["title"] = prompt.title
+    wire["description"] = prompt.description
+    wire["arguments"] = [a.to_wire() for a in prompt.arguments]
+    if prompt.icons:
+        wire["icons"] = prompt.icons
+    return wire
+
+
+def resource_wire(res: Resource) -> dict[str, Any]:
+    wire: dict[str, Any] = {"uri": res.uri, "name": res.name}
+    _common(wire, res.title, res.description, res.mime_type, res.icons, res.annotations)
+    if res.size is not None:
+        wire["size"] = res.size
+    return wire
+
+
+def template_wire(template: ResourceTemplate) -> dict[str, Any]:
+    wire: dict[str, Any] = {"uriTemplate": template.uri_template, "name": template.name}
+    _common(wire, template.title, template.description, template.mime_type, template.icons, template.annotations)
+    return wire
+
+
+def _common(
+    wire: dict[str, Any],
+    title: str | None,
+    description: str | None,
+    mime_type: str | None,
+    icons: list[dict[str, Any]] | None,
+    annotations: dict[str, Any] | None,
+) -> None:
+    if title:
+        wire["title"] = title
+    if description:
+        wire["description"] = description
+    if mime_type:
+        wire["mimeType"] = mime_type
+    if icons:
+        wire["icons"] = icons
+    if annotations:
+        wire["annotations"] = annotations

@@ -1,0 +1,33 @@
+"""The ``patchbay`` command: a thin layer over the same functions the server uses."""
+
+from __future__ import annotations
+
+import typer
+
+from patchbay.cli import init as init_cmd
+from patchbay.cli import serve as serve_cmd
+from patchbay.cli import tools as tools_cmd
+
+app = typer.Typer(
+    name="patchbay",
+    help="Patchbay: your data and tools for ChatGPT, Claude and every MCP client.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve_cmd.serve)
+app.command("init")(init_cmd.init)
+app.command("tools")(tools_cmd.tools)
+app.command("call")(tools_cmd.call)
+
+
+@app.command("version")
+def version() -> None:
+    """Print Patchbay's version."""
+    from patchbay import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

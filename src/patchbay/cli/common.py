@@ -1,0 +1,70 @@
+"""Shared CLI plumbing: loading settings with readable errors, and the demo configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from patchbay import settings as settings_mod
+from patchbay.errors import ConfigError
+from patchbay.settings import Settings
+
+err = Console(stderr=True)
+DEMO_DIR_ENV = "PATCHBAY_DEMO_DIR"
+
+
+def demo_config() -> dict[str, Any]:
+    return {
+        "server": {
+            "name": "Patchbay demo",
+            "instructions": (
+                "A demo Kanban board: list boards, search and read cards (read-only tools), and create, update, "
+                "move or delete cards (write tools). Card ids come from the list and search tools."
+            ),
+        },
+        "connectors": [{"name": "kanban", "type": "kanban", "prefix": "", "seed": True}],
+    }
+
+
+def demo_dir() -> Path:
+    return Path(os.environ.get(DEMO_DIR_ENV, ".patchbay-demo")).resolve()
+
+
+def load_settings(config: Path | None, *, demo: bool = False, overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from ``config`` (or the demo), exiting with the error message (code 2) when invalid."""
+    try:
+        if demo:
+            data = demo_config()
+            folder = demo_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            data["store"] = {"url": f"sqlite:///{folder / 'demo.db'}"}
+            _merge(data, overrides or {})
+            env_applied = settings_mod._apply_env(data, os.environ)
+            return settings_mod.from_dict(data, source="<demo>", base_dir=folder, env_sources=env_applied)
+        path = config
+        if path is None and Path("patchbay.toml").is_file():
+            path = Path("patchbay.toml")
+        if path is None:
+            raise ConfigError(
+                "no config file: pass --config PATH, run `patchbay init` to write patchbay.toml, "
+                "or try `patchbay serve --demo`"
+            )
+        loaded = settings_mod.load(path)
+        if overrides:
+            data = loaded.model_dump(exclude={"source", "base_dir"}, exclude_defaults=True)
+            data["connectors"] = [{**c.model_dump(exclude_none=True), **c.options} for c in loaded.connectors]
+            _merge(data, overrides)
+            return settings_mod.from_dict(data, source=loaded.source, base_dir=loaded.base_dir)
+        return loaded
+    except ConfigError as exc:
+        err.print(f"[bold red]config error[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _merge(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)

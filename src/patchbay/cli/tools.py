@@ -1,0 +1,113 @@
+"""``patchbay tools`` and ``patchbay call``: see and run tools exactly as a client would, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from patchbay.cli.common import err, load_settings
+from patchbay.errors import ConfigError, ConnectorError, RpcError
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml")]
+DemoOpt = Annotated[bool, typer.Option("--demo", help="Use the built-in demo connectors")]
+
+
+def _run(settings: Any, work: Any) -> Any:
+    from patchbay.app import Runtime
+
+    async def go() -> Any:
+        runtime = Runtime(settings)
+        await runtime.start()
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.stop()
+
+    try:
+        return asyncio.run(go())
+    except (ConfigError, ConnectorError) as exc:
+        err.print(f"[bold red]cannot start[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def tools(
+    config: ConfigOpt = None,
+    demo: DemoOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tools/list result as JSON")] = False,
+) -> None:
+    """List the tools a client would see, with their annotations."""
+    settings = load_settings(config, demo=demo)
+
+    async def work(runtime: Any) -> list[dict[str, Any]]:
+        return list(runtime.catalog.tools_wire)
+
+    listed = _run(settings, work)
+    if as_json:
+        typer.echo(json.dumps({"tools": listed}, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(listed)} tools", show_lines=False)
+    for column in ("name", "read-only", "destructive", "open-world", "description"):
+        table.add_column(column)
+    for tool in listed:
+        hints = tool["annotations"]
+        table.add_row(
+            tool["name"],
+            _yes(hints["readOnlyHint"]),
+            _yes(hints["destructiveHint"]),
+            _yes(hints["openWorldHint"]),
+            (tool["description"].splitlines() or [""])[0][:70],
+        )
+    Console().print(table)
+
+
+def call(
+    tool: Annotated[str, typer.Argument(help="Tool name as listed by `patchbay tools`")],
+    args: Annotated[str, typer.Option("--args", "-a", help="Arguments as a JSON object")] = "{}",
+    config: ConfigOpt = None,
+    demo: DemoOpt = False,
+) -> None:
+    """Run one tool locally and print its result (exit 1 if the tool reports an error)."""
+    try:
+        arguments = json.loads(args)
+    except json.JSONDecodeError as exc:
+        err.print(f"[bold red]--args is not valid JSON[/]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if not isinstance(arguments, dict):
+        err.print("[bold red]--args must be a JSON object[/], e.g. --args '{\"a\": 1}'", highlight=False)
+        raise typer.Exit(2)
+    settings = load_settings(config, demo=demo)
+
+    async def work(runtime: Any) -> dict[str, Any]:
+        from patchbay.protocol.scope import CallScope
+
+        scope = CallScope(
+            era="legacy",
+            version="2025-11-25",
+            request_id="cli",
+            method="tools/call",
+            client_caps={},
+            runtime=runtime,
+        )
+        result: dict[str, Any] = await runtime.dispatcher.dispatch(
+            "tools/call", {"name": tool, "arguments": arguments}, scope
+        )
+        return result
+
+    try:
+        result = _run(settings, work)
+    except RpcError as exc:
+        err.print(f"[bold red]error[/]: {exc.message}", highlight=False)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    if result.get("isError"):
+        raise typer.Exit(1)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"

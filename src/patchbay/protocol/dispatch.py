@@ -1,0 +1,333 @@
+"""Method → handler, for both eras. Handlers take ``(params, scope)`` and return a result dict or raise RpcError.
+
+Transport concerns (sessions, headers, streams) stay in ``patchbay.transport``; era differences that show in
+results (``resultType``, cache hints, server identity in ``_meta``) are applied once, in :meth:`finish`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from patchbay.catalog import Catalog
+from patchbay.context import Context
+from patchbay.definitions import ToolResult
+from patchbay.errors import RpcError, ToolError
+from patchbay.protocol import jsonrpc, versions
+from patchbay.protocol.mrtr import StateSigner, request_digest
+from patchbay.protocol.scope import LOG_RANK, CallScope, InputRequired
+
+log = logging.getLogger("patchbay.protocol")
+
+Handler = Callable[[dict[str, Any], CallScope], Awaitable[dict[str, Any]]]
+# MCP 2026-07-28 server/utilities/caching: these results carry ttlMs and cacheScope.
+CACHEABLE = {
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+}
+MRTR_METHODS = {"tools/call", "resources/read", "prompts/get"}
+# Methods the 2026-07-28 revision removed; a modern request for them gets 404 + -32601.
+LEGACY_ONLY = {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+MODERN_ONLY = {"server/discover", "subscriptions/listen"}
+
+
+@dataclass(slots=True)
+class ServerInfo:
+    name: str
+    version: str
+    title: str | None = None
+    description: str | None = None
+    website_url: str | None = None
+    instructions: str | None = None
+    list_ttl_ms: int = 60_000
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"name": self.name, "version": self.version}
+        if self.title:
+            wire["title"] = self.title
+        if self.description:
+            wire["description"] = self.description
+        if self.website_url:
+            wire["websiteUrl"] = self.website_url
+        return wire
+
+
+CAPABILITIES: dict[str, Any] = {
+    "tools": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
+    "prompts": {"listChanged": True},
+    "logging": {},
+    "completions": {},
+}
+MODERN_CAPABILITIES: dict[str, Any] = {
+    "tools": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
+    "prompts": {"listChanged": True},
+    "logging": {},
+    "completions": {},
+}
+
+
+@dataclass
+class Dispatcher:
+    catalog: Catalog
+    info: ServerInfo
+    state_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    handlers: dict[str, Handler] = field(init=False)
+    signer: StateSigner = field(init=False)
+    _server_meta: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.signer = StateSigner(self.state_key)
+        self._server_meta = {versions.META_SERVER_INFO: self.info.to_wire()}
+        self.handlers = {
+            "ping": self.ping,
+            "server/discover": self.discover,
+            "tools/list": self.tools_list,
+            "tools/call": self.tools_call,
+            "resources/list": self.resources_list,
+            "resources/templates/list": self.templates_list,
+            "resources/read": self.resources_read,
+            "prompts/list": self.prompts_list,
+            "prompts/get": self.prompts_get,
+            "completion/complete": self.complete,
+            "logging/setLevel": self.set_level,
+            "resources/subscribe": self.subscribe,
+            "resources/unsubscribe": self.unsubscribe,
+        }
+
+    def knows(self, method: str, era: str) -> bool:
+        if era == "modern":
+            return method in self.handlers and method not in LEGACY_ONLY
+        return method in self.handlers and method not in MODERN_ONLY
+
+    async def dispatch(self, method: str, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        """Run one request and return its finished result.
+
+        Raises:
+            RpcError: the request fails as a whole (unknown method, bad params, missing capability).
+        """
+        if not self.knows(method, scope.era):
+            raise jsonrpc.method_not_found(method, status=404 if scope.era == "modern" else 200)
+        if scope.era == "modern" and method in MRTR_METHODS:
+            return await self._with_mrtr(method, params, scope)
+        return self.finish(method, await self.handlers[method](params, scope), scope)
+
+    def finish(self, method: str, result: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        if scope.era != "modern":
+            return result
+        result["resultType"] = "complete"
+        meta = result.get("_meta")
+        result["_meta"] = {**meta, **self._server_meta} if meta else self._server_meta
+        if method in CACHEABLE:
+            result["ttlMs"] = 0 if method == "resources/read" else self.info.list_ttl_ms
+            result["cacheScope"] = "private" if method == "resources/read" else "public"
+        return result
+
+    async def _with_mrtr(self, method: str, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        target = params.get("name", params.get("uri", ""))
+        digest = request_digest(method, str(target), params.get("arguments"), str(scope.principal or ""))
+        answers: dict[str, Any] = {}
+        if "requestState" in params:
+            answers.update(self.signer.open(params["requestState"], digest))
+        responses = params.get("inputResponses")
+        if responses is not None:
+            if not isinstance(responses, dict) or not all(isinstance(v, dict) for v in responses.values()):
+                raise jsonrpc.invalid_params(
+                    "inputResponses must be an object mapping each input request key to the client's result object"
+                )
+            answers.update(responses)
+        scope.input_responses = answers
+        try:
+            return self.finish(method, await self.handlers[method](params, scope), scope)
+        except InputRequired as asked:
+            return {
+                "resultType": "input_required",
+                "inputRequests": asked.requests,
+                "requestState": self.signer.seal(digest, answers),
+                "_meta": self._server_meta,
+            }
+
+    # -- handlers --------------------------------------------------------------------------------------------
+
+    async def ping(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        return {}
+
+    def initialize_result(self, version: str) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": CAPABILITIES,
+            "serverInfo": self.info.to_wire(),
+        }
+        if self.info.instructions:
+            result["instructions"] = self.info.instructions
+        return result
+
+    async def discover(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "supportedVersions": list(versions.DISCOVER_VERSIONS),
+            "capabilities": MODERN_CAPABILITIES,
+            "serverInfo": self.info.to_wire(),
+        }
+        if self.info.instructions:
+            result["instructions"] = self.info.instructions
+        return result
+
+    async def tools_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        _no_cursor(params)
+        return {"tools": self.catalog.tools_wire}
+
+    async def tools_call(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise jsonrpc.invalid_params("tools/call needs params.name, a string")
+        tool = self.catalog.tools.get(name)
+        if tool is None:
+            raise jsonrpc.invalid_params(f"Unknown tool: {name}")
+        arguments = params.get("arguments")
+        if arguments is None:
+            arguments = {}
+        elif not isinstance(arguments, dict):
+            raise jsonrpc.invalid_params("tools/call params.arguments must be an object")
+        if tool.requires:
+            _require_capabilities(tool.requires, scope)
+        try:
+            result = await tool.handler(arguments, Context(scope))
+        except ToolError as exc:
+            result = ToolResult.error(exc.message)
+        except (RpcError, InputRequired):
+            raise
+        except Exception:
+            reference = secrets.token_hex(4)
+            log.exception("tool %s failed (reference %s)", name, reference)
+            result = ToolResult.error(
+                f"Tool '{name}' failed unexpectedly. The server log has the details (reference {reference})."
+            )
+        return result.to_wire()
+
+    async def resources_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        _no_cursor(params)
+        return {"resources": self.catalog.resources_wire}
+
+    async def templates_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        _no_cursor(params)
+        return {"resourceTemplates": self.catalog.templates_wire}
+
+    async def resources_read(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            raise jsonrpc.invalid_params("resources/read needs params.uri, a string")
+        ctx = Context(scope)
+        fixed = self.catalog.resources.get(uri)
+        if fixed is not None:
+            return {"contents": await fixed.handler(uri, {}, ctx)}
+        found = self.catalog.find_template(uri)
+        if found is None:
+            raise _resource_not_found(uri, scope)
+        template, values = found
+        return {"contents": await template.handler(uri, values, ctx)}
+
+    async def prompts_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        _no_cursor(params)
+        return {"prompts": self.catalog.prompts_wire}
+
+    async def prompts_get(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        name = params.get("name")
+        prompt = self.catalog.prompts.get(name) if isinstance(name, str) else None
+        if prompt is None:
+            raise jsonrpc.invalid_params(f"Unknown prompt: {name}")
+        arguments = params.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            raise jsonrpc.invalid_params("prompts/get params.arguments must be an object")
+        missing = [a.name for a in prompt.arguments if a.required and a.name not in arguments]
+        if missing:
+            raise jsonrpc.invalid_params(f"Prompt '{name}' is missing required arguments: {', '.join(missing)}")
+        try:
+            result = await prompt.handler(arguments, Context(scope))
+        except ToolError as exc:
+            raise jsonrpc.invalid_params(exc.message) from None
+        return result.to_wire()
+
+    async def complete(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        ref = params.get("ref") or {}
+        argument = params.get("argument") or {}
+        if not isinstance(ref, dict) or not isinstance(argument, dict):
+            raise jsonrpc.invalid_params("completion/complete needs params.ref and params.argument objects")
+        completers: dict[str, Any] = {}
+        if ref.get("type") == "ref/prompt":
+            prompt = self.catalog.prompts.get(str(ref.get("name")))
+            if prompt is None:
+                raise jsonrpc.invalid_params(f"Unknown prompt: {ref.get('name')}")
+            completers = prompt.completions
+        elif ref.get("type") == "ref/resource":
+            uri = str(ref.get("uri"))
+            template = next((t for t in self.catalog.templates if t.uri_template == uri), None)
+            if template is None and uri not in self.catalog.resources:
+                raise jsonrpc.invalid_params(f"Unknown resource or template: {uri}")
+            completers = template.completions if template else {}
+        else:
+            raise jsonrpc.invalid_params("params.ref.type must be 'ref/prompt' or 'ref/resource'")
+        completer = completers.get(str(argument.get("name")))
+        context = (params.get("context") or {}).get("arguments") or {}
+        values = await completer(str(argument.get("value", "")), context) if completer else []
+        return {"completion": {"values": values[:100], "total": len(values), "hasMore": len(values) > 100}}
+
+    async def set_level(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        level = params.get("level")
+        if level not in LOG_RANK:
+            raise jsonrpc.invalid_params(f"Unknown log level {level!r}; use one of {', '.join(LOG_RANK)}")
+        if scope.session is not None:
+            scope.session.log_level = level
+        return {}
+
+    async def subscribe(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        uri = _uri(params)
+        if scope.session is not None:
+            scope.session.subscribe(uri)
+        return {}
+
+    async def unsubscribe(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
+        uri = _uri(params)
+        if scope.session is not None:
+            scope.session.unsubscribe(uri)
+        return {}
+
+
+def _uri(params: dict[str, Any]) -> str:
+    uri = params.get("uri")
+    if not isinstance(uri, str):
+        raise jsonrpc.invalid_params("params.uri must be a string")
+    return uri
+
+
+def _no_cursor(params: dict[str, Any]) -> None:
+    # Every list fits one page today, so no cursor was ever handed out.
+    if params.get("cursor") is not None:
+        raise jsonrpc.invalid_params("Invalid cursor")
+
+
+def _resource_not_found(uri: str, scope: CallScope) -> RpcError:
+    if scope.era == "modern":  # SEP-2164: -32602 replaces -32002
+        return jsonrpc.invalid_params(f"Resource not found: {uri}", {"uri": uri})
+    return RpcError(jsonrpc.RESOURCE_NOT_FOUND_LEGACY, f"Resource not found: {uri}", {"uri": uri})
+
+
+def _require_capabilities(required: dict[str, Any], scope: CallScope) -> None:
+    missing = {k: v for k, v in required.items() if k not in scope.client_caps}
+    if not missing:
+        return
+    if scope.era == "modern":
+        raise RpcError(
+            jsonrpc.MISSING_CLIENT_CAPABILITY,
+            f"This tool needs the client capabilities: {', '.join(missing)}",
+            {"requiredCapabilities": missing},
+            status=400,
+        )
+    raise RpcError(jsonrpc.INVALID_PARAMS, f"This tool needs the client capabilities: {', '.join(missing)}")

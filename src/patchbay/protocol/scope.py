@@ -1,0 +1,51 @@
+"""The per-request scope: what one request's handlers may know about the caller and how to talk back to it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Era = Literal["legacy", "modern"]
+# Sends one JSON-RPC message back on the request's stream (opening it as SSE on first use).
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Sends a server-to-client request and waits for the client's answer (2025 era, over the session).
+AskClient = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+LOG_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
+
+
+class InputRequired(Exception):
+    """Raised inside a handler in the 2026-07-28 era when it needs input the client has not given yet (MRTR)."""
+
+    def __init__(self, requests: dict[str, dict[str, Any]]) -> None:
+        super().__init__("input required")
+        self.requests = requests
+
+
+@dataclass(slots=True)
+class CallScope:
+    era: Era
+    version: str
+    request_id: Any
+    method: str
+    client_caps: dict[str, Any]
+    client_info: dict[str, Any] | None = None
+    # None: do not send notifications/message (2026-07-28 without logLevel). Legacy sessions default to "debug".
+    log_level: str | None = None
+    progress_token: Any = None
+    send: Send | None = None
+    ask_client: AskClient | None = None
+    # MRTR: answers the client gave (this round, and earlier rounds carried in requestState).
+    input_responses: dict[str, Any] = field(default_factory=dict)
+    principal: Any = None
+    session: Any = None
+    runtime: Any = None
+    # Ends the current SSE response early; the client resumes with GET + Last-Event-ID (SSE polling).
+    close_stream: Callable[[], Awaitable[None]] | None = None
+
+    def wants_log(self, level: str) -> bool:
+        if self.log_level is None or self.send is None:
+            return False
+        return LOG_RANK.get(level, 0) >= LOG_RANK.get(self.log_level, 0)

@@ -1,0 +1,82 @@
+"""Engines for Patchbay's store: one ``create_engine`` that makes SQLite safe for a server.
+
+SQLite needs three settings to behave under a multi-threaded server: WAL (readers never block the writer),
+foreign keys (off by default in SQLite, and our cascades depend on them) and a busy timeout (wait for the
+write lock instead of failing at once). Python's ``sqlite3`` also defers ``BEGIN`` until the first DML
+statement ("legacy transaction control"), which makes DDL non-transactional and lets a read-then-write
+transaction fail with SQLITE_BUSY. We take over ``BEGIN`` ourselves, as the SQLAlchemy docs recommend, so every
+transaction is real and write transactions can take the write lock up front (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+BUSY_TIMEOUT_MS = 10_000
+# Execution option read by our BEGIN hook: "IMMEDIATE" takes SQLite's write lock when the transaction starts.
+BEGIN_OPTION = "patchbay_sqlite_begin"
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and real transactions.
+
+    Raises:
+        sqlalchemy.exc.ArgumentError: ``url`` is not a SQLAlchemy URL.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, **kwargs)
+    if _is_memory(parsed):
+        # Each connection to :memory: is its own empty database: share one connection across threads.
+        kwargs.setdefault("poolclass", StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    engine = sa.create_engine(parsed, **kwargs)
+    _install_sqlite_hooks(engine, memory=_is_memory(parsed))
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine`` for write transactions: on SQLite they lock the database at BEGIN, so they never deadlock."""
+    return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+
+
+def resolve_url(url: str, base_dir: Path) -> str:
+    """``url`` with a relative SQLite path made absolute against ``base_dir`` (the config file's folder)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or _is_memory(parsed) or parsed.database is None:
+        return url
+    path = Path(parsed.database)
+    if path.is_absolute():
+        return url
+    return parsed.set(database=str((base_dir / path).resolve())).render_as_string(hide_password=False)
+
+
+def _is_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
+def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy (see the module docstring).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")

@@ -1,0 +1,63 @@
+"""Schema migrations, run from code: no ``alembic.ini`` is needed at run time.
+
+The scripts live in ``patchbay/store/migrations`` (shipped in the wheel). Each feature's tables form their own
+Alembic branch, labelled after the feature (``kanban`` …), so a connector pointed at a database of its own
+upgrades only its branch (``upgrade(engine, "kanban@head")``) while Patchbay's store upgrades every branch
+(``"heads"``). The version table is ``patchbay_schema_version``, so sharing a database with an application
+that uses Alembic itself cannot clash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import URL
+
+from patchbay.store.engine import create_engine, writer
+
+SCRIPTS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "patchbay_schema_version"
+# Any constant works: it only has to be the same in every Patchbay process (PostgreSQL advisory lock key).
+_PG_LOCK_KEY = 0x5041_5443
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` for Patchbay's scripts; with ``connection``, env.py migrates through it."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPTS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine_or_url: Engine | str | URL, target: str = "heads") -> None:
+    """Bring the database up to ``target`` ("heads": every branch; "kanban@head": one). A no-op when current.
+
+    Concurrent starts are safe: the whole upgrade is one transaction that first takes a database-wide lock
+    (SQLite ``BEGIN IMMEDIATE``, PostgreSQL advisory lock), so a second process waits, then finds nothing to do.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database cannot be reached or a migration failed (rolled back).
+    """
+    owned = not isinstance(engine_or_url, Engine)
+    engine = create_engine(engine_or_url) if not isinstance(engine_or_url, Engine) else engine_or_url
+    try:
+        with writer(engine).connect() as connection, connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            command.upgrade(alembic_config(connection), target)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def current_heads(engine: Engine) -> set[str]:
+    """The revisions the database is at (one per branch); empty for a database never migrated."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return set(context.get_current_heads())

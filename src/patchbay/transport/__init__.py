@@ -1,0 +1,1 @@
+"""Transports: Streamable HTTP (both eras), legacy HTTP+SSE, stdio. They parse the wire and nothing more."""

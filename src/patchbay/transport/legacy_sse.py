@@ -1,0 +1,203 @@
+"""Legacy HTTP+SSE (MCP 2024-11-05): ``GET /sse`` opens the stream, ``POST /messages?session_id=`` sends.
+
+Deprecated by the spec but still used by some clients (the OpenAI Responses API accepts it; older Claude
+builds). Every response travels on the event stream; the POST is answered ``202 Accepted`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from patchbay.errors import RpcError
+from patchbay.protocol import jsonrpc, versions
+from patchbay.protocol.dispatch import Dispatcher
+from patchbay.protocol.scope import CallScope
+from patchbay.transport.security import HostGuard
+from patchbay.transport.sse import KEEPALIVE
+
+log = logging.getLogger("patchbay.transport.sse")
+MAX_STREAMS = 1000
+
+
+class _Stream:
+    __slots__ = ("caps", "client_info", "level", "next_request", "pending", "queue", "tasks", "version")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
+        self.version = versions.LATEST_HANDSHAKE
+        self.caps: dict[str, Any] = {}
+        self.client_info: Any = None
+        self.level = "debug"
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.next_request = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.queue.put(b"event: message\ndata: " + orjson.dumps(message) + b"\n\n")
+
+
+class LegacySSE:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        guard: HostGuard,
+        *,
+        runtime: Any = None,
+        max_body: int = 4 * 1024 * 1024,
+        keepalive_seconds: float = 15.0,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.guard = guard
+        self.runtime = runtime
+        self.max_body = max_body
+        self.keepalive = keepalive_seconds
+        self.streams: dict[str, _Stream] = {}
+
+    def _refused(self, request: Request) -> Response | None:
+        if not self.guard.host_ok(request.headers.get("host", "").encode("latin-1")):
+            return _error(421, None, jsonrpc.INVALID_REQUEST, "Misdirected request: Host not allowed")
+        origin = request.headers.get("origin")
+        if not self.guard.origin_ok(origin.encode("latin-1") if origin is not None else None):
+            return _error(403, None, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
+        return None
+
+    async def stream(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        if len(self.streams) >= MAX_STREAMS:
+            return _error(503, None, jsonrpc.INTERNAL_ERROR, "Too many open SSE streams; try again later")
+        session_id = secrets.token_urlsafe(24)
+        stream = _Stream()
+        self.streams[session_id] = stream
+        endpoint = f"{request.scope.get('root_path', '')}/messages?session_id={session_id}"
+
+        async def events() -> Any:
+            try:
+                yield f"event: endpoint\ndata: {endpoint}\n\n".encode()
+                while True:
+                    try:
+                        item = await asyncio.wait_for(stream.queue.get(), self.keepalive)
+                    except TimeoutError:
+                        item = KEEPALIVE
+                    if item is None:
+                        break
+                    yield item
+            finally:
+                self._drop(session_id)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def post(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        session_id = request.query_params.get("session_id") or request.query_params.get("sessionId")
+        stream = self.streams.get(session_id or "")
+        if stream is None:
+            return _error(404, None, jsonrpc.SESSION_NOT_FOUND, "Unknown or closed session_id: open GET /sse first")
+        body = await request.body()
+        if len(body) > self.max_body:
+            return _error(413, None, jsonrpc.INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return _error(400, None, jsonrpc.PARSE_ERROR, "Parse error: the body is not valid JSON")
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            return _error(400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: expected a JSON-RPC 2.0 object")
+        if "method" not in message:
+            future = stream.pending.pop(str(message.get("id")), None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            return Response(status_code=202)
+        if "id" in message:
+            task = asyncio.create_task(self._handle(stream, message))
+            stream.tasks.add(task)
+            task.add_done_callback(stream.tasks.discard)
+        return Response("Accepted", status_code=202)
+
+    async def _handle(self, stream: _Stream, message: dict[str, Any]) -> None:
+        request_id, method = message["id"], message.get("method")
+        params = message.get("params") or {}
+        try:
+            if not isinstance(method, str) or not isinstance(params, dict):
+                raise RpcError(jsonrpc.INVALID_REQUEST, "Invalid Request: method must be a string, params an object")
+            if method == "initialize":
+                requested = params.get("protocolVersion")
+                stream.version = requested if requested in versions.HANDSHAKE_VERSIONS else versions.LATEST_HANDSHAKE
+                caps = params.get("capabilities")
+                stream.caps = caps if isinstance(caps, dict) else {}
+                stream.client_info = params.get("clientInfo")
+                result = self.dispatcher.initialize_result(stream.version)
+            else:
+                meta = params.get("_meta")
+                scope = CallScope(
+                    era="legacy",
+                    version=stream.version,
+                    request_id=request_id,
+                    method=method,
+                    client_caps=stream.caps,
+                    client_info=stream.client_info,
+                    log_level=stream.level,
+                    progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
+                    send=stream.send,
+                    ask_client=self._asker(stream),
+                    session=None,
+                    runtime=self.runtime,
+                )
+                result = await self.dispatcher.dispatch(method, params, scope)
+                if method == "logging/setLevel":
+                    stream.level = params["level"]
+            await stream.send(jsonrpc.result_response(request_id, result))
+        except RpcError as exc:
+            await stream.send(jsonrpc.error_response(request_id, exc.to_error()))
+        except Exception:
+            log.exception("legacy SSE request %r failed", method)
+            await stream.send(
+                jsonrpc.error_response(request_id, {"code": jsonrpc.INTERNAL_ERROR, "message": "Internal error"})
+            )
+
+    def _asker(self, stream: _Stream) -> Any:
+        async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
+            stream.next_request += 1
+            request_id = f"srv-{stream.next_request}"
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            stream.pending[request_id] = future
+            await stream.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            answer = await future
+            if "error" in answer:
+                from patchbay.errors import ToolError
+
+                raise ToolError(f"The client declined {method}: {(answer['error'] or {}).get('message')}")
+            result = answer.get("result")
+            return result if isinstance(result, dict) else {}
+
+        return ask
+
+    def _drop(self, session_id: str) -> None:
+        stream = self.streams.pop(session_id, None)
+        if stream is None:
+            return
+        for task in stream.tasks:
+            task.cancel()
+        for future in stream.pending.values():
+            future.cancel()
+
+    def close_all(self) -> None:
+        for stream in self.streams.values():
+            stream.queue.put_nowait(None)
+
+
+def _error(status: int, request_id: Any, code: int, message: str) -> Response:
+    return JSONResponse(jsonrpc.error_response(request_id, {"code": code, "message": message}), status_code=status)

@@ -1,0 +1,144 @@
+"""The answer to one POSTed request: plain JSON if the handler sends nothing first, otherwise an SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from patchbay.transport import http
+from patchbay.transport.http import Send
+from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
+
+
+class Reply:
+    """Opens the SSE stream lazily, on the first message sent before the result.
+
+    With ``log`` (2025-era sessions) every event gets an id and is kept, so a client can resume the stream with
+    ``GET`` + ``Last-Event-ID`` after the connection drops or after the server ends it early (SSE polling).
+    """
+
+    __slots__ = (
+        "_alive",
+        "_keepalive",
+        "_lock",
+        "_log",
+        "_new_log",
+        "_priming_retry",
+        "_send",
+        "_started",
+        "_ticker",
+        "json_ok",
+        "sse_ok",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        sse_ok: bool,
+        json_ok: bool,
+        *,
+        log: Callable[[], EventLog] | None,
+        priming_retry: int | None,
+        keepalive: float,
+    ) -> None:
+        self._send = send
+        self.sse_ok = sse_ok
+        self.json_ok = json_ok
+        self._new_log = log
+        self._log: EventLog | None = None
+        self._priming_retry = priming_retry
+        self._keepalive = keepalive
+        self._started = False
+        self._alive = True
+        self._lock: asyncio.Lock | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def emit(self, message: dict[str, Any]) -> None:
+        """Send a notification or a request to the client on this request's stream."""
+        if not self.sse_ok:
+            return
+        if not self._started:
+            await self._start()
+        await self._event(orjson.dumps(message))
+
+    async def finish(self, response: dict[str, Any], status: int = 200) -> None:
+        if not self._started:
+            if self.json_ok or status != 200:
+                await http.send_json(self._send, status, response)
+            else:
+                await http.send_sse_once(self._send, response)
+            return
+        await self._event(orjson.dumps(response))
+        await self._close()
+
+    async def close_early(self) -> None:
+        """End the HTTP response now; later events are kept for the client to resume (SSE polling)."""
+        if not self._started:
+            await self._start()
+        if self._log is None:
+            return
+        if self._alive:
+            self._alive = False
+            await self._write(f"retry: {self._priming_retry or 1000}\n\n".encode())
+            await http.end(self._send)
+            self._stop_ticker()
+
+    async def abandon(self) -> None:
+        """End the exchange of a cancelled request without a JSON-RPC response."""
+        if self._started:
+            await self._close()
+        else:
+            await http.send_empty(self._send, 202)
+
+    async def _start(self) -> None:
+        self._started = True
+        self._lock = asyncio.Lock()
+        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        if self._new_log is not None:
+            self._log = self._new_log()
+            if self._priming_retry is not None:
+                event_id = self._log.next_id()
+                self._log.append(b"")  # the priming event holds a place in the numbering
+                await self._write(priming(event_id, self._priming_retry))
+        self._ticker = asyncio.ensure_future(self._tick())
+
+    async def _event(self, data: bytes) -> None:
+        if self._log is not None:
+            framed = frame(data, self._log.next_id())
+            self._log.append(framed)
+        else:
+            framed = frame(data)
+        if self._alive:
+            await self._write(framed)
+
+    async def _write(self, data: bytes) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            try:
+                await http.chunk(self._send, data)
+            except OSError:
+                self._alive = False
+
+    async def _tick(self) -> None:
+        while self._alive:
+            await asyncio.sleep(self._keepalive)
+            if self._alive:
+                await self._write(KEEPALIVE)
+
+    def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    async def _close(self) -> None:
+        self._stop_ticker()
+        if self._log is not None:
+            self._log.finish()
+        if self._alive:
+            self._alive = False
+            with contextlib.suppress(OSError):
+                await http.end(self._send)

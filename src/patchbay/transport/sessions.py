@@ -1,0 +1,155 @@
+"""2025-era sessions (``Mcp-Session-Id``) behind a small store interface, with idle expiry and a cap.
+
+A session holds what the handshake negotiated (version, client capabilities, log level, subscriptions) and the
+live plumbing of this process (answers awaited from the client, running requests, resumable streams). The store
+interface is what a fleet-wide (Redis) store will implement; the live plumbing always stays with the process
+holding the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from patchbay.transport.sse import EventLog
+
+
+class Session:
+    __slots__ = (
+        "client_caps",
+        "client_info",
+        "id",
+        "inflight",
+        "last_seen",
+        "log_level",
+        "next_request",
+        "pending",
+        "standalone",
+        "streams",
+        "subscriptions",
+        "version",
+    )
+
+    def __init__(self, session_id: str, version: str, client_caps: dict[str, Any], client_info: Any) -> None:
+        self.id = session_id
+        self.version = version
+        self.client_caps = client_caps
+        self.client_info = client_info
+        self.log_level = "debug"
+        self.last_seen = time.monotonic()
+        self.subscriptions: set[str] | None = None
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] | None = None
+        self.inflight: dict[Any, asyncio.Task[Any]] | None = None
+        self.streams: dict[str, EventLog] | None = None
+        self.standalone: asyncio.Queue[bytes] | None = None
+        self.next_request = 0
+
+    def subscribe(self, uri: str) -> None:
+        if self.subscriptions is None:
+            self.subscriptions = set()
+        self.subscriptions.add(uri)
+
+    def unsubscribe(self, uri: str) -> None:
+        if self.subscriptions is not None:
+            self.subscriptions.discard(uri)
+
+    def expect_answer(self) -> tuple[str, asyncio.Future[dict[str, Any]]]:
+        self.next_request += 1
+        request_id = f"srv-{self.next_request}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if self.pending is None:
+            self.pending = {}
+        self.pending[request_id] = future
+        return request_id, future
+
+    def answer(self, message: dict[str, Any]) -> bool:
+        """Route a client's JSON-RPC response to the request waiting for it."""
+        future = self.pending.pop(str(message.get("id")), None) if self.pending else None
+        if future is None or future.done():
+            return False
+        future.set_result(message)
+        return True
+
+    def new_stream(self) -> EventLog:
+        log = EventLog()
+        if self.streams is None:
+            self.streams = {}
+        if len(self.streams) >= 32:  # keep only recent streams' events for replay
+            oldest = next(iter(self.streams))
+            del self.streams[oldest]
+        self.streams[log.id] = log
+        return log
+
+    def close(self) -> None:
+        for future in (self.pending or {}).values():
+            future.cancel()
+        for task in (self.inflight or {}).values():
+            task.cancel()
+        if self.standalone is not None:
+            self.standalone.put_nowait(b"")
+
+
+class SessionStore(Protocol):
+    def create(self, version: str, client_caps: dict[str, Any], client_info: Any) -> Session: ...
+
+    def get(self, session_id: str) -> Session | None:
+        """The live session, or None when unknown, ended or expired. Touches it."""
+
+    def delete(self, session_id: str) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+
+class MemorySessionStore:
+    """Sessions in this process, least recently used first; idle ones expire, and the cap evicts the oldest."""
+
+    def __init__(self, *, idle_seconds: float = 1800, max_sessions: int = 10_000) -> None:
+        self.idle_seconds = idle_seconds
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def create(self, version: str, client_caps: dict[str, Any], client_info: Any) -> Session:
+        self._expire()
+        while len(self._sessions) >= self.max_sessions:
+            _, evicted = self._sessions.popitem(last=False)
+            evicted.close()
+        session = Session(secrets.token_urlsafe(24), version, client_caps, client_info)
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        session = self._sessions.get(session_id)
+        if session is None:
+            return None
+        now = time.monotonic()
+        if now - session.last_seen > self.idle_seconds:
+            self.delete(session_id)
+            return None
+        session.last_seen = now
+        self._sessions.move_to_end(session_id)
+        return session
+
+    def delete(self, session_id: str) -> bool:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return False
+        session.close()
+        return True
+
+    def _expire(self) -> None:
+        horizon = time.monotonic() - self.idle_seconds
+        while self._sessions:
+            session = next(iter(self._sessions.values()))
+            if session.last_seen >= horizon:
+                break
+            self.delete(session.id)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def close_all(self) -> None:
+        for session_id in list(self._sessions):
+            self.delete(session_id)

@@ -1,0 +1,162 @@
+"""stdio: newline-delimited JSON-RPC on stdin/stdout (MCP basic/transports/stdio). Logs go to stderr only.
+
+The opening message picks the era: ``initialize`` starts a 2025-era conversation; a request carrying the
+2026-07-28 ``_meta`` is served statelessly, request by request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import orjson
+
+from patchbay.errors import RpcError, ToolError
+from patchbay.protocol import jsonrpc, versions
+from patchbay.protocol.dispatch import Dispatcher
+from patchbay.protocol.scope import CallScope
+
+log = logging.getLogger("patchbay.transport.stdio")
+
+
+class StdioServer:
+    def __init__(self, dispatcher: Dispatcher, runtime: Any = None) -> None:
+        self.dispatcher = dispatcher
+        self.runtime = runtime
+        self.version = versions.LATEST_HANDSHAKE
+        self.caps: dict[str, Any] = {}
+        self.client_info: Any = None
+        self.level = "debug"
+        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.inflight: dict[Any, asyncio.Task[None]] = {}
+        self.next_request = 0
+        self._write_lock = asyncio.Lock()
+        self._out = sys.stdout.buffer
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while True:
+            line = await reader.readline()
+            if not line:
+                break  # stdin closed: the client is gone, exit promptly
+            if line.strip():
+                await self._receive(line)
+        for task in list(self.inflight.values()):
+            task.cancel()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._write_lock:
+            self._out.write(orjson.dumps(message) + b"\n")
+            self._out.flush()
+
+    async def _receive(self, line: bytes) -> None:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            await self.send(jsonrpc.error_response(None, {"code": jsonrpc.PARSE_ERROR, "message": "Parse error"}))
+            return
+        if not isinstance(message, dict):
+            await self.send(
+                jsonrpc.error_response(None, {"code": jsonrpc.INVALID_REQUEST, "message": "Invalid Request"})
+            )
+            return
+        method = message.get("method")
+        if method is None:
+            future = self.pending.pop(str(message.get("id")), None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            return
+        params = message.get("params") or {}
+        if "id" not in message:
+            if method == "notifications/cancelled":
+                task = self.inflight.get(params.get("requestId"))
+                if task is not None:
+                    task.cancel()
+            return
+        request_id = message["id"]
+        task = asyncio.create_task(self._request(request_id, str(method), params))
+        self.inflight[request_id] = task
+        task.add_done_callback(lambda _: self.inflight.pop(request_id, None))
+
+    async def _request(self, request_id: Any, method: str, params: Any) -> None:
+        try:
+            if not isinstance(params, dict):
+                raise jsonrpc.invalid_params("params must be an object")
+            result = await self._dispatch(request_id, method, params)
+            await self.send(jsonrpc.result_response(request_id, result))
+        except RpcError as exc:
+            await self.send(jsonrpc.error_response(request_id, exc.to_error()))
+        except asyncio.CancelledError:
+            pass  # a cancelled request gets no response
+        except Exception:
+            log.exception("stdio request %s failed", method)
+            await self.send(
+                jsonrpc.error_response(request_id, {"code": jsonrpc.INTERNAL_ERROR, "message": "Internal error"})
+            )
+
+    async def _dispatch(self, request_id: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "initialize":
+            requested = params.get("protocolVersion")
+            self.version = requested if requested in versions.HANDSHAKE_VERSIONS else versions.LATEST_HANDSHAKE
+            caps = params.get("capabilities")
+            self.caps = caps if isinstance(caps, dict) else {}
+            self.client_info = params.get("clientInfo")
+            return self.dispatcher.initialize_result(self.version)
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and versions.META_VERSION in meta:
+            version, caps = meta.get(versions.META_VERSION), meta.get(versions.META_CLIENT_CAPS)
+            if not isinstance(caps, dict):
+                raise jsonrpc.invalid_params("params._meta needs io.modelcontextprotocol/clientCapabilities")
+            if version != versions.MODERN:
+                raise RpcError(
+                    jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
+                    "Unsupported protocol version",
+                    {"supported": list(versions.DISCOVER_VERSIONS), "requested": version},
+                )
+            level = meta.get(versions.META_LOG_LEVEL)
+            scope = CallScope(
+                era="modern",
+                version=versions.MODERN,
+                request_id=request_id,
+                method=method,
+                client_caps=caps,
+                client_info=meta.get(versions.META_CLIENT_INFO),
+                log_level=level if isinstance(level, str) else None,
+                progress_token=meta.get("progressToken"),
+                send=self.send,
+                runtime=self.runtime,
+            )
+        else:
+            scope = CallScope(
+                era="legacy",
+                version=self.version,
+                request_id=request_id,
+                method=method,
+                client_caps=self.caps,
+                client_info=self.client_info,
+                log_level=self.level,
+                progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
+                send=self.send,
+                ask_client=self._ask,
+                runtime=self.runtime,
+            )
+        result = await self.dispatcher.dispatch(method, params, scope)
+        if method == "logging/setLevel":
+            self.level = params["level"]
+        return result
+
+    async def _ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.next_request += 1
+        request_id = f"srv-{self.next_request}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        answer = await future
+        if "error" in answer:
+            raise ToolError(f"The client declined {method}: {(answer['error'] or {}).get('message')}")
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {}

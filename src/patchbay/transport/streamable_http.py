@@ -1,0 +1,681 @@
+"""Streamable HTTP at ``/mcp``, serving the 2025 handshake era and the 2026-07-28 stateless revision.
+
+One POST is answered as plain JSON unless its handler sends something (a notification, a request to the
+client) before its result: only then does the response become an SSE stream. So the common call costs one
+JSON encode and two ASGI sends, and every client that accepts SSE still gets progress and logs as they happen.
+
+Routing per request (MCP 2026-07-28 basic/versioning; reference/mcp-requirements.md §3.3):
+``initialize`` opens a 2025-era session; a request whose ``params._meta`` names a protocol version is served
+statelessly in the 2026-07-28 era; anything else is 2025-era, in its session when it names one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from typing import Any
+
+import orjson
+
+from patchbay.errors import RpcError
+from patchbay.protocol import jsonrpc, versions
+from patchbay.protocol.dispatch import Dispatcher
+from patchbay.protocol.scope import CallScope
+from patchbay.transport import http
+from patchbay.transport.http import Receive, Scope, Send
+from patchbay.transport.reply import Reply
+from patchbay.transport.security import HostGuard
+from patchbay.transport.sessions import Session, SessionStore
+from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
+
+log = logging.getLogger("patchbay.transport")
+
+SESSION_HEADER = b"mcp-session-id"
+NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+class StreamableHTTP:
+    """The ASGI app behind ``/mcp``."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        sessions: SessionStore,
+        guard: HostGuard,
+        *,
+        runtime: Any = None,
+        max_body: int = 4 * 1024 * 1024,
+        keepalive_seconds: float = 15.0,
+        retry_ms: int = 1000,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.sessions = sessions
+        self.guard = guard
+        self.runtime = runtime
+        self.max_body = max_body
+        self.keepalive = keepalive_seconds
+        self.retry_ms = retry_ms
+        self.hub = getattr(runtime, "hub", None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        if not self.guard.host_ok(headers.get(b"host")):
+            await http.rpc_error(send, 421, None, jsonrpc.INVALID_REQUEST, "Misdirected request: Host not allowed")
+            return
+        if not self.guard.origin_ok(headers.get(b"origin")):
+            await http.rpc_error(send, 403, None, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
+            return
+        method = scope["method"]
+        if method == "POST":
+            await self.post(headers, receive, send)
+        elif method == "GET":
+            await self.get(headers, send)
+        elif method == "DELETE":
+            await self.delete(headers, send)
+        else:
+            await http.rpc_error(
+                send,
+                405,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                f"Method {method} not allowed on the MCP endpoint",
+                extra=[(b"allow", b"GET, POST, DELETE")],
+            )
+
+    # -- POST ----------------------------------------------------------------------------------------------
+
+    async def post(self, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
+        accept = headers.get(b"accept", b"*/*")
+        json_ok = b"application/json" in accept or b"*/*" in accept or b"application/*" in accept
+        sse_ok = b"text/event-stream" in accept or b"*/*" in accept
+        if not (json_ok or sse_ok):
+            await http.rpc_error(
+                send,
+                406,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                "Not Acceptable: the client must accept application/json and text/event-stream",
+            )
+            return
+        content_type = headers.get(b"content-type")
+        if content_type is not None and not content_type.startswith(b"application/json"):
+            await http.rpc_error(
+                send,
+                415,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                "Unsupported Media Type: send Content-Type: application/json",
+            )
+            return
+        body = await http.read_body(receive, headers, self.max_body)
+        if body is None:
+            await http.rpc_error(
+                send, 413, None, jsonrpc.INVALID_REQUEST, f"Request body larger than {self.max_body} bytes"
+            )
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await http.rpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: the body is not valid JSON")
+            return
+        if isinstance(message, list):
+            await self.batch(message, headers, send)
+            return
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            await http.rpc_error(
+                send,
+                400,
+                _id_of(message),
+                jsonrpc.INVALID_REQUEST,
+                "Invalid Request: expected a JSON-RPC 2.0 message object",
+            )
+            return
+        method = message.get("method")
+        if method is None:
+            await self.client_response(message, headers, send)
+            return
+        params = message.get("params")
+        if params is None:
+            params = {}
+        if not isinstance(method, str) or not isinstance(params, dict):
+            await http.rpc_error(
+                send,
+                400,
+                _id_of(message),
+                jsonrpc.INVALID_REQUEST,
+                "Invalid Request: method must be a string and params an object",
+            )
+            return
+        if "id" not in message:
+            await self.notification(method, params, headers, send)
+            return
+        request_id = message["id"]
+        if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+            await http.rpc_error(
+                send, 400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: id must be a string or number"
+            )
+            return
+        meta = params.get("_meta")
+        try:
+            if isinstance(meta, dict) and versions.META_VERSION in meta:
+                await self.modern(request_id, method, params, meta, headers, json_ok, sse_ok, receive, send)
+            elif method == "initialize":
+                await self.initialize(request_id, params, json_ok, send)
+            else:
+                await self.legacy(request_id, method, params, meta, headers, json_ok, sse_ok, send)
+        except RpcError as exc:
+            await http.send_json(send, exc.status, jsonrpc.error_response(request_id, exc.to_error()))
+
+    async def initialize(self, request_id: Any, params: dict[str, Any], json_ok: bool, send: Send) -> None:
+        requested = params.get("protocolVersion")
+        if not isinstance(requested, str):
+            raise jsonrpc.invalid_params("initialize needs params.protocolVersion")
+        # MCP lifecycle: echo a version we support, else offer our latest handshake version.
+        version = requested if requested in versions.HANDSHAKE_VERSIONS else versions.LATEST_HANDSHAKE
+        caps = params.get("capabilities")
+        session = self.sessions.create(version, caps if isinstance(caps, dict) else {}, params.get("clientInfo"))
+        result = self.dispatcher.initialize_result(version)
+        extra = [(SESSION_HEADER, session.id.encode())]
+        response = jsonrpc.result_response(request_id, result)
+        if json_ok:
+            await http.send_json(send, 200, response, extra)
+        else:
+            await http.send_sse_once(send, response, extra)
+
+    async def legacy(
+        self,
+        request_id: Any,
+        method: str,
+        params: dict[str, Any],
+        meta: Any,
+        headers: dict[bytes, bytes],
+        json_ok: bool,
+        sse_ok: bool,
+        send: Send,
+    ) -> None:
+        header_version = headers.get(b"mcp-protocol-version")
+        if header_version is not None and header_version.decode("latin-1") not in versions.ALL_VERSIONS:
+            raise RpcError(
+                jsonrpc.INVALID_REQUEST,
+                f"Bad Request: unsupported MCP-Protocol-Version {header_version.decode('latin-1')!r}; "
+                f"supported: {', '.join(versions.HANDSHAKE_VERSIONS)}",
+                status=400,
+            )
+        if header_version == versions.MODERN.encode():
+            raise jsonrpc.invalid_params(
+                "A 2026-07-28 request must carry params._meta['io.modelcontextprotocol/protocolVersion'] "
+                "and ['io.modelcontextprotocol/clientCapabilities']"
+            )
+        session = self._session(headers)
+        if session is None and SESSION_HEADER in headers:
+            raise RpcError(jsonrpc.SESSION_NOT_FOUND, "Session not found: initialize a new session", status=404)
+        version = (
+            session.version
+            if session
+            else (header_version.decode("latin-1") if header_version else versions.DEFAULT_HEADERLESS)
+        )
+        if not self.dispatcher.knows(method, "legacy"):
+            raise jsonrpc.method_not_found(method)
+        reply = Reply(
+            send,
+            sse_ok,
+            json_ok,
+            log=session.new_stream if session and sse_ok else None,
+            priming_retry=self.retry_ms if version >= "2025-11-25" else None,
+            keepalive=self.keepalive,
+        )
+        scope = CallScope(
+            era="legacy",
+            version=version,
+            request_id=request_id,
+            method=method,
+            client_caps=session.client_caps if session else {},
+            client_info=session.client_info if session else None,
+            log_level=session.log_level if session else "debug",
+            progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
+            send=reply.emit if sse_ok else None,
+            session=session,
+            runtime=self.runtime,
+            close_stream=reply.close_early,
+        )
+        if session is not None and sse_ok:
+            scope.ask_client = _asker(session, reply)
+        task = asyncio.current_task()
+        if session is not None and task is not None:
+            if session.inflight is None:
+                session.inflight = {}
+            session.inflight[request_id] = task
+        try:
+            result = await self.dispatcher.dispatch(method, params, scope)
+            await reply.finish(jsonrpc.result_response(request_id, result))
+        except RpcError as exc:
+            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()), exc.status)
+        except asyncio.CancelledError:
+            if task is None or not task.uncancel() == 0:
+                raise
+            # MCP cancellation: a cancelled request gets no response; the HTTP exchange still has to end.
+            await reply.abandon()
+        finally:
+            if session is not None and session.inflight is not None:
+                session.inflight.pop(request_id, None)
+
+    async def modern(
+        self,
+        request_id: Any,
+        method: str,
+        params: dict[str, Any],
+        meta: dict[str, Any],
+        headers: dict[bytes, bytes],
+        json_ok: bool,
+        sse_ok: bool,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        version = meta.get(versions.META_VERSION)
+        caps = meta.get(versions.META_CLIENT_CAPS)
+        if not isinstance(version, str) or not isinstance(caps, dict):
+            raise jsonrpc.invalid_params(
+                "params._meta must carry io.modelcontextprotocol/protocolVersion (a string) and "
+                "io.modelcontextprotocol/clientCapabilities (an object)"
+            )
+        # The header must agree with _meta before the version itself is judged (MCP 2026-07-28 streamable-http).
+        _check_routing_headers(headers, method, params, version)
+        if version != versions.MODERN:
+            raise RpcError(
+                jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
+                "Unsupported protocol version",
+                {"supported": list(versions.DISCOVER_VERSIONS), "requested": version},
+                status=400,
+            )
+        if method == "subscriptions/listen":
+            await self.listen(request_id, params, send, receive)
+            return
+        if not self.dispatcher.knows(method, "modern"):
+            raise jsonrpc.method_not_found(method, status=404)
+        if method == "tools/call":
+            tool = self.dispatcher.catalog.tools.get(params.get("name"))  # type: ignore[arg-type]
+            if tool is not None and tool.header_params:
+                _check_param_headers(headers, tool.header_params, params.get("arguments"))
+        level = meta.get(versions.META_LOG_LEVEL)
+        reply = Reply(send, sse_ok, json_ok, log=None, priming_retry=None, keepalive=self.keepalive)
+        scope = CallScope(
+            era="modern",
+            version=version,
+            request_id=request_id,
+            method=method,
+            client_caps=caps,
+            client_info=meta.get(versions.META_CLIENT_INFO),
+            log_level=level if isinstance(level, str) else None,
+            progress_token=meta.get("progressToken"),
+            send=reply.emit if sse_ok else None,
+            runtime=self.runtime,
+        )
+        if method != "tools/call":
+            await self._run(method, params, scope, reply, request_id)
+            return
+        # MCP 2026-07-28 cancellation: the client closing the response stream cancels the call.
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(receive())
+        watcher.add_done_callback(lambda done: _cancel_on_disconnect(done, task))
+        try:
+            await self._run(method, params, scope, reply, request_id)
+        except asyncio.CancelledError:
+            if task is None or task.uncancel() != 0 or not watcher.done():
+                raise
+            log.info("call %r cancelled: the client closed the stream", request_id)
+        finally:
+            watcher.cancel()
+
+    async def _run(self, method: str, params: dict[str, Any], scope: CallScope, reply: Reply, request_id: Any) -> None:
+        try:
+            result = await self.dispatcher.dispatch(method, params, scope)
+        except RpcError as exc:
+            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()), exc.status)
+            return
+        await reply.finish(jsonrpc.result_response(request_id, result))
+
+    async def batch(self, messages: list[Any], headers: dict[bytes, bytes], send: Send) -> None:
+        # MCP 2025-03-26 basic: receivers MUST accept batches; later revisions removed them.
+        session = self._session(headers)
+        header = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
+        version = session.version if session else (header or versions.DEFAULT_HEADERLESS)
+        if version != "2025-03-26" or not messages:
+            await http.rpc_error(
+                send,
+                400,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                f"Invalid Request: JSON-RPC batches are not supported in protocol version {version}",
+            )
+            return
+        if session is None and SESSION_HEADER in headers:
+            await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
+            return
+        responses = []
+        for message in messages:
+            if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+                if isinstance(message, dict) and session is not None and "id" in message:
+                    session.answer(message)
+                    continue
+                responses.append(
+                    jsonrpc.error_response(None, {"code": jsonrpc.INVALID_REQUEST, "message": "Invalid Request"})
+                )
+                continue
+            if "id" not in message:
+                continue
+            params = message.get("params") or {}
+            scope = CallScope(
+                era="legacy",
+                version=version,
+                request_id=message["id"],
+                method=message["method"],
+                client_caps=session.client_caps if session else {},
+                session=session,
+                runtime=self.runtime,
+            )
+            try:
+                result = await self.dispatcher.dispatch(message["method"], params, scope)
+                responses.append(jsonrpc.result_response(message["id"], result))
+            except RpcError as exc:
+                responses.append(jsonrpc.error_response(message["id"], exc.to_error()))
+        if responses:
+            await http.send_json(send, 200, responses)
+        else:
+            await http.send_empty(send, 202)
+
+    async def notification(self, method: str, params: dict[str, Any], headers: dict[bytes, bytes], send: Send) -> None:
+        session = self._session(headers)
+        if session is None and SESSION_HEADER in headers:
+            await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
+            return
+        if method == "notifications/cancelled" and session is not None and session.inflight:
+            task = session.inflight.get(params.get("requestId"))
+            if task is not None:
+                task.cancel()
+        await http.send_empty(send, 202)
+
+    async def client_response(self, message: dict[str, Any], headers: dict[bytes, bytes], send: Send) -> None:
+        if "id" not in message or ("result" not in message and "error" not in message):
+            await http.rpc_error(
+                send,
+                400,
+                _id_of(message),
+                jsonrpc.INVALID_REQUEST,
+                "Invalid Request: a message needs a method, or an id with a result or error",
+            )
+            return
+        session = self._session(headers)
+        if session is None and SESSION_HEADER in headers:
+            await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
+            return
+        if session is not None:
+            session.answer(message)
+        await http.send_empty(send, 202)
+
+    # -- GET and DELETE ------------------------------------------------------------------------------------
+
+    async def get(self, headers: dict[bytes, bytes], send: Send) -> None:
+        if b"text/event-stream" not in headers.get(b"accept", b""):
+            await http.rpc_error(
+                send,
+                405,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                "This MCP endpoint takes POST; GET opens an event stream and needs "
+                "Accept: text/event-stream and an Mcp-Session-Id",
+                extra=[(b"allow", b"GET, POST, DELETE")],
+            )
+            return
+        session = self._session(headers)
+        if session is None:
+            if SESSION_HEADER in headers:
+                await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
+            else:
+                await http.rpc_error(
+                    send,
+                    405,
+                    None,
+                    jsonrpc.INVALID_REQUEST,
+                    "No standalone stream without a session: initialize first",
+                    extra=[(b"allow", b"POST")],
+                )
+            return
+        last_event = headers.get(b"last-event-id")
+        if last_event is not None:
+            await self.resume(session, last_event.decode("latin-1"), send)
+            return
+        if session.standalone is not None:
+            await http.rpc_error(
+                send,
+                409,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                "Conflict: this session already has an open GET stream",
+            )
+            return
+        await self.standalone(session, send)
+
+    async def standalone(self, session: Session, send: Send) -> None:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+        session.standalone = queue
+        remove = self.hub.add(_session_listener(session, queue)) if self.hub is not None else None
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        try:
+            if session.version >= "2025-11-25":
+                await http.chunk(send, priming(f"get-{session.id[:8]}_0", self.retry_ms))
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), self.keepalive)
+                except TimeoutError:
+                    item = KEEPALIVE
+                if not item:
+                    break
+                await http.chunk(send, item)
+        except OSError:
+            pass
+        finally:
+            if remove is not None:
+                remove()
+            if session.standalone is queue:
+                session.standalone = None
+            await http.end(send)
+
+    async def resume(self, session: Session, last_event: str, send: Send) -> None:
+        parsed = EventLog.parse_id(last_event)
+        stream = session.streams.get(parsed[0]) if parsed and session.streams else None
+        if stream is None or parsed is None:
+            await http.rpc_error(
+                send,
+                404,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                f"Unknown Last-Event-ID {last_event!r}: nothing to resume",
+            )
+            return
+        position = parsed[1] + 1
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        while True:
+            while position < len(stream.events):
+                await http.chunk(send, stream.events[position])
+                position += 1
+            if stream.done:
+                break
+            await stream.wait_change(self.keepalive)
+            if position >= len(stream.events) and not stream.done:
+                await http.chunk(send, KEEPALIVE)
+        await http.end(send)
+
+    async def delete(self, headers: dict[bytes, bytes], send: Send) -> None:
+        session_id = headers.get(SESSION_HEADER)
+        if session_id is None:
+            await http.rpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
+            return
+        if not self.sessions.delete(session_id.decode("latin-1")):
+            await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
+            return
+        await http.send_empty(send, 200)
+
+    # -- 2026-07-28 subscriptions ------------------------------------------------------------------------
+
+    async def listen(self, request_id: Any, params: dict[str, Any], send: Send, receive: Receive) -> None:
+        wanted = params.get("notifications") or {}
+        if not isinstance(wanted, dict):
+            raise jsonrpc.invalid_params("subscriptions/listen params.notifications must be an object")
+        subscription_id = str(request_id)
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+        listener = _listen_filter(wanted, subscription_id, queue)
+        remove = self.hub.add(listener) if self.hub is not None else (lambda: None)
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        ack = {
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": wanted, "_meta": {versions.META_SUBSCRIPTION_ID: subscription_id}},
+        }
+        gone = asyncio.ensure_future(receive())
+        try:
+            await http.chunk(send, frame(orjson.dumps(ack)))
+            while not gone.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, gone}, timeout=self.keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    await http.chunk(send, getter.result())
+                else:
+                    getter.cancel()
+                    if not done:
+                        await http.chunk(send, KEEPALIVE)
+        except OSError:
+            pass
+        finally:
+            remove()
+            gone.cancel()
+            await http.end(send)
+
+    def _session(self, headers: dict[bytes, bytes]) -> Session | None:
+        session_id = headers.get(SESSION_HEADER)
+        return self.sessions.get(session_id.decode("latin-1")) if session_id else None
+
+
+def _id_of(message: Any) -> Any:
+    return message.get("id") if isinstance(message, dict) else None
+
+
+def _asker(session: Session, reply: Reply) -> Any:
+    async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        request_id, future = session.expect_answer()
+        await reply.emit({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        answer = await future
+        if "error" in answer:
+            from patchbay.errors import ToolError
+
+            message = (answer.get("error") or {}).get("message", "no reason given")
+            raise ToolError(f"The client declined {method}: {message}")
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {}
+
+    return ask
+
+
+def _cancel_on_disconnect(done: asyncio.Future[Any], task: asyncio.Task[Any] | None) -> None:
+    if task is None or done.cancelled() or done.exception() is not None:
+        return
+    if done.result().get("type") == "http.disconnect":
+        task.cancel()
+
+
+def _session_listener(session: Session, queue: asyncio.Queue[bytes]) -> Any:
+    def listener(method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/resources/updated" and params.get("uri") not in (session.subscriptions or ()):
+            return
+        message = {"jsonrpc": "2.0", "method": method, "params": params}
+        if not queue.full():
+            queue.put_nowait(frame(orjson.dumps(message)))
+
+    return listener
+
+
+_LISTEN_FLAGS = {
+    "notifications/tools/list_changed": "toolsListChanged",
+    "notifications/prompts/list_changed": "promptsListChanged",
+    "notifications/resources/list_changed": "resourcesListChanged",
+}
+
+
+def _listen_filter(wanted: dict[str, Any], subscription_id: str, queue: asyncio.Queue[bytes]) -> Any:
+    uris = {str(u) for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)}
+
+    def listener(method: str, params: dict[str, Any]) -> None:
+        flag = _LISTEN_FLAGS.get(method)
+        if flag is not None and not wanted.get(flag):
+            return
+        if method == "notifications/resources/updated" and params.get("uri") not in uris:
+            return
+        body = {
+            **params,
+            "_meta": {**(params.get("_meta") or {}), versions.META_SUBSCRIPTION_ID: subscription_id},
+        }
+        if not queue.full():
+            queue.put_nowait(frame(orjson.dumps({"jsonrpc": "2.0", "method": method, "params": body})))
+
+    return listener
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    value = raw.decode("latin-1").strip()
+    # MCP 2026-07-28: values that are not safe ASCII arrive as =?base64?<b64>?=
+    if value.startswith("=?base64?") and value.endswith("?="):
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+        except ValueError:
+            raise _mismatch(f"{name.decode()} header is not valid base64") from None
+    return value
+
+
+def _mismatch(message: str) -> RpcError:
+    return RpcError(jsonrpc.HEADER_MISMATCH, f"Header mismatch: {message}", status=400)
+
+
+def _check_routing_headers(headers: dict[bytes, bytes], method: str, params: dict[str, Any], version: str) -> None:
+    header_version = _header(headers, b"mcp-protocol-version")
+    if header_version != version:
+        raise _mismatch(f"MCP-Protocol-Version header {header_version!r} does not match _meta version {version!r}")
+    header_method = _header(headers, b"mcp-method")
+    if header_method != method:
+        raise _mismatch(f"Mcp-Method header value {header_method!r} does not match body value {method!r}")
+    field = NAMED_METHODS.get(method)
+    if field is not None:
+        header_name = _header(headers, b"mcp-name")
+        body_name = params.get(field)
+        if header_name != body_name:
+            raise _mismatch(f"Mcp-Name header value {header_name!r} does not match body value {body_name!r}")
+
+
+def _check_param_headers(headers: dict[bytes, bytes], header_params: dict[str, str], arguments: Any) -> None:
+    arguments = arguments if isinstance(arguments, dict) else {}
+    for suffix, arg in header_params.items():
+        name = f"mcp-param-{suffix.lower()}".encode()
+        value = _header(headers, name)
+        if arg not in arguments or arguments[arg] is None:
+            if value is not None:
+                raise _mismatch(f"Mcp-Param-{suffix} header sent but argument {arg!r} is absent")
+            continue
+        if value is None:
+            raise _mismatch(f"Mcp-Param-{suffix} header is required for argument {arg!r}")
+        if not _same_value(value, arguments[arg]):
+            raise _mismatch(f"Mcp-Param-{suffix} header value {value!r} does not match body value {arguments[arg]!r}")
+
+
+def _same_value(header: str, body: Any) -> bool:
+    if isinstance(body, bool):
+        return header.lower() == str(body).lower()
+    if isinstance(body, (int, float)):
+        try:
+            return float(header) == float(body)
+        except ValueError:
+            return False
+    return header == str(body)
