@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, get_type_hints
 
 import anyio.to_thread
+import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
 from patchbay.content import CONTENT_TYPES, resource_contents
@@ -336,7 +337,7 @@ def _is_content_list(annotation: Any) -> bool:
 
 
 def _json_text(value: Any) -> dict[str, Any]:
-    return {"type": "text", "text": json.dumps(value, ensure_ascii=False, default=str)}
+    return {"type": "text", "text": orjson.dumps(value, default=str).decode()}
 
 
 def _describe(exc: ValidationError) -> str:

@@ -132,11 +132,13 @@ class Dispatcher:
         return result
 
     async def _with_mrtr(self, method: str, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
-        target = params.get("name", params.get("uri", ""))
-        digest = request_digest(method, str(target), params.get("arguments"), str(scope.principal or ""))
+        def digest() -> str:  # computed only when a round trip is involved: the plain call never pays for it
+            target = params.get("name", params.get("uri", ""))
+            return request_digest(method, str(target), params.get("arguments"), str(scope.principal or ""))
+
         answers: dict[str, Any] = {}
         if "requestState" in params:
-            answers.update(self.signer.open(params["requestState"], digest))
+            answers.update(self.signer.open(params["requestState"], digest()))
         responses = params.get("inputResponses")
         if responses is not None:
             if not isinstance(responses, dict) or not all(isinstance(v, dict) for v in responses.values()):
@@ -151,7 +153,7 @@ class Dispatcher:
             return {
                 "resultType": "input_required",
                 "inputRequests": asked.requests,
-                "requestState": self.signer.seal(digest, answers),
+                "requestState": self.signer.seal(digest(), answers),
                 "_meta": self._server_meta,
             }
 

@@ -40,12 +40,21 @@ class HostGuard:
             else:
                 self.hosts.add(entry.lower())
         self.origins = {o.rstrip("/").lower() for o in extra_origins}
+        self._seen: dict[bytes, bool] = {}
 
     def host_ok(self, value: bytes | None) -> bool:
         if self.any_host:
             return True
         if not value:
             return False
+        known = self._seen.get(value)
+        if known is None:
+            known = self._host_ok(value)
+            if len(self._seen) < 256:  # a client sends the same Host every time; strangers are not remembered
+                self._seen[value] = known
+        return known
+
+    def _host_ok(self, value: bytes) -> bool:
         text = value.decode("latin-1")
         host, port = _split_host(text)
         return host in self.hosts or (port is not None and f"{host}:{port}" in self.hosts)

@@ -12,7 +12,6 @@ statelessly in the 2026-07-28 era; anything else is 2025-era, in its session whe
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from typing import Any
 
@@ -23,16 +22,17 @@ from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.scope import CallScope
 from patchbay.transport import http
+from patchbay.transport.headers import check_param_headers, check_routing_headers
 from patchbay.transport.http import Receive, Scope, Send
 from patchbay.transport.reply import Reply
 from patchbay.transport.security import HostGuard
 from patchbay.transport.sessions import Session, SessionStore
-from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
+from patchbay.transport.streams import Streams
 
 log = logging.getLogger("patchbay.transport")
 
 SESSION_HEADER = b"mcp-session-id"
-NAMED_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+WATCH_AFTER_SECONDS = 0.05
 
 
 class StreamableHTTP:
@@ -56,7 +56,7 @@ class StreamableHTTP:
         self.max_body = max_body
         self.keepalive = keepalive_seconds
         self.retry_ms = retry_ms
-        self.hub = getattr(runtime, "hub", None)
+        self.streams = Streams(getattr(runtime, "hub", None), keepalive_seconds, retry_ms)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -280,7 +280,7 @@ class StreamableHTTP:
                 "io.modelcontextprotocol/clientCapabilities (an object)"
             )
         # The header must agree with _meta before the version itself is judged (MCP 2026-07-28 streamable-http).
-        _check_routing_headers(headers, method, params, version)
+        check_routing_headers(headers, method, params, version)
         if version != versions.MODERN:
             raise RpcError(
                 jsonrpc.UNSUPPORTED_PROTOCOL_VERSION,
@@ -289,14 +289,14 @@ class StreamableHTTP:
                 status=400,
             )
         if method == "subscriptions/listen":
-            await self.listen(request_id, params, send, receive)
+            await self.streams.listen(request_id, params, send, receive)
             return
         if not self.dispatcher.knows(method, "modern"):
             raise jsonrpc.method_not_found(method, status=404)
         if method == "tools/call":
             tool = self.dispatcher.catalog.tools.get(params.get("name"))  # type: ignore[arg-type]
             if tool is not None and tool.header_params:
-                _check_param_headers(headers, tool.header_params, params.get("arguments"))
+                check_param_headers(headers, tool.header_params, params.get("arguments"))
         level = meta.get(versions.META_LOG_LEVEL)
         reply = Reply(send, sse_ok, json_ok, log=None, priming_retry=None, keepalive=self.keepalive)
         scope = CallScope(
@@ -314,18 +314,19 @@ class StreamableHTTP:
         if method != "tools/call":
             await self._run(method, params, scope, reply, request_id)
             return
-        # MCP 2026-07-28 cancellation: the client closing the response stream cancels the call.
-        task = asyncio.current_task()
-        watcher = asyncio.ensure_future(receive())
-        watcher.add_done_callback(lambda done: _cancel_on_disconnect(done, task))
+        # MCP 2026-07-28 cancellation: the client closing the response stream cancels the call. Watching for the
+        # disconnect costs a task, so it starts only once a call has run for a while; quick calls never pay.
+        watch = _DisconnectWatch(receive)
+        handle = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch.start)
         try:
             await self._run(method, params, scope, reply, request_id)
         except asyncio.CancelledError:
-            if task is None or task.uncancel() != 0 or not watcher.done():
+            if not watch.fired or watch.task is None or watch.task.uncancel() != 0:
                 raise
             log.info("call %r cancelled: the client closed the stream", request_id)
         finally:
-            watcher.cancel()
+            handle.cancel()
+            watch.stop()
 
     async def _run(self, method: str, params: dict[str, Any], scope: CallScope, reply: Reply, request_id: Any) -> None:
         try:
@@ -443,7 +444,7 @@ class StreamableHTTP:
             return
         last_event = headers.get(b"last-event-id")
         if last_event is not None:
-            await self.resume(session, last_event.decode("latin-1"), send)
+            await self.streams.resume(session, last_event.decode("latin-1"), send)
             return
         if session.standalone is not None:
             await http.rpc_error(
@@ -454,57 +455,7 @@ class StreamableHTTP:
                 "Conflict: this session already has an open GET stream",
             )
             return
-        await self.standalone(session, send)
-
-    async def standalone(self, session: Session, send: Send) -> None:
-        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
-        session.standalone = queue
-        remove = self.hub.add(_session_listener(session, queue)) if self.hub is not None else None
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        try:
-            if session.version >= "2025-11-25":
-                await http.chunk(send, priming(f"get-{session.id[:8]}_0", self.retry_ms))
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self.keepalive)
-                except TimeoutError:
-                    item = KEEPALIVE
-                if not item:
-                    break
-                await http.chunk(send, item)
-        except OSError:
-            pass
-        finally:
-            if remove is not None:
-                remove()
-            if session.standalone is queue:
-                session.standalone = None
-            await http.end(send)
-
-    async def resume(self, session: Session, last_event: str, send: Send) -> None:
-        parsed = EventLog.parse_id(last_event)
-        stream = session.streams.get(parsed[0]) if parsed and session.streams else None
-        if stream is None or parsed is None:
-            await http.rpc_error(
-                send,
-                404,
-                None,
-                jsonrpc.INVALID_REQUEST,
-                f"Unknown Last-Event-ID {last_event!r}: nothing to resume",
-            )
-            return
-        position = parsed[1] + 1
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        while True:
-            while position < len(stream.events):
-                await http.chunk(send, stream.events[position])
-                position += 1
-            if stream.done:
-                break
-            await stream.wait_change(self.keepalive)
-            if position >= len(stream.events) and not stream.done:
-                await http.chunk(send, KEEPALIVE)
-        await http.end(send)
+        await self.streams.standalone(session, send)
 
     async def delete(self, headers: dict[bytes, bytes], send: Send) -> None:
         session_id = headers.get(SESSION_HEADER)
@@ -515,43 +466,6 @@ class StreamableHTTP:
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
         await http.send_empty(send, 200)
-
-    # -- 2026-07-28 subscriptions ------------------------------------------------------------------------
-
-    async def listen(self, request_id: Any, params: dict[str, Any], send: Send, receive: Receive) -> None:
-        wanted = params.get("notifications") or {}
-        if not isinstance(wanted, dict):
-            raise jsonrpc.invalid_params("subscriptions/listen params.notifications must be an object")
-        subscription_id = str(request_id)
-        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
-        listener = _listen_filter(wanted, subscription_id, queue)
-        remove = self.hub.add(listener) if self.hub is not None else (lambda: None)
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        ack = {
-            "jsonrpc": "2.0",
-            "method": "notifications/subscriptions/acknowledged",
-            "params": {"notifications": wanted, "_meta": {versions.META_SUBSCRIPTION_ID: subscription_id}},
-        }
-        gone = asyncio.ensure_future(receive())
-        try:
-            await http.chunk(send, frame(orjson.dumps(ack)))
-            while not gone.done():
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, gone}, timeout=self.keepalive, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter in done:
-                    await http.chunk(send, getter.result())
-                else:
-                    getter.cancel()
-                    if not done:
-                        await http.chunk(send, KEEPALIVE)
-        except OSError:
-            pass
-        finally:
-            remove()
-            gone.cancel()
-            await http.end(send)
 
     def _session(self, headers: dict[bytes, bytes]) -> Session | None:
         session_id = headers.get(SESSION_HEADER)
@@ -578,104 +492,30 @@ def _asker(session: Session, reply: Reply) -> Any:
     return ask
 
 
-def _cancel_on_disconnect(done: asyncio.Future[Any], task: asyncio.Task[Any] | None) -> None:
-    if task is None or done.cancelled() or done.exception() is not None:
-        return
-    if done.result().get("type") == "http.disconnect":
-        task.cancel()
+class _DisconnectWatch:
+    """Cancels the request's task when the client disconnects, once started."""
 
+    __slots__ = ("_receive", "fired", "task", "watcher")
 
-def _session_listener(session: Session, queue: asyncio.Queue[bytes]) -> Any:
-    def listener(method: str, params: dict[str, Any]) -> None:
-        if method == "notifications/resources/updated" and params.get("uri") not in (session.subscriptions or ()):
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.task = asyncio.current_task()
+        self.watcher: asyncio.Future[Any] | None = None
+        self.fired = False
+
+    def start(self) -> None:
+        self.watcher = asyncio.ensure_future(self._receive())
+        self.watcher.add_done_callback(self._done)
+
+    def _done(self, done: asyncio.Future[Any]) -> None:
+        if done.cancelled() or done.exception() is not None or self.task is None:
             return
-        message = {"jsonrpc": "2.0", "method": method, "params": params}
-        if not queue.full():
-            queue.put_nowait(frame(orjson.dumps(message)))
+        if done.result().get("type") == "http.disconnect":
+            self.fired = True
+            self.task.cancel()
 
-    return listener
-
-
-_LISTEN_FLAGS = {
-    "notifications/tools/list_changed": "toolsListChanged",
-    "notifications/prompts/list_changed": "promptsListChanged",
-    "notifications/resources/list_changed": "resourcesListChanged",
-}
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
 
 
-def _listen_filter(wanted: dict[str, Any], subscription_id: str, queue: asyncio.Queue[bytes]) -> Any:
-    uris = {str(u) for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)}
-
-    def listener(method: str, params: dict[str, Any]) -> None:
-        flag = _LISTEN_FLAGS.get(method)
-        if flag is not None and not wanted.get(flag):
-            return
-        if method == "notifications/resources/updated" and params.get("uri") not in uris:
-            return
-        body = {
-            **params,
-            "_meta": {**(params.get("_meta") or {}), versions.META_SUBSCRIPTION_ID: subscription_id},
-        }
-        if not queue.full():
-            queue.put_nowait(frame(orjson.dumps({"jsonrpc": "2.0", "method": method, "params": body})))
-
-    return listener
-
-
-def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    value = raw.decode("latin-1").strip()
-    # MCP 2026-07-28: values that are not safe ASCII arrive as =?base64?<b64>?=
-    if value.startswith("=?base64?") and value.endswith("?="):
-        try:
-            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
-        except ValueError:
-            raise _mismatch(f"{name.decode()} header is not valid base64") from None
-    return value
-
-
-def _mismatch(message: str) -> RpcError:
-    return RpcError(jsonrpc.HEADER_MISMATCH, f"Header mismatch: {message}", status=400)
-
-
-def _check_routing_headers(headers: dict[bytes, bytes], method: str, params: dict[str, Any], version: str) -> None:
-    header_version = _header(headers, b"mcp-protocol-version")
-    if header_version != version:
-        raise _mismatch(f"MCP-Protocol-Version header {header_version!r} does not match _meta version {version!r}")
-    header_method = _header(headers, b"mcp-method")
-    if header_method != method:
-        raise _mismatch(f"Mcp-Method header value {header_method!r} does not match body value {method!r}")
-    field = NAMED_METHODS.get(method)
-    if field is not None:
-        header_name = _header(headers, b"mcp-name")
-        body_name = params.get(field)
-        if header_name != body_name:
-            raise _mismatch(f"Mcp-Name header value {header_name!r} does not match body value {body_name!r}")
-
-
-def _check_param_headers(headers: dict[bytes, bytes], header_params: dict[str, str], arguments: Any) -> None:
-    arguments = arguments if isinstance(arguments, dict) else {}
-    for suffix, arg in header_params.items():
-        name = f"mcp-param-{suffix.lower()}".encode()
-        value = _header(headers, name)
-        if arg not in arguments or arguments[arg] is None:
-            if value is not None:
-                raise _mismatch(f"Mcp-Param-{suffix} header sent but argument {arg!r} is absent")
-            continue
-        if value is None:
-            raise _mismatch(f"Mcp-Param-{suffix} header is required for argument {arg!r}")
-        if not _same_value(value, arguments[arg]):
-            raise _mismatch(f"Mcp-Param-{suffix} header value {value!r} does not match body value {arguments[arg]!r}")
-
-
-def _same_value(header: str, body: Any) -> bool:
-    if isinstance(body, bool):
-        return header.lower() == str(body).lower()
-    if isinstance(body, (int, float)):
-        try:
-            return float(header) == float(body)
-        except ValueError:
-            return False
-    return header == str(body)

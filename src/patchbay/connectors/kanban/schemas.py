@@ -11,14 +11,10 @@ from pydantic import BaseModel, Field
 
 BoardId = Annotated[int, Field(description="Board id, from list_boards.")]
 CardId = Annotated[int, Field(description="Card id, from list_cards or search_cards.")]
-ColumnName = Annotated[
-    str, Field(description="Column name on the card's board, e.g. 'In progress' (any case).")
-]
+ColumnName = Annotated[str, Field(description="Column name on the card's board, e.g. 'In progress' (any case).")]
 Title = Annotated[str, Field(description="Short card title, 1-200 characters.")]
 Limit = Annotated[int, Field(ge=1, le=100, description="How many cards to return (1-100).")]
-Offset = Annotated[
-    int, Field(ge=0, description="How many cards to skip; use next_offset from the last page.")
-]
+Offset = Annotated[int, Field(ge=0, description="How many cards to skip; use next_offset from the last page.")]
 DueDate = Annotated[str | None, Field(description="Due date as YYYY-MM-DD.")]
 Position = Annotated[
     int | None,

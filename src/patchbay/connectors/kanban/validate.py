@@ -95,7 +95,13 @@ def check_query(value: str) -> str:
 def new_card(
     title: str, description: str, assignee: str | None, labels: list[str] | None, due_date: str | None
 ) -> NewCard:
-    return NewCard(check_title(title), check_description(description), check_assignee(assignee), check_labels(labels), check_due_date(due_date))
+    return NewCard(
+        check_title(title),
+        check_description(description),
+        check_assignee(assignee),
+        check_labels(labels),
+        check_due_date(due_date),
+    )
 
 
 def changes(

@@ -1,0 +1,276 @@
+"""The kanban data access: plain synchronous SQLAlchemy, one session per call, one transaction per write.
+
+Every method returns the tool's output model, built inside the session, or raises ``ToolError`` naming what
+was wrong and what to do. Writes validate everything before they change anything, so a failed call leaves
+the board as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine, Select, case, func, or_, select, text
+from sqlalchemy.orm import Session, joinedload, sessionmaker
+
+from patchbay.connectors.kanban import schemas
+from patchbay.connectors.kanban.validate import NewCard
+from patchbay.errors import ToolError
+from patchbay.store import writer
+from patchbay.store.models import KanbanBoard, KanbanCard, KanbanCardLabel, KanbanColumn
+
+SNIPPET_RADIUS = 60
+
+
+class KanbanRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write = sessionmaker(writer(engine), expire_on_commit=False)
+
+    def ping(self) -> None:
+        with self._read() as session:
+            session.execute(text("SELECT 1"))
+
+    # -- reads --------------------------------------------------------------------------------------------------
+
+    def list_boards(self) -> schemas.BoardList:
+        with self._read() as session:
+            per_column = select(KanbanCard.column_id, func.count()).group_by(KanbanCard.column_id)
+            counts = {column_id: count for column_id, count in session.execute(per_column).tuples()}
+            boards = session.scalars(
+                select(KanbanBoard).options(joinedload(KanbanBoard.columns)).order_by(KanbanBoard.id)
+            ).unique()
+            return schemas.BoardList(boards=[_board(board, counts) for board in boards])
+
+    def list_cards(
+        self, board_id: int, *, column: str | None, assignee: str | None, label: str | None, limit: int, offset: int
+    ) -> schemas.CardPage:
+        with self._read() as session:
+            board = _get_board(session, board_id)
+            query = _cards_query().where(KanbanColumn.board_id == board.id)
+            if column is not None:
+                query = query.where(KanbanCard.column_id == _find_column(board, column).id)
+            if assignee is not None:
+                query = query.where(func.lower(KanbanCard.assignee) == assignee.strip().lower())
+            if label is not None:
+                query = query.where(KanbanCard.labels.any(func.lower(KanbanCardLabel.label) == label.strip().lower()))
+            total = _count(session, query)
+            page = query.order_by(KanbanColumn.position, KanbanCard.position, KanbanCard.id)
+            cards = session.scalars(page.limit(limit).offset(offset)).all()
+            after = offset + len(cards)
+            return schemas.CardPage(
+                cards=[_summary(card) for card in cards], total=total, next_offset=after if after < total else None
+            )
+
+    def search_cards(self, query: str, *, board_id: int | None, limit: int) -> schemas.SearchResults:
+        # Parameterised LIKE with % and _ escaped: the user's text is matched literally, never as a pattern.
+        pattern = f"%{escape_like(query)}%"
+        in_title = KanbanCard.title.ilike(pattern, escape="\\")
+        matches = or_(in_title, KanbanCard.description.ilike(pattern, escape="\\"))
+        with self._read() as session:
+            stmt = _cards_query().where(matches)
+            if board_id is not None:
+                stmt = stmt.where(KanbanColumn.board_id == _get_board(session, board_id).id)
+            total = _count(session, stmt)
+            ranked = stmt.order_by(case((in_title, 0), else_=1), KanbanCard.updated_at.desc(), KanbanCard.id)
+            cards = session.scalars(ranked.limit(limit)).all()
+            hits = [schemas.SearchHit(**_summary(card).model_dump(), snippet=snippet(card, query)) for card in cards]
+            return schemas.SearchResults(query=query, cards=hits, total=total)
+
+    def get_card(self, card_id: int) -> schemas.Card:
+        with self._read() as session:
+            return _full(_get_card(session, card_id))
+
+    # -- writes -------------------------------------------------------------------------------------------------
+
+    def create_card(self, board_id: int, column: str, new: NewCard) -> schemas.Card:
+        with self._write.begin() as session:
+            target = _find_column(_get_board(session, board_id), column)
+            card = KanbanCard(
+                column=target,
+                position=_column_size(session, target.id),
+                title=new.title,
+                description=new.description,
+                assignee=new.assignee,
+                due_date=new.due_date,
+                labels=[KanbanCardLabel(label=label) for label in new.labels],
+            )
+            session.add(card)
+            session.flush()
+            return _full(card)
+
+    def update_card(self, card_id: int, changes: Mapping[str, Any]) -> schemas.Card:
+        with self._write.begin() as session:
+            card = _get_card(session, card_id)
+            for attribute, value in changes.items():
+                if attribute == "labels":
+                    _set_labels(card, value)
+                else:
+                    setattr(card, attribute, value)
+            card.updated_at = _now()  # also when only labels changed, which onupdate would not see
+            session.flush()
+            return _full(card)
+
+    def move_card(self, card_id: int, column: str, position: int | None) -> schemas.Card:
+        with self._write.begin() as session:
+            card = _get_card(session, card_id)
+            source = card.column
+            target = _find_column(source.board, column)
+            if source.id != target.id:
+                _renumber(c for c in _column_cards(session, source.id) if c.id != card.id)
+            others = [c for c in _column_cards(session, target.id) if c.id != card.id]
+            index = len(others) if position is None else min(position, len(others))
+            others.insert(index, card)
+            card.column = target
+            _renumber(others)
+            card.updated_at = _now()
+            session.flush()
+            return _full(card)
+
+    def delete_card(self, card_id: int) -> schemas.Deleted:
+        with self._write.begin() as session:
+            card = _get_card(session, card_id)
+            column_id = card.column_id
+            session.delete(card)
+            session.flush()
+            _renumber(_column_cards(session, column_id))
+            return schemas.Deleted(deleted=card_id)
+
+    def seed_if_empty(self, rows: Iterable[KanbanBoard | KanbanCard]) -> bool:
+        """Add ``rows`` when there are no boards yet. The write lock makes concurrent starts seed only once."""
+        with self._write.begin() as session:
+            if session.scalar(select(func.count()).select_from(KanbanBoard)):
+                return False
+            session.add_all(rows)
+            return True
+
+
+# -- lookups that fail with directions --------------------------------------------------------------------------
+
+
+def _get_board(session: Session, board_id: int) -> KanbanBoard:
+    board = session.get(KanbanBoard, board_id, options=[joinedload(KanbanBoard.columns)])
+    if board is not None:
+        return board
+    known = session.execute(select(KanbanBoard.id, KanbanBoard.name).order_by(KanbanBoard.id)).all()
+    listing = ", ".join(f"{bid} ({name})" for bid, name in known) or "none yet"
+    raise ToolError(f"No board with id {board_id}; boards are: {listing}. Call list_boards for details.")
+
+
+def _find_column(board: KanbanBoard, name: str) -> KanbanColumn:
+    wanted = name.strip().casefold()
+    for column in board.columns:
+        if column.name.casefold() == wanted:
+            return column
+    names = ", ".join(c.name for c in board.columns)
+    raise ToolError(f"No column '{name}' on board {board.id}; columns are: {names}")
+
+
+def _get_card(session: Session, card_id: int) -> KanbanCard:
+    options = [joinedload(KanbanCard.column).joinedload(KanbanColumn.board).joinedload(KanbanBoard.columns)]
+    card = session.get(KanbanCard, card_id, options=options)
+    if card is None:
+        raise ToolError(f"No card with id {card_id}. Use list_cards or search_cards to find card ids.")
+    return card
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------
+
+
+def escape_like(value: str) -> str:
+    """``value`` for use inside a LIKE pattern with ``ESCAPE '\\'``: wildcards match themselves."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def snippet(card: KanbanCard, query: str) -> str:
+    """The text around the first match, preferring the description (it has the context the title lacks)."""
+    for source in (card.description, card.title):
+        found = re.search(re.escape(query), source, re.IGNORECASE)
+        if found is None:
+            continue
+        start = max(found.start() - SNIPPET_RADIUS, 0)
+        end = min(found.end() + SNIPPET_RADIUS, len(source))
+        text_ = " ".join(source[start:end].split())
+        return f"{'…' if start else ''}{text_}{'…' if end < len(source) else ''}"
+    return card.title  # matched in a way Python's casefolding does not reproduce; the title still helps
+
+
+def _cards_query() -> Select[KanbanCard]:
+    return select(KanbanCard).join(KanbanCard.column).options(joinedload(KanbanCard.column))
+
+
+def _count(session: Session, query: Select[KanbanCard]) -> int:
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+
+
+def _column_cards(session: Session, column_id: int) -> list[KanbanCard]:
+    stmt = select(KanbanCard).where(KanbanCard.column_id == column_id).order_by(KanbanCard.position, KanbanCard.id)
+    return list(session.scalars(stmt))
+
+
+def _column_size(session: Session, column_id: int) -> int:
+    return session.scalar(select(func.count()).where(KanbanCard.column_id == column_id)) or 0
+
+
+def _renumber(cards: Iterable[KanbanCard]) -> None:
+    for index, card in enumerate(cards):
+        if card.position != index:
+            card.position = index
+
+
+def _set_labels(card: KanbanCard, labels: list[str]) -> None:
+    # Reuse the rows of labels that stay, so one flush never deletes and re-inserts the same primary key.
+    existing = {row.label.casefold(): row for row in card.labels}
+    rows = []
+    for label in labels:
+        row = existing.get(label.casefold()) or KanbanCardLabel(label=label)
+        row.label = label  # a change of case only
+        rows.append(row)
+    card.labels = rows
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite keeps no zone; every timestamp we write is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _board(board: KanbanBoard, counts: Mapping[int, int]) -> schemas.Board:
+    columns = [
+        schemas.ColumnSummary(name=c.name, position=c.position, card_count=counts.get(c.id, 0)) for c in board.columns
+    ]
+    return schemas.Board(
+        id=board.id,
+        name=board.name,
+        description=board.description,
+        columns=columns,
+        card_count=sum(c.card_count for c in columns),
+    )
+
+
+def _summary(card: KanbanCard) -> schemas.CardSummary:
+    return schemas.CardSummary(
+        id=card.id,
+        board_id=card.column.board_id,
+        column=card.column.name,
+        position=card.position,
+        title=card.title,
+        assignee=card.assignee,
+        labels=sorted((row.label for row in card.labels), key=str.casefold),
+        due_date=card.due_date,
+    )
+
+
+def _full(card: KanbanCard) -> schemas.Card:
+    return schemas.Card(
+        **_summary(card).model_dump(),
+        board=card.column.board.name,
+        description=card.description,
+        created_at=_utc(card.created_at),
+        updated_at=_utc(card.updated_at),
+    )

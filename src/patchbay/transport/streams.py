@@ -1,0 +1,147 @@
+"""Long-lived SSE streams: a 2025 session's GET stream, resuming a stream with ``Last-Event-ID``, and the
+2026-07-28 ``subscriptions/listen`` stream. Each sends keep-alive comments so idle proxies keep them open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from patchbay.protocol import jsonrpc, versions
+from patchbay.protocol.hub import Hub
+from patchbay.transport import http
+from patchbay.transport.http import Receive, Send
+from patchbay.transport.sessions import Session
+from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
+
+
+@dataclass(slots=True)
+class Streams:
+    hub: Hub | None
+    keepalive: float
+    retry_ms: int
+
+    async def standalone(self, session: Session, send: Send) -> None:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+        session.standalone = queue
+        remove = self.hub.add(_session_listener(session, queue)) if self.hub is not None else None
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        try:
+            if session.version >= "2025-11-25":
+                await http.chunk(send, priming(f"get-{session.id[:8]}_0", self.retry_ms))
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), self.keepalive)
+                except TimeoutError:
+                    item = KEEPALIVE
+                if not item:
+                    break
+                await http.chunk(send, item)
+        except OSError:
+            pass
+        finally:
+            if remove is not None:
+                remove()
+            if session.standalone is queue:
+                session.standalone = None
+            await http.end(send)
+
+    async def resume(self, session: Session, last_event: str, send: Send) -> None:
+        parsed = EventLog.parse_id(last_event)
+        stream = session.streams.get(parsed[0]) if parsed and session.streams else None
+        if stream is None or parsed is None:
+            await http.rpc_error(
+                send,
+                404,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                f"Unknown Last-Event-ID {last_event!r}: nothing to resume",
+            )
+            return
+        position = parsed[1] + 1
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        while True:
+            while position < len(stream.events):
+                await http.chunk(send, stream.events[position])
+                position += 1
+            if stream.done:
+                break
+            await stream.wait_change(self.keepalive)
+            if position >= len(stream.events) and not stream.done:
+                await http.chunk(send, KEEPALIVE)
+        await http.end(send)
+
+    async def listen(self, request_id: Any, params: dict[str, Any], send: Send, receive: Receive) -> None:
+        wanted = params.get("notifications") or {}
+        if not isinstance(wanted, dict):
+            raise jsonrpc.invalid_params("subscriptions/listen params.notifications must be an object")
+        subscription_id = str(request_id)
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
+        listener = _listen_filter(wanted, subscription_id, queue)
+        remove = self.hub.add(listener) if self.hub is not None else (lambda: None)
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        ack = {
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": wanted, "_meta": {versions.META_SUBSCRIPTION_ID: subscription_id}},
+        }
+        gone = asyncio.ensure_future(receive())
+        try:
+            await http.chunk(send, frame(orjson.dumps(ack)))
+            while not gone.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, gone}, timeout=self.keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    await http.chunk(send, getter.result())
+                else:
+                    getter.cancel()
+                    if not done:
+                        await http.chunk(send, KEEPALIVE)
+        except OSError:
+            pass
+        finally:
+            remove()
+            gone.cancel()
+            await http.end(send)
+
+
+def _session_listener(session: Session, queue: asyncio.Queue[bytes]) -> Any:
+    def listener(method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/resources/updated" and params.get("uri") not in (session.subscriptions or ()):
+            return
+        message = {"jsonrpc": "2.0", "method": method, "params": params}
+        if not queue.full():
+            queue.put_nowait(frame(orjson.dumps(message)))
+
+    return listener
+
+
+_LISTEN_FLAGS = {
+    "notifications/tools/list_changed": "toolsListChanged",
+    "notifications/prompts/list_changed": "promptsListChanged",
+    "notifications/resources/list_changed": "resourcesListChanged",
+}
+
+
+def _listen_filter(wanted: dict[str, Any], subscription_id: str, queue: asyncio.Queue[bytes]) -> Any:
+    uris = {str(u) for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)}
+
+    def listener(method: str, params: dict[str, Any]) -> None:
+        flag = _LISTEN_FLAGS.get(method)
+        if flag is not None and not wanted.get(flag):
+            return
+        if method == "notifications/resources/updated" and params.get("uri") not in uris:
+            return
+        body = {
+            **params,
+            "_meta": {**(params.get("_meta") or {}), versions.META_SUBSCRIPTION_ID: subscription_id},
+        }
+        if not queue.full():
+            queue.put_nowait(frame(orjson.dumps({"jsonrpc": "2.0", "method": method, "params": body})))
+
+    return listener
