@@ -78,6 +78,10 @@ class Runtime:
             except Exception:
                 log.exception("connector %s failed to close", connector.name)
 
+    def begin_shutdown(self) -> None:
+        """End long-lived streams at once; in-flight calls go on until they finish or the grace period ends."""
+        self.hub.close()
+
     def lists_changed(self) -> None:
         """Rebuild the catalog and tell open streams which lists changed."""
         before = {attr: getattr(self.catalog, attr) for attr, _ in LIST_CHANGED}

@@ -62,9 +62,30 @@ def serve(
             server_header=False,
         )
     )
+    _end_streams_on_exit(server, app.runtime)
     server.run()
     if not server.started:
         raise typer.Exit(1)
+
+
+def _end_streams_on_exit(server: Any, runtime: Any) -> None:
+    """On SIGTERM/SIGINT, close event streams right away so graceful shutdown waits only for real calls."""
+    original = server.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        loop = getattr(server, "_patchbay_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(runtime.begin_shutdown)
+        original(sig, frame)
+
+    server.handle_exit = handle_exit
+    original_startup = server.startup
+
+    async def startup(sockets: Any = None) -> None:
+        server._patchbay_loop = asyncio.get_running_loop()
+        await original_startup(sockets=sockets)
+
+    server.startup = startup
 
 
 def _serve_stdio(settings: Any) -> None:

@@ -18,9 +18,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
+from patchbay.protocol.hub import CLOSE
 from patchbay.protocol.scope import CallScope
 from patchbay.transport.security import HostGuard
 from patchbay.transport.sse import KEEPALIVE
+from patchbay.transport.streams import end_queue
 
 log = logging.getLogger("patchbay.transport.sse")
 MAX_STREAMS = 1000
@@ -78,6 +80,12 @@ class LegacySSE:
         stream = _Stream()
         self.streams[session_id] = stream
         endpoint = f"{request.scope.get('root_path', '')}/messages?session_id={session_id}"
+        hub = getattr(self.runtime, "hub", None)
+        remove = (
+            hub.add(lambda method, _: end_queue(stream.queue, None) if method == CLOSE else None)
+            if hub is not None
+            else None
+        )
 
         async def events() -> Any:
             try:
@@ -91,6 +99,8 @@ class LegacySSE:
                         break
                     yield item
             finally:
+                if remove is not None:
+                    remove()
                 self._drop(session_id)
 
         return StreamingResponse(

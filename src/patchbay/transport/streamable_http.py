@@ -12,6 +12,7 @@ statelessly in the 2026-07-28 era; anything else is 2025-era, in its session whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -59,6 +60,17 @@ class StreamableHTTP:
         self.streams = Streams(getattr(runtime, "hub", None), keepalive_seconds, retry_ms)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._handle(scope, receive, send)
+        except http.ClientGone:
+            return
+        except Exception:
+            # A bug of ours, never the client's: log it, answer a JSON 500 if nothing was sent yet.
+            log.exception("unhandled error on %s /mcp", scope.get("method"))
+            with contextlib.suppress(Exception):
+                await http.rpc_error(send, 500, None, jsonrpc.INTERNAL_ERROR, "Internal error")
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         if not self.guard.host_ok(headers.get(b"host")):
             await http.rpc_error(send, 421, None, jsonrpc.INVALID_REQUEST, "Misdirected request: Host not allowed")
@@ -517,5 +529,3 @@ class _DisconnectWatch:
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.cancel()
-
-

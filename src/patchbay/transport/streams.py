@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from patchbay.protocol import jsonrpc, versions
-from patchbay.protocol.hub import Hub
+from patchbay.protocol.hub import CLOSE, Hub
 from patchbay.transport import http
 from patchbay.transport.http import Receive, Send
 from patchbay.transport.sessions import Session
@@ -97,7 +97,10 @@ class Streams:
                     {getter, gone}, timeout=self.keepalive, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter in done:
-                    await http.chunk(send, getter.result())
+                    item = getter.result()
+                    if not item:
+                        break
+                    await http.chunk(send, item)
                 else:
                     getter.cancel()
                     if not done:
@@ -110,8 +113,18 @@ class Streams:
             await http.end(send)
 
 
+def end_queue(queue: asyncio.Queue[Any], sentinel: Any = b"") -> None:
+    """Put the end-of-stream sentinel, dropping the oldest item if the queue is full."""
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(sentinel)
+
+
 def _session_listener(session: Session, queue: asyncio.Queue[bytes]) -> Any:
     def listener(method: str, params: dict[str, Any]) -> None:
+        if method == CLOSE:
+            end_queue(queue)
+            return
         if method == "notifications/resources/updated" and params.get("uri") not in (session.subscriptions or ()):
             return
         message = {"jsonrpc": "2.0", "method": method, "params": params}
@@ -132,6 +145,9 @@ def _listen_filter(wanted: dict[str, Any], subscription_id: str, queue: asyncio.
     uris = {str(u) for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)}
 
     def listener(method: str, params: dict[str, Any]) -> None:
+        if method == CLOSE:
+            end_queue(queue)
+            return
         flag = _LISTEN_FLAGS.get(method)
         if flag is not None and not wanted.get(flag):
             return

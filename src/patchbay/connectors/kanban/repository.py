@@ -38,7 +38,7 @@ class KanbanRepository:
     def list_boards(self) -> schemas.BoardList:
         with self._read() as session:
             per_column = select(KanbanCard.column_id, func.count()).group_by(KanbanCard.column_id)
-            counts = {column_id: count for column_id, count in session.execute(per_column).tuples()}
+            counts = {column_id: count for column_id, count in session.execute(per_column)}
             boards = session.scalars(
                 select(KanbanBoard).options(joinedload(KanbanBoard.columns)).order_by(KanbanBoard.id)
             ).unique()
