@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -181,7 +182,15 @@ def create_app(settings: Settings) -> Any:
             legacy.close_all()
             await runtime.stop()
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Clients probe well-known paths and follow no HTML: every error here is a small JSON body.
+        status = getattr(exc, "status_code", 500)
+        detail = getattr(exc, "detail", "Internal error")
+        headers = getattr(exc, "headers", None)
+        return JSONResponse({"error": detail, "status": status}, status_code=status, headers=headers)
+
     router = Starlette(
+        exception_handlers={HTTPException: http_error},
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),

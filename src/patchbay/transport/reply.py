@@ -13,6 +13,8 @@ from patchbay.transport import http
 from patchbay.transport.http import Send
 from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
 
+_WRITES: set[asyncio.Future[None]] = set()
+
 
 class Reply:
     """Opens the SSE stream lazily, on the first message sent before the result.
@@ -30,7 +32,7 @@ class Reply:
         "_priming_retry",
         "_send",
         "_started",
-        "_ticker",
+        "_timer",
         "json_ok",
         "sse_ok",
     )
@@ -55,7 +57,7 @@ class Reply:
         self._started = False
         self._alive = True
         self._lock: asyncio.Lock | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     async def emit(self, message: dict[str, Any]) -> None:
         """Send a notification or a request to the client on this request's stream."""
@@ -104,7 +106,7 @@ class Reply:
                 event_id = self._log.next_id()
                 self._log.append(b"")  # the priming event holds a place in the numbering
                 await self._write(priming(event_id, self._priming_retry))
-        self._ticker = asyncio.ensure_future(self._tick())
+        self._arm()
 
     async def _event(self, data: bytes) -> None:
         if self._log is not None:
@@ -123,16 +125,21 @@ class Reply:
             except OSError:
                 self._alive = False
 
-    async def _tick(self) -> None:
-        while self._alive:
-            await asyncio.sleep(self._keepalive)
-            if self._alive:
-                await self._write(KEEPALIVE)
+    def _arm(self) -> None:
+        # A timer, not a task: most streams end long before a keep-alive is due, and a timer costs far less.
+        self._timer = asyncio.get_running_loop().call_later(self._keepalive, self._due)
+
+    def _due(self) -> None:
+        if self._alive:
+            task = asyncio.ensure_future(self._write(KEEPALIVE))
+            _WRITES.add(task)  # hold a reference until it is done (the loop keeps only weak ones)
+            task.add_done_callback(_WRITES.discard)
+            self._arm()
 
     def _stop_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def _close(self) -> None:
         self._stop_ticker()

@@ -1,4 +1,4 @@
-"""The kanban tools, built with the public ``@tool`` decorator over a repository.
+"""The kanban tools, built with the public ``@tool`` decorator over a repository, one small factory each.
 
 The functions are synchronous: the decorator runs them in a worker thread, so database work never blocks the
 event loop. Every annotation is stated explicitly, because clients decide from them whether to ask the person
@@ -8,7 +8,7 @@ before a call (R-050).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -18,14 +18,42 @@ from patchbay.connectors.kanban.schemas import BoardId, CardId, ColumnName, DueD
 from patchbay.decorators import ATTR, tool
 from patchbay.definitions import Tool
 
-F = TypeVar("F", bound=Callable[..., Any])
+# Input descriptions used once (the shared ones live in schemas).
+ColumnFilter = Annotated[str | None, Field(description="Only cards in this column (any case).")]
+AssigneeFilter = Annotated[str | None, Field(description="Only cards assigned to this person (any case).")]
+LabelFilter = Annotated[str | None, Field(description="Only cards carrying this label (any case).")]
+Query = Annotated[str, Field(description="Text to look for, matched literally (no wildcards).")]
+SearchBoard = Annotated[int | None, Field(description="Search only this board; omit for all boards.")]
+SearchLimit = Annotated[int, Field(ge=1, le=100, description="At most this many cards (1-100).")]
+Description = Annotated[str, Field(description="Longer details; plain text.")]
+Assignee = Annotated[str | None, Field(description="Who owns the card.")]
+Labels = Annotated[list[str] | None, Field(description="Labels (tags), e.g. ['bug', 'frontend'].")]
+NewTitle = Annotated[str | None, Field(description="New title, 1-200 characters.")]
+NewDescription = Annotated[str | None, Field(description="New description (replaces the old one).")]
+NewAssignee = Annotated[str | None, Field(description="New assignee; '' to unassign.")]
+NewLabels = Annotated[list[str] | None, Field(description="New labels (replace all); [] to clear.")]
+NewDueDate = Annotated[str | None, Field(description="New due date as YYYY-MM-DD; '' to clear.")]
 
 
-def _tool(
-    *, title: str, description: str, read_only: bool, destructive: bool, idempotent: bool, open_world: bool
-) -> Callable[[F], F]:
+def build_tools(repo: KanbanRepository) -> list[Tool]:
+    """The eight tools, bound to ``repo``: reads first, then writes."""
+    factories = (list_boards, list_cards, search_cards, get_card, create_card, update_card, move_card, delete_card)
+    return [factory(repo) for factory in factories]
+
+
+def _define(
+    fn: Callable[..., Any],
+    *,
+    title: str,
+    description: str,
+    read_only: bool,
+    destructive: bool,
+    idempotent: bool,
+    open_world: bool,
+) -> Tool:
     """``@tool`` with every annotation a required keyword, so no kanban tool can fall back on a default."""
-    decorate: Callable[[F], F] = tool(
+    tool(
+        fn,
         title=title,
         description=description,
         read_only=read_only,
@@ -33,151 +61,158 @@ def _tool(
         idempotent=idempotent,
         open_world=open_world,
     )
-    return decorate
+    definition: Tool = getattr(fn, ATTR)
+    return definition
 
 
-def build_tools(repo: KanbanRepository) -> list[Tool]:
-    """The eight tools, bound to ``repo``."""
-    functions = [*_read_tools(repo), *_write_tools(repo)]
-    tools: list[Tool] = [getattr(fn, ATTR) for fn in functions]
-    return tools
+def _read(fn: Callable[..., Any], *, title: str, description: str) -> Tool:
+    return _define(
+        fn, title=title, description=description, read_only=True, destructive=False, idempotent=True, open_world=False
+    )
 
 
-def _read_tools(repo: KanbanRepository) -> list[object]:
-    @_tool(
+# -- reads ------------------------------------------------------------------------------------------------------
+
+
+def list_boards(repo: KanbanRepository) -> Tool:
+    def list_boards() -> schemas.BoardList:
+        return repo.list_boards()
+
+    return _read(
+        list_boards,
         title="List boards",
-        read_only=True,
-        destructive=False,
-        idempotent=True,
-        open_world=False,
         description=(
             "List every Kanban board with its columns and card counts; call this first to get board ids and "
             "column names."
         ),
     )
-    def list_boards() -> schemas.BoardList:
-        return repo.list_boards()
 
-    @_tool(
-        title="List cards",
-        read_only=True,
-        destructive=False,
-        idempotent=True,
-        open_world=False,
-        description=(
-            "List the cards on one board in column order, optionally filtered by column, assignee or label; "
-            "page with offset/next_offset."
-        ),
-    )
+
+def list_cards(repo: KanbanRepository) -> Tool:
     def list_cards(
         board_id: BoardId,
-        column: Annotated[str | None, Field(description="Only cards in this column (any case).")] = None,
-        assignee: Annotated[str | None, Field(description="Only cards assigned to this person (any case).")] = None,
-        label: Annotated[str | None, Field(description="Only cards carrying this label (any case).")] = None,
+        column: ColumnFilter = None,
+        assignee: AssigneeFilter = None,
+        label: LabelFilter = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> schemas.CardPage:
         return repo.list_cards(board_id, column=column, assignee=assignee, label=label, limit=limit, offset=offset)
 
-    @_tool(
+    return _read(
+        list_cards,
+        title="List cards",
+        description=(
+            "List the cards on one board in column order, optionally filtered by column, assignee or label; "
+            "page with offset/next_offset."
+        ),
+    )
+
+
+def search_cards(repo: KanbanRepository) -> Tool:
+    def search_cards(query: Query, board_id: SearchBoard = None, limit: SearchLimit = 20) -> schemas.SearchResults:
+        return repo.search_cards(validate.check_query(query), board_id=board_id, limit=limit)
+
+    return _read(
+        search_cards,
         title="Search cards",
-        read_only=True,
-        destructive=False,
-        idempotent=True,
-        open_world=False,
         description=(
             "Find cards whose title or description contains some text (case-insensitive), on one board or all; "
             "use it when you know words but not the card id."
         ),
     )
-    def search_cards(
-        query: Annotated[str, Field(description="Text to look for, matched literally (no wildcards).")],
-        board_id: Annotated[int | None, Field(description="Search only this board; omit for all boards.")] = None,
-        limit: Annotated[int, Field(ge=1, le=100, description="At most this many cards (1-100).")] = 20,
-    ) -> schemas.SearchResults:
-        return repo.search_cards(validate.check_query(query), board_id=board_id, limit=limit)
 
-    @_tool(
-        title="Get card",
-        read_only=True,
-        destructive=False,
-        idempotent=True,
-        open_world=False,
-        description=(
-            "Get one card in full (description, labels, dates, column) by its id; use it before updating a card."
-        ),
-    )
+
+def get_card(repo: KanbanRepository) -> Tool:
     def get_card(card_id: CardId) -> schemas.Card:
         return repo.get_card(card_id)
 
-    return [list_boards, list_cards, search_cards, get_card]
-
-
-def _write_tools(repo: KanbanRepository) -> list[object]:
-    @_tool(
-        title="Create card",
-        read_only=False,
-        destructive=False,
-        idempotent=False,
-        open_world=False,
-        description="Create a new card at the bottom of a column; use it to add a task to a board.",
+    return _read(
+        get_card,
+        title="Get card",
+        description="Get one card in full (description, labels, dates, column) by its id; use it before updating.",
     )
+
+
+# -- writes -----------------------------------------------------------------------------------------------------
+
+
+def create_card(repo: KanbanRepository) -> Tool:
     def create_card(
         board_id: BoardId,
         column: ColumnName,
         title: Title,
-        description: Annotated[str, Field(description="Longer details; plain text.")] = "",
-        assignee: Annotated[str | None, Field(description="Who owns the card.")] = None,
-        labels: Annotated[list[str] | None, Field(description="Labels (tags), e.g. ['bug', 'frontend'].")] = None,
+        description: Description = "",
+        assignee: Assignee = None,
+        labels: Labels = None,
         due_date: DueDate = None,
     ) -> schemas.Card:
-        new = validate.new_card(title, description, assignee, labels, due_date)
-        return repo.create_card(board_id, column, new)
+        return repo.create_card(board_id, column, validate.new_card(title, description, assignee, labels, due_date))
 
-    @_tool(
-        title="Update card",
+    return _define(
+        create_card,
+        title="Create card",
+        description="Create a new card at the bottom of a column; use it to add a task to a board.",
         read_only=False,
         destructive=False,
-        idempotent=True,
+        idempotent=False,  # each call adds another card
         open_world=False,
-        description=(
-            "Change a card's title, description, assignee, labels or due date; only the fields you give change "
-            "(use move_card to change its column)."
-        ),
     )
+
+
+def update_card(repo: KanbanRepository) -> Tool:
     def update_card(
         card_id: CardId,
-        title: Annotated[str | None, Field(description="New title, 1-200 characters.")] = None,
-        description: Annotated[str | None, Field(description="New description (replaces the old one).")] = None,
-        assignee: Annotated[str | None, Field(description="New assignee; '' to unassign.")] = None,
-        labels: Annotated[list[str] | None, Field(description="New labels (replace all); [] to clear.")] = None,
-        due_date: Annotated[str | None, Field(description="New due date as YYYY-MM-DD; '' to clear.")] = None,
+        title: NewTitle = None,
+        description: NewDescription = None,
+        assignee: NewAssignee = None,
+        labels: NewLabels = None,
+        due_date: NewDueDate = None,
     ) -> schemas.Card:
         changes = validate.changes(
             title=title, description=description, assignee=assignee, labels=labels, due_date=due_date
         )
         return repo.update_card(card_id, changes)
 
-    @_tool(
+    return _define(
+        update_card,
+        title="Update card",
+        description=(
+            "Change a card's title, description, assignee, labels or due date; only the fields you give change "
+            "(use move_card to change its column)."
+        ),
+        read_only=False,
+        destructive=False,  # it overwrites fields, but only the ones the caller names, with values it gives
+        idempotent=True,
+        open_world=False,
+    )
+
+
+def move_card(repo: KanbanRepository) -> Tool:
+    def move_card(card_id: CardId, column: ColumnName, position: Position = None) -> schemas.Card:
+        return repo.move_card(card_id, column, position)
+
+    return _define(
+        move_card,
         title="Move card",
+        description="Move a card to another column (or reorder it within its column), e.g. to mark it done.",
         read_only=False,
         destructive=False,
         idempotent=True,
         open_world=False,
-        description="Move a card to another column (or reorder it within its column), e.g. to mark it done.",
     )
-    def move_card(card_id: CardId, column: ColumnName, position: Position = None) -> schemas.Card:
-        return repo.move_card(card_id, column, position)
 
-    @_tool(
-        title="Delete card",
-        read_only=False,
-        destructive=True,
-        idempotent=True,
-        open_world=False,
-        description="Delete a card permanently; only when the person asked for it to be removed, not when done.",
-    )
+
+def delete_card(repo: KanbanRepository) -> Tool:
     def delete_card(card_id: CardId) -> schemas.Deleted:
         return repo.delete_card(card_id)
 
-    return [create_card, update_card, move_card, delete_card]
+    return _define(
+        delete_card,
+        title="Delete card",
+        description="Delete a card permanently; only when the person asked for it to be removed, not when done.",
+        read_only=False,
+        destructive=True,
+        idempotent=True,  # a second call changes nothing more (it reports the card is gone)
+        open_world=False,
+    )
