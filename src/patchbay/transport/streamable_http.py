@@ -34,6 +34,7 @@ log = logging.getLogger("patchbay.transport")
 
 SESSION_HEADER = b"mcp-session-id"
 WATCH_AFTER_SECONDS = 0.05
+CLIENT_CANCELLED = "cancelled by the client (notifications/cancelled)"
 
 
 class StreamableHTTP:
@@ -263,9 +264,11 @@ class StreamableHTTP:
             await reply.finish(jsonrpc.result_response(request_id, result))
         except RpcError as exc:
             await reply.finish(jsonrpc.error_response(request_id, exc.to_error()), exc.status)
-        except asyncio.CancelledError:
-            if task is None or not task.uncancel() == 0:
+        except asyncio.CancelledError as exc:
+            # Only the client's notifications/cancelled is answered here; a shutdown's cancellation propagates.
+            if exc.args != (CLIENT_CANCELLED,) or task is None:
                 raise
+            task.uncancel()
             # MCP cancellation: a cancelled request gets no response; the HTTP exchange still has to end.
             await reply.abandon()
         finally:
@@ -405,7 +408,7 @@ class StreamableHTTP:
         if method == "notifications/cancelled" and session is not None and session.inflight:
             task = session.inflight.get(params.get("requestId"))
             if task is not None:
-                task.cancel()
+                task.cancel(CLIENT_CANCELLED)
         await http.send_empty(send, 202)
 
     async def client_response(self, message: dict[str, Any], headers: dict[bytes, bytes], send: Send) -> None:
