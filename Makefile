@@ -51,8 +51,8 @@ $(RUNTIME_STAMP): pyproject.toml
 
 node: $(NODE_STAMP) ## install the pinned npm test clients into tests/e2e/node (npm ci)
 
+# --ignore-scripts: none of the pinned packages needs an install script (Node 22 ships in the tarball).
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	# --ignore-scripts: none of the pinned packages needs an install script (Node 22 ships in the tarball).
 	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -154,7 +154,8 @@ def _summary(r: throughput.Round) -> str:
     cells = []
     for lv in r.levels:
         errors = f" ERRORS {lv.errors}" if lv.errors else ""
-        cells.append(f"c={lv.connections}: {lv.rps:,.0f} req/s p99 {lv.p99_ms:.1f} ms{errors}")
+        noise = f" (noise {lv.others_cpu0_pct:.0f}%)" if lv.others_cpu0_pct >= throughput.NOISY_PCT else ""
+        cells.append(f"c={lv.connections}: {lv.rps:,.0f} req/s p99 {lv.p99_ms:.1f} ms{errors}{noise}")
     return "   " + "  ".join(cells)
 
 

@@ -59,9 +59,7 @@ def measure(spec: ServerSpec, runs: int, logdir: Path) -> ColdStart:
     times = []
     for run in range(runs):
         port = harness.free_port()
-        server = harness.spawn(
-            spec.name, spec.argv(port), port, logdir / f"coldstart-{spec.name}.{run}.log", REPO
-        )
+        server = harness.spawn(spec.name, spec.argv(port), port, logdir / f"coldstart-{spec.name}.{run}.log", REPO)
         try:
             times.append(_first_call(server))
         finally:

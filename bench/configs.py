@@ -82,12 +82,8 @@ JSON = "application/json"
 SSE = "text/event-stream"
 
 CONFIGS: tuple[Config, ...] = (
-    Config(
-        "starlette-echo", "Starlette JSON-RPC echo (ceiling)", STARLETTE, "modern", expect_content_type=JSON
-    ),
-    Config(
-        "sdk-modern-json", "SDK, 2026-07-28 envelope, JSON", SDK_MODERN, "modern", expect_content_type=JSON
-    ),
+    Config("starlette-echo", "Starlette JSON-RPC echo (ceiling)", STARLETTE, "modern", expect_content_type=JSON),
+    Config("sdk-modern-json", "SDK, 2026-07-28 envelope, JSON", SDK_MODERN, "modern", expect_content_type=JSON),
     Config(
         "sdk-session-sse",
         "SDK, stateful session, SSE (default), add",

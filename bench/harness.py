@@ -184,6 +184,17 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def cpu_busy_seconds() -> dict[int, float]:
+    """Busy time (all but idle and iowait) of every CPU since boot, from /proc/stat."""
+    busy: dict[int, float] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(x) for x in fields[:8]]
+            busy[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK
+    return busy
+
+
 @dataclass
 class WrkRun:
     connections: int

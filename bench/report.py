@@ -43,7 +43,15 @@ def aggregate(rounds: list[Round]) -> dict[str, Agg]:
             rows = [lv for r in runs for lv in r.levels if lv.connections == c]
             levels[c] = {
                 key: statistics.median(getattr(lv, key) for lv in rows)
-                for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_call", "rss_mb", "log_bytes_per_call")
+                for key in (
+                    "rps",
+                    "p50_ms",
+                    "p99_ms",
+                    "cpu_us_per_call",
+                    "rss_mb",
+                    "log_bytes_per_call",
+                    "others_cpu0_pct",
+                )
             }
         notes = sorted({f"round {r.round}: {n}" for r in runs for n in r.notes})
         errors = sum(lv.errors for r in runs for lv in r.levels)
@@ -55,15 +63,16 @@ def aggregate(rounds: list[Round]) -> dict[str, Agg]:
 def throughput_table(aggs: dict[str, Agg]) -> list[str]:
     lines = [
         "| configuration | c | req/s | p50 ms | p99 ms | server CPU µs/call | RSS MB (idle → loaded) "
-        "| errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| errors | CPU 0 noise % |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for agg in _ordered(aggs):
         for c, v in agg.levels.items():
             flag = f"**{agg.errors}** ⚠" if agg.errors else "0"
             lines.append(
                 f"| {agg.label} | {c} | {v['rps']:,.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | "
-                f"{v['cpu_us_per_call']:,.0f} | {agg.idle_rss_mb:.0f} → {v['rss_mb']:.0f} | {flag} |"
+                f"{v['cpu_us_per_call']:,.0f} | {agg.idle_rss_mb:.0f} → {v['rss_mb']:.0f} | {flag} | "
+                f"{v['others_cpu0_pct']:.0f} |"
             )
     return lines
 
@@ -106,12 +115,8 @@ def _ratio_target(aggs: dict[str, Agg], what: str, num: str, dens: tuple[str, ..
 
 def targets(aggs: dict[str, Agg], sessions: list[SessionProbe], colds: list[ColdStart]) -> list[Target]:
     out = [
-        _ratio_target(
-            aggs, "Patchbay JSON (2026 envelope) vs SDK best mode", "patchbay-modern-json", SDK_CONFIGS, 3.0
-        ),
-        _ratio_target(
-            aggs, "Patchbay JSON (2025 session) vs SDK best mode", "patchbay-session-json", SDK_CONFIGS, 3.0
-        ),
+        _ratio_target(aggs, "Patchbay JSON (2026 envelope) vs SDK best mode", "patchbay-modern-json", SDK_CONFIGS, 3.0),
+        _ratio_target(aggs, "Patchbay JSON (2025 session) vs SDK best mode", "patchbay-session-json", SDK_CONFIGS, 3.0),
         _ratio_target(
             aggs,
             "Patchbay JSON (2026 envelope) vs Starlette ceiling",

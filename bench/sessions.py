@@ -119,9 +119,7 @@ async def _open_one(conn: _Conn) -> str:
     return session_id
 
 
-async def open_sessions(
-    port: int, count: int, workers: int, deadline_s: float
-) -> tuple[list[str], list[str]]:
+async def open_sessions(port: int, count: int, workers: int, deadline_s: float) -> tuple[list[str], list[str]]:
     """Open `count` sessions with `workers` connections; returns (session ids, failure messages)."""
     ids: list[str] = []
     failures: list[str] = []

@@ -13,6 +13,7 @@ from bench.configs import BENCH, REPO, Config
 LUA = BENCH / "lua" / "mcp_call.lua"
 MB = 1024 * 1024
 ID_STRIDE = 10_000_000_000
+NOISY_PCT = 10.0  # other processes' share of the server's CPU above which a level is called noisy
 PROBE_ID = 1  # wrk runs start at ID_STRIDE, so the probe's id is never reused
 
 
@@ -26,6 +27,8 @@ class Level:
     rss_mb: float
     errors: int
     log_bytes_per_call: float
+    others_cpu0_pct: float
+    """CPU 0 time used by processes other than the server, as % of the run: noise from the shared machine."""
     wrk: dict[str, Any]
 
 
@@ -70,25 +73,28 @@ def _with_id_base(env: dict[str, str], run_index: int) -> dict[str, str]:
 
 def _measure(server: harness.Server, env: dict[str, str], connections: int, duration_s: float) -> Level:
     cpu_before, log_before = harness.cpu_seconds(server.pid), server.log_size()
+    busy_before = harness.cpu_busy_seconds().get(harness.SERVER_CPU, 0.0)
     run = harness.run_wrk(server.port, LUA, env, connections, duration_s)
+    busy_after = harness.cpu_busy_seconds().get(harness.SERVER_CPU, 0.0)
     cpu_after, log_after = harness.cpu_seconds(server.pid), server.log_size()
     calls = max(run.requests, 1)
+    server_cpu = cpu_after - cpu_before
+    others = max(0.0, (busy_after - busy_before) - server_cpu) / run.duration_s * 100 if run.duration_s else 0.0
     return Level(
         connections=connections,
         rps=run.rps,
         p50_ms=run.p50_ms,
         p99_ms=run.p99_ms,
-        cpu_us_per_call=(cpu_after - cpu_before) / calls * 1e6,
+        cpu_us_per_call=server_cpu / calls * 1e6,
         rss_mb=harness.rss_bytes(server.pid) / MB,
         errors=run.errors,
         log_bytes_per_call=(log_after - log_before) / calls,
+        others_cpu0_pct=others,
         wrk=run.detail,
     )
 
 
-def run_round(
-    cfg: Config, round_no: int, levels: list[int], duration_s: float, warmup_s: float, logdir: Path
-) -> Round:
+def run_round(cfg: Config, round_no: int, levels: list[int], duration_s: float, warmup_s: float, logdir: Path) -> Round:
     port = harness.free_port()
     log = logdir / f"{cfg.name}.r{round_no}.log"
     with harness.running(cfg.server.name, cfg.server.argv(port), port, log, REPO) as server:
@@ -107,11 +113,9 @@ def run_round(
             level = _measure(server, _with_id_base(env, index), connections, duration_s)
             result.levels.append(level)
             if level.errors:
-                result.notes.append(
-                    f"c={connections}: {level.errors} errors ({level.wrk['first_bad'][:120]})"
-                )
+                result.notes.append(f"c={connections}: {level.errors} errors ({level.wrk['first_bad'][:120]})")
+            if level.others_cpu0_pct >= NOISY_PCT:
+                result.notes.append(f"c={connections}: other processes used {level.others_cpu0_pct:.0f}% of CPU 0")
             if level.log_bytes_per_call >= 1:
-                result.notes.append(
-                    f"c={connections}: server logged {level.log_bytes_per_call:.0f} B per call"
-                )
+                result.notes.append(f"c={connections}: server logged {level.log_bytes_per_call:.0f} B per call")
         return result

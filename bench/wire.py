@@ -37,13 +37,7 @@ def modern_headers(tool: str) -> dict[str, str]:
 def modern_call_template(tool: str) -> str:
     """A 2026-07-28 tools/call body; `__ID__` marks the JSON-RPC id."""
     params = {"name": tool, "arguments": {"a": 1, "b": 2}, "_meta": _MODERN_META}
-    return (
-        '{"jsonrpc":"2.0","id":'
-        + ID_PLACEHOLDER
-        + ',"method":"tools/call","params":'
-        + _compact(params)
-        + "}"
-    )
+    return '{"jsonrpc":"2.0","id":' + ID_PLACEHOLDER + ',"method":"tools/call","params":' + _compact(params) + "}"
 
 
 def session_headers(session_id: str) -> dict[str, str]:

@@ -37,9 +37,7 @@ async def healthz(request: Request) -> Response:
 
 
 def build() -> Starlette:
-    return Starlette(
-        routes=[Route("/mcp", mcp, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])]
-    )
+    return Starlette(routes=[Route("/mcp", mcp, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])])
 
 
 def main() -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import types
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, Union, get_type_hints, overload
 
 import anyio.to_thread
 import orjson
@@ -35,6 +36,44 @@ from patchbay.errors import ToolError
 F = TypeVar("F", bound=Callable[..., Any])
 ATTR = "__patchbay__"
 _NO_SCHEMA_RETURNS = (str, ToolResult, PromptResult, type(None), *CONTENT_TYPES)
+
+
+@overload
+def tool(
+    fn: F,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    read_only: bool = False,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool = True,
+    icons: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+    input_schema: dict[str, Any] | None = None,
+    output_schema: dict[str, Any] | None = None,
+    requires: dict[str, Any] | None = None,
+) -> F: ...
+
+
+@overload
+def tool(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    read_only: bool = False,
+    destructive: bool | None = None,
+    idempotent: bool | None = None,
+    open_world: bool = True,
+    icons: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+    input_schema: dict[str, Any] | None = None,
+    output_schema: dict[str, Any] | None = None,
+    requires: dict[str, Any] | None = None,
+) -> Callable[[F], F]: ...
 
 
 def tool(
@@ -128,6 +167,30 @@ def resource(
         return func
 
     return decorate
+
+
+@overload
+def prompt(
+    fn: F,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    icons: list[dict[str, Any]] | None = None,
+    completions: dict[str, Iterable[str] | Completer] | None = None,
+) -> F: ...
+
+
+@overload
+def prompt(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    icons: list[dict[str, Any]] | None = None,
+    completions: dict[str, Iterable[str] | Completer] | None = None,
+) -> Callable[[F], F]: ...
 
 
 def prompt(
@@ -225,7 +288,7 @@ class _Output:
         returns = get_type_hints(func, include_extras=True).get("return", Any)
         if returns is Any or (isinstance(returns, type) and issubclass(returns, _NO_SCHEMA_RETURNS)):
             return
-        if _is_content_list(returns):
+        if _is_content(returns):
             return
         self.adapter = TypeAdapter(returns)
         schema = self.adapter.json_schema()
@@ -327,13 +390,19 @@ def _prefix_completer(values: tuple[str, ...]) -> Completer:
     return complete
 
 
-def _is_content_list(annotation: Any) -> bool:
-    """``list[Text]``, ``list[Content]``, ``list[Text | Image]`` and the like: content, not structured output."""
-    args = getattr(annotation, "__args__", ())
-    if getattr(annotation, "__origin__", None) is not list or not args:
-        return False
-    members = getattr(args[0], "__args__", (args[0],))
-    return all(m in CONTENT_TYPES for m in members)
+def _is_content(annotation: Any) -> bool:
+    """Content items, unions of them, and lists of those are content, not structured output:
+    ``Text``, ``Text | Image``, ``list[Text]``, ``list[Text | Image]``, ``list[Content]``."""
+    if annotation in CONTENT_TYPES:
+        return True
+    args: tuple[Any, ...] = getattr(annotation, "__args__", ())
+    if getattr(annotation, "__origin__", None) is list:
+        return len(args) == 1 and _is_content(args[0])
+    return bool(args) and all(a in CONTENT_TYPES or a is type(None) for a in args) and _is_union(annotation)
+
+
+def _is_union(annotation: Any) -> bool:
+    return isinstance(annotation, types.UnionType) or getattr(annotation, "__origin__", None) is Union
 
 
 def _json_text(value: Any) -> dict[str, Any]:

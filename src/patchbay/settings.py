@@ -199,7 +199,9 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         if key == "connectors":
             continue
         if key not in sections:
-            raise ConfigError(_unknown(source, key, [*sections, "connectors"], "top-level table"), file=source, key=key)
+            variable = next((v for k, v in env_sources.items() if k.startswith(f"{key}.")), None)
+            origin = f"environment variable {variable}" if variable else source
+            raise ConfigError(_unknown(origin, key, [*sections, "connectors"], "top-level table"), file=source, key=key)
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}", file=source, key=key)
         fields = list(sections[key].model_fields)

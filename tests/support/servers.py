@@ -108,9 +108,7 @@ def run_patchbay(
         _stop(server)
 
 
-def _start(
-    config_path: Path, env: Mapping[str, str], extra_args: Sequence[str], log_dir: Path
-) -> RunningServer:
+def _start(config_path: Path, env: Mapping[str, str], extra_args: Sequence[str], log_dir: Path) -> RunningServer:
     port = free_port()
     log_path = log_dir / f"patchbay-{port}.log"
     cmd = [

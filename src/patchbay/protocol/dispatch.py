@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from patchbay.catalog import Catalog
 from patchbay.context import Context
@@ -22,6 +22,7 @@ from patchbay.protocol.scope import LOG_RANK, CallScope, InputRequired
 
 log = logging.getLogger("patchbay.protocol")
 
+T = TypeVar("T")
 Handler = Callable[[dict[str, Any], CallScope], Awaitable[dict[str, Any]]]
 # MCP 2026-07-28 server/utilities/caching: these results carry ttlMs and cacheScope.
 CACHEABLE = {
@@ -229,12 +230,12 @@ class Dispatcher:
         ctx = Context(scope)
         fixed = self.catalog.resources.get(uri)
         if fixed is not None:
-            return {"contents": await fixed.handler(uri, {}, ctx)}
+            return {"contents": await _guarded(fixed.handler(uri, {}, ctx), f"reading {uri}")}
         found = self.catalog.find_template(uri)
         if found is None:
             raise _resource_not_found(uri, scope)
         template, values = found
-        return {"contents": await template.handler(uri, values, ctx)}
+        return {"contents": await _guarded(template.handler(uri, values, ctx), f"reading {uri}")}
 
     async def prompts_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         _no_cursor(params)
@@ -251,10 +252,7 @@ class Dispatcher:
         missing = [a.name for a in prompt.arguments if a.required and a.name not in arguments]
         if missing:
             raise jsonrpc.invalid_params(f"Prompt '{name}' is missing required arguments: {', '.join(missing)}")
-        try:
-            result = await prompt.handler(arguments, Context(scope))
-        except ToolError as exc:
-            raise jsonrpc.invalid_params(exc.message) from None
+        result = await _guarded(prompt.handler(arguments, Context(scope)), f"rendering prompt '{name}'")
         return result.to_wire()
 
     async def complete(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
@@ -277,13 +275,16 @@ class Dispatcher:
         else:
             raise jsonrpc.invalid_params("params.ref.type must be 'ref/prompt' or 'ref/resource'")
         completer = completers.get(str(argument.get("name")))
-        context = (params.get("context") or {}).get("arguments") or {}
+        context = params.get("context") or {}
+        context = context.get("arguments") if isinstance(context, dict) else None
+        if not isinstance(context, dict):
+            context = {}
         values = await completer(str(argument.get("value", "")), context) if completer else []
         return {"completion": {"values": values[:100], "total": len(values), "hasMore": len(values) > 100}}
 
     async def set_level(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         level = params.get("level")
-        if level not in LOG_RANK:
+        if not isinstance(level, str) or level not in LOG_RANK:
             raise jsonrpc.invalid_params(f"Unknown log level {level!r}; use one of {', '.join(LOG_RANK)}")
         if scope.session is not None:
             scope.session.log_level = level
@@ -300,6 +301,23 @@ class Dispatcher:
         if scope.session is not None:
             scope.session.unsubscribe(uri)
         return {}
+
+
+async def _guarded(work: Awaitable[T], what: str) -> T:
+    """Run a resource or prompt handler: its ToolError is the client's mistake (-32602); anything else is ours,
+    logged with a reference and answered without its text, which may hold secrets."""
+    try:
+        return await work
+    except ToolError as exc:
+        raise jsonrpc.invalid_params(exc.message) from None
+    except (RpcError, InputRequired):
+        raise
+    except Exception:
+        reference = secrets.token_hex(4)
+        log.exception("%s failed (reference %s)", what, reference)
+        raise RpcError(
+            jsonrpc.INTERNAL_ERROR, f"{what.capitalize()} failed unexpectedly (reference {reference})"
+        ) from None
 
 
 def _uri(params: dict[str, Any]) -> str:

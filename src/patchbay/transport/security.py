@@ -12,7 +12,11 @@ def _split_host(value: str) -> tuple[str, str | None]:
     value = value.strip().lower()
     if value.startswith("["):
         host, _, rest = value.partition("]")
-        return host + "]", rest[1:] if rest.startswith(":") else None
+        if not rest:
+            return host + "]", None
+        if rest.startswith(":") and rest[1:].isdigit():
+            return host + "]", rest[1:]
+        return value, None  # "[::1]evil.example" is not [::1]
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
         return value, None

@@ -99,7 +99,7 @@ class StreamableHTTP:
     # -- POST ----------------------------------------------------------------------------------------------
 
     async def post(self, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
-        accept = headers.get(b"accept", b"*/*")
+        accept = headers.get(b"accept", b"*/*").lower()
         json_ok = b"application/json" in accept or b"*/*" in accept or b"application/*" in accept
         sse_ok = b"text/event-stream" in accept or b"*/*" in accept
         if not (json_ok or sse_ok):
@@ -171,7 +171,7 @@ class StreamableHTTP:
             return
         meta = params.get("_meta")
         try:
-            if isinstance(meta, dict) and versions.META_VERSION in meta:
+            if isinstance(meta, dict) and versions.META_VERSION in meta and _modern_envelope(meta):
                 await self.modern(request_id, method, params, meta, headers, json_ok, sse_ok, receive, send)
             elif method == "initialize":
                 await self.initialize(request_id, params, json_ok, send)
@@ -207,27 +207,28 @@ class StreamableHTTP:
         sse_ok: bool,
         send: Send,
     ) -> None:
-        header_version = headers.get(b"mcp-protocol-version")
-        if header_version is not None and header_version.decode("latin-1") not in versions.ALL_VERSIONS:
+        session = self._session(headers)
+        if session is None and SESSION_HEADER in headers:
+            raise RpcError(jsonrpc.SESSION_NOT_FOUND, "Session not found: initialize a new session", status=404)
+        header = headers.get(b"mcp-protocol-version")
+        header_version = header.decode("latin-1") if header is not None else None
+        if header_version is not None and header_version not in versions.ALL_VERSIONS:
             raise RpcError(
                 jsonrpc.INVALID_REQUEST,
-                f"Bad Request: unsupported MCP-Protocol-Version {header_version.decode('latin-1')!r}; "
+                f"Bad Request: unsupported MCP-Protocol-Version {header_version!r}; "
                 f"supported: {', '.join(versions.HANDSHAKE_VERSIONS)}",
                 status=400,
             )
-        if header_version == versions.MODERN.encode():
+        if session is not None:
+            # A session keeps the version it negotiated, whatever supported version a header names later.
+            version = session.version
+        elif header_version == versions.MODERN:
             raise jsonrpc.invalid_params(
                 "A 2026-07-28 request must carry params._meta['io.modelcontextprotocol/protocolVersion'] "
                 "and ['io.modelcontextprotocol/clientCapabilities']"
             )
-        session = self._session(headers)
-        if session is None and SESSION_HEADER in headers:
-            raise RpcError(jsonrpc.SESSION_NOT_FOUND, "Session not found: initialize a new session", status=404)
-        version = (
-            session.version
-            if session
-            else (header_version.decode("latin-1") if header_version else versions.DEFAULT_HEADERLESS)
-        )
+        else:
+            version = header_version or versions.DEFAULT_HEADERLESS
         if not self.dispatcher.knows(method, "legacy"):
             raise jsonrpc.method_not_found(method)
         reply = Reply(
@@ -381,6 +382,10 @@ class StreamableHTTP:
             if "id" not in message:
                 continue
             params = message.get("params") or {}
+            if not isinstance(params, dict):
+                error = {"code": jsonrpc.INVALID_REQUEST, "message": "Invalid Request: params must be an object"}
+                responses.append(jsonrpc.error_response(message["id"], error))
+                continue
             scope = CallScope(
                 era="legacy",
                 version=version,
@@ -485,6 +490,12 @@ class StreamableHTTP:
     def _session(self, headers: dict[bytes, bytes]) -> Session | None:
         session_id = headers.get(SESSION_HEADER)
         return self.sessions.get(session_id.decode("latin-1")) if session_id else None
+
+
+def _modern_envelope(meta: dict[str, Any]) -> bool:
+    """A per-request _meta naming a 2025 handshake version is served in that era (statelessly), not refused
+    with -32022: refusing it while listing that very version as supported would loop the client."""
+    return meta.get(versions.META_VERSION) not in versions.HANDSHAKE_VERSIONS
 
 
 def _id_of(message: Any) -> Any:

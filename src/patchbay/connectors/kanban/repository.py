@@ -192,8 +192,8 @@ def snippet(card: KanbanCard, query: str) -> str:
             continue
         start = max(found.start() - SNIPPET_RADIUS, 0)
         end = min(found.end() + SNIPPET_RADIUS, len(source))
-        text_ = " ".join(source[start:end].split())
-        return f"{'…' if start else ''}{text_}{'…' if end < len(source) else ''}"
+        excerpt = " ".join(source[start:end].split())
+        return f"{'…' if start else ''}{excerpt}{'…' if end < len(source) else ''}"
     return card.title  # matched in a way Python's casefolding does not reproduce; the title still helps
 
 

@@ -1,0 +1,143 @@
+"""MemorySessionStore: idle expiry, the cap evicting the least recently used session, ``get`` touching, and
+``delete`` closing what the session still waits for.
+
+reference/mcp-requirements.md §3.1 Sessions, R-013; field-problems E2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from patchbay.transport import sessions
+from patchbay.transport.sessions import MemorySessionStore
+
+
+class Clock:
+    """Stands in for time.monotonic inside patchbay.transport.sessions."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(sessions.time, "monotonic", fake)
+    return fake
+
+
+def new(store: MemorySessionStore, version: str = "2025-11-25") -> str:
+    return store.create(version, {}, {"name": "t", "version": "1"}).id
+
+
+def test_a_session_idle_past_the_limit_is_gone(clock: Clock) -> None:
+    store = MemorySessionStore(idle_seconds=60)
+    sid = new(store)
+    clock.now += 59
+    assert store.get(sid) is not None
+    clock.now += 61
+    assert store.get(sid) is None
+    assert len(store) == 0
+
+
+def test_get_touches_so_a_used_session_does_not_expire(clock: Clock) -> None:
+    store = MemorySessionStore(idle_seconds=60)
+    sid = new(store)
+    for _ in range(5):
+        clock.now += 50
+        assert store.get(sid) is not None
+    assert store.get(sid).last_seen == clock.now  # type: ignore[union-attr]
+
+
+def test_creating_a_session_sweeps_expired_ones(clock: Clock) -> None:
+    store = MemorySessionStore(idle_seconds=60)
+    stale = [new(store) for _ in range(3)]
+    clock.now += 30
+    fresh = new(store)
+    clock.now += 40  # the first three are now 70 s idle, the fourth 40 s
+    new(store)
+    assert len(store) == 2
+    assert store.get(fresh) is not None
+    assert all(store.get(s) is None for s in stale)
+
+
+def test_the_cap_evicts_the_least_recently_used(clock: Clock) -> None:
+    store = MemorySessionStore(max_sessions=3)
+    a, b, c = new(store), new(store), new(store)
+    clock.now += 1
+    assert store.get(a) is not None  # a is now the most recently used; b the least
+    d = new(store)
+    assert len(store) == 3
+    assert store.get(b) is None
+    assert all(store.get(s) is not None for s in (a, c, d))
+
+
+def test_an_evicted_session_is_closed(clock: Clock) -> None:
+    store = MemorySessionStore(max_sessions=1)
+    first = store.create("2025-11-25", {}, None)
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    first.standalone = queue
+    new(store)
+    assert queue.get_nowait() == b""  # the GET stream was told to end
+
+
+@pytest.mark.anyio
+async def test_delete_cancels_pending_answers_and_running_requests() -> None:
+    store = MemorySessionStore()
+    session = store.create("2025-11-25", {"sampling": {}}, None)
+    _, answer = session.expect_answer()
+    running = asyncio.ensure_future(asyncio.Event().wait())
+    session.inflight = {1: running}
+    assert store.delete(session.id) is True
+    assert answer.cancelled()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert store.get(session.id) is None
+    assert store.delete(session.id) is False
+
+
+def test_answers_reach_the_request_that_waits_for_them() -> None:
+    async def scenario() -> None:
+        store = MemorySessionStore()
+        session = store.create("2025-11-25", {}, None)
+        request_id, future = session.expect_answer()
+        assert session.answer({"jsonrpc": "2.0", "id": "unknown", "result": {}}) is False
+        assert session.answer({"jsonrpc": "2.0", "id": request_id, "result": {"ok": True}}) is True
+        assert (await future)["result"] == {"ok": True}
+        assert session.answer({"jsonrpc": "2.0", "id": request_id, "result": {}}) is False  # once only
+
+    asyncio.run(scenario())
+
+
+def test_session_ids_are_unique_url_safe_and_long() -> None:
+    store = MemorySessionStore()
+    ids = {new(store) for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) >= 32 and all(0x21 <= ord(ch) <= 0x7E for ch in i) for i in ids)
+
+
+def test_ten_thousand_sessions_are_fine() -> None:
+    store = MemorySessionStore(max_sessions=10_000)
+    started = time.perf_counter()
+    ids = [new(store) for _ in range(10_000)]
+    assert len(store) == 10_000
+    assert all(store.get(i) is not None for i in ids)
+    extra = new(store)  # the cap evicts the least recently used: the first one got
+    assert len(store) == 10_000
+    assert store.get(ids[0]) is None
+    assert store.get(extra) is not None
+    assert time.perf_counter() - started < 5.0
+
+
+def test_close_all_empties_the_store() -> None:
+    store = MemorySessionStore()
+    for _ in range(10):
+        new(store)
+    store.close_all()
+    assert len(store) == 0
