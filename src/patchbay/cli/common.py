@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from patchbay import settings as settings_mod
 from patchbay.errors import ConfigError
@@ -61,7 +62,7 @@ def load_settings(config: Path | None, *, demo: bool = False, overrides: dict[st
             return settings_mod.from_dict(data, source=loaded.source, base_dir=loaded.base_dir)
         return loaded
     except ConfigError as exc:
-        err.print(f"[bold red]config error[/]: {exc}", highlight=False)
+        err.print(f"[bold red]config error[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
 
 

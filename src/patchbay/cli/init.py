@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from patchbay.cli.common import err
 
@@ -63,10 +64,10 @@ def init(
     for name, text in (("patchbay.toml", STARTER), ("tools.py", TOOLS)):
         target = directory / name
         if target.exists() and not force:
-            err.print(f"[yellow]kept[/] {target} (exists; use --force to overwrite)", highlight=False)
+            err.print(f"[yellow]kept[/] {escape(str(target))} (exists; use --force to overwrite)", highlight=False)
             continue
         target.write_text(text, encoding="utf-8")
         written.append(str(target))
     for path in written:
-        err.print(f"[green]wrote[/] {path}", highlight=False)
-    err.print(f"Next: [bold]patchbay serve --config {directory / 'patchbay.toml'}[/]", highlight=False)
+        err.print(f"[green]wrote[/] {escape(path)}", highlight=False)
+    err.print(f"Next: [bold]patchbay serve --config {escape(str(directory / 'patchbay.toml'))}[/]", highlight=False)

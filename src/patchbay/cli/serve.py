@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from patchbay import logs
 from patchbay.cli.common import err, load_settings
@@ -45,12 +50,13 @@ def serve(
     try:
         app = create_app(settings)
     except (ConfigError, ConnectorError) as exc:
-        err.print(f"[bold red]cannot start[/]: {exc}", highlight=False)
+        err.print(f"[bold red]cannot start[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if demo:
         _print_demo_banner(settings)
     _tune_gc()
-    server = uvicorn.Server(
+    server = _make_server(
+        app.runtime,
         uvicorn.Config(
             app,
             host=settings.server.host,
@@ -60,32 +66,53 @@ def serve(
             lifespan="on",
             timeout_graceful_shutdown=int(settings.server.shutdown_grace_seconds),
             server_header=False,
-        )
+        ),
     )
-    _end_streams_on_exit(server, app.runtime)
     server.run()
     if not server.started:
         raise typer.Exit(1)
 
 
-def _end_streams_on_exit(server: Any, runtime: Any) -> None:
-    """On SIGTERM/SIGINT, close event streams right away so graceful shutdown waits only for real calls."""
-    original = server.handle_exit
+def _server_class() -> type[Any]:
+    import uvicorn
 
-    def handle_exit(sig: int, frame: Any) -> None:
-        loop = getattr(server, "_patchbay_loop", None)
-        if loop is not None:
-            loop.call_soon_threadsafe(runtime.begin_shutdown)
-        original(sig, frame)
+    class Server(uvicorn.Server):
+        """uvicorn's server, plus: event streams end as soon as shutdown begins, and a graceful stop exits 0."""
 
-    server.handle_exit = handle_exit
-    original_startup = server.startup
+        def __init__(self, runtime: Any, config: Any) -> None:
+            super().__init__(config)
+            self.runtime = runtime
+            self.loop: asyncio.AbstractEventLoop | None = None
 
-    async def startup(sockets: Any = None) -> None:
-        server._patchbay_loop = asyncio.get_running_loop()
-        await original_startup(sockets=sockets)
+        async def startup(self, sockets: Any = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().startup(sockets=sockets)
 
-    server.startup = startup
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.loop is not None and not self.should_exit:
+                self.loop.call_soon_threadsafe(self.runtime.begin_shutdown)
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after shutting down, so even a clean stop ends "killed by SIGTERM"
+            # (143). Patchbay handled the signal: a graceful stop exits 0.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def _make_server(runtime: Any, config: Any) -> Any:
+    # uvicorn is imported only when serving, so `patchbay version` and friends start fast.
+    return _server_class()(runtime, config)
 
 
 def _serve_stdio(settings: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from patchbay.cli.common import err, load_settings
@@ -32,7 +33,7 @@ def _run(settings: Any, work: Any) -> Any:
     try:
         return asyncio.run(go())
     except (ConfigError, ConnectorError) as exc:
-        err.print(f"[bold red]cannot start[/]: {exc}", highlight=False)
+        err.print(f"[bold red]cannot start[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -76,7 +77,7 @@ def call(
     try:
         arguments = json.loads(args)
     except json.JSONDecodeError as exc:
-        err.print(f"[bold red]--args is not valid JSON[/]: {exc}", highlight=False)
+        err.print(f"[bold red]--args is not valid JSON[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if not isinstance(arguments, dict):
         err.print("[bold red]--args must be a JSON object[/], e.g. --args '{\"a\": 1}'", highlight=False)
@@ -102,7 +103,7 @@ def call(
     try:
         result = _run(settings, work)
     except RpcError as exc:
-        err.print(f"[bold red]error[/]: {exc.message}", highlight=False)
+        err.print(f"[bold red]error[/]: {escape(exc.message)}", highlight=False)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     if result.get("isError"):
