@@ -45,3 +45,5 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         logging.getLogger(name).propagate = True
     # Per-request access lines cost throughput and say nothing MCP-specific; errors still show.
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic announces its plugins and each migration at INFO on every start; that is noise for operators.
+    logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))

@@ -92,15 +92,24 @@ def log_levels(response: httpx.Response) -> list[str]:
     return [m["params"]["level"] for m in messages(response) if m.get("method") == "notifications/message"]
 
 
-async def test_a_2025_session_logs_everything_until_it_sets_a_level(client: httpx.AsyncClient) -> None:
+async def test_a_2025_session_gets_logs_before_it_sets_a_level(client: httpx.AsyncClient) -> None:
+    """Which level a session starts at is the server's choice; that it filters by rank and sends logs is not."""
     headers = await open_session(client)
     response = await client.post("/mcp", json=request("tools/call", {"name": "chatty"}), headers=headers)
-    assert log_levels(response) == ["debug", "info", "warning", "error"]
+    levels = log_levels(response)
+    all_levels = ["debug", "info", "warning", "error"]
+    assert "error" in levels
+    assert levels == all_levels[all_levels.index(levels[0]) :]
 
 
 @pytest.mark.parametrize(
     ("level", "expected"),
-    [("warning", ["warning", "error"]), ("info", ["info", "warning", "error"]), ("emergency", [])],
+    [
+        ("debug", ["debug", "info", "warning", "error"]),
+        ("warning", ["warning", "error"]),
+        ("info", ["info", "warning", "error"]),
+        ("emergency", []),
+    ],
 )
 async def test_logging_set_level_filters_a_2025_sessions_logs(
     client: httpx.AsyncClient, level: str, expected: list[str]
@@ -116,9 +125,12 @@ async def test_logging_set_level_filters_a_2025_sessions_logs(
 async def test_a_log_level_applies_only_to_its_own_session(client: httpx.AsyncClient) -> None:
     quiet = await open_session(client)
     loud = await open_session(client)
+    await client.post("/mcp", json=request("logging/setLevel", {"level": "debug"}), headers=loud)
     await client.post("/mcp", json=request("logging/setLevel", {"level": "error"}), headers=quiet)
     response = await client.post("/mcp", json=request("tools/call", {"name": "chatty"}), headers=loud)
     assert log_levels(response) == ["debug", "info", "warning", "error"]
+    quieted = await client.post("/mcp", json=request("tools/call", {"name": "chatty"}), headers=quiet)
+    assert log_levels(quieted) == ["error"]
 
 
 @pytest.mark.parametrize("level", ["verbose", None, 3, ["info"], {"l": 1}])

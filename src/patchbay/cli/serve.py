@@ -52,11 +52,10 @@ def serve(
     except (ConfigError, ConnectorError) as exc:
         err.print(f"[bold red]cannot start[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    if demo:
-        _print_demo_banner(settings)
     _tune_gc()
     server = _make_server(
         app.runtime,
+        (lambda: _print_demo_banner(settings)) if demo else None,
         uvicorn.Config(
             app,
             host=settings.server.host,
@@ -79,14 +78,17 @@ def _server_class() -> type[Any]:
     class Server(uvicorn.Server):
         """uvicorn's server, plus: event streams end as soon as shutdown begins, and a graceful stop exits 0."""
 
-        def __init__(self, runtime: Any, config: Any) -> None:
+        def __init__(self, runtime: Any, on_started: Any, config: Any) -> None:
             super().__init__(config)
             self.runtime = runtime
+            self.on_started = on_started
             self.loop: asyncio.AbstractEventLoop | None = None
 
         async def startup(self, sockets: Any = None) -> None:
             self.loop = asyncio.get_running_loop()
             await super().startup(sockets=sockets)
+            if self.started and self.on_started is not None:
+                self.on_started()  # only once the port is bound: no banner before an "address in use" error
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             if self.loop is not None and not self.should_exit:
@@ -110,9 +112,9 @@ def _server_class() -> type[Any]:
     return Server
 
 
-def _make_server(runtime: Any, config: Any) -> Any:
+def _make_server(runtime: Any, on_started: Any, config: Any) -> Any:
     # uvicorn is imported only when serving, so `patchbay version` and friends start fast.
-    return _server_class()(runtime, config)
+    return _server_class()(runtime, on_started, config)
 
 
 def _serve_stdio(settings: Any) -> None:
@@ -161,14 +163,17 @@ def _warn_if_exposed(host: str, auth_mode: str) -> None:
 
 def _print_demo_banner(settings: Any) -> None:
     url = settings.mcp_url
+    port = settings.server.port
     err.print(
-        f"\n[bold green]Patchbay demo[/] is starting at [bold]{url}[/]\n\n"
-        "  Sign-in: none (local demo; the server only accepts loopback Host/Origin).\n"
-        f"  Try it:  npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list\n"
+        f"\n[bold green]Patchbay demo[/] is serving at [bold]{url}[/]\n\n"
+        "  Sign-in: none. This is a local demo: only loopback Host/Origin are accepted.\n"
+        f"  Try it:       npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list\n"
         f"  Claude Code:  claude mcp add --transport http patchbay-demo {url}\n"
-        "  ChatGPT / claude.ai need a public HTTPS URL: expose this port with a tunnel (for example\n"
-        "  `cloudflared tunnel --url http://127.0.0.1:PORT`), set server.public_url to the tunnel's URL, then add\n"
-        "  <public_url>/mcp as a connector (ChatGPT: Settings → Apps & Connectors → Create; Claude: Settings →\n"
-        "  Connectors → Add custom connector). See docs/quickstart.md.\n",
+        "  ChatGPT and claude.ai need a public HTTPS URL. Expose this port with a tunnel, for example\n"
+        f"  `cloudflared tunnel --url http://127.0.0.1:{port}`, restart with PATCHBAY_SERVER__PUBLIC_URL set to the\n"
+        "  tunnel's URL, then add <public_url>/mcp as a connector:\n"
+        "    ChatGPT: Settings → Apps & Connectors → Create (developer mode)\n"
+        "    Claude:  Settings → Connectors → Add custom connector\n"
+        "  Anyone with the tunnel URL can call every tool until sign-in is set up. See docs/quickstart.md.\n",
         highlight=False,
     )

@@ -51,10 +51,20 @@ class PythonConnector:
     def _scan(self) -> None:
         # Re-read on every catalog rebuild, so a module that adds definitions at run time is picked up.
         self._tools, self._resources, self._templates, self._prompts = [], [], [], []
+        module = self._module
+        if module is None:
+            return
+        exported = getattr(module, "__all__", None)
         seen: set[int] = set()
-        for value in list(vars(self._module).values()) if self._module is not None else []:
+        for name, value in list(vars(module).items()):
             definition: Any = getattr(value, ATTR, None)
             if definition is None or id(definition) in seen:  # one function bound to two names counts once
+                continue
+            # What the module defines, or lists in __all__; a decorated function it merely imports is not
+            # published twice by every module that imports it.
+            if exported is not None and name not in exported:
+                continue
+            if exported is None and getattr(value, "__module__", module.__name__) != module.__name__:
                 continue
             seen.add(id(definition))
             if isinstance(definition, Tool):

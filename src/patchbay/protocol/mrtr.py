@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 import time
 from typing import Any
 
@@ -35,13 +36,22 @@ def request_digest(method: str, target: str, arguments: Any, principal: str) -> 
 
 
 class StateSigner:
-    """Seals and opens request states with a server key (rotate by restarting with a new key)."""
+    """Seals and opens request states with a server key.
 
-    def __init__(self, key: bytes) -> None:
+    Each state is good for one retry: a replayed state (for example the round that confirmed a delete) is
+    refused. The record of used states lives in this process; replicas of a fleet share the key
+    (``server.secret``) but not that record.
+    """
+
+    def __init__(self, key: bytes, *, max_remembered: int = 100_000) -> None:
         self._key = key
+        self._used: dict[str, float] = {}  # nonce -> expiry, oldest first
+        self._max_remembered = max_remembered
 
     def seal(self, digest: str, answers: dict[str, Any]) -> str:
-        payload = orjson.dumps({"d": digest, "a": answers, "e": int(time.time()) + TTL_SECONDS})
+        payload = orjson.dumps(
+            {"d": digest, "a": answers, "e": int(time.time()) + TTL_SECONDS, "n": secrets.token_urlsafe(12)}
+        )
         mac = hmac.new(self._key, payload, hashlib.sha256).digest()
         return f"{_b64(payload)}.{_b64(mac)}"
 
@@ -61,7 +71,10 @@ class StateSigner:
             raise jsonrpc.invalid_params("Invalid requestState: not a state this server issued") from None
         expected = hmac.new(self._key, payload, hashlib.sha256).digest()
         if not hmac.compare_digest(given, expected):
-            raise jsonrpc.invalid_params("Invalid requestState: signature check failed")
+            raise jsonrpc.invalid_params(
+                "Invalid requestState: not signed by this server (altered, or issued before a restart or by another "
+                "replica without the same server.secret); start the request again"
+            )
         data = orjson.loads(payload)
         if data.get("e", 0) < time.time():
             raise jsonrpc.invalid_params("Invalid requestState: expired; start the request again")
@@ -69,5 +82,17 @@ class StateSigner:
             raise RpcError(
                 jsonrpc.INVALID_PARAMS, "Invalid requestState: it belongs to a different request", status=400
             )
+        self._spend(str(data.get("n", "")), float(data["e"]))
         answers = data.get("a")
         return answers if isinstance(answers, dict) else {}
+
+    def _spend(self, nonce: str, expiry: float) -> None:
+        now = time.time()
+        while self._used:  # forget states that have expired anyway
+            oldest, until = next(iter(self._used.items()))
+            if until >= now and len(self._used) < self._max_remembered:
+                break
+            del self._used[oldest]
+        if nonce in self._used:
+            raise jsonrpc.invalid_params("Invalid requestState: already used; start the request again")
+        self._used[nonce] = expiry

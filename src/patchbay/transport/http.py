@@ -88,3 +88,41 @@ async def chunk(send: Send, data: bytes) -> None:
 async def end(send: Send) -> None:
     with contextlib.suppress(OSError, RuntimeError):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# Browser-based clients read these from responses; everything else is same-origin or server-to-server.
+CORS_EXPOSE = b"Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate"
+CORS_ALLOW_HEADERS = (
+    b"Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
+)
+
+
+def with_cors(send: Send, origin: bytes) -> Send:
+    """``send`` that adds CORS headers for an Origin the guard has already allowed."""
+
+    async def cors_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [
+                *message.get("headers", ()),
+                (b"access-control-allow-origin", origin),
+                (b"access-control-expose-headers", CORS_EXPOSE),
+                (b"vary", b"Origin"),
+            ]
+        await send(message)
+
+    return cors_send
+
+
+async def send_preflight(send: Send, origin: bytes, requested: bytes | None) -> None:
+    # Mcp-Param-* names depend on the tool, so the requested headers are echoed; the Origin was checked already.
+    allow = requested if requested else CORS_ALLOW_HEADERS
+    headers = [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+        (b"access-control-allow-headers", allow),
+        (b"access-control-max-age", b"600"),
+        (b"vary", b"Origin"),
+        (b"content-length", b"0"),
+    ]
+    await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})

@@ -38,7 +38,7 @@ class Session:
         self.version = version
         self.client_caps = client_caps
         self.client_info = client_info
-        self.log_level = "debug"
+        self.log_level = "info"  # until the client picks one with logging/setLevel
         self.last_seen = time.monotonic()
         self.subscriptions: set[str] | None = None
         self.pending: dict[str, asyncio.Future[dict[str, Any]]] | None = None

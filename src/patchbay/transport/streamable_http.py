@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from patchbay.auth.bearer import Authenticator, Rejection
 from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
@@ -50,8 +51,10 @@ class StreamableHTTP:
         max_body: int = 4 * 1024 * 1024,
         keepalive_seconds: float = 15.0,
         retry_ms: int = 1000,
+        auth: Authenticator | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.auth = auth
         self.sessions = sessions
         self.guard = guard
         self.runtime = runtime
@@ -80,8 +83,25 @@ class StreamableHTTP:
             await http.rpc_error(send, 403, None, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
             return
         method = scope["method"]
+        origin = headers.get(b"origin")
+        if origin is not None:  # a browser-based client (e.g. MCP Inspector's web UI): CORS
+            if method == "OPTIONS":
+                await http.send_preflight(send, origin, headers.get(b"access-control-request-headers"))
+                return
+            send = http.with_cors(send, origin)
+        principal = None
+        if self.auth is not None:
+            # Authenticated before the body is read or parsed; anonymous requests go on only when the server
+            # has public tools (mixed auth), and are limited to discovery and tools/call in post().
+            outcome = await self.auth.authenticate(headers.get(b"authorization"))
+            if outcome is None and not self.auth.has_public_tools():
+                outcome = self.auth.missing()
+            if isinstance(outcome, Rejection):
+                await _refuse(send, outcome)
+                return
+            principal = outcome
         if method == "POST":
-            await self.post(headers, receive, send)
+            await self.post(headers, receive, send, principal)
         elif method == "GET":
             await self.get(headers, send)
         elif method == "DELETE":
@@ -93,12 +113,12 @@ class StreamableHTTP:
                 None,
                 jsonrpc.INVALID_REQUEST,
                 f"Method {method} not allowed on the MCP endpoint",
-                extra=[(b"allow", b"GET, POST, DELETE")],
+                extra=[(b"allow", b"GET, POST, DELETE, OPTIONS")],
             )
 
     # -- POST ----------------------------------------------------------------------------------------------
 
-    async def post(self, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
+    async def post(self, headers: dict[bytes, bytes], receive: Receive, send: Send, principal: Any = None) -> None:
         accept = headers.get(b"accept", b"*/*").lower()
         json_ok = b"application/json" in accept or b"*/*" in accept or b"application/*" in accept
         sse_ok = b"text/event-stream" in accept or b"*/*" in accept
@@ -133,7 +153,10 @@ class StreamableHTTP:
             await http.rpc_error(send, 400, None, jsonrpc.PARSE_ERROR, "Parse error: the body is not valid JSON")
             return
         if isinstance(message, list):
-            await self.batch(message, headers, send)
+            if principal is None and self.auth is not None:
+                await _refuse(send, self.auth.missing())
+                return
+            await self.batch(message, headers, send, principal)
             return
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             await http.rpc_error(
@@ -163,6 +186,9 @@ class StreamableHTTP:
         if "id" not in message:
             await self.notification(method, params, headers, send)
             return
+        if principal is None and self.auth is not None and not self.auth.anonymous_allowed(method):
+            await _refuse(send, self.auth.missing())
+            return
         request_id = message["id"]
         if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
             await http.rpc_error(
@@ -172,11 +198,11 @@ class StreamableHTTP:
         meta = params.get("_meta")
         try:
             if isinstance(meta, dict) and versions.META_VERSION in meta and _modern_envelope(meta):
-                await self.modern(request_id, method, params, meta, headers, json_ok, sse_ok, receive, send)
+                await self.modern(request_id, method, params, meta, headers, json_ok, sse_ok, receive, send, principal)
             elif method == "initialize":
                 await self.initialize(request_id, params, json_ok, send)
             else:
-                await self.legacy(request_id, method, params, meta, headers, json_ok, sse_ok, send)
+                await self.legacy(request_id, method, params, meta, headers, json_ok, sse_ok, send, principal)
         except RpcError as exc:
             await http.send_json(send, exc.status, jsonrpc.error_response(request_id, exc.to_error()))
 
@@ -206,6 +232,7 @@ class StreamableHTTP:
         json_ok: bool,
         sse_ok: bool,
         send: Send,
+        principal: Any = None,
     ) -> None:
         session = self._session(headers)
         if session is None and SESSION_HEADER in headers:
@@ -249,6 +276,7 @@ class StreamableHTTP:
             log_level=session.log_level if session else "debug",
             progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
             send=reply.emit if sse_ok else None,
+            principal=principal,
             session=session,
             runtime=self.runtime,
             close_stream=reply.close_early,
@@ -287,6 +315,7 @@ class StreamableHTTP:
         sse_ok: bool,
         receive: Receive,
         send: Send,
+        principal: Any = None,
     ) -> None:
         version = meta.get(versions.META_VERSION)
         caps = meta.get(versions.META_CLIENT_CAPS)
@@ -325,6 +354,7 @@ class StreamableHTTP:
             log_level=level if isinstance(level, str) else None,
             progress_token=meta.get("progressToken"),
             send=reply.emit if sse_ok else None,
+            principal=principal,
             runtime=self.runtime,
         )
         if method != "tools/call":
@@ -352,7 +382,7 @@ class StreamableHTTP:
             return
         await reply.finish(jsonrpc.result_response(request_id, result))
 
-    async def batch(self, messages: list[Any], headers: dict[bytes, bytes], send: Send) -> None:
+    async def batch(self, messages: list[Any], headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
         # MCP 2025-03-26 basic: receivers MUST accept batches; later revisions removed them.
         session = self._session(headers)
         header = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
@@ -392,6 +422,7 @@ class StreamableHTTP:
                 request_id=message["id"],
                 method=message["method"],
                 client_caps=session.client_caps if session else {},
+                principal=principal,
                 session=session,
                 runtime=self.runtime,
             )
@@ -490,6 +521,12 @@ class StreamableHTTP:
     def _session(self, headers: dict[bytes, bytes]) -> Session | None:
         session_id = headers.get(SESSION_HEADER)
         return self.sessions.get(session_id.decode("latin-1")) if session_id else None
+
+
+async def _refuse(send: Send, rejection: Rejection) -> None:
+    """RFC 6750 §3 / MCP authorization: 401 or 403 with a WWW-Authenticate challenge and a JSON-RPC error body."""
+    extra = [(b"www-authenticate", rejection.challenge.encode("latin-1", "replace"))]
+    await http.rpc_error(send, rejection.status, None, jsonrpc.INVALID_REQUEST, rejection.message, extra=extra)
 
 
 def _modern_envelope(meta: dict[str, Any]) -> bool:
