@@ -10,6 +10,7 @@ transaction is real and write transactions can take the write lock up front (``B
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,22 @@ def _is_memory(url: URL) -> bool:
     return database in ("", ":memory:") or url.query.get("mode") == "memory"
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL once; the mode is stored in the file, so later connections find it set.
+
+    The switch needs a moment of exclusive access, and SQLite may refuse it at once when another connection
+    is busy (the busy handler is not always consulted); if that other connection is the one switching, WAL is
+    on when we look again.
+    """
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            raise
+
+
 def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -69,10 +86,11 @@ def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            # The busy timeout first, so everything after it waits for locks instead of failing at once.
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            if not memory:
+                _use_wal(cursor)
         finally:
             cursor.close()
 

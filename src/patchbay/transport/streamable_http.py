@@ -292,7 +292,9 @@ class StreamableHTTP:
             result = await self.dispatcher.dispatch(method, params, scope)
             await reply.finish(jsonrpc.result_response(request_id, result))
         except RpcError as exc:
-            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()), exc.status)
+            # 2025 era: a method's JSON-RPC error rides on HTTP 200, as SDK clients expect (TypeScript SDK v1
+            # clients throw on any non-2xx before reading the body). Transport refusals above keep their 4xx.
+            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()))
         except asyncio.CancelledError as exc:
             # Only the client's notifications/cancelled is answered here; a shutdown's cancellation propagates.
             if exc.args != (CLIENT_CANCELLED,) or task is None:
