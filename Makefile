@@ -27,7 +27,7 @@ PIP := $(VENV)/bin/python -m pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help venv node demo test lint conformance bench clean
+.PHONY: help venv node demo test lint conformance bench clean postgres
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -56,10 +56,15 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: $(RUNTIME_STAMP) ## serve the built-in demo (kanban) on HOST:PORT (default 127.0.0.1:8000)
+demo: $(RUNTIME_STAMP) ## serve the built-in demo (kanban board + handbook search/fetch) on HOST:PORT (default 127.0.0.1:8000)
 	$(VENV)/bin/patchbay serve --demo --host $(HOST) --port $(PORT)
 
-test: $(VENV_STAMP) $(NODE_STAMP) ## lint, then the whole test suite (unit, e2e, conformance)
+# The sql connector's tests and benchmark start throwaway clusters with Debian's initdb/pg_ctl (tests/support/postgres.py).
+postgres: ## install PostgreSQL server binaries (Debian postgresql) if missing
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends postgresql; }
+
+test: $(VENV_STAMP) $(NODE_STAMP) postgres ## lint, then the whole test suite (unit, e2e, conformance)
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -71,7 +76,7 @@ lint: $(VENV_STAMP) ## ruff (lint + format check) and mypy
 conformance: $(VENV_STAMP) $(NODE_STAMP) ## only the official MCP conformance suite against Patchbay
 	$(VENV)/bin/pytest tests/conformance -v $(PYTEST_ARGS)
 
-bench: $(VENV_STAMP) ## benchmarks (installs wrk with apt-get if missing)
+bench: $(VENV_STAMP) postgres ## benchmarks (installs wrk with apt-get if missing)
 	command -v wrk >/dev/null || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends wrk; }
 	$(VENV)/bin/python -m bench
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from bench import coldstart, harness, report, sessions, throughput
+from bench import coldstart, documents, harness, report, sessions, throughput
+from bench import sql as sql_bench
 from bench.configs import COLDSTART_SERVERS, CONFIGS, SESSION_SERVERS, patchbay_available, wrk_available
 
 LEVELS = [1, 16, 64]
@@ -53,6 +54,8 @@ def _items() -> list[str]:
     names = [c.name for c in CONFIGS]
     names += [f"sessions-{s.name}" for s in SESSION_SERVERS]
     names += [f"coldstart-{s.name}" for s in COLDSTART_SERVERS]
+    names += ["sql"]  # bench/sql.py: the sql connector's query latency vs. the driver (no wrk needed)
+    names += ["documents"]  # bench/documents.py: index 100k documents, search latency (no wrk needed)
     return names
 
 
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(_items()))
         return 0
-    if not wrk_available():
+    if not wrk_available() and _selected(args.only) != ["sql"]:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     rounds = args.rounds or (1 if args.quick else 3)
@@ -192,9 +195,21 @@ def _run(
             cold = functools.partial(coldstart.measure, spec, 5, logdir)
             if (c := _attempt(f"coldstart-{spec.name}", failures, cold)) is not None:
                 colds.append(c)
+    if "sql" in chosen:
+        print("[sql] query latency through /mcp vs. the driver (1M rows) ...", flush=True)
+        if (section := _attempt("sql", failures, functools.partial(sql_bench.run, args.quick))) is not None:
+            text = sql_bench.markdown(section)
+            print(text, flush=True)
+            sql_bench.write_doc(text)
+    docs_result = None
+    if "documents" in chosen:
+        docs_run = functools.partial(documents.run, 10_000 if args.quick else documents.DEFAULT_DOCS, 1_000, logdir)
+        docs_result = _attempt("documents", failures, docs_run)
     aggs = report.aggregate(all_rounds)
     tgts = report.targets(aggs, probes, colds)
     md = report.markdown(meta, aggs, probes, colds, tgts, failures)
+    if docs_result is not None:
+        md += "\n## Documents connector\n\n" + documents.markdown(docs_result)
     print("\n" + md)
     if args.out:
         raw = {

@@ -44,6 +44,7 @@ def patchbay_available() -> bool:
 
 
 STARLETTE = ServerSpec("starlette", ("bench.servers.starlette_echo",))
+ASGI = ServerSpec("asgi", ("bench.servers.asgi_echo",))
 SDK_MODERN = ServerSpec("sdk-modern-json", ("bench.servers.sdk_server", "--mode", "modern-json"))
 SDK_SESSION_SSE = ServerSpec("sdk-session-sse", ("bench.servers.sdk_server", "--mode", "session-sse"))
 PATCHBAY = ServerSpec("patchbay")
@@ -82,6 +83,7 @@ JSON = "application/json"
 SSE = "text/event-stream"
 
 CONFIGS: tuple[Config, ...] = (
+    Config("asgi-echo", "bare ASGI echo (reference, no framework)", ASGI, "modern", expect_content_type=JSON),
     Config("starlette-echo", "Starlette JSON-RPC echo (ceiling)", STARLETTE, "modern", expect_content_type=JSON),
     Config("sdk-modern-json", "SDK, 2026-07-28 envelope, JSON", SDK_MODERN, "modern", expect_content_type=JSON),
     Config(

@@ -13,6 +13,9 @@ from bench.configs import BENCH, REPO, Config
 LUA = BENCH / "lua" / "mcp_call.lua"
 MB = 1024 * 1024
 ID_STRIDE = 10_000_000_000
+RETRY_PCT = 25.0  # above this, a level is measured again (up to MAX_ATTEMPTS) and the least noisy kept
+MAX_ATTEMPTS = 3
+RETRY_STRIDE = 100
 NOISY_PCT = 10.0  # other processes' share of the server's CPU above which a level is called noisy
 PROBE_ID = 1  # wrk runs start at ID_STRIDE, so the probe's id is never reused
 
@@ -30,6 +33,7 @@ class Level:
     others_cpu0_pct: float
     """CPU 0 time used by processes other than the server, as % of the run: noise from the shared machine."""
     wrk: dict[str, Any]
+    attempts: int = 1
 
 
 @dataclass
@@ -94,6 +98,19 @@ def _measure(server: harness.Server, env: dict[str, str], connections: int, dura
     )
 
 
+def _least_noisy(server: harness.Server, env: dict[str, str], index: int, connections: int, duration_s: float) -> Level:
+    """Measure one level; while other processes took much of the server's CPU, measure again (bounded)."""
+    tries: list[Level] = []
+    for attempt in range(MAX_ATTEMPTS):
+        run_index = index + attempt * RETRY_STRIDE  # every attempt numbers its ids afresh
+        tries.append(_measure(server, _with_id_base(env, run_index), connections, duration_s))
+        if tries[-1].others_cpu0_pct < RETRY_PCT:
+            break
+    best = min(tries, key=lambda lv: lv.others_cpu0_pct)
+    best.attempts = len(tries)
+    return best
+
+
 def run_round(cfg: Config, round_no: int, levels: list[int], duration_s: float, warmup_s: float, logdir: Path) -> Round:
     port = harness.free_port()
     log = logdir / f"{cfg.name}.r{round_no}.log"
@@ -110,12 +127,15 @@ def run_round(cfg: Config, round_no: int, levels: list[int], duration_s: float, 
         if warmup_s > 0:
             harness.run_wrk(port, LUA, _with_id_base(env, 1), 16, warmup_s)
         for index, connections in enumerate(levels, start=2):
-            level = _measure(server, _with_id_base(env, index), connections, duration_s)
+            level = _least_noisy(server, env, index, connections, duration_s)
             result.levels.append(level)
             if level.errors:
                 result.notes.append(f"c={connections}: {level.errors} errors ({level.wrk['first_bad'][:120]})")
             if level.others_cpu0_pct >= NOISY_PCT:
-                result.notes.append(f"c={connections}: other processes used {level.others_cpu0_pct:.0f}% of CPU 0")
+                result.notes.append(
+                    f"c={connections}: other processes used {level.others_cpu0_pct:.0f}% of CPU 0"
+                    f" (best of {level.attempts} attempts)"
+                )
             if level.log_bytes_per_call >= 1:
                 result.notes.append(f"c={connections}: server logged {level.log_bytes_per_call:.0f} B per call")
         return result

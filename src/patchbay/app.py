@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,7 @@ from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
 from patchbay.protocol.hub import Hub
-from patchbay.settings import Settings
+from patchbay.settings import ConnectorSettings, Settings
 from patchbay.transport.http import Receive, Scope, Send
 from patchbay.transport.legacy_sse import LegacySSE
 from patchbay.transport.security import HostGuard
@@ -49,11 +51,13 @@ class Runtime:
     catalog: Catalog = field(init=False)
     dispatcher: Dispatcher = field(init=False)
     ready: bool = False
+    # patchbay.auth.server.AuthServer when sign-in is on (create_app sets it); started after the catalog.
+    auth: Any = None
 
     def __post_init__(self) -> None:
         self.connectors = build_connectors(self.settings, on_change=self.lists_changed)
-        prefixes = {c.name: c.tool_prefix for c in self.settings.connectors if c.enabled}
-        self.catalog = Catalog([Mounted(c, prefixes[c.name]) for c in self.connectors])
+        entries = {c.name: c for c in self.settings.connectors if c.enabled}
+        self.catalog = Catalog([_mounted(c, entries[c.name]) for c in self.connectors])
         server = self.settings.server
         info = ServerInfo(
             name=server.name,
@@ -62,17 +66,23 @@ class Runtime:
             instructions=server.instructions,
             list_ttl_ms=server.list_ttl_ms,
         )
-        self.dispatcher = Dispatcher(self.catalog, info)
+        secret = server.secret.get_secret_value().encode() if server.secret is not None else None
+        key = hashlib.sha256(b"patchbay request state\0" + secret).digest() if secret else secrets.token_bytes(32)
+        self.dispatcher = Dispatcher(self.catalog, info, state_key=key)
 
     async def start(self) -> None:
         """Open every connector, then build the catalog. Raises ConnectorError naming the connector."""
         for connector in self.connectors:
             await connector.open()
         self.catalog.rebuild()
+        if self.auth is not None:
+            await self.auth.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        if self.auth is not None:
+            self.auth.close()
         for connector in reversed(self.connectors):
             try:
                 await connector.close()
@@ -125,6 +135,23 @@ def build_connectors(settings: Settings, *, on_change: Any = None) -> list[Conne
     return connectors
 
 
+def _mounted(connector: Connector, entry: ConnectorSettings) -> Mounted:
+    return Mounted(connector, entry.tool_prefix, entry.scopes, entry.tool_scopes, entry.public_tools)
+
+
+def _build_auth(settings: Settings, runtime: Runtime) -> Any:
+    """The authorization server and resource-server checks, or None when ``auth.mode`` is none."""
+    if settings.auth.mode == "none":
+        return None
+    from patchbay.auth.server import AuthServer
+
+    auth = AuthServer(settings, runtime.catalog)
+    runtime.auth = auth
+    runtime.catalog.security = auth.policy.schemes
+    runtime.dispatcher.access = auth.policy
+    return auth
+
+
 def create_app(settings: Settings) -> Any:
     """The ASGI app for ``settings``. The runtime starts in the app's lifespan.
 
@@ -132,6 +159,7 @@ def create_app(settings: Settings) -> Any:
         ConfigError: the configuration names something that does not exist or is invalid.
     """
     runtime = Runtime(settings)
+    auth = _build_auth(settings, runtime)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins)
     sessions = MemorySessionStore(idle_seconds=server.session_idle_seconds, max_sessions=server.max_sessions)
@@ -142,6 +170,7 @@ def create_app(settings: Settings) -> Any:
         runtime=runtime,
         max_body=server.max_body_bytes,
         keepalive_seconds=server.sse_keepalive_seconds,
+        auth=auth.authenticator if auth is not None else None,
     )
     legacy = LegacySSE(
         runtime.dispatcher,
@@ -149,6 +178,7 @@ def create_app(settings: Settings) -> Any:
         runtime=runtime,
         max_body=server.max_body_bytes,
         keepalive_seconds=server.sse_keepalive_seconds,
+        auth=auth.authenticator if auth is not None else None,
     )
 
     async def healthz(request: Request) -> Response:
@@ -194,6 +224,7 @@ def create_app(settings: Settings) -> Any:
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *(auth.routes() if auth is not None else []),
             Route("/sse", legacy.stream, methods=["GET"]),
             Route("/messages", legacy.post, methods=["POST"]),
             Route("/messages/", legacy.post, methods=["POST"]),

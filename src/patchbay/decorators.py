@@ -54,6 +54,8 @@ def tool(
     input_schema: dict[str, Any] | None = None,
     output_schema: dict[str, Any] | None = None,
     requires: dict[str, Any] | None = None,
+    scopes: list[str] | None = None,
+    public: bool = False,
 ) -> F: ...
 
 
@@ -73,6 +75,8 @@ def tool(
     input_schema: dict[str, Any] | None = None,
     output_schema: dict[str, Any] | None = None,
     requires: dict[str, Any] | None = None,
+    scopes: list[str] | None = None,
+    public: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -91,6 +95,8 @@ def tool(
     input_schema: dict[str, Any] | None = None,
     output_schema: dict[str, Any] | None = None,
     requires: dict[str, Any] | None = None,
+    scopes: list[str] | None = None,
+    public: bool = False,
 ) -> Any:
     """Make ``fn`` a tool. Use bare (``@tool``) or with options (``@tool(read_only=True)``).
 
@@ -98,6 +104,9 @@ def tool(
     ``read_only=True`` for tools that only look things up, and ``open_world=False`` for tools that touch only
     your own systems. Give ``input_schema`` to publish a hand-written JSON Schema instead of the signature's
     (arguments are then passed through unvalidated, by name).
+
+    When sign-in is on, ``scopes`` are the OAuth scopes a caller needs for this tool, and ``public=True`` lets
+    anyone call it without signing in; the connector's config can override both.
 
     Raises:
         TypeError: when the signature cannot be described as JSON Schema.
@@ -123,6 +132,8 @@ def tool(
             icons=icons,
             meta=meta,
             requires=requires,
+            scopes=list(scopes) if scopes is not None else None,
+            public=public,
             handler=_tool_handler(func, signature, out, raw=input_schema is not None),
         )
         setattr(func, ATTR, definition)
@@ -262,6 +273,11 @@ class _Signature:
 
     def bind(self, arguments: dict[str, Any], *, raw: bool = False) -> dict[str, Any]:
         if raw:
+            missing = [
+                p.name for p in self.parameters if p.default is inspect.Parameter.empty and p.name not in arguments
+            ]
+            if missing:
+                raise ToolError(f"Invalid arguments: missing required argument(s): {', '.join(missing)}")
             return {n: arguments[n] for n in self.names if n in arguments}
         try:
             return self.model.__pydantic_validator__.validate_python(arguments).__dict__  # type: ignore[no-any-return]

@@ -86,6 +86,10 @@ class Tool:
     meta: dict[str, Any] | None = None
     # Capabilities the tool needs from the client, e.g. {"sampling": {}} (MCP 2026-07-28: -32021 if missing).
     requires: dict[str, Any] | None = None
+    # OAuth scopes a caller needs (None: the connector's or server's default). Enforced only when sign-in is on.
+    scopes: list[str] | None = None
+    # Callable without signing in (ChatGPT "noauth" security scheme) when sign-in is on.
+    public: bool = False
     # MCP 2026-07-28 x-mcp-header: header suffix -> argument name, derived from input_schema.
     header_params: dict[str, str] = field(init=False, default_factory=dict)
 

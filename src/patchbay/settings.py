@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from patchbay.errors import ConfigError
 
 ENV_PREFIX = "PATCHBAY_"
-CONNECTOR_COMMON = {"name", "type", "prefix", "enabled"}
+CONNECTOR_COMMON = {"name", "type", "prefix", "enabled", "scopes", "tool_scopes", "public_tools"}
 
 
 class _Section(BaseModel):
@@ -40,6 +42,9 @@ class ServerSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)
     public_url: str | None = None
     """The URL users paste into ChatGPT or Claude, without /mcp; defaults to http://host:port."""
+    secret: SecretStr | None = None
+    """Signs multi round-trip request states. Give every replica the same value (PATCHBAY_SERVER__SECRET);
+    unset, each process makes a random one and a restart ends round trips in progress."""
     allowed_hosts: list[str] = []
     """Extra Host header values to accept besides public_url's host and loopback; "*" turns the Host check off."""
     allowed_origins: list[str] = []
@@ -71,9 +76,108 @@ class StoreSettings(_Section):
     """A SQLAlchemy URL. Relative SQLite paths are relative to the config file's folder."""
 
 
+_SCOPE = r"^[\x21\x23-\x5b\x5d-\x7e]+$"  # RFC 6749 §3.3 scope-token
+
+
+class OAuthClientSettings(_Section):
+    """One ``[[auth.clients]]`` table: a client registered by the operator (ChatGPT "predefined client",
+    Claude "custom client ID/secret")."""
+
+    client_id: str = Field(min_length=1, max_length=255)
+    name: str
+    redirect_uris: list[str] = Field(min_length=1)
+    client_secret_env: str | None = None
+    """Name of the environment variable holding the secret; none for a public client."""
+    token_endpoint_auth_method: Literal["none", "client_secret_basic", "client_secret_post"] | None = None
+    """Defaults to client_secret_basic when a secret is configured, else none."""
+    scopes: list[str] | None = None
+    """Scopes this client may get; all of scopes_supported when unset."""
+
+
+class UpstreamOIDCSettings(_Section):
+    """``[auth.upstream]``: people sign in at the company's OpenID provider (Okta, Entra ID, Google, Keycloak)."""
+
+    issuer: str
+    client_id: str
+    client_secret_env: str | None = None
+    scopes: list[str] = ["openid", "email", "profile"]
+    username_claim: str = "email"
+    roles_claim: str = "groups"
+    role_map: dict[str, list[str]] = {}
+    """Claim value (e.g. a group) → Patchbay roles."""
+    default_roles: list[str] = []
+    allowed_domains: list[str] = []
+    """When set, only e-mail addresses in these domains may sign in."""
+    display_name: str = "your organisation"
+    allow_private_network: bool = False
+    """Tests only: let Patchbay reach an IdP on a loopback or private address."""
+
+
+class ExternalIdPSettings(_Section):
+    """``[auth.external]``: Patchbay is only a resource server for an existing authorization server."""
+
+    issuer: str
+    jwks_uri: str | None = None
+    """Defaults to the one in the issuer's metadata document."""
+    introspection_endpoint: str | None = None
+    """RFC 7662: used for tokens that are not JWTs (or for all tokens when jwks_uri is unset and none is found)."""
+    introspection_client_id: str | None = None
+    introspection_client_secret_env: str | None = None
+    audience: str | None = None
+    """Defaults to the exact MCP URL (public_url + /mcp)."""
+    algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
+    scopes_claim: str = "scope"
+    roles_claim: str = "roles"
+    allow_private_network: bool = False
+    """Tests only: let Patchbay reach an IdP on a loopback or private address."""
+
+
 class AuthSettings(_Section):
-    mode: Literal["none"] = "none"
-    """Only "none" exists so far; sign-in modes come with the authorization server."""
+    mode: Literal["none", "api_key", "oauth", "external"] = "none"
+    """none (local work) · api_key (static bearer keys) · oauth (built-in authorization server; API keys work
+    too) · external (resource server for an existing IdP)."""
+    scopes_supported: list[str] = ["mcp"]
+    """Scopes clients may ask for; the scopes tools declare are added to these."""
+    default_scopes: list[str] = ["mcp"]
+    """Granted when an authorization request names no scope (ChatGPT reconnects send none)."""
+    required_scopes: list[str] = []
+    """Every request must carry these; a token without them gets 403 insufficient_scope."""
+    access_token_seconds: int = Field(3600, ge=10, le=86_400)
+    refresh_token_seconds: int = Field(30 * 86_400, ge=60)
+    code_seconds: int = Field(120, ge=10, le=600)
+    registration: bool = True
+    """RFC 7591 dynamic client registration."""
+    registration_per_minute: int = Field(20, ge=1)
+    """Registrations one address may make per minute."""
+    unused_client_days: int = Field(7, ge=1)
+    """Dynamically registered clients that never got a token are deleted after this many days."""
+    client_metadata_documents: bool = True
+    """Accept HTTPS client_id URLs (client ID metadata documents)."""
+    allow_private_network: bool = False
+    """Tests only: fetch client metadata documents from loopback or private addresses."""
+    login_attempts: int = Field(5, ge=1)
+    """Failed password attempts before an account is locked."""
+    lockout_seconds: int = Field(900, ge=1)
+    clients: list[OAuthClientSettings] = []
+    upstream: UpstreamOIDCSettings | None = None
+    external: ExternalIdPSettings | None = None
+
+    @field_validator("scopes_supported", "default_scopes", "required_scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not re.match(_SCOPE, scope):
+                raise ValueError(f'{scope!r} is not a valid scope (RFC 6749 §3.3: printable ASCII, no space, " or \\)')
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AuthSettings:
+        if self.mode == "external" and self.external is None:
+            raise ValueError('mode = "external" needs an [auth.external] table with at least issuer = "https://…"')
+        missing = [s for s in self.default_scopes if s not in self.scopes_supported]
+        if missing:
+            raise ValueError(f"default_scopes {missing} must also be in scopes_supported {self.scopes_supported}")
+        return self
 
 
 class ConnectorSettings(BaseModel):
@@ -84,6 +188,12 @@ class ConnectorSettings(BaseModel):
     type: str
     prefix: str | None = None
     enabled: bool = True
+    scopes: list[str] | None = None
+    """Scopes every tool of this connector needs (unless the tool names its own)."""
+    tool_scopes: dict[str, list[str]] = {}
+    """Tool name (without prefix) → the scopes it needs; overrides the tool's own and the connector's."""
+    public_tools: list[str] = []
+    """Tools anyone may call without signing in (ChatGPT "noauth"); the rest need a token."""
 
     @property
     def options(self) -> dict[str, Any]:
@@ -182,15 +292,32 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
         section, _, key = variable[len(ENV_PREFIX) :].lower().partition("__")
         if section == "connectors":
             continue
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
+        value: Any = raw
+        if not _takes_text(section, key):  # a name such as "2024" stays a string where a string is expected
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw
         target = data.setdefault(section, {})
         if isinstance(target, dict):
             target[key] = value
             applied[f"{section}.{key}"] = variable
     return applied
+
+
+def _takes_text(section: str, key: str) -> bool:
+    """Whether ``[section] key`` is a text setting (str, optional str, or a choice of strings)."""
+    section_field = Settings.model_fields.get(section)
+    model = section_field.annotation if section_field is not None else None
+    fields = getattr(model, "model_fields", {})
+    if key not in fields:
+        return False
+    annotation = fields[key].annotation
+    origin = get_origin(annotation)
+    if origin is not None and origin is not Literal and origin not in (Union, types.UnionType):
+        return False  # list[str], dict[...]: parsed as TOML arrays/tables
+    members = get_args(annotation) or (annotation,)
+    return all(m is str or m is type(None) or isinstance(m, str) for m in members)
 
 
 def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,18 +21,42 @@ TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 @dataclass(frozen=True, slots=True)
 class Mounted:
-    """A connector with the prefix its names get."""
+    """A connector with the prefix its names get, and the access its config sets for its tools."""
 
     connector: Connector
     prefix: str
+    scopes: Sequence[str] | None = None
+    tool_scopes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    public_tools: Sequence[str] = ()
+
+    def access(self, tool: Tool) -> ToolAccess:
+        """Config wins over the tool's own declaration; the connector's scopes fill in for tools without any."""
+        scopes = self.tool_scopes.get(tool.name)
+        if scopes is None:
+            scopes = tool.scopes if tool.scopes is not None else self.scopes
+        return ToolAccess(tuple(scopes or ()), tool.public or tool.name in self.public_tools)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolAccess:
+    """Who may call a tool once sign-in is on: callers holding ``scopes``, or anyone when ``public``."""
+
+    scopes: tuple[str, ...] = ()
+    public: bool = False
+
+
+# Given a tool's access, the ``securitySchemes`` to advertise (None: advertise nothing, as when auth is off).
+SecuritySchemes = Callable[[ToolAccess], list[dict[str, Any]] | None]
 
 
 class Catalog:
     """Public name → definition, plus the wire form of each list, rebuilt whenever a connector changes."""
 
-    def __init__(self, mounted: Sequence[Mounted]) -> None:
+    def __init__(self, mounted: Sequence[Mounted], security: SecuritySchemes | None = None) -> None:
         self.mounted = list(mounted)
+        self.security = security
         self.tools: dict[str, Tool] = {}
+        self.access: dict[str, ToolAccess] = {}
         self.prompts: dict[str, Prompt] = {}
         self.resources: dict[str, Resource] = {}
         self.templates: list[ResourceTemplate] = []
@@ -41,11 +65,12 @@ class Catalog:
         self.resources_wire: list[dict[str, Any]] = []
         self.templates_wire: list[dict[str, Any]] = []
         self.manifest_hash = ""
-        self.rebuild()
+        # Empty until rebuild(): connectors are asked for their lists only once they are open.
 
     def rebuild(self) -> None:
         """Recompute every view. Raises ConfigError when two connectors publish the same name."""
         tools: dict[str, Tool] = {}
+        access: dict[str, ToolAccess] = {}
         prompts: dict[str, Prompt] = {}
         resources: dict[str, Resource] = {}
         templates: list[ResourceTemplate] = []
@@ -60,6 +85,7 @@ class Catalog:
                     )
                 _claim(owners, f"tool {name}", owner)
                 tools[name] = tool
+                access[name] = mount.access(tool)
             for prompt in mount.connector.prompts():
                 name = mount.prefix + prompt.name
                 _claim(owners, f"prompt {name}", owner)
@@ -69,12 +95,24 @@ class Catalog:
                 resources[res.uri] = res
             templates.extend(mount.connector.resource_templates())
         self.tools, self.prompts, self.resources, self.templates = tools, prompts, resources, templates
-        self.tools_wire = [tool_wire(n, t) for n, t in tools.items()]
+        self.access = access
+        self.tools_wire = [tool_wire(n, t, self._schemes(access[n])) for n, t in tools.items()]
         self.prompts_wire = [prompt_wire(n, p) for n, p in prompts.items()]
         self.resources_wire = [resource_wire(r) for r in resources.values()]
         self.templates_wire = [template_wire(t) for t in templates]
         manifest = orjson.dumps(self.tools_wire, option=orjson.OPT_SORT_KEYS)
         self.manifest_hash = hashlib.sha256(manifest).hexdigest()
+
+    def _schemes(self, access: ToolAccess) -> list[dict[str, Any]] | None:
+        return self.security(access) if self.security is not None else None
+
+    @property
+    def has_public_tools(self) -> bool:
+        return any(a.public for a in self.access.values())
+
+    @property
+    def tool_scopes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s for a in self.access.values() for s in a.scopes))
 
     def find_template(self, uri: str) -> tuple[ResourceTemplate, dict[str, str]] | None:
         for template in self.templates:
@@ -92,7 +130,7 @@ def _claim(owners: dict[str, str], key: str, owner: str) -> None:
     owners[key] = owner
 
 
-def tool_wire(name: str, tool: Tool) -> dict[str, Any]:
+def tool_wire(name: str, tool: Tool, schemes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     wire: dict[str, Any] = {"name": name}
     if tool.title:
         wire["title"] = tool.title
@@ -103,8 +141,13 @@ def tool_wire(name: str, tool: Tool) -> dict[str, Any]:
     wire["annotations"] = tool.annotations.to_wire(tool.title)
     if tool.icons:
         wire["icons"] = tool.icons
-    if tool.meta:
-        wire["_meta"] = tool.meta
+    meta = tool.meta
+    if schemes is not None:
+        # OpenAI Apps SDK: per-tool securitySchemes, mirrored in _meta for clients that read only _meta.
+        wire["securitySchemes"] = schemes
+        meta = {**(meta or {}), "securitySchemes": schemes}
+    if meta:
+        wire["_meta"] = meta
     return wire
 
 

@@ -11,11 +11,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from patchbay import settings as settings_mod
+from patchbay.connectors.sql import demo_crm
 from patchbay.errors import ConfigError
 from patchbay.settings import Settings
 
 err = Console(stderr=True)
 DEMO_DIR_ENV = "PATCHBAY_DEMO_DIR"
+DEMO_HANDBOOK = Path(__file__).resolve().parent.parent / "demo" / "handbook"
 
 
 def demo_config() -> dict[str, Any]:
@@ -24,10 +26,24 @@ def demo_config() -> dict[str, Any]:
             "name": "Patchbay demo",
             "instructions": (
                 "A demo Kanban board: list boards, search and read cards (read-only tools), and create, update, "
-                "move or delete cards (write tools). Card ids come from the list and search tools."
+                "move or delete cards (write tools). Card ids come from the list and search tools. "
+                "search and fetch read the Fernhill Robotics company handbook (leave, expenses, travel, security). "
+                "crm_* tools query a sample CRM database (customers, orders, tickets) and close or reopen tickets."
             ),
         },
-        "connectors": [{"name": "kanban", "type": "kanban", "prefix": "", "seed": True}],
+        "connectors": [
+            {"name": "kanban", "type": "kanban", "prefix": "", "seed": True},
+            # search + fetch over the bundled handbook, named exactly as ChatGPT deep research expects.
+            {
+                "name": "handbook",
+                "type": "documents",
+                "prefix": "",
+                "url_template": "https://intranet.example.com/handbook/{path_noext}",
+                "sources": [{"name": "handbook", "folder": str(DEMO_HANDBOOK)}],
+            },
+            # A sample CRM (customers, orders, tickets) in SQLite: crm_query reads it, crm_close_ticket writes.
+            demo_crm.demo_connector(),
+        ],
     }
 
 
@@ -43,8 +59,8 @@ def load_settings(config: Path | None, *, demo: bool = False, overrides: dict[st
             folder = demo_dir()
             folder.mkdir(parents=True, exist_ok=True)
             data["store"] = {"url": f"sqlite:///{folder / 'demo.db'}"}
-            _merge(data, overrides or {})
             env_applied = settings_mod._apply_env(data, os.environ)
+            _merge(data, overrides or {})  # command-line flags win over the environment, as with a config file
             return settings_mod.from_dict(data, source="<demo>", base_dir=folder, env_sources=env_applied)
         path = config
         if path is None and Path("patchbay.toml").is_file():

@@ -81,6 +81,8 @@ class Dispatcher:
     catalog: Catalog
     info: ServerInfo
     state_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # Per-tool access checks (patchbay.auth.access.ToolAccessPolicy) when sign-in is on; None when it is off.
+    access: Any = None
     handlers: dict[str, Handler] = field(init=False)
     signer: StateSigner = field(init=False)
     _server_meta: dict[str, Any] = field(init=False)
@@ -194,6 +196,10 @@ class Dispatcher:
         tool = self.catalog.tools.get(name)
         if tool is None:
             raise jsonrpc.invalid_params(f"Unknown tool: {name}")
+        if self.access is not None:
+            denied = self.access.denied(name, self.catalog.access.get(name), scope.principal)
+            if denied is not None:
+                return denied  # type: ignore[no-any-return]
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}
@@ -316,7 +322,7 @@ async def _guarded(work: Awaitable[T], what: str) -> T:
         reference = secrets.token_hex(4)
         log.exception("%s failed (reference %s)", what, reference)
         raise RpcError(
-            jsonrpc.INTERNAL_ERROR, f"{what.capitalize()} failed unexpectedly (reference {reference})"
+            jsonrpc.INTERNAL_ERROR, f"{what[:1].upper()}{what[1:]} failed unexpectedly (reference {reference})"
         ) from None
 
 

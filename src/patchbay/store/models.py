@@ -89,3 +89,137 @@ class KanbanCardLabel(Base):
 
     card_id: Mapped[int] = mapped_column(ForeignKey("kanban_cards.id", ondelete="CASCADE"), primary_key=True)
     label: Mapped[str] = mapped_column(String(50), primary_key=True, index=True)
+
+
+# -- auth (authorization server, API keys) ---------------------------------------------------------------------
+# Times are epoch seconds (float): compared on every token check, and free of SQLite's naive-datetime pitfalls.
+# Secrets (tokens, codes, keys, client secrets, browser sessions) are stored only as SHA-256 hex digests;
+# passwords as argon2id hashes.
+
+
+class AuthUser(Base):
+    __tablename__ = "auth_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    # Space-separated Patchbay roles.
+    roles: Mapped[str] = mapped_column(Text, default="")
+    # "issuer sub" for people who sign in through an upstream OpenID provider.
+    subject: Mapped[str | None] = mapped_column(String(1024), unique=True)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[float | None]
+    created_at: Mapped[float]
+
+
+class AuthClient(Base):
+    __tablename__ = "auth_clients"
+
+    # An opaque id (dynamic registration, config) or an HTTPS URL (client ID metadata document).
+    client_id: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "dcr" | "cimd" | "config"
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    auth_method: Mapped[str] = mapped_column(String(40))
+    redirect_uris: Mapped[str] = mapped_column(Text)  # JSON list
+    scope: Mapped[str | None] = mapped_column(Text)
+    # The registration as the client sent it (RFC 7591 §3.2.1 echoes it back), JSON.
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[float]
+    last_used_at: Mapped[float | None]
+    revoked_at: Mapped[float | None]
+
+
+class AuthRequest(Base):
+    """An authorization request waiting for sign-in and consent (RFC 6749 §4.1.1)."""
+
+    __tablename__ = "auth_requests"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(2048))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(Text)
+    resource: Mapped[str] = mapped_column(Text)
+    csrf_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("auth_users.id", ondelete="CASCADE"))
+    # Upstream OpenID sign-in in progress: the state we sent (hashed), our PKCE verifier and nonce for it.
+    upstream_state: Mapped[str | None] = mapped_column(String(64), index=True)
+    upstream_verifier: Mapped[str | None] = mapped_column(String(128))
+    upstream_nonce: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[float]
+
+
+class AuthCode(Base):
+    __tablename__ = "auth_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(String(2048))
+    user_id: Mapped[int] = mapped_column(ForeignKey("auth_users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(Text)
+    resource: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[float]
+    used_at: Mapped[float | None]
+
+
+class AuthToken(Base):
+    """An access or refresh token. Tokens of one grant (one authorization code and its refreshes) share a
+    grant_id, so a replayed code or refresh token revokes the whole family."""
+
+    __tablename__ = "auth_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "access" | "refresh"
+    grant_id: Mapped[str] = mapped_column(String(32), index=True)
+    client_id: Mapped[str] = mapped_column(String(2048), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("auth_users.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    resource: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float]
+    expires_at: Mapped[float]
+    used_at: Mapped[float | None]  # a refresh token that was rotated
+    revoked_at: Mapped[float | None]
+
+
+class AuthConsent(Base):
+    __tablename__ = "auth_consents"
+    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("auth_users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(2048))
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float]
+
+
+class AuthApiKey(Base):
+    __tablename__ = "auth_api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the key, shown in listings so people can tell keys apart.
+    hint: Mapped[str] = mapped_column(String(20))
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    roles: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float]
+    expires_at: Mapped[float | None]
+    last_used_at: Mapped[float | None]
+    revoked_at: Mapped[float | None]
+
+
+class AuthBrowserSession(Base):
+    """A signed-in browser on the login pages (cookie), so a second authorization skips the password."""
+
+    __tablename__ = "auth_browser_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("auth_users.id", ondelete="CASCADE"))
+    expires_at: Mapped[float]

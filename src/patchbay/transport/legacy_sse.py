@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from patchbay.auth.bearer import Authenticator, Rejection
 from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
@@ -54,8 +55,10 @@ class LegacySSE:
         runtime: Any = None,
         max_body: int = 4 * 1024 * 1024,
         keepalive_seconds: float = 15.0,
+        auth: Authenticator | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.auth = auth
         self.guard = guard
         self.runtime = runtime
         self.max_body = max_body
@@ -70,10 +73,27 @@ class LegacySSE:
             return _error(403, None, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
         return None
 
+    async def _authenticate(self, request: Request) -> Any:
+        """The principal, None (anonymous, mixed auth), or a refusal Response; checked before any body is read."""
+        if self.auth is None:
+            return None
+        header = request.headers.get("authorization")
+        outcome = await self.auth.authenticate(header.encode("latin-1") if header is not None else None)
+        if outcome is None and not self.auth.has_public_tools():
+            outcome = self.auth.missing()
+        if isinstance(outcome, Rejection):
+            response = _error(outcome.status, None, jsonrpc.INVALID_REQUEST, outcome.message)
+            response.headers["WWW-Authenticate"] = outcome.challenge
+            return response
+        return outcome
+
     async def stream(self, request: Request) -> Response:
         refused = self._refused(request)
         if refused is not None:
             return refused
+        principal = await self._authenticate(request)
+        if isinstance(principal, Response):
+            return principal
         if len(self.streams) >= MAX_STREAMS:
             return _error(503, None, jsonrpc.INTERNAL_ERROR, "Too many open SSE streams; try again later")
         session_id = secrets.token_urlsafe(24)
@@ -113,6 +133,9 @@ class LegacySSE:
         refused = self._refused(request)
         if refused is not None:
             return refused
+        principal = await self._authenticate(request)
+        if isinstance(principal, Response):
+            return principal
         session_id = request.query_params.get("session_id") or request.query_params.get("sessionId")
         stream = self.streams.get(session_id or "")
         if stream is None:
@@ -132,12 +155,18 @@ class LegacySSE:
                 future.set_result(message)
             return Response(status_code=202)
         if "id" in message:
-            task = asyncio.create_task(self._handle(stream, message))
+            method = message.get("method")
+            if principal is None and self.auth is not None and not self.auth.anonymous_allowed(str(method)):
+                refusal = self.auth.missing()
+                response = _error(refusal.status, message.get("id"), jsonrpc.INVALID_REQUEST, refusal.message)
+                response.headers["WWW-Authenticate"] = refusal.challenge
+                return response
+            task = asyncio.create_task(self._handle(stream, message, principal))
             stream.tasks.add(task)
             task.add_done_callback(stream.tasks.discard)
         return Response("Accepted", status_code=202)
 
-    async def _handle(self, stream: _Stream, message: dict[str, Any]) -> None:
+    async def _handle(self, stream: _Stream, message: dict[str, Any], principal: Any = None) -> None:
         request_id, method = message["id"], message.get("method")
         params = message.get("params") or {}
         try:
@@ -163,6 +192,7 @@ class LegacySSE:
                     progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
                     send=stream.send,
                     ask_client=self._asker(stream),
+                    principal=principal,
                     session=None,
                     runtime=self.runtime,
                 )

@@ -1,0 +1,178 @@
+"""``external`` mode: Patchbay is only a resource server for an existing authorization server.
+
+JWT access tokens are verified against the IdP's JWKS (signature, ``iss``, ``aud`` = our MCP URL, ``exp``/``nbf``
+with 60 s leeway); other tokens, or all tokens when no JWKS is known, go to RFC 7662 introspection. Endpoints
+come from the settings or from the issuer's metadata document (RFC 8414, then OpenID Connect Discovery). Every
+fetch goes through the SSRF guard.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import httpx
+import jwt
+from jwt import PyJWKSet
+from jwt.exceptions import InvalidTokenError, PyJWKError
+
+from patchbay.auth.core import Core
+from patchbay.auth.netguard import FetchError, GuardedFetcher
+from patchbay.auth.principal import Principal
+from patchbay.settings import ExternalIdPSettings
+
+log = logging.getLogger("patchbay.auth")
+JWKS_REFRESH_SECONDS = 60.0
+LEEWAY = 60
+
+
+def discovery_urls(issuer: str) -> list[str]:
+    """RFC 8414 §3.1 (path-inserted) then OpenID Connect Discovery (path-appended)."""
+    scheme, _, rest = issuer.partition("://")
+    host, slash, path = rest.partition("/")
+    suffix = f"/{path}" if slash and path else ""
+    return [
+        f"{scheme}://{host}/.well-known/oauth-authorization-server{suffix}",
+        f"{issuer.rstrip('/')}/.well-known/openid-configuration",
+    ]
+
+
+async def issuer_metadata(fetcher: GuardedFetcher, issuer: str) -> dict[str, Any]:
+    """The issuer's metadata document, whose ``issuer`` must equal ``issuer`` exactly.
+
+    Raises:
+        FetchError: no document found, or one naming another issuer.
+    """
+    problems = []
+    for url in discovery_urls(issuer):
+        try:
+            document = await fetcher.get_json(url)
+        except FetchError as exc:
+            problems.append(str(exc))
+            continue
+        if isinstance(document, dict) and document.get("issuer") == issuer:
+            return document
+        problems.append(f"{url} names another issuer")
+    raise FetchError(f"no metadata for issuer {issuer}: {'; '.join(problems)}")
+
+
+class ExternalVerifier:
+    def __init__(
+        self, core: Core, settings: ExternalIdPSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.core = core
+        self.settings = settings
+        self.issuer = settings.issuer
+        self.audience = settings.audience or core.config.resource
+        self.fetcher = GuardedFetcher(allow_private=settings.allow_private_network, transport=transport)
+        self.jwks_uri = settings.jwks_uri
+        self.introspection = settings.introspection_endpoint
+        self._discovered = bool(self.jwks_uri or self.introspection)
+        self._keys: PyJWKSet | None = None
+        self._keys_at = 0.0
+
+    async def _discover(self) -> None:
+        if self._discovered:
+            return
+        document = await issuer_metadata(self.fetcher, self.issuer)
+        self.jwks_uri = self.jwks_uri or document.get("jwks_uri")
+        self.introspection = self.introspection or document.get("introspection_endpoint")
+        self._discovered = True
+
+    async def verify(self, token: str) -> Principal | None:
+        try:
+            await self._discover()
+            if token.count(".") == 2 and self.jwks_uri:
+                return await self._verify_jwt(token)
+            if self.introspection:
+                return await self._introspect(token)
+        except FetchError as exc:
+            log.warning("cannot verify a token with %s: %s", self.issuer, exc)
+        return None
+
+    async def _jwks(self, kid: str | None) -> PyJWKSet:
+        now = time.monotonic()
+        known = self._keys is not None and (kid is None or any(k.key_id == kid for k in self._keys.keys))
+        if self._keys is not None and (known or now - self._keys_at < JWKS_REFRESH_SECONDS):
+            return self._keys
+        assert self.jwks_uri is not None
+        try:
+            self._keys = PyJWKSet.from_dict(await self.fetcher.get_json(self.jwks_uri))
+        except PyJWKError as exc:
+            raise FetchError(f"the JWKS at {self.jwks_uri} is not usable: {exc}") from None
+        self._keys_at = now
+        return self._keys
+
+    async def _verify_jwt(self, token: str) -> Principal | None:
+        try:
+            header = jwt.get_unverified_header(token)
+        except InvalidTokenError:
+            return None
+        keys = await self._jwks(header.get("kid"))
+        candidates = [k for k in keys.keys if header.get("kid") in (None, k.key_id)]
+        for key in candidates:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key=key,
+                    algorithms=self.settings.algorithms,
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=LEEWAY,
+                    options={"require": ["exp", "iss", "aud"]},
+                )
+            except InvalidTokenError:
+                continue
+            return self._principal(claims)
+        return None
+
+    async def _introspect(self, token: str) -> Principal | None:
+        assert self.introspection is not None
+        headers = {}
+        data = {"token": token}
+        client_id = self.settings.introspection_client_id
+        if client_id:
+            secret_env = self.settings.introspection_client_secret_env
+            secret = os.environ.get(secret_env, "") if secret_env else ""
+            basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        fetched = await self.fetcher.request("POST", self.introspection, data=data, headers=headers)
+        if fetched.status != 200:
+            raise FetchError(f"introspection answered {fetched.status}")
+        claims = fetched.json()
+        if not isinstance(claims, dict) or claims.get("active") is not True:
+            return None
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self.audience not in audiences:
+            return None
+        if claims.get("iss", self.issuer) != self.issuer:
+            return None
+        exp = claims.get("exp")
+        if isinstance(exp, (int, float)) and exp + LEEWAY < time.time():
+            return None
+        return self._principal(claims)
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        scope = claims.get(self.settings.scopes_claim, claims.get("scp", ""))
+        scopes = scope.split() if isinstance(scope, str) else [s for s in scope if isinstance(s, str)]
+        roles = claims.get(self.settings.roles_claim) or []
+        roles = [roles] if isinstance(roles, str) else [r for r in roles if isinstance(r, str)]
+        subject = str(claims.get("sub") or claims.get("client_id") or "unknown")
+        exp = claims.get("exp")
+        return Principal(
+            subject=subject,
+            kind="external",
+            scopes=frozenset(scopes),
+            roles=frozenset(roles),
+            username=claims.get("preferred_username") or claims.get("email") or claims.get("username"),
+            client_id=claims.get("client_id") or claims.get("azp"),
+            expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+            claims={
+                k: v for k, v in claims.items() if isinstance(v, (str, int, float, bool)) and len(json.dumps(v)) < 200
+            },
+        )

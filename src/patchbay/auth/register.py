@@ -1,0 +1,170 @@
+"""RFC 7591 dynamic client registration (``POST /register``).
+
+Public clients (``none``) and confidential ones (``client_secret_basic`` / ``client_secret_post``) are accepted,
+and the method asked for is the method registered and echoed back (H2: clients that get another method fail at
+the token endpoint). Registration is rate-limited per address; registrations that never obtain a token are
+pruned after ``auth.unused_client_days``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from patchbay.auth.clients import AUTH_METHODS, Client, is_loopback_host
+from patchbay.auth.core import Core
+from patchbay.auth.crypto import SECRET_PREFIX, digest, new_secret
+from patchbay.auth.errors import NO_STORE, OAuthError
+from patchbay.auth.metadata import CORS
+
+MAX_BODY = 64 * 1024
+MAX_REDIRECTS = 20
+GRANT_TYPES = {"authorization_code", "refresh_token"}
+# Schemes a redirect must never use, whatever the client says (RFC 8252 §7.1 allows private-use schemes).
+FORBIDDEN_SCHEMES = {"javascript", "data", "file", "vbscript", "about", "blob"}
+
+
+class RateLimit:
+    """At most ``per_minute`` events per key in any sliding minute (in-process; a fleet multiplies it)."""
+
+    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.events: dict[str, collections.deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        if len(self.events) > 10_000:
+            self.events.clear()
+        window = self.events.setdefault(key, collections.deque())
+        while window and window[0] <= now - 60:
+            window.popleft()
+        if len(window) >= self.per_minute:
+            return False
+        window.append(now)
+        return True
+
+
+def check_redirect_uri(uri: Any) -> str:
+    """OAuth 2.1 §2.3 / MCP: HTTPS, or http on loopback, or a private-use scheme for native apps; no fragment."""
+    if not isinstance(uri, str) or not uri or len(uri) > 2000:
+        raise OAuthError("invalid_redirect_uri", "each redirect URI must be a non-empty string")
+    parts = urlsplit(uri)
+    if not parts.scheme or parts.fragment:
+        raise OAuthError("invalid_redirect_uri", f"{uri!r} must be an absolute URI without a fragment")
+    scheme = parts.scheme.lower()
+    if scheme in FORBIDDEN_SCHEMES:
+        raise OAuthError("invalid_redirect_uri", f"the {scheme}: scheme is not allowed for redirects")
+    if scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        raise OAuthError("invalid_redirect_uri", f"{uri!r}: http redirects are only allowed to loopback addresses")
+    if scheme in ("http", "https") and not parts.hostname:
+        raise OAuthError("invalid_redirect_uri", f"{uri!r} has no host")
+    return uri
+
+
+def _strings(metadata: dict[str, Any], key: str, default: list[str]) -> list[str]:
+    value = metadata.get(key, default)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise OAuthError("invalid_client_metadata", f"{key} must be an array of strings")
+    return value
+
+
+def parse_registration(metadata: Any, supported_scopes: tuple[str, ...]) -> tuple[Client, dict[str, Any]]:
+    """Validate RFC 7591 §2 client metadata. Returns the client (without id/secret) and the fields to echo."""
+    if not isinstance(metadata, dict):
+        raise OAuthError("invalid_client_metadata", "the body must be a JSON object of client metadata")
+    uris = _strings(metadata, "redirect_uris", [])
+    if not uris or len(uris) > MAX_REDIRECTS:
+        raise OAuthError("invalid_redirect_uri", f"redirect_uris must list 1 to {MAX_REDIRECTS} URIs")
+    uris = [check_redirect_uri(u) for u in uris]
+    method = metadata.get("token_endpoint_auth_method", "client_secret_basic")  # RFC 7591 §2 default
+    if method not in AUTH_METHODS:
+        raise OAuthError(
+            "invalid_client_metadata",
+            f"token_endpoint_auth_method {method!r} is not supported; use one of {', '.join(AUTH_METHODS)}",
+        )
+    grants = _strings(metadata, "grant_types", ["authorization_code"])
+    if not set(grants) <= GRANT_TYPES or "authorization_code" not in grants:
+        raise OAuthError("invalid_client_metadata", "grant_types must include authorization_code, plus refresh_token")
+    if not set(_strings(metadata, "response_types", ["code"])) <= {"code"}:
+        raise OAuthError("invalid_client_metadata", "response_types may only contain code")
+    name = metadata.get("client_name") or "Unnamed client"
+    if not isinstance(name, str):
+        raise OAuthError("invalid_client_metadata", "client_name must be a string")
+    scope = metadata.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise OAuthError("invalid_client_metadata", "scope must be a space-separated string")
+    echo = {k: v for k, v in metadata.items() if k not in ("client_id", "client_secret") and _plain(v)}
+    echo.update(redirect_uris=uris, token_endpoint_auth_method=method, grant_types=grants, client_name=name)
+    echo.setdefault("response_types", ["code"])
+    client = Client(
+        client_id="",
+        kind="dcr",
+        name=name[:200],
+        redirect_uris=tuple(uris),
+        auth_method=method,
+        grant_types=tuple(grants),
+        metadata={k: echo[k] for k in ("client_uri", "logo_uri", "software_id", "software_version") if k in echo},
+    )
+    return client, echo
+
+
+def _plain(value: Any) -> bool:
+    return len(json.dumps(value)) < 4096
+
+
+@dataclass
+class Registration:
+    core: Core
+    limiter: RateLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimit(self.core.config.settings.registration_per_minute)
+
+    async def handle(self, request: Request) -> Response:
+        if not self.limiter.allow(request.client.host if request.client else "?"):
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": "too many registrations; try again in a minute"},
+                status_code=429,
+                headers={**CORS, "Retry-After": "60"},
+            )
+        try:
+            body = await request.body()
+            if len(body) > MAX_BODY:
+                raise OAuthError("invalid_client_metadata", f"the registration is larger than {MAX_BODY} bytes")
+            try:
+                metadata = json.loads(body)
+            except ValueError:
+                raise OAuthError("invalid_client_metadata", "the body is not JSON") from None
+            client, echo = parse_registration(metadata, self.core.config.scopes_supported)
+        except OAuthError as exc:
+            return JSONResponse(exc.body(), status_code=400, headers={**CORS, **NO_STORE})
+        core = self.core
+        client_id = new_secret("pb_client_")[:40]
+        secret = new_secret(SECRET_PREFIX) if client.auth_method != "none" else None
+        saved = await core.run(
+            core.clients.save,
+            Client(
+                client_id=client_id,
+                kind="dcr",
+                name=client.name,
+                redirect_uris=client.redirect_uris,
+                auth_method=client.auth_method,
+                secret_hash=digest(secret) if secret else None,
+                grant_types=client.grant_types,
+                metadata=client.metadata,
+            ),
+        )
+        await core.run(core.clients.prune_unused, core.config.settings.unused_client_days * 86_400)
+        response: dict[str, Any] = {**echo, "client_id": saved.client_id, "client_id_issued_at": int(saved.created_at)}
+        if secret is not None:
+            # RFC 7591 §3.2.1: client_secret_expires_at is required with a secret; 0 = never.
+            response.update(client_secret=secret, client_secret_expires_at=0)
+        return JSONResponse(response, status_code=201, headers={**CORS, **NO_STORE})

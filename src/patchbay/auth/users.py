@@ -1,0 +1,204 @@
+"""Local accounts: argon2id password hashes, lockout after repeated failures, people from an upstream IdP,
+and the browser sessions of the sign-in pages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.orm import sessionmaker
+
+from patchbay.auth.crypto import digest, new_secret
+from patchbay.store import writer
+from patchbay.store.models import AuthBrowserSession, AuthUser
+
+_hasher = PasswordHasher()
+# Verified against when the username does not exist, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("patchbay-timing-equaliser")
+USERNAME_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    id: int
+    username: str
+    display_name: str
+    email: str | None
+    roles: frozenset[str]
+    disabled: bool
+    locked_until: float | None
+    federated: bool
+    created_at: float
+
+
+LoginOutcome = Literal["ok", "invalid", "locked", "disabled"]
+
+
+def _view(row: AuthUser) -> UserView:
+    return UserView(
+        id=row.id,
+        username=row.username,
+        display_name=row.display_name,
+        email=row.email,
+        roles=frozenset(row.roles.split()),
+        disabled=row.disabled,
+        locked_until=row.locked_until,
+        federated=row.subject is not None,
+        created_at=row.created_at,
+    )
+
+
+class Users:
+    def __init__(
+        self, engine: Engine, clock: Callable[[], float] = time.time, max_attempts: int = 5, lockout: float = 900
+    ) -> None:
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write = sessionmaker(writer(engine), expire_on_commit=False)
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.lockout = lockout
+
+    def add(
+        self,
+        username: str,
+        password: str,
+        *,
+        roles: Iterable[str] = (),
+        email: str | None = None,
+        display_name: str = "",
+    ) -> UserView:
+        """Raises ValueError when the name is taken or empty, or the password is shorter than 8 characters."""
+        username = username.strip()
+        if not username or len(username) > USERNAME_MAX:
+            raise ValueError(f"a username is 1 to {USERNAME_MAX} characters")
+        if len(password) < 8:
+            raise ValueError("a password needs at least 8 characters")
+        with self._write() as session, session.begin():
+            if session.scalar(select(AuthUser.id).where(AuthUser.username == username)) is not None:
+                raise ValueError(f"a user named {username!r} already exists")
+            row = AuthUser(
+                username=username,
+                password_hash=_hasher.hash(password),
+                display_name=display_name or username,
+                email=email,
+                roles=" ".join(sorted(set(roles))),
+                disabled=False,
+                failed_logins=0,
+                created_at=self.clock(),
+            )
+            session.add(row)
+            session.flush()
+            return _view(row)
+
+    def list(self) -> list[UserView]:
+        with self._read() as session:
+            return [_view(r) for r in session.scalars(select(AuthUser).order_by(AuthUser.username))]
+
+    def get(self, user_id: int) -> UserView | None:
+        with self._read() as session:
+            row = session.get(AuthUser, user_id)
+            return _view(row) if row is not None else None
+
+    def by_name(self, username: str) -> UserView | None:
+        with self._read() as session:
+            row = session.scalar(select(AuthUser).where(AuthUser.username == username))
+            return _view(row) if row is not None else None
+
+    def set_disabled(self, username: str, disabled: bool) -> UserView | None:
+        with self._write() as session, session.begin():
+            row = session.scalar(select(AuthUser).where(AuthUser.username == username))
+            if row is None:
+                return None
+            row.disabled = disabled
+            if disabled:
+                session.execute(delete(AuthBrowserSession).where(AuthBrowserSession.user_id == row.id))
+            return _view(row)
+
+    def verify(self, username: str, password: str) -> tuple[LoginOutcome, UserView | None]:
+        """Check a password. Every failure counts towards the lockout, including attempts while locked."""
+        now = self.clock()
+        with self._write() as session, session.begin():
+            row = session.scalar(select(AuthUser).where(AuthUser.username == username.strip()))
+            if row is None or row.password_hash is None:
+                _check(_DUMMY_HASH, password)
+                return "invalid", None
+            if row.locked_until is not None and row.locked_until > now:
+                return "locked", None
+            if not _check(row.password_hash, password):
+                row.failed_logins += 1
+                if row.failed_logins >= self.max_attempts:
+                    row.locked_until = now + self.lockout
+                    row.failed_logins = 0
+                    return "locked", None
+                return "invalid", None
+            if row.disabled:
+                return "disabled", None
+            row.failed_logins = 0
+            row.locked_until = None
+            if _hasher.check_needs_rehash(row.password_hash):
+                row.password_hash = _hasher.hash(password)
+            return "ok", _view(row)
+
+    def upsert_federated(
+        self, subject: str, username: str, email: str | None, display_name: str, roles: Iterable[str]
+    ) -> UserView:
+        """The local record of someone who signed in upstream; roles follow the IdP's claims on every sign-in."""
+        with self._write() as session, session.begin():
+            row = session.scalar(select(AuthUser).where(AuthUser.subject == subject))
+            if row is None:
+                taken = session.scalar(select(AuthUser.id).where(AuthUser.username == username))
+                row = AuthUser(
+                    username=username if taken is None else subject[:USERNAME_MAX],
+                    password_hash=None,
+                    subject=subject,
+                    disabled=False,
+                    failed_logins=0,
+                    created_at=self.clock(),
+                )
+                session.add(row)
+            row.email = email
+            row.display_name = display_name or username
+            row.roles = " ".join(sorted(set(roles)))
+            session.flush()
+            return _view(row)
+
+    # -- browser sessions of the sign-in pages ---------------------------------------------------------------
+
+    def open_browser_session(self, user_id: int, seconds: float) -> str:
+        cookie = new_secret()
+        with self._write() as session, session.begin():
+            session.execute(delete(AuthBrowserSession).where(AuthBrowserSession.expires_at < self.clock()))
+            session.add(AuthBrowserSession(id_hash=digest(cookie), user_id=user_id, expires_at=self.clock() + seconds))
+        return cookie
+
+    def browser_session_user(self, cookie: str | None) -> UserView | None:
+        if not cookie:
+            return None
+        with self._read() as session:
+            row = session.get(AuthBrowserSession, digest(cookie))
+            if row is None or row.expires_at <= self.clock():
+                return None
+            user = session.get(AuthUser, row.user_id)
+            return _view(user) if user is not None and not user.disabled else None
+
+    def unlock(self, username: str) -> bool:
+        with self._write() as session, session.begin():
+            done = session.execute(
+                update(AuthUser)
+                .where(AuthUser.username == username)
+                .values(locked_until=None, failed_logins=0)
+                .returning(AuthUser.id)
+            )
+            return done.first() is not None
+
+
+def _check(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,192 @@
+"""The flows ChatGPT, Claude and other OAuth clients perform against the built-in authorization server,
+in-process: registration, sign-in and consent pages, code + PKCE, refresh, revocation, introspection."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from fixtures.authflow import (
+    BASE,
+    CHATGPT_REDIRECT,
+    CLAUDE_REDIRECT,
+    MCP,
+    Flow,
+    add_user,
+    call,
+    client_for,
+    running,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def whoami(http, token: str) -> dict:  # type: ignore[no-untyped-def]
+    response = await call(http, token, "tools/call", {"name": "whoami", "arguments": {}})
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["isError"] is False, result
+    return result["structuredContent"]
+
+
+async def test_public_client_signs_in_and_its_principal_reaches_the_tool(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app, roles=("sales",))
+        flow = Flow(http)
+        await flow.register("none")
+        tokens = await flow.tokens(scope="mcp")
+        assert tokens["token_type"] == "Bearer" and tokens["scope"] == "mcp" and tokens["refresh_token"]
+        me = await whoami(http, tokens["access_token"])
+    assert me == {
+        "subject": "user:alice",
+        "kind": "user",
+        "username": "alice",
+        "client_id": flow.client_id,
+        "scopes": ["mcp"],
+        "roles": ["sales"],
+    }
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+@pytest.mark.parametrize("redirect", [CHATGPT_REDIRECT, "https://chatgpt.com/connector/oauth/cb_123", CLAUDE_REDIRECT])
+async def test_confidential_clients_with_chatgpt_and_claude_redirects(
+    tmp_path: Path, method: str, redirect: str
+) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        registered = await flow.register(method, redirect)
+        # RFC 7591 §3.2.1: the method asked for is echoed, with a secret that never expires.
+        assert registered["token_endpoint_auth_method"] == method
+        assert registered["client_secret"].startswith("pb_cs_") and registered["client_secret_expires_at"] == 0
+        code = await flow.code(scope="mcp offline_access")
+        response = await flow.redeem(code, auth="basic" if method == "client_secret_basic" else "post")
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        tokens = response.json()
+        assert tokens["scope"] == "mcp offline_access"
+        await whoami(http, tokens["access_token"])
+
+
+async def test_authorize_without_scope_gets_the_default_scopes(tmp_path: Path) -> None:
+    auth = {"default_scopes": ["mcp"], "scopes_supported": ["mcp", "kb.read"]}
+    async with running(tmp_path, auth=auth) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        tokens = await flow.tokens(scope=None)  # ChatGPT reconnects without scope
+        unknown = await flow.tokens(scope="openid email")  # scopes we do not offer are dropped
+    assert tokens["scope"] == "mcp"
+    assert unknown["scope"] == "mcp"
+
+
+async def test_refresh_without_scope_rotates_and_keeps_the_grant(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        first = await flow.tokens()
+        refreshed = await flow.refresh(first["refresh_token"])  # no scope, no resource
+        assert refreshed.status_code == 200, refreshed.text
+        second = refreshed.json()
+        assert second["refresh_token"] != first["refresh_token"]
+        assert second["scope"] == first["scope"]
+        await whoami(http, second["access_token"])
+        narrower = await flow.refresh(second["refresh_token"], scope="mcp", resource=MCP)
+        assert narrower.status_code == 200, narrower.text
+
+
+async def test_consent_is_remembered_per_user_client_and_scopes(tmp_path: Path) -> None:
+    async with running(tmp_path, auth={"scopes_supported": ["mcp", "kb.read"]}) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        browser_pages = []
+        first = await flow.sign_in(scope="mcp")
+        assert "code" in first.params
+        # Same browser (cookie jar), same client, same scopes: straight back to the client, no page at all.
+        second = await flow.sign_in(scope="mcp")
+        assert "code" in second.params
+        response = await http.get(flow.authorize_url(scope="mcp"), follow_redirects=False)
+        assert response.status_code == 302
+        browser_pages.append(response)
+        # A new scope asks again.
+        wider = await http.get(flow.authorize_url(scope="mcp kb.read"), follow_redirects=False)
+        assert wider.status_code == 200 and "Allow access?" in wider.text and "kb.read" in wider.text
+
+
+async def test_denied_consent_returns_access_denied_with_state_and_iss(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        from tests.support.browser import Browser
+
+        outcome = await Browser(http, (BASE,), decision="deny").authorize(flow.authorize_url())
+    assert outcome.params["error"] == "access_denied"
+    assert outcome.params["state"] == flow.state and outcome.params["iss"] == BASE
+
+
+async def test_sign_in_pages_are_accessible_and_cannot_be_framed(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        flow = Flow(http)
+        await flow.register(redirect_uri=CLAUDE_REDIRECT)
+        page = await http.get(flow.authorize_url())
+    assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "form-action 'self' https://claude.ai" in page.headers["content-security-policy"]
+    assert '<html lang="en">' in page.text and '<label for="username">' in page.text
+    assert "Test client" in page.text and "claude.ai" in page.text
+    assert "http" not in page.text.split("<style>")[1].split("</style>")[0]  # no external assets
+
+
+async def test_revocation_and_introspection(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("client_secret_basic")
+        tokens = await flow.tokens()
+        basic = base64.b64encode(f"{flow.client_id}:{flow.client_secret}".encode()).decode()
+        auth = {"authorization": f"Basic {basic}"}
+        info = (await http.post("/introspect", data={"token": tokens["access_token"]}, headers=auth)).json()
+        assert info["active"] is True and info["aud"] == MCP and info["client_id"] == flow.client_id
+        assert info["iss"] == BASE and info["sub"] == "user:alice"
+        await whoami(http, tokens["access_token"])  # cached as valid now
+        revoked = await http.post("/revoke", data={"token": tokens["refresh_token"]}, headers=auth)
+        assert revoked.status_code == 200
+        # RFC 7009 §2.1: revoking the refresh token revokes the grant's access token too, at once.
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 401
+        info = (await http.post("/introspect", data={"token": tokens["access_token"]}, headers=auth)).json()
+        assert info == {"active": False}
+        assert (await flow.refresh(tokens["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_api_keys_work_beside_oauth_and_stop_when_revoked(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        keys = app.runtime.auth.core.keys
+        _, secret = keys.create("ci", ["mcp", "docs.write"], ["robot"])
+        me = await whoami(http, secret)
+        assert me["subject"] == "key:ci" and me["kind"] == "api_key" and me["roles"] == ["robot"]
+        done = await call(http, secret, "tools/call", {"name": "write_doc", "arguments": {"title": "x"}})
+        assert done.json()["result"]["isError"] is False
+        keys.revoke("ci")
+        app.runtime.auth.core.cache.clear()  # as after the cache's few seconds
+        assert (await call(http, secret, "tools/list")).status_code == 401
+
+
+async def test_secrets_never_reach_the_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("client_secret_post")
+        tokens = await flow.tokens()
+        await whoami(http, tokens["access_token"])
+        await call(http, tokens["access_token"] + "x", "tools/list")
+    text = caplog.text + json.dumps([r.args for r in caplog.records], default=str)
+    for secret in (tokens["access_token"], tokens["refresh_token"], flow.client_secret or "-", "correct horse"):
+        assert secret not in text

@@ -1,0 +1,239 @@
+"""Every refusal the issue lists, each with the RFC's error, and each leaving everything else as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtures.authflow import BASE, PASSWORD, REDIRECT, Flow, add_user, call, client_for, running
+from sqlalchemy import update
+
+from patchbay.store.models import AuthToken, AuthUser
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_wrong_pkce_verifier_is_invalid_grant_and_the_code_still_works(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        code = await flow.code()
+        wrong = await flow.redeem(code, code_verifier="x" * 43)
+        assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+        assert (await flow.redeem(code)).status_code == 200
+
+
+async def test_replayed_code_is_refused_and_revokes_what_it_issued(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        code = await flow.code()
+        first = (await flow.redeem(code)).json()
+        assert (await call(http, first["access_token"], "tools/list")).status_code == 200
+        replay = await flow.redeem(code)
+        assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+        app.runtime.auth.core.cache.clear()
+        assert (await call(http, first["access_token"], "tools/list")).status_code == 401
+        assert (await flow.refresh(first["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_reused_refresh_token_revokes_the_grant(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        first = await flow.tokens()
+        second = (await flow.refresh(first["refresh_token"])).json()
+        reuse = await flow.refresh(first["refresh_token"])
+        assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+        app.runtime.auth.core.cache.clear()
+        assert (await call(http, second["access_token"], "tools/list")).status_code == 401
+
+
+async def test_redirect_uri_mismatch_is_never_redirected_to(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        page = await http.get(flow.authorize_url(redirect_uri="https://evil.example/cb"), follow_redirects=False)
+        assert page.status_code == 400 and "location" not in page.headers
+        # A loopback redirect matches on any port (RFC 8252 §7.3), but not on another path.
+        other_port = await http.get(flow.authorize_url(redirect_uri="http://127.0.0.1:4321/callback"))
+        assert other_port.status_code == 200
+        other_path = await http.get(flow.authorize_url(redirect_uri="http://127.0.0.1:9999/other"))
+        assert other_path.status_code == 400
+        code = await flow.code()
+        mismatch = await flow.redeem(code, redirect_uri="http://127.0.0.1:9999/other")
+        assert mismatch.json()["error"] == "invalid_grant"
+
+
+async def test_unknown_client_is_refused_at_authorize_and_token(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        flow = Flow(http, client_id="pb_client_nobody")
+        page = await http.get(flow.authorize_url(), follow_redirects=False)
+        assert page.status_code == 400 and "Unknown application" in page.text
+        token = await flow.redeem("pb_ac_whatever")
+        # Claude re-registers when the token endpoint says 401 invalid_client.
+        assert token.status_code == 401 and token.json()["error"] == "invalid_client"
+
+
+async def test_wrong_client_secret_is_invalid_client(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("client_secret_basic")
+        code = await flow.code()
+        flow.client_secret = "pb_cs_wrong"
+        refused = await flow.redeem(code, auth="basic")
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+        assert refused.headers["www-authenticate"].startswith("Basic")
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"resource": "https://other.example/mcp"}, "invalid_target"),
+    ],
+)
+async def test_bad_authorization_requests_go_back_with_the_error(tmp_path: Path, params: dict, error: str) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        flow = Flow(http)
+        await flow.register()
+        response = await http.get(flow.authorize_url(**params), follow_redirects=False)
+    assert response.status_code == 302
+    location = response.headers["location"]
+    assert location.startswith(REDIRECT) and f"error={error}" in location
+    assert f"state={flow.state}" in location and "iss=http" in location
+
+
+async def test_expired_and_wrong_audience_tokens_are_401(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        core.clock = lambda: now[0]
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        tokens = await flow.tokens()
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 200
+        now[0] += 3601
+        expired = await call(http, tokens["access_token"], "tools/list")
+        assert expired.status_code == 401 and 'error="invalid_token"' in expired.headers["www-authenticate"]
+        fresh = (await flow.refresh(tokens["refresh_token"])).json()
+        with core.engine.begin() as connection:
+            connection.execute(update(AuthToken).values(resource="https://other.example/mcp"))
+        assert (await call(http, fresh["access_token"], "tools/list")).status_code == 401
+
+
+async def test_resource_on_token_request_must_match(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        code = await flow.code()
+        wrong = await flow.redeem(code, resource="https://other.example/mcp")
+        assert wrong.json()["error"] == "invalid_target"
+        assert (await flow.redeem(code)).status_code == 200
+
+
+async def test_insufficient_scope_is_a_tool_level_challenge(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        tokens = await flow.tokens(scope="mcp")
+        response = await call(
+            http, tokens["access_token"], "tools/call", {"name": "write_doc", "arguments": {"title": "x"}}
+        )
+        result = response.json()["result"]
+        assert result["isError"] is True
+        (challenge,) = result["_meta"]["mcp/www_authenticate"]
+        assert 'error="insufficient_scope"' in challenge and "error_description=" in challenge
+        assert 'scope="mcp docs.write"' in challenge
+        assert f'resource_metadata="{BASE}/.well-known/oauth-protected-resource/mcp"' in challenge
+        # Step up: sign in again for docs.write, then the call goes through.
+        wider = await flow.tokens(scope="mcp docs.write")
+        done = await call(http, wider["access_token"], "tools/call", {"name": "write_doc", "arguments": {"title": "x"}})
+        assert done.json()["result"]["isError"] is False
+
+
+async def test_server_wide_required_scope_is_403(tmp_path: Path) -> None:
+    auth = {"scopes_supported": ["mcp", "admin"], "required_scopes": ["admin"]}
+    async with running(tmp_path, auth=auth) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        tokens = await flow.tokens(scope="mcp")
+        response = await call(http, tokens["access_token"], "tools/list")
+    assert response.status_code == 403
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+    assert 'scope="admin mcp"' in response.headers["www-authenticate"]
+
+
+async def test_repeated_bad_passwords_lock_the_account(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    async with running(tmp_path, auth={"login_attempts": 3, "lockout_seconds": 600}) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        core.clock = lambda: now[0]
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        for _ in range(3):
+            refused = await flow.sign_in(password="wrong password")
+            assert refused.location is None and refused.status == 401
+        locked = await flow.sign_in()  # the right password, during the lockout
+        assert locked.location is None and "locked" in locked.html
+        with core.engine.connect() as connection:
+            assert connection.execute(AuthUser.__table__.select()).one().disabled is False
+        now[0] += 601
+        assert "code" in (await flow.sign_in(password=PASSWORD)).params
+
+
+async def test_login_form_from_another_browser_is_refused(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        page = await http.get(flow.authorize_url())
+        from tests.support.forms import next_form
+
+        form = next_form(page.text)
+        assert form is not None
+        http.cookies.clear()  # a cross-site POST would not carry our CSRF cookie
+        data = form.filled("alice", PASSWORD, "allow")
+        response = await http.post("/authorize/login", data=data, follow_redirects=False)
+    assert response.status_code == 403 and "location" not in response.headers
+
+
+async def test_disabled_user_cannot_sign_in_and_loses_tokens(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        tokens = await flow.tokens()
+        core = app.runtime.auth.core
+        core.users.set_disabled("alice", True)
+        core.cache.clear()
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 401
+        assert (await flow.refresh(tokens["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_registration_rejects_bad_metadata_and_is_rate_limited(tmp_path: Path) -> None:
+    async with running(tmp_path, auth={"registration_per_minute": 3}) as app, client_for(app) as http:
+        bad = [
+            {"redirect_uris": ["http://evil.example/cb"]},
+            {"redirect_uris": ["javascript:alert(1)"]},
+            {"redirect_uris": []},
+            {"redirect_uris": ["https://ok.example/cb"], "token_endpoint_auth_method": "private_key_jwt"},
+            {"redirect_uris": ["https://ok.example/cb"], "grant_types": ["client_credentials"]},
+        ]
+        errors = [(await http.post("/register", json=b)).json()["error"] for b in bad[:3]]
+        assert errors == ["invalid_redirect_uri"] * 3
+        limited = await http.post("/register", json=bad[3])
+        assert limited.status_code == 429
+    assert app.runtime.auth.core.clients.list() == []

@@ -1,0 +1,434 @@
+"""The sql connector against a real SQLite file, driven through the real dispatcher the way a client calls it.
+
+Every refused statement is followed by a check that the database is byte-for-byte the same (its full dump).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from patchbay.app import Runtime
+from patchbay.connectors.sql import SqlConnector
+from patchbay.connectors.sql.demo_crm import ensure_crm
+from patchbay.errors import ConnectorError, ToolError
+from patchbay.protocol.scope import CallScope
+from patchbay.settings import from_dict
+
+pytestmark = pytest.mark.anyio
+
+ACTIONS: list[dict[str, Any]] = [
+    {
+        "name": "close_ticket",
+        "description": "Close a ticket.",
+        "sql": "UPDATE tickets SET status = 'closed', resolution = :resolution WHERE id = :id",
+        "params": {"id": "integer", "resolution": {"type": "string", "max_length": 200}},
+        "idempotent": True,
+    },
+    {
+        "name": "delete_ticket",
+        "description": "Delete a ticket.",
+        "sql": "DELETE FROM tickets WHERE id = :id",
+        "params": {"id": "integer"},
+    },
+    {
+        "name": "add_note",
+        "description": "Add a note.",
+        "sql": "INSERT INTO notes (body, kind, due, urgent, score) VALUES (:body, :kind, :due, :urgent, :score)",
+        "params": {
+            "body": "string",
+            "kind": {"type": "string", "enum": ["call", "mail"]},
+            "due": {"type": "date", "required": False},
+            "urgent": "boolean",
+            "score": {"type": "number", "minimum": 0, "maximum": 10},
+        },
+    },
+]
+LONG = "x" * 5000
+UNICODE = "Zoë — 東京 😀 'quoted' \"double\" | pipe\nnewline"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_db(path: Path) -> Path:
+    ensure_crm(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, kind TEXT, due DATE, urgent BOOLEAN, score REAL)"
+        )
+        conn.execute("INSERT INTO notes (body, kind) VALUES (?, NULL)", (UNICODE,))
+        conn.execute("INSERT INTO notes (body, kind) VALUES (?, 'long')", (LONG,))
+        conn.execute("INSERT INTO notes (body, kind) VALUES (NULL, NULL)")
+        conn.execute("CREATE TABLE secrets (id INTEGER PRIMARY KEY, token TEXT)")
+        conn.execute("INSERT INTO secrets (token) VALUES ('hunter2')")
+        conn.execute("CREATE TABLE pairs (a INTEGER, b TEXT, note TEXT, PRIMARY KEY (a, b))")
+        conn.execute("INSERT INTO pairs VALUES (1, 'x', 'one-x')")
+        conn.execute("CREATE TABLE big (n INTEGER PRIMARY KEY, label TEXT)")
+        conn.execute(
+            "INSERT INTO big WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 20000) "
+            "SELECT n, 'row ' || n FROM s"
+        )
+    conn.close()
+    return path
+
+
+def dump(path: Path) -> str:
+    """Schema and every row: equal dumps mean nothing changed."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return "\n".join(conn.iterdump())
+
+
+def runtime_for(tmp_path: Path, db: Path, **options: Any) -> Runtime:
+    connector = {"name": "crm", "type": "sql", "prefix": "", "url": f"sqlite:///{db}", "actions": ACTIONS}
+    connector.update({"exclude_tables": ["secrets"], "statement_timeout_ms": 2000, **options})
+    connector = {k: v for k, v in connector.items() if v is not None}  # None: leave the key out
+    data = {"store": {"url": f"sqlite:///{tmp_path / 'patchbay.db'}"}, "connectors": [connector]}
+    return Runtime(from_dict(data, source="<test>", base_dir=tmp_path))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return make_db(tmp_path / "crm.db")
+
+
+@pytest.fixture
+async def rt(tmp_path: Path, db: Path) -> AsyncIterator[Runtime]:
+    runtime = runtime_for(tmp_path, db, max_value_chars=100)
+    await runtime.start()
+    yield runtime
+    await runtime.stop()
+
+
+def _scope() -> CallScope:
+    return CallScope(era="legacy", version="2025-11-25", request_id=1, method="tools/call", client_caps={})
+
+
+@functools.cache
+def _validator(schema: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema))
+
+
+async def call(rt: Runtime, name: str, **arguments: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await rt.dispatcher.dispatch(
+        "tools/call", {"name": name, "arguments": arguments}, _scope()
+    )
+    if not result["isError"]:
+        schema = next(t for t in rt.catalog.tools_wire if t["name"] == name)["outputSchema"]
+        _validator(json.dumps(schema)).validate(result["structuredContent"])
+    return result
+
+
+async def ok(rt: Runtime, name: str, **arguments: Any) -> Any:
+    result = await call(rt, name, **arguments)
+    assert result["isError"] is False, result["content"]
+    return result["structuredContent"]
+
+
+async def fails(rt: Runtime, name: str, **arguments: Any) -> str:
+    result = await call(rt, name, **arguments)
+    assert result["isError"] is True, result
+    text: str = result["content"][0]["text"]
+    assert "Traceback" not in text and "reference" not in text, text  # a precise error, not a crash
+    return text
+
+
+# -- tool list ----------------------------------------------------------------------------------------------
+
+
+async def test_tools_carry_explicit_annotations_from_their_declaration(rt: Runtime) -> None:
+    tools = {t["name"]: t for t in rt.catalog.tools_wire}
+    assert set(tools) == {"list_tables", "describe_table", "query", "fetch_record", *(a["name"] for a in ACTIONS)}
+    for name in ("list_tables", "describe_table", "query", "fetch_record"):
+        assert tools[name]["annotations"]["readOnlyHint"] is True
+        assert tools[name]["annotations"]["openWorldHint"] is False
+    close, delete, add = tools["close_ticket"], tools["delete_ticket"], tools["add_note"]
+    assert close["annotations"] | {"title": None} == {
+        "readOnlyHint": False,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": False,
+        "title": None,
+    }
+    assert delete["annotations"]["destructiveHint"] is True and delete["annotations"]["readOnlyHint"] is False
+    assert add["inputSchema"]["properties"]["kind"]["enum"] == ["call", "mail"]
+    assert add["inputSchema"]["properties"]["due"]["type"] == ["string", "null"]
+    assert set(add["inputSchema"]["required"]) == {"body", "kind", "urgent", "score"}
+    assert all(t.get("outputSchema") for t in tools.values())
+
+
+# -- reads --------------------------------------------------------------------------------------------------
+
+
+async def test_list_and_describe_show_only_visible_tables(rt: Runtime) -> None:
+    listed = await ok(rt, "list_tables")
+    names = [t["name"] for t in listed["tables"]]
+    assert names == ["big", "customers", "notes", "orders", "pairs", "tickets"]
+    described = await ok(rt, "describe_table", table="tickets")
+    columns = {c["name"]: c for c in described["columns"]}
+    assert columns["id"]["primary_key"] is True and columns["closed_on"]["nullable"] is True
+    assert described["foreign_keys"] == [
+        {"columns": ["customer_id"], "references": "main.customers", "referenced_columns": ["id"]}
+    ]
+    assert described["row_estimate"] == 6
+    assert "secrets" in await fails(rt, "describe_table", table="secrets")
+
+
+async def test_query_returns_columns_rows_and_a_text_table(rt: Runtime) -> None:
+    result = await call(rt, "query", sql="SELECT id, status FROM tickets WHERE priority = 'high' ORDER BY id")
+    assert result["structuredContent"]["columns"] == ["id", "status"]
+    assert result["structuredContent"]["rows"] == [[1, "open"], [5, "open"]]
+    assert result["structuredContent"]["truncated"] is False
+    text = result["content"][0]["text"]
+    assert "| id | status |" in text and "| 5 | open |" in text
+
+
+async def test_pages_cover_the_result_exactly_once(rt: Runtime) -> None:
+    seen: list[int] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = await ok(rt, "query", sql="SELECT n FROM big WHERE n <= 25 ORDER BY n", limit=10, offset=offset)
+        seen += [row[0] for row in page["rows"]]
+        offset = page["next_offset"]
+    assert seen == list(range(1, 26))
+
+
+async def test_huge_results_stop_at_the_page_and_the_row_cap(rt: Runtime) -> None:
+    page = await ok(rt, "query", sql="SELECT * FROM big")
+    assert page["row_count"] == 100 and page["truncated"] is True and page["next_offset"] == 100
+    assert "limit" in await fails(rt, "query", sql="SELECT * FROM big", limit=501)
+    biggest = await ok(rt, "query", sql="SELECT * FROM big a CROSS JOIN big b", limit=500)
+    assert biggest["row_count"] == 500 and biggest["truncated"] is True
+
+
+async def test_long_values_are_cut_with_a_note(rt: Runtime) -> None:
+    page = await ok(rt, "query", sql="SELECT body FROM notes WHERE kind = 'long'")
+    value = page["rows"][0][0]
+    assert value == "x" * 100 + "…"
+    assert "5,000 characters" in page["notes"][0]
+
+
+async def test_unicode_and_nulls_round_trip(rt: Runtime) -> None:
+    page = await ok(rt, "query", sql="SELECT body, kind, due FROM notes WHERE id IN (1, 3) ORDER BY id")
+    assert page["rows"] == [[UNICODE, None, None], [None, None, None]]
+    record = await ok(rt, "fetch_record", table="notes", key=1)
+    assert record["record"]["body"] == UNICODE and record["record"]["kind"] is None
+    text = (await call(rt, "query", sql="SELECT body, kind FROM notes WHERE id = 1"))["content"][0]["text"]
+    assert "東京 😀" in text and "| NULL |" in text and "\\| pipe\\nnewline" in text
+    unicode_sql = await ok(rt, "query", sql="SELECT 'é' || '東' AS \"naïve\"")
+    assert unicode_sql == {**unicode_sql, "columns": ["naïve"], "rows": [["é東"]]}
+
+
+async def test_fetch_record_by_simple_and_composite_keys(rt: Runtime) -> None:
+    found = await ok(rt, "fetch_record", table="customers", key="2")
+    assert found["found"] is True and found["record"]["name"] == "Björn Lindqvist"
+    missing = await ok(rt, "fetch_record", table="customers", key=999)
+    assert missing["found"] is False and missing["record"] is None
+    pair = await ok(rt, "fetch_record", table="pairs", key={"a": 1, "b": "x"})
+    assert pair["record"]["note"] == "one-x"
+    assert "composite" in await fails(rt, "fetch_record", table="pairs", key=1)
+    assert "['a', 'b']" in await fails(rt, "fetch_record", table="pairs", key={"a": 1})
+
+
+# -- refusals -----------------------------------------------------------------------------------------------
+
+SMUGGLED = [
+    "SELECT 1; DROP TABLE tickets",
+    "SELECT * FROM tickets; DELETE FROM tickets",
+    "DELETE FROM tickets",
+    "UPDATE tickets SET status = 'hacked'",
+    "WITH x AS (UPDATE tickets SET status = 'hacked' RETURNING *) SELECT * FROM x",
+    "WITH x AS (DELETE FROM tickets RETURNING id) SELECT * FROM x",
+    "SELECT * INTO stolen FROM tickets",
+    "CREATE TABLE stolen AS SELECT * FROM tickets",
+    "PRAGMA writable_schema = 1",
+    "PRAGMA query_only = 0",
+    "ATTACH DATABASE '{attach}' AS evil",
+    "SELECT load_extension('/tmp/evil.so')",
+    "VACUUM INTO '{attach}'",
+    "DROP TABLE tickets",
+    "INSERT INTO tickets (customer_id) VALUES (1)",
+    "BEGIN; DELETE FROM tickets; COMMIT",
+    "SELECT * FROM secrets",
+    "SELECT * FROM tickets WHERE id IN (SELECT id FROM secrets)",
+    "SELECT * FROM sqlite_master",
+    "SELECT * FROM other.tickets",
+]
+
+
+@pytest.mark.parametrize("sql", SMUGGLED)
+async def test_writes_smuggled_through_query_are_refused_and_change_nothing(
+    rt: Runtime, db: Path, tmp_path: Path, sql: str
+) -> None:
+    before = dump(db)
+    attach = tmp_path / "evil.db"
+    text = await fails(rt, "query", sql=sql.format(attach=attach))
+    assert text.startswith("Refused:")
+    assert dump(db) == before
+    assert not attach.exists()
+    assert "hunter2" not in text
+
+
+async def test_database_refuses_writes_even_when_the_parser_is_bypassed(rt: Runtime, db: Path, tmp_path: Path) -> None:
+    connector = rt.connectors[0]
+    assert isinstance(connector, SqlConnector) and connector._db is not None
+    before = dump(db)
+    attach = tmp_path / "evil.db"
+    for sql in (
+        "DELETE FROM tickets",
+        "UPDATE tickets SET status = 'hacked'",
+        "DROP TABLE tickets",
+        "PRAGMA query_only = 0",
+        f"ATTACH DATABASE '{attach}' AS evil",
+        "CREATE TEMP TABLE t AS SELECT 1",
+    ):
+        with pytest.raises(ToolError) as refused:
+            connector._db.read(lambda conn, sql=sql: conn.exec_driver_sql(sql))
+        assert "refused" in refused.value.message
+    assert dump(db) == before
+    assert not attach.exists()
+
+
+async def test_a_runaway_query_is_stopped_by_the_timeout(tmp_path: Path, db: Path) -> None:
+    runtime = runtime_for(tmp_path, db, statement_timeout_ms=200)
+    await runtime.start()
+    try:
+        endless = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
+        text = await fails(runtime, "query", sql=endless)
+        assert "time limit of 200 ms" in text
+        assert (await ok(runtime, "query", sql="SELECT count(*) FROM tickets"))["rows"] == [[6]]
+    finally:
+        await runtime.stop()
+
+
+# -- injection through every parameter ----------------------------------------------------------------------
+
+INJECTIONS = ["1; DROP TABLE tickets", "1 OR 1=1", "' OR '1'='1", "tickets; DROP TABLE tickets; --", "1)--", "\x00"]
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+async def test_injection_through_every_read_parameter_changes_nothing(rt: Runtime, db: Path, payload: str) -> None:
+    before = dump(db)
+    await fails(rt, "query", sql="SELECT * FROM tickets", limit=payload)
+    await fails(rt, "query", sql="SELECT * FROM tickets", offset=payload)
+    await fails(rt, "describe_table", table=payload)
+    await fails(rt, "fetch_record", table=payload, key=1)
+    found = await call(rt, "fetch_record", table="tickets", key=payload)
+    assert found["isError"] or found["structuredContent"]["found"] is False
+    await fails(rt, "fetch_record", table="pairs", key={"a": payload, "b": payload, "c": 1})
+    assert dump(db) == before
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+async def test_injection_through_action_parameters_is_stored_as_data(rt: Runtime, db: Path, payload: str) -> None:
+    before = dump(db)
+    await fails(rt, "close_ticket", id=payload, resolution="x")
+    await fails(rt, "delete_ticket", id=payload)
+    assert dump(db) == before
+    closed = await ok(rt, "close_ticket", id=2, resolution=payload)
+    assert closed["affected_rows"] == 1
+    record = await ok(rt, "fetch_record", table="tickets", key=2)
+    assert record["record"]["resolution"] == payload  # stored literally: a value, never SQL
+    assert (await ok(rt, "query", sql="SELECT count(*) FROM tickets"))["rows"] == [[6]]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"kind": "call", "urgent": True, "score": 1}, "'body' is required"),
+        ({"body": 5, "kind": "call", "urgent": True, "score": 1}, "'body' must be a string"),
+        ({"body": "b", "kind": "fax", "urgent": True, "score": 1}, "one of 'call', 'mail'"),
+        ({"body": "b", "kind": "call", "urgent": "yes", "score": 1}, "'urgent' must be true or false"),
+        ({"body": "b", "kind": "call", "urgent": True, "score": 11}, "at most 10"),
+        ({"body": "b", "kind": "call", "urgent": True, "score": True}, "'score' must be a number"),
+        ({"body": "b", "kind": "call", "urgent": True, "score": 1, "due": "tomorrow"}, "YYYY-MM-DD"),
+        ({"body": "b", "kind": "call", "urgent": True, "score": 1, "extra": 1}, "unknown parameter(s) extra"),
+    ],
+)
+async def test_action_arguments_are_validated_before_anything_runs(
+    rt: Runtime, db: Path, arguments: dict[str, Any], message: str
+) -> None:
+    before = dump(db)
+    assert message in await fails(rt, "add_note", **arguments)
+    assert dump(db) == before
+
+
+async def test_actions_write_in_a_transaction_and_report_affected_rows(rt: Runtime, db: Path) -> None:
+    added = await ok(rt, "add_note", body=UNICODE, kind="mail", due="2030-01-02", urgent=False, score=2.5)
+    assert added["affected_rows"] == 1
+    row = await ok(rt, "query", sql="SELECT body, due, urgent, score FROM notes WHERE kind = 'mail'")
+    assert row["rows"] == [[UNICODE, "2030-01-02", 0, 2.5]]
+    assert (await ok(rt, "delete_ticket", id=6))["affected_rows"] == 1
+    assert (await ok(rt, "delete_ticket", id=6))["affected_rows"] == 0
+    too_long = await fails(rt, "close_ticket", id=1, resolution="y" * 201)
+    assert "longer than 200" in too_long
+
+
+# -- configuration and start-up -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"actions": [{**ACTIONS[0], "params": {"id": "integer"}}]}, "used but not declared: resolution"),
+        ({"actions": [{**ACTIONS[1], "sql": "DELETE FROM tickets WHERE id = :id; DROP TABLE tickets"}]}, "one stat"),
+        ({"url": "sqlite:///${PB_TEST_UNSET_VARIABLE}"}, "PB_TEST_UNSET_VARIABLE is not set"),
+        ({"url": None, "url_file": "missing-secret"}, "url_file: cannot read"),
+        ({"url": "sqlite:///does/not/exist.db"}, "cannot open"),
+        ({"url": "oracle://scott:tiger@db/x"}, "use sqlite, postgresql, mysql or mariadb"),
+    ],
+)
+async def test_bad_configuration_fails_at_start_with_a_precise_message(
+    tmp_path: Path, db: Path, options: dict[str, Any], message: str
+) -> None:
+    runtime = runtime_for(tmp_path, db, **options)
+    with pytest.raises(ConnectorError) as failed:
+        await runtime.start()
+    assert message in str(failed.value)
+    assert "tiger" not in str(failed.value)
+
+
+async def test_url_from_a_secret_file_and_the_environment(
+    tmp_path: Path, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "crm-url").write_text(f"sqlite:///{db}\n")
+    from_file = runtime_for(tmp_path, db, url=None, url_file="crm-url")
+    monkeypatch.setenv("PB_TEST_CRM_PATH", str(db))
+    from_env = runtime_for(tmp_path, db, url="sqlite:///${PB_TEST_CRM_PATH}")
+    for runtime in (from_file, from_env):
+        await runtime.start()
+        try:
+            assert (await ok(runtime, "query", sql="SELECT count(*) FROM customers"))["rows"] == [[6]]
+        finally:
+            await runtime.stop()
+
+
+async def test_an_unreachable_server_is_reported_without_the_password(tmp_path: Path, db: Path) -> None:
+    runtime = runtime_for(tmp_path, db, url="postgresql://reader:Sup3r%2FSecret@127.0.0.1:9/crm", actions=[])
+    with pytest.raises(ConnectorError) as failed:
+        await runtime.start()
+    message = str(failed.value)
+    assert "reader:***@127.0.0.1:9/crm" in message
+    assert "Sup3r" not in message and "Secret" not in message
+
+
+def test_options_reject_ambiguous_sources() -> None:
+    from pydantic import ValidationError
+
+    from patchbay.connectors.sql import SqlOptions
+
+    with pytest.raises(ValidationError, match="exactly one of 'url'"):
+        SqlOptions.model_validate({"url": "sqlite:///a.db", "url_file": "x"})
+    with pytest.raises(ValidationError, match="page_size"):
+        SqlOptions.model_validate({"url": "sqlite:///a.db", "page_size": 600})
+    with pytest.raises(ValidationError, match="built-in tool"):
+        SqlOptions.model_validate({"url": "sqlite:///a.db", "actions": [{**ACTIONS[1], "name": "query"}]})
