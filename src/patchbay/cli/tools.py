@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,8 +54,11 @@ def tools(
         typer.echo(json.dumps({"tools": listed}, indent=2, ensure_ascii=False))
         return
     table = Table(title=f"{len(listed)} tools", show_lines=False)
-    for column in ("name", "read-only", "destructive", "open-world", "description"):
-        table.add_column(column)
+    # One line per tool, even in a narrow terminal: only the description gives way.
+    table.add_column("name", no_wrap=True, min_width=max((len(t["name"]) for t in listed), default=4))
+    for column in ("read-only", "destructive", "open-world"):
+        table.add_column(column, no_wrap=True, min_width=len(column))
+    table.add_column("description", no_wrap=True, overflow="ellipsis")
     for tool in listed:
         hints = tool["annotations"]
         table.add_row(
@@ -64,7 +68,8 @@ def tools(
             _yes(hints["openWorldHint"]),
             (tool["description"].splitlines() or [""])[0][:70],
         )
-    Console().print(table)
+    # A terminal shows what fits; piped output (a file, a pager) gets room for the whole first line.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def call(
