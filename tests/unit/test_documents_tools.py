@@ -307,3 +307,15 @@ async def test_trimming_reaches_readable_documents_ranked_below_many_hidden_ones
         assert len(page["results"]) == 10 and "next_cursor" in page
     finally:
         await rt.stop()
+
+
+async def test_signed_in_principals_from_patchbay_auth_are_trimmed(corpus_runtime: Runtime) -> None:
+    from patchbay.auth.principal import Principal
+
+    alice = Principal(subject="user:alice", kind="user")
+    hr_key = Principal(subject="key:payroll", kind="api_key", roles=frozenset({"hr"}))
+    external = Principal(subject="alice", kind="external")
+    stranger = Principal(subject="user:mallory", kind="user", roles=frozenset({"sales"}))
+    for principal in (alice, hr_key, external):
+        assert await titles(corpus_runtime, "salary bands", principal) == ["Salary bands"], principal
+    assert await titles(corpus_runtime, "salary bands", stranger) == []

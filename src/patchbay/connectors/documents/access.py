@@ -1,16 +1,17 @@
 """Access lists on documents and who the caller is.
 
-A document's access list is a set of entries: ``user:<subject>``, ``role:<role>``, or ``*`` (anyone signed in).
-An empty list means anyone who may call the tools may read the document.
+A document's access list is a set of entries: ``user:<name>``, ``key:<api key name>``, ``role:<role>``, or ``*``
+(anyone signed in). An empty list means anyone who may call the tools may read the document.
 
-The caller comes from ``Context.principal``. Patchbay's sign-in work will put a principal object there; this
-module reads it duck-typed, so the two need only agree on this shape (attributes or mapping keys):
+The caller is ``Context.principal`` (``patchbay.auth.principal.Principal``), read duck-typed (attributes or
+mapping keys) so tests and plug-ins can pass their own:
 
-    subject: str              the person's stable id ("alice", an email, an IdP "sub")
-    roles:   iterable of str  the roles or groups they hold ("hr", "engineering")
+    subject: str              "user:alice" (local account), "key:ci" (API key), or an external IdP's "sub"
+    roles:   iterable of str  the roles the person holds ("hr", "engineering")
 
-Until sign-in exists the principal is None: documents with an access list are then hidden, unless the source
-says ``public = true``.
+A subject with a ``user:`` or ``key:`` prefix is its own entry; any other subject (an external ``sub``) is
+matched as ``user:<sub>``. Until sign-in is configured the principal is None: documents with an access list are
+then hidden, unless the source says ``public = true``.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def principal_tokens(principal: Any) -> frozenset[str] | None:
     else:
         subject, roles = getattr(principal, "subject", None), getattr(principal, "roles", None) or ()
     tokens = {ANYONE_SIGNED_IN}
-    if subject:
-        tokens.add(f"user:{subject}")
+    if isinstance(subject, str) and subject:
+        tokens.add(subject if subject.startswith(("user:", "key:")) else f"user:{subject}")
     tokens.update(f"role:{role}" for role in roles if isinstance(role, str) and role)
     return frozenset(tokens)
 

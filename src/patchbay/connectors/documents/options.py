@@ -12,7 +12,7 @@ from patchbay.connectors.base import ConnectorOptions
 # Placeholders a url_template may use; anything else is a config error at start-up, not a broken link later.
 URL_FIELDS = {"id", "key", "path", "path_noext", "stem", "name", "source"}
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-ACL_ENTRY = r"^(\*|user:.+|role:.+)$"
+ACL_ENTRY = r"^(\*|user:.+|key:.+|role:.+)$"
 
 
 def template_fields(template: str) -> set[str]:
@@ -25,7 +25,7 @@ class AccessRule(ConnectorOptions):
     path: str
     """A glob relative to the folder, e.g. "hr/**"; the most specific (longest) matching rule wins."""
     allow: list[str] = Field(min_length=1)
-    """Who may read: "user:<subject>", "role:<role>", or "*" for any signed-in person."""
+    """Who may read: "user:<name>", "key:<api key>", "role:<role>", or "*" for anyone signed in."""
 
     @field_validator("allow")
     @classmethod
@@ -128,7 +128,7 @@ class DocumentsOptions(ConnectorOptions):
 def _check_allow(value: list[str]) -> list[str]:
     bad = [v for v in value if not re.match(ACL_ENTRY, v)]
     if bad:
-        raise ValueError(f"access entries must be 'user:<subject>', 'role:<role>' or '*'; got {bad}")
+        raise ValueError(f"access entries must be 'user:<name>', 'key:<api key>', 'role:<role>' or '*'; got {bad}")
     return value
 
 
