@@ -133,3 +133,18 @@ def test_remembered_answers_stay_right_for_many_distinct_hosts() -> None:
         assert g.host_ok(f"localhost:{i}".encode())
     assert not g.host_ok(b"evil0.example")
     assert g.host_ok(b"localhost:0")
+
+
+@pytest.mark.parametrize("origin", ["https://chatgpt.com", "https://claude.ai", "https://claude.com"])
+def test_a_public_server_accepts_the_hosted_clients_origins(origin: str) -> None:
+    """field-problems A4: an allowlist without ChatGPT's and Claude's web origins turns their calls into 403s."""
+    guard = HostGuard("https://mcp.example.com")
+    assert guard.origin_ok(origin.encode())
+    assert not guard.origin_ok(b"https://chatgpt.com.evil.example")
+
+
+def test_a_loopback_server_does_not_accept_hosted_origins_by_default() -> None:
+    """A local server is not reachable by hosted clients; a web page on their origin gets no way in."""
+    guard = HostGuard("http://127.0.0.1:8000")
+    assert not guard.origin_ok(b"https://chatgpt.com")
+    assert guard.origin_ok(b"http://localhost:6274")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from patchbay.cli import clients as clients_cmd
+from patchbay.cli import doctor as doctor_cmd
 from patchbay.cli import index as index_cmd
 from patchbay.cli import init as init_cmd
 from patchbay.cli import keys as keys_cmd
@@ -25,6 +26,7 @@ app.command("init")(init_cmd.init)
 app.command("tools")(tools_cmd.tools)
 app.command("call")(tools_cmd.call)
 app.command("index")(index_cmd.index)
+app.command("doctor")(doctor_cmd.doctor)
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(clients_cmd.app, name="clients")

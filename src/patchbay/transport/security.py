@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# Hosted clients whose requests may carry their web origin (field-problems A4: an allowlist without them turns
+# ChatGPT's registration or calls into 403s). Allowed by default once the server has a public URL.
+HOSTED_CLIENT_ORIGINS = ("https://chatgpt.com", "https://claude.ai", "https://claude.com")
 
 
 def _split_host(value: str) -> tuple[str, str | None]:
@@ -44,6 +48,8 @@ class HostGuard:
             else:
                 self.hosts.add(entry.lower())
         self.origins = {o.rstrip("/").lower() for o in extra_origins}
+        if public.hostname and not _is_loopback(public.hostname):
+            self.origins.update(HOSTED_CLIENT_ORIGINS)
         self._seen: dict[bytes, bool] = {}
 
     def host_ok(self, value: bytes | None) -> bool:
@@ -74,3 +80,12 @@ class HostGuard:
             return False
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         return host in self.hosts or (parts.port is not None and f"{host}:{parts.port}" in self.hosts)
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
