@@ -128,6 +128,8 @@ class ExternalIdPSettings(_Section):
     algorithms: list[str] = ["RS256", "ES256", "PS256", "EdDSA"]
     scopes_claim: str = "scope"
     roles_claim: str = "roles"
+    clock_skew_seconds: int = Field(60, ge=0, le=300)
+    """Tolerance for clock differences with the IdP when checking exp/nbf."""
     allow_private_network: bool = False
     """Tests only: let Patchbay reach an IdP on a loopback or private address."""
 

@@ -1,7 +1,8 @@
 """A scripted person for sign-in pages, over an httpx2 ``AsyncClient`` (in-process or on a socket).
 
 ``authorize(url)`` follows redirects within the origins it is told to follow (Patchbay, an identity provider),
-signs in when a password form appears, answers consent forms, and returns the first redirect that leaves those
+signs in when a password form appears (or submits the ``prefer`` form, such as "Sign in with <IdP>"), answers
+consent forms, and returns the first redirect that leaves those
 origins (the client's redirect URI, with ``code``/``state``/``iss`` or an ``error``) without following it.
 """
 
@@ -39,6 +40,7 @@ class Browser:
     username: str = "alice"
     password: str = "correct horse battery"
     decision: str = "allow"
+    prefer: str | None = None  # a form action to pick over the others, e.g. "/authorize/upstream"
     pages: list[str] = field(default_factory=list)
 
     async def authorize(self, url: str) -> Outcome:
@@ -53,7 +55,7 @@ class Browser:
                 continue
             html = response.text
             self.pages.append(html)
-            form = next_form(html)
+            form = next_form(html, self.prefer)
             if form is None or (form.has_password and origin(str(response.url)) in signed_in):
                 return Outcome(None, response.status_code, html)  # nothing to do, or the password was refused
             if form.has_password:

@@ -57,9 +57,14 @@ def forms(html: str) -> list[Form]:
     return parser.forms
 
 
-def next_form(html: str) -> Form | None:
-    """The form a person would submit next: a sign-in form, else a consent form, else a lone form."""
+def next_form(html: str, prefer: str | None = None) -> Form | None:
+    """The form a person would submit next: the one posting to ``prefer`` when there is one (e.g.
+    /authorize/upstream: "Sign in with <identity provider>"), else a sign-in form, else a consent form, else a lone
+    form."""
     found = forms(html)
+    for form in found:
+        if prefer is not None and form.action == prefer:
+            return form
     for form in found:
         if form.has_password:
             return form

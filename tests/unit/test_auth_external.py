@@ -47,10 +47,9 @@ def idp() -> FakeIdP:
     return FakeIdP()
 
 
-async def start(tmp_path: Path, idp: FakeIdP) -> Any:
-    context = running(
-        tmp_path, auth={"mode": "external", "external": {"issuer": ISSUER, "allow_private_network": True}}
-    )
+async def start(tmp_path: Path, idp: FakeIdP, **external: Any) -> Any:
+    settings = {"issuer": ISSUER, "allow_private_network": True, **external}
+    context = running(tmp_path, auth={"mode": "external", "external": settings})
     app = await context.__aenter__()
     server = app.runtime.auth
     verifier = ExternalVerifier(server.core, server.settings.auth.external, transport=idp.transport())
@@ -101,5 +100,18 @@ async def test_external_token_signed_by_another_key_is_refused(tmp_path: Path, i
         forged = FakeIdP().token()
         async with client_for(app) as http:
             assert (await call(http, forged, "tools/list")).status_code == 401
+    finally:
+        await context.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize(("skew", "accepted"), [(None, True), (0, False)], ids=["default-60s", "no-skew"])
+async def test_clock_skew_decides_whether_a_just_expired_token_passes(
+    tmp_path: Path, idp: FakeIdP, skew: int | None, accepted: bool
+) -> None:
+    context, app = await start(tmp_path, idp, **({} if skew is None else {"clock_skew_seconds": skew}))
+    try:
+        async with client_for(app) as http:
+            response = await call(http, idp.token(exp=int(time.time()) - 5), "tools/list")
+        assert (response.status_code == 200) is accepted
     finally:
         await context.__aexit__(None, None, None)

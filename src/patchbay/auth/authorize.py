@@ -46,6 +46,7 @@ class Authorization:
     server_name: str
     documents: MetadataDocuments | None = None
     upstream_name: str | None = None
+    upstream_origin: str | None = None
     local_login: bool = True
 
     # -- clients ------------------------------------------------------------------------------------------------
@@ -147,7 +148,9 @@ class Authorization:
 
     def login_form(self, ctx: PageContext, error: str | None = None, status: int = 200) -> Response:
         upstream = self.upstream_name
-        response: Response = login_page(ctx, error=error, upstream=upstream, status=status)
+        response: Response = login_page(
+            ctx, error=error, upstream=upstream, upstream_origin=self.upstream_origin, status=status
+        )
         return response
 
     async def signed_in(self, ctx: PageContext, client: Client, pending: Pending, user: UserView) -> Response:

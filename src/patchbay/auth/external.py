@@ -1,9 +1,9 @@
 """``external`` mode: Patchbay is only a resource server for an existing authorization server.
 
 JWT access tokens are verified against the IdP's JWKS (signature, ``iss``, ``aud`` = our MCP URL, ``exp``/``nbf``
-with 60 s leeway); other tokens, or all tokens when no JWKS is known, go to RFC 7662 introspection. Endpoints
-come from the settings or from the issuer's metadata document (RFC 8414, then OpenID Connect Discovery). Every
-fetch goes through the SSRF guard.
+with ``clock_skew_seconds`` leeway); other tokens, or all tokens when no JWKS is known, go to RFC 7662
+introspection. Endpoints come from the settings or from the issuer's metadata document (RFC 8414, then OpenID
+Connect Discovery). Every fetch goes through the SSRF guard.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from patchbay.settings import ExternalIdPSettings
 
 log = logging.getLogger("patchbay.auth")
 JWKS_REFRESH_SECONDS = 60.0
-LEEWAY = 60
 
 
 def discovery_urls(issuer: str) -> list[str]:
@@ -122,7 +121,7 @@ class ExternalVerifier:
                     algorithms=self.settings.algorithms,
                     audience=self.audience,
                     issuer=self.issuer,
-                    leeway=LEEWAY,
+                    leeway=self.settings.clock_skew_seconds,
                     options={"require": ["exp", "iss", "aud"]},
                 )
             except InvalidTokenError:
@@ -153,7 +152,7 @@ class ExternalVerifier:
         if claims.get("iss", self.issuer) != self.issuer:
             return None
         exp = claims.get("exp")
-        if isinstance(exp, (int, float)) and exp + LEEWAY < time.time():
+        if isinstance(exp, (int, float)) and exp + self.settings.clock_skew_seconds <= time.time():
             return None
         return self._principal(claims)
 

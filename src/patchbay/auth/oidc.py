@@ -3,8 +3,8 @@ and Patchbay issues its own tokens afterwards, so the IdP needs no dynamic regis
 reach an MCP client (nor an MCP client's token the IdP).
 
 OpenID Connect Core §3.1 authorization code flow with PKCE (RFC 7636), ``state`` and ``nonce``. The ID token is
-checked against the provider's JWKS (signature, ``iss``, ``aud`` = our client id, ``exp``, ``nonce``); its claims
-map to a local user record and Patchbay roles (``role_map``).
+checked against the provider's JWKS (signature, ``iss``, ``aud`` = our client id, ``exp``, ``nonce``); its claims,
+completed from the UserInfo endpoint, map to a local user record and Patchbay roles (``role_map``).
 """
 
 from __future__ import annotations
@@ -150,7 +150,20 @@ class UpstreamLogin:
         claims = await self._verify(id_token, metadata)
         if not same(str(claims.get("nonce", "")), nonce):
             raise UpstreamError("The sign-in response does not belong to this request (nonce).")
+        access_token, endpoint = body.get("access_token"), metadata.get("userinfo_endpoint")
+        if isinstance(access_token, str) and isinstance(endpoint, str):
+            # OpenID Connect Core §5.4: with the code flow, claims asked for by scope (email, groups) may be
+            # served only by UserInfo, not put in the ID token. The ID token's own claims win.
+            claims = {**await self._userinfo(endpoint, access_token, claims["sub"]), **claims}
         return claims
+
+    async def _userinfo(self, endpoint: str, access_token: str, subject: str) -> dict[str, Any]:
+        fetched = await self.fetcher.request("GET", endpoint, headers={"Authorization": f"Bearer {access_token}"})
+        info = fetched.json() if fetched.status == 200 else None
+        # OpenID Connect Core §5.3.2: the UserInfo sub must equal the ID token's, else the response is not used.
+        if not isinstance(info, dict) or info.get("sub") != subject:
+            raise UpstreamError(f"{self.settings.display_name} did not confirm who signed in (UserInfo).")
+        return info
 
     async def _verify(self, id_token: str, metadata: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -86,7 +86,12 @@ def _who(ctx: PageContext) -> str:
 
 
 def login_page(
-    ctx: PageContext, *, error: str | None = None, upstream: str | None = None, status: int = 200
+    ctx: PageContext,
+    *,
+    error: str | None = None,
+    upstream: str | None = None,
+    upstream_origin: str | None = None,
+    status: int = 200,
 ) -> HTMLResponse:
     parts = [f"<h1>Sign in to {escape(ctx.server_name)}</h1>", _who(ctx)]
     if error:
@@ -106,7 +111,9 @@ def login_page(
         'autocomplete="current-password" required>'
         '<button type="submit">Sign in</button></form>'
     )
-    return _page(f"Sign in · {ctx.server_name}", "".join(parts), status, ctx.redirect_origin)
+    # The upstream form's POST answers with a redirect to the identity provider, which form-action must allow too.
+    targets = " ".join(dict.fromkeys(o for o in (ctx.redirect_origin, upstream and upstream_origin) if o))
+    return _page(f"Sign in · {ctx.server_name}", "".join(parts), status, targets)
 
 
 def consent_page(ctx: PageContext, *, user: str, scopes: list[str], loopback_only: bool) -> HTMLResponse:

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Engine
@@ -74,6 +75,7 @@ class AuthServer:
             server_name=settings.server.name,
             documents=documents,
             upstream_name=auth.upstream.display_name if auth.upstream is not None else None,
+            upstream_origin=_origin(auth.upstream.issuer) if auth.upstream is not None else None,
         )
         self.authenticator = Authenticator(
             self.core,
@@ -194,6 +196,11 @@ class _LateDiscovery:
 
     async def authorization_server(self, request: Request) -> Response:
         return await self.server.discovery.authorization_server(request)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _preflights(paths: list[str]) -> list[BaseRoute]:

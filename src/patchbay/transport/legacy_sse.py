@@ -22,6 +22,7 @@ from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.hub import CLOSE
 from patchbay.protocol.scope import CallScope
 from patchbay.transport.security import HostGuard
+from patchbay.transport.sessions import owner_of
 from patchbay.transport.sse import KEEPALIVE
 from patchbay.transport.streams import end_queue
 
@@ -30,9 +31,10 @@ MAX_STREAMS = 1000
 
 
 class _Stream:
-    __slots__ = ("caps", "client_info", "level", "next_request", "pending", "queue", "tasks", "version")
+    __slots__ = ("caps", "client_info", "level", "next_request", "owner", "pending", "queue", "tasks", "version")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str | None = None) -> None:
+        self.owner = owner  # owner_of(the principal that opened GET /sse)
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
         self.version = versions.LATEST_HANDSHAKE
         self.caps: dict[str, Any] = {}
@@ -97,7 +99,7 @@ class LegacySSE:
         if len(self.streams) >= MAX_STREAMS:
             return _error(503, None, jsonrpc.INTERNAL_ERROR, "Too many open SSE streams; try again later")
         session_id = secrets.token_urlsafe(24)
-        stream = _Stream()
+        stream = _Stream(owner_of(principal))
         self.streams[session_id] = stream
         endpoint = f"{request.scope.get('root_path', '')}/messages?session_id={session_id}"
         hub = getattr(self.runtime, "hub", None)
@@ -138,7 +140,9 @@ class LegacySSE:
             return principal
         session_id = request.query_params.get("session_id") or request.query_params.get("sessionId")
         stream = self.streams.get(session_id or "")
-        if stream is None:
+        # MCP security best practices (session hijacking): only the principal that opened the stream may post to
+        # it; anyone else is told the session does not exist.
+        if stream is None or stream.owner != owner_of(principal):
             return _error(404, None, jsonrpc.SESSION_NOT_FOUND, "Unknown or closed session_id: open GET /sse first")
         body = await request.body()
         if len(body) > self.max_body:

@@ -9,12 +9,26 @@ holding the stream.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
+from patchbay.auth.principal import Principal
 from patchbay.transport.sse import EventLog
+
+
+def owner_of(principal: Principal | None) -> str | None:
+    """Whom a session belongs to: a digest of the principal's kind, subject and OAuth client (None: anonymous).
+
+    MCP security best practices, "Session Hijacking": a session id is not a credential, so a request that names
+    a session must come from the principal that opened it; anyone else is told the session does not exist.
+    """
+    if principal is None:
+        return None
+    identity = f"{principal.kind}\x00{principal.subject}\x00{principal.client_id or ''}"
+    return hashlib.sha256(identity.encode()).hexdigest()
 
 
 class Session:
@@ -26,6 +40,7 @@ class Session:
         "last_seen",
         "log_level",
         "next_request",
+        "owner",
         "pending",
         "standalone",
         "streams",
@@ -33,8 +48,11 @@ class Session:
         "version",
     )
 
-    def __init__(self, session_id: str, version: str, client_caps: dict[str, Any], client_info: Any) -> None:
+    def __init__(
+        self, session_id: str, version: str, client_caps: dict[str, Any], client_info: Any, owner: str | None = None
+    ) -> None:
         self.id = session_id
+        self.owner = owner  # owner_of(the principal that sent initialize)
         self.version = version
         self.client_caps = client_caps
         self.client_info = client_info
@@ -93,7 +111,9 @@ class Session:
 
 
 class SessionStore(Protocol):
-    def create(self, version: str, client_caps: dict[str, Any], client_info: Any) -> Session: ...
+    def create(
+        self, version: str, client_caps: dict[str, Any], client_info: Any, owner: str | None = None
+    ) -> Session: ...
 
     def get(self, session_id: str) -> Session | None:
         """The live session, or None when unknown, ended or expired. Touches it."""
@@ -111,12 +131,12 @@ class MemorySessionStore:
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
-    def create(self, version: str, client_caps: dict[str, Any], client_info: Any) -> Session:
+    def create(self, version: str, client_caps: dict[str, Any], client_info: Any, owner: str | None = None) -> Session:
         self._expire()
         while len(self._sessions) >= self.max_sessions:
             _, evicted = self._sessions.popitem(last=False)
             evicted.close()
-        session = Session(secrets.token_urlsafe(24), version, client_caps, client_info)
+        session = Session(secrets.token_urlsafe(24), version, client_caps, client_info, owner)
         self._sessions[session.id] = session
         return session
 

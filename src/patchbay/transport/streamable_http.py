@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from patchbay.auth.bearer import Authenticator, Rejection
+from patchbay.auth.principal import Principal
 from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
@@ -28,7 +29,7 @@ from patchbay.transport.headers import check_param_headers, check_routing_header
 from patchbay.transport.http import Receive, Scope, Send
 from patchbay.transport.reply import Reply
 from patchbay.transport.security import HostGuard
-from patchbay.transport.sessions import Session, SessionStore
+from patchbay.transport.sessions import Session, SessionStore, owner_of
 from patchbay.transport.streams import Streams
 
 log = logging.getLogger("patchbay.transport")
@@ -103,9 +104,9 @@ class StreamableHTTP:
         if method == "POST":
             await self.post(headers, receive, send, principal)
         elif method == "GET":
-            await self.get(headers, send)
+            await self.get(headers, send, principal)
         elif method == "DELETE":
-            await self.delete(headers, send)
+            await self.delete(headers, send, principal)
         else:
             await http.rpc_error(
                 send,
@@ -169,7 +170,7 @@ class StreamableHTTP:
             return
         method = message.get("method")
         if method is None:
-            await self.client_response(message, headers, send)
+            await self.client_response(message, headers, send, principal)
             return
         params = message.get("params")
         if params is None:
@@ -184,7 +185,7 @@ class StreamableHTTP:
             )
             return
         if "id" not in message:
-            await self.notification(method, params, headers, send)
+            await self.notification(method, params, headers, send, principal)
             return
         if principal is None and self.auth is not None and not self.auth.anonymous_allowed(method):
             await _refuse(send, self.auth.missing())
@@ -200,20 +201,23 @@ class StreamableHTTP:
             if isinstance(meta, dict) and versions.META_VERSION in meta and _modern_envelope(meta):
                 await self.modern(request_id, method, params, meta, headers, json_ok, sse_ok, receive, send, principal)
             elif method == "initialize":
-                await self.initialize(request_id, params, json_ok, send)
+                await self.initialize(request_id, params, json_ok, send, principal)
             else:
                 await self.legacy(request_id, method, params, meta, headers, json_ok, sse_ok, send, principal)
         except RpcError as exc:
             await http.send_json(send, exc.status, jsonrpc.error_response(request_id, exc.to_error()))
 
-    async def initialize(self, request_id: Any, params: dict[str, Any], json_ok: bool, send: Send) -> None:
+    async def initialize(
+        self, request_id: Any, params: dict[str, Any], json_ok: bool, send: Send, principal: Principal | None = None
+    ) -> None:
         requested = params.get("protocolVersion")
         if not isinstance(requested, str):
             raise jsonrpc.invalid_params("initialize needs params.protocolVersion")
         # MCP lifecycle: echo a version we support, else offer our latest handshake version.
         version = requested if requested in versions.HANDSHAKE_VERSIONS else versions.LATEST_HANDSHAKE
         caps = params.get("capabilities")
-        session = self.sessions.create(version, caps if isinstance(caps, dict) else {}, params.get("clientInfo"))
+        client_caps = caps if isinstance(caps, dict) else {}
+        session = self.sessions.create(version, client_caps, params.get("clientInfo"), owner_of(principal))
         result = self.dispatcher.initialize_result(version)
         extra = [(SESSION_HEADER, session.id.encode())]
         response = jsonrpc.result_response(request_id, result)
@@ -234,7 +238,7 @@ class StreamableHTTP:
         send: Send,
         principal: Any = None,
     ) -> None:
-        session = self._session(headers)
+        session = self._session(headers, principal)
         if session is None and SESSION_HEADER in headers:
             raise RpcError(jsonrpc.SESSION_NOT_FOUND, "Session not found: initialize a new session", status=404)
         header = headers.get(b"mcp-protocol-version")
@@ -386,7 +390,7 @@ class StreamableHTTP:
 
     async def batch(self, messages: list[Any], headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
         # MCP 2025-03-26 basic: receivers MUST accept batches; later revisions removed them.
-        session = self._session(headers)
+        session = self._session(headers, principal)
         header = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
         version = session.version if session else (header or versions.DEFAULT_HEADERLESS)
         if version != "2025-03-26" or not messages:
@@ -438,8 +442,10 @@ class StreamableHTTP:
         else:
             await http.send_empty(send, 202)
 
-    async def notification(self, method: str, params: dict[str, Any], headers: dict[bytes, bytes], send: Send) -> None:
-        session = self._session(headers)
+    async def notification(
+        self, method: str, params: dict[str, Any], headers: dict[bytes, bytes], send: Send, principal: Any = None
+    ) -> None:
+        session = self._session(headers, principal)
         if session is None and SESSION_HEADER in headers:
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
@@ -449,7 +455,9 @@ class StreamableHTTP:
                 task.cancel(CLIENT_CANCELLED)
         await http.send_empty(send, 202)
 
-    async def client_response(self, message: dict[str, Any], headers: dict[bytes, bytes], send: Send) -> None:
+    async def client_response(
+        self, message: dict[str, Any], headers: dict[bytes, bytes], send: Send, principal: Any = None
+    ) -> None:
         if "id" not in message or ("result" not in message and "error" not in message):
             await http.rpc_error(
                 send,
@@ -459,7 +467,7 @@ class StreamableHTTP:
                 "Invalid Request: a message needs a method, or an id with a result or error",
             )
             return
-        session = self._session(headers)
+        session = self._session(headers, principal)
         if session is None and SESSION_HEADER in headers:
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
@@ -469,7 +477,7 @@ class StreamableHTTP:
 
     # -- GET and DELETE ------------------------------------------------------------------------------------
 
-    async def get(self, headers: dict[bytes, bytes], send: Send) -> None:
+    async def get(self, headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
         if b"text/event-stream" not in headers.get(b"accept", b""):
             await http.rpc_error(
                 send,
@@ -481,7 +489,7 @@ class StreamableHTTP:
                 extra=[(b"allow", b"GET, POST, DELETE")],
             )
             return
-        session = self._session(headers)
+        session = self._session(headers, principal)
         if session is None:
             if SESSION_HEADER in headers:
                 await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
@@ -510,19 +518,24 @@ class StreamableHTTP:
             return
         await self.streams.standalone(session, send)
 
-    async def delete(self, headers: dict[bytes, bytes], send: Send) -> None:
-        session_id = headers.get(SESSION_HEADER)
-        if session_id is None:
+    async def delete(self, headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
+        if SESSION_HEADER not in headers:
             await http.rpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
             return
-        if not self.sessions.delete(session_id.decode("latin-1")):
+        session = self._session(headers, principal)
+        if session is None or not self.sessions.delete(session.id):
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
         await http.send_empty(send, 200)
 
-    def _session(self, headers: dict[bytes, bytes]) -> Session | None:
+    def _session(self, headers: dict[bytes, bytes], principal: Principal | None) -> Session | None:
         session_id = headers.get(SESSION_HEADER)
-        return self.sessions.get(session_id.decode("latin-1")) if session_id else None
+        session = self.sessions.get(session_id.decode("latin-1")) if session_id else None
+        # MCP security best practices (session hijacking): someone else's session is answered exactly like an
+        # unknown one (404), so a leaked or guessed id neither works nor confirms that it exists.
+        if session is None or session.owner != owner_of(principal):
+            return None
+        return session
 
 
 async def _refuse(send: Send, rejection: Rejection) -> None:
