@@ -25,6 +25,8 @@ from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.scope import CallScope
 from patchbay.transport import http
+from patchbay.transport.batch import answer_batch
+from patchbay.transport.calls import DisconnectWatch, asker
 from patchbay.transport.headers import check_param_headers, check_routing_headers
 from patchbay.transport.http import Receive, Scope, Send
 from patchbay.transport.reply import Reply
@@ -286,7 +288,7 @@ class StreamableHTTP:
             close_stream=reply.close_early,
         )
         if session is not None and sse_ok:
-            scope.ask_client = _asker(session, reply)
+            scope.ask_client = asker(session, reply)
         task = asyncio.current_task()
         if session is not None and task is not None:
             if session.inflight is None:
@@ -368,7 +370,7 @@ class StreamableHTTP:
             return
         # MCP 2026-07-28 cancellation: the client closing the response stream cancels the call. Watching for the
         # disconnect costs a task, so it starts only once a call has run for a while; quick calls never pay.
-        watch = _DisconnectWatch(receive)
+        watch = DisconnectWatch(receive)
         handle = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, watch.start)
         try:
             await self._run(method, params, scope, reply, request_id)
@@ -405,38 +407,7 @@ class StreamableHTTP:
         if session is None and SESSION_HEADER in headers:
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
-        responses = []
-        for message in messages:
-            if not isinstance(message, dict) or not isinstance(message.get("method"), str):
-                if isinstance(message, dict) and session is not None and "id" in message:
-                    session.answer(message)
-                    continue
-                responses.append(
-                    jsonrpc.error_response(None, {"code": jsonrpc.INVALID_REQUEST, "message": "Invalid Request"})
-                )
-                continue
-            if "id" not in message:
-                continue
-            params = message.get("params") or {}
-            if not isinstance(params, dict):
-                error = {"code": jsonrpc.INVALID_REQUEST, "message": "Invalid Request: params must be an object"}
-                responses.append(jsonrpc.error_response(message["id"], error))
-                continue
-            scope = CallScope(
-                era="legacy",
-                version=version,
-                request_id=message["id"],
-                method=message["method"],
-                client_caps=session.client_caps if session else {},
-                principal=principal,
-                session=session,
-                runtime=self.runtime,
-            )
-            try:
-                result = await self.dispatcher.dispatch(message["method"], params, scope)
-                responses.append(jsonrpc.result_response(message["id"], result))
-            except RpcError as exc:
-                responses.append(jsonrpc.error_response(message["id"], exc.to_error()))
+        responses = await answer_batch(self.dispatcher, messages, version, session, principal, self.runtime)
         if responses:
             await http.send_json(send, 200, responses)
         else:
@@ -552,46 +523,3 @@ def _modern_envelope(meta: dict[str, Any]) -> bool:
 
 def _id_of(message: Any) -> Any:
     return message.get("id") if isinstance(message, dict) else None
-
-
-def _asker(session: Session, reply: Reply) -> Any:
-    async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
-        request_id, future = session.expect_answer()
-        await reply.emit({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        answer = await future
-        if "error" in answer:
-            from patchbay.errors import ToolError
-
-            message = (answer.get("error") or {}).get("message", "no reason given")
-            raise ToolError(f"The client declined {method}: {message}")
-        result = answer.get("result")
-        return result if isinstance(result, dict) else {}
-
-    return ask
-
-
-class _DisconnectWatch:
-    """Cancels the request's task when the client disconnects, once started."""
-
-    __slots__ = ("_receive", "fired", "task", "watcher")
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self.task = asyncio.current_task()
-        self.watcher: asyncio.Future[Any] | None = None
-        self.fired = False
-
-    def start(self) -> None:
-        self.watcher = asyncio.ensure_future(self._receive())
-        self.watcher.add_done_callback(self._done)
-
-    def _done(self, done: asyncio.Future[Any]) -> None:
-        if done.cancelled() or done.exception() is not None or self.task is None:
-            return
-        if done.result().get("type") == "http.disconnect":
-            self.fired = True
-            self.task.cancel()
-
-    def stop(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()

@@ -1,0 +1,52 @@
+"""The plumbing of one running call: asking the client something (2025 era) and noticing a disconnect (2026)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from patchbay.errors import ToolError
+from patchbay.transport.http import Receive
+from patchbay.transport.reply import Reply
+from patchbay.transport.sessions import Session
+
+
+def asker(session: Session, reply: Reply) -> Any:
+    async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        request_id, future = session.expect_answer()
+        await reply.emit({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        answer = await future
+        if "error" in answer:
+            message = (answer.get("error") or {}).get("message", "no reason given")
+            raise ToolError(f"The client declined {method}: {message}")
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {}
+
+    return ask
+
+
+class DisconnectWatch:
+    """Cancels the request's task when the client disconnects, once started."""
+
+    __slots__ = ("_receive", "fired", "task", "watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.task = asyncio.current_task()
+        self.watcher: asyncio.Future[Any] | None = None
+        self.fired = False
+
+    def start(self) -> None:
+        self.watcher = asyncio.ensure_future(self._receive())
+        self.watcher.add_done_callback(self._done)
+
+    def _done(self, done: asyncio.Future[Any]) -> None:
+        if done.cancelled() or done.exception() is not None or self.task is None:
+            return
+        if done.result().get("type") == "http.disconnect":
+            self.fired = True
+            self.task.cancel()
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
