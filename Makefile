@@ -34,10 +34,13 @@ help: ## list the targets
 
 venv: $(VENV_STAMP) ## create .venv with Patchbay and its dev tools (re-runs when pyproject.toml changes)
 
+# torch==2.13.0 (the CPU build) goes in before the documents-embeddings extra: left to the resolver, its bare
+# `torch` requirement could pull a multi-GB CUDA build.
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install --progress-bar off -e '.[dev]'
+	$(PIP) install --progress-bar off torch==2.13.0
+	$(PIP) install --progress-bar off -e '.[dev,documents-embeddings]'
 	touch $@ $(RUNTIME_STAMP)
 
 # A dev install is a superset of the runtime one: reuse it when it is current, otherwise install without extras.

@@ -2,7 +2,8 @@
 
 The index lives in its own SQLite file beside Patchbay's store. ``open()`` brings it up to date
 (incrementally) before the server answers, and, with ``watch_seconds``, a background task re-indexes on that
-interval. Indexing runs on a worker thread, and SQLite's WAL lets searches go on while it writes.
+interval. Indexing runs on a worker thread, and SQLite's WAL lets searches go on while it writes. With
+``ranking = "hybrid"`` the embedding model is loaded when the index is opened (hybrid.py, embeddings.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
@@ -22,6 +24,9 @@ from patchbay.connectors.documents.options import DocumentsOptions
 from patchbay.connectors.documents.tools import DocumentTools, build_template, build_tools, search_description
 from patchbay.definitions import Prompt, Resource, ResourceTemplate, Tool
 from patchbay.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from patchbay.connectors.documents.hybrid import HybridSearch
 
 log = logging.getLogger("patchbay.documents")
 
@@ -48,16 +53,18 @@ class DocumentsConnector:
         self.index_file = index_path(name, options, env)
         self._index: Index | None = None
         self._indexer: Indexer | None = None
+        self._hybrid: HybridSearch | None = None
         self._tools: list[Tool] = []
         self._templates: list[ResourceTemplate] = []
         self._watch: asyncio.Task[None] | None = None
         self.last_report: Report | None = None
 
     def open_index(self) -> Indexer:
-        """Open (or create) the index without indexing; used by ``open`` and by ``patchbay index``.
+        """Open (or create) the index without indexing, and load the embedding model for hybrid ranking; used by
+        ``open`` and by ``patchbay index``. Blocks (the model takes seconds to load): call it off the event loop.
 
         Raises:
-            ConnectorError: the index file cannot be created or opened.
+            ConnectorError: the index file cannot be created or opened, or the embedding model cannot be loaded.
         """
         try:
             self._index = Index(self.index_file)
@@ -69,12 +76,27 @@ class DocumentsConnector:
         self._indexer = Indexer(
             self._index, self.options, base_dir=self.env.base_dir, store_url=self.env.store_url, connector=self.name
         )
+        if self.options.ranking == "hybrid":
+            self._load_hybrid(self._index, self._indexer)
         return self._indexer
+
+    def _load_hybrid(self, index: Index, indexer: Indexer) -> None:
+        from patchbay.connectors.documents import embeddings
+        from patchbay.connectors.documents.hybrid import HybridSearch, PassageEmbedder
+
+        try:
+            embedder = embeddings.load()
+        except ConnectorError as exc:
+            self.close_index()
+            raise ConnectorError(f"connector '{self.name}' (ranking = \"hybrid\"): {exc}") from None
+        self._hybrid = HybridSearch(index, embedder)
+        indexer.embedding = PassageEmbedder(embedder)
 
     def close_index(self) -> None:
         if self._index is not None:
             self._index.close()
             self._index = None
+        self._hybrid = None
 
     def reindex(self, progress: Progress | None = None, *, strict: bool = False) -> Report:
         """One incremental indexing run, synchronously (call it from a worker thread)."""
@@ -89,7 +111,7 @@ class DocumentsConnector:
         Raises:
             ConnectorError: the index cannot be opened, or a source cannot be read (missing folder, failing query).
         """
-        self.open_index()
+        await anyio.to_thread.run_sync(self.open_index)
         assert self._index is not None
         if self.options.index_on_start:
             try:
@@ -99,7 +121,10 @@ class DocumentsConnector:
                 raise ConnectorError(str(exc)) from None
             log.info("documents '%s': %s (%d documents)", self.name, report.summary(), self._index.count())
         handlers = DocumentTools(
-            self._index, page_size=self.options.max_results, max_chars=self.options.max_fetch_chars
+            self._index,
+            page_size=self.options.max_results,
+            max_chars=self.options.max_fetch_chars,
+            hybrid=self._hybrid,
         )
         description = self.options.description or search_description(self.name)
         self._tools = build_tools(handlers, title=self.options.title, description=description)

@@ -7,6 +7,11 @@ WAL mode lets searches run while an indexing run writes.
 Tables: ``documents`` (one row per document: public id, source, change-detection fields, title, url, access
 list), ``chunks`` (passages under their heading path) with the external-content FTS5 table ``chunks_fts`` kept
 in step by triggers, and ``skipped`` (files that could not be read, so they are not retried until they change).
+
+With hybrid ranking, ``vectors`` holds one embedding per passage (float32, unit length), deleted with its passage
+(foreign key cascade), and ``meta`` counts changes to it (``vectors_generation``, kept by triggers) so searches
+know when to reload their in-memory copy. Both are added to any index when missing (no rebuild), so an index
+built without embeddings is reused: the next run embeds the passages that have no vector.
 """
 
 from __future__ import annotations
@@ -79,6 +84,22 @@ CREATE TABLE skipped (
 );
 """
 
+# Added with IF NOT EXISTS to indexes of this layout, whatever built them (see the module docstring).
+_VECTOR_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (
+    chunk INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    vec BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('vectors_generation', '0');
+CREATE TRIGGER IF NOT EXISTS vectors_ai AFTER INSERT ON vectors BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_generation';
+END;
+CREATE TRIGGER IF NOT EXISTS vectors_ad AFTER DELETE ON vectors BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'vectors_generation';
+END;
+"""
+
 # Words that match most documents: dropped from a query that has other words (faster, and bm25 gives them
 # almost no weight anyway).
 STOPWORDS = frozenset({
@@ -92,6 +113,10 @@ _COUNT = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
 # A word in more passages than this is "common" for query planning (see Index._plan).
 COMMON_SHARE = 0.02
 COMMON_MIN_ROWS = 1000
+
+
+Ranked = tuple[int, str, str, str]
+"""A ranked document: (its best passage's id, doc_id, title, url)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +210,16 @@ class Index:
         return conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._rebuild(conn)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"vectors", "meta"} <= tables:  # checked first: a no-op write would wait for a running indexer
+            conn.execute("BEGIN")
+            for statement in _statements(_VECTOR_SCHEMA):
+                conn.execute(statement)
+            conn.execute("COMMIT")
+
+    def _rebuild(self, conn: sqlite3.Connection) -> None:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         conn.execute("BEGIN")
         # Another layout (an older Patchbay): start over; the next indexing run fills it again.
@@ -243,14 +275,22 @@ class Index:
         access; when too few documents remain, a larger batch of passages is taken.
         """
         conn = self._reader()
-        want = offset + limit + 1
-        found: list[tuple[int, str, str, str]] = []
+        found, match = self.lexical(conn, terms, tokens, offset + limit + 1)
+        page = found[offset : offset + limit]
+        return self.hits(conn, page, match), len(found) > offset + limit
+
+    def lexical(
+        self, conn: sqlite3.Connection, terms: list[str], tokens: frozenset[str] | None, want: int
+    ) -> tuple[list[Ranked], str]:
+        """At least ``want`` readable documents (when that many match) in BM25 order, and the FTS5 query that
+        ranked them (for snippets)."""
+        found: list[Ranked] = []
         match = ""
         for match in self._plan(conn, terms):
             batch = max(want * 4, 50)
             while True:
                 chunks = [r[0] for r in conn.execute(_TOP_CHUNKS, (match, batch))]
-                more = self._readable_docs(conn, chunks, tokens)
+                more = self.readable_docs(conn, chunks, tokens)
                 if len(more) >= want or len(chunks) < batch:
                     break
                 batch *= 4
@@ -258,12 +298,14 @@ class Index:
             found += [hit for hit in more if hit[1] not in known]
             if len(found) >= want:
                 break
-        page = found[offset : offset + limit]
-        if not page:
-            return [], False
+        return found, match
+
+    def hits(self, conn: sqlite3.Connection, page: list[Ranked], match: str) -> list[Hit]:
+        """Search results for (best passage, document) pairs: the snippet shows the query's words in the passage,
+        or, for a passage found by meaning alone (no word matches), its first words."""
         best = [chunk for chunk, *_ in page]
         snippets: dict[int, str] = {}
-        for part in _batches(best):
+        for part in _batches(best) if match else ():
             marks = ",".join("?" * len(part))
             snippets.update(
                 conn.execute(
@@ -272,15 +314,16 @@ class Index:
                     (match, *part),
                 ).fetchall()
             )
-        hits = [
+        for part in _batches([chunk for chunk in best if chunk not in snippets]):
+            marks = ",".join("?" * len(part))
+            rows = conn.execute(f"SELECT id, body FROM chunks WHERE id IN ({marks})", part)  # noqa: S608
+            snippets.update((chunk, _opening(body)) for chunk, body in rows)
+        return [
             Hit(doc_id, title, url, " ".join(snippets.get(chunk, "").split())) for chunk, doc_id, title, url in page
         ]
-        return hits, len(found) > offset + limit
 
     @staticmethod
-    def _readable_docs(
-        conn: sqlite3.Connection, chunks: list[int], tokens: frozenset[str] | None
-    ) -> list[tuple[int, str, str, str]]:
+    def readable_docs(conn: sqlite3.Connection, chunks: list[int], tokens: frozenset[str] | None) -> list[Ranked]:
         """(best chunk, doc_id, title, url) per readable document, in the order of ``chunks`` (best first)."""
         rows: dict[int, tuple[int, str, str, str, str, int]] = {}
         for part in _batches(chunks):
@@ -443,6 +486,12 @@ class Writer:
 
     def optimize(self) -> None:
         self.conn.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')")
+
+
+def _opening(body: str) -> str:
+    """The first words of a passage, heading marks dropped, as long as an FTS5 snippet."""
+    words = [w for w in body.split() if w.strip("#")]
+    return " ".join(words[:SNIPPET_TOKENS]) + (" …" if len(words) > SNIPPET_TOKENS else "")
 
 
 def _batches(ids: list[int], size: int = 900) -> Iterator[list[int]]:

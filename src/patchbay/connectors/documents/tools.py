@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import orjson
@@ -21,6 +21,9 @@ from patchbay.connectors.documents.index import Index, StoredDocument, query_ter
 from patchbay.context import Context
 from patchbay.definitions import ResourceTemplate, Tool, ToolAnnotations, ToolResult
 from patchbay.errors import ToolError
+
+if TYPE_CHECKING:
+    from patchbay.connectors.documents.hybrid import HybridSearch
 
 CURSOR_PREFIX = "cursor:"
 PART_SEPARATOR = "@"
@@ -75,10 +78,11 @@ FETCH_OUTPUT: dict[str, Any] = {
 class DocumentTools:
     """The handlers, bound to one index and the connector's limits."""
 
-    def __init__(self, index: Index, *, page_size: int, max_chars: int) -> None:
+    def __init__(self, index: Index, *, page_size: int, max_chars: int, hybrid: HybridSearch | None = None) -> None:
         self.index = index
         self.page_size = page_size
         self.max_chars = max_chars
+        self.hybrid = hybrid
 
     async def search(self, arguments: dict[str, Any], ctx: Context) -> ToolResult:
         query, offset = _query(arguments.get("query"))
@@ -86,7 +90,12 @@ class DocumentTools:
         if not terms:
             raise ToolError("The query has no words to search for; use a few keywords, e.g. 'parental leave'.")
         tokens = principal_tokens(ctx.principal)
-        hits, more = await anyio.to_thread.run_sync(self.index.search, terms, tokens, self.page_size, offset)
+        if self.hybrid is not None:  # the query's vector is computed on the worker thread too (CPU-bound)
+            hits, more = await anyio.to_thread.run_sync(
+                self.hybrid.search, query, terms, tokens, self.page_size, offset
+            )
+        else:
+            hits, more = await anyio.to_thread.run_sync(self.index.search, terms, tokens, self.page_size, offset)
         result: dict[str, Any] = {
             "results": [{"id": h.doc_id, "title": h.title, "url": h.url, "snippet": h.snippet} for h in hits]
         }
