@@ -11,24 +11,16 @@ call costs one hash and one dict lookup; the store is asked only on a miss.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from patchbay.auth.core import CACHE_SECONDS, Core
 from patchbay.auth.crypto import ACCESS_PREFIX, KEY_PREFIX, digest
-from patchbay.auth.principal import Principal
+from patchbay.auth.principal import Principal, Rejection
 
 # Methods an anonymous caller may use when the server has public ("noauth") tools: enough to discover the tools
 # and call them. A protected tool called anonymously answers with a tool-level challenge (ChatGPT's linking UI).
 ANONYMOUS_METHODS = frozenset({"initialize", "ping", "server/discover", "tools/list", "tools/call"})
 
 ExternalVerify = Callable[[str], Awaitable[Principal | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    status: int
-    challenge: str
-    message: str
 
 
 def _quote(value: str) -> str:

@@ -31,3 +31,12 @@ class Principal:
 
     def __str__(self) -> str:
         return self.subject
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused credential: the HTTP status, the ``WWW-Authenticate`` challenge, and a client-safe message."""
+
+    status: int
+    challenge: str
+    message: str

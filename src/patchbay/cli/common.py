@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from patchbay import settings as settings_mod
-from patchbay.connectors.sql import demo_crm
 from patchbay.errors import ConfigError
 from patchbay.settings import Settings
 
@@ -21,6 +20,8 @@ DEMO_HANDBOOK = Path(__file__).resolve().parent.parent / "demo" / "handbook"
 
 
 def demo_config() -> dict[str, Any]:
+    from patchbay.connectors.sql import demo_crm  # the SQL stack loads only when the demo runs
+
     return {
         "server": {
             "name": "Patchbay demo",

@@ -11,15 +11,12 @@ import anyio
 import typer
 from rich.console import Console
 
-from patchbay.doctor.context import Options
-from patchbay.doctor.profiles import PROFILE_NAMES
-from patchbay.doctor.report import render_json, render_terminal
-from patchbay.doctor.runner import CouldNotRun, run
-
 EXIT_PASS, EXIT_FAIL, EXIT_COULD_NOT_RUN = 0, 1, 2
 
 
 def _clients(value: str) -> list[str]:
+    from patchbay.doctor.profiles import PROFILE_NAMES
+
     names = list(PROFILE_NAMES) if value == "all" else [v.strip() for v in value.split(",") if v.strip()]
     unknown = [n for n in names if n not in PROFILE_NAMES]
     if unknown or not names:
@@ -81,6 +78,11 @@ def doctor(
     Exit codes: 0 nothing failed, 1 a check failed, 2 the doctor could not run.
     """
     names = _clients(client)
+    # The doctor's HTTP and schema stack loads only when it runs, not for every patchbay command.
+    from patchbay.doctor.context import Options
+    from patchbay.doctor.report import render_json, render_terminal
+    from patchbay.doctor.runner import CouldNotRun, run
+
     options = Options(
         token=token or os.environ.get("PATCHBAY_DOCTOR_TOKEN") or None,
         local=local,

@@ -11,16 +11,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from patchbay.cli.common import err, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml (its [store] is used)")]
 app = typer.Typer(help="Local accounts people sign in with.", no_args_is_help=True)
@@ -30,6 +31,8 @@ out = Console()
 @contextmanager
 def auth_store(config: Path | None) -> Iterator[Engine]:
     """The configured store, migrated; exits with a readable message when it cannot be reached."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from patchbay.store import create_engine, upgrade
 
     settings = load_settings(config)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from patchbay.auth.bearer import Authenticator, Rejection
+from patchbay.auth.principal import Rejection
 from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
@@ -25,6 +25,9 @@ from patchbay.transport.security import HostGuard
 from patchbay.transport.sessions import owner_of
 from patchbay.transport.sse import KEEPALIVE
 from patchbay.transport.streams import end_queue
+
+if TYPE_CHECKING:  # the authenticator pulls in the store; serving without sign-in never imports it
+    from patchbay.auth.bearer import Authenticator
 
 log = logging.getLogger("patchbay.transport.sse")
 MAX_STREAMS = 1000

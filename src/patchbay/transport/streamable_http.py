@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from patchbay.auth.bearer import Authenticator, Rejection
-from patchbay.auth.principal import Principal
+from patchbay.auth.principal import Principal, Rejection
 from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
@@ -33,6 +32,9 @@ from patchbay.transport.reply import Reply
 from patchbay.transport.security import HostGuard
 from patchbay.transport.sessions import Session, SessionStore, owner_of
 from patchbay.transport.streams import Streams
+
+if TYPE_CHECKING:  # the authenticator pulls in the store; serving without sign-in never imports it
+    from patchbay.auth.bearer import Authenticator
 
 log = logging.getLogger("patchbay.transport")
 
