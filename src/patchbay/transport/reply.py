@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,16 +18,23 @@ _WRITES: set[asyncio.Future[None]] = set()
 class Reply:
     """Opens the SSE stream lazily, on the first message sent before the result.
 
+    Events are buffered and written once the handler yields to the event loop, so a call that reports progress
+    and returns at once goes out in one write (the headers, every event and the end), not one per event; an
+    event the client must act on (a request to it) leaves as soon as the handler starts waiting.
+
     With ``log`` (2025-era sessions) every event gets an id and is kept, so a client can resume the stream with
     ``GET`` + ``Last-Event-ID`` after the connection drops or after the server ends it early (SSE polling).
     """
 
     __slots__ = (
         "_alive",
+        "_flush_due",
+        "_head_sent",
         "_keepalive",
         "_lock",
         "_log",
         "_new_log",
+        "_pending",
         "_priming_retry",
         "_send",
         "_started",
@@ -56,6 +62,9 @@ class Reply:
         self._keepalive = keepalive
         self._started = False
         self._alive = True
+        self._head_sent = False
+        self._flush_due = False
+        self._pending: list[bytes] = []
         self._lock: asyncio.Lock | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -64,8 +73,8 @@ class Reply:
         if not self.sse_ok:
             return
         if not self._started:
-            await self._start()
-        await self._event(orjson.dumps(message))
+            self._start()
+        self._event(orjson.dumps(message))
 
     async def finish(self, response: dict[str, Any], status: int = 200) -> None:
         if not self._started:
@@ -74,20 +83,19 @@ class Reply:
             else:
                 await http.send_sse_once(self._send, response)
             return
-        await self._event(orjson.dumps(response))
+        self._event(orjson.dumps(response))
         await self._close()
 
     async def close_early(self) -> None:
         """End the HTTP response now; later events are kept for the client to resume (SSE polling)."""
         if not self._started:
-            await self._start()
-        if self._log is None:
+            self._start()
+        if self._log is None or not self._alive:
             return
-        if self._alive:
-            self._alive = False
-            await self._write(f"retry: {self._priming_retry or 1000}\n\n".encode())
-            await http.end(self._send)
-            self._stop_ticker()
+        self._queue(f"retry: {self._priming_retry or 1000}\n\n".encode())
+        self._alive = False
+        self._stop_ticker()
+        await self._flush(more=False)
 
     async def abandon(self) -> None:
         """End the exchange of a cancelled request without a JSON-RPC response."""
@@ -96,33 +104,51 @@ class Reply:
         else:
             await http.send_empty(self._send, 202)
 
-    async def _start(self) -> None:
+    def _start(self) -> None:
         self._started = True
         self._lock = asyncio.Lock()
-        await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         if self._new_log is not None:
             self._log = self._new_log()
             if self._priming_retry is not None:
                 event_id = self._log.next_id()
                 self._log.append(b"")  # the priming event holds a place in the numbering
-                await self._write(priming(event_id, self._priming_retry))
+                self._queue(priming(event_id, self._priming_retry))
         self._arm()
 
-    async def _event(self, data: bytes) -> None:
+    def _event(self, data: bytes) -> None:
         if self._log is not None:
             framed = frame(data, self._log.next_id())
             self._log.append(framed)
         else:
             framed = frame(data)
-        if self._alive:
-            await self._write(framed)
+        self._queue(framed)
 
-    async def _write(self, data: bytes) -> None:
+    def _queue(self, data: bytes) -> None:
+        if not self._alive:
+            return
+        self._pending.append(data)
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        # Runs once the handler has yielded: if it finished first, finish() already sent everything.
+        self._flush_due = False
+        if self._pending and self._alive:
+            _track(asyncio.ensure_future(self._flush(more=True)))
+
+    async def _flush(self, *, more: bool) -> None:
         assert self._lock is not None
         async with self._lock:
+            body = b"".join(self._pending)
+            self._pending.clear()
             try:
-                await http.chunk(self._send, data)
-            except OSError:
+                if not self._head_sent:
+                    self._head_sent = True
+                    await self._send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                if body or not more:
+                    await self._send({"type": "http.response.body", "body": body, "more_body": more})
+            except (OSError, RuntimeError):
                 self._alive = False
 
     def _arm(self) -> None:
@@ -131,9 +157,7 @@ class Reply:
 
     def _due(self) -> None:
         if self._alive:
-            task = asyncio.ensure_future(self._write(KEEPALIVE))
-            _WRITES.add(task)  # hold a reference until it is done (the loop keeps only weak ones)
-            task.add_done_callback(_WRITES.discard)
+            self._queue(KEEPALIVE)
             self._arm()
 
     def _stop_ticker(self) -> None:
@@ -147,5 +171,9 @@ class Reply:
             self._log.finish()
         if self._alive:
             self._alive = False
-            with contextlib.suppress(OSError):
-                await http.end(self._send)
+            await self._flush(more=False)
+
+
+def _track(task: asyncio.Future[None]) -> None:
+    _WRITES.add(task)  # hold a reference until it is done (the loop keeps only weak ones)
+    task.add_done_callback(_WRITES.discard)
