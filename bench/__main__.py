@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from bench import coldstart, documents, harness, report, sessions, throughput
 from bench import sql as sql_bench
-from bench.configs import COLDSTART_SERVERS, CONFIGS, SESSION_SERVERS, patchbay_available, wrk_available
+from bench.configs import COLDSTART_SERVERS, CONFIGS, REPO, SESSION_SERVERS, patchbay_available, wrk_available
 
 LEVELS = [1, 16, 64]
 T = TypeVar("T")
@@ -80,6 +80,18 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def _git_commit() -> str:
+    """HEAD of the checkout under test, marked "+dirty" when the work tree differs (the numbers are its)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -129,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": count,
         "python": platform.python_version(),
         "versions": _versions(),
+        "commit": _git_commit(),
         "items": chosen,
     }
     logdir = Path(tempfile.mkdtemp(prefix="patchbay-bench-"))

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -193,6 +194,12 @@ def cpu_busy_seconds() -> dict[int, float]:
             ticks = [int(x) for x in fields[:8]]
             busy[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK
     return busy
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process and its finished children (wrk): our own share of the load CPU."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @dataclass

@@ -51,6 +51,7 @@ def aggregate(rounds: list[Round]) -> dict[str, Agg]:
                     "rss_mb",
                     "log_bytes_per_call",
                     "others_cpu0_pct",
+                    "others_cpu1_pct",
                 )
             }
         notes = sorted({f"round {r.round}: {n}" for r in runs for n in r.notes})
@@ -63,7 +64,7 @@ def aggregate(rounds: list[Round]) -> dict[str, Agg]:
 def throughput_table(aggs: dict[str, Agg]) -> list[str]:
     lines = [
         "| configuration | c | req/s | p50 ms | p99 ms | server CPU µs/call | RSS MB (idle → loaded) "
-        "| errors | CPU 0 noise % |",
+        "| errors | noise % CPU 0 / 1 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for agg in _ordered(aggs):
@@ -72,7 +73,7 @@ def throughput_table(aggs: dict[str, Agg]) -> list[str]:
             lines.append(
                 f"| {agg.label} | {c} | {v['rps']:,.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | "
                 f"{v['cpu_us_per_call']:,.0f} | {agg.idle_rss_mb:.0f} → {v['rss_mb']:.0f} | {flag} | "
-                f"{v['others_cpu0_pct']:.0f} |"
+                f"{v['others_cpu0_pct']:.0f} / {v.get('others_cpu1_pct', 0.0):.0f} |"
             )
     return lines
 
@@ -249,5 +250,5 @@ def _meta_line(meta: dict[str, Any]) -> str:
         f"{meta['rounds']} round(s) x "
         f"{meta['duration_s']:g} s per level, levels {meta['levels']}; Python {meta['python']}, "
         f"mcp {meta['versions'].get('mcp')}, uvicorn {meta['versions'].get('uvicorn')}, "
-        f"patchbay {meta['versions'].get('mcp-patchbay')}."
+        f"patchbay {meta['versions'].get('mcp-patchbay')} at commit {meta.get('commit', 'unknown')}."
     )

@@ -32,6 +32,8 @@ class Level:
     log_bytes_per_call: float
     others_cpu0_pct: float
     """CPU 0 time used by processes other than the server, as % of the run: noise from the shared machine."""
+    others_cpu1_pct: float
+    """The same for CPU 1, other than wrk (and the idle harness): a starved load generator caps req/s."""
     wrk: dict[str, Any]
     attempts: int = 1
 
@@ -77,13 +79,14 @@ def _with_id_base(env: dict[str, str], run_index: int) -> dict[str, str]:
 
 def _measure(server: harness.Server, env: dict[str, str], connections: int, duration_s: float) -> Level:
     cpu_before, log_before = harness.cpu_seconds(server.pid), server.log_size()
-    busy_before = harness.cpu_busy_seconds().get(harness.SERVER_CPU, 0.0)
+    busy_before, load_before = harness.cpu_busy_seconds(), harness.children_cpu_seconds()
     run = harness.run_wrk(server.port, LUA, env, connections, duration_s)
-    busy_after = harness.cpu_busy_seconds().get(harness.SERVER_CPU, 0.0)
+    busy_after, load_after = harness.cpu_busy_seconds(), harness.children_cpu_seconds()
     cpu_after, log_after = harness.cpu_seconds(server.pid), server.log_size()
     calls = max(run.requests, 1)
     server_cpu = cpu_after - cpu_before
-    others = max(0.0, (busy_after - busy_before) - server_cpu) / run.duration_s * 100 if run.duration_s else 0.0
+    others0 = _share(busy_after, busy_before, harness.SERVER_CPU, server_cpu, run.duration_s)
+    others1 = _share(busy_after, busy_before, harness.LOAD_CPU, load_after - load_before, run.duration_s)
     return Level(
         connections=connections,
         rps=run.rps,
@@ -93,9 +96,16 @@ def _measure(server: harness.Server, env: dict[str, str], connections: int, dura
         rss_mb=harness.rss_bytes(server.pid) / MB,
         errors=run.errors,
         log_bytes_per_call=(log_after - log_before) / calls,
-        others_cpu0_pct=others,
+        others_cpu0_pct=others0,
+        others_cpu1_pct=others1,
         wrk=run.detail,
     )
+
+
+def _share(after: dict[int, float], before: dict[int, float], cpu: int, ours: float, seconds: float) -> float:
+    """% of `seconds` that CPU `cpu` spent on work other than `ours` (CPU seconds of our own processes)."""
+    busy = after.get(cpu, 0.0) - before.get(cpu, 0.0)
+    return max(0.0, busy - ours) / seconds * 100 if seconds else 0.0
 
 
 def _least_noisy(server: harness.Server, env: dict[str, str], index: int, connections: int, duration_s: float) -> Level:
@@ -134,7 +144,7 @@ def run_round(cfg: Config, round_no: int, levels: list[int], duration_s: float, 
             if level.others_cpu0_pct >= NOISY_PCT:
                 result.notes.append(
                     f"c={connections}: other processes used {level.others_cpu0_pct:.0f}% of CPU 0"
-                    f" (best of {level.attempts} attempts)"
+                    f" (best of {level.attempts} attempts) and {level.others_cpu1_pct:.0f}% of CPU 1"
                 )
             if level.log_bytes_per_call >= 1:
                 result.notes.append(f"c={connections}: server logged {level.log_bytes_per_call:.0f} B per call")
