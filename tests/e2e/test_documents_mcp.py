@@ -13,40 +13,12 @@ import pytest
 from mcp.client import Client
 
 from tests.e2e.conftest import patchbay_cli, run_scenario
+from tests.support.chatgpt_contract import FETCH_INPUT, FETCH_OUTPUT, HINTS, SEARCH_INPUT, SEARCH_OUTPUT
 from tests.support.servers import RunningServer, run_patchbay
 from tests.unit.fixtures.documents import build
 
 pytestmark = pytest.mark.e2e
 
-# §5.3, the documented tool descriptors' schemas, verbatim.
-SEARCH_INPUT = {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
-FETCH_INPUT = {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}
-SEARCH_OUTPUT = {
-    "type": "object",
-    "required": ["results"],
-    "properties": {
-        "results": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["id", "title", "url"],
-                "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"}},
-            },
-        }
-    },
-}
-FETCH_OUTPUT = {
-    "type": "object",
-    "required": ["id", "title", "text", "url"],
-    "properties": {
-        "id": {"type": "string"},
-        "title": {"type": "string"},
-        "text": {"type": "string"},
-        "url": {"type": "string"},
-        "metadata": {"type": ["object", "null"], "additionalProperties": True},
-    },
-}
-HINTS = {"readOnlyHint": True, "destructiveHint": False, "openWorldHint": False, "idempotentHint": True}
 
 CONFIG = """
 [server]

@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from tests.support.chatgpt_contract import FETCH_OUTPUT, SEARCH_OUTPUT
 
 from fixtures.documents import build
 from patchbay.app import Runtime
@@ -21,33 +22,6 @@ from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
 URL = "https://intranet.example.com/{source}/{path_noext}"
-
-# reference/mcp-requirements.md §5.3, verbatim.
-SEARCH_OUTPUT = {
-    "type": "object",
-    "required": ["results"],
-    "properties": {
-        "results": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["id", "title", "url"],
-                "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": "string"}},
-            },
-        }
-    },
-}
-FETCH_OUTPUT = {
-    "type": "object",
-    "required": ["id", "title", "text", "url"],
-    "properties": {
-        "id": {"type": "string"},
-        "title": {"type": "string"},
-        "text": {"type": "string"},
-        "url": {"type": "string"},
-        "metadata": {"type": ["object", "null"], "additionalProperties": True},
-    },
-}
 
 
 def runtime_for(tmp_path: Path, sources: list[dict[str, Any]], **options: Any) -> Runtime:
