@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
+from patchbay.errors import ToolError
+from patchbay.protocol.outstanding import Outstanding
 from patchbay.transport import sessions
 from patchbay.transport.sessions import MemorySessionStore
 
@@ -87,15 +90,31 @@ def test_an_evicted_session_is_closed(clock: Clock) -> None:
     assert queue.get_nowait() == b""  # the GET stream was told to end
 
 
+class _Client:
+    """Stands in for the stream to the client: records what the server sends it."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.received = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        self.received.set()
+
+
 @pytest.mark.anyio
 async def test_delete_cancels_pending_answers_and_running_requests() -> None:
     store = MemorySessionStore()
     session = store.create("2025-11-25", {"sampling": {}}, None)
-    _, answer = session.expect_answer()
+    client = _Client()
+
+    asking = asyncio.ensure_future(session.outstanding().ask(client.send, "sampling/createMessage", {}))
+    await client.received.wait()  # the request is on its way to the client
     running = asyncio.ensure_future(asyncio.Event().wait())
     session.inflight = {1: running}
     assert store.delete(session.id) is True
-    assert answer.cancelled()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
     with pytest.raises(asyncio.CancelledError):
         await running
     assert store.get(session.id) is None
@@ -106,11 +125,33 @@ def test_answers_reach_the_request_that_waits_for_them() -> None:
     async def scenario() -> None:
         store = MemorySessionStore()
         session = store.create("2025-11-25", {}, None)
-        request_id, future = session.expect_answer()
+        client = _Client()
+
+        assert session.answer({"jsonrpc": "2.0", "id": "srv-1", "result": {}}) is False  # nothing asked yet
+        asking = asyncio.ensure_future(session.outstanding().ask(client.send, "roots/list", {}))
+        await client.received.wait()
+        request_id = client.sent[0]["id"]
+        assert client.sent[0]["method"] == "roots/list"
         assert session.answer({"jsonrpc": "2.0", "id": "unknown", "result": {}}) is False
         assert session.answer({"jsonrpc": "2.0", "id": request_id, "result": {"ok": True}}) is True
-        assert (await future)["result"] == {"ok": True}
+        assert await asking == {"ok": True}
         assert session.answer({"jsonrpc": "2.0", "id": request_id, "result": {}}) is False  # once only
+
+    asyncio.run(scenario())
+
+
+def test_a_refusal_from_the_client_is_a_tool_error_naming_the_request() -> None:
+    async def scenario() -> None:
+        requests = Outstanding()
+        client = _Client()
+
+        asking = asyncio.ensure_future(requests.ask(client.send, "elicitation/create", {"message": "?"}))
+        await client.received.wait()
+        requests.answer(
+            {"jsonrpc": "2.0", "id": client.sent[0]["id"], "error": {"code": -1, "message": "user said no"}}
+        )
+        with pytest.raises(ToolError, match="declined elicitation/create: user said no"):
+            await asking
 
     asyncio.run(scenario())
 

@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from patchbay.errors import ToolError
 from patchbay.transport.http import Receive
 from patchbay.transport.reply import Reply
 from patchbay.transport.sessions import Session
 
 
 def asker(session: Session, reply: Reply) -> Any:
+    """Requests to the client travel on this call's stream; the answers come back through the session."""
+
     async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
-        request_id, future = session.expect_answer()
-        await reply.emit({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        answer = await future
-        if "error" in answer:
-            message = (answer.get("error") or {}).get("message", "no reason given")
-            raise ToolError(f"The client declined {method}: {message}")
-        result = answer.get("result")
-        return result if isinstance(result, dict) else {}
+        return await session.outstanding().ask(reply.emit, method, params)
 
     return ask
 

@@ -7,6 +7,7 @@ builds). Every response travels on the event stream; the POST is answered ``202 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.hub import CLOSE
+from patchbay.protocol.outstanding import Outstanding
 from patchbay.protocol.scope import CallScope
 from patchbay.transport.security import HostGuard
 from patchbay.transport.sessions import owner_of
@@ -34,7 +36,7 @@ MAX_STREAMS = 1000
 
 
 class _Stream:
-    __slots__ = ("caps", "client_info", "level", "next_request", "owner", "pending", "queue", "tasks", "version")
+    __slots__ = ("caps", "client_info", "level", "owner", "queue", "requests", "tasks", "version")
 
     def __init__(self, owner: str | None = None) -> None:
         self.owner = owner  # owner_of(the principal that opened GET /sse)
@@ -43,9 +45,8 @@ class _Stream:
         self.caps: dict[str, Any] = {}
         self.client_info: Any = None
         self.level = "debug"
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.requests = Outstanding()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.next_request = 0
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.queue.put(b"event: message\ndata: " + orjson.dumps(message) + b"\n\n")
@@ -157,9 +158,7 @@ class LegacySSE:
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return _error(400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: expected a JSON-RPC 2.0 object")
         if "method" not in message:
-            future = stream.pending.pop(str(message.get("id")), None)
-            if future is not None and not future.done():
-                future.set_result(message)
+            stream.requests.answer(message)
             return Response(status_code=202)
         if "id" in message:
             method = message.get("method")
@@ -198,7 +197,7 @@ class LegacySSE:
                     log_level=stream.level,
                     progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
                     send=stream.send,
-                    ask_client=self._asker(stream),
+                    ask_client=functools.partial(stream.requests.ask, stream.send),
                     principal=principal,
                     session=None,
                     runtime=self.runtime,
@@ -215,31 +214,13 @@ class LegacySSE:
                 jsonrpc.error_response(request_id, {"code": jsonrpc.INTERNAL_ERROR, "message": "Internal error"})
             )
 
-    def _asker(self, stream: _Stream) -> Any:
-        async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
-            stream.next_request += 1
-            request_id = f"srv-{stream.next_request}"
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            stream.pending[request_id] = future
-            await stream.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-            answer = await future
-            if "error" in answer:
-                from patchbay.errors import ToolError
-
-                raise ToolError(f"The client declined {method}: {(answer['error'] or {}).get('message')}")
-            result = answer.get("result")
-            return result if isinstance(result, dict) else {}
-
-        return ask
-
     def _drop(self, session_id: str) -> None:
         stream = self.streams.pop(session_id, None)
         if stream is None:
             return
         for task in stream.tasks:
             task.cancel()
-        for future in stream.pending.values():
-            future.cancel()
+        stream.requests.cancel_all()
 
     def close_all(self) -> None:
         for stream in self.streams.values():

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import Any, Protocol
 
 from patchbay.auth.principal import Principal
+from patchbay.protocol.outstanding import Outstanding
 from patchbay.transport.sse import EventLog
 
 
@@ -39,9 +40,8 @@ class Session:
         "inflight",
         "last_seen",
         "log_level",
-        "next_request",
         "owner",
-        "pending",
+        "requests",
         "standalone",
         "streams",
         "subscriptions",
@@ -59,11 +59,10 @@ class Session:
         self.log_level = "info"  # until the client picks one with logging/setLevel
         self.last_seen = time.monotonic()
         self.subscriptions: set[str] | None = None
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] | None = None
+        self.requests: Outstanding | None = None  # made on the first request to the client
         self.inflight: dict[Any, asyncio.Task[Any]] | None = None
         self.streams: dict[str, EventLog] | None = None
         self.standalone: asyncio.Queue[bytes] | None = None
-        self.next_request = 0
 
     def subscribe(self, uri: str) -> None:
         if self.subscriptions is None:
@@ -74,22 +73,15 @@ class Session:
         if self.subscriptions is not None:
             self.subscriptions.discard(uri)
 
-    def expect_answer(self) -> tuple[str, asyncio.Future[dict[str, Any]]]:
-        self.next_request += 1
-        request_id = f"srv-{self.next_request}"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if self.pending is None:
-            self.pending = {}
-        self.pending[request_id] = future
-        return request_id, future
+    def outstanding(self) -> Outstanding:
+        """The requests this session's client has yet to answer (sampling, elicitation, roots)."""
+        if self.requests is None:
+            self.requests = Outstanding()
+        return self.requests
 
     def answer(self, message: dict[str, Any]) -> bool:
         """Route a client's JSON-RPC response to the request waiting for it."""
-        future = self.pending.pop(str(message.get("id")), None) if self.pending else None
-        if future is None or future.done():
-            return False
-        future.set_result(message)
-        return True
+        return self.requests.answer(message) if self.requests is not None else False
 
     def new_stream(self) -> EventLog:
         log = EventLog()
@@ -102,8 +94,8 @@ class Session:
         return log
 
     def close(self) -> None:
-        for future in (self.pending or {}).values():
-            future.cancel()
+        if self.requests is not None:
+            self.requests.cancel_all()
         for task in (self.inflight or {}).values():
             task.cancel()
         if self.standalone is not None:

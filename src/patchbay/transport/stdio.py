@@ -13,9 +13,10 @@ from typing import Any
 
 import orjson
 
-from patchbay.errors import RpcError, ToolError
+from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
+from patchbay.protocol.outstanding import Outstanding
 from patchbay.protocol.scope import CallScope
 
 log = logging.getLogger("patchbay.transport.stdio")
@@ -29,9 +30,8 @@ class StdioServer:
         self.caps: dict[str, Any] = {}
         self.client_info: Any = None
         self.level = "debug"
-        self.pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.requests = Outstanding()
         self.inflight: dict[Any, asyncio.Task[None]] = {}
-        self.next_request = 0
         self._write_lock = asyncio.Lock()
         self._out = sys.stdout.buffer
 
@@ -47,6 +47,7 @@ class StdioServer:
                 await self._receive(line)
         for task in list(self.inflight.values()):
             task.cancel()
+        self.requests.cancel_all()
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._write_lock:
@@ -66,9 +67,7 @@ class StdioServer:
             return
         method = message.get("method")
         if method is None:
-            future = self.pending.pop(str(message.get("id")), None)
-            if future is not None and not future.done():
-                future.set_result(message)
+            self.requests.answer(message)
             return
         params = message.get("params") or {}
         if "id" not in message:
@@ -150,13 +149,4 @@ class StdioServer:
         return result
 
     async def _ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.next_request += 1
-        request_id = f"srv-{self.next_request}"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[request_id] = future
-        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        answer = await future
-        if "error" in answer:
-            raise ToolError(f"The client declined {method}: {(answer['error'] or {}).get('message')}")
-        result = answer.get("result")
-        return result if isinstance(result, dict) else {}
+        return await self.requests.ask(self.send, method, params)
