@@ -44,7 +44,7 @@ class _Stream:
         self.version = versions.LATEST_HANDSHAKE
         self.caps: dict[str, Any] = {}
         self.client_info: Any = None
-        self.level = "debug"
+        self.level = "info"  # until the client picks one with logging/setLevel
         self.requests = Outstanding()
         self.tasks: set[asyncio.Task[None]] = set()
 

@@ -29,7 +29,7 @@ class StdioServer:
         self.version = versions.LATEST_HANDSHAKE
         self.caps: dict[str, Any] = {}
         self.client_info: Any = None
-        self.level = "debug"
+        self.level = "info"  # until the client picks one with logging/setLevel
         self.requests = Outstanding()
         self.inflight: dict[Any, asyncio.Task[None]] = {}
         self._write_lock = asyncio.Lock()

@@ -281,7 +281,7 @@ class StreamableHTTP:
             method=method,
             client_caps=session.client_caps if session else {},
             client_info=session.client_info if session else None,
-            log_level=session.log_level if session else "debug",
+            log_level=session.log_level if session else "info",
             progress_token=meta.get("progressToken") if isinstance(meta, dict) else None,
             send=reply.emit if sse_ok else None,
             principal=principal,
