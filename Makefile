@@ -27,7 +27,7 @@ PIP := $(VENV)/bin/python -m pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help venv node demo test lint conformance bench clean postgres
+.PHONY: help venv node demo test lint conformance bench clean postgres mariadb
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -67,6 +67,11 @@ postgres: ## install PostgreSQL server binaries (Debian postgresql) if missing
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
 	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends postgresql; }
 
+# The sql connector's MySQL/MariaDB tests start a throwaway server with mariadb-install-db/mariadbd (tests/support/mariadb.py).
+mariadb: ## install MariaDB server binaries (Debian mariadb-server) if missing
+	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || \
+	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends mariadb-server; }
+
 # What users install is what we test (tests/install, docs/testing.md): the wheel goes into fresh venvs under
 # build/install/ that never see src/: venv-base (no extras) and one venv per optional extra. A venv is recreated
 # when pyproject.toml changes, so a dependency dropped from it is gone there too; when only src/ changes, just the
@@ -105,7 +110,7 @@ $(INSTALL_DIR)/venv-%/.installed: $(INSTALL_DIR)/venv-%/.created $(WHEEL_STAMP)
 	$(CLEAN_PIP) check
 	touch $@
 
-test: $(VENV_STAMP) $(NODE_STAMP) postgres ## lint, then the whole test suite (unit, e2e, conformance)
+test: $(VENV_STAMP) $(NODE_STAMP) postgres mariadb ## lint, then the whole test suite (unit, e2e, conformance)
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -264,12 +264,15 @@ def _sqlite_deadline(conn: Connection, timeout_ms: int) -> Iterator[None]:
 
 
 def _error_code(orig: BaseException | None) -> str:
-    """PostgreSQL's SQLSTATE, or MySQL's numeric error code; "" when the driver gives neither."""
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate:
-        return str(sqlstate)
+    """MySQL's numeric error code, or PostgreSQL's SQLSTATE; "" when the driver gives neither.
+
+    The MySQL code comes first: pymysql also sets a SQLSTATE, but a generic one (a MariaDB statement timeout is
+    1969 with SQLSTATE 70100, shared with other interruptions)."""
     args = getattr(orig, "args", ())
-    return str(args[0]) if args and isinstance(args[0], int) else ""
+    if args and isinstance(args[0], int):
+        return str(args[0])
+    sqlstate = getattr(orig, "sqlstate", None)
+    return str(sqlstate) if sqlstate else ""
 
 
 def _is_timeout(backend: str, code: str, said: str) -> bool:

@@ -99,6 +99,11 @@ def parse_one(sql: str, dialect: str) -> exp.Expression:
     if len(trees) > 1:
         kinds = ", ".join(_kind(t) for t in trees)
         raise Refused(f"only one statement is allowed per call; found {len(trees)} ({kinds})")
+    if dialect == "mysql" and _has_executable_comment(trees[0]):
+        # MySQL/MariaDB run the text of /*! … */ and /*M! … */ as SQL: what looks like a comment here is code there.
+        raise Refused(
+            "MySQL/MariaDB executable comments (/*! … */, /*M! … */) are not allowed: write the SQL without them"
+        )
     return trees[0]
 
 
@@ -144,6 +149,10 @@ def function_name(node: exp.Func) -> str:
     if isinstance(node, exp.Anonymous):
         return str(node.name).lower()
     return node.sql_name().lower()
+
+
+def _has_executable_comment(tree: exp.Expression) -> bool:
+    return any(c.lstrip().startswith(("!", "M!")) for node in tree.walk() for c in node.comments or ())
 
 
 def _kind(tree: exp.Expression) -> str:
