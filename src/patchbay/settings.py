@@ -68,7 +68,15 @@ class ServerSettings(_Section):
             raise ValueError("must be an absolute http(s) URL such as https://mcp.example.com")
         if parts.query or parts.fragment or parts.username:
             raise ValueError("must not carry a query, fragment or credentials")
-        return value.rstrip("/")
+        base = value.rstrip("/")
+        endpoint = next((e for e in ("/mcp", "/sse") if base.endswith(e)), None)
+        if endpoint is not None:
+            # Patchbay adds /mcp (and /sse) itself; keeping it here would advertise …/mcp/mcp.
+            raise ValueError(
+                f"must be the server's base URL, without {endpoint}: Patchbay serves MCP at public_url + /mcp "
+                f"(use {base[: -len(endpoint)]!r})"
+            )
+        return base
 
 
 class StoreSettings(_Section):
@@ -326,6 +334,7 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
     sections: dict[str, type[BaseModel]] = {"server": ServerSettings, "store": StoreSettings, "auth": AuthSettings}
     for key, value in data.items():
         if key == "connectors":
+            _check_connectors_shape(value, source)
             continue
         if key not in sections:
             variable = next((v for k, v in env_sources.items() if k.startswith(f"{key}.")), None)
@@ -343,6 +352,22 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
                     file=source,
                     key=f"{key}.{sub}",
                 )
+
+
+def _check_connectors_shape(value: Any, source: str) -> None:
+    if isinstance(value, list):
+        return
+    if isinstance(value, dict):
+        # TOML: [connectors] is one table, [[connectors]] appends one entry to the array of connectors.
+        raise ConfigError(
+            f"{source}: connectors: write each connector as its own [[connectors]] table (double brackets), "
+            'not [connectors]; e.g.\n  [[connectors]]\n  name = "crm"\n  type = "sql"',
+            file=source,
+            key="connectors",
+        )
+    raise ConfigError(
+        f"{source}: connectors: must be a list of [[connectors]] tables, got {value!r}", file=source, key="connectors"
+    )
 
 
 def _unknown(source: str, key: str, allowed: list[str], what: str) -> str:

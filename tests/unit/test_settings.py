@@ -184,3 +184,43 @@ def test_connector_specific_keys_pass_through_as_options() -> None:
     assert connector.tool_prefix == ""
     default = from_dict({"connectors": [{"name": "fx", "type": "python", "path": "a.py"}]}).connectors[0]
     assert default.tool_prefix == "fx_"
+
+
+def test_a_single_connectors_table_explains_double_brackets(tmp_path: Path) -> None:
+    path = write(tmp_path, '[connectors]\nname = "crm"\ntype = "sql"\n')
+    with pytest.raises(ConfigError) as raised:
+        load(path, env={})
+    message = str(raised.value)
+    assert str(path) in message and "[[connectors]]" in message and "not [connectors]" in message
+    assert "valid list" not in message
+    assert raised.value.key == "connectors"
+
+
+def test_connectors_that_are_not_tables_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, 'connectors = "crm"\n')
+    with pytest.raises(ConfigError, match=r"connectors: must be a list of \[\[connectors\]\] tables, got 'crm'"):
+        load(path, env={})
+
+
+@pytest.mark.parametrize(
+    ("url", "endpoint", "base"),
+    [
+        ("https://mcp.example.com/mcp", "/mcp", "https://mcp.example.com"),
+        ("https://mcp.example.com/mcp/", "/mcp", "https://mcp.example.com"),
+        ("https://example.com/tools/sse", "/sse", "https://example.com/tools"),
+    ],
+)
+def test_a_public_url_ending_in_the_endpoint_is_refused_with_the_base_to_use(
+    tmp_path: Path, url: str, endpoint: str, base: str
+) -> None:
+    path = write(tmp_path, f'[server]\npublic_url = "{url}"\n')
+    with pytest.raises(ConfigError) as raised:
+        load(path, env={})
+    message = str(raised.value)
+    assert str(path) in message and "server.public_url" in message
+    assert f"without {endpoint}" in message and repr(base) in message
+
+
+def test_a_public_url_with_a_path_prefix_keeps_it() -> None:
+    settings = from_dict({"server": {"public_url": "https://example.com/mcp-gateway/"}})
+    assert settings.mcp_url == "https://example.com/mcp-gateway/mcp"
