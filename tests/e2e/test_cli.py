@@ -182,3 +182,21 @@ def test_serve_config_errors_keep_the_table_name_in_brackets(tmp_path: Path, tom
     done = exited(serve("--config", str(config), cwd=tmp_path), 2)
 
     assert shown in one_line(done.stderr)
+
+
+def test_serve_on_a_port_in_use_exits_3_before_starting_anything(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"PATCHBAY_DEMO_DIR": str(tmp_path / "demo")}
+        done = patchbay_cli("serve", "--demo", "--host", LOOPBACK, "--port", str(port), cwd=tmp_path, env=env)
+
+    exited(done, 3)
+    message = one_line(done.stderr)
+    assert f"cannot listen on {LOOPBACK}:{port}: address already in use" in message
+    assert "--port" in message
+    assert "serving" not in done.stdout + done.stderr and "Errno" not in message
+    assert list((tmp_path / "demo").glob("*.db")) == []  # no connector or store was opened

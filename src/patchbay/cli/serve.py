@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -22,6 +24,9 @@ from patchbay.cli.common import err, load_settings
 from patchbay.errors import ConfigError, ConnectorError
 
 log = logging.getLogger("patchbay")
+# Exit codes of `patchbay serve` (docs/configuration.md): 2 the config or a connector is not usable, 3 the
+# address cannot be listened on.
+EXIT_CANNOT_LISTEN = 3
 
 
 def serve(
@@ -43,6 +48,8 @@ def serve(
         _serve_stdio(settings)
         return
     _warn_if_exposed(settings.server.host, settings.auth.mode)
+    # Bound before anything starts: a taken port is reported at once, not after connectors open and log "serving".
+    listener = _listen(settings.server.host, settings.server.port)
     import uvicorn
 
     from patchbay.app import create_app
@@ -67,9 +74,49 @@ def serve(
             server_header=False,
         ),
     )
-    server.run()
+    server.run(sockets=[listener])
     if not server.started:
         raise typer.Exit(1)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, handed to uvicorn; exits with :data:`EXIT_CANNOT_LISTEN` when it cannot be."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        _cannot_listen(
+            f"cannot listen on {where}: the host name does not resolve ({exc.strerror}); set --host or server.host"
+        )
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart while old sockets linger
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        _cannot_listen(f"cannot listen on {where}: {_bind_problem(exc)}")
+    sock.set_inheritable(True)
+    return sock
+
+
+def _bind_problem(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            "address already in use: another program (perhaps another `patchbay serve`) is listening there. "
+            "Stop it, or choose another port with --port or server.port"
+        )
+    if exc.errno == errno.EACCES:
+        return "permission denied: ports below 1024 need privileges; use a port such as 8000 behind a proxy"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address; use 127.0.0.1, 0.0.0.0 or one of its own addresses"
+    return exc.strerror or str(exc)
+
+
+def _cannot_listen(message: str) -> NoReturn:
+    err.print(f"[bold red]cannot start[/]: {escape(message)}", highlight=False)
+    raise typer.Exit(EXIT_CANNOT_LISTEN)
 
 
 def _server_class() -> type[Any]:
