@@ -11,6 +11,7 @@ with a "did you mean".
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -82,6 +83,25 @@ class ServerSettings(_Section):
 class StoreSettings(_Section):
     url: str = "sqlite:///patchbay.db"
     """A SQLAlchemy URL. Relative SQLite paths are relative to the config file's folder."""
+
+
+class OutboundSettings(_Section):
+    """``[outbound]``: what every fetch the server makes may reach (client metadata documents, IdPs, APIs)."""
+
+    allowed_networks: list[str] = []
+    """Networks (CIDR) reachable besides public addresses, e.g. ["10.20.0.0/16"] for an internal IdP."""
+    allow_private_network: bool = False
+    """Tests and local development only: any address, and plain http://."""
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a network in CIDR form such as '10.20.0.0/16' ({exc})") from None
+        return value
 
 
 _SCOPE = r"^[\x21\x23-\x5b\x5d-\x7e]+$"  # RFC 6749 §3.3 scope-token
@@ -218,6 +238,7 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     store: StoreSettings = StoreSettings()
     auth: AuthSettings = AuthSettings()
+    outbound: OutboundSettings = OutboundSettings()
     connectors: list[ConnectorSettings] = []
     source: str = Field("<defaults>", exclude=True)
     """Where these settings came from, for messages."""
@@ -331,7 +352,12 @@ def _takes_text(section: str, key: str) -> bool:
 
 
 def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str]) -> None:
-    sections: dict[str, type[BaseModel]] = {"server": ServerSettings, "store": StoreSettings, "auth": AuthSettings}
+    sections: dict[str, type[BaseModel]] = {
+        "server": ServerSettings,
+        "store": StoreSettings,
+        "auth": AuthSettings,
+        "outbound": OutboundSettings,
+    }
     for key, value in data.items():
         if key == "connectors":
             _check_connectors_shape(value, source)

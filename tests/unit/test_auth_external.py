@@ -15,6 +15,7 @@ from fixtures.authflow import BASE, MCP, call, client_for, running
 from jwt.algorithms import RSAAlgorithm
 
 from patchbay.auth.external import ExternalVerifier
+from patchbay.outbound import ANY_ADDRESS, Fetcher
 
 pytestmark = pytest.mark.anyio
 ISSUER = "https://idp.example/realms/acme"
@@ -52,7 +53,8 @@ async def start(tmp_path: Path, idp: FakeIdP, **external: Any) -> Any:
     context = running(tmp_path, auth={"mode": "external", "external": settings})
     app = await context.__aenter__()
     server = app.runtime.auth
-    verifier = ExternalVerifier(server.core, server.settings.auth.external, transport=idp.transport())
+    fetcher = Fetcher(policy=ANY_ADDRESS, transport=idp.transport())
+    verifier = ExternalVerifier(server.core, server.settings.auth.external, fetcher=fetcher)
     server.authenticator.external = verifier.verify
     return context, app
 

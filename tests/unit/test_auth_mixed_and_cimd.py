@@ -11,8 +11,8 @@ import pytest
 from fixtures.authflow import BASE, Flow, add_user, call, client_for, running
 
 from patchbay.auth.cimd import MetadataDocuments
-from patchbay.auth.netguard import GuardedFetcher
 from patchbay.errors import ConfigError
+from patchbay.outbound import Fetcher
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
@@ -62,7 +62,7 @@ async def test_connector_config_sets_scopes_per_tool(tmp_path: Path) -> None:
         assert denied.json()["result"]["isError"] is True
 
 
-def fake_internet(routes: dict[str, Any], dns: dict[str, str]) -> GuardedFetcher:
+def fake_internet(routes: dict[str, Any], dns: dict[str, str]) -> Fetcher:
     async def resolve(host: str, port: int) -> list[str]:
         return [dns[host]]
 
@@ -72,10 +72,10 @@ def fake_internet(routes: dict[str, Any], dns: dict[str, str]) -> GuardedFetcher
             return httpx.Response(404)
         return httpx.Response(200, json=routes[url], headers={"cache-control": "max-age=600"})
 
-    return GuardedFetcher(transport=httpx.MockTransport(answer), resolve=resolve)
+    return Fetcher(transport=httpx.MockTransport(answer), resolve=resolve)
 
 
-def use_documents(app: Any, fetcher: GuardedFetcher) -> None:
+def use_documents(app: Any, fetcher: Fetcher) -> None:
     app.runtime.auth.authorization.documents = MetadataDocuments(fetcher)
 
 

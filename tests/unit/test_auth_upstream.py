@@ -17,7 +17,7 @@ from fixtures.authflow import BASE, Flow, call, client_for, running
 from jwt.algorithms import RSAAlgorithm
 from tests.support.browser import Browser
 
-from patchbay.auth.netguard import GuardedFetcher
+from patchbay.outbound import Fetcher
 
 pytestmark = pytest.mark.anyio
 ISSUER = "https://idp.example/oidc"
@@ -73,7 +73,7 @@ class FakeOP:
 async def sign_in_upstream(app: Any, http: Any, op: FakeOP) -> tuple[Flow, Any]:
     """From the client's /authorize to the provider and back; the outcome is Patchbay's last answer."""
     upstream = app.runtime.auth.upstream
-    upstream.fetcher = GuardedFetcher(allow_private=False, transport=op.transport(), resolve=_public_dns)
+    upstream.fetcher = Fetcher(transport=op.transport(), resolve=_public_dns)
     flow = Flow(http)
     await flow.register()
     browser = Browser(http, (BASE,), prefer="/authorize/upstream")

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from patchbay.auth.clients import Client
 from patchbay.auth.errors import OAuthError
-from patchbay.auth.netguard import FetchError, GuardedFetcher
 from patchbay.auth.register import check_redirect_uri
+from patchbay.outbound import Fetcher, FetchError
 
 MIN_CACHE = 60.0
 MAX_CACHE = 86_400.0
@@ -58,7 +58,7 @@ def parse_document(url: str, document: object) -> Client:
 
 @dataclass
 class MetadataDocuments:
-    fetcher: GuardedFetcher
+    fetcher: Fetcher
     clock: object = time.monotonic
     cache: dict[str, tuple[Client, float]] = field(default_factory=dict)
 

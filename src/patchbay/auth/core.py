@@ -15,9 +15,9 @@ from sqlalchemy import Engine
 from patchbay.auth.clients import Clients
 from patchbay.auth.grants import Grants, Lifetimes
 from patchbay.auth.keys import ApiKeys
-from patchbay.auth.netguard import GuardedFetcher
 from patchbay.auth.principal import Principal
 from patchbay.auth.users import Users
+from patchbay.outbound import Fetcher
 from patchbay.settings import AuthSettings, Settings
 
 T = TypeVar("T")
@@ -101,7 +101,7 @@ class Core:
     engine: Engine
     clock: Callable[[], float] = time.time
     cache: TokenCache = field(default_factory=TokenCache)
-    fetcher: GuardedFetcher = field(default_factory=GuardedFetcher)
+    fetcher: Fetcher = field(default_factory=Fetcher)
     users: Users = field(init=False)
     clients: Clients = field(init=False)
     grants: Grants = field(init=False)

@@ -15,14 +15,13 @@ import os
 import time
 from typing import Any
 
-import httpx
 import jwt
 from jwt import PyJWKSet
 from jwt.exceptions import InvalidTokenError, PyJWKError
 
 from patchbay.auth.core import Core
-from patchbay.auth.netguard import FetchError, GuardedFetcher
 from patchbay.auth.principal import Principal
+from patchbay.outbound import Fetcher, FetchError
 from patchbay.settings import ExternalIdPSettings
 
 log = logging.getLogger("patchbay.auth")
@@ -40,7 +39,7 @@ def discovery_urls(issuer: str) -> list[str]:
     ]
 
 
-async def issuer_metadata(fetcher: GuardedFetcher, issuer: str) -> dict[str, Any]:
+async def issuer_metadata(fetcher: Fetcher, issuer: str) -> dict[str, Any]:
     """The issuer's metadata document, whose ``issuer`` must equal ``issuer`` exactly.
 
     Raises:
@@ -60,14 +59,12 @@ async def issuer_metadata(fetcher: GuardedFetcher, issuer: str) -> dict[str, Any
 
 
 class ExternalVerifier:
-    def __init__(
-        self, core: Core, settings: ExternalIdPSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, core: Core, settings: ExternalIdPSettings, *, fetcher: Fetcher) -> None:
         self.core = core
         self.settings = settings
         self.issuer = settings.issuer
         self.audience = settings.audience or core.config.resource
-        self.fetcher = GuardedFetcher(allow_private=settings.allow_private_network, transport=transport)
+        self.fetcher = fetcher
         self.jwks_uri = settings.jwks_uri
         self.introspection = settings.introspection_endpoint
         self._discovered = bool(self.jwks_uri or self.introspection)

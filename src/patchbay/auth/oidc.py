@@ -15,7 +15,6 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import jwt
 from jwt import PyJWKSet
 from jwt.exceptions import InvalidTokenError, PyJWKError
@@ -27,8 +26,8 @@ from patchbay.auth.authorize import CSRF_COOKIE, Authorization
 from patchbay.auth.core import Core
 from patchbay.auth.crypto import digest, new_secret, s256, same
 from patchbay.auth.external import issuer_metadata
-from patchbay.auth.netguard import FetchError, GuardedFetcher
 from patchbay.auth.pages import PageContext, error_page
+from patchbay.outbound import Fetcher, FetchError
 from patchbay.settings import UpstreamOIDCSettings
 
 UPSTREAM_COOKIE = "patchbay_upstream"
@@ -40,12 +39,10 @@ class UpstreamError(Exception):
 
 
 class UpstreamLogin:
-    def __init__(
-        self, core: Core, settings: UpstreamOIDCSettings, *, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, core: Core, settings: UpstreamOIDCSettings, *, fetcher: Fetcher) -> None:
         self.core = core
         self.settings = settings
-        self.fetcher = GuardedFetcher(allow_private=settings.allow_private_network, transport=transport)
+        self.fetcher = fetcher
         self.redirect_uri = f"{core.config.issuer}/authorize/callback"
         self._metadata: dict[str, Any] | None = None
         self._keys: PyJWKSet | None = None

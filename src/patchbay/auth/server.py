@@ -25,12 +25,12 @@ from patchbay.auth.core import AuthConfig, Core
 from patchbay.auth.crypto import digest
 from patchbay.auth.introspect import Introspection
 from patchbay.auth.metadata import Discovery, authorization_server, cors_preflight, protected_resource
-from patchbay.auth.netguard import GuardedFetcher
 from patchbay.auth.register import Registration
 from patchbay.auth.revoke import Revocation
 from patchbay.auth.token import TokenEndpoint
 from patchbay.catalog import Catalog
 from patchbay.errors import ConfigError
+from patchbay.outbound import fetcher_for
 from patchbay.settings import Settings
 from patchbay.store import create_engine, upgrade
 
@@ -54,7 +54,8 @@ class AuthServer:
         auth = settings.auth
         self.mode = auth.mode
         config = AuthConfig.from_settings(settings, catalog.tool_scopes)
-        fetcher = GuardedFetcher(allow_private=auth.allow_private_network, transport=transport)
+        outbound = settings.outbound
+        fetcher = fetcher_for(outbound, allow_private_network=auth.allow_private_network, transport=transport)
         self.core = Core(config, engine or create_engine(settings.store_url), clock=clock, fetcher=fetcher)
         self.transport = transport
         oauth = self.mode == "oauth"
@@ -64,12 +65,16 @@ class AuthServer:
         if oauth and auth.upstream is not None:
             from patchbay.auth.oidc import UpstreamLogin
 
-            self.upstream = UpstreamLogin(self.core, auth.upstream, transport=transport)
+            private = auth.upstream.allow_private_network
+            upstream_fetcher = fetcher_for(outbound, allow_private_network=private, transport=transport)
+            self.upstream = UpstreamLogin(self.core, auth.upstream, fetcher=upstream_fetcher)
         if self.mode == "external":
             from patchbay.auth.external import ExternalVerifier
 
             assert auth.external is not None
-            self.external = ExternalVerifier(self.core, auth.external, transport=transport)
+            private = auth.external.allow_private_network
+            external_fetcher = fetcher_for(outbound, allow_private_network=private, transport=transport)
+            self.external = ExternalVerifier(self.core, auth.external, fetcher=external_fetcher)
         self.authorization = Authorization(
             self.core,
             server_name=settings.server.name,
