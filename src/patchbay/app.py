@@ -20,6 +20,7 @@ from starlette.routing import Route
 from patchbay import __version__
 from patchbay.catalog import Catalog, Mounted
 from patchbay.connectors.base import Connector, ConnectorEnv
+from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
@@ -50,14 +51,27 @@ class Runtime:
     hub: Hub = field(default_factory=Hub)
     catalog: Catalog = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    supervisor: Supervisor = field(init=False)
     ready: bool = False
+    # What start() does when a connector's system is down: "retry" (serve the rest, report it in /readyz, open it
+    # when it comes up) or "raise" (refuse to start, as `patchbay serve --strict` does).
+    # The server's default is "retry" (create_app); programmatic use and tests start strictly unless they ask.
+    on_failure: OnFailure = "raise"
     # patchbay.auth.server.AuthServer when sign-in is on (create_app sets it); started after the catalog.
     auth: Any = None
 
     def __post_init__(self) -> None:
         self.connectors = build_connectors(self.settings, on_change=self.lists_changed)
         entries = {c.name: c for c in self.settings.connectors if c.enabled}
-        self.catalog = Catalog([_mounted(c, entries[c.name]) for c in self.connectors])
+        keys = {c.name: f"connectors[{i}]" for i, c in enumerate(self.settings.connectors)}
+        self.supervisor = Supervisor(
+            self.connectors,
+            source=self.settings.source,
+            keys=keys,
+            on_up=lambda connector: self.lists_changed(),
+            backoff=Backoff(cap=self.settings.server.connector_retry_max_seconds),
+        )
+        self.catalog = Catalog([_mounted(c, entries[c.name]) for c in self.connectors], is_up=self.supervisor.is_up)
         server = self.settings.server
         info = ServerInfo(
             name=server.name,
@@ -70,24 +84,47 @@ class Runtime:
         key = hashlib.sha256(b"patchbay request state\0" + secret).digest() if secret else secrets.token_bytes(32)
         self.dispatcher = Dispatcher(self.catalog, info, state_key=key)
 
-    async def start(self) -> None:
-        """Open every connector, then build the catalog. Raises ConnectorError naming the connector."""
-        for connector in self.connectors:
-            await connector.open()
-        self.catalog.rebuild()
-        if self.auth is not None:
-            await self.auth.start()
+    async def start(self, on_failure: OnFailure | None = None) -> None:
+        """Open every connector, then build the catalog.
+
+        ``on_failure`` (default: the runtime's ``on_failure``) says what a connector whose system is down does:
+        ``"retry"`` leaves it out and reopens it with backoff, ``"report"`` only leaves it out (one-shot CLI
+        commands), ``"raise"`` stops the start.
+
+        Raises:
+            ConfigError: a connector's configuration is invalid, naming the file and the key (whatever the mode).
+            ConnectorError: with ``"raise"``, the first connector that could not open, naming it.
+        """
+        await self.supervisor.open_all(on_failure or self.on_failure)
+        try:
+            self.catalog.rebuild()
+            if self.auth is not None:
+                await self.auth.start()
+        except BaseException:
+            await self.supervisor.close_all()
+            raise
         self.ready = True
 
     async def stop(self) -> None:
+        """Stop retrying connectors that are down, then close every connector."""
         self.ready = False
         if self.auth is not None:
             self.auth.close()
-        for connector in reversed(self.connectors):
-            try:
-                await connector.close()
-            except Exception:
-                log.exception("connector %s failed to close", connector.name)
+        await self.supervisor.close_all()
+
+    async def connector_health(self) -> dict[str, dict[str, Any]]:
+        """Each connector's state for /readyz: ``ok`` and ``detail``, and ``retry_in`` (seconds) while it is down."""
+        report: dict[str, dict[str, Any]] = {}
+        for connector in self.connectors:
+            name = connector.name
+            if not self.supervisor.is_up(name):
+                retry = self.supervisor.retry_in(name)
+                detail = self.supervisor.status[name].detail
+                report[name] = {"ok": False, "detail": detail, "retry_in": None if retry is None else round(retry, 1)}
+                continue
+            health = await connector.health()
+            report[name] = {"ok": health.ok, "detail": health.detail}
+        return report
 
     def begin_shutdown(self) -> None:
         """End long-lived streams at once; in-flight calls go on until they finish or the grace period ends."""
@@ -158,7 +195,7 @@ def create_app(settings: Settings) -> Any:
     Raises:
         ConfigError: the configuration names something that does not exist or is invalid.
     """
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, on_failure="retry")
     auth = _build_auth(settings, runtime)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins)
@@ -187,15 +224,19 @@ def create_app(settings: Settings) -> Any:
     async def readyz(request: Request) -> Response:
         if not runtime.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        checks = {c.name: await c.health() for c in runtime.connectors}
-        ok = all(h.ok for h in checks.values())
+        connectors = await runtime.connector_health()
+        ok = all(c["ok"] for c in connectors.values())
         body = {
             "status": "ok" if ok else "degraded",
-            "connectors": {n: {"ok": h.ok, "detail": h.detail} for n, h in checks.items()},
+            "connectors": connectors,
             "tools": len(runtime.catalog.tools),
             "sessions": len(sessions),
         }
-        return JSONResponse(body, status_code=200 if ok else 503)
+        # Degraded is 503 so that monitoring and rolling deploys see it. A load balancer in front of replicas
+        # that share the broken system asks with ?degraded=ok, so it keeps routing to replicas that serve the
+        # other tools instead of to none at all (docs/connectors.md, "When a source is down").
+        serving = request.query_params.get("degraded") == "ok"
+        return JSONResponse(body, status_code=200 if ok or serving else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -204,7 +245,13 @@ def create_app(settings: Settings) -> Any:
         except (ConnectorError, ConfigError) as exc:
             log.error("%s", exc)
             raise
-        log.info("serving %d tools at %s", len(runtime.catalog.tools), settings.mcp_url)
+        down = runtime.supervisor.down
+        log.info(
+            "serving %d tools at %s%s",
+            len(runtime.catalog.tools),
+            settings.mcp_url,
+            f" (down, retrying: {', '.join(down)})" if down else "",
+        )
         try:
             yield
         finally:

@@ -56,6 +56,8 @@ class ServerSettings(_Section):
     sse_keepalive_seconds: float = Field(15, gt=0)
     list_ttl_ms: int = Field(60_000, ge=0)
     shutdown_grace_seconds: float = Field(30, ge=0)
+    connector_retry_max_seconds: float = Field(60, ge=0.1, le=3600)
+    """A connector whose system is down is retried after 1 s, then 2, 4 … seconds, never more than this."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

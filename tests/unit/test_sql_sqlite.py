@@ -18,7 +18,7 @@ import pytest
 from patchbay.app import Runtime
 from patchbay.connectors.sql import SqlConnector
 from patchbay.connectors.sql.demo_crm import ensure_crm
-from patchbay.errors import ConnectorError, ToolError
+from patchbay.errors import ConfigError, ConnectorError, ToolError
 from patchbay.protocol.scope import CallScope
 from patchbay.settings import from_dict
 
@@ -377,24 +377,46 @@ async def test_actions_write_in_a_transaction_and_report_affected_rows(rt: Runti
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("options", "message", "key"),
     [
-        ({"actions": [{**ACTIONS[0], "params": {"id": "integer"}}]}, "used but not declared: resolution"),
-        ({"actions": [{**ACTIONS[1], "sql": "DELETE FROM tickets WHERE id = :id; DROP TABLE tickets"}]}, "one stat"),
-        ({"url": "sqlite:///${PB_TEST_UNSET_VARIABLE}"}, "PB_TEST_UNSET_VARIABLE is not set"),
-        ({"url": None, "url_file": "missing-secret"}, "url_file: cannot read"),
-        ({"url": "sqlite:///does/not/exist.db"}, "cannot open"),
-        ({"url": "oracle://scott:tiger@db/x"}, "use sqlite, postgresql, mysql or mariadb"),
+        ({"actions": [{**ACTIONS[0], "params": {"id": "integer"}}]}, "used but not declared: resolution", "actions"),
+        (
+            {"actions": [{**ACTIONS[1], "sql": "DELETE FROM tickets WHERE id = :id; DROP TABLE tickets"}]},
+            "one stat",
+            "actions",
+        ),
+        ({"url": "sqlite:///${PB_TEST_UNSET_VARIABLE}"}, "PB_TEST_UNSET_VARIABLE is not set", "url"),
+        ({"url": None, "url_file": "missing-secret"}, "url_file: cannot read", "url_file"),
+        ({"url": "oracle://scott:tiger@db/x"}, "use sqlite, postgresql, mysql or mariadb", "url"),
     ],
 )
-async def test_bad_configuration_fails_at_start_with_a_precise_message(
-    tmp_path: Path, db: Path, options: dict[str, Any], message: str
+async def test_bad_configuration_refuses_to_start_naming_file_and_key(
+    tmp_path: Path, db: Path, options: dict[str, Any], message: str, key: str
 ) -> None:
     runtime = runtime_for(tmp_path, db, **options)
+    # A configuration error is never "down, retrying": every start mode refuses it.
+    with pytest.raises(ConfigError) as failed:
+        await runtime.start(on_failure="retry")
+    text = str(failed.value)
+    assert message in text
+    assert text.startswith("<test>: connectors[crm]: ") and f": {key}" in text, text
+    assert failed.value.file == "<test>" and (failed.value.key or "").startswith("connectors[0]")
+    assert "tiger" not in text
+
+
+async def test_a_missing_sqlite_file_is_named_with_its_key_and_retried_not_refused(tmp_path: Path, db: Path) -> None:
+    runtime = runtime_for(tmp_path, db, url="sqlite:///does/not/exist.db")
     with pytest.raises(ConnectorError) as failed:
-        await runtime.start()
-    assert message in str(failed.value)
-    assert "tiger" not in str(failed.value)
+        await runtime.start()  # strict: the message a `serve --strict` prints
+    missing = tmp_path / "does" / "not" / "exist.db"
+    assert f"the SQLite file {missing} (connectors[crm].url) does not exist" in str(failed.value)
+    await runtime.start(on_failure="report")
+    try:
+        assert runtime.supervisor.down == ["crm"] and runtime.catalog.tools == {}
+        assert "does not exist" in runtime.supervisor.status["crm"].detail
+        assert not missing.exists()  # read-only: never created by trying
+    finally:
+        await runtime.stop()
 
 
 async def test_url_from_a_secret_file_and_the_environment(

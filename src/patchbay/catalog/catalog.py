@@ -52,9 +52,16 @@ SecuritySchemes = Callable[[ToolAccess], list[dict[str, Any]] | None]
 class Catalog:
     """Public name → definition, plus the wire form of each list, rebuilt whenever a connector changes."""
 
-    def __init__(self, mounted: Sequence[Mounted], security: SecuritySchemes | None = None) -> None:
+    def __init__(
+        self,
+        mounted: Sequence[Mounted],
+        security: SecuritySchemes | None = None,
+        is_up: Callable[[str], bool] = lambda name: True,
+    ) -> None:
         self.mounted = list(mounted)
         self.security = security
+        # Connectors that are down (their system unreachable) contribute nothing until they come up.
+        self.is_up = is_up
         self.tools: dict[str, Tool] = {}
         self.access: dict[str, ToolAccess] = {}
         self.prompts: dict[str, Prompt] = {}
@@ -77,6 +84,8 @@ class Catalog:
         owners: dict[str, str] = {}
         for mount in self.mounted:
             owner = mount.connector.name
+            if not self.is_up(owner):
+                continue
             for tool in mount.connector.tools():
                 name = mount.prefix + tool.name
                 if not TOOL_NAME.match(name):
@@ -112,7 +121,14 @@ class Catalog:
 
     @property
     def tool_scopes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s for a in self.access.values() for s in a.scopes))
+        """Every scope a tool needs, and those the config sets for connectors that are down (their tools will)."""
+        configured = (
+            s
+            for m in self.mounted
+            if not self.is_up(m.connector.name)
+            for s in (*(m.scopes or ()), *(s for scopes in m.tool_scopes.values() for s in scopes))
+        )
+        return tuple(dict.fromkeys([*(s for a in self.access.values() for s in a.scopes), *configured]))
 
     def find_template(self, uri: str) -> tuple[ResourceTemplate, dict[str, str]] | None:
         for template in self.templates:

@@ -20,14 +20,17 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay
 DemoOpt = Annotated[bool, typer.Option("--demo", help="Use the built-in demo connectors")]
 
 
-def _run(settings: Any, work: Any) -> Any:
+def _run(settings: Any, work: Any) -> tuple[Any, list[str]]:
+    """``work(runtime)``'s result, and one line per connector that is down (its tools are missing)."""
     from patchbay.app import Runtime
 
-    async def go() -> Any:
+    async def go() -> tuple[Any, list[str]]:
         runtime = Runtime(settings)
-        await runtime.start()
+        # A connector whose system is down leaves its tools out, as in a server; the others still answer.
+        await runtime.start(on_failure="report")
         try:
-            return await work(runtime)
+            down = [f"connector '{n}' is down: {runtime.supervisor.status[n].detail}" for n in runtime.supervisor.down]
+            return await work(runtime), down
         finally:
             await runtime.stop()
 
@@ -38,21 +41,33 @@ def _run(settings: Any, work: Any) -> Any:
         raise typer.Exit(2) from None
 
 
+def _warn(down: list[str]) -> None:
+    for line in down:
+        err.print(f"[bold yellow]warning[/]: {escape(line)}; its tools are missing", highlight=False)
+
+
 def tools(
     config: ConfigOpt = None,
     demo: DemoOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the tools/list result as JSON")] = False,
 ) -> None:
-    """List the tools a client would see, with their annotations."""
+    """List the tools a client would see, with their annotations (exit 1 if a connector is down: the list is short)."""
     settings = load_settings(config, demo=demo)
 
     async def work(runtime: Any) -> list[dict[str, Any]]:
         return list(runtime.catalog.tools_wire)
 
-    listed = _run(settings, work)
+    listed, down = _run(settings, work)
+    _warn(down)
     if as_json:
         typer.echo(json.dumps({"tools": listed}, indent=2, ensure_ascii=False))
-        return
+    else:
+        _table(listed)
+    if down:
+        raise typer.Exit(1)  # the list is incomplete: scripts comparing manifests must not take it as whole
+
+
+def _table(listed: list[dict[str, Any]]) -> None:
     table = Table(title=f"{len(listed)} tools", show_lines=False)
     # One line per tool, even in a narrow terminal: only the description gives way.
     table.add_column("name", no_wrap=True, min_width=max((len(t["name"]) for t in listed), default=4))
@@ -89,7 +104,7 @@ def call(
         raise typer.Exit(2)
     settings = load_settings(config, demo=demo)
 
-    async def work(runtime: Any) -> dict[str, Any]:
+    async def work(runtime: Any) -> dict[str, Any] | RpcError:
         from patchbay.protocol.scope import CallScope
 
         scope = CallScope(
@@ -100,16 +115,20 @@ def call(
             client_caps={},
             runtime=runtime,
         )
-        result: dict[str, Any] = await runtime.dispatcher.dispatch(
-            "tools/call", {"name": tool, "arguments": arguments}, scope
-        )
+        try:
+            result: dict[str, Any] = await runtime.dispatcher.dispatch(
+                "tools/call", {"name": tool, "arguments": arguments}, scope
+            )
+        except RpcError as exc:  # an unknown tool: reported after the connectors that are down
+            return exc
         return result
 
-    try:
-        result = _run(settings, work)
-    except RpcError as exc:
-        err.print(f"[bold red]error[/]: {escape(exc.message)}", highlight=False)
-        raise typer.Exit(2) from None
+    result, down = _run(settings, work)
+    if isinstance(result, RpcError):
+        err.print(f"[bold red]error[/]: {escape(result.message)}", highlight=False)
+        _warn(down)
+        raise typer.Exit(2)
+    _warn(down)
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     if result.get("isError"):
         raise typer.Exit(1)

@@ -50,7 +50,21 @@ class Connector(Protocol):
     name: str
 
     async def open(self) -> None:
-        """Connect to what the connector serves. Raises ConnectorError with a message a person can act on."""
+        """Connect to what the connector serves, with messages a person can act on.
+
+        A connector whose open() fails contributes nothing to the catalog; until it opens, tools() and the other
+        lists are not asked for. After a failed open, close() is called (it must cope with a half-open state),
+        and open() may be called again on the same object.
+
+        Raises:
+            ConfigError: the configuration is wrong (an invalid value, a missing secret variable, code that does
+                not import). Retrying cannot help: the server refuses to start, naming the file and the key.
+                Give ``key`` relative to the connector's table (``"url"``, ``"actions[0]"``).
+            ConnectorError: the system behind it is unreachable (a database down, a folder missing). The server
+                serves the other connectors, reports this one in /readyz and opens it again with backoff; its
+                tools appear when it comes up. ``OSError`` and any other exception are treated the same way
+                (the latter logged with a traceback, as a likely bug).
+        """
 
     def tools(self) -> Sequence[Tool]: ...
 

@@ -15,7 +15,7 @@ from pydantic import model_validator
 from patchbay.connectors.base import ConnectorEnv, ConnectorOptions, Health
 from patchbay.decorators import ATTR
 from patchbay.definitions import Prompt, Resource, ResourceTemplate, Tool
-from patchbay.errors import ConnectorError
+from patchbay.errors import ConfigError
 
 
 class PythonOptions(ConnectorOptions):
@@ -45,6 +45,12 @@ class PythonConnector:
         self._module: ModuleType | None = None
 
     async def open(self) -> None:
+        """Import the module and collect its definitions.
+
+        Raises:
+            ConfigError: the module or file cannot be found or fails to import (code is configuration: the
+                server refuses to start rather than retrying it).
+        """
         self._module = self._import()
         self._scan()
 
@@ -81,26 +87,22 @@ class PythonConnector:
             try:
                 return importlib.import_module(self.options.module)
             except Exception as exc:
-                raise ConnectorError(
-                    f"connector '{self.name}': cannot import module '{self.options.module}': {exc}"
-                ) from exc
+                raise ConfigError(f"module: cannot import '{self.options.module}': {exc!r}", key="module") from exc
         assert self.options.path is not None
         path = (self.env.base_dir / self.options.path).resolve()
         if not path.is_file():
-            raise ConnectorError(
-                f"connector '{self.name}': path '{self.options.path}' is not a file (looked at {path})"
-            )
+            raise ConfigError(f"path: '{self.options.path}' is not a file (looked at {path})", key="path")
         module_name = f"patchbay_user_{self.name}_{path.stem}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
-            raise ConnectorError(f"connector '{self.name}': cannot load {path} as Python")
+            raise ConfigError(f"path: cannot load {path} as Python", key="path")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
-            raise ConnectorError(f"connector '{self.name}': {Path(path).name} failed to import: {exc!r}") from exc
+            raise ConfigError(f"path: {Path(path).name} failed to import: {exc!r}", key="path") from exc
         return module
 
     def tools(self) -> Sequence[Tool]:

@@ -16,8 +16,9 @@ from patchbay.connectors.base import ConnectorEnv, ConnectorOptions, Health
 from patchbay.connectors.kanban.repository import KanbanRepository
 from patchbay.connectors.kanban.seed import sample_rows
 from patchbay.connectors.kanban.tools import build_tools
+from patchbay.connectors.lifecycle import redact
 from patchbay.definitions import Prompt, Resource, ResourceTemplate, Tool
-from patchbay.errors import ConnectorError
+from patchbay.errors import ConfigError, ConnectorError
 from patchbay.store import create_engine, resolve_url, upgrade
 
 # Only the kanban tables: with `database` pointing elsewhere, the rest of Patchbay's schema stays out of it.
@@ -46,13 +47,13 @@ class KanbanConnector:
         """Migrate the kanban tables, seed if asked, and build the tools.
 
         Raises:
-            ConnectorError: the database URL is invalid or the database cannot be opened or migrated.
+            ConfigError: the database URL is invalid (the server refuses to start).
+            ConnectorError: the database cannot be opened or migrated (the connector is down and retried).
         """
-        url = resolve_url(self.options.database or self.env.store_url, self.env.base_dir)
         try:
-            engine = create_engine(url)
+            engine = create_engine(resolve_url(self.options.database or self.env.store_url, self.env.base_dir))
         except (SQLAlchemyError, ValueError) as exc:
-            raise ConnectorError(f"connector '{self.name}': invalid database URL: {exc}") from None
+            raise ConfigError(f"database: invalid database URL: {redact(str(exc))}", key="database") from None
         repo = KanbanRepository(engine)
         try:
             await anyio.to_thread.run_sync(self._prepare, engine, repo)

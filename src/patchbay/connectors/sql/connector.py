@@ -44,20 +44,22 @@ class SqlConnector:
         """Resolve the URL, check every action, connect, and list the visible tables.
 
         Raises:
-            ConnectorError: the URL, a secret, an action or the database is not usable; never shows the password.
+            ConfigError: the URL, a secret or an action is invalid, or the driver is not installed: retrying
+                cannot help, so the server refuses to start.
+            ConnectorError: the database is unreachable, or its SQLite file does not exist (yet): the connector
+                is down and retried. Neither message shows the password.
         """
         where = f"connector '{self.name}'"
-        try:
-            url = resolve_url(self.options, self.env.base_dir)
-        except ConfigError as exc:
-            raise ConnectorError(f"{where}: {exc}") from None
+        url = resolve_url(self.options, self.env.base_dir)
         if self.options.sample_data:
             await anyio.to_thread.run_sync(_sample, url)
         try:
-            db = Database(url, self.options)
+            db = Database(url, self.options)  # builds engines only: a failure here is the URL, not the network
         except ConnectorError as exc:
-            raise ConnectorError(f"{where}: {exc}") from None
+            raise ConfigError(f"url: {exc}", key="url") from None
         actions = self._prepare_actions(db.dialect)
+        if db.backend == "sqlite":
+            _require_file(self.name, url)
         try:
             schema = await anyio.to_thread.run_sync(db.read, default_schema)
             visibility = Visibility(
@@ -75,11 +77,11 @@ class SqlConnector:
 
     def _prepare_actions(self, dialect: str) -> list[Action]:
         prepared = []
-        for spec in self.options.actions:
+        for index, spec in enumerate(self.options.actions):
             try:
                 prepared.append(prepare(spec, dialect))
             except ValueError as exc:
-                raise ConnectorError(f"connector '{self.name}': actions[{spec.name}]: {exc}") from None
+                raise ConfigError(f"actions[{spec.name}]: {exc}", key=f"actions[{index}]") from None
         return prepared
 
     def _read_tools(self, service: SqlService) -> list[Tool]:
@@ -185,8 +187,25 @@ class SqlConnector:
 
 def _sample(url: URL) -> None:
     if url.get_backend_name() != "sqlite" or not url.database:
-        raise ConnectorError("sample_data needs a SQLite file URL, e.g. sqlite:///crm.db")
+        raise ConfigError("sample_data needs a SQLite file URL, e.g. sqlite:///crm.db", key="sample_data")
     ensure_crm(Path(url.database))
+
+
+def _require_file(name: str, url: URL) -> None:
+    """A missing SQLite file is a source that is not there *yet* (a restore, a mount, a nightly export): the
+    connector is down and retried rather than the server refused. It is opened read-only and never created.
+
+    Raises:
+        ConnectorError: the file does not exist or is not a file.
+    """
+    path = Path(url.database or "")
+    if path.is_file():
+        return
+    state = "is not a file" if path.exists() else "does not exist"
+    raise ConnectorError(
+        f"connector '{name}': the SQLite file {path} (connectors[{name}].url) {state}; it is opened read-only "
+        "and never created: create or restore it, or correct the path"
+    )
 
 
 def _handler(work: Callable[[dict[str, Any]], Output]) -> Handler:

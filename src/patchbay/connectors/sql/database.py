@@ -36,6 +36,7 @@ T = TypeVar("T")
 DEFAULT_DRIVERS = {"postgresql": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
 EXTRAS = {"postgresql": "sql-postgres", "mysql": "sql-mysql", "mariadb": "sql-mysql"}
 SQLITE_BUSY_MS = 5000
+CONNECT_TIMEOUT_S = 10
 # SQLite calls the progress handler every this many virtual-machine instructions.
 _PROGRESS_STEPS = 10_000
 # PRAGMAs SQLAlchemy's inspector uses on SQLite; each only reads the catalogue.
@@ -83,6 +84,10 @@ class Database:
             if self.backend == "sqlite":
                 return _sqlite_reader(self.url, options.pool_size), _sqlite_writer(self.url)
             kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": options.pool_size, "max_overflow": 2}
+            if self.backend == "postgresql" and "connect_timeout" not in self.url.query:
+                # libpq waits for the OS (minutes) on a host that drops packets; a bounded connect keeps retries
+                # of a down connector, and shutdown, from hanging on one attempt.
+                kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
             # Separate pools, so a long read never holds up a write's connection and vice versa.
             return sa.create_engine(self.url, **kwargs), sa.create_engine(self.url, **kwargs)
         except (NoSuchModuleError, ModuleNotFoundError, ImportError) as exc:
