@@ -188,8 +188,15 @@ class AuthSettings(_Section):
     allow_private_network: bool = False
     """Tests only: fetch client metadata documents from loopback or private addresses."""
     login_attempts: int = Field(5, ge=1)
-    """Failed password attempts before an account is locked."""
+    """Failed password attempts in a row before an account is locked."""
     lockout_seconds: int = Field(900, ge=1)
+    """How long a lock lasts; attempts during it neither count nor extend it."""
+    login_attempts_per_address: int = Field(20, ge=1)
+    """Failed sign-ins one client address may make per lockout_seconds, whatever the accounts."""
+    max_form_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest body of /token, /revoke, /introspect and the sign-in and consent forms (413 beyond)."""
+    max_registration_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest body of /register (413 beyond)."""
     clients: list[OAuthClientSettings] = []
     upstream: UpstreamOIDCSettings | None = None
     external: ExternalIdPSettings | None = None

@@ -34,7 +34,7 @@ async def test_replayed_code_is_refused_and_revokes_what_it_issued(tmp_path: Pat
         assert (await call(http, first["access_token"], "tools/list")).status_code == 200
         replay = await flow.redeem(code)
         assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-        app.runtime.auth.core.cache.clear()
+        # The very next request: the access token was verified (and cached) above, and must not outlive the grant.
         assert (await call(http, first["access_token"], "tools/list")).status_code == 401
         assert (await flow.refresh(first["refresh_token"])).json()["error"] == "invalid_grant"
 
@@ -46,9 +46,9 @@ async def test_reused_refresh_token_revokes_the_grant(tmp_path: Path) -> None:
         await flow.register()
         first = await flow.tokens()
         second = (await flow.refresh(first["refresh_token"])).json()
+        assert (await call(http, second["access_token"], "tools/list")).status_code == 200
         reuse = await flow.refresh(first["refresh_token"])
         assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
-        app.runtime.auth.core.cache.clear()
         assert (await call(http, second["access_token"], "tools/list")).status_code == 401
 
 
@@ -100,15 +100,38 @@ async def test_wrong_client_secret_is_invalid_client(tmp_path: Path) -> None:
         ({"resource": "https://other.example/mcp"}, "invalid_target"),
     ],
 )
-async def test_bad_authorization_requests_go_back_with_the_error(tmp_path: Path, params: dict, error: str) -> None:
-    async with running(tmp_path) as app, client_for(app) as http:
-        flow = Flow(http)
-        await flow.register()
+async def test_bad_authorization_requests_from_a_configured_client_go_back_with_the_error(
+    tmp_path: Path, params: dict, error: str
+) -> None:
+    configured = {"clients": [{"client_id": "operator-app", "name": "Operator app", "redirect_uris": [REDIRECT]}]}
+    async with running(tmp_path, auth=configured) as app, client_for(app) as http:
+        flow = Flow(http, client_id="operator-app")
         response = await http.get(flow.authorize_url(**params), follow_redirects=False)
     assert response.status_code == 302
     location = response.headers["location"]
     assert location.startswith(REDIRECT) and f"error={error}" in location
     assert f"state={flow.state}" in location and "iss=http" in location
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"resource": "https://other.example/mcp"}, "invalid_target"),
+    ],
+)
+async def test_bad_authorization_requests_from_a_registered_client_show_a_page_and_never_redirect(
+    tmp_path: Path, params: dict, error: str
+) -> None:
+    # RFC 9700 §4.11.2: anyone can register any redirect URI, so /authorize would be an open redirect.
+    async with running(tmp_path) as app, client_for(app) as http:
+        flow = Flow(http)
+        await flow.register(redirect_uri="https://attacker.example/landing")
+        response = await http.get(flow.authorize_url(**params), follow_redirects=False)
+    assert response.status_code == 400 and "location" not in response.headers
+    assert response.headers["content-type"].startswith("text/html")
+    assert f"({error})" in response.text and "attacker.example" not in response.text
 
 
 async def test_expired_and_wrong_audience_tokens_are_401(tmp_path: Path) -> None:
@@ -187,7 +210,8 @@ async def test_repeated_bad_passwords_lock_the_account(tmp_path: Path) -> None:
             refused = await flow.sign_in(password="wrong password")
             assert refused.location is None and refused.status == 401
         locked = await flow.sign_in()  # the right password, during the lockout
-        assert locked.location is None and "locked" in locked.html
+        assert locked.location is None and locked.status == 401
+        assert _error_text(locked.html) == _error_text(refused.html)  # a lock is not told apart from a typo
         with core.engine.connect() as connection:
             assert connection.execute(AuthUser.__table__.select()).one().disabled is False
         now[0] += 601
@@ -216,24 +240,52 @@ async def test_disabled_user_cannot_sign_in_and_loses_tokens(tmp_path: Path) -> 
         flow = Flow(http)
         await flow.register()
         tokens = await flow.tokens()
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 200
         core = app.runtime.auth.core
         core.users.set_disabled("alice", True)
-        core.cache.clear()
         assert (await call(http, tokens["access_token"], "tools/list")).status_code == 401
         assert (await flow.refresh(tokens["refresh_token"])).json()["error"] == "invalid_grant"
 
 
-async def test_registration_rejects_bad_metadata_and_is_rate_limited(tmp_path: Path) -> None:
-    async with running(tmp_path, auth={"registration_per_minute": 3}) as app, client_for(app) as http:
-        bad = [
-            {"redirect_uris": ["http://evil.example/cb"]},
-            {"redirect_uris": ["javascript:alert(1)"]},
-            {"redirect_uris": []},
+@pytest.mark.parametrize(
+    ("metadata", "error", "says"),
+    [
+        ({"redirect_uris": ["http://evil.example/cb"]}, "invalid_redirect_uri", "loopback"),
+        ({"redirect_uris": ["javascript:alert(1)"]}, "invalid_redirect_uri", "javascript"),
+        ({"redirect_uris": []}, "invalid_redirect_uri", "1 to 20"),
+        (
             {"redirect_uris": ["https://ok.example/cb"], "token_endpoint_auth_method": "private_key_jwt"},
+            "invalid_client_metadata",
+            "token_endpoint_auth_method 'private_key_jwt' is not supported",
+        ),
+        (
             {"redirect_uris": ["https://ok.example/cb"], "grant_types": ["client_credentials"]},
-        ]
-        errors = [(await http.post("/register", json=b)).json()["error"] for b in bad[:3]]
-        assert errors == ["invalid_redirect_uri"] * 3
-        limited = await http.post("/register", json=bad[3])
-        assert limited.status_code == 429
-    assert app.runtime.auth.core.clients.list() == []
+            "invalid_client_metadata",
+            "grant_types",
+        ),
+        (
+            {"redirect_uris": ["https://ok.example/cb"], "grant_types": ["refresh_token"]},
+            "invalid_client_metadata",
+            "grant_types",
+        ),
+    ],
+)
+async def test_registration_rejects_bad_metadata(tmp_path: Path, metadata: dict, error: str, says: str) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        response = await http.post("/register", json=metadata)
+        assert response.status_code == 400
+        assert response.json()["error"] == error and says in response.json()["error_description"]
+        assert app.runtime.auth.core.clients.list() == []
+
+
+async def test_registration_is_rate_limited_per_address(tmp_path: Path) -> None:
+    body = {"redirect_uris": ["https://ok.example/cb"], "token_endpoint_auth_method": "none"}
+    async with running(tmp_path, auth={"registration_per_minute": 3}) as app, client_for(app) as http:
+        answers = [(await http.post("/register", json=body)).status_code for _ in range(4)]
+        assert answers == [201, 201, 201, 429]
+        assert len(app.runtime.auth.core.clients.list()) == 3
+
+
+def _error_text(html: str) -> str:
+    start = html.index('id="login-error">') + len('id="login-error">')
+    return html[start : html.index("</p>", start)]

@@ -4,35 +4,42 @@
 signed in, the consent page, or nothing when consent was given before). ``POST /authorize/login`` and
 ``POST /authorize/consent`` carry the request handle and a CSRF token bound to a cookie of the browser that
 opened the request. Errors about the client or its redirect URI are shown as a page and never redirected
-(RFC 6749 §4.1.2.1); every other error goes back to the client with ``state`` and ``iss``.
+(RFC 6749 §4.1.2.1). Other errors go back to the client with ``state`` and ``iss`` only when the client is
+configured by the operator (``[[auth.clients]]``); for a dynamically registered or URL-identified client, which
+anyone can create with any redirect URI, they are shown as a page too, so ``/authorize`` is never an open
+redirect before someone has signed in (RFC 9700 §4.11.2).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from patchbay.auth.body import Form, read_form
 from patchbay.auth.cimd import MetadataDocuments, is_metadata_url
 from patchbay.auth.clients import Client, is_loopback_host
 from patchbay.auth.core import Core
 from patchbay.auth.crypto import CHALLENGE, digest, new_secret, same
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.grants import Pending
+from patchbay.auth.lockout import AddressThrottle
 from patchbay.auth.pages import PageContext, consent_page, error_page, login_page
-from patchbay.auth.users import UserView
+from patchbay.auth.users import DEVICE_SECONDS, Attempt, UserView
 
+log = logging.getLogger("patchbay.auth")
 SESSION_COOKIE = "patchbay_session"
 SESSION_SECONDS = 8 * 3600
 CSRF_COOKIE = "patchbay_csrf_"
-LOGIN_MESSAGES = {
-    "invalid": "Wrong username or password.",
-    "locked": "Too many failed attempts: this account is locked for a while. Try again later.",
-    "disabled": "This account is disabled. Ask your administrator.",
-}
+DEVICE_COOKIE = "patchbay_device"
+# One message for a wrong name, a wrong password, a locked account and a throttled address: the page must not
+# tell which accounts exist or are locked (see patchbay.auth.lockout).
+REFUSED = "Wrong username or password, or too many attempts. Check them and try again in a few minutes."
+DISABLED = "This account is disabled. Ask your administrator."
 
 
 def redirect(uri: str, params: dict[str, str | None]) -> Response:
@@ -48,6 +55,11 @@ class Authorization:
     upstream_name: str | None = None
     upstream_origin: str | None = None
     local_login: bool = True
+    throttle: AddressThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        auth = self.core.config.settings
+        self.throttle = AddressThrottle(auth.login_attempts_per_address, auth.lockout_seconds)
 
     # -- clients ------------------------------------------------------------------------------------------------
 
@@ -92,7 +104,14 @@ class Authorization:
         try:
             pending = self._validate(query, client, redirect_uri, state)
         except OAuthError as exc:
-            return self._fail(redirect_uri, exc.error, exc.description, state)
+            if client.kind == "config":
+                return self._fail(redirect_uri, exc.error, exc.description, state)
+            # RFC 9700 §4.11.2: redirect before authentication only to a URI the server trusts.
+            return error_page(
+                "Cannot sign in",
+                f"{client.name} sent a request this server cannot accept: "
+                f"{exc.description} ({exc.error}). Start again from your app.",
+            )
         csrf = new_secret()
         handle = await self.core.run(
             self.core.grants.open_request,
@@ -174,10 +193,14 @@ class Authorization:
         params = {"error": error, "error_description": description, "state": state, "iss": self.core.config.issuer}
         return redirect(redirect_uri, params)
 
-    async def resume(self, request: Request) -> tuple[str, Pending, Client, str] | Response:
-        """The pending request a form refers to, checked against the browser's CSRF cookie; or an error page."""
-        form = await request.form()
-        handle, csrf = str(form.get("request", "")), str(form.get("csrf", ""))
+    async def resume(self, request: Request) -> tuple[str, Pending, Client, str, Form] | Response:
+        """The pending request a form refers to, checked against the browser's CSRF cookie, and the form; or an
+        error page (a JSON error for a body that is too large or not a form)."""
+        try:
+            form = await read_form(request, self.core.config.settings.max_form_bytes, max_fields=10)
+        except OAuthError as exc:
+            return exc.response()
+        handle, csrf = form.get("request") or "", form.get("csrf") or ""
         pending = await self.core.run(self.core.grants.request, handle) if handle else None
         if pending is None:
             return error_page("Sign-in expired", "This sign-in request has expired. Start again from your app.")
@@ -187,24 +210,60 @@ class Authorization:
         client = await self.core.run(self.core.clients.get, pending.client_id)
         if client is None or client.revoked:
             return error_page("Unknown application", "This application was removed.")
-        return handle, pending, client, csrf
+        return handle, pending, client, csrf, form
 
     async def login(self, request: Request) -> Response:
         resumed = await self.resume(request)
         if isinstance(resumed, Response):
             return resumed
-        handle, pending, client, csrf = resumed
+        handle, pending, client, csrf, form = resumed
         ctx = self._context(client, pending, handle, csrf)
         if not self.local_login:
             return self.login_form(ctx, "Sign in with your organisation's account.", 400)
-        form = await request.form()
         core = self.core
-        outcome, user = await core.run(core.users.verify, str(form.get("username", "")), str(form.get("password", "")))
-        if outcome != "ok" or user is None:
-            return self.login_form(ctx, LOGIN_MESSAGES[outcome], 401)
-        response = await self.signed_in(ctx, client, pending, user)
-        await self.start_browser_session(response, user.id)
+        address = request.client.host if request.client else "unknown"
+        username = form.get("username") or ""
+        attempt = await core.run(
+            core.users.verify,
+            username,
+            form.get("password") or "",
+            device=request.cookies.get(DEVICE_COOKIE),
+            address_blocked=self.throttle.blocked(address),
+        )
+        if attempt.outcome != "ok" or attempt.user is None:
+            self._log_refusal(attempt, username, address)
+            return self.login_form(ctx, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
+        response = await self.signed_in(ctx, client, pending, attempt.user)
+        await self.start_browser_session(response, attempt.user.id)
+        if attempt.device is not None:
+            self._set_cookie(response, DEVICE_COOKIE, attempt.device, DEVICE_SECONDS)
         return response
+
+    def _log_refusal(self, attempt: Attempt, username: str, address: str) -> None:
+        """Failures and locks go to the log with the name tried and the address, never the password."""
+        name = username.strip()[:100]
+        if attempt.outcome in ("invalid", "disabled"):
+            blocks = self.throttle.failed(address)
+            log.warning(
+                "sign-in failed: user=%r known=%s address=%s outcome=%s", name, attempt.known, address, attempt.outcome
+            )
+            if blocks:
+                log.warning(
+                    "sign-in throttled: address=%s made %d failed sign-ins within %d s",
+                    address,
+                    self.throttle.limit,
+                    self.throttle.window,
+                )
+        else:
+            log.warning("sign-in refused: user=%r address=%s outcome=%s", name, address, attempt.outcome)
+        if attempt.locked_now:
+            log.warning(
+                "account locked: user=%r for %d s after %d wrong passwords in a row (last from address=%s)",
+                name,
+                self.core.config.settings.lockout_seconds,
+                self.core.config.settings.login_attempts,
+                address,
+            )
 
     async def start_browser_session(self, response: Response, user_id: int) -> None:
         cookie = await self.core.run(self.core.users.open_browser_session, user_id, SESSION_SECONDS)
@@ -214,10 +273,9 @@ class Authorization:
         resumed = await self.resume(request)
         if isinstance(resumed, Response):
             return resumed
-        handle, pending, client, _ = resumed
+        handle, pending, client, _, form = resumed
         if pending.user_id is None:
             return error_page("Not signed in", "Sign in first. Start again from your app.", 403)
-        form = await request.form()
         core = self.core
         if form.get("decision") != "allow":
             await core.run(core.grants.close_request, handle)

@@ -12,9 +12,9 @@ import binascii
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_plus
 
-from starlette.datastructures import FormData
 from starlette.requests import Request
 
+from patchbay.auth.body import Form
 from patchbay.auth.clients import Client
 from patchbay.auth.crypto import digest, same
 from patchbay.auth.errors import OAuthError, invalid_client
@@ -38,7 +38,7 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return unquote_plus(user), unquote_plus(password)
 
 
-async def authenticate_client(request: Request, form: FormData, find: FindClient) -> Client:
+async def authenticate_client(request: Request, form: Form, find: FindClient) -> Client:
     """Raises OAuthError: invalid_client (401) or invalid_request (two methods at once)."""
     basic = _basic(request)
     secret: str | None
@@ -48,12 +48,12 @@ async def authenticate_client(request: Request, form: FormData, find: FindClient
         raise OAuthError("invalid_request", "use one client authentication method, not two")
     if basic is not None:
         client_id, secret = basic
-        if isinstance(posted_id, str) and posted_id != client_id:
+        if posted_id is not None and posted_id != client_id:
             raise OAuthError("invalid_request", "client_id in the body differs from the Basic credentials")
     else:
-        if not isinstance(posted_id, str) or not posted_id:
+        if not posted_id:
             raise invalid_client("send client_id (and client_secret for a confidential client)")
-        client_id, secret = posted_id, posted_secret if isinstance(posted_secret, str) else None
+        client_id, secret = posted_id, posted_secret
     try:
         client = await find(client_id)
     except OAuthError as exc:  # a client metadata document that cannot be fetched or is invalid

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from patchbay.auth.authorize import Authorization
+from patchbay.auth.body import Form, read_form
 from patchbay.auth.client_auth import authenticate_client
 from patchbay.auth.core import Core
 from patchbay.auth.crypto import KEY_PREFIX
@@ -29,10 +30,10 @@ class Introspection:
     async def handle(self, request: Request) -> Response:
         core = self.core
         try:
-            form = await request.form(max_fields=20)
+            form = await read_form(request, core.config.settings.max_form_bytes, max_fields=20)
             caller = await self._caller(request, form)
             token = form.get("token")
-            if not isinstance(token, str) or not token:
+            if not token:
                 raise OAuthError("invalid_request", "send the token to introspect in the token parameter")
         except OAuthError as exc:
             return exc.response()
@@ -59,7 +60,7 @@ class Introspection:
                 }
         return JSONResponse(body, headers={**NO_STORE, **CORS})
 
-    async def _caller(self, request: Request, form: Any) -> str | None:
+    async def _caller(self, request: Request, form: Form) -> str | None:
         """The client id the caller authenticated as, or None for an API key holder (may see every token)."""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):

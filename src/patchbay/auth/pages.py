@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from starlette.responses import HTMLResponse
 
+from patchbay.auth.redirects import csp_source
+
 STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1b1d21}
 main{max-width:26rem;margin:8vh auto;background:#fff;padding:2rem;border-radius:.75rem;
@@ -41,14 +43,15 @@ class PageContext:
         return parts.netloc or f"{parts.scheme}:"
 
     @property
-    def redirect_origin(self) -> str:
-        parts = urlsplit(self.redirect_uri)
-        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+    def redirect_source(self) -> str | None:
+        """The redirect's origin as a CSP source, rebuilt from its parts (never the client's text)."""
+        return csp_source(self.redirect_uri)
 
 
-def _headers(form_target: str | None = None) -> dict[str, str]:
-    # form-action must allow the client's redirect: browsers apply it to the redirect after a form POST.
-    action = "'self'" + (f" {form_target}" if form_target else "")
+def _headers(form_targets: tuple[str | None, ...] = ()) -> dict[str, str]:
+    # form-action must allow the client's redirect: browsers apply it to the redirect after a form POST. Each
+    # target is a csp_source() result, so no client text can add a directive (";") or a source (" ").
+    action = " ".join(dict.fromkeys(["'self'", *(t for t in form_targets if t)]))
     return {
         "Content-Security-Policy": (
             f"default-src 'none'; style-src 'unsafe-inline'; form-action {action}; frame-ancestors 'none'; "
@@ -61,14 +64,14 @@ def _headers(form_target: str | None = None) -> dict[str, str]:
     }
 
 
-def _page(title: str, body: str, status: int = 200, form_target: str | None = None) -> HTMLResponse:
+def _page(title: str, body: str, status: int = 200, form_targets: tuple[str | None, ...] = ()) -> HTMLResponse:
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
         f'<body><main id="main">{body}</main></body></html>'
     )
-    return HTMLResponse(html, status_code=status, headers=_headers(form_target))
+    return HTMLResponse(html, status_code=status, headers=_headers(form_targets))
 
 
 def _hidden(ctx: PageContext) -> str:
@@ -112,7 +115,7 @@ def login_page(
         '<button type="submit">Sign in</button></form>'
     )
     # The upstream form's POST answers with a redirect to the identity provider, which form-action must allow too.
-    targets = " ".join(dict.fromkeys(o for o in (ctx.redirect_origin, upstream and upstream_origin) if o))
+    targets = (ctx.redirect_source, csp_source(upstream_origin) if upstream and upstream_origin else None)
     return _page(f"Sign in · {ctx.server_name}", "".join(parts), status, targets)
 
 
@@ -133,7 +136,7 @@ def consent_page(ctx: PageContext, *, user: str, scopes: list[str], loopback_onl
         '<button type="submit" name="decision" value="deny" class="secondary">Deny</button></form>'
         '<p class="note">You can withdraw this later; your administrator can revoke it at any time.</p>'
     )
-    return _page(f"Allow access · {ctx.server_name}", body, 200, ctx.redirect_origin)
+    return _page(f"Allow access · {ctx.server_name}", body, 200, (ctx.redirect_source,))
 
 
 def error_page(title: str, message: str, status: int = 400) -> HTMLResponse:

@@ -13,22 +13,22 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from patchbay.auth.clients import AUTH_METHODS, Client, is_loopback_host
+from patchbay.auth.body import JSON, read_body
+from patchbay.auth.clients import AUTH_METHODS, Client
 from patchbay.auth.core import Core
 from patchbay.auth.crypto import SECRET_PREFIX, digest, new_secret
 from patchbay.auth.errors import NO_STORE, OAuthError
 from patchbay.auth.metadata import CORS
+from patchbay.auth.redirects import check_redirect_uri
 
-MAX_BODY = 64 * 1024
+__all__ = ["RateLimit", "Registration", "check_redirect_uri", "parse_json", "parse_registration"]
+
 MAX_REDIRECTS = 20
 GRANT_TYPES = {"authorization_code", "refresh_token"}
-# Schemes a redirect must never use, whatever the client says (RFC 8252 §7.1 allows private-use schemes).
-FORBIDDEN_SCHEMES = {"javascript", "data", "file", "vbscript", "about", "blob"}
 
 
 class RateLimit:
@@ -50,23 +50,6 @@ class RateLimit:
             return False
         window.append(now)
         return True
-
-
-def check_redirect_uri(uri: Any) -> str:
-    """OAuth 2.1 §2.3 / MCP: HTTPS, or http on loopback, or a private-use scheme for native apps; no fragment."""
-    if not isinstance(uri, str) or not uri or len(uri) > 2000:
-        raise OAuthError("invalid_redirect_uri", "each redirect URI must be a non-empty string")
-    parts = urlsplit(uri)
-    if not parts.scheme or parts.fragment:
-        raise OAuthError("invalid_redirect_uri", f"{uri!r} must be an absolute URI without a fragment")
-    scheme = parts.scheme.lower()
-    if scheme in FORBIDDEN_SCHEMES:
-        raise OAuthError("invalid_redirect_uri", f"the {scheme}: scheme is not allowed for redirects")
-    if scheme == "http" and not is_loopback_host(parts.hostname or ""):
-        raise OAuthError("invalid_redirect_uri", f"{uri!r}: http redirects are only allowed to loopback addresses")
-    if scheme in ("http", "https") and not parts.hostname:
-        raise OAuthError("invalid_redirect_uri", f"{uri!r} has no host")
-    return uri
 
 
 def _strings(metadata: dict[str, Any], key: str, default: list[str]) -> list[str]:
@@ -116,6 +99,29 @@ def parse_registration(metadata: Any, supported_scopes: tuple[str, ...]) -> tupl
     return client, echo
 
 
+def parse_json(body: bytes) -> Any:
+    """The registration document. Raises OAuthError(invalid_client_metadata) for anything but plain JSON."""
+    try:
+        return json.loads(body, object_pairs_hook=_unique, parse_constant=_no_constant)
+    except RecursionError:
+        raise OAuthError("invalid_client_metadata", "the JSON body is nested too deeply") from None
+    except ValueError as exc:
+        raise OAuthError("invalid_client_metadata", f"the body is not valid JSON: {exc}") from None
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 §4: names SHOULD be unique; a repeated one would mean whichever the parser keeps.
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        repeated = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"the member {repeated[:40]!r} appears more than once")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _plain(value: Any) -> bool:
     return len(json.dumps(value)) < 4096
 
@@ -136,16 +142,10 @@ class Registration:
                 headers={**CORS, "Retry-After": "60"},
             )
         try:
-            body = await request.body()
-            if len(body) > MAX_BODY:
-                raise OAuthError("invalid_client_metadata", f"the registration is larger than {MAX_BODY} bytes")
-            try:
-                metadata = json.loads(body)
-            except ValueError:
-                raise OAuthError("invalid_client_metadata", "the body is not JSON") from None
-            client, echo = parse_registration(metadata, self.core.config.scopes_supported)
+            body = await read_body(request, self.core.config.settings.max_registration_bytes, JSON)
+            client, echo = parse_registration(parse_json(body), self.core.config.scopes_supported)
         except OAuthError as exc:
-            return JSONResponse(exc.body(), status_code=400, headers={**CORS, **NO_STORE})
+            return JSONResponse(exc.body(), status_code=exc.status, headers={**CORS, **NO_STORE})
         core = self.core
         client_id = new_secret("pb_client_")[:40]
         secret = new_secret(SECRET_PREFIX) if client.auth_method != "none" else None

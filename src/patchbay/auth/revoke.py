@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from patchbay.auth.authorize import Authorization
+from patchbay.auth.body import read_form
 from patchbay.auth.client_auth import authenticate_client
 from patchbay.auth.core import Core
 from patchbay.auth.errors import NO_STORE, OAuthError
@@ -22,10 +23,10 @@ class Revocation:
 
     async def handle(self, request: Request) -> Response:
         try:
-            form = await request.form(max_fields=20)
+            form = await read_form(request, self.core.config.settings.max_form_bytes, max_fields=20)
             client = await authenticate_client(request, form, self.authorization.find_client)
             token = form.get("token")
-            if not isinstance(token, str) or not token:
+            if not token:
                 raise OAuthError("invalid_request", "send the token to revoke in the token parameter")
         except OAuthError as exc:
             return exc.response()

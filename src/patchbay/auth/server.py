@@ -23,8 +23,10 @@ from patchbay.auth.cimd import MetadataDocuments
 from patchbay.auth.clients import Client
 from patchbay.auth.core import AuthConfig, Core
 from patchbay.auth.crypto import digest
+from patchbay.auth.errors import OAuthError
 from patchbay.auth.introspect import Introspection
 from patchbay.auth.metadata import Discovery, authorization_server, cors_preflight, protected_resource
+from patchbay.auth.redirects import check_redirect_uri
 from patchbay.auth.register import Registration
 from patchbay.auth.revoke import Revocation
 from patchbay.auth.token import TokenEndpoint
@@ -109,6 +111,7 @@ class AuthServer:
                         key=f"auth.clients[{index}].client_secret_env",
                     )
                 secret_hash = digest(secret)
+            self._check_redirects(index, entry.redirect_uris)
             method = entry.token_endpoint_auth_method or ("client_secret_basic" if secret_hash else "none")
             clients.append(
                 Client(
@@ -122,6 +125,20 @@ class AuthServer:
                 )
             )
         return clients
+
+    def _check_redirects(self, index: int, uris: list[str]) -> None:
+        """A configured client's redirect URIs obey the rule registered ones do (they reach the same headers)."""
+        for number, uri in enumerate(uris):
+            try:
+                check_redirect_uri(uri)
+            except OAuthError as exc:
+                raise ConfigError(
+                    f"{self.settings.source}: auth.clients[{index}].redirect_uris[{number}]: {exc.description}. "
+                    "Allowed: https URLs with a host name, http only to 127.0.0.1, [::1] or localhost, or a "
+                    "private-use scheme (com.example.app:/callback); no user@, spaces, quotes or #fragment",
+                    file=self.settings.source,
+                    key=f"auth.clients[{index}].redirect_uris[{number}]",
+                ) from None
 
     async def start(self) -> None:
         """Migrate the store, record configured clients and publish the discovery documents (after the catalog

@@ -12,12 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from patchbay.auth.authorize import Authorization
+from patchbay.auth.body import read_form
 from patchbay.auth.client_auth import authenticate_client
 from patchbay.auth.core import Core
 from patchbay.auth.errors import NO_STORE, OAuthError
 from patchbay.auth.metadata import CORS
 
-MAX_FORM = 64 * 1024
+# RFC 8707 §2: several resource parameters may be sent; every other parameter at most once (RFC 6749 §3.1).
+REPEATABLE = frozenset({"resource"})
 
 
 @dataclass
@@ -27,35 +29,29 @@ class TokenEndpoint:
 
     async def handle(self, request: Request) -> Response:
         try:
-            if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-                raise OAuthError("invalid_request", "send the token request as application/x-www-form-urlencoded")
-            form = await request.form(max_fields=50)
+            form = await read_form(request, self.core.config.settings.max_form_bytes, repeatable=REPEATABLE)
             client = await authenticate_client(request, form, self.authorization.find_client)
             grant_type = form.get("grant_type")
-            resource = self._resource([str(v) for v in form.getlist("resource")])
+            resource = self._resource(form.getlist("resource"))
             core = self.core
             if grant_type == "authorization_code":
                 code, verifier = form.get("code"), form.get("code_verifier")
-                if not isinstance(code, str) or not isinstance(verifier, str):
+                if code is None or verifier is None:
                     raise OAuthError("invalid_request", "authorization_code needs code and code_verifier")
-                redirect_uri = form.get("redirect_uri")
                 tokens = await core.run(
                     core.grants.redeem_code,
                     code,
                     client.client_id,
-                    redirect_uri if isinstance(redirect_uri, str) else None,
+                    form.get("redirect_uri"),
                     verifier,
                     resource,
                     refresh="refresh_token" in client.grant_types,
                 )
             elif grant_type == "refresh_token":
                 refresh = form.get("refresh_token")
-                if not isinstance(refresh, str):
+                if refresh is None:
                     raise OAuthError("invalid_request", "refresh_token grant needs refresh_token")
-                scope = form.get("scope")
-                tokens = await core.run(
-                    core.grants.refresh, refresh, client.client_id, scope if isinstance(scope, str) else None, resource
-                )
+                tokens = await core.run(core.grants.refresh, refresh, client.client_id, form.get("scope"), resource)
             else:
                 raise OAuthError("unsupported_grant_type", "use authorization_code or refresh_token")
         except OAuthError as exc:

@@ -1,8 +1,10 @@
-"""Local accounts: argon2id password hashes, lockout after repeated failures, people from an upstream IdP,
-and the browser sessions of the sign-in pages."""
+"""Local accounts: argon2id password hashes, lockout after repeated failures (see ``patchbay.auth.lockout``),
+people from an upstream IdP, and the browser sessions of the sign-in pages."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -11,7 +13,7 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, select, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from patchbay.auth.crypto import digest, new_secret
 from patchbay.store import writer
@@ -21,6 +23,8 @@ _hasher = PasswordHasher()
 # Verified against when the username does not exist, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("patchbay-timing-equaliser")
 USERNAME_MAX = 200
+# A browser that signed in to an account is exempt from that account's lock for this long (device cookie).
+DEVICE_SECONDS = 90 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +40,22 @@ class UserView:
     created_at: float
 
 
-LoginOutcome = Literal["ok", "invalid", "locked", "disabled"]
+LoginOutcome = Literal["ok", "invalid", "locked", "throttled", "disabled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one sign-in attempt came to. Only ``ok`` and ``disabled`` (after a right password) may be told apart
+    by the person signing in; the rest are for the log."""
+
+    outcome: LoginOutcome
+    user: UserView | None = None
+    known: bool = False
+    """The username names a local account (for the log only)."""
+    locked_now: bool = False
+    """This failure locked the account."""
+    device: str | None = None
+    """On success: the device cookie that exempts this browser from the account's lock."""
 
 
 def _view(row: AuthUser) -> UserView:
@@ -119,30 +138,40 @@ class Users:
                 session.execute(delete(AuthBrowserSession).where(AuthBrowserSession.user_id == row.id))
             return _view(row)
 
-    def verify(self, username: str, password: str) -> tuple[LoginOutcome, UserView | None]:
-        """Check a password. Every failure counts towards the lockout, including attempts while locked."""
+    def verify(
+        self, username: str, password: str, *, device: str | None = None, address_blocked: bool = False
+    ) -> Attempt:
+        """Check a password. Every attempt computes exactly one argon2 hash and makes one write, whether the
+        account exists, is locked, or the address is throttled, so none of them answers faster. Attempts refused
+        during a lock or a throttle are not counted; a valid ``device`` cookie for the account passes its lock."""
         now = self.clock()
+        name = username.strip()[:USERNAME_MAX]
         with self._write() as session, session.begin():
-            row = session.scalar(select(AuthUser).where(AuthUser.username == username.strip()))
-            if row is None or row.password_hash is None:
-                _check(_DUMMY_HASH, password)
-                return "invalid", None
-            if row.locked_until is not None and row.locked_until > now:
-                return "locked", None
-            if not _check(row.password_hash, password):
+            row = session.scalar(select(AuthUser).where(AuthUser.username == name))
+            local = row is not None and row.password_hash is not None
+            right = _check(row.password_hash if row is not None and row.password_hash else _DUMMY_HASH, password)
+            if row is None or row.password_hash is None or address_blocked:
+                _same_write(session, name)
+                return Attempt("throttled" if address_blocked else "invalid", known=local)
+            trusted = device is not None and _device_ok(row, device, now)
+            if row.locked_until is not None and row.locked_until > now and not trusted:
+                _same_write(session, name)
+                return Attempt("locked", known=True)
+            if not right:
                 row.failed_logins += 1
-                if row.failed_logins >= self.max_attempts:
-                    row.locked_until = now + self.lockout
-                    row.failed_logins = 0
-                    return "locked", None
-                return "invalid", None
+                if row.failed_logins < self.max_attempts:
+                    return Attempt("invalid", known=True)
+                row.locked_until = now + self.lockout
+                row.failed_logins = 0
+                return Attempt("invalid", known=True, locked_now=True)
             if row.disabled:
-                return "disabled", None
+                _same_write(session, name)
+                return Attempt("disabled", known=True)
             row.failed_logins = 0
             row.locked_until = None
             if _hasher.check_needs_rehash(row.password_hash):
                 row.password_hash = _hasher.hash(password)
-            return "ok", _view(row)
+            return Attempt("ok", _view(row), known=True, device=_device_cookie(row.id, row.password_hash, now))
 
     def upsert_federated(
         self, subject: str, username: str, email: str | None, display_name: str, roles: Iterable[str]
@@ -195,6 +224,33 @@ class Users:
                 .returning(AuthUser.id)
             )
             return done.first() is not None
+
+
+def _same_write(session: Session, name: str) -> None:
+    # The write a counted failure makes, matching no change: refusals cost what a counted failure costs.
+    session.execute(update(AuthUser).where(AuthUser.username == name).values(failed_logins=AuthUser.failed_logins))
+
+
+def _device_mac(user_id: int, password_hash: str, issued: int) -> str:
+    # Keyed by the account's password hash: a secret only the server holds, and changing the password (or a
+    # rehash) retires every device cookie of the account.
+    message = f"patchbay-device\0{user_id}\0{issued}".encode()
+    return hmac.new(password_hash.encode(), message, hashlib.sha256).hexdigest()[:40]
+
+
+def _device_cookie(user_id: int, password_hash: str, now: float) -> str:
+    issued = int(now)
+    return f"{user_id}.{issued}.{_device_mac(user_id, password_hash, issued)}"
+
+
+def _device_ok(row: AuthUser, cookie: str, now: float) -> bool:
+    user_id, _, rest = cookie.partition(".")
+    issued, _, mac = rest.partition(".")
+    if not (user_id.isascii() and user_id.isdigit() and issued.isascii() and issued.isdigit()) or len(issued) > 12:
+        return False
+    if int(user_id) != row.id or not 0 <= now - int(issued) <= DEVICE_SECONDS or row.password_hash is None:
+        return False
+    return hmac.compare_digest(mac.encode(), _device_mac(row.id, row.password_hash, int(issued)).encode())
 
 
 def _check(hashed: str, password: str) -> bool:

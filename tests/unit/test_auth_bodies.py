@@ -1,0 +1,215 @@
+"""Every sign-in endpoint reads at most its limit, only the media type it needs, and parses forms strictly."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from fixtures.authflow import MCP, PASSWORD, Flow, add_user, client_for, running, settings
+from fixtures.wire import live_server
+from starlette.requests import Request
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 4096
+CHUNK = 1024
+FORM_ENDPOINTS = ["/token", "/revoke", "/introspect", "/authorize/login", "/authorize/consent"]
+ALL_ENDPOINTS = [*FORM_ENDPOINTS, "/register"]
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def _type_for(path: str) -> str:
+    return "application/json" if path == "/register" else FORM["content-type"]
+
+
+class Counted:
+    """A request body of ``total`` bytes sent in chunks, counting how many chunks the server pulled."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.total // CHUNK):
+            self.pulled += 1
+            yield b"a" * CHUNK
+
+
+def _limits() -> dict[str, Any]:
+    return {"max_form_bytes": LIMIT, "max_registration_bytes": LIMIT}
+
+
+@pytest.mark.parametrize("path", ALL_ENDPOINTS)
+async def test_declared_body_over_the_limit_is_413_before_any_of_it_is_read(tmp_path: Path, path: str) -> None:
+    body = Counted(1024 * 1024)
+    async with running(tmp_path, auth=_limits()) as app, client_for(app) as http:
+        headers = {"content-type": _type_for(path), "content-length": str(body.total)}
+        response = await http.post(path, content=body, headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "invalid_request"
+    assert f"({LIMIT} bytes)" in response.json()["error_description"]
+    assert body.pulled == 0
+
+
+@pytest.mark.parametrize("path", ALL_ENDPOINTS)
+async def test_chunked_body_over_the_limit_stops_being_read_at_the_limit(tmp_path: Path, path: str) -> None:
+    body = Counted(16 * 1024 * 1024)
+    async with running(tmp_path, auth=_limits()) as app, client_for(app) as http:
+        response = await http.post(path, content=body, headers={"content-type": _type_for(path)})
+    assert response.status_code == 413
+    assert f"({LIMIT} bytes)" in response.json()["error_description"]
+    assert body.pulled <= LIMIT // CHUNK + 1
+
+
+def test_chunked_body_over_the_limit_is_413_from_a_real_server(tmp_path: Path) -> None:
+    config = settings(tmp_path, auth=_limits())
+    with live_server(config) as server, socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        host = urlsplit(config.public_url).netloc
+        head = f"POST /token HTTP/1.1\r\nHost: {host}\r\nContent-Type: {FORM['content-type']}\r\n"
+        sock.sendall(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (CHUNK, b"a" * CHUNK)
+        answer = b""
+        for _ in range(4096):  # at most 4 MiB: the server must answer long before
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(0.0)
+            try:
+                answer += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            finally:
+                sock.settimeout(10)
+            if b"\r\n\r\n" in answer:
+                break
+        while b"}" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert f"({LIMIT} bytes)".encode() in answer
+
+
+@pytest.mark.parametrize("path", ALL_ENDPOINTS)
+async def test_a_body_of_another_media_type_is_415(tmp_path: Path, path: str) -> None:
+    wrong = "application/json" if path != "/register" else FORM["content-type"]
+    async with running(tmp_path) as app, client_for(app) as http:
+        response = await http.post(path, content=b"{}", headers={"content-type": wrong})
+        missing = await http.post(path, content=b"{}", headers={"content-type": ""})
+    assert response.status_code == 415 and response.json()["error"] == "invalid_request"
+    assert missing.status_code == 415
+
+
+@pytest.mark.parametrize("path", FORM_ENDPOINTS)
+async def test_multipart_forms_are_refused(tmp_path: Path, path: str) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        response = await http.post(
+            path, data={"grant_type": "authorization_code"}, files={"upload": ("big.bin", b"x" * 2048)}
+        )
+    assert response.status_code == 415
+    assert "application/x-www-form-urlencoded" in response.json()["error_description"]
+
+
+@pytest.mark.parametrize("path", FORM_ENDPOINTS)
+async def test_a_form_with_too_many_fields_is_refused(tmp_path: Path, path: str) -> None:
+    body = "&".join(f"f{i}=x" for i in range(60)).encode()
+    async with running(tmp_path) as app, client_for(app) as http:
+        response = await http.post(path, content=body, headers=FORM)
+    assert response.status_code == 400
+    assert "more than" in response.json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"grant_type=refresh_token&grant_type=authorization_code", "'grant_type' is sent more than once"),
+        (b"grant_type", "form field 1 is not name=value"),
+        (b"grant_type=refresh_token&=x", "form field 2 is not name=value"),
+        (b"client_id=%ff", "form field 1 is not UTF-8"),
+        ("client_id=é".encode(), "must be ASCII"),
+    ],
+)
+async def test_malformed_token_forms_say_what_is_wrong(tmp_path: Path, body: bytes, says: str) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        response = await http.post("/token", content=body, headers=FORM)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request" and says in response.json()["error_description"]
+
+
+async def test_resource_may_repeat_on_the_token_request(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        code = await flow.code()
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": flow.verifier,
+            "client_id": flow.client_id,
+            "redirect_uri": flow.redirect_uri,
+        }
+        body = "&".join(f"{k}={v}" for k, v in form.items()) + f"&resource={MCP}&resource={MCP}/"
+        response = await http.post("/token", content=body.encode(), headers=FORM)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+        (b'{"redirect_uris": ["https://a.example/cb"], "client_name": "a", "client_name": "b"}', "more than once"),
+        (b'{"redirect_uris": ["https://a.example/cb"], "x": NaN}', "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+async def test_registration_bodies_that_are_not_plain_json_are_refused(tmp_path: Path, body: bytes, says: str) -> None:
+    limits = {"max_registration_bytes": 200_000}
+    async with running(tmp_path, auth=limits) as app, client_for(app) as http:
+        response = await http.post("/register", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_client_metadata" and says in response.json()["error_description"]
+        assert app.runtime.auth.core.clients.list() == []
+
+
+async def test_sign_in_works_without_starlettes_form_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Request.form() needs python-multipart, which a plain `pip install patchbay` does not bring.
+    def no_form(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an auth endpoint used Request.form()")
+
+    monkeypatch.setattr(Request, "form", no_form)
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("client_secret_post")
+        tokens = await flow.tokens()
+        refreshed = await flow.refresh(tokens["refresh_token"])
+        assert refreshed.status_code == 200, refreshed.text
+        access = refreshed.json()["access_token"]
+        secret = {"client_id": flow.client_id, "client_secret": flow.client_secret or ""}
+        active = await http.post("/introspect", data={"token": access, **secret})
+        assert active.json()["active"] is True
+        assert (await http.post("/revoke", data={"token": access, **secret})).status_code == 200
+        assert (await http.post("/introspect", data={"token": access, **secret})).json() == {"active": False}
+
+
+async def test_sign_in_form_posted_twice_in_one_field_is_refused(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        page = await http.get(flow.authorize_url())
+        from tests.support.forms import next_form
+
+        form = next_form(page.text)
+        assert form is not None
+        fields = form.filled("alice", PASSWORD, "allow")
+        body = "&".join(f"{k}={v}" for k, v in fields.items()) + "&password=other"
+        response = await http.post("/authorize/login", content=body.encode(), headers=FORM)
+    assert response.status_code == 400 and "'password' is sent more than once" in response.text
