@@ -286,9 +286,19 @@ def test_cli_lists_and_revokes_what_the_flows_created(oauth_server: AuthServer) 
     users = patchbay_cli("users", "list", "-c", config)
     assert "alice" in users.stdout and "staff" in users.stdout
     token = oauth_token(oauth_server.server)
+    assert list_tools(oauth_server.server, token).status_code == 200
+    assert list_tools(oauth_server.server, token).status_code == 200  # now answered from the server's cache
     revoked = patchbay_cli("tokens", "revoke", "--user", "alice", "-c", config)
     assert revoked.returncode == 0, revoked.describe()
     assert "revoked" in revoked.stdout
+    # The CLI ran in another process; the server must refuse the token on its very next request.
+    refused = list_tools(oauth_server.server, token)
+    assert refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
     missing = patchbay_cli("tokens", "revoke", "--user", "nobody", "-c", config)
     assert missing.returncode == 1 and "no such user" in missing.stderr
-    assert token.startswith("pb_at_")
+
+
+def list_tools(server: RunningServer, token: str) -> httpx2.Response:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"}
+    return httpx2.post(server.url, json=body, headers=headers, trust_env=False, timeout=10)

@@ -5,7 +5,9 @@ Every request's ``Authorization: Bearer`` token is turned into a :class:`Princip
 required scopes gets 403 ``insufficient_scope``. Tokens are never accepted from the query string.
 
 Hot path: a token seen in the last few seconds is answered from an in-memory cache keyed by its SHA-256, so a
-call costs one hash and one dict lookup; the store is asked only on a miss.
+call costs one hash, one read of the store's revocation generation and one dict lookup; the token itself is looked
+up only on a miss. Any revocation, by any process, changes the generation and so empties the cache before the
+next request is answered (``patchbay.auth.epoch``).
 """
 
 from __future__ import annotations
@@ -76,9 +78,13 @@ class Authenticator:
         token = raw.strip()
         if scheme.lower() != "bearer" or not token:
             return self._invalid("Use the Bearer scheme: Authorization: Bearer <token>")
-        now = self.core.clock()
+        core = self.core
+        now = core.clock()
         key = digest(token)
-        principal = self.core.cache.get(key, now)
+        # Read before verifying: a revocation that lands while we verify makes this generation stale, so the
+        # principal below is not cached (TokenCache.put).
+        generation = await core.generation()
+        principal = core.cache.get(key, now, generation)
         if principal is None:
             principal = await self.verify(token)
             if principal is None:
@@ -86,7 +92,7 @@ class Authenticator:
             until = now + CACHE_SECONDS
             if principal.expires_at is not None:
                 until = min(until, principal.expires_at)
-            self.core.cache.put(key, principal, until)
+            core.cache.put(key, principal, until, generation)
         if self.required and not principal.has_scopes(self.required):
             needed = " ".join(dict.fromkeys([*self.required, *principal.scopes]))
             description = f"This server needs the scopes: {' '.join(self.required)}"

@@ -13,6 +13,7 @@ import anyio.to_thread
 from sqlalchemy import Engine
 
 from patchbay.auth.clients import Clients
+from patchbay.auth.epoch import RevocationEpoch, epoch_for
 from patchbay.auth.grants import Grants, Lifetimes
 from patchbay.auth.keys import ApiKeys
 from patchbay.auth.principal import Principal
@@ -21,8 +22,8 @@ from patchbay.outbound import Fetcher
 from patchbay.settings import AuthSettings, Settings
 
 T = TypeVar("T")
-# Seconds a verified token is trusted without asking the store again. Revocation in this process clears the
-# cache at once; other processes of a fleet notice within this many seconds.
+# Seconds a verified token is trusted without asking the store again, while the revocation generation stays the
+# same (a revocation anywhere changes it: see patchbay.auth.epoch). Bounds what else may change unannounced.
 CACHE_SECONDS = 10.0
 CACHE_SIZE = 10_000
 
@@ -71,13 +72,23 @@ class AuthConfig:
 
 
 class TokenCache:
-    """Recently verified bearer tokens (by digest) → principal, each trusted until its own deadline."""
+    """Recently verified bearer tokens (by digest) → principal, each trusted until its own deadline and only while
+    the store's revocation generation is the one the cache was filled under."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
         self.entries: dict[str, tuple[Principal, float]] = {}
+        self.generation: int | None = None
 
-    def get(self, key: str, now: float) -> Principal | None:
+    def get(self, key: str, now: float, generation: int | None) -> Principal | None:
+        """The cached principal; None on a miss. A new ``generation`` (something was revoked) empties the cache;
+        ``None`` (the generation could not be read) trusts nothing."""
+        if generation is None:
+            return None
+        if generation != self.generation:
+            self.entries.clear()
+            self.generation = generation
+            return None
         hit = self.entries.get(key)
         if hit is None:
             return None
@@ -86,7 +97,10 @@ class TokenCache:
             return None
         return hit[0]
 
-    def put(self, key: str, principal: Principal, until: float) -> None:
+    def put(self, key: str, principal: Principal, until: float, generation: int | None) -> None:
+        """Remember a principal verified after reading ``generation``; dropped if a revocation came since."""
+        if generation is None or generation != self.generation:
+            return
         if len(self.entries) >= self.size:
             self.entries.clear()  # crude but bounded; a full cache only costs store lookups
         self.entries[key] = (principal, until)
@@ -101,6 +115,7 @@ class Core:
     engine: Engine
     clock: Callable[[], float] = time.time
     cache: TokenCache = field(default_factory=TokenCache)
+    epoch: RevocationEpoch | None = None
     fetcher: Fetcher = field(default_factory=Fetcher)
     users: Users = field(init=False)
     clients: Clients = field(init=False)
@@ -113,6 +128,18 @@ class Core:
         self.clients = Clients(self.engine, self.now)
         self.grants = Grants(self.engine, self.now, self.config.lifetimes)
         self.keys = ApiKeys(self.engine, self.now)
+        if self.epoch is None:
+            self.epoch = epoch_for(self.engine)
+
+    async def generation(self) -> int | None:
+        """The store's revocation generation now (see ``patchbay.auth.epoch``)."""
+        assert self.epoch is not None
+        return await self.epoch.current()
+
+    def close(self) -> None:
+        if self.epoch is not None:
+            self.epoch.close()
+        self.engine.dispose()
 
     def now(self) -> float:
         # Indirect, so tests can move time by replacing ``clock``.

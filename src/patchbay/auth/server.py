@@ -165,7 +165,7 @@ class AuthServer:
             )
 
     def close(self) -> None:
-        self.core.engine.dispose()
+        self.core.close()
 
     def routes(self) -> list[BaseRoute]:
         if self.mode not in ("oauth", "external"):

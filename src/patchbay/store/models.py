@@ -215,6 +215,18 @@ class AuthApiKey(Base):
     revoked_at: Mapped[float | None]
 
 
+class AuthRevocationEpoch(Base):
+    """One row whose ``generation`` database triggers raise whenever a token, grant, API key, client or user is
+    revoked, disabled, deleted or has its scopes or roles changed, whoever does it (the server, the CLI in another
+    process, SQL by hand). A server trusts its verified-token cache only while the generation it read is current
+    (migration ``auth_0002``)."""
+
+    __tablename__ = "auth_revocation_epoch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation: Mapped[int] = mapped_column(default=0)
+
+
 class AuthBrowserSession(Base):
     """A signed-in browser on the login pages (cookie), so a second authorization skips the password."""
 

@@ -1,0 +1,154 @@
+"""Revocation takes effect on the next request, whoever revokes: this server, the CLI in another process, or SQL.
+
+Each end-to-end case first uses the credential (so the server has verified and cached it), then revokes it, then
+sends the very next request through the real /mcp path and expects 401. Nothing clears a cache by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from fixtures.authflow import TOOLS, Flow, add_user, call, client_for, running
+from sqlalchemy import Engine
+from tests.support.revocation import HARMLESS, REVOKING, generation, seed
+
+from patchbay.auth.core import TokenCache
+from patchbay.auth.principal import Principal
+from patchbay.store import create_engine, upgrade
+
+pytestmark = pytest.mark.anyio
+
+PRINCIPAL = Principal("key:ci", "api_key", frozenset({"mcp"}), frozenset(), None, None, None)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Any:
+    made = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    upgrade(made)
+    yield made
+    made.dispose()
+
+
+@pytest.mark.parametrize("change", REVOKING)
+def test_every_revoking_change_raises_the_generation(engine: Engine, change: str) -> None:
+    seeded = seed(engine)
+    before = generation(engine)
+    REVOKING[change](seeded)
+    assert generation(engine) > before
+
+
+@pytest.mark.parametrize("change", HARMLESS)
+def test_writes_that_revoke_nothing_leave_the_generation_alone(engine: Engine, change: str) -> None:
+    seeded = seed(engine)
+    before = generation(engine)
+    HARMLESS[change](seeded)
+    assert generation(engine) == before
+
+
+def test_a_principal_verified_before_a_revocation_is_not_cached_after_it() -> None:
+    cache = TokenCache()
+    assert cache.get("k", 0.0, 1) is None
+    cache.put("k", PRINCIPAL, 100.0, 1)
+    assert cache.get("k", 0.0, 1) is PRINCIPAL
+    assert cache.get("k", 0.0, 2) is None  # something was revoked: the whole cache goes
+    cache.put("k", PRINCIPAL, 100.0, 1)  # verified under generation 1, stored after 2 was seen
+    assert cache.get("k", 0.0, 2) is None
+    cache.put("k", PRINCIPAL, 100.0, None)  # the generation could not be read: never cached
+    assert cache.get("k", 0.0, None) is None
+
+
+async def test_a_cached_key_is_not_looked_up_again_until_something_is_revoked(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        _, secret = core.keys.create("ci", ["mcp"])
+        _, other = core.keys.create("other", ["mcp"])
+        lookups: list[str] = []
+        real = core.keys.lookup
+
+        def counting(token: str) -> Principal | None:
+            lookups.append(token)
+            return real(token)
+
+        core.keys.lookup = counting
+        for _ in range(3):
+            assert (await call(http, secret, "tools/list")).status_code == 200
+        assert lookups == [secret]
+        core.keys.revoke("other")
+        assert (await call(http, secret, "tools/list")).status_code == 200
+        assert lookups == [secret, secret]
+        assert (await call(http, other, "tools/list")).status_code == 401
+
+
+async def test_revoking_an_access_token_at_the_revocation_endpoint_refuses_its_next_request(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("none")
+        tokens = await flow.tokens()
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 200
+        done = await http.post("/revoke", data={"token": tokens["access_token"], "client_id": flow.client_id})
+        assert done.status_code == 200
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 401
+
+
+def _write_config(tmp_path: Path) -> Path:
+    config = tmp_path / "patchbay.toml"
+    config.write_text(
+        f"""
+[server]
+name = "Patchbay test"
+
+[store]
+url = "sqlite:///{tmp_path / "auth.db"}"
+
+[auth]
+mode = "oauth"
+
+[[connectors]]
+name = "t"
+type = "python"
+path = "{TOOLS}"
+prefix = ""
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+Command = Callable[[str], list[str]]
+CLI_REVOCATIONS: dict[str, tuple[str, Command]] = {
+    "keys revoke": ("key", lambda client_id: ["keys", "revoke", "ci"]),
+    "tokens revoke": ("oauth", lambda client_id: ["tokens", "revoke", "--user", "alice"]),
+    "clients revoke": ("oauth", lambda client_id: ["clients", "revoke", client_id]),
+    "users disable": ("oauth", lambda client_id: ["users", "disable", "alice"]),
+}
+
+
+@pytest.mark.parametrize("command", CLI_REVOCATIONS)
+async def test_a_revocation_by_the_cli_in_another_process_refuses_the_next_request(
+    tmp_path: Path, command: str
+) -> None:
+    config = _write_config(tmp_path)
+    credential, argv = CLI_REVOCATIONS[command]
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("none")
+        if credential == "key":
+            _, token = app.runtime.auth.core.keys.create("ci", ["mcp"])
+        else:
+            token = (await flow.tokens())["access_token"]
+        for _ in range(2):  # the second answer comes from the verified-token cache
+            assert (await call(http, token, "tools/list")).status_code == 200
+        done = await anyio.run_process(
+            [sys.executable, "-m", "patchbay", *argv(flow.client_id), "-c", str(config)], check=False
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        refused = await call(http, token, "tools/list")
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
