@@ -20,12 +20,12 @@ from patchbay.app import Runtime
 from patchbay.connectors.documents import DocumentsConnector, embeddings
 from patchbay.connectors.documents.ingest import Report
 from patchbay.errors import ConfigError, ConnectorError
+from patchbay.extras import install_command
 from patchbay.protocol.scope import CallScope
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
 URL = "https://intranet.example.com/{path_noext}"
-INSTALL_HINT = "pip install 'mcp-patchbay[documents-embeddings]'"
 
 PAGES = {
     "annual-leave.md": "# Annual leave\n\nEveryone gets 28 days of holiday a year on top of public holidays. "
@@ -191,7 +191,7 @@ def test_hybrid_without_the_extra_is_a_config_error_naming_it(tmp_path: Path, mo
         runtime_for(tmp_path, folder, ranking="hybrid")
     message = str(caught.value)
     assert "patchbay.toml: connectors[docs]" in message and "ranking" in message, message
-    assert INSTALL_HINT in message and "sentence_transformers" in message
+    assert install_command("documents-embeddings") in message and "sentence_transformers" in message
     with pytest.raises(ConnectorError, match=r"documents-embeddings"):
         embeddings.load.__wrapped__()  # the loader itself, past its per-process cache
     runtime_for(tmp_path, folder)  # BM25 needs nothing more

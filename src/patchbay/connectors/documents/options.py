@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from patchbay.connectors.base import ConnectorOptions
-from patchbay.connectors.documents.embeddings import INSTALL_HINT, missing_modules
+from patchbay.connectors.documents.embeddings import install_hint, missing_modules
 
 # Placeholders a url_template may use; anything else is a config error at start-up, not a broken link later.
 URL_FIELDS = {"id", "key", "path", "path_noext", "stem", "name", "source"}
@@ -117,7 +117,7 @@ class DocumentsOptions(ConnectorOptions):
         if missing:
             raise ValueError(
                 f'ranking = "hybrid" needs the local embedding model, which is not installed (no module '
-                f"'{missing[0]}'): {INSTALL_HINT}"
+                f"'{missing[0]}'): {install_hint()}"
             )
         return value
 

@@ -30,6 +30,7 @@ from sqlalchemy.pool import QueuePool
 from patchbay.connectors.sql import guard
 from patchbay.connectors.sql.options import SqlOptions, masked
 from patchbay.errors import ConnectorError, ToolError
+from patchbay.extras import install_command
 
 T = TypeVar("T")
 # The driver each backend gets when the URL names none, and the extra that installs it.
@@ -94,7 +95,7 @@ class Database:
             extra = EXTRAS.get(self.backend, "sql-postgres")
             raise ConnectorError(
                 f"the database driver for {self.url.drivername} is not installed ({exc.__class__.__name__}: "
-                f"{self.scrub(str(exc))}). Install it with: pip install 'mcp-patchbay[{extra}]'"
+                f"{self.scrub(str(exc))}). Install it with: {install_command(extra)}"
             ) from None
         except SQLAlchemyError as exc:
             raise ConnectorError(f"cannot use the database URL {self.where}: {self.scrub(str(exc))}") from None
