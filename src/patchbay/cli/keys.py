@@ -61,7 +61,7 @@ def list_keys(config: ConfigOpt = None) -> None:
 
 @app.command("revoke")
 def revoke(name: str, config: ConfigOpt = None) -> None:
-    """Revoke a key: requests with it are refused (within seconds on every server of a fleet)."""
+    """Revoke a key: every server refuses it from its next request on."""
     from patchbay.auth.keys import ApiKeys
 
     with auth_store(config) as engine:
