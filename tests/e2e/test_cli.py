@@ -12,7 +12,7 @@ from mcp.client import Client
 
 from tests.e2e import kanban
 from tests.e2e.conftest import CONFORMANCE_CONFIG, Completed, patchbay_cli, run_scenario
-from tests.support.servers import LOOPBACK, free_port, run_patchbay
+from tests.support.servers import LOOPBACK, RunningServer, free_port, run_patchbay
 
 pytestmark = pytest.mark.e2e
 
@@ -200,3 +200,15 @@ def test_serve_on_a_port_in_use_exits_3_before_starting_anything(tmp_path: Path)
     assert "--port" in message
     assert "serving" not in done.stdout + done.stderr and "Errno" not in message
     assert list((tmp_path / "demo").glob("*.db")) == []  # no connector or store was opened
+
+
+def test_the_documented_doctor_command_passes_against_the_demo(demo_server: RunningServer, tmp_path: Path) -> None:
+    """docs/doctor.md: `make demo`, then `patchbay doctor http://127.0.0.1:8000/mcp --local` exits 0."""
+    done = patchbay_cli("doctor", demo_server.url, "--local", "--json", "--stream-hold", "1", cwd=tmp_path)
+
+    clients = exited(done, 0).json()["clients"]
+    failed = [(name, c["id"]) for name, client in clients.items() for c in client["checks"] if c["status"] == "fail"]
+    assert failed == []
+    for name in ("chatgpt", "claude"):  # they send their web origin: the demo must accept it
+        origin = next(c for c in clients[name]["checks"] if c["id"] == "origin.accepted")
+        assert origin["status"] == "pass", origin

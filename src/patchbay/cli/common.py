@@ -13,6 +13,7 @@ from rich.markup import escape
 from patchbay import settings as settings_mod
 from patchbay.errors import ConfigError
 from patchbay.settings import Settings
+from patchbay.transport.security import HOSTED_CLIENT_ORIGINS
 
 err = Console(stderr=True)
 DEMO_DIR_ENV = "PATCHBAY_DEMO_DIR"
@@ -25,6 +26,10 @@ def demo_config() -> dict[str, Any]:
     return {
         "server": {
             "name": "Patchbay demo",
+            # The demo is there to be tried from ChatGPT and Claude, and `patchbay doctor --local` checks their web
+            # origins; a configured server allows them once public_url is public (docs/doctor.md). Host stays
+            # loopback-only, which is what stops DNS rebinding.
+            "allowed_origins": list(HOSTED_CLIENT_ORIGINS),
             "instructions": (
                 "A demo Kanban board: list boards, search and read cards (read-only tools), and create, update, "
                 "move or delete cards (write tools). Card ids come from the list and search tools. "

@@ -35,7 +35,6 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind (overrides server.port)")] = None,
     stdio: Annotated[bool, typer.Option("--stdio", help="Speak MCP over stdin/stdout instead of HTTP")] = False,
     demo: Annotated[bool, typer.Option("--demo", help="Serve the built-in demo connectors")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse to start while any connector is down")] = False,
 ) -> None:
     """Serve MCP at http://HOST:PORT/mcp (or over stdio with --stdio)."""
     overrides: dict[str, Any] = {}
@@ -46,7 +45,7 @@ def serve(
     settings = load_settings(config, demo=demo, overrides=overrides)
     logs.configure(settings.server.log_level, settings.server.log_format)
     if stdio:
-        _serve_stdio(settings, strict=strict)
+        _serve_stdio(settings)
         return
     _warn_if_exposed(settings.server.host, settings.auth.mode)
     # Bound before anything starts: a taken port is reported at once, not after connectors open and log "serving".
@@ -60,8 +59,6 @@ def serve(
     except (ConfigError, ConnectorError) as exc:
         err.print(f"[bold red]cannot start[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
-    if strict:
-        app.runtime.on_failure = "raise"
     _tune_gc()
     server = _make_server(
         app.runtime,
@@ -77,7 +74,12 @@ def serve(
             server_header=False,
         ),
     )
-    server.run(sockets=[listener])
+    try:
+        server.run(sockets=[listener])
+    except SystemExit:
+        # uvicorn exits 3 when the lifespan fails; here that is a connector or its configuration (the reason is
+        # logged), which is exit 2 as for the configuration itself: 3 stays "cannot listen".
+        raise typer.Exit(2) from None
     if not server.started:
         raise typer.Exit(1)
 
@@ -167,12 +169,12 @@ def _make_server(runtime: Any, on_started: Any, config: Any) -> Any:
     return _server_class()(runtime, on_started, config)
 
 
-def _serve_stdio(settings: Any, *, strict: bool) -> None:
+def _serve_stdio(settings: Any) -> None:
     from patchbay.app import Runtime
     from patchbay.transport.stdio import StdioServer
 
     async def run() -> None:
-        runtime = Runtime(settings, on_failure="raise" if strict else "retry")
+        runtime = Runtime(settings)
         await runtime.start()
         try:
             await StdioServer(runtime.dispatcher, runtime).serve()
@@ -217,7 +219,7 @@ def _print_demo_banner(settings: Any) -> None:
     port = settings.server.port
     err.print(
         f"\n[bold green]Patchbay demo[/] is serving at [bold]{url}[/]\n\n"
-        "  Sign-in: none. This is a local demo: only loopback Host/Origin are accepted.\n"
+        "  Sign-in: none. This is a local demo: only a loopback Host is accepted.\n"
         f"  Try it:       npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list\n"
         f"  Claude Code:  claude mcp add --transport http patchbay-demo {url}\n"
         "  ChatGPT and claude.ai need a public HTTPS URL. Expose this port with a tunnel, for example\n"
