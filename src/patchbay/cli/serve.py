@@ -35,6 +35,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind (overrides server.port)")] = None,
     stdio: Annotated[bool, typer.Option("--stdio", help="Speak MCP over stdin/stdout instead of HTTP")] = False,
     demo: Annotated[bool, typer.Option("--demo", help="Serve the built-in demo connectors")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse to start while any connector is down")] = False,
 ) -> None:
     """Serve MCP at http://HOST:PORT/mcp (or over stdio with --stdio)."""
     overrides: dict[str, Any] = {}
@@ -45,7 +46,7 @@ def serve(
     settings = load_settings(config, demo=demo, overrides=overrides)
     logs.configure(settings.server.log_level, settings.server.log_format)
     if stdio:
-        _serve_stdio(settings)
+        _serve_stdio(settings, strict=strict)
         return
     _warn_if_exposed(settings.server.host, settings.auth.mode)
     # Bound before anything starts: a taken port is reported at once, not after connectors open and log "serving".
@@ -59,6 +60,8 @@ def serve(
     except (ConfigError, ConnectorError) as exc:
         err.print(f"[bold red]cannot start[/]: {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+    if strict:
+        app.runtime.on_failure = "raise"
     _tune_gc()
     server = _make_server(
         app.runtime,
@@ -169,12 +172,12 @@ def _make_server(runtime: Any, on_started: Any, config: Any) -> Any:
     return _server_class()(runtime, on_started, config)
 
 
-def _serve_stdio(settings: Any) -> None:
+def _serve_stdio(settings: Any, *, strict: bool) -> None:
     from patchbay.app import Runtime
     from patchbay.transport.stdio import StdioServer
 
     async def run() -> None:
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, on_failure="raise" if strict else "retry")
         await runtime.start()
         try:
             await StdioServer(runtime.dispatcher, runtime).serve()
