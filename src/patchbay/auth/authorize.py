@@ -242,7 +242,7 @@ class Authorization:
     def _log_refusal(self, attempt: Attempt, username: str, address: str) -> None:
         """Failures and locks go to the log with the name tried and the address, never the password."""
         name = username.strip()[:100]
-        if attempt.outcome in ("invalid", "disabled"):
+        if attempt.outcome != "throttled":  # a throttled address's tries do not prolong its throttle
             blocks = self.throttle.failed(address)
             log.warning(
                 "sign-in failed: user=%r known=%s address=%s outcome=%s", name, attempt.known, address, attempt.outcome

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from patchbay.cli.common import err, load_settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml (its [store] is used)")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml (its \\[store] table is used)")]
 app = typer.Typer(help="Local accounts people sign in with.", no_args_is_help=True)
 out = Console()
 
@@ -93,7 +94,8 @@ def list_users(config: ConfigOpt = None) -> None:
         users = Users(engine).list()
     table = Table("username", "name", "roles", "kind", "status", "created")
     for user in users:
-        status = "disabled" if user.disabled else ("locked" if user.locked_until else "active")
+        locked = user.locked_until is not None and user.locked_until > time.time()
+        status = "disabled" if user.disabled else ("locked" if locked else "active")
         kind = "federated" if user.federated else "local"
         table.add_row(
             escape(user.username),
