@@ -3,11 +3,16 @@ and a run in-process over httpx's ASGI transport against a fixture server (no so
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from tests.e2e.doctor_fixtures.base import Server
+from tests.e2e.doctor_support import serve_app
 
 from patchbay.doctor import CATALOG, Options, run
 from patchbay.doctor.checks import ALL
@@ -103,3 +108,53 @@ async def test_checks_run_in_process_and_the_json_names_every_check() -> None:
     ids = [c["id"] for c in data["clients"]["claude"]["checks"]]
     assert ids == list(CATALOG) and len(ALL) <= len(ids)
     assert data["exit_code"] == 0 and '"verdict": "pass"' in render_json(report)  # type: ignore[arg-type]
+
+
+class StreamsEndWhenHeldTogether(Server):
+    """Each idle GET event stream ends by itself once two are open at the same time, and stays open otherwise (until
+    the doctor's hold ends it): only streams held together finish early. Counts what was opened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = 0
+        self.open = 0
+        self.most_open = 0
+        self.together = asyncio.Event()
+
+    async def get(self, request: Request) -> Response:
+        response = await super().get(request)
+        if not isinstance(response, StreamingResponse):
+            return response
+
+        async def events() -> AsyncIterator[bytes]:
+            self.opened += 1
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+            try:
+                yield b"id: 0\ndata: \n\n"
+                if self.open >= 2:
+                    self.together.set()
+                await self.together.wait()
+                yield b": keep-alive\n\n"
+            finally:
+                self.open -= 1
+
+        response.body_iterator = events()
+        return response
+
+
+async def test_the_stream_holds_of_every_profile_run_together_and_report_progress() -> None:
+    server = StreamsEndWhenHeldTogether()
+    said: list[str] = []
+    with serve_app(server.app()) as url:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            options = Options(local=True, stream_hold=5.0)
+            report = await run(url, ["chatgpt", "claude"], options, http=http, progress=said.append)
+    assert server.most_open == 2  # both profiles' streams were open at once
+    assert server.opened == 2  # one hold per profile, shared by the checks that read it
+    keepalive = {r.client: r for r in report.results if r.id == "edge.keepalive"}
+    assert keepalive.keys() == {"chatgpt", "claude"}
+    assert all("ended the stream" in r.why for r in keepalive.values()), keepalive
+    assert any("2 event stream(s) held open" in line for line in said)
+    assert any(line.startswith("checking as chatgpt") for line in said)
+    assert any(line.startswith("checking as claude") for line in said)

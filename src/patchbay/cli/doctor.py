@@ -99,8 +99,17 @@ def doctor(
         if not no_browser:
             webbrowser.open(auth_url)
 
+    # A status line only for a person at a terminal: nothing on a pipe, in CI or with --json.
+    status = err.status("checking …") if err.is_terminal and not json_out else None
     try:
-        report = anyio.run(lambda: run(url, names, options, interactive=interactive, show_url=show))
+        if status is None:
+            report = anyio.run(lambda: run(url, names, options, interactive=interactive, show_url=show))
+        else:
+            with status:
+                say = status.update
+                report = anyio.run(
+                    lambda: run(url, names, options, interactive=interactive, show_url=show, progress=say)
+                )
     except CouldNotRun as exc:
         err.print(f"[bold red]could not run:[/] {exc}")
         raise typer.Exit(EXIT_COULD_NOT_RUN) from None

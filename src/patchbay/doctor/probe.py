@@ -1,7 +1,8 @@
 """The doctor's HTTP layer: one request → one ``Reply`` (status, headers, capped body, timings), never an exception.
 
 Identical requests within a run are answered from a cache, so checking several client profiles does not repeat
-registrations or tool calls. Every read has a timeout and a size cap: metadata URLs come from the server.
+registrations or tool calls; a request identical to one still in flight (a held event stream) waits for it.
+Every read has a timeout and a size cap: metadata URLs come from the server.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Probe:
     timeout: float = DEFAULT_TIMEOUT
     cache: dict[tuple[Any, ...], Reply] = field(default_factory=dict)
     log: list[Reply] = field(default_factory=list)
+    in_flight: dict[tuple[Any, ...], anyio.Event] = field(default_factory=dict)
 
     async def send(
         self,
@@ -152,15 +154,35 @@ class Probe:
             body = urlencode(dict(form)).encode()
             hdrs.setdefault("content-type", "application/x-www-form-urlencoded")
         key = (method, url, tuple(sorted((k.lower(), v) for k, v in hdrs.items())), body, hold)
-        if cached and key in self.cache:
-            return self.cache[key]
         limit = max(time_limit or self.timeout, (hold or 0) + 5)
+        if not cached:
+            return await self._logged(method, url, hdrs, body, limit, hold, cap, json_body)
+        while key not in self.cache and key in self.in_flight:
+            await self.in_flight[key].wait()  # the same request is under way (a held stream): share its reply
+        if key in self.cache:
+            return self.cache[key]
+        self.in_flight[key] = anyio.Event()
+        try:
+            self.cache[key] = await self._logged(method, url, hdrs, body, limit, hold, cap, json_body)
+        finally:
+            self.in_flight.pop(key).set()
+        return self.cache[key]
+
+    async def _logged(
+        self,
+        method: str,
+        url: str,
+        hdrs: dict[str, str],
+        body: bytes | None,
+        limit: float,
+        hold: float | None,
+        cap: int,
+        json_body: Any,
+    ) -> Reply:
         reply = await self._send(method, url, hdrs, body, limit, hold, cap)
         if isinstance(json_body, dict) and isinstance(json_body.get("method"), str):
             reply = replace(reply, rpc=json_body["method"])
         self.log.append(reply)
-        if cached:
-            self.cache[key] = reply
         return reply
 
     async def _send(

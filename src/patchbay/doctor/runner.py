@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
+from anyio.abc import TaskGroup
 
 from patchbay.doctor.checks import ALL
 from patchbay.doctor.checks.auth import discover
+from patchbay.doctor.checks.edge import stream_reply
 from patchbay.doctor.context import Context, Options, Target
 from patchbay.doctor.model import Result, Status
 from patchbay.doctor.oauth import SignInError, sign_in
@@ -78,8 +82,10 @@ async def run(
     show_url: Callable[[str], None] | None = None,
     http: httpx.AsyncClient | None = None,
     facts: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
-    """Check ``url`` as each client in ``clients`` connects to it.
+    """Check ``url`` as each client in ``clients`` connects to it. ``progress`` is told what the run is doing
+    (for a status line on a terminal), about once a second while event streams are held open.
 
     Raises:
         CouldNotRun: the URL is malformed, nothing answers at it, or the interactive sign-in failed.
@@ -102,13 +108,70 @@ async def run(
         if interactive:
             token = await _sign_in(first, show_url or _print_url)
             report.notes.append("signed in interactively")
-        for name in clients:
-            ctx = Context(target, profiles[name], probe, options, shared, token=token)
-            report.clients[name] = [result for check in ALL for result in await check(ctx)]
+        contexts = {name: Context(target, profiles[name], probe, options, shared, token=token) for name in clients}
+        state = _Progress(progress)
+        async with anyio.create_task_group() as holds:
+            # The keep-alive check holds each profile's idle event stream open for --stream-hold seconds: start
+            # every hold now, so they run together and beside the other checks (which then share their replies).
+            await _start_holds(list(contexts.values()), holds, state)
+            for name, ctx in contexts.items():
+                state.step = f"checking as {name}"
+                state.show()
+                report.clients[name] = [result for check in ALL for result in await check(ctx)]
+            state.step = "waiting for the held event streams"
     finally:
         if own:
             await client.aclose()
     return report
+
+
+@dataclass
+class _Progress:
+    """What the run is doing, for the ``progress`` callback."""
+
+    say: Callable[[str], None] | None
+    step: str = "connecting"
+    streams: int = 0
+    until: float = 0.0
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    def show(self) -> None:
+        if self.say is None:
+            return
+        text = self.step
+        if self.streams:
+            left = max(0.0, self.until - time.monotonic())
+            text += f" · {self.streams} event stream(s) held open for the keep-alive check, {left:.0f} s left"
+        self.say(text)
+
+    async def tick(self) -> None:
+        while not self.done.is_set():
+            self.show()
+            with anyio.move_on_after(1.0):
+                await self.done.wait()
+
+
+async def _start_holds(contexts: list[Context], group: TaskGroup, state: _Progress) -> None:
+    hold = contexts[0].options.stream_hold if contexts else 0.0
+    if hold > 0:
+        for ctx in contexts:
+            if (await ctx.session()).ok:
+                state.streams += 1
+                group.start_soon(_hold, ctx, state)
+    state.until = time.monotonic() + hold
+    if not state.streams:
+        state.done.set()
+    elif state.say is not None:
+        group.start_soon(state.tick)
+
+
+async def _hold(ctx: Context, state: _Progress) -> None:
+    try:
+        await stream_reply(ctx)
+    finally:
+        state.streams -= 1
+        if not state.streams:
+            state.done.set()
 
 
 def _print_url(url: str) -> None:
