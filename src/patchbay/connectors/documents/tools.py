@@ -29,6 +29,10 @@ CURSOR_PREFIX = "cursor:"
 PART_SEPARATOR = "@"
 MAX_QUERY_CHARS = 2000
 MAX_ID_CHARS = 1000
+# Paging reaches this many results of one query; past it, a better query serves the model better than page 50.
+# It also bounds the work a forged cursor can ask for (the index ranks offset + page size documents).
+MAX_RESULTS = 1000
+BAD_CURSOR = "This cursor is not one search returned; start again with a plain query."
 # §5.4: every hint explicit. Read-only, so ChatGPT may call these without asking; only our own documents.
 READ_ONLY = ToolAnnotations(read_only=True, destructive=False, idempotent=True, open_world=False)
 
@@ -99,7 +103,7 @@ class DocumentTools:
         result: dict[str, Any] = {
             "results": [{"id": h.doc_id, "title": h.title, "url": h.url, "snippet": h.snippet} for h in hits]
         }
-        if more:
+        if more and offset + self.page_size < MAX_RESULTS:
             result["next_cursor"] = encode_cursor(query, offset + self.page_size)
         return _both(result)
 
@@ -209,9 +213,11 @@ def _query(value: Any) -> tuple[str, int]:
         decoded = orjson.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
         query, offset = decoded["q"], decoded["o"]
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise ToolError("This cursor is not one search returned; start again with a plain query.") from None
-    if not isinstance(query, str) or not isinstance(offset, int) or offset < 0:
-        raise ToolError("This cursor is not one search returned; start again with a plain query.")
+        raise ToolError(BAD_CURSOR) from None
+    # A cursor is not signed: it holds only a query and a position the caller could ask for anyway, and access
+    # lists are applied on every page. What must hold is that the position is one search could have handed out.
+    if not isinstance(query, str) or type(offset) is not int or not 0 < offset < MAX_RESULTS:
+        raise ToolError(BAD_CURSOR)
     return query, offset
 
 
@@ -219,7 +225,8 @@ def _split_part(requested: str) -> tuple[str, int]:
     if len(requested) > MAX_ID_CHARS:
         raise ToolError(f"'id' is too long; ids from search are at most {MAX_ID_CHARS} characters.")
     doc_id, separator, start = requested.rpartition(PART_SEPARATOR)
-    if separator and start.isdigit():
+    # ASCII digits only: str.isdigit() also accepts '²' and '٣', which int() refuses or reads differently.
+    if separator and start.isascii() and start.isdigit():
         return doc_id, int(start)
     return requested, 0
 

@@ -9,16 +9,22 @@ from pydantic import BaseModel, Field
 
 # -- inputs (module level: the @tool decorator resolves annotations against this module's globals) ----------
 
-BoardId = Annotated[int, Field(description="Board id, from list_boards.")]
-CardId = Annotated[int, Field(description="Card id, from list_cards or search_cards.")]
+# Ids are SQLite INTEGER keys: a number past 2**63 - 1 would fail in the driver instead of being "not found".
+MAX_ID = 2**63 - 1
+# Offsets past the data give an empty page; the bound keeps them a number every database takes.
+MAX_OFFSET = 10_000_000
+BoardId = Annotated[int, Field(ge=1, le=MAX_ID, description="Board id, from list_boards.")]
+CardId = Annotated[int, Field(ge=1, le=MAX_ID, description="Card id, from list_cards or search_cards.")]
 ColumnName = Annotated[str, Field(description="Column name on the card's board, e.g. 'In progress' (any case).")]
 Title = Annotated[str, Field(description="Short card title, 1-200 characters.")]
 Limit = Annotated[int, Field(ge=1, le=100, description="How many cards to return (1-100).")]
-Offset = Annotated[int, Field(ge=0, description="How many cards to skip; use next_offset from the last page.")]
+Offset = Annotated[
+    int, Field(ge=0, le=MAX_OFFSET, description="How many cards to skip; use next_offset from the last page.")
+]
 DueDate = Annotated[str | None, Field(description="Due date as YYYY-MM-DD.")]
 Position = Annotated[
     int | None,
-    Field(ge=0, description="0 is the top of the column; omit (or exceed the count) for the bottom."),
+    Field(ge=0, le=MAX_OFFSET, description="0 is the top of the column; omit (or exceed the count) for the bottom."),
 ]
 
 

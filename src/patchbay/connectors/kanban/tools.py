@@ -23,7 +23,9 @@ ColumnFilter = Annotated[str | None, Field(description="Only cards in this colum
 AssigneeFilter = Annotated[str | None, Field(description="Only cards assigned to this person (any case).")]
 LabelFilter = Annotated[str | None, Field(description="Only cards carrying this label (any case).")]
 Query = Annotated[str, Field(description="Text to look for, matched literally (no wildcards).")]
-SearchBoard = Annotated[int | None, Field(description="Search only this board; omit for all boards.")]
+SearchBoard = Annotated[
+    int | None, Field(ge=1, le=schemas.MAX_ID, description="Search only this board; omit for all boards.")
+]
 SearchLimit = Annotated[int, Field(ge=1, le=100, description="At most this many cards (1-100).")]
 Description = Annotated[str, Field(description="Longer details; plain text.")]
 Assignee = Annotated[str | None, Field(description="Who owns the card.")]

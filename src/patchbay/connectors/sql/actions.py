@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from patchbay.connectors.sql import guard
 from patchbay.connectors.sql.options import ActionSpec, ParamSpec
+from patchbay.connectors.sql.schemas import INT64_MAX, INT64_MIN
 from patchbay.errors import ToolError
 
 DESTRUCTIVE_KINDS = frozenset({"delete", "drop", "truncate"})
@@ -117,6 +118,8 @@ def _convert(name: str, param: ParamSpec, value: Any) -> Any:
         raise ToolError(f"Invalid arguments: '{name}' must be one of {allowed}; got {value!r}")
     if param.max_length is not None and isinstance(converted, str) and len(converted) > param.max_length:
         raise ToolError(f"Invalid arguments: '{name}' is longer than {param.max_length} characters")
+    if isinstance(converted, int) and not isinstance(converted, bool) and not INT64_MIN <= converted <= INT64_MAX:
+        raise ToolError(f"Invalid arguments: '{name}' must be from {INT64_MIN} to {INT64_MAX}; got {value!r}"[:300])
     if isinstance(converted, int | float) and not isinstance(converted, bool):
         if param.minimum is not None and converted < param.minimum:
             raise ToolError(f"Invalid arguments: '{name}' must be at least {param.minimum:g}; got {converted}")

@@ -124,7 +124,7 @@ class SqlConnector:
                     lambda args: service.query(
                         _text(args, "sql", 100_000),
                         _int(args, "limit", o.page_size, 1, o.max_rows),
-                        _int(args, "offset", 0, 0, None),
+                        _int(args, "offset", 0, 0, schemas.MAX_OFFSET),
                     )
                 ),
             ),
@@ -226,14 +226,13 @@ def _text(args: dict[str, Any], name: str, max_length: int) -> str:
 
 
 def _int(args: dict[str, Any], name: str, default: int, low: int, high: int | None) -> int:
-    value = args.get(name, default)
-    if value is None:
+    raw = args.get(name, default)
+    if raw is None:
         return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+    value = int(raw) if isinstance(raw, float) and raw.is_integer() else raw
     if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
         allowed = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
-        raise ToolError(f"Invalid arguments: '{name}' must be {allowed}; got {value!r}")
+        raise ToolError(f"Invalid arguments: '{name}' must be {allowed}; got {raw!r}"[:300])
     return value
 
 

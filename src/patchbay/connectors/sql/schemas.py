@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+# The range every supported database binds as an integer (SQLite INTEGER, PostgreSQL/MySQL BIGINT); a number
+# outside it fails in the driver, so it is refused as an argument instead.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# Rows a query may skip: skipped rows are still read (within the statement timeout), and past this many a WHERE
+# or ORDER BY ... narrows better than paging.
+MAX_OFFSET = 10_000_000
+
 NOTES = {"type": "array", "items": {"type": "string"}, "description": "Anything cut or worth knowing."}
 ROWS = {
     "type": "array",
@@ -95,8 +103,9 @@ def query_in(page_size: int, max_rows: int) -> dict[str, Any]:
             "offset": {
                 "type": "integer",
                 "minimum": 0,
+                "maximum": MAX_OFFSET,
                 "default": 0,
-                "description": "Rows to skip; pass next_offset from the previous page.",
+                "description": f"Rows to skip (0-{MAX_OFFSET:,}); pass next_offset from the previous page.",
             },
         },
         required=["sql"],

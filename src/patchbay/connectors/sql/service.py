@@ -19,6 +19,7 @@ from patchbay.connectors.sql.actions import Action, bind
 from patchbay.connectors.sql.catalog import TableInfo, Visibility
 from patchbay.connectors.sql.database import Database
 from patchbay.connectors.sql.options import SqlOptions
+from patchbay.connectors.sql.schemas import INT64_MAX, INT64_MIN
 from patchbay.errors import ToolError
 
 Output = tuple[dict[str, Any], str]
@@ -177,15 +178,21 @@ def _coerce(column: sa.Column[Any], value: Any) -> Any:
         python_type = column.type.python_type
     except NotImplementedError:
         return value
-    if isinstance(value, python_type) or value is None:
-        return value
+    unfit = ToolError(f"the key value {value!r} does not fit column {column.name} ({column.type})"[:300])
     try:
-        if python_type is int and isinstance(value, str | float):
-            return int(value)
-        if python_type in (float, str):
-            return python_type(value)
-        if hasattr(python_type, "fromisoformat") and isinstance(value, str):
-            return python_type.fromisoformat(value)
-        return python_type(value)
-    except (TypeError, ValueError):
-        raise ToolError(f"the key value {value!r} does not fit column {column.name} ({column.type})") from None
+        if isinstance(value, python_type) or value is None:
+            coerced = value
+        elif python_type is int and isinstance(value, str | float):
+            coerced = int(value)
+        elif python_type in (float, str):
+            coerced = python_type(value)
+        elif hasattr(python_type, "fromisoformat") and isinstance(value, str):
+            coerced = python_type.fromisoformat(value)
+        else:
+            coerced = python_type(value)
+    except (TypeError, ValueError, OverflowError):
+        raise unfit from None
+    # No table stores a wider integer; past this range the driver fails instead of finding nothing.
+    if isinstance(coerced, int) and not isinstance(coerced, bool) and not INT64_MIN <= coerced <= INT64_MAX:
+        raise unfit
+    return coerced
