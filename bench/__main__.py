@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from bench import coldstart, documents, harness, report, sessions, throughput
+from bench import coldstart, documents, harness, report, sessions, store_writes, throughput
 from bench import sql as sql_bench
 from bench.configs import COLDSTART_SERVERS, CONFIGS, REPO, SESSION_SERVERS, patchbay_available, wrk_available
 
@@ -56,6 +56,7 @@ def _items() -> list[str]:
     names += [f"coldstart-{s.name}" for s in COLDSTART_SERVERS]
     names += ["sql"]  # bench/sql.py: the sql connector's query latency vs. the driver (no wrk needed)
     names += ["documents"]  # bench/documents.py: index 100k documents, search latency (no wrk needed)
+    names += ["store-writes"]  # bench/store_writes.py: 16 clients, 100 kanban writes/s on SQLite (no wrk needed)
     return names
 
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(_items()))
         return 0
-    if not wrk_available() and _selected(args.only) != ["sql"]:
+    if not wrk_available() and not set(_selected(args.only)) <= {"sql", "store-writes"}:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     rounds = args.rounds or (1 if args.quick else 3)
@@ -214,6 +215,13 @@ def _run(
             text = sql_bench.markdown(section)
             print(text, flush=True)
             sql_bench.write_doc(text)
+    if "store-writes" in chosen:
+        print("[store-writes] 16 clients, 100 kanban writes/s on the SQLite store ...", flush=True)
+        run = functools.partial(store_writes.run, args.quick)
+        if (result := _attempt("store-writes", failures, run)) is not None:
+            text = store_writes.markdown(result)
+            print(text, flush=True)
+            sql_bench.write_doc(text, store_writes.HEADING)
     docs_result = None
     if "documents" in chosen:
         docs_run = functools.partial(documents.run, 10_000 if args.quick else documents.DEFAULT_DOCS, 1_000, logdir)

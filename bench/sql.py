@@ -202,14 +202,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(section: str) -> None:
-    """Replace (or append) the SQL connector section of docs/performance.md, leaving the rest as it is."""
+def write_doc(section: str, heading: str = HEADING) -> None:
+    """Replace (or append) the ``heading`` section of docs/performance.md, leaving the rest as it is."""
     text = DOC.read_text() if DOC.exists() else "# Performance\n"
-    start = text.find(HEADING + "\n")
+    start = text.find(heading + "\n")
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        after = text.find("\n## ", start + len(HEADING))
+        after = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[after + 1 :] if after != -1 else "")
         text = text if after == -1 else text.replace(section + "## ", section + "\n## ", 1)
     DOC.write_text(text)

@@ -19,9 +19,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-BUSY_TIMEOUT_MS = 10_000
-# Execution option read by our BEGIN hook: "IMMEDIATE" takes SQLite's write lock when the transaction starts.
-BEGIN_OPTION = "patchbay_sqlite_begin"
+from patchbay.store.writes import BEGIN_OPTION, WAIT_SECONDS, is_memory, write_path
+
+BUSY_TIMEOUT_MS = int(WAIT_SECONDS * 1000)
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> Engine:
@@ -33,34 +33,30 @@ def create_engine(url: str | URL, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, **kwargs)
-    if _is_memory(parsed):
+    if is_memory(parsed):
         # Each connection to :memory: is its own empty database: share one connection across threads.
         kwargs.setdefault("poolclass", StaticPool)
         kwargs.setdefault("connect_args", {"check_same_thread": False})
     engine = sa.create_engine(parsed, **kwargs)
-    _install_sqlite_hooks(engine, memory=_is_memory(parsed))
+    install_sqlite_hooks(engine, memory=is_memory(parsed))
     return engine
 
 
 def writer(engine: Engine) -> Engine:
-    """``engine`` for write transactions: on SQLite they lock the database at BEGIN, so they never deadlock."""
-    return engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+    """``engine``'s database for write transactions: they lock the database at BEGIN, so they never deadlock,
+    and on a SQLite file they take turns on the file's one writer connection (``patchbay.store.writes``)."""
+    return write_path(engine).engine
 
 
 def resolve_url(url: str, base_dir: Path) -> str:
     """``url`` with a relative SQLite path made absolute against ``base_dir`` (the config file's folder)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or _is_memory(parsed) or parsed.database is None:
+    if parsed.get_backend_name() != "sqlite" or is_memory(parsed) or parsed.database is None:
         return url
     path = Path(parsed.database)
     if path.is_absolute():
         return url
     return parsed.set(database=str((base_dir / path).resolve())).render_as_string(hide_password=False)
-
-
-def _is_memory(url: URL) -> bool:
-    database = url.database or ""
-    return database in ("", ":memory:") or url.query.get("mode") == "memory"
 
 
 def _use_wal(cursor: Any) -> None:
@@ -79,7 +75,7 @@ def _use_wal(cursor: Any) -> None:
             raise
 
 
-def _install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
+def install_sqlite_hooks(engine: Engine, *, memory: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy (see the module docstring).

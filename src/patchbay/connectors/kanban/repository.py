@@ -9,25 +9,39 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, case, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, case, func, or_, select, text
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from patchbay.connectors.kanban import schemas
 from patchbay.connectors.kanban.validate import NewCard
 from patchbay.errors import ToolError
-from patchbay.store import writer
+from patchbay.store import write_path
 from patchbay.store.models import KanbanBoard, KanbanCard, KanbanCardLabel, KanbanColumn
 
 SNIPPET_RADIUS = 60
+T = TypeVar("T")
 
 
 class KanbanRepository:
     def __init__(self, engine: Engine) -> None:
         self._read = sessionmaker(engine, expire_on_commit=False)
-        self._write = sessionmaker(writer(engine), expire_on_commit=False)
+        self._writes = write_path(engine)
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """``work`` as one job on the store's writer path, in a session of its own: a ToolError it raises rolls
+        back its changes and reaches the caller."""
+
+        def job(connection: Connection) -> T:
+            # The session's commit releases its savepoint; the writer path commits the transaction.
+            with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+                result = work(session)
+                session.commit()
+                return result
+
+        return self._writes.run_sync(job)
 
     def ping(self) -> None:
         with self._read() as session:
@@ -86,65 +100,83 @@ class KanbanRepository:
     # -- writes -------------------------------------------------------------------------------------------------
 
     def create_card(self, board_id: int, column: str, new: NewCard) -> schemas.Card:
-        with self._write.begin() as session:
-            target = _find_column(_get_board(session, board_id), column)
-            card = KanbanCard(
-                column=target,
-                position=_column_size(session, target.id),
-                title=new.title,
-                description=new.description,
-                assignee=new.assignee,
-                due_date=new.due_date,
-                labels=[KanbanCardLabel(label=label) for label in new.labels],
-            )
-            session.add(card)
-            session.flush()
-            return _full(card)
+        return self._write(lambda session: _create_card(session, board_id, column, new))
 
     def update_card(self, card_id: int, changes: Mapping[str, Any]) -> schemas.Card:
-        with self._write.begin() as session:
-            card = _get_card(session, card_id)
-            for attribute, value in changes.items():
-                if attribute == "labels":
-                    _set_labels(card, value)
-                else:
-                    setattr(card, attribute, value)
-            card.updated_at = _now()  # also when only labels changed, which onupdate would not see
-            session.flush()
-            return _full(card)
+        return self._write(lambda session: _update_card(session, card_id, changes))
 
     def move_card(self, card_id: int, column: str, position: int | None) -> schemas.Card:
-        with self._write.begin() as session:
-            card = _get_card(session, card_id)
-            source = card.column
-            target = _find_column(source.board, column)
-            if source.id != target.id:
-                _renumber(c for c in _column_cards(session, source.id) if c.id != card.id)
-            others = [c for c in _column_cards(session, target.id) if c.id != card.id]
-            index = len(others) if position is None else min(position, len(others))
-            others.insert(index, card)
-            card.column = target
-            _renumber(others)
-            card.updated_at = _now()
-            session.flush()
-            return _full(card)
+        return self._write(lambda session: _move_card(session, card_id, column, position))
 
     def delete_card(self, card_id: int) -> schemas.Deleted:
-        with self._write.begin() as session:
-            card = _get_card(session, card_id)
-            column_id = card.column_id
-            session.delete(card)
-            session.flush()
-            _renumber(_column_cards(session, column_id))
-            return schemas.Deleted(deleted=card_id)
+        return self._write(lambda session: _delete_card(session, card_id))
 
     def seed_if_empty(self, rows: Iterable[KanbanBoard | KanbanCard]) -> bool:
         """Add ``rows`` when there are no boards yet. The write lock makes concurrent starts seed only once."""
-        with self._write.begin() as session:
-            if session.scalar(select(func.count()).select_from(KanbanBoard)):
-                return False
-            session.add_all(rows)
-            return True
+        return self._write(lambda session: _seed_if_empty(session, rows))
+
+
+# -- writes: each runs in one session on the writer path's connection ------------------------------------------
+
+
+def _create_card(session: Session, board_id: int, column: str, new: NewCard) -> schemas.Card:
+    target = _find_column(_get_board(session, board_id), column)
+    card = KanbanCard(
+        column=target,
+        position=_column_size(session, target.id),
+        title=new.title,
+        description=new.description,
+        assignee=new.assignee,
+        due_date=new.due_date,
+        labels=[KanbanCardLabel(label=label) for label in new.labels],
+    )
+    session.add(card)
+    session.flush()
+    return _full(card)
+
+
+def _update_card(session: Session, card_id: int, changes: Mapping[str, Any]) -> schemas.Card:
+    card = _get_card(session, card_id)
+    for attribute, value in changes.items():
+        if attribute == "labels":
+            _set_labels(card, value)
+        else:
+            setattr(card, attribute, value)
+    card.updated_at = _now()  # also when only labels changed, which onupdate would not see
+    session.flush()
+    return _full(card)
+
+
+def _move_card(session: Session, card_id: int, column: str, position: int | None) -> schemas.Card:
+    card = _get_card(session, card_id)
+    source = card.column
+    target = _find_column(source.board, column)
+    if source.id != target.id:
+        _renumber(c for c in _column_cards(session, source.id) if c.id != card.id)
+    others = [c for c in _column_cards(session, target.id) if c.id != card.id]
+    index = len(others) if position is None else min(position, len(others))
+    others.insert(index, card)
+    card.column = target
+    _renumber(others)
+    card.updated_at = _now()
+    session.flush()
+    return _full(card)
+
+
+def _delete_card(session: Session, card_id: int) -> schemas.Deleted:
+    card = _get_card(session, card_id)
+    column_id = card.column_id
+    session.delete(card)
+    session.flush()
+    _renumber(_column_cards(session, column_id))
+    return schemas.Deleted(deleted=card_id)
+
+
+def _seed_if_empty(session: Session, rows: Iterable[KanbanBoard | KanbanCard]) -> bool:
+    if session.scalar(select(func.count()).select_from(KanbanBoard)):
+        return False
+    session.add_all(rows)
+    return True
 
 
 # -- lookups that fail with directions --------------------------------------------------------------------------
