@@ -246,7 +246,9 @@ def _reason(connector: Connector, exc: BaseException) -> str:
 
 
 def _as_connector_error(connector: Connector, exc: BaseException) -> ConnectorError:
-    return ConnectorError(f"connector '{connector.name}': {_reason(connector, exc)}")
+    reason = _reason(connector, exc)
+    named = f"'{connector.name}'" in reason  # e.g. "documents connector 'docs', source 'kb': ..."
+    return ConnectorError(reason if named else f"connector '{connector.name}': {reason}")
 
 
 async def _close_quietly(connector: Connector) -> None:
