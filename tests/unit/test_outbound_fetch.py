@@ -7,13 +7,22 @@ size cap, redirect rule and deadline are what each test exercises, over real soc
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
+import httpx
 import pytest
-from anyio.abc import SocketAttribute, SocketStream, TaskGroup
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup
+from anyio.streams.tls import TLSListener
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from patchbay.auth.cimd import MetadataDocuments
 from patchbay.outbound import AddressPolicy, Fetcher, FetchError, Refused
@@ -44,12 +53,13 @@ class MetadataHost:
     def origin(self) -> str:
         return f"http://{NAME}:{self.port}"
 
-    async def serve(self, group: TaskGroup) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        self.port = listener.extra(SocketAttribute.local_port)
+    async def serve(self, group: TaskGroup, tls: ssl.SSLContext | None = None) -> None:
+        tcp = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        self.port = tcp.extra(SocketAttribute.local_port)
+        listener = TLSListener(tcp, tls, standard_compatible=False) if tls is not None else tcp
         group.start_soon(listener.serve, self._handle)
 
-    async def _handle(self, stream: SocketStream) -> None:
+    async def _handle(self, stream: ByteStream) -> None:
         async with stream:
             head = b""
             while b"\r\n\r\n" not in head:
@@ -69,45 +79,45 @@ def _response(status: str, body: bytes, *extra: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-async def _document(host: MetadataHost, stream: SocketStream) -> None:
+async def _document(host: MetadataHost, stream: ByteStream) -> None:
     url = f"{host.origin}/client.json"
     body = f'{{"client_id": "{url}", "client_name": "Loopback", "redirect_uris": ["https://c.example/cb"]}}'
     await stream.send(_response("200 OK", body.encode(), "Content-Type: application/json"))
 
 
-async def _declared_huge(host: MetadataHost, stream: SocketStream) -> None:
+async def _declared_huge(host: MetadataHost, stream: ByteStream) -> None:
     await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\nConnection: close\r\n\r\n{")
     for _ in range(ENDLESS_CHUNKS):
         await stream.send(b" " * 1024)
 
 
-async def _endless_chunked(host: MetadataHost, stream: SocketStream) -> None:
+async def _endless_chunked(host: MetadataHost, stream: ByteStream) -> None:
     await stream.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
     for _ in range(ENDLESS_CHUNKS):
         await stream.send(b"400\r\n" + b" " * 1024 + b"\r\n")
     await stream.send(b"0\r\n\r\n")
 
 
-async def _redirect(host: MetadataHost, stream: SocketStream) -> None:
+async def _redirect(host: MetadataHost, stream: ByteStream) -> None:
     await stream.send(_response("302 Found", b"", f"Location: {host.origin}/client.json"))
 
 
-async def _redirect_inside(host: MetadataHost, stream: SocketStream) -> None:
+async def _redirect_inside(host: MetadataHost, stream: ByteStream) -> None:
     await stream.send(_response("302 Found", b"", "Location: http://10.0.0.7/latest/meta-data"))
 
 
-async def _trickle(host: MetadataHost, stream: SocketStream) -> None:
+async def _trickle(host: MetadataHost, stream: ByteStream) -> None:
     await stream.send(f"HTTP/1.1 200 OK\r\nContent-Length: {TRICKLE_BYTES}\r\nConnection: close\r\n\r\n".encode())
     for _ in range(TRICKLE_BYTES):
         await stream.send(b" ")
         await anyio.sleep(0.1)  # the slow server being simulated, not the test waiting
 
 
-async def _not_found(host: MetadataHost, stream: SocketStream) -> None:
+async def _not_found(host: MetadataHost, stream: ByteStream) -> None:
     await stream.send(_response("404 Not Found", b""))
 
 
-ROUTES: dict[str, Callable[[MetadataHost, SocketStream], Awaitable[None]]] = {
+ROUTES: dict[str, Callable[[MetadataHost, ByteStream], Awaitable[None]]] = {
     "/client.json": _document,
     "/huge": _declared_huge,
     "/endless": _endless_chunked,
@@ -207,3 +217,66 @@ async def test_a_refused_address_never_reaches_the_server(metadata_host: Metadat
     with pytest.raises(Refused, match="loopback"):
         await public_only.request("GET", f"{metadata_host.origin}/client.json")
     assert metadata_host.seen == []
+
+
+# -- TLS: the address is pinned, the certificate is still checked against the name -----------------------------
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None, signer: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer is not None else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def tls_contexts(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for ``name`` only (no IP address in it) and a client context that
+    trusts only the throwaway CA that signed it."""
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("Test CA", ca_key, None, ca_key)
+    leaf = _certificate(name, leaf_key, ca, ca_key)
+    chain, key = tmp_path / "leaf.pem", tmp_path / "leaf.key"
+    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(chain, key)
+    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    return server, client
+
+
+async def test_https_connects_to_the_vetted_address_and_checks_the_certificate_for_the_name(tmp_path: Path) -> None:
+    server_tls, client_tls = tls_contexts(tmp_path, NAME)
+    names: list[str | None] = []
+    server_tls.sni_callback = lambda _socket, name, _context: names.append(name)  # type: ignore[assignment,misc]
+    async with anyio.create_task_group() as group:
+        host = MetadataHost()
+        await host.serve(group, server_tls)
+        pool = httpx.AsyncHTTPTransport(verify=client_tls, trust_env=False)
+        guarded = Fetcher(policy=LOOPBACK_ONLY, resolve=Resolver("127.0.0.1"), transport=pool)
+        fetched = await guarded.request("GET", f"https://{NAME}:{host.port}/client.json")
+        assert fetched.status == 200
+        assert names == [NAME]  # SNI carried the name although the connection went to 127.0.0.1
+        assert [(s.host_header, s.local_address) for s in host.seen] == [(f"{NAME}:{host.port}", "127.0.0.1")]
+        # The same server, address and trust, under a name its certificate does not carry: the handshake fails.
+        pool = httpx.AsyncHTTPTransport(verify=client_tls, trust_env=False)
+        impostor = Fetcher(policy=LOOPBACK_ONLY, resolve=Resolver("127.0.0.1"), transport=pool)
+        with pytest.raises(FetchError, match=r"could not reach other\.test: ConnectError"):
+            await impostor.request("GET", f"https://other.test:{host.port}/client.json")
+        group.cancel_scope.cancel()

@@ -56,6 +56,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.policy = policy
         self.allow_http = allow_http
         self.resolve = resolve
+        self.owns_inner = inner is None
         self.inner = inner or direct_transport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -121,4 +122,5 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         return addresses[0]
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        if self.owns_inner:  # an injected transport belongs to whoever made it
+            await self.inner.aclose()
