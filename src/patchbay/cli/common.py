@@ -88,6 +88,31 @@ def load_settings(config: Path | None, *, demo: bool = False, overrides: dict[st
         raise typer.Exit(2) from None
 
 
+def check_store(settings: Settings) -> None:
+    """Exit (code 2) naming the folder and the setting when the store is a SQLite file in a missing folder."""
+    folder = _sqlite_folder(settings.store_url)
+    if folder is None or folder.is_dir():
+        return
+    origin = "PATCHBAY_STORE__URL" if os.environ.get("PATCHBAY_STORE__URL") else settings.source
+    err.print(
+        f"[bold red]store error[/]: the folder of store.url does not exist: {escape(str(folder))} "
+        f"(store.url = {escape(repr(settings.store.url))}, from {escape(origin)}). Create the folder, or set "
+        "store.url to a file in an existing folder; a relative path is relative to the config file's folder.",
+        highlight=False,
+    )
+    raise typer.Exit(2)
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    # Parsed by hand: serving without sign-in imports no SQLAlchemy (start-up time). SQLite creates a database
+    # file but never its folder, and then says only "unable to open database file".
+    scheme, sep, rest = url.partition(":///")
+    path = rest.partition("?")[0]
+    if not sep or scheme.split("+")[0] != "sqlite" or path in ("", ":memory:") or "mode=memory" in url:
+        return None
+    return Path(path).parent
+
+
 def _merge(data: dict[str, Any], overrides: dict[str, Any]) -> None:
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from patchbay.cli.common import err, load_settings
+from patchbay.cli.common import check_store, err, load_settings
 from patchbay.errors import ConfigError, ConnectorError
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml")]
@@ -42,6 +42,7 @@ def index(config: ConfigOpt = None, demo: DemoOpt = False, connector: OnlyOpt = 
     from patchbay.connectors.documents.ingest import SourceError
 
     settings = load_settings(config, demo=demo)
+    check_store(settings)
     try:
         chosen: list[DocumentsConnector] = []
         for built in build_connectors(settings):

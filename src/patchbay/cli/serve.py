@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from patchbay import logs
-from patchbay.cli.common import err, load_settings
+from patchbay.cli.common import check_store, err, load_settings
 from patchbay.errors import ConfigError, ConnectorError
 
 log = logging.getLogger("patchbay")
@@ -44,6 +44,7 @@ def serve(
     if port is not None:
         overrides.setdefault("server", {})["port"] = port
     settings = load_settings(config, demo=demo, overrides=overrides)
+    check_store(settings)
     logs.configure(settings.server.log_level, settings.server.log_format)
     if stdio:
         _serve_stdio(settings, strict=strict)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from patchbay.cli.common import err, load_settings
+from patchbay.cli.common import check_store, err, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -37,6 +37,7 @@ def auth_store(config: Path | None) -> Iterator[Engine]:
     from patchbay.store import create_engine, upgrade
 
     settings = load_settings(config)
+    check_store(settings)
     engine = create_engine(settings.store_url)
     try:
         upgrade(engine)
