@@ -33,6 +33,7 @@ from bench.sql import write_doc
 CLIENTS = 16
 WRITES_PER_S = 100.0
 READS_PER_S = 20.0
+SPARE_CARDS = 3
 HEADING = "## Embedded store: concurrent writes"
 PROTOCOL = "2025-06-18"
 CONFIG = """\
@@ -75,6 +76,11 @@ class Client:
             self.headers["Mcp-Session-Id"] = session
         note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         (await self.http.post(self.url, json=note, headers=self.headers)).raise_for_status()
+        # A few cards of its own before the clock starts, so a delete always has a card to delete even while
+        # the create before it is still in flight: the mix stays half and half and the board stays small.
+        for n in range(SPARE_CARDS):
+            card = await self.call("create_card", {"board_id": 1, "column": "To do", "title": f"spare {n}"})
+            self.cards.append(card["id"])
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         self.ids += 1

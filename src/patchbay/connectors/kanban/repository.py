@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, case, func, or_, select, text
+from sqlalchemy import Connection, Engine, Select, case, func, or_, select, text, update
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from patchbay.connectors.kanban import schemas
@@ -165,10 +165,12 @@ def _move_card(session: Session, card_id: int, column: str, position: int | None
 
 def _delete_card(session: Session, card_id: int) -> schemas.Deleted:
     card = _get_card(session, card_id)
-    column_id = card.column_id
+    column_id, position = card.column_id, card.position
     session.delete(card)
     session.flush()
-    _renumber(_column_cards(session, column_id))
+    # Positions are contiguous, so the cards after it move up one: one statement, not a load of the column.
+    later = (KanbanCard.column_id == column_id) & (KanbanCard.position > position)
+    session.execute(update(KanbanCard).where(later).values(position=KanbanCard.position - 1))
     return schemas.Deleted(deleted=card_id)
 
 
