@@ -87,7 +87,10 @@ CLEAN_PIP = $(@D)/bin/python -m pip --disable-pip-version-check
 .SECONDARY: $(addsuffix /.created,$(INSTALL_VENVS))
 test: install-venvs
 
-install-venvs: $(addsuffix /.installed,$(INSTALL_VENVS)) ## build the wheel and install it into clean venvs (build/install/)
+# Under the lock tests/install/conftest.py takes too, so a test run and a make never rebuild the same venv at once.
+install-venvs: ## build the wheel and install it into clean venvs (build/install/)
+	mkdir -p $(INSTALL_DIR)
+	flock $(INSTALL_DIR)/.lock $(MAKE) --no-print-directory $(addsuffix /.installed,$(INSTALL_VENVS))
 
 install-check: install-venvs $(VENV_STAMP) postgres ## the clean-install tests alone (tests/install)
 	$(VENV)/bin/pytest tests/install $(PYTEST_ARGS)

@@ -11,6 +11,7 @@ bin first on PATH, no PYTHONPATH, no VIRTUAL_ENV of the dev venv and no user sit
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -18,12 +19,16 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["BASE", "EXTRAS", "CleanInstall", "build_clean_install"]
+from tests.install.inventory import Declared, ImportSite, distributions_of, import_sites, parse_requires
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["BASE", "EXTRAS", "CleanInstall", "PackageFacts", "build_clean_install", "probe"]
+
+INSTALL_TESTS = Path(__file__).resolve().parent
+REPO_ROOT = INSTALL_TESTS.parents[1]
 INSTALL_DIR = REPO_ROOT / "build" / "install"
 BASE = "base"
 # The optional extras users install; `dev` is ours, not theirs.
@@ -132,3 +137,52 @@ def clean_install_with() -> Iterator[Callable[[str], CleanInstall]]:
 
 def variants() -> Sequence[str]:
     return (BASE, *EXTRAS)
+
+
+def probe(install: CleanInstall, *args: str, cwd: Path) -> Any:
+    """Run tests/install/probe.py with the install's Python in isolated mode (-I) and return its JSON."""
+    done = install.run("python", "-I", str(INSTALL_TESTS / "probe.py"), *args, cwd=cwd)
+    assert done.returncode == 0, f"probe {args} in {install.variant} failed:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout)
+
+
+@dataclass(frozen=True)
+class PackageFacts:
+    """The installed package's third-party imports against what its wheel declares."""
+
+    root: Path  # the package folder in the no-extras install's site-packages
+    declared: Declared
+    packages: dict[str, set[str]]  # import name -> distributions providing it, over every clean install
+    sites: tuple[ImportSite, ...]
+
+    def distributions(self, name: str) -> set[str]:
+        return self.packages.get(name, set())
+
+    def extra_of(self, site: ImportSite) -> str | None:
+        """The one extra declaring the distribution behind this import, when no base dependency provides it."""
+        dists = self.distributions(site.name)
+        if dists & self.declared.base:
+            return None
+        extras = {extra for dist in dists for extra in self.declared.extras_declaring(dist)}
+        return min(extras) if extras else None
+
+    def extra_modules(self) -> dict[str, str]:
+        """Modules that import an extra's package at module level, and so are meant for that extra's install."""
+        return {s.module: extra for s in self.sites if not s.lazy and (extra := self.extra_of(s)) is not None}
+
+
+@pytest.fixture(scope="session")
+def package_facts(
+    clean_install: CleanInstall,
+    clean_install_with: Callable[[str], CleanInstall],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> PackageFacts:
+    cwd = tmp_path_factory.mktemp("probe")
+    base = probe(clean_install, "metadata", cwd=cwd)
+    packages: dict[str, set[str]] = {}
+    for install in (clean_install, *(clean_install_with(extra) for extra in EXTRAS)):
+        found = base if install is clean_install else probe(install, "metadata", cwd=cwd)
+        for name in found["packages"]:
+            packages.setdefault(name, set()).update(distributions_of(name, found["packages"]))
+    root = Path(base["root"])
+    return PackageFacts(root, parse_requires(base["requires"]), packages, tuple(import_sites(root)))
