@@ -26,6 +26,8 @@ from patchbay.errors import ConfigError, ConnectorError
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
 from patchbay.protocol.hub import Hub
 from patchbay.settings import ConnectorSettings, Settings
+from patchbay.transport.batch import BatchLimits
+from patchbay.transport.edge import Edge
 from patchbay.transport.http import Receive, Scope, Send
 from patchbay.transport.legacy_sse import LegacySSE
 from patchbay.transport.security import HostGuard
@@ -198,8 +200,13 @@ def create_app(settings: Settings) -> Any:
     runtime = Runtime(settings, on_failure="retry")
     auth = _build_auth(settings, runtime)
     server = settings.server
-    guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins)
-    sessions = MemorySessionStore(idle_seconds=server.session_idle_seconds, max_sessions=server.max_sessions)
+    guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
+    sessions = MemorySessionStore(
+        idle_seconds=server.session_idle_seconds,
+        max_sessions=server.max_sessions,
+        # Without sign-in every caller is the same (anonymous) principal: only the store's own cap applies.
+        max_per_owner=server.max_sessions_per_principal if auth is not None else None,
+    )
     mcp = StreamableHTTP(
         runtime.dispatcher,
         sessions,
@@ -208,6 +215,7 @@ def create_app(settings: Settings) -> Any:
         max_body=server.max_body_bytes,
         keepalive_seconds=server.sse_keepalive_seconds,
         auth=auth.authenticator if auth is not None else None,
+        batch_limits=BatchLimits(server.max_batch_size, server.max_batch_response_bytes),
     )
     legacy = LegacySSE(
         runtime.dispatcher,
@@ -278,6 +286,15 @@ def create_app(settings: Settings) -> Any:
         ],
         lifespan=lifespan,
     )
+    # Every route but /mcp is reached through the edge: the Host check (DNS rebinding) and the body cap apply to
+    # each one, including routes added later. /mcp does both itself, once, on its hot path.
+    edge = Edge(
+        router,
+        guard,
+        max_body=server.max_body_bytes,
+        rpc_paths=("/sse", "/messages", "/messages/"),
+        probe_paths=("/healthz", "/readyz"),
+    )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         # The MCP endpoint is served straight from ASGI: the hot path skips routing and middleware. Both
@@ -285,8 +302,9 @@ def create_app(settings: Settings) -> Any:
         if scope["type"] == "http" and scope["path"] in ("/mcp", "/mcp/"):
             await mcp(scope, receive, send)
         else:
-            await router(scope, receive, send)
+            await edge(scope, receive, send)
 
     app.runtime = runtime  # type: ignore[attr-defined]
     app.sessions = sessions  # type: ignore[attr-defined]
+    app.router = router  # type: ignore[attr-defined]  # tests enumerate its routes
     return app

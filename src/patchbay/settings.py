@@ -50,9 +50,19 @@ class ServerSettings(_Section):
     """Extra Host header values to accept besides public_url's host and loopback; "*" turns the Host check off."""
     allowed_origins: list[str] = []
     """Extra browser origins (scheme://host[:port]) allowed to call /mcp."""
+    probe_hosts: list[str] = []
+    """Host values accepted on /healthz and /readyz only, for load-balancer and Kubernetes probes that send the
+    target's own address: host names, IP addresses or networks such as "10.0.0.0/8" (any port)."""
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Largest request body any route reads (413 beyond), declared or chunked."""
+    max_batch_size: int = Field(100, ge=1)
+    """Most messages in one JSON-RPC batch (2025-03-26 sessions)."""
+    max_batch_response_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest answer to one batch; requests past it are answered with an error instead of being run."""
     session_idle_seconds: float = Field(1800, gt=0)
     max_sessions: int = Field(10_000, ge=1)
+    max_sessions_per_principal: int = Field(1000, ge=1)
+    """Most 2025-era sessions one signed-in principal (or all anonymous callers together) may hold."""
     sse_keepalive_seconds: float = Field(15, gt=0)
     list_ttl_ms: int = Field(60_000, ge=0)
     shutdown_grace_seconds: float = Field(30, ge=0)
@@ -60,6 +70,19 @@ class ServerSettings(_Section):
     """A connector whose system is down is retried after 1 s, then 2, 4 … seconds, never more than this."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("probe_hosts")
+    @classmethod
+    def _probe_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip("[]"), strict=False)
+            except ValueError:
+                if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", entry):
+                    raise ValueError(
+                        f"{entry!r} is not a host name, IP address or network such as '10.0.0.0/8'"
+                    ) from None
+        return value
 
     @field_validator("public_url")
     @classmethod

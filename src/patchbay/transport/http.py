@@ -50,7 +50,11 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
 
 
 async def send_json(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = orjson.dumps(payload)
+    await send_encoded(send, status, orjson.dumps(payload), extra)
+
+
+async def send_encoded(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send ``body``, already-encoded JSON."""
     headers = [JSON_TYPE, (b"content-length", str(len(body)).encode())]
     if extra:
         headers.extend(extra)

@@ -23,6 +23,7 @@ from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.hub import CLOSE
 from patchbay.protocol.outstanding import Outstanding
 from patchbay.protocol.scope import CallScope
+from patchbay.transport import http
 from patchbay.transport.security import HostGuard
 from patchbay.transport.sessions import owner_of
 from patchbay.transport.sse import KEEPALIVE
@@ -72,11 +73,11 @@ class LegacySSE:
         self.streams: dict[str, _Stream] = {}
 
     def _refused(self, request: Request) -> Response | None:
-        if not self.guard.host_ok(request.headers.get("host", "").encode("latin-1")):
-            return _error(421, None, jsonrpc.INVALID_REQUEST, "Misdirected request: Host not allowed")
-        origin = request.headers.get("origin")
-        if not self.guard.origin_ok(origin.encode("latin-1") if origin is not None else None):
-            return _error(403, None, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
+        # The Host was checked by transport.edge in front of these routes; the Origin is the transport's to judge.
+        header = request.headers.get("origin")
+        origin = header.encode("latin-1") if header is not None else None
+        if not self.guard.origin_ok(origin):
+            return _error(403, None, jsonrpc.INVALID_REQUEST, self.guard.origin_refused(origin))
         return None
 
     async def _authenticate(self, request: Request) -> Any:
@@ -142,15 +143,23 @@ class LegacySSE:
         principal = await self._authenticate(request)
         if isinstance(principal, Response):
             return principal
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            return _error(
+                415, None, jsonrpc.INVALID_REQUEST, "Unsupported Media Type: send Content-Type: application/json"
+            )
+        try:
+            body = await http.read_body(request.receive, dict(request.scope["headers"]), self.max_body)
+        except http.ClientGone:
+            return Response(status_code=400)
+        if body is None:
+            return _error(413, None, jsonrpc.INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
         session_id = request.query_params.get("session_id") or request.query_params.get("sessionId")
         stream = self.streams.get(session_id or "")
         # MCP security best practices (session hijacking): only the principal that opened the stream may post to
         # it; anyone else is told the session does not exist.
         if stream is None or stream.owner != owner_of(principal):
             return _error(404, None, jsonrpc.SESSION_NOT_FOUND, "Unknown or closed session_id: open GET /sse first")
-        body = await request.body()
-        if len(body) > self.max_body:
-            return _error(413, None, jsonrpc.INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
+
+log = logging.getLogger("patchbay.transport.security")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # Hosted clients whose requests may carry their web origin (field-problems A4: an allowlist without them turns
@@ -34,7 +38,13 @@ class HostGuard:
     Origin is still checked against the allowed hosts and the extra origins.
     """
 
-    def __init__(self, public_url: str, extra_hosts: Iterable[str] = (), extra_origins: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        public_url: str,
+        extra_hosts: Iterable[str] = (),
+        extra_origins: Iterable[str] = (),
+        probe_hosts: Iterable[str] = (),
+    ) -> None:
         public = urlsplit(public_url)
         self.any_host = False
         self.hosts: set[str] = set()  # "host" (any port) or "host:port"
@@ -51,6 +61,8 @@ class HostGuard:
         if public.hostname and not _is_loopback(public.hostname):
             self.origins.update(HOSTED_CLIENT_ORIGINS)
         self._seen: dict[bytes, bool] = {}
+        self.probes = ProbeHosts(probe_hosts)
+        self.warnings = Warnings(log)
 
     def host_ok(self, value: bytes | None) -> bool:
         if self.any_host:
@@ -68,6 +80,29 @@ class HostGuard:
         text = value.decode("latin-1")
         host, port = _split_host(text)
         return host in self.hosts or (port is not None and f"{host}:{port}" in self.hosts)
+
+    def probe_ok(self, value: bytes | None) -> bool:
+        """A health probe's Host: anything host_ok allows, or one of ``server.probe_hosts``."""
+        return self.host_ok(value) or self.probes.match(value)
+
+    def host_refused(self, value: bytes | None, *, probe: bool = False) -> str:
+        """The message for a refused Host (logged, rate-limited): the value seen and the setting that allows it."""
+        shown = shown_value(value)
+        self.warnings.warn("refused Host %s (not in server.allowed_hosts or server.public_url)", shown)
+        extra = " (for health probes: server.probe_hosts)" if probe else ""
+        return (
+            f"Misdirected request: Host {shown} is not served here. If clients reach this server by that name, "
+            f"add it to server.allowed_hosts{extra} or set server.public_url to the URL they use."
+        )
+
+    def origin_refused(self, value: bytes | None) -> str:
+        """The message for a refused Origin (logged, rate-limited), naming the setting that allows it."""
+        shown = shown_value(value)
+        self.warnings.warn("refused Origin %s (not in server.allowed_origins)", shown)
+        return (
+            f"Forbidden: Origin {shown} may not call this server. To let a browser client on that origin connect, "
+            "add it to server.allowed_origins."
+        )
 
     def origin_ok(self, value: bytes | None) -> bool:
         if value is None:  # server-to-server callers (ChatGPT, Claude) send no Origin
@@ -89,3 +124,68 @@ def _is_loopback(hostname: str) -> bool:
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
+
+
+class ProbeHosts:
+    """``server.probe_hosts``: Host values health probes send (load balancers and Kubernetes send the target's
+    own address). Entries are host names, IP addresses or networks (``10.0.0.0/8``); the port is ignored."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.names: set[str] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in entries:
+            try:
+                self.networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                self.names.add(entry.lower())
+
+    def match(self, value: bytes | None) -> bool:
+        if not value or not (self.names or self.networks):
+            return False
+        host, _ = _split_host(value.decode("latin-1"))
+        if host in self.names:
+            return True
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+SHOWN_MAX = 80
+
+
+def shown_value(value: bytes | None) -> str:
+    """A client-sent header value made safe to echo and log: quoted, non-printables escaped, truncated."""
+    if value is None:
+        return "(none)"
+    text = value[:SHOWN_MAX].decode("latin-1")
+    safe = "".join(ch if " " <= ch <= "~" and ch not in "'\\" else f"\\x{ord(ch):02x}" for ch in text)
+    return f"'{safe}'" + ("…" if len(value) > SHOWN_MAX else "")
+
+
+class Warnings:
+    """At most ``per_minute`` warnings a minute, so a flood of refused requests cannot fill the log; how many
+    were held back is logged when the next minute starts."""
+
+    def __init__(
+        self, logger: logging.Logger, per_minute: int = 10, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger = logger
+        self.per_minute = per_minute
+        self.clock = clock
+        self.window: float | None = None
+        self.logged = 0
+        self.held = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = self.clock()
+        if self.window is None or now - self.window >= 60:
+            if self.held:
+                self.logger.warning("%d more refusals were not logged in the last minute", self.held)
+            self.window, self.logged, self.held = now, 0, 0
+        if self.logged < self.per_minute:
+            self.logged += 1
+            self.logger.warning(message, *args)
+        else:
+            self.held += 1

@@ -1,4 +1,4 @@
-"""2025-era sessions (``Mcp-Session-Id``) behind a small store interface, with idle expiry and a cap.
+"""2025-era sessions (``Mcp-Session-Id``) behind a small store interface, with idle expiry and caps.
 
 A session holds what the handshake negotiated (version, client capabilities, log level, subscriptions) and the
 live plumbing of this process (answers awaited from the client, running requests, resumable streams). The store
@@ -116,21 +116,46 @@ class SessionStore(Protocol):
 
 
 class MemorySessionStore:
-    """Sessions in this process, least recently used first; idle ones expire, and the cap evicts the oldest."""
+    """Sessions in this process, least recently used first; idle ones expire, and two caps evict.
 
-    def __init__(self, *, idle_seconds: float = 1800, max_sessions: int = 10_000) -> None:
+    ``max_per_owner`` caps each principal's sessions (the anonymous callers of a server with public tools are one
+    principal): a principal at its cap loses its own least recently used session. When the whole store is full,
+    the least recently used session of the principal holding the most is evicted, so a crowd of anonymous or
+    other callers cannot push a signed-in user's sessions out.
+    """
+
+    def __init__(
+        self, *, idle_seconds: float = 1800, max_sessions: int = 10_000, max_per_owner: int | None = None
+    ) -> None:
         self.idle_seconds = idle_seconds
         self.max_sessions = max_sessions
+        self.max_per_owner = max_sessions if max_per_owner is None else max_per_owner
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._owners: dict[str | None, OrderedDict[str, None]] = {}  # owner → its session ids, LRU first
 
     def create(self, version: str, client_caps: dict[str, Any], client_info: Any, owner: str | None = None) -> Session:
         self._expire()
+        mine = self._owners.get(owner)
+        while mine and len(mine) >= self.max_per_owner:
+            self.delete(next(iter(mine)))
         while len(self._sessions) >= self.max_sessions:
-            _, evicted = self._sessions.popitem(last=False)
-            evicted.close()
+            self.delete(self._victim(owner))
         session = Session(secrets.token_urlsafe(24), version, client_caps, client_info, owner)
         self._sessions[session.id] = session
+        self._owners.setdefault(owner, OrderedDict())[session.id] = None
         return session
+
+    def _victim(self, owner: str | None) -> str:
+        """The session to evict when the store is full: the least recently used of the principal holding the
+        most sessions; among equals ``owner``'s own first, then whoever holds the store's oldest session."""
+        most = max(len(ids) for ids in self._owners.values())
+        mine = self._owners.get(owner)
+        if mine is not None and len(mine) == most:
+            return next(iter(mine))
+        oldest = next(iter(self._sessions.values()))
+        if len(self._owners[oldest.owner]) == most:
+            return oldest.id
+        return next(iter(next(ids for ids in self._owners.values() if len(ids) == most)))
 
     def get(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
@@ -142,14 +167,23 @@ class MemorySessionStore:
             return None
         session.last_seen = now
         self._sessions.move_to_end(session_id)
+        self._owners[session.owner].move_to_end(session_id)
         return session
 
     def delete(self, session_id: str) -> bool:
         session = self._sessions.pop(session_id, None)
         if session is None:
             return False
+        mine = self._owners[session.owner]
+        del mine[session_id]
+        if not mine:
+            del self._owners[session.owner]
         session.close()
         return True
+
+    def count(self, owner: str | None) -> int:
+        """How many live sessions ``owner`` holds (None: the anonymous callers)."""
+        return len(self._owners.get(owner, ()))
 
     def _expire(self) -> None:
         horizon = time.monotonic() - self.idle_seconds

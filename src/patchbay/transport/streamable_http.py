@@ -24,7 +24,7 @@ from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.scope import CallScope
 from patchbay.transport import http
-from patchbay.transport.batch import answer_batch
+from patchbay.transport.batch import DEFAULT_LIMITS, Batches, BatchLimits
 from patchbay.transport.calls import DisconnectWatch, asker
 from patchbay.transport.headers import check_param_headers, check_routing_headers
 from patchbay.transport.http import Receive, Scope, Send
@@ -57,8 +57,10 @@ class StreamableHTTP:
         keepalive_seconds: float = 15.0,
         retry_ms: int = 1000,
         auth: Authenticator | None = None,
+        batch_limits: BatchLimits = DEFAULT_LIMITS,
     ) -> None:
         self.dispatcher = dispatcher
+        self.batches = Batches(dispatcher, runtime, batch_limits)
         self.auth = auth
         self.sessions = sessions
         self.guard = guard
@@ -81,11 +83,14 @@ class StreamableHTTP:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        if not self.guard.host_ok(headers.get(b"host")):
-            await http.rpc_error(send, 421, None, jsonrpc.INVALID_REQUEST, "Misdirected request: Host not allowed")
+        # The Host check for every other route is transport.edge's; /mcp checks here so its hot path stays flat.
+        host = headers.get(b"host")
+        if not self.guard.host_ok(host):
+            await http.rpc_error(send, 421, None, jsonrpc.INVALID_REQUEST, self.guard.host_refused(host))
             return
         if not self.guard.origin_ok(headers.get(b"origin")):
-            await http.rpc_error(send, 403, None, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
+            message = self.guard.origin_refused(headers.get(b"origin"))
+            await http.rpc_error(send, 403, None, jsonrpc.INVALID_REQUEST, message)
             return
         method = scope["method"]
         origin = headers.get(b"origin")
@@ -393,27 +398,9 @@ class StreamableHTTP:
         await reply.finish(jsonrpc.result_response(request_id, result))
 
     async def batch(self, messages: list[Any], headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
-        # MCP 2025-03-26 basic: receivers MUST accept batches; later revisions removed them.
         session = self._session(headers, principal)
         header = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
-        version = session.version if session else (header or versions.DEFAULT_HEADERLESS)
-        if version != "2025-03-26" or not messages:
-            await http.rpc_error(
-                send,
-                400,
-                None,
-                jsonrpc.INVALID_REQUEST,
-                f"Invalid Request: JSON-RPC batches are not supported in protocol version {version}",
-            )
-            return
-        if session is None and SESSION_HEADER in headers:
-            await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
-            return
-        responses = await answer_batch(self.dispatcher, messages, version, session, principal, self.runtime)
-        if responses:
-            await http.send_json(send, 200, responses)
-        else:
-            await http.send_empty(send, 202)
+        await self.batches.serve(send, messages, session, SESSION_HEADER in headers, header, principal)
 
     async def notification(
         self, method: str, params: dict[str, Any], headers: dict[bytes, bytes], send: Send, principal: Any = None
