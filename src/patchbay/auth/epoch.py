@@ -7,13 +7,16 @@ while the generation it was filled under is still the store's (:class:`patchbay.
 request with a token reads the generation once.
 
 The reading is a :class:`RevocationEpoch`, chosen from the store: a SQLite file is read on the event loop through a
-private connection (a WAL reader never waits for the writer; a few microseconds), any other store through the
-engine in a worker thread (PostgreSQL: one primary-key read per request). A fleet that wants no store read per
-request can provide another implementation, e.g. a generation kept in memory and raised by a Redis channel.
+private connection (a WAL reader never waits for the writer), and only when its write-ahead log shows a commit
+since the last read; any other store through the engine in a worker thread (PostgreSQL: one primary-key read per
+request). A fleet that wants no store read per request can provide another implementation, e.g. a generation kept
+in memory and raised by a Redis channel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import sqlite3
 from typing import Protocol
 
@@ -24,6 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 READ = "SELECT generation FROM auth_revocation_epoch WHERE id = 1"
 # A WAL reader waits only while a crashed writer's log is recovered; never hold the event loop longer.
 READ_BUSY_MS = 1_000
+# Both copies of the wal-index header (2 x 48 bytes) at the start of the -shm file.
+WAL_INDEX_HEADERS = 96
 
 
 class RevocationEpoch(Protocol):
@@ -35,29 +40,58 @@ class RevocationEpoch(Protocol):
 
 
 class SqliteFileEpoch:
-    """Reads the generation of a SQLite file through a connection of its own, opened on first use."""
+    """Reads the generation of a SQLite file through a connection of its own, opened on first use.
+
+    In WAL mode every commit, by any connection of any process, rewrites the wal-index header at the start of the
+    ``-shm`` file (SQLite's documented WAL file format, walformat.html §2.1): while those 96 bytes are as they were
+    at the last read, nothing was committed since, and the generation read then still holds. So a request costs one
+    comparison of mapped memory, and the SQL read happens only after some commit.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._connection: sqlite3.Connection | None = None
+        self._shm: mmap.mmap | None = None
+        self._seen: bytes | None = None
+        self._generation: int | None = None
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.execute(f"PRAGMA busy_timeout={READ_BUSY_MS:d}")
-        connection.execute("PRAGMA query_only=ON")
+        try:
+            connection.execute(f"PRAGMA busy_timeout={READ_BUSY_MS:d}")
+            connection.execute("PRAGMA query_only=ON")
+            connection.execute(READ).fetchall()  # opens the WAL and its -shm, which stay while we are connected
+            wal = connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        except sqlite3.Error:
+            connection.close()
+            raise
+        if wal:  # without WAL (or its -shm) every request reads the generation
+            with contextlib.suppress(OSError, ValueError), open(self.path + "-shm", "rb") as shm:
+                self._shm = mmap.mmap(shm.fileno(), WAL_INDEX_HEADERS, access=mmap.ACCESS_READ)
         return connection
 
     async def current(self) -> int | None:
         try:
             if self._connection is None:
-                self._connection = self._connect()
+                self._connection = self._open()
+            # The header is taken before the read: a commit landing between them changes it, so the next call
+            # reads again instead of trusting a generation older than that commit.
+            header = self._shm[:WAL_INDEX_HEADERS] if self._shm is not None else None
+            if header is not None and header == self._seen:
+                return self._generation
             # fetchall ends the statement, so no read transaction (and no old snapshot) outlives this call.
             rows = self._connection.execute(READ).fetchall()
         except sqlite3.Error:
+            self._seen = None
             return None  # not migrated yet, or unreadable: trust nothing cached
-        return int(rows[0][0]) if rows else None
+        self._generation = int(rows[0][0]) if rows else None
+        self._seen = header if self._generation is not None else None
+        return self._generation
 
     def close(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
