@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import wire
+from bench import signin, wire
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -29,14 +29,16 @@ class ServerSpec:
     def argv(self, port: int, max_sessions: int = 0) -> list[str]:
         if self.name == "patchbay":
             return patchbay_argv(port)
+        if self.name == "patchbay-signin":
+            return patchbay_argv(port, signin.config_path())
         extra = ["--max-sessions", str(max_sessions)] if max_sessions else []
         return [sys.executable, "-m", *self.module_args, "--port", str(port), *extra]
 
 
-def patchbay_argv(port: int) -> list[str]:
+def patchbay_argv(port: int, config: Path = PATCHBAY_CONFIG) -> list[str]:
     script = Path(sys.executable).parent / "patchbay"
     head = [str(script)] if script.exists() else [sys.executable, "-m", "patchbay"]
-    return [*head, "serve", "--config", str(PATCHBAY_CONFIG), "--host", "127.0.0.1", "--port", str(port)]
+    return [*head, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
 
 
 def patchbay_available() -> bool:
@@ -48,6 +50,7 @@ ASGI = ServerSpec("asgi", ("bench.servers.asgi_echo",))
 SDK_MODERN = ServerSpec("sdk-modern-json", ("bench.servers.sdk_server", "--mode", "modern-json"))
 SDK_SESSION_SSE = ServerSpec("sdk-session-sse", ("bench.servers.sdk_server", "--mode", "session-sse"))
 PATCHBAY = ServerSpec("patchbay")
+PATCHBAY_SIGNIN = ServerSpec("patchbay-signin")  # auth.mode = "api_key": bench/signin.py
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Config:
 
     @property
     def is_patchbay(self) -> bool:
-        return self.server is PATCHBAY
+        return self.server in (PATCHBAY, PATCHBAY_SIGNIN)
 
     def body_template(self) -> str:
         if self.era == "modern":
@@ -73,10 +76,11 @@ class Config:
         return wire.session_call_template(self.tool, self.progress)
 
     def headers(self, session_id: str | None) -> dict[str, str]:
+        sign_in = signin.authorization() if self.server is PATCHBAY_SIGNIN else {}
         if self.era == "modern":
-            return wire.modern_headers(self.tool)
+            return {**wire.modern_headers(self.tool), **sign_in}
         assert session_id is not None
-        return wire.session_headers(session_id)
+        return {**wire.session_headers(session_id), **sign_in}
 
 
 JSON = "application/json"
@@ -106,6 +110,14 @@ CONFIGS: tuple[Config, ...] = (
         "patchbay-modern-json",
         "Patchbay, 2026-07-28 envelope, JSON",
         PATCHBAY,
+        "modern",
+        expect_content_type=JSON,
+    ),
+    # Right after the same configuration without sign-in, so each round measures the two back to back.
+    Config(
+        "patchbay-modern-json-signin",
+        "Patchbay, 2026-07-28 envelope, JSON, sign-in on (API key)",
+        PATCHBAY_SIGNIN,
         "modern",
         expect_content_type=JSON,
     ),

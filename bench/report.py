@@ -114,6 +114,38 @@ def _ratio_target(aggs: dict[str, Agg], what: str, num: str, dens: tuple[str, ..
     return Target(what, measured, f"≥ {goal:g}x", _verdict(ratio >= goal, bool(top.errors or best.errors)))
 
 
+SIGNIN_SUFFIX = "-signin"
+SIGNIN_PAIR = ("patchbay-modern-json", "patchbay-modern-json-signin")
+
+
+def signin_targets(aggs: dict[str, Agg]) -> list[Target]:
+    """What sign-in (an API key on every request) costs: throughput per level and idle memory, on vs off."""
+    off, on = (aggs.get(name) for name in SIGNIN_PAIR)
+    if off is None or on is None or not off.peak_rps:
+        return [Target("Sign-in cost per call (API key vs none)", "not measured", "≤ 10%", "n/a")]
+    levels = [c for c in off.levels if c in on.levels and off.levels[c]["rps"] and off.levels[c]["cpu_us_per_call"]]
+    # The verdict uses server CPU per call: the cost of a call on one core, and unlike req/s on this shared
+    # machine, not lowered by other processes taking CPU 0 (both are shown).
+    cpu = {c: on.levels[c]["cpu_us_per_call"] / off.levels[c]["cpu_us_per_call"] - 1 for c in levels}
+    rps = {c: 1 - on.levels[c]["rps"] / off.levels[c]["rps"] for c in levels}
+    worst = max(cpu.values(), default=0.0)
+    per_level = ", ".join(
+        f"c={c} {on.levels[c]['cpu_us_per_call']:.0f} vs {off.levels[c]['cpu_us_per_call']:.0f} µs CPU/call "
+        f"({cpu[c]:+.0%}), {on.levels[c]['rps']:,.0f} vs {off.levels[c]['rps']:,.0f} req/s ({-rps[c]:+.0%})"
+        for c in levels
+    )
+    flagged = bool(on.errors or off.errors)
+    return [
+        Target("Sign-in cost per call (API key vs none)", per_level, "≤ +10% CPU", _verdict(worst <= 0.10, flagged)),
+        Target(
+            "Idle RSS, sign-in on vs off",
+            f"{on.idle_rss_mb:.1f} MB vs {off.idle_rss_mb:.1f} MB",
+            "≤ 60 MB (off)",
+            _verdict(off.idle_rss_mb <= 60),
+        ),
+    ]
+
+
 def targets(aggs: dict[str, Agg], sessions: list[SessionProbe], colds: list[ColdStart]) -> list[Target]:
     out = [
         _ratio_target(aggs, "Patchbay JSON (2026 envelope) vs SDK best mode", "patchbay-modern-json", SDK_CONFIGS, 3.0),
@@ -151,7 +183,8 @@ def targets(aggs: dict[str, Agg], sessions: list[SessionProbe], colds: list[Cold
                     _verdict(p99 <= 25, bool(agg.errors)),
                 )
             )
-    idle = [a.idle_rss_mb for a in aggs.values() if a.name.startswith("patchbay")]
+    out += signin_targets(aggs)
+    idle = [a.idle_rss_mb for a in aggs.values() if a.name.startswith("patchbay") and SIGNIN_SUFFIX not in a.name]
     out.append(
         Target(
             "Patchbay idle RSS",
