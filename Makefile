@@ -30,7 +30,7 @@ APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 .PHONY: help venv node demo test lint conformance bench clean postgres mariadb
 
 help: ## list the targets
-	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
 
 venv: $(VENV_STAMP) ## create .venv with Patchbay and its dev tools (re-runs when pyproject.toml changes)
 
@@ -113,7 +113,7 @@ $(INSTALL_DIR)/venv-%/.installed: $(INSTALL_DIR)/venv-%/.created $(WHEEL_STAMP)
 	$(CLEAN_PIP) check
 	touch $@
 
-test: $(VENV_STAMP) $(NODE_STAMP) postgres mariadb ## lint, then the whole test suite (unit, e2e, conformance)
+test: $(VENV_STAMP) $(NODE_STAMP) postgres mariadb ## lint, then the whole test suite (unit, e2e, conformance, clean installs)
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
