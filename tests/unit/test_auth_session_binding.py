@@ -4,14 +4,18 @@ method (POST, GET stream, DELETE), and the owner keeps using it. Legacy HTTP+SSE
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2 as httpx
 import pytest
-from fixtures.authflow import ACCEPT, BASE, add_user, client_for, running
+from fixtures.authflow import ACCEPT, TOOLS, add_user, client_for, running
+from fixtures.wire import live_server
 
 from patchbay.auth.principal import Principal
+from patchbay.settings import from_dict
 from patchbay.transport.sessions import owner_of
 
 pytestmark = pytest.mark.anyio
@@ -88,28 +92,58 @@ def test_the_owner_is_the_principals_kind_subject_and_client() -> None:
     assert "alice" not in (owner_of(alice) or "")  # a digest: nothing personal is kept on the session
 
 
-async def test_a_legacy_sse_session_refuses_another_principals_messages(tmp_path: Path) -> None:
-    from starlette.applications import Starlette
-    from starlette.routing import Route
+async def next_event(lines: Any) -> tuple[str | None, str]:
+    """The next SSE event on a legacy stream: its name and data (keep-alive comments skipped)."""
+    name, data = None, []
+    async for line in lines:
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and data:
+            return name, "\n".join(data)
+    raise AssertionError("the stream ended")
 
-    from patchbay.transport.legacy_sse import LegacySSE, _Stream
-    from patchbay.transport.security import HostGuard
 
-    async with running(tmp_path) as app:
-        token_a, token_b = await keys(app)
-        runtime = app.runtime
-        legacy = LegacySSE(runtime.dispatcher, HostGuard(BASE), runtime=runtime, auth=runtime.auth.authenticator)
-        principal_a = await runtime.auth.authenticator.authenticate(f"Bearer {token_a}".encode())
-        legacy.streams["sid"] = stream = _Stream(owner_of(principal_a))
-        routes = Starlette(routes=[Route("/messages", legacy.post, methods=["POST"])])
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=routes), base_url=BASE) as http:
-            ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-            other = await http.post(
-                "/messages?session_id=sid", json=ping, headers={"authorization": f"Bearer {token_b}"}
-            )
-            assert other.status_code == 404 and stream.queue.empty()
-            mine = await http.post(
-                "/messages?session_id=sid", json=ping, headers={"authorization": f"Bearer {token_a}"}
-            )
-            assert mine.status_code == 202
-            assert b'"id":1' in await stream.queue.get()
+def test_a_legacy_sse_stream_takes_messages_only_from_the_key_that_opened_it(tmp_path: Path) -> None:
+    """GET /sse opened with key A: key B's and anonymous messages to it are refused and never reach it."""
+    data = {
+        "server": {"name": "legacy-binding", "sse_keepalive_seconds": 0.2},
+        "store": {"url": f"sqlite:///{tmp_path / 'legacy.db'}"},
+        "auth": {"mode": "api_key"},
+        "connectors": [{"name": "t", "type": "python", "path": str(TOOLS), "prefix": ""}],
+    }
+    with live_server(from_dict(data, base_dir=tmp_path)) as server:
+        core = server.app.runtime.auth.core
+        key_a, key_b = core.keys.create("key-a", ["mcp"])[1], core.keys.create("key-b", ["mcp"])[1]
+
+        def bearer(key: str) -> dict[str, str]:
+            return {"authorization": f"Bearer {key}", "content-type": "application/json"}
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as http:
+                with anyio.fail_after(10):
+                    assert (await http.get("/sse")).status_code == 401
+                async with http.stream("GET", "/sse", headers=bearer(key_a)) as stream:
+                    assert stream.status_code == 200
+                    lines = stream.aiter_lines()
+                    with anyio.fail_after(5):
+                        kind, endpoint = await next_event(lines)
+                    assert kind == "endpoint" and "session_id=" in endpoint
+                    call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+                    other = await http.post(endpoint, json={**call, "id": 1}, headers=bearer(key_b))
+                    assert other.status_code == 404
+                    assert other.json()["error"]["code"] == -32001
+                    anonymous = await http.post(
+                        endpoint, json={**call, "id": 2}, headers={"content-type": "application/json"}
+                    )
+                    assert anonymous.status_code == 401
+                    mine = await http.post(endpoint, json={**call, "id": 3}, headers=bearer(key_a))
+                    assert mine.status_code == 202
+                    with anyio.fail_after(5):
+                        kind, payload = await next_event(lines)
+                    answer = json.loads(payload)
+                    assert answer["id"] == 3  # the first message on A's stream: nothing of B's or anonymous reached it
+                    assert answer["result"]["structuredContent"]["subject"] == "key:key-a"
+
+        anyio.run(scenario)

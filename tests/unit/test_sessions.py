@@ -182,3 +182,59 @@ def test_close_all_empties_the_store() -> None:
         new(store)
     store.close_all()
     assert len(store) == 0
+
+
+def owned(store: MemorySessionStore, owner: str | None) -> str:
+    return store.create("2025-11-25", {}, None, owner).id
+
+
+def test_a_principal_at_its_cap_loses_its_own_oldest_session_only() -> None:
+    store = MemorySessionStore(max_sessions=100, max_per_owner=2)
+    bob = owned(store, "bob")
+    a1, a2 = owned(store, "alice"), owned(store, "alice")
+    assert store.get(a1) is not None  # a1 is now alice's most recently used
+    a3 = owned(store, "alice")
+    assert store.get(a2) is None
+    assert all(store.get(s) is not None for s in (a1, a3, bob))
+    assert store.count("alice") == 2 and store.count("bob") == 1
+
+
+def test_anonymous_callers_are_one_principal_and_cannot_evict_a_signed_in_users_session() -> None:
+    store = MemorySessionStore(max_sessions=10, max_per_owner=5)
+    alice = owned(store, "alice")
+    anonymous = [owned(store, None) for _ in range(100)]
+    assert store.get(alice) is not None
+    assert store.count(None) == 5
+    assert all(store.get(s) is not None for s in anonymous[-5:])
+
+
+def test_a_full_store_evicts_from_the_principal_holding_the_most() -> None:
+    """Even when one principal may fill the store, a crowd evicts its own sessions before anyone else's."""
+    store = MemorySessionStore(max_sessions=4, max_per_owner=4)
+    alice, bob = owned(store, "alice"), owned(store, "bob")
+    crowd = [owned(store, None) for _ in range(10)]
+    assert store.get(alice) is not None and store.get(bob) is not None
+    assert [store.get(s) is not None for s in crowd] == [False] * 8 + [True] * 2
+    carol = owned(store, "carol")  # the store is full: the crowd, holding the most, gives one up
+    assert store.get(carol) is not None and store.get(alice) is not None and store.get(bob) is not None
+    assert store.count(None) == 1
+
+
+def test_among_equals_a_full_store_evicts_the_least_recently_used() -> None:
+    store = MemorySessionStore(max_sessions=3)
+    a, b, c = owned(store, "a"), owned(store, "b"), owned(store, "c")
+    assert store.get(a) is not None  # b is now the least recently used
+    d = owned(store, "d")
+    assert store.get(b) is None
+    assert all(store.get(s) is not None for s in (a, c, d))
+
+
+def test_counts_follow_deletes_and_expiry(clock: Clock) -> None:
+    store = MemorySessionStore(idle_seconds=60, max_per_owner=3)
+    first = owned(store, "alice")
+    owned(store, "alice")
+    store.delete(first)
+    assert store.count("alice") == 1
+    clock.now += 61
+    owned(store, "bob")  # creating sweeps the expired
+    assert store.count("alice") == 0 and store.count("bob") == 1

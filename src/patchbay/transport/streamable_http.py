@@ -113,7 +113,7 @@ class StreamableHTTP:
         if method == "POST":
             await self.post(headers, receive, send, principal)
         elif method == "GET":
-            await self.get(headers, send, principal)
+            await self.get(headers, send, principal, receive)
         elif method == "DELETE":
             await self.delete(headers, send, principal)
         else:
@@ -437,7 +437,9 @@ class StreamableHTTP:
 
     # -- GET and DELETE ------------------------------------------------------------------------------------
 
-    async def get(self, headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
+    async def get(
+        self, headers: dict[bytes, bytes], send: Send, principal: Any = None, receive: Receive | None = None
+    ) -> None:
         if b"text/event-stream" not in headers.get(b"accept", b""):
             await http.rpc_error(
                 send,
@@ -476,7 +478,7 @@ class StreamableHTTP:
                 "Conflict: this session already has an open GET stream",
             )
             return
-        await self.streams.standalone(session, send)
+        await self.streams.standalone(session, send, receive)
 
     async def delete(self, headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
         if SESSION_HEADER not in headers:

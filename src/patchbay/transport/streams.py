@@ -24,10 +24,14 @@ class Streams:
     keepalive: float
     retry_ms: int
 
-    async def standalone(self, session: Session, send: Send) -> None:
+    async def standalone(self, session: Session, send: Send, receive: Receive | None = None) -> None:
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
         session.standalone = queue
         remove = self.hub.add(_session_listener(session, queue)) if self.hub is not None else None
+        # A client that drops the connection ends the stream here too, so its reconnect is not refused with 409.
+        gone = asyncio.ensure_future(_disconnected(receive)) if receive is not None else None
+        if gone is not None:
+            gone.add_done_callback(lambda done: None if done.cancelled() else end_queue(queue))
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         try:
             if session.version >= "2025-11-25":
@@ -43,6 +47,8 @@ class Streams:
         except OSError:
             pass
         finally:
+            if gone is not None:
+                gone.cancel()
             if remove is not None:
                 remove()
             if session.standalone is queue:
@@ -111,6 +117,12 @@ class Streams:
             remove()
             gone.cancel()
             await http.end(send)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns once the client has gone (the GET's empty request body comes first)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def end_queue(queue: asyncio.Queue[Any], sentinel: Any = b"") -> None:
