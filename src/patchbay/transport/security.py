@@ -89,10 +89,10 @@ class HostGuard:
         """The message for a refused Host (logged, rate-limited): the value seen and the setting that allows it."""
         shown = shown_value(value)
         self.warnings.warn("refused Host %s (not in server.allowed_hosts or server.public_url)", shown)
-        extra = " (for health probes: server.probe_hosts)" if probe else ""
+        probes = "A health probe's own address or network goes in server.probe_hosts. " if probe else ""
         return (
-            f"Misdirected request: Host {shown} is not served here. If clients reach this server by that name, "
-            f"add it to server.allowed_hosts{extra} or set server.public_url to the URL they use."
+            f"Misdirected request: Host {shown} is not served here. {probes}If clients reach this server by that "
+            "name, add it to server.allowed_hosts or set server.public_url to the URL they use."
         )
 
     def origin_refused(self, value: bytes | None) -> str:
