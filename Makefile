@@ -1,7 +1,8 @@
 # Patchbay developer entry points. `make help` lists them.
 #
 # Everything a test needs is installed by `make test` itself: the Python venv (.venv), the pinned npm clients and
-# conformance suite (tests/e2e/node), and nothing from apt. Steps re-run only when their inputs change (stamp files).
+# conformance suite (tests/e2e/node), the built wheel in clean venvs (build/install/), and from apt only the
+# database servers the tests start (postgresql, mariadb-server). Steps re-run only when their inputs change (stamps).
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
