@@ -130,6 +130,17 @@ bench: $(VENV_STAMP) postgres ## benchmarks (installs wrk with apt-get if missin
 	command -v wrk >/dev/null || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends wrk; }
 	$(VENV)/bin/python -m bench
 
+# Mutation testing (docs/testing.md): mutmut over the modules in mutate/modules.toml, each judged by its own unit
+# tests, one worker at nice 10. MODULES picks groups or modules, e.g. `make mutate MODULES="sql-guard auth/token.py"`;
+# FRESH=1 discards cached results; MUTATE_TIMEOUT bounds each group (seconds). Not part of `make test`: it is slow.
+MODULES ?=
+FRESH ?=
+MUTATE_TIMEOUT ?= 3600
+
+.PHONY: mutate
+mutate: $(VENV_STAMP) ## mutation testing with mutmut, per module (MODULES=..., FRESH=1); summary in build/mutate/
+	$(VENV)/bin/python mutate/run.py --modules "$(MODULES)" --timeout $(MUTATE_TIMEOUT) $(if $(FRESH),--fresh)
+
 clean: ## remove the venv, node_modules, caches and test/bench output
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

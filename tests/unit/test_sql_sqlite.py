@@ -310,6 +310,49 @@ async def test_a_runaway_query_is_stopped_by_the_timeout(tmp_path: Path, db: Pat
         await runtime.stop()
 
 
+async def test_query_runs_the_checked_statement_not_the_callers_text(rt: Runtime, db: Path) -> None:
+    # SQLite folds only ASCII letters in names, so the caller's own text ("ärenden") names no table there; the
+    # checked statement names the visible table Ärenden (matched case-insensitively), schema-qualified and quoted.
+    with sqlite3.connect(db) as conn:
+        conn.execute('CREATE TABLE "Ärenden" (id INTEGER PRIMARY KEY, rubrik TEXT)')
+        conn.executemany('INSERT INTO "Ärenden" VALUES (?, ?)', [(1, "Faktura"), (2, "Inloggning")])
+    conn.close()
+    with sqlite3.connect(db) as raw, pytest.raises(sqlite3.OperationalError, match="no such table"):
+        raw.execute("SELECT id FROM ärenden")  # the caller's text, as the database would read it
+    raw.close()
+    page = await ok(rt, "query", sql="SELECT id, rubrik FROM ärenden /* comment */ ORDER BY id")
+    assert page["rows"] == [[1, "Faktura"], [2, "Inloggning"]]
+
+
+# Writes that return rows: run past the parser on a writable connection, each would change the data and commit.
+WRITES_WITH_ROWS = [
+    "DELETE FROM tickets RETURNING id",
+    "UPDATE tickets SET status = 'hacked' RETURNING id",
+    "INSERT INTO notes (body) VALUES ('planted') RETURNING id",
+    "REPLACE INTO notes (id, body) VALUES (1, 'replaced') RETURNING id",
+    "INSERT INTO notes (body) SELECT subject FROM tickets RETURNING id",
+]
+
+
+@pytest.mark.parametrize("sql", WRITES_WITH_ROWS)
+async def test_the_parser_alone_keeps_writes_out_when_the_database_would_take_them(
+    rt: Runtime, db: Path, monkeypatch: pytest.MonkeyPatch, sql: str
+) -> None:
+    connector = rt.connectors[0]
+    assert isinstance(connector, SqlConnector) and connector._db is not None
+    database = connector._db
+    # Take the second wall away: reads run on the writer, which commits. The first write shows it really does.
+    monkeypatch.setattr(database, "read", database.write)
+    planted = "UPDATE notes SET kind = 'wall down' WHERE id = 3 RETURNING id"
+    database.read(lambda conn: conn.exec_driver_sql(planted).all())
+    before = dump(db)
+    assert "wall down" in before
+    result = await call(rt, "query", sql=sql)
+    assert dump(db) == before
+    assert result["isError"] is True and "structuredContent" not in result
+    assert result["content"][0]["text"].startswith("Refused:")  # the parser's refusal (docs/sql.md), not the database's
+
+
 # -- injection through every parameter ----------------------------------------------------------------------
 
 INJECTIONS = ["1; DROP TABLE tickets", "1 OR 1=1", "' OR '1'='1", "tickets; DROP TABLE tickets; --", "1)--", "\x00"]

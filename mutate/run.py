@@ -1,0 +1,191 @@
+"""`make mutate`: mutation testing with mutmut, one group of modules at a time, each judged by its own unit tests.
+
+mutmut reads its settings from ./pyproject.toml and keeps its mutants and results in ./mutants, so each group gets
+a workspace, build/mutate/<group>/, holding links to src/ and to the test folders it needs and a pyproject.toml that
+is the repository's plus a [tool.mutmut] table for the group. Results are cached there between runs: a mutant is
+tested again when its function changed, and every mutant that survived or timed out last time is tested again
+(the tests may have changed since). `FRESH=1` starts a workspace from nothing.
+
+    python -m mutate.run [--modules sql-guard,auth/token.py] [--fresh] [--timeout SECONDS]
+
+The summary (killed / survived / timeout / no tests / total, kill rate, per module; every module with results so
+far) is printed and written to build/mutate/summary.md; the surviving mutants of each module are listed in
+build/mutate/survivors.txt (`mutmut show <name>` in the group's workspace prints one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "patchbay"
+WORK = ROOT / "build" / "mutate"
+MODULES_FILE = Path(__file__).resolve().parent / "modules.toml"
+# Test folders a unit test may import from (tests.support, the unit fixtures, the document fixtures).
+TEST_FOLDERS = ("unit", "support", "fixtures")
+# mutmut's exit codes (mutmut/stats.py), folded into the columns we report.
+STATUS = {1: "killed", 3: "killed", 37: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout"}
+STATUS |= {152: "timeout", 255: "timeout", 5: "no tests", 33: "no tests", 34: "skipped"}
+RETRY = {"survived", "timeout", "suspicious"}
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    sources: tuple[str, ...]  # paths under src/patchbay, as in modules.toml
+    tests: tuple[str, ...]
+
+    def files(self) -> list[str]:
+        """The group's source files as mutmut names them (src/patchbay/...)."""
+        found: list[str] = []
+        for source in self.sources:
+            path = PACKAGE / source
+            paths = sorted(path.glob("*.py")) if source.endswith("/") else [path]
+            found += [str(p.relative_to(ROOT)) for p in paths if p.name != "__init__.py"]
+        return found
+
+
+def load_groups() -> dict[str, Group]:
+    data = tomllib.loads(MODULES_FILE.read_text())
+    groups = {}
+    for name, table in data["groups"].items():
+        groups[name] = Group(name, tuple(table["sources"]), tuple(table["tests"]))
+    return groups
+
+
+def select(groups: dict[str, Group], wanted: list[str]) -> list[tuple[Group, list[str]]]:
+    """(group, files to mutate) for each name in ``wanted``: a group name or a module path under src/patchbay."""
+    if not wanted:
+        return [(g, g.files()) for g in groups.values()]
+    chosen: dict[str, tuple[Group, list[str]]] = {}
+    for item in wanted:
+        if item in groups:
+            chosen[item] = (groups[item], groups[item].files())
+            continue
+        module = f"src/patchbay/{item.removeprefix('src/patchbay/')}"
+        owners = [g for g in groups.values() if module in g.files()]
+        if not owners:
+            names = ", ".join(groups)
+            sys.exit(f"mutate: {item!r} is neither a group ({names}) nor a module listed in {MODULES_FILE.name}")
+        group = owners[0]
+        files = chosen.get(group.name, (group, []))[1]
+        chosen[group.name] = (group, [*files, module])
+    return list(chosen.values())
+
+
+def prepare(group: Group, files: list[str], fresh: bool) -> Path:
+    """The group's workspace, with its pyproject.toml written for ``files`` and the last doubtful verdicts reset."""
+    work = WORK / group.name
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    (work / "tests").mkdir(parents=True, exist_ok=True)
+    _link(work / "src", ROOT / "src")
+    for folder in TEST_FOLDERS:
+        _link(work / "tests" / folder, ROOT / "tests" / folder)
+    shutil.copy2(ROOT / "tests" / "__init__.py", work / "tests" / "__init__.py")
+    settings = {
+        "source_paths": ["src"],
+        "only_mutate": files,
+        "pytest_add_cli_args_test_selection": list(group.tests),
+        "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+        "also_copy": [],
+    }
+    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    (work / "pyproject.toml").write_text(f"{(ROOT / 'pyproject.toml').read_text()}\n[tool.mutmut]\n{table}\n")
+    for file in files:
+        _reset_doubtful(work / "mutants" / f"{file}.meta")
+    return work
+
+
+def _link(link: Path, target: Path) -> None:
+    if not link.is_symlink():
+        link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+
+
+def _reset_doubtful(meta_path: Path) -> None:
+    if not meta_path.exists():
+        return
+    meta = json.loads(meta_path.read_text())
+    codes = meta["exit_code_by_key"]
+    for key, code in codes.items():
+        if STATUS.get(code, "suspicious") in RETRY:
+            codes[key] = None
+    meta_path.write_text(json.dumps(meta, indent=4))
+
+
+def run(work: Path, timeout: float) -> int:
+    """Run mutmut in ``work`` with one worker at low priority; stops it after ``timeout`` seconds."""
+    command = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        # A fixed command: only the interpreter running this script and mutmut's own arguments.
+        return subprocess.run(command, cwd=work, env=env, timeout=timeout, check=False).returncode  # noqa: S603
+    except subprocess.TimeoutExpired:
+        print(f"mutate: {work.name} stopped after {timeout:.0f} s; its summary counts what finished", flush=True)
+        return 124
+
+
+def tally(work: Path, file: str) -> tuple[Counter[str], list[str]]:
+    """Verdict counts for one module and the names of its surviving mutants."""
+    meta_path = work / "mutants" / f"{file}.meta"
+    counts: Counter[str] = Counter()
+    survivors: list[str] = []
+    if not meta_path.exists():
+        return counts, survivors
+    for key, code in json.loads(meta_path.read_text())["exit_code_by_key"].items():
+        status = "not run" if code is None else STATUS.get(code, "suspicious")
+        counts[status] += 1
+        if status in RETRY:
+            survivors.append(f"{key} ({status})")
+    return counts, survivors
+
+
+def summarise(results: list[tuple[str, str, Counter[str], list[str]]]) -> str:
+    columns = ["killed", "survived", "timeout", "no tests", "not run", "suspicious"]
+    lines = ["| module | group | " + " | ".join(columns) + " | total | kill rate |"]
+    lines.append("|---" * (len(columns) + 4) + "|")
+    for file, group, counts, _ in results:
+        total = sum(counts.values())
+        rate = f"{100 * counts['killed'] / total:.1f}%" if total else "-"
+        cells = " | ".join(str(counts[c]) for c in columns)
+        lines.append(f"| {file.removeprefix('src/patchbay/')} | {group} | {cells} | {total} | {rate} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modules", default="", help="comma-separated group names or module paths (default: all)")
+    parser.add_argument("--fresh", action="store_true", help="discard cached results first")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds each group may run (default 3600)")
+    args = parser.parse_args()
+    wanted = [m.strip() for m in args.modules.replace(" ", ",").split(",") if m.strip()]
+    groups = load_groups()
+    failed = []
+    for group, files in select(groups, wanted):
+        print(f"mutate: {group.name}: {', '.join(files)}", flush=True)
+        work = prepare(group, files, args.fresh)
+        if run(work, args.timeout) not in (0, 124):
+            failed.append(group.name)
+    # The summary covers every module with results, from this run or an earlier one.
+    results = [(file, g.name, *tally(WORK / g.name, file)) for g in groups.values() for file in g.files()]
+    table = summarise([r for r in results if r[2]])
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "summary.md").write_text(table)
+    (WORK / "survivors.txt").write_text("".join(f"{s}\n" for *_, survivors in results for s in survivors))
+    print(table)
+    if failed:
+        print(f"mutate: mutmut failed for {', '.join(failed)} (see its output above)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
