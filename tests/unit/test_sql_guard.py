@@ -123,3 +123,60 @@ def test_action_annotations_follow_the_statement() -> None:
 def test_action_statements_are_checked_at_start_up(sql: str, params: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         prepare(_spec(sql, params), "postgres")
+
+
+ONLY_READS = "only read-only queries (SELECT, WITH … SELECT, UNION, VALUES) are allowed; this is"
+IN_READS = "is not allowed in a read-only query"
+LOCKING = "a locking clause (FOR UPDATE / FOR SHARE / LOCK IN SHARE MODE)"
+EXECUTABLE = "MySQL/MariaDB executable comments (/*! … */, /*M! … */) are not allowed: write the SQL without them"
+SIDE_EFFECTS = "is not allowed: it has side effects or reaches outside the query"
+
+# (dialect, statement, the whole refusal): a refusal names exactly what was refused, so a person can fix the query.
+EXACT_REFUSALS = [
+    ("postgres", "   ", "the statement is empty"),
+    ("postgres", "SELECT (1", "the statement does not parse as postgres SQL: Expecting ). Line 1, Col: 9."),
+    (
+        "postgres",
+        "SELECT 1 UNION SELECT 2; DROP TABLE t",
+        "only one statement is allowed per call; found 2 (UNION, DROP)",
+    ),
+    ("postgres", "TRUNCATE tickets", f"{ONLY_READS} TRUNCATE"),
+    ("postgres", "DO $$ BEGIN END $$", f"{ONLY_READS} DO (a command)"),
+    ("postgres", "SELECT * INTO stolen FROM tickets", f"SELECT … INTO {IN_READS}"),
+    ("postgres", "SELECT * FROM t FOR UPDATE", f"{LOCKING} {IN_READS}"),
+    ("postgres", "WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x", f"an UPDATE statement {IN_READS}"),
+    ("postgres", "WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", f"a DELETE statement {IN_READS}"),
+    ("postgres", "SELECT pg_catalog.pg_sleep(1)", f"the function pg_sleep() {SIDE_EFFECTS}"),
+    ("mysql", "SELECT 1 /*! , SLEEP(10) */", EXECUTABLE),
+    ("mysql", "SELECT 1 /*M! , SLEEP(10) */ FROM t", EXECUTABLE),
+]
+
+
+@pytest.mark.parametrize(("dialect", "sql", "message"), EXACT_REFUSALS)
+def test_a_refusal_says_exactly_what_was_refused(dialect: str, sql: str, message: str) -> None:
+    with pytest.raises(guard.Refused) as refused:
+        guard.check_read_only(sql, dialect)
+    assert str(refused.value) == message
+
+
+def test_every_denied_function_is_refused_by_name_in_every_dialect() -> None:
+    names = [*sorted(guard.DENIED_FUNCTIONS), *(f"{prefix}x" for prefix in guard.DENIED_PREFIXES)]
+    for dialect in ("postgres", "sqlite", "mysql"):
+        for name in names:
+            with pytest.raises(guard.Refused, match=rf"the function {name}\(\) is not allowed"):
+                guard.check_read_only(f"SELECT {name}(1)", dialect)
+
+
+def test_comments_never_reach_the_database_and_only_mysql_runs_them() -> None:
+    # /*! … */ is code to MySQL only; elsewhere it is a comment, dropped like any other.
+    for dialect in ("postgres", "sqlite"):
+        tree = guard.check_read_only("SELECT 1 /*! , note */ -- ; DROP TABLE t", dialect)
+        assert guard.render(tree, dialect) == "SELECT 1"
+    tree = guard.check_read_only("SELECT a /* note */ FROM t", "mysql")
+    assert guard.render(tree, "mysql") == "SELECT a FROM t"
+
+
+def test_the_regenerated_statement_is_written_in_the_databases_dialect() -> None:
+    # In MySQL a backquoted name is a column; written in another dialect ("order") it would be a string.
+    tree = guard.check_read_only("SELECT `order`, `a b` FROM t", "mysql")
+    assert guard.render(tree, "mysql") == "SELECT `order`, `a b` FROM t"
