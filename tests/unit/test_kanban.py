@@ -407,8 +407,8 @@ async def test_a_write_that_fails_midway_is_rolled_back(
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    # Fails after the changes are flushed to the database, before the commit.
-    monkeypatch.setattr(repository_mod, "_full", broken)
+    # Fails after the changes are written, before the commit: every write builds its answer last.
+    monkeypatch.setattr(repository_mod.schemas, "Card", broken)
     monkeypatch.setattr(repository_mod.schemas, "Deleted", broken)
     text = await fails(runtime, tool, **arguments)
     assert "failed unexpectedly" in text and "disk on fire" not in text

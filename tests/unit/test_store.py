@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from patchbay.store import Base, alembic_config, create_engine, current_heads, resolve_url, upgrade
+from patchbay.store import Base, alembic_config, create_engine, current_heads, resolve_url, upgrade, writer
 from patchbay.store.migrate import VERSION_TABLE
 
 KANBAN_TABLES = {"kanban_boards", "kanban_columns", "kanban_cards", "kanban_card_labels"}
@@ -29,6 +29,15 @@ def test_sqlite_engine_enables_wal_foreign_keys_and_busy_timeout(tmp_path: Path)
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+    engine.dispose()
+
+
+def test_every_sqlite_file_connection_syncs_at_checkpoints_not_every_commit(tmp_path: Path) -> None:
+    # synchronous is per connection, not stored in the file: every reader and the writer connection set it.
+    engine = create_engine(_url(tmp_path))
+    with engine.connect() as first, engine.connect() as second, writer(engine).connect() as writing:
+        for connection in (first, second, writing):
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     engine.dispose()
 
 

@@ -1,8 +1,10 @@
-"""The kanban data access: plain synchronous SQLAlchemy, one session per call, one transaction per write.
+"""The kanban data access: reads in an ORM session of their own, writes as jobs on the store's writer path.
 
-Every method returns the tool's output model, built inside the session, or raises ``ToolError`` naming what
-was wrong and what to do. Writes validate everything before they change anything, so a failed call leaves
-the board as it was.
+Every method returns the tool's output model, built inside the transaction, or raises ``ToolError`` naming
+what was wrong and what to do. Writes validate everything before they change anything, so a failed call leaves
+the board as it was. Reads are synchronous (the tools run them in a worker thread); writes are async: they
+wait for the store's writer thread without holding a worker thread. Creating and deleting a card, the frequent
+writes, are lean Core jobs (``kanban.writes``); updates and moves use an ORM session on the writer connection.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, case, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, Select, case, func, or_, select, text
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from patchbay.connectors.kanban import schemas
+from patchbay.connectors.kanban import schemas, writes
 from patchbay.connectors.kanban.validate import NewCard
 from patchbay.errors import ToolError
 from patchbay.store import write_path
@@ -30,18 +32,10 @@ class KanbanRepository:
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._writes = write_path(engine)
 
-    def _write(self, work: Callable[[Session], T]) -> T:
-        """``work`` as one job on the store's writer path, in a session of its own: a ToolError it raises rolls
-        back its changes and reaches the caller."""
-
-        def job(connection: Connection) -> T:
-            # The session's commit releases its savepoint; the writer path commits the transaction.
-            with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
-                result = work(session)
-                session.commit()
-                return result
-
-        return self._writes.run_sync(job)
+    async def _write(self, job: Callable[[Connection], T]) -> T:
+        """``job`` on the store's writer path: a ToolError it raises rolls back its changes and reaches the
+        caller."""
+        return await self._writes.run(job)
 
     def ping(self) -> None:
         with self._read() as session:
@@ -99,40 +93,39 @@ class KanbanRepository:
 
     # -- writes -------------------------------------------------------------------------------------------------
 
-    def create_card(self, board_id: int, column: str, new: NewCard) -> schemas.Card:
-        return self._write(lambda session: _create_card(session, board_id, column, new))
+    async def create_card(self, board_id: int, column: str, new: NewCard) -> schemas.Card:
+        return await self._write(writes.create_card(board_id, column, new))
 
-    def update_card(self, card_id: int, changes: Mapping[str, Any]) -> schemas.Card:
-        return self._write(lambda session: _update_card(session, card_id, changes))
+    async def update_card(self, card_id: int, changes: Mapping[str, Any]) -> schemas.Card:
+        return await self._write(_in_session(lambda session: _update_card(session, card_id, changes)))
 
-    def move_card(self, card_id: int, column: str, position: int | None) -> schemas.Card:
-        return self._write(lambda session: _move_card(session, card_id, column, position))
+    async def move_card(self, card_id: int, column: str, position: int | None) -> schemas.Card:
+        return await self._write(_in_session(lambda session: _move_card(session, card_id, column, position)))
 
-    def delete_card(self, card_id: int) -> schemas.Deleted:
-        return self._write(lambda session: _delete_card(session, card_id))
+    async def delete_card(self, card_id: int) -> schemas.Deleted:
+        return await self._write(writes.delete_card(card_id))
 
     def seed_if_empty(self, rows: Iterable[KanbanBoard | KanbanCard]) -> bool:
-        """Add ``rows`` when there are no boards yet. The write lock makes concurrent starts seed only once."""
-        return self._write(lambda session: _seed_if_empty(session, rows))
+        """Add ``rows`` when there are no boards yet. The write lock makes concurrent starts seed only once.
+
+        Synchronous: call it from a worker thread."""
+        return self._writes.run_sync(_in_session(lambda session: _seed_if_empty(session, rows)))
 
 
-# -- writes: each runs in one session on the writer path's connection ------------------------------------------
+# -- writes in an ORM session on the writer path's connection --------------------------------------------------
 
 
-def _create_card(session: Session, board_id: int, column: str, new: NewCard) -> schemas.Card:
-    target = _find_column(_get_board(session, board_id), column)
-    card = KanbanCard(
-        column=target,
-        position=_column_size(session, target.id),
-        title=new.title,
-        description=new.description,
-        assignee=new.assignee,
-        due_date=new.due_date,
-        labels=[KanbanCardLabel(label=label) for label in new.labels],
-    )
-    session.add(card)
-    session.flush()
-    return _full(card)
+def _in_session(work: Callable[[Session], T]) -> Callable[[Connection], T]:
+    """``work`` as a writer-path job, in a session of its own on the job's connection."""
+
+    def job(connection: Connection) -> T:
+        # The session's commit releases its savepoint; the writer path commits the transaction.
+        with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+            result = work(session)
+            session.commit()
+            return result
+
+    return job
 
 
 def _update_card(session: Session, card_id: int, changes: Mapping[str, Any]) -> schemas.Card:
@@ -161,17 +154,6 @@ def _move_card(session: Session, card_id: int, column: str, position: int | None
     card.updated_at = _now()
     session.flush()
     return _full(card)
-
-
-def _delete_card(session: Session, card_id: int) -> schemas.Deleted:
-    card = _get_card(session, card_id)
-    column_id, position = card.column_id, card.position
-    session.delete(card)
-    session.flush()
-    # Positions are contiguous, so the cards after it move up one: one statement, not a load of the column.
-    later = (KanbanCard.column_id == column_id) & (KanbanCard.position > position)
-    session.execute(update(KanbanCard).where(later).values(position=KanbanCard.position - 1))
-    return schemas.Deleted(deleted=card_id)
 
 
 def _seed_if_empty(session: Session, rows: Iterable[KanbanBoard | KanbanCard]) -> bool:
@@ -242,10 +224,6 @@ def _count(session: Session, query: Select[KanbanCard]) -> int:
 def _column_cards(session: Session, column_id: int) -> list[KanbanCard]:
     stmt = select(KanbanCard).where(KanbanCard.column_id == column_id).order_by(KanbanCard.position, KanbanCard.id)
     return list(session.scalars(stmt))
-
-
-def _column_size(session: Session, column_id: int) -> int:
-    return session.scalar(select(func.count()).where(KanbanCard.column_id == column_id)) or 0
 
 
 def _renumber(cards: Iterable[KanbanCard]) -> None:

@@ -1,8 +1,10 @@
 """The kanban tools, built with the public ``@tool`` decorator over a repository, one small factory each.
 
-The functions are synchronous: the decorator runs them in a worker thread, so database work never blocks the
-event loop. Every annotation is stated explicitly, because clients decide from them whether to ask the person
-before a call (R-050).
+The read tools are synchronous: the decorator runs them in a worker thread, so database work never blocks the
+event loop. The write tools are async: after checking their input they wait for the store's writer thread (one
+per database file, see ``patchbay.store.writes``) without holding a worker thread while they wait. Every
+annotation is stated explicitly, because clients decide from them whether to ask the person before a call
+(R-050).
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def get_card(repo: KanbanRepository) -> Tool:
 
 
 def create_card(repo: KanbanRepository) -> Tool:
-    def create_card(
+    async def create_card(
         board_id: BoardId,
         column: ColumnName,
         title: Title,
@@ -149,7 +151,9 @@ def create_card(repo: KanbanRepository) -> Tool:
         labels: Labels = None,
         due_date: DueDate = None,
     ) -> schemas.Card:
-        return repo.create_card(board_id, column, validate.new_card(title, description, assignee, labels, due_date))
+        return await repo.create_card(
+            board_id, column, validate.new_card(title, description, assignee, labels, due_date)
+        )
 
     return _define(
         create_card,
@@ -163,7 +167,7 @@ def create_card(repo: KanbanRepository) -> Tool:
 
 
 def update_card(repo: KanbanRepository) -> Tool:
-    def update_card(
+    async def update_card(
         card_id: CardId,
         title: NewTitle = None,
         description: NewDescription = None,
@@ -174,7 +178,7 @@ def update_card(repo: KanbanRepository) -> Tool:
         changes = validate.changes(
             title=title, description=description, assignee=assignee, labels=labels, due_date=due_date
         )
-        return repo.update_card(card_id, changes)
+        return await repo.update_card(card_id, changes)
 
     return _define(
         update_card,
@@ -191,8 +195,8 @@ def update_card(repo: KanbanRepository) -> Tool:
 
 
 def move_card(repo: KanbanRepository) -> Tool:
-    def move_card(card_id: CardId, column: ColumnName, position: Position = None) -> schemas.Card:
-        return repo.move_card(card_id, column, position)
+    async def move_card(card_id: CardId, column: ColumnName, position: Position = None) -> schemas.Card:
+        return await repo.move_card(card_id, column, position)
 
     return _define(
         move_card,
@@ -206,8 +210,8 @@ def move_card(repo: KanbanRepository) -> Tool:
 
 
 def delete_card(repo: KanbanRepository) -> Tool:
-    def delete_card(card_id: CardId) -> schemas.Deleted:
-        return repo.delete_card(card_id)
+    async def delete_card(card_id: CardId) -> schemas.Deleted:
+        return await repo.delete_card(card_id)
 
     return _define(
         delete_card,

@@ -1,0 +1,129 @@
+"""The frequent kanban writes, creating and deleting a card, as jobs for the store's one writer thread.
+
+Every write of the process to a SQLite file runs on that one thread (``patchbay.store.writes``), so whatever a
+job does there, every other write waits for. These jobs therefore do the least that keeps the board right: a
+few SQLAlchemy Core statements, built once at import so each execution hits the compiled cache, and no ORM
+session, identity map or relationship loading (which cost milliseconds per call on that thread). The job
+still builds the tool's answer before its savepoint is released, so a failure while building it rolls the
+write back like any other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import cast
+
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+
+from patchbay.connectors.kanban import schemas
+from patchbay.connectors.kanban.validate import NewCard
+from patchbay.errors import ToolError
+from patchbay.store.models import KanbanBoard, KanbanCard, KanbanCardLabel, KanbanColumn
+
+BOARDS = cast(Table, KanbanBoard.__table__)
+COLUMNS = cast(Table, KanbanColumn.__table__)
+CARDS = cast(Table, KanbanCard.__table__)
+LABELS = cast(Table, KanbanCardLabel.__table__)
+
+# A board's name and its columns in order; one row with no column when the board has none, none when no board.
+_BOARD_COLUMNS = (
+    select(BOARDS.c.name, COLUMNS.c.id, COLUMNS.c.name)
+    .select_from(BOARDS.outerjoin(COLUMNS, COLUMNS.c.board_id == BOARDS.c.id))
+    .where(BOARDS.c.id == bindparam("board"))
+    .order_by(COLUMNS.c.position)
+)
+_ALL_BOARDS = select(BOARDS.c.id, BOARDS.c.name).order_by(BOARDS.c.id)
+_COLUMN_SIZE = select(func.count()).select_from(CARDS).where(CARDS.c.column_id == bindparam("column"))
+_INSERT_CARD = insert(CARDS)
+_INSERT_LABEL = insert(LABELS)
+_CARD_PLACE = select(CARDS.c.column_id, CARDS.c.position).where(CARDS.c.id == bindparam("card"))
+_DELETE_LABELS = delete(LABELS).where(LABELS.c.card_id == bindparam("card"))
+_DELETE_CARD = delete(CARDS).where(CARDS.c.id == bindparam("card"))
+# Positions are contiguous, so the cards after a deleted one move up one: one statement, not a load of the column.
+_CLOSE_GAP = (
+    update(CARDS)
+    .where(CARDS.c.column_id == bindparam("column"), CARDS.c.position > bindparam("after"))
+    .values(position=CARDS.c.position - 1)
+)
+
+
+def create_card(board_id: int, column: str, new: NewCard) -> Callable[[Connection], schemas.Card]:
+    """The job that adds ``new`` at the bottom of ``column`` on board ``board_id`` and returns the card.
+
+    The job raises ToolError (nothing written) when the board or the column does not exist.
+    """
+
+    def job(connection: Connection) -> schemas.Card:
+        board_name, column_id, column_name = _find_column(connection, board_id, column)
+        position = connection.execute(_COLUMN_SIZE, {"column": column_id}).scalar_one()
+        now = dt.datetime.now(dt.UTC)
+        row = {
+            "column_id": column_id,
+            "position": position,
+            "title": new.title,
+            "description": new.description,
+            "assignee": new.assignee,
+            "due_date": new.due_date,
+            "created_at": now,
+            "updated_at": now,
+        }
+        key = connection.execute(_INSERT_CARD, row).inserted_primary_key
+        card_id = int(key[0]) if key is not None else 0
+        if new.labels:
+            connection.execute(_INSERT_LABEL, [{"card_id": card_id, "label": label} for label in new.labels])
+        return schemas.Card(
+            id=card_id,
+            board_id=board_id,
+            column=column_name,
+            position=position,
+            title=new.title,
+            assignee=new.assignee,
+            labels=sorted(new.labels, key=str.casefold),
+            due_date=new.due_date,
+            board=board_name,
+            description=new.description,
+            created_at=now,
+            updated_at=now,
+        )
+
+    return job
+
+
+def delete_card(card_id: int) -> Callable[[Connection], schemas.Deleted]:
+    """The job that deletes card ``card_id`` (and its labels) and closes the gap it leaves in its column.
+
+    The job raises ToolError when there is no such card.
+    """
+
+    def job(connection: Connection) -> schemas.Deleted:
+        place = connection.execute(_CARD_PLACE, {"card": card_id}).first()
+        if place is None:
+            raise ToolError(f"No card with id {card_id}. Use list_cards or search_cards to find card ids.")
+        # Labels explicitly, not by the foreign key's cascade: a SQLite connection opened without our hooks
+        # has foreign keys off and would leave them behind.
+        connection.execute(_DELETE_LABELS, {"card": card_id})
+        connection.execute(_DELETE_CARD, {"card": card_id})
+        connection.execute(_CLOSE_GAP, {"column": place.column_id, "after": place.position})
+        return schemas.Deleted(deleted=card_id)
+
+    return job
+
+
+def _find_column(connection: Connection, board_id: int, name: str) -> tuple[str, int, str]:
+    """(board name, column id, column name) of the column called ``name`` (any case) on board ``board_id``.
+
+    Raises:
+        ToolError: no such board (naming the boards there are) or no such column (naming the board's columns).
+    """
+    rows = connection.execute(_BOARD_COLUMNS, {"board": board_id}).all()
+    if not rows:
+        known = connection.execute(_ALL_BOARDS).all()
+        listing = ", ".join(f"{bid} ({bname})" for bid, bname in known) or "none yet"
+        raise ToolError(f"No board with id {board_id}; boards are: {listing}. Call list_boards for details.")
+    wanted = name.strip().casefold()
+    for board_name, column_id, column_name in rows:
+        if column_name is not None and column_name.casefold() == wanted:
+            return board_name, column_id, column_name
+    names = ", ".join(row[2] for row in rows if row[2] is not None)
+    raise ToolError(f"No column '{name}' on board {board_id}; columns are: {names}")
