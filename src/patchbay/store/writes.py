@@ -13,7 +13,8 @@ Two ways in, sharing that connection:
   ``await WritePath.run`` (from async code, which then holds no thread while it waits). A dedicated thread runs
   the queued jobs, several per transaction when they queue up (group commit: one disk sync for all of them),
   each inside a SAVEPOINT, so one job's exception rolls back only that job and reaches only its caller. A
-  caller's answer comes after the COMMIT, so a result it sees is durable.
+  caller's answer comes after the COMMIT, so a result it sees survives a crash of the process (a power cut may
+  still take the last commits: SQLite files run with ``synchronous=NORMAL``, see ``patchbay.store.engine``).
 - *Sessions*: ``writer(engine)`` for code that writes in a ``with`` block on its own thread.
 
 Reads keep the engine's own pool: in WAL mode they never wait for the writer. Other processes on the same file
