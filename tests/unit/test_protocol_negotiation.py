@@ -6,6 +6,7 @@ reference/mcp-requirements.md §2.6 items 2, 5, 7; §2.8; R-012, R-030, R-033.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -19,8 +20,11 @@ from fixtures.wire import (
     assert_json,
     assert_rpc_error,
     call_modern,
+    client_for,
     initialize_body,
     request,
+    running,
+    settings_for,
 )
 
 pytestmark = pytest.mark.anyio
@@ -92,8 +96,8 @@ async def test_discover_has_the_2026_shape(client: httpx.AsyncClient) -> None:
     assert result["supportedVersions"][0] == MODERN
     assert set(HANDSHAKE_VERSIONS[:3]) <= set(result["supportedVersions"])
     assert isinstance(result["capabilities"]["tools"], dict)
-    assert isinstance(result["ttlMs"], int) and result["ttlMs"] >= 0
-    assert result["cacheScope"] in ("public", "private")
+    assert result["ttlMs"] == 60_000  # server.list_ttl_ms, default
+    assert result["cacheScope"] == "public"
     info = result["_meta"][META_SERVER_INFO]
     assert info["name"] == "patchbay-unit" and info["version"]
 
@@ -141,14 +145,23 @@ async def test_every_2026_result_has_result_type_and_server_info(
 
 
 @pytest.mark.parametrize(("method", "params"), [c for c in MODERN_CALLS if c[0] in CACHEABLE])
-async def test_2026_list_and_read_results_carry_cache_hints(
+async def test_2026_list_and_read_results_carry_the_documented_cache_hints(
     client: httpx.AsyncClient, method: str, params: dict[str, Any]
 ) -> None:
-    """§2.6 item 7: ttlMs (integer ≥ 0) and cacheScope on discover, lists and reads."""
+    """§2.6 item 7 and docs/protocol.md: lists and discover are shared for server.list_ttl_ms; a read is one
+    caller's, never cached (a resource's content may depend on who reads it)."""
     result = assert_json(await call_modern(client, method, params))["result"]
-    assert isinstance(result["ttlMs"], int) and not isinstance(result["ttlMs"], bool)
-    assert result["ttlMs"] >= 0
-    assert result["cacheScope"] in ("public", "private")
+    expected = (0, "private") if method == "resources/read" else (60_000, "public")
+    assert (result["ttlMs"], result["cacheScope"]) == expected
+    assert type(result["ttlMs"]) is int
+
+
+async def test_list_ttl_ms_sets_the_ttl_of_lists_but_not_of_reads(tmp_path: Path) -> None:
+    async with running(settings_for(tmp_path, list_ttl_ms=1234)) as app, client_for(app) as client:
+        listed = assert_json(await call_modern(client, "tools/list", {}))["result"]
+        read = assert_json(await call_modern(client, "resources/read", {"uri": "test://static"}))["result"]
+    assert (listed["ttlMs"], listed["cacheScope"]) == (1234, "public")
+    assert (read["ttlMs"], read["cacheScope"]) == (0, "private")
 
 
 async def test_tool_results_carry_no_cache_hints(client: httpx.AsyncClient) -> None:
