@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from fixtures.tools import SECRET
+from fixtures.tools import CODES, SECRET
 from fixtures.wire import (
     JSON_POST,
     assert_json,
@@ -137,6 +137,31 @@ async def test_completion_complete_offers_matching_values(
     assert completion["values"] == expected
     assert completion["total"] == len(expected)
     assert completion["hasMore"] is False
+
+
+@pytest.mark.parametrize(
+    ("prefix", "matching"),
+    [("code-", 250), ("code-1", 100), ("code-2", 50), ("code-19", 10)],
+    ids=["over-the-cap", "exactly-the-cap", "under-the-cap", "few"],
+)
+async def test_completion_complete_returns_at_most_100_values_with_total_and_has_more(
+    client: httpx.AsyncClient, prefix: str, matching: int
+) -> None:
+    """MCP server/utilities/completion: at most 100 values per answer; total counts them all, hasMore says so."""
+    params = {
+        "ref": {"type": "ref/resource", "uri": "test://codes/{code}"},
+        "argument": {"name": "code", "value": prefix},
+    }
+    expected = [c for c in CODES if c.startswith(prefix)]
+    assert len(expected) == matching
+    for response in (
+        await legacy(client, "completion/complete", params),
+        await call_modern(client, "completion/complete", params),
+    ):
+        completion = assert_json(response)["result"]["completion"]
+        assert completion["values"] == expected[:100]
+        assert completion["total"] == matching
+        assert completion["hasMore"] is (matching > 100)
 
 
 @pytest.mark.parametrize(
