@@ -32,7 +32,7 @@ class CallScope:
     method: str
     client_caps: dict[str, Any]
     client_info: dict[str, Any] | None = None
-    # None: do not send notifications/message (2026-07-28 without logLevel). Legacy sessions default to "debug".
+    # None: do not send notifications/message (2026-07-28 without logLevel). 2025-era transports start at "info".
     log_level: str | None = None
     progress_token: Any = None
     send: Send | None = None
