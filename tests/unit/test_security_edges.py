@@ -12,6 +12,7 @@ from patchbay.transport.security import HostGuard, ProbeHosts, Warnings, shown_v
 def test_a_host_matches_a_port_specific_entry_only_at_that_numeric_port() -> None:
     guard = HostGuard("http://127.0.0.1:8000", ["[fd00::1]:8443", "[fd00::2]:8"])
     assert guard.host_ok(b"[fd00::1]:8443") and guard.host_ok(b"[fd00::2]:8")
+    assert guard.host_ok(b"[::1]:8") and guard.host_ok(b"[::1]:65535")  # loopback on any port, one digit or five
     for refused in (b"[fd00::1]:9443", b"[fd00::1]", b"[fd00::2]:80", b"[::1]x80", b"[::1]:x", b"[::1]:"):
         assert not guard.host_ok(refused), refused
 
