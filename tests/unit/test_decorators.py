@@ -9,18 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import httpx2 as httpx
 import pytest
 from fixtures.tools import SECRET
-from fixtures.wire import JSON_POST, assert_json, request
+from fixtures.wire import JSON_POST, assert_json, client_for, request, running
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
+import patchbay
 from patchbay import Context, Image, Text, ToolError, tool
 from patchbay.definitions import Tool
 from patchbay.protocol.scope import CallScope
+from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
 
@@ -239,8 +242,66 @@ def test_annotation_defaults_are_the_safe_side() -> None:
     async def plain() -> str:
         return ""
 
-    wire = definition(plain).annotations.to_wire(None)
-    assert wire == {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
+    assert definition(plain).annotations.to_wire(None) == SAFE_SIDE
+
+
+SAFE_SIDE = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
+
+
+def test_the_public_tool_annotations_default_to_the_safe_side() -> None:
+    """docs/connectors.md: ``ToolAnnotations()`` may write, is destructive, not idempotent, open world; a
+    hand-built ``Tool`` without annotations gets exactly those."""
+    hints = patchbay.ToolAnnotations()
+    assert (hints.read_only, hints.destructive, hints.idempotent, hints.open_world) == (False, True, False, True)
+    assert hints.to_wire(None) == SAFE_SIDE
+    hand_built = patchbay.Tool(name="t", description="", input_schema={"type": "object"}, handler=_answer)
+    assert hand_built.annotations == hints
+
+
+async def _answer(arguments: dict[str, Any], ctx: Context) -> patchbay.ToolResult:
+    return patchbay.ToolResult([{"type": "text", "text": "ok"}])
+
+
+HAND_BUILT_TOOLS = """
+from typing import Any
+
+from patchbay import Context, Tool, ToolAnnotations, ToolResult
+
+
+async def answer(arguments: dict[str, Any], ctx: Context) -> ToolResult:
+    return ToolResult([{"type": "text", "text": "ok"}])
+
+
+def unmarked() -> None: ...
+def reader() -> None: ...
+
+
+unmarked.__patchbay__ = Tool(name="unmarked", description="No hints.", input_schema={"type": "object"}, handler=answer)
+reader.__patchbay__ = Tool(
+    name="reader", description="Looks.", input_schema={"type": "object"}, handler=answer,
+    annotations=ToolAnnotations(read_only=True),
+)
+"""
+
+
+async def test_hand_built_tools_list_the_default_annotations_on_the_wire(tmp_path: Path) -> None:
+    (tmp_path / "hand_built.py").write_text(HAND_BUILT_TOOLS)
+    data = {
+        "server": {"name": "annotations"},
+        "store": {"url": "sqlite:///:memory:"},
+        "connectors": [{"name": "hb", "type": "python", "path": "hand_built.py", "prefix": ""}],
+    }
+    async with running(from_dict(data, base_dir=tmp_path)) as app, client_for(app) as http:
+        response = await http.post("/mcp", json=request("tools/list", {}), headers=JSON_POST)
+    listed = {t["name"]: t["annotations"] for t in assert_json(response)["result"]["tools"]}
+    assert listed["unmarked"] == SAFE_SIDE
+    # read_only alone: the other hints follow from it, whatever the dataclass defaults say.
+    assert listed["reader"] == {
+        "readOnlyHint": True,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": True,
+    }
 
 
 def test_read_only_tools_are_not_destructive_and_idempotent() -> None:
