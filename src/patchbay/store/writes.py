@@ -181,18 +181,19 @@ class WritePath:
 
 
 def _in_savepoint(connection: Connection, fn: Callable[[Connection], T]) -> tuple[T | None, BaseException | None]:
-    # Fixed statements straight to the driver: SQLAlchemy's begin_nested() compiles its SAVEPOINT and RELEASE
-    # anew on every call, a tenth of a millisecond each on the thread every write waits for. SQLite keeps the
-    # savepoint after ROLLBACK TO, hence the RELEASE on both paths. Should either fail (SQLite gave up the
-    # whole transaction), the exception ends the batch: nothing of it is stored.
-    connection.exec_driver_sql(_SAVEPOINT)
+    # Fixed statements straight to sqlite3 (this path serves SQLite files only): SQLAlchemy's begin_nested()
+    # compiles its SAVEPOINT and RELEASE anew on every call, a tenth of a millisecond each on the thread every
+    # write waits for. SQLite keeps the savepoint after ROLLBACK TO, hence the RELEASE on both paths. Should
+    # either fail (SQLite gave up the whole transaction), the exception ends the batch: nothing of it is stored.
+    sqlite = connection.connection.driver_connection
+    sqlite.execute(_SAVEPOINT)
     try:
         value = fn(connection)
     except Exception as exc:  # the job's own failure: rolled back to its savepoint, reported to its caller only
-        connection.exec_driver_sql(_ROLLBACK_TO_SAVEPOINT)
-        connection.exec_driver_sql(_RELEASE_SAVEPOINT)
+        sqlite.execute(_ROLLBACK_TO_SAVEPOINT)
+        sqlite.execute(_RELEASE_SAVEPOINT)
         return None, exc
-    connection.exec_driver_sql(_RELEASE_SAVEPOINT)
+    sqlite.execute(_RELEASE_SAVEPOINT)
     return value, None
 
 
