@@ -12,6 +12,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from fixtures.wire import (
+    HANDSHAKE_VERSIONS,
     META_CAPS,
     META_INFO,
     META_VERSION,
@@ -98,18 +99,31 @@ async def test_unsupported_version_is_400_with_supported_and_requested(client: h
     await assert_still_serving(client)
 
 
-async def test_an_unsupported_version_error_never_lists_the_requested_version(client: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("version", ["2026-07-29", "2025-11-26", "2027-01-01", "2026-07-28-draft"])
+async def test_an_unsupported_version_error_never_lists_the_requested_version(
+    client: httpx.AsyncClient, version: str
+) -> None:
     """A -32022 that names the requested version among the supported ones sends the client into a loop: it
-    retries with a version the server has just said it supports."""
+    retries with a version the server has just said it supports. Near misses of real versions included."""
     body, headers = modern_request("tools/list", request_id=305)
-    body["params"]["_meta"][META_VERSION] = "2025-11-25"
-    headers["mcp-protocol-version"] = "2025-11-25"
+    body["params"]["_meta"][META_VERSION] = version
+    headers["mcp-protocol-version"] = version
+    error = assert_rpc_error(await send(client, body, headers), 400, UNSUPPORTED_VERSION, request_id=305)
+    assert error["data"] == {"supported": [MODERN, *HANDSHAKE_VERSIONS], "requested": version}  # as in docs
+    assert version not in error["data"]["supported"]
+
+
+@pytest.mark.parametrize("version", HANDSHAKE_VERSIONS)
+async def test_a_meta_naming_a_2025_version_is_served_in_the_2025_era(client: httpx.AsyncClient, version: str) -> None:
+    """docs/protocol.md "Versions and eras" rule 1: not refused with -32022, but answered as a 2025-era request."""
+    body, headers = modern_request("tools/list", request_id=306)
+    body["params"]["_meta"][META_VERSION] = version
+    headers["mcp-protocol-version"] = version
     response = await send(client, body, headers)
-    if response.status_code == 200:  # served in the 2025 era instead: also fine
-        assert "tools" in assert_json(response)["result"]
-        return
-    error = assert_rpc_error(response, 400, UNSUPPORTED_VERSION, request_id=305)
-    assert "2025-11-25" not in error["data"]["supported"], error
+    assert response.status_code == 200, response.text
+    result = assert_json(response)["result"]
+    assert any(t["name"] == "echo" for t in result["tools"])
+    assert "resultType" not in result and "ttlMs" not in result  # no 2026-07-28 fields
 
 
 @pytest.mark.parametrize(
