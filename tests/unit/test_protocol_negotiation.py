@@ -61,8 +61,7 @@ async def test_initialize_without_a_version_string_is_invalid_params(client: htt
     else:
         body["params"]["protocolVersion"] = version
     response = await client.post("/mcp", json=body, headers=JSON_POST)
-    assert assert_json(response)["error"]["code"] == -32602
-    assert response.json()["id"] == 77
+    assert_rpc_error(response, 400, -32602, request_id=77)  # docs/protocol.md: 400 for initialize
     assert "mcp-session-id" not in response.headers
 
 
