@@ -239,6 +239,70 @@ async def test_fetch_record_by_simple_and_composite_keys(rt: Runtime) -> None:
     assert "['a', 'b']" in await fails(rt, "fetch_record", table="pairs", key={"a": 1})
 
 
+async def test_list_and_describe_answer_in_text_too(rt: Runtime, tmp_path: Path, db: Path) -> None:
+    listed = (await call(rt, "list_tables"))["content"][0]["text"].splitlines()
+    assert listed[:3] == ["| schema | name | type | comment |", "|---|---|---|---|", "| main | big | table | NULL |"]
+    assert listed[-1] == "| main | tickets | table | NULL |" and len(listed) == 2 + 6
+    described = (await call(rt, "describe_table", table="tickets"))["content"][0]["text"].splitlines()
+    assert described[:4] == [
+        "Table main.tickets",
+        "| column | type | nullable | primary key | comment |",
+        "|---|---|---|---|---|",
+        "| id | INTEGER | yes | yes | NULL |",
+    ]
+    assert "| customer_id | INTEGER | no |  | NULL |" in described
+    assert described[-2:] == ["customer_id → main.customers(id)", "Rows: about 6 (count)."]
+    empty = runtime_for(tmp_path, db, include_tables=["nothing_here"])
+    await empty.start()
+    try:
+        result = await call(empty, "list_tables")
+        assert result["structuredContent"] == {"tables": []}
+        assert result["content"][0]["text"] == "No tables are available."
+    finally:
+        await empty.stop()
+
+
+ROW_ACTIONS: list[dict[str, Any]] = [
+    {
+        "name": "close_and_show",
+        "description": "Close tickets up to an id and show them.",
+        "sql": "UPDATE tickets SET status = 'closed' WHERE id <= :id RETURNING id, status",
+        "params": {"id": "integer"},
+    },
+    {
+        "name": "labels",
+        "description": "Labels from a row on.",
+        "sql": "SELECT n, label || ' and some more words' AS label FROM big WHERE n >= :n ORDER BY n",
+        "params": {"n": "integer"},
+    },
+]
+
+
+async def test_actions_that_return_rows_show_them_capped_at_max_rows_and_cut(tmp_path: Path, db: Path) -> None:
+    runtime = runtime_for(tmp_path, db, max_value_chars=16, max_rows=3, page_size=3, actions=ROW_ACTIONS)
+    await runtime.start()
+    try:
+        result = await call(runtime, "close_and_show", id=4)
+        assert result["structuredContent"] == {
+            "action": "close_and_show",
+            "affected_rows": 4,
+            "columns": ["id", "status"],
+            "rows": [[1, "closed"], [2, "closed"], [3, "closed"]],
+            "notes": [],
+        }
+        text = result["content"][0]["text"].splitlines()
+        assert text[:3] == ["close_and_show: 4 row(s) affected.", "| id | status |", "|---|---|"]
+        assert "| 1 | closed |" in text and "| 4 | closed |" not in text
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:  # committed, all four rows
+            assert conn.execute("SELECT count(*) FROM tickets WHERE id <= 4 AND status = 'closed'").fetchone() == (4,)
+        conn.close()
+        labels = await ok(runtime, "labels", n=1)
+        assert labels["affected_rows"] is None and [row[0] for row in labels["rows"]] == [1, 2, 3]
+        assert labels["rows"][0][1] == "row 1 and some m…" and "longer than 16 characters" in labels["notes"][0]
+    finally:
+        await runtime.stop()
+
+
 # -- refusals -----------------------------------------------------------------------------------------------
 
 SMUGGLED = [
