@@ -7,7 +7,6 @@ reference/mcp-requirements.md §3.1 Sessions, R-013; field-problems E2.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -163,9 +162,9 @@ def test_session_ids_are_unique_url_safe_and_long() -> None:
     assert all(len(i) >= 32 and all(0x21 <= ord(ch) <= 0x7E for ch in i) for i in ids)
 
 
-def test_ten_thousand_sessions_are_fine() -> None:
+def test_ten_thousand_sessions_fit_and_the_next_one_evicts_the_least_recently_used() -> None:
+    # How fast this is belongs to `make bench`, not to a wall-clock threshold in a test.
     store = MemorySessionStore(max_sessions=10_000)
-    started = time.perf_counter()
     ids = [new(store) for _ in range(10_000)]
     assert len(store) == 10_000
     assert all(store.get(i) is not None for i in ids)
@@ -173,7 +172,6 @@ def test_ten_thousand_sessions_are_fine() -> None:
     assert len(store) == 10_000
     assert store.get(ids[0]) is None
     assert store.get(extra) is not None
-    assert time.perf_counter() - started < 5.0
 
 
 def test_close_all_empties_the_store() -> None:
