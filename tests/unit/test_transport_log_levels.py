@@ -182,3 +182,30 @@ async def test_stdio_gets_logs_from_info_until_it_sets_a_level(tmp_path: Path) -
         with anyio.fail_after(DEADLINE):
             await process.wait()
         errors.close()
+
+
+async def test_stdio_frames_bad_params_as_every_other_transport(tmp_path: Path) -> None:
+    """Non-object params are -32600 on stdio as over HTTP, batches and legacy SSE (docs/protocol.md); a notification
+    with them is dropped without taking the server down."""
+    command = [sys.executable, "-m", "patchbay", "serve", "--stdio", "--config", str(stdio_config(tmp_path))]
+    stderr = tmp_path / "stderr.log"
+    errors = stderr.open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=errors, cwd=tmp_path
+    )
+    try:
+        client = StdioClient(process, stderr)
+        assert "result" in (await client.exchange(initialize_body(request_id=1)))[-1]
+        assert process.stdin is not None
+        process.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/cancelled", "params": [1]}\n')
+        (answer,) = await client.exchange({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": [1]})
+        assert answer["error"]["code"] == -32600
+        (answer,) = await client.exchange({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}})
+        assert "chatty" in [t["name"] for t in answer["result"]["tools"]]
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        with anyio.fail_after(DEADLINE):
+            await process.wait()
+        errors.close()
+    assert "Traceback" not in stderr.read_text(errors="replace")

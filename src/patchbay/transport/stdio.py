@@ -69,7 +69,18 @@ class StdioServer:
         if method is None:
             self.requests.answer(message)
             return
-        params = message.get("params") or {}
+        params = message.get("params")
+        if params is None:
+            params = {}
+        if not isinstance(method, str) or not isinstance(params, dict):
+            # The same framing answer as every other transport (docs/protocol.md: -32600, not -32602).
+            if "id" in message:
+                error = {
+                    "code": jsonrpc.INVALID_REQUEST,
+                    "message": "Invalid Request: method must be a string, params an object",
+                }
+                await self.send(jsonrpc.error_response(message["id"], error))
+            return
         if "id" not in message:
             if method == "notifications/cancelled":
                 task = self.inflight.get(params.get("requestId"))
@@ -83,8 +94,6 @@ class StdioServer:
 
     async def _request(self, request_id: Any, method: str, params: Any) -> None:
         try:
-            if not isinstance(params, dict):
-                raise jsonrpc.invalid_params("params must be an object")
             result = await self._dispatch(request_id, method, params)
             await self.send(jsonrpc.result_response(request_id, result))
         except RpcError as exc:
