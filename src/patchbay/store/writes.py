@@ -185,7 +185,7 @@ def _in_savepoint(connection: Connection, fn: Callable[[Connection], T]) -> tupl
     # compiles its SAVEPOINT and RELEASE anew on every call, a tenth of a millisecond each on the thread every
     # write waits for. SQLite keeps the savepoint after ROLLBACK TO, hence the RELEASE on both paths. Should
     # either fail (SQLite gave up the whole transaction), the exception ends the batch: nothing of it is stored.
-    sqlite = connection.connection.driver_connection
+    sqlite: Any = connection.connection.driver_connection  # a sqlite3.Connection: this path is SQLite only
     sqlite.execute(_SAVEPOINT)
     try:
         value = fn(connection)

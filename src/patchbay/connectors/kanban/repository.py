@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Select, case, func, or_, select, text
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
-from patchbay.connectors.kanban import schemas, writes
+from patchbay.connectors.kanban import queries, schemas, writes
 from patchbay.connectors.kanban.validate import NewCard
 from patchbay.errors import ToolError
 from patchbay.store import write_path
@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 class KanbanRepository:
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._writes = write_path(engine)
 
@@ -55,21 +56,9 @@ class KanbanRepository:
     def list_cards(
         self, board_id: int, *, column: str | None, assignee: str | None, label: str | None, limit: int, offset: int
     ) -> schemas.CardPage:
-        with self._read() as session:
-            board = _get_board(session, board_id)
-            query = _cards_query().where(KanbanColumn.board_id == board.id)
-            if column is not None:
-                query = query.where(KanbanCard.column_id == _find_column(board, column).id)
-            if assignee is not None:
-                query = query.where(func.lower(KanbanCard.assignee) == assignee.strip().lower())
-            if label is not None:
-                query = query.where(KanbanCard.labels.any(func.lower(KanbanCardLabel.label) == label.strip().lower()))
-            total = _count(session, query)
-            page = query.order_by(KanbanColumn.position, KanbanCard.position, KanbanCard.id)
-            cards = session.scalars(page.limit(limit).offset(offset)).all()
-            after = offset + len(cards)
-            return schemas.CardPage(
-                cards=[_summary(card) for card in cards], total=total, next_offset=after if after < total else None
+        with self._engine.connect() as connection:
+            return queries.list_cards(
+                connection, board_id, column=column, assignee=assignee, label=label, limit=limit, offset=offset
             )
 
     def search_cards(self, query: str, *, board_id: int | None, limit: int) -> schemas.SearchResults:
@@ -88,8 +77,8 @@ class KanbanRepository:
             return schemas.SearchResults(query=query, cards=hits, total=total)
 
     def get_card(self, card_id: int) -> schemas.Card:
-        with self._read() as session:
-            return _full(_get_card(session, card_id))
+        with self._engine.connect() as connection:
+            return queries.get_card(connection, card_id)
 
     # -- writes -------------------------------------------------------------------------------------------------
 
@@ -247,11 +236,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    # SQLite keeps no zone; every timestamp we write is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 def _board(board: KanbanBoard, counts: Mapping[int, int]) -> schemas.Board:
     columns = [
         schemas.ColumnSummary(name=c.name, position=c.position, card_count=counts.get(c.id, 0)) for c in board.columns
@@ -283,6 +267,6 @@ def _full(card: KanbanCard) -> schemas.Card:
         **_summary(card).model_dump(),
         board=card.column.board.name,
         description=card.description,
-        created_at=_utc(card.created_at),
-        updated_at=_utc(card.updated_at),
+        created_at=queries.utc(card.created_at),
+        updated_at=queries.utc(card.updated_at),
     )

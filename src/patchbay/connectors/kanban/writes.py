@@ -12,28 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from patchbay.connectors.kanban import schemas
+from patchbay.connectors.kanban.queries import CARDS, LABELS, find_column
 from patchbay.connectors.kanban.validate import NewCard
 from patchbay.errors import ToolError
-from patchbay.store.models import KanbanBoard, KanbanCard, KanbanCardLabel, KanbanColumn
 
-BOARDS = cast(Table, KanbanBoard.__table__)
-COLUMNS = cast(Table, KanbanColumn.__table__)
-CARDS = cast(Table, KanbanCard.__table__)
-LABELS = cast(Table, KanbanCardLabel.__table__)
-
-# A board's name and its columns in order; one row with no column when the board has none, none when no board.
-_BOARD_COLUMNS = (
-    select(BOARDS.c.name, COLUMNS.c.id, COLUMNS.c.name)
-    .select_from(BOARDS.outerjoin(COLUMNS, COLUMNS.c.board_id == BOARDS.c.id))
-    .where(BOARDS.c.id == bindparam("board"))
-    .order_by(COLUMNS.c.position)
-)
-_ALL_BOARDS = select(BOARDS.c.id, BOARDS.c.name).order_by(BOARDS.c.id)
 _COLUMN_SIZE = select(func.count()).select_from(CARDS).where(CARDS.c.column_id == bindparam("column"))
 _INSERT_CARD = insert(CARDS)
 _INSERT_LABEL = insert(LABELS)
@@ -55,7 +41,7 @@ def create_card(board_id: int, column: str, new: NewCard) -> Callable[[Connectio
     """
 
     def job(connection: Connection) -> schemas.Card:
-        board_name, column_id, column_name = _find_column(connection, board_id, column)
+        board_name, column_id, column_name = find_column(connection, board_id, column)
         position = connection.execute(_COLUMN_SIZE, {"column": column_id}).scalar_one()
         now = dt.datetime.now(dt.UTC)
         row = {
@@ -108,22 +94,3 @@ def delete_card(card_id: int) -> Callable[[Connection], schemas.Deleted]:
         return schemas.Deleted(deleted=card_id)
 
     return job
-
-
-def _find_column(connection: Connection, board_id: int, name: str) -> tuple[str, int, str]:
-    """(board name, column id, column name) of the column called ``name`` (any case) on board ``board_id``.
-
-    Raises:
-        ToolError: no such board (naming the boards there are) or no such column (naming the board's columns).
-    """
-    rows = connection.execute(_BOARD_COLUMNS, {"board": board_id}).all()
-    if not rows:
-        known = connection.execute(_ALL_BOARDS).all()
-        listing = ", ".join(f"{bid} ({bname})" for bid, bname in known) or "none yet"
-        raise ToolError(f"No board with id {board_id}; boards are: {listing}. Call list_boards for details.")
-    wanted = name.strip().casefold()
-    for board_name, column_id, column_name in rows:
-        if column_name is not None and column_name.casefold() == wanted:
-            return board_name, column_id, column_name
-    names = ", ".join(row[2] for row in rows if row[2] is not None)
-    raise ToolError(f"No column '{name}' on board {board_id}; columns are: {names}")
