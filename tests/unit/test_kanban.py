@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -351,6 +352,21 @@ async def test_delete_card_removes_it_and_closes_the_gap(runtime: Runtime) -> No
     assert f"No card with id {card_id}" in await fails(runtime, "get_card", card_id=card_id)
     assert await column_titles(runtime, "To do") == ["Prepare press kit", "Set up status page"]
     assert (await ok(runtime, "list_boards"))["boards"][0]["card_count"] == 7
+
+
+async def test_deleting_a_card_deletes_its_labels(runtime: Runtime, tmp_path: Path) -> None:
+    card = await ok(runtime, "create_card", board_id=1, column="Done", title="Tagged", labels=["x", "Y"])
+    assert card["labels"] == ["x", "Y"]
+    database = tmp_path / "patchbay.db"
+
+    def labels_of(card_id: int) -> list[str]:
+        with sqlite3.connect(database) as connection:
+            rows = connection.execute("SELECT label FROM kanban_card_labels WHERE card_id = ?", (card_id,))
+            return sorted(label for (label,) in rows)
+
+    assert labels_of(card["id"]) == ["Y", "x"]
+    await ok(runtime, "delete_card", card_id=card["id"])
+    assert labels_of(card["id"]) == []
 
 
 # -- bad input --------------------------------------------------------------------------------------------------

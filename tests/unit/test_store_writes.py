@@ -131,6 +131,37 @@ async def test_a_failing_job_reaches_its_caller_and_spoils_no_other_job(tmp_path
     engine.dispose()
 
 
+def test_jobs_queued_behind_a_busy_writer_share_one_commit_and_a_failing_one_undoes_only_its_own_rows(
+    tmp_path: Path,
+) -> None:
+    engine = _engine(tmp_path)
+    path = write_path(engine)
+    commits: list[int] = []
+    sa.event.listen(path.engine, "commit", lambda _connection: commits.append(1))
+    started, release = threading.Event(), threading.Event()
+
+    def hold(connection: Connection) -> None:
+        started.set()
+        assert release.wait(30)
+
+    def broken(connection: Connection) -> None:
+        connection.execute(text("INSERT INTO notes (who, n) VALUES ('broken', 1)"))
+        raise ValueError("no such card")
+
+    first = path.submit(hold)
+    assert started.wait(30)
+    # The writer is busy with ``hold``: these three queue up and are taken as one batch, in this order.
+    queued = [path.submit(_insert("before", 1)), path.submit(broken), path.submit(_insert("after", 2))]
+    release.set()
+    assert first.result(30) is None
+    assert queued[0].result(30) > 0 and queued[2].result(30) > 0
+    assert isinstance(queued[1].exception(30), ValueError)
+    assert len(commits) == 2  # hold's batch, then the three queued jobs together
+    assert _count(engine, "who = 'broken'") == 0
+    assert _count(engine, "who IN ('before', 'after')") == 2
+    engine.dispose()
+
+
 def test_a_failing_commit_reaches_every_caller_of_the_transaction(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     with writer(engine).begin() as connection:

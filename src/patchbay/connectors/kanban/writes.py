@@ -24,7 +24,6 @@ _COLUMN_SIZE = select(func.count()).select_from(CARDS).where(CARDS.c.column_id =
 _INSERT_CARD = insert(CARDS)
 _INSERT_LABEL = insert(LABELS)
 _CARD_PLACE = select(CARDS.c.column_id, CARDS.c.position).where(CARDS.c.id == bindparam("card"))
-_DELETE_LABELS = delete(LABELS).where(LABELS.c.card_id == bindparam("card"))
 _DELETE_CARD = delete(CARDS).where(CARDS.c.id == bindparam("card"))
 # Positions are contiguous, so the cards after a deleted one move up one: one statement, not a load of the column.
 _CLOSE_GAP = (
@@ -77,7 +76,7 @@ def create_card(board_id: int, column: str, new: NewCard) -> Callable[[Connectio
 
 
 def delete_card(card_id: int) -> Callable[[Connection], schemas.Deleted]:
-    """The job that deletes card ``card_id`` (and its labels) and closes the gap it leaves in its column.
+    """The job that deletes card ``card_id`` (its labels with it) and closes the gap it leaves in its column.
 
     The job raises ToolError when there is no such card.
     """
@@ -86,9 +85,8 @@ def delete_card(card_id: int) -> Callable[[Connection], schemas.Deleted]:
         place = connection.execute(_CARD_PLACE, {"card": card_id}).first()
         if place is None:
             raise ToolError(f"No card with id {card_id}. Use list_cards or search_cards to find card ids.")
-        # Labels explicitly, not by the foreign key's cascade: a SQLite connection opened without our hooks
-        # has foreign keys off and would leave them behind.
-        connection.execute(_DELETE_LABELS, {"card": card_id})
+        # Its labels go by the foreign key's ON DELETE CASCADE: foreign keys are on for every connection of
+        # the store (patchbay.store.engine), as PostgreSQL always has them.
         connection.execute(_DELETE_CARD, {"card": card_id})
         connection.execute(_CLOSE_GAP, {"column": place.column_id, "after": place.position})
         return schemas.Deleted(deleted=card_id)
