@@ -202,6 +202,13 @@ async def test_pages_cover_the_result_exactly_once(rt: Runtime) -> None:
     assert seen == list(range(1, 26))
 
 
+async def test_a_limit_in_the_statement_is_kept_not_replaced_by_the_page_cap(rt: Runtime) -> None:
+    page = await ok(rt, "query", sql="SELECT n FROM big ORDER BY n LIMIT 5", limit=100)
+    assert page["rows"] == [[1], [2], [3], [4], [5]] and page["truncated"] is False
+    union = await ok(rt, "query", sql="SELECT n FROM big WHERE n < 3 UNION ALL SELECT n FROM big WHERE n < 3 LIMIT 3")
+    assert union["rows"] == [[1], [2], [1]]
+
+
 async def test_huge_results_stop_at_the_page_and_the_row_cap(rt: Runtime) -> None:
     page = await ok(rt, "query", sql="SELECT * FROM big")
     assert page["row_count"] == 100 and page["truncated"] is True and page["next_offset"] == 100
