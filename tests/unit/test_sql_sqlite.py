@@ -300,6 +300,9 @@ async def test_actions_that_return_rows_show_them_capped_at_max_rows_and_cut(tmp
         text = result["content"][0]["text"].splitlines()
         assert text[:3] == ["close_and_show: 4 row(s) affected.", "| id | status |", "|---|---|"]
         assert "| 1 | closed |" in text and "| 4 | closed |" not in text
+        # An action takes no offset: the text says rows were left out instead of pointing at an argument.
+        assert "More rows were returned; only the first 3 are shown (max_rows)." in text
+        assert not any("offset" in line for line in text)
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:  # committed, all four rows
             assert conn.execute("SELECT count(*) FROM tickets WHERE id <= 4 AND status = 'closed'").fetchone() == (4,)
         conn.close()

@@ -157,8 +157,12 @@ def _cell(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "\\r").replace("\n", "\\n")
 
 
-def page_text(page: Page, *, what: str = "row") -> str:
-    """The text copy of a query result: the table, then how to get more, then the notes."""
+def page_text(page: Page, *, what: str = "row", pageable: bool = True) -> str:
+    """The text copy of a query result: the table, then how to get more, then the notes.
+
+    ``pageable`` is False for results that cannot be asked for again from an offset (a write action's returned rows):
+    then the text says the rest was left out instead of naming an ``offset`` the tool does not take.
+    """
     parts = [text_table(page.columns, page.rows) if page.columns else "(the statement returned no columns)"]
     first = page.offset + 1
     if page.rows:
@@ -166,7 +170,9 @@ def page_text(page: Page, *, what: str = "row") -> str:
         parts.append(f"{span}{'' if page.truncated else ' (end of result)'}.")
     else:
         parts.append(f"No {what}s" + (f" from offset {page.offset}." if page.offset else "."))
-    if page.truncated:
+    if page.truncated and pageable:
         parts.append(f"More rows follow: call again with offset={page.next_offset}.")
+    elif page.truncated:
+        parts.append(f"More rows were returned; only the first {len(page.rows)} are shown (max_rows).")
     parts.extend(page.notes)
     return "\n".join(parts)

@@ -155,7 +155,7 @@ class SqlService:
         }
         lines = [] if affected is None else [f"{action.spec.name}: {affected} row(s) affected."]
         if page is not None:
-            lines.append(results.page_text(page))
+            lines.append(results.page_text(page, pageable=False))
         return structured, "\n".join(lines)
 
 
