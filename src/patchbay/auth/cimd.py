@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from patchbay.auth.clients import Client
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.register import check_redirect_uri
-from patchbay.outbound import Fetcher, FetchError
+
+if TYPE_CHECKING:
+    from patchbay.outbound import Fetched
 
 MIN_CACHE = 60.0
 MAX_CACHE = 86_400.0
@@ -56,14 +59,23 @@ def parse_document(url: str, document: object) -> Client:
     )
 
 
+class DocumentFetcher(Protocol):
+    """What fetching a document needs: ``patchbay.outbound.Fetcher``, or one built on first use (the server's,
+    so that httpx is imported only once a client presents a document URL)."""
+
+    async def request(self, method: str, url: str) -> Fetched: ...
+
+
 @dataclass
 class MetadataDocuments:
-    fetcher: Fetcher
+    fetcher: DocumentFetcher
     clock: object = time.monotonic
     cache: dict[str, tuple[Client, float]] = field(default_factory=dict)
 
     async def resolve(self, url: str) -> Client:
         """Raises OAuthError(invalid_client) when the document cannot be fetched or is not valid."""
+        from patchbay.outbound import FetchError  # loaded with the fetcher; not before a document is needed
+
         now = time.monotonic()
         hit = self.cache.get(url)
         if hit is not None and hit[1] > now:

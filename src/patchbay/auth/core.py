@@ -1,5 +1,6 @@
-"""What every auth endpoint shares: the derived configuration, the store's repositories, the clock, the token
-cache and the guarded fetcher. Built once in ``create_app``; endpoints are dataclasses given a ``Core``."""
+"""What every auth endpoint shares: the derived configuration, the store's repositories, the clock and the token
+cache. Built once in ``create_app``; endpoints are dataclasses given a ``Core``. The features that fetch from
+other hosts (client metadata documents, an upstream or external IdP) are given their own guarded fetcher."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from patchbay.auth.grants import Grants, Lifetimes
 from patchbay.auth.keys import ApiKeys
 from patchbay.auth.principal import Principal
 from patchbay.auth.users import Users
-from patchbay.outbound import Fetcher
 from patchbay.settings import AuthSettings, Settings
 
 T = TypeVar("T")
@@ -116,7 +116,6 @@ class Core:
     clock: Callable[[], float] = time.time
     cache: TokenCache = field(default_factory=TokenCache)
     epoch: RevocationEpoch | None = None
-    fetcher: Fetcher = field(default_factory=Fetcher)
     users: Users = field(init=False)
     clients: Clients = field(init=False)
     grants: Grants = field(init=False)

@@ -7,10 +7,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,9 +31,13 @@ from patchbay.auth.revoke import Revocation
 from patchbay.auth.token import TokenEndpoint
 from patchbay.catalog import Catalog
 from patchbay.errors import ConfigError
-from patchbay.outbound import fetcher_for
-from patchbay.settings import Settings
+from patchbay.settings import OutboundSettings, Settings
 from patchbay.store import create_engine, upgrade
+
+if TYPE_CHECKING:
+    import httpx
+
+    from patchbay.outbound import Fetched, Fetcher
 
 log = logging.getLogger("patchbay.auth")
 
@@ -57,21 +60,24 @@ class AuthServer:
         self.mode = auth.mode
         config = AuthConfig.from_settings(settings, catalog.tool_scopes)
         outbound = settings.outbound
-        fetcher = fetcher_for(outbound, allow_private_network=auth.allow_private_network, transport=transport)
-        self.core = Core(config, engine or create_engine(settings.store_url), clock=clock, fetcher=fetcher)
+        self.core = Core(config, engine or create_engine(settings.store_url), clock=clock)
         self.transport = transport
         oauth = self.mode == "oauth"
-        documents = MetadataDocuments(fetcher) if oauth and auth.client_metadata_documents else None
+        documents = None
+        if oauth and auth.client_metadata_documents:
+            documents = MetadataDocuments(_FetcherOnFirstUse(outbound, auth.allow_private_network, transport))
         self.upstream: Any = None
         self.external: Any = None
         if oauth and auth.upstream is not None:
             from patchbay.auth.oidc import UpstreamLogin
+            from patchbay.outbound import fetcher_for
 
             private = auth.upstream.allow_private_network
             upstream_fetcher = fetcher_for(outbound, allow_private_network=private, transport=transport)
             self.upstream = UpstreamLogin(self.core, auth.upstream, fetcher=upstream_fetcher)
         if self.mode == "external":
             from patchbay.auth.external import ExternalVerifier
+            from patchbay.outbound import fetcher_for
 
             assert auth.external is not None
             private = auth.external.allow_private_network
@@ -218,6 +224,28 @@ class _LateDiscovery:
 
     async def authorization_server(self, request: Request) -> Response:
         return await self.server.discovery.authorization_server(request)
+
+
+class _FetcherOnFirstUse:
+    """The fetcher ``[outbound]`` describes, built on the first fetch: most servers never see a client
+    metadata document URL, and the HTTP client stack (httpx) would otherwise stay loaded for nothing."""
+
+    def __init__(
+        self, settings: OutboundSettings, allow_private_network: bool, transport: httpx.AsyncBaseTransport | None
+    ) -> None:
+        self.settings = settings
+        self.allow_private_network = allow_private_network
+        self.transport = transport
+        self.fetcher: Fetcher | None = None
+
+    async def request(self, method: str, url: str) -> Fetched:
+        """Raises FetchError (or Refused) as ``Fetcher.request``."""
+        if self.fetcher is None:
+            from patchbay.outbound import fetcher_for
+
+            private = self.allow_private_network
+            self.fetcher = fetcher_for(self.settings, allow_private_network=private, transport=self.transport)
+        return await self.fetcher.request(method, url)
 
 
 def _origin(url: str) -> str:
