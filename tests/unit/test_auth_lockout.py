@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,11 @@ async def test_failures_and_locks_are_logged_without_the_password(
     assert any("sign-in throttled: address=" in m for m in messages)
     assert not any(secret_guess in m for m in messages)
     assert not any(PASSWORD in m for m in messages)
+
+
+def test_the_timing_equaliser_hash_is_not_made_at_import() -> None:
+    """No import-time state: importing the users module costs no argon2 hash (CLI commands and API-key servers
+    never need it); the oauth server makes it at start."""
+    code = "import patchbay.auth.users as u; print(u.dummy_hash.cache_info().currsize)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "0"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import anyio
 from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +30,7 @@ from patchbay.auth.redirects import check_redirect_uri
 from patchbay.auth.register import Registration
 from patchbay.auth.revoke import Revocation
 from patchbay.auth.token import TokenEndpoint
+from patchbay.auth.users import dummy_hash
 from patchbay.catalog import Catalog
 from patchbay.errors import ConfigError
 from patchbay.settings import OutboundSettings, Settings
@@ -156,6 +158,7 @@ class AuthServer:
             await core.run(core.clients.save, client)
         if self.mode == "oauth":
             await core.run(core.clients.prune_unused, core.config.settings.unused_client_days * 86_400)
+            await anyio.to_thread.run_sync(dummy_hash)  # the sign-in page's timing equaliser, before it serves
             self.discovery = Discovery(
                 protected_resource(core.config, [core.config.issuer], self.settings.server.name),
                 authorization_server(

@@ -3,6 +3,7 @@ people from an upstream IdP, and the browser sessions of the sign-in pages."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -20,11 +21,19 @@ from patchbay.store import writer
 from patchbay.store.models import AuthBrowserSession, AuthUser
 
 _hasher = PasswordHasher()
-# Verified against when the username does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("patchbay-timing-equaliser")
 USERNAME_MAX = 200
 # A browser that signed in to an account is exempt from that account's lock for this long (device cookie).
 DEVICE_SECONDS = 90 * 86_400
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when the username does not exist, so a wrong name costs as long as a wrong password.
+
+    Made once per process, not at import (it costs a hash); ``AuthServer.start`` makes it before the sign-in page
+    serves, so not even the first unknown name answers slower.
+    """
+    return _hasher.hash("patchbay-timing-equaliser")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +158,7 @@ class Users:
         with self._write() as session, session.begin():
             row = session.scalar(select(AuthUser).where(AuthUser.username == name))
             local = row is not None and row.password_hash is not None
-            right = _check(row.password_hash if row is not None and row.password_hash else _DUMMY_HASH, password)
+            right = _check(row.password_hash if row is not None and row.password_hash else dummy_hash(), password)
             if row is None or row.password_hash is None or address_blocked:
                 _same_write(session, name)
                 return Attempt("throttled" if address_blocked else "invalid", known=local)
