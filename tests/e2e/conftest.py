@@ -25,6 +25,7 @@ import httpx2
 import pytest
 
 from tests.support.node import NODE_MODULES, node22, node_env
+from tests.support.postgres import PostgresMissing, PostgresServer, postgres_cluster
 from tests.support.servers import LOOPBACK, RunningServer, ServerStartError, free_port, run_patchbay
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -241,3 +242,18 @@ def inspector_cli(url: str, *args: str, home: Path) -> Completed:
         cwd=home,
         timeout=PROCESS_TIMEOUT,
     )
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for one test module (Debian's initdb/pg_ctl; `make postgres` installs them).
+    Modules that need their own schema in it override this fixture."""
+    try:
+        cluster = postgres_cluster()
+        server = cluster.__enter__()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc))
+    try:
+        yield server
+    finally:
+        cluster.__exit__(None, None, None)

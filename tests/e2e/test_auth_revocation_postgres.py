@@ -17,25 +17,12 @@ from patchbay.app import create_app
 from patchbay.auth.keys import ApiKeys
 from patchbay.settings import from_dict
 from patchbay.store import create_engine, upgrade
-from tests.support.postgres import PostgresMissing, PostgresServer, postgres_cluster
+from tests.support.postgres import PostgresServer
 from tests.support.revocation import HARMLESS, REVOKING, generation, seed
 from tests.unit.fixtures.authflow import TOOLS, call, client_for
 
 pytestmark = pytest.mark.e2e
 _numbers = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    try:
-        cluster = postgres_cluster()
-        server = cluster.__enter__()
-    except PostgresMissing as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        cluster.__exit__(None, None, None)
 
 
 @pytest.fixture

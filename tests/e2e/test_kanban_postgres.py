@@ -6,7 +6,7 @@ dispatcher, as a client calls them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from patchbay.app import Runtime
 from patchbay.protocol.scope import CallScope
 from patchbay.settings import from_dict
-from tests.support.postgres import PostgresMissing, PostgresServer, postgres_cluster
+from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -23,19 +23,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    try:
-        cluster = postgres_cluster()
-        server = cluster.__enter__()
-    except PostgresMissing as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        cluster.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -11,22 +11,9 @@ from sqlalchemy import Engine, inspect, text
 
 from patchbay.store import alembic_config, create_engine, current_heads, upgrade
 from patchbay.store.migrate import is_current
-from tests.support.postgres import PostgresMissing, PostgresServer, postgres_cluster
+from tests.support.postgres import PostgresServer
 
 ALL_HEADS = set(ScriptDirectory.from_config(alembic_config()).get_heads())
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    try:
-        cluster = postgres_cluster()
-        server = cluster.__enter__()
-    except PostgresMissing as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        cluster.__exit__(None, None, None)
 
 
 @pytest.fixture
