@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -14,12 +12,11 @@ from typing import Any
 import httpx2
 
 from tests.install.conftest import CleanInstall
-from tests.support.servers import LOOPBACK, RunningServer, ServerStartError, free_port
+from tests.support.servers import LOOPBACK, RunningServer, ServerStartError, free_port, stop_process
 
 __all__ = ["call_tool", "list_tools", "mcp_request", "serve"]
 
 START_TIMEOUT = 60.0  # seconds; a hybrid-ranking start loads an embedding model
-STOP_TIMEOUT = 10.0
 PROTOCOL = "2026-07-28"
 # The 2026-07-28 envelope (docs/protocol.md): stateless, every request self-describing.
 _META = {"io.modelcontextprotocol/protocolVersion": PROTOCOL, "io.modelcontextprotocol/clientCapabilities": {}}
@@ -52,7 +49,7 @@ def serve(
         _wait_healthy(server)
         yield server
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _wait_healthy(server: RunningServer) -> None:
@@ -67,18 +64,6 @@ def _wait_healthy(server: RunningServer) -> None:
             if time.monotonic() > deadline:
                 raise ServerStartError(f"no healthy answer within {START_TIMEOUT:.0f} s:\n{server.log_tail()}")
             time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def mcp_request(

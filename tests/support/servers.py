@@ -153,8 +153,11 @@ def _wait_healthy(server: RunningServer, timeout: float) -> None:
 
 
 def _stop(server: RunningServer) -> None:
+    stop_process(server.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM (graceful stop), then SIGKILL after STOP_TIMEOUT; also reap anything left in its session."""
-    proc = server.proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
