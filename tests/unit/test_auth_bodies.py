@@ -209,11 +209,7 @@ async def test_sign_in_form_posted_twice_in_one_field_is_refused(tmp_path: Path)
         await add_user(app)
         flow = Flow(http)
         await flow.register()
-        page = await http.get(flow.authorize_url())
-        from tests.support.forms import next_form
-
-        form = next_form(page.text)
-        assert form is not None
+        form = await flow.login_form()
         fields = form.filled("alice", PASSWORD, "allow")
         body = "&".join(f"{k}={v}" for k, v in fields.items()) + "&password=other"
         response = await http.post("/authorize/login", content=body.encode(), headers=FORM)

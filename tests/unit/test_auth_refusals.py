@@ -223,11 +223,7 @@ async def test_login_form_from_another_browser_is_refused(tmp_path: Path) -> Non
         await add_user(app)
         flow = Flow(http)
         await flow.register()
-        page = await http.get(flow.authorize_url())
-        from tests.support.forms import next_form
-
-        form = next_form(page.text)
-        assert form is not None
+        form = await flow.login_form()
         http.cookies.clear()  # a cross-site POST would not carry our CSRF cookie
         data = form.filled("alice", PASSWORD, "allow")
         response = await http.post("/authorize/login", data=data, follow_redirects=False)
