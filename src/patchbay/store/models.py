@@ -235,3 +235,8 @@ class AuthBrowserSession(Base):
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("auth_users.id", ondelete="CASCADE"))
     expires_at: Mapped[float]
+
+
+# -- sibling modules with tables of their own (imported so that Base.metadata holds every table) ---------------
+
+from patchbay.gate import approval_models as _gate_approval_models  # noqa: E402, F401
