@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from patchbay.errors import ConfigError
+from patchbay.gate.config import RULE_KEYS, GateSettings, PolicyRule, WritesMode, check_policy
 
 ENV_PREFIX = "PATCHBAY_"
-CONNECTOR_COMMON = {"name", "type", "prefix", "enabled", "scopes", "tool_scopes", "public_tools"}
+CONNECTOR_COMMON = {"name", "type", "prefix", "enabled", "scopes", "tool_scopes", "public_tools", "writes"}
 
 
 class _Section(BaseModel):
@@ -256,6 +257,8 @@ class ConnectorSettings(BaseModel):
     """Tool name (without prefix) → the scopes it needs; overrides the tool's own and the connector's."""
     public_tools: list[str] = []
     """Tools anyone may call without signing in (ChatGPT "noauth"); the rest need a token."""
+    writes: WritesMode | None = None
+    """This connector's write tools: on, off or approve; wins over [gate] writes (docs/policy.md)."""
 
     @property
     def options(self) -> dict[str, Any]:
@@ -272,6 +275,9 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     outbound: OutboundSettings = OutboundSettings()
     connectors: list[ConnectorSettings] = []
+    gate: GateSettings = GateSettings()
+    policy: list[PolicyRule] = []
+    """The [[policy]] rules, in order; docs/policy.md."""
     source: str = Field("<defaults>", exclude=True)
     """Where these settings came from, for messages."""
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -344,6 +350,7 @@ def from_dict(
                 file=source,
                 key="connectors.name",
             )
+    check_policy(settings.policy, names, source)
     return settings
 
 
@@ -389,15 +396,20 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "store": StoreSettings,
         "auth": AuthSettings,
         "outbound": OutboundSettings,
+        "gate": GateSettings,
     }
     for key, value in data.items():
         if key == "connectors":
             _check_connectors_shape(value, source)
             continue
+        if key == "policy":
+            _check_policy_shape(value, source)
+            continue
         if key not in sections:
             variable = next((v for k, v in env_sources.items() if k.startswith(f"{key}.")), None)
             origin = f"environment variable {variable}" if variable else source
-            raise ConfigError(_unknown(origin, key, [*sections, "connectors"], "top-level table"), file=source, key=key)
+            allowed = [*sections, "connectors", "policy"]
+            raise ConfigError(_unknown(origin, key, allowed, "top-level table"), file=source, key=key)
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}", file=source, key=key)
         fields = list(sections[key].model_fields)
@@ -426,6 +438,19 @@ def _check_connectors_shape(value: Any, source: str) -> None:
     raise ConfigError(
         f"{source}: connectors: must be a list of [[connectors]] tables, got {value!r}", file=source, key="connectors"
     )
+
+
+def _check_policy_shape(value: Any, source: str) -> None:
+    if not isinstance(value, list):
+        message = f"{source}: policy: write each rule as its own [[policy]] table (double brackets)"
+        raise ConfigError(message, file=source, key="policy")
+    for index, rule in enumerate(value):
+        if not isinstance(rule, dict):
+            raise ConfigError(f"{source}: policy[{index}]: must be a table", file=source, key=f"policy[{index}]")
+        for sub in rule:
+            if sub not in RULE_KEYS:
+                key = f"policy[{index}].{sub}"
+                raise ConfigError(_unknown(source, key, list(RULE_KEYS), "key in [[policy]]"), file=source, key=key)
 
 
 def _unknown(source: str, key: str, allowed: list[str], what: str) -> str:

@@ -120,6 +120,7 @@ class Authenticator:
                 username=info.username,
                 client_id=info.client_id,
                 expires_at=info.expires_at,
+                client_name=info.client_name,
             )
         if token.startswith(KEY_PREFIX) and self.api_keys:
             return await core.run(core.keys.lookup, token)

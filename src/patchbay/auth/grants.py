@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from patchbay.auth.crypto import ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX, digest, new_secret, pkce_matches
 from patchbay.auth.errors import OAuthError
 from patchbay.store import writer
-from patchbay.store.models import AuthCode, AuthConsent, AuthRequest, AuthToken, AuthUser
+from patchbay.store.models import AuthClient, AuthCode, AuthConsent, AuthRequest, AuthToken, AuthUser
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,7 @@ class AccessInfo:
     created_at: float
     expires_at: float
     kind: str = "access"
+    client_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +315,8 @@ class Grants:
             user = session.get(AuthUser, row.user_id)
             if user is None or user.disabled:
                 return None
+            # The client's registered name, for policy rules that name clients (cached with the token).
+            client = session.get(AuthClient, row.client_id)
             return AccessInfo(
                 client_id=row.client_id,
                 user_id=row.user_id,
@@ -323,6 +326,7 @@ class Grants:
                 resource=row.resource,
                 created_at=row.created_at,
                 expires_at=row.expires_at,
+                client_name=client.name if client is not None else None,
             )
 
     def describe(self, token: str) -> tuple[AccessInfo, bool] | None:

@@ -14,7 +14,8 @@ class Principal:
     """A signed-in user (through a client), an API key, or a token from an external identity provider.
 
     ``subject`` is stable per person or key (``user:alice``, ``key:ci``, or the external ``sub``); ``client_id``
-    names the OAuth client that holds the token, when there is one.
+    names the OAuth client that holds the token, when there is one, and ``client_name`` its registered name (policy
+    rules may name a client either way).
     """
 
     subject: str
@@ -24,6 +25,7 @@ class Principal:
     username: str | None = None
     client_id: str | None = None
     expires_at: float | None = None
+    client_name: str | None = None
     claims: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
     def has_scopes(self, needed: Iterable[str]) -> bool:
