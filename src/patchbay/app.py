@@ -23,6 +23,7 @@ from patchbay.connectors.base import Connector, ConnectorEnv
 from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
+from patchbay.gate.policy import build_gate
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
 from patchbay.protocol.hub import Hub
 from patchbay.settings import ConnectorSettings, Settings
@@ -85,6 +86,7 @@ class Runtime:
         secret = server.secret.get_secret_value().encode() if server.secret is not None else None
         key = hashlib.sha256(b"patchbay request state\0" + secret).digest() if secret else secrets.token_bytes(32)
         self.dispatcher = Dispatcher(self.catalog, info, state_key=key)
+        self.dispatcher.gate = build_gate(self.settings, self.catalog)
 
     async def start(self, on_failure: OnFailure | None = None) -> None:
         """Open every connector, then build the catalog.
@@ -188,6 +190,7 @@ def _build_auth(settings: Settings, runtime: Runtime) -> Any:
     runtime.auth = auth
     runtime.catalog.security = auth.policy.schemes
     runtime.dispatcher.access = auth.policy
+    runtime.dispatcher.gate.access = auth.policy  # scopes and public tools become rules of the one policy
     return auth
 
 

@@ -136,6 +136,9 @@ class Gate:
             refusal: dict[str, Any] | None = self.access.denied(name, facts.access, principal)
             if refusal is not None:
                 return refusal
+        if decision.effect == "approve":  # only when no approvals are configured: nobody could approve it
+            text = f"'{name}' {decision.reason}, and this server takes no approvals, so it cannot run."
+            return ToolResult.error(text).to_wire()
         return ToolResult.error(f"You may not call '{name}': {decision.reason}.").to_wire()
 
     def facts(self, name: str) -> ToolFacts | None:

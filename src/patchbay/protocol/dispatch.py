@@ -82,7 +82,13 @@ class Dispatcher:
     info: ServerInfo
     state_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     # Per-tool access checks (patchbay.auth.access.ToolAccessPolicy) when sign-in is on; None when it is off.
+    # Used only without a gate: the gate evaluates them as rules of its policy.
     access: Any = None
+    # The gate every list and call passes (patchbay.gate.policy.Gate): listed(principal) and decide(name,
+    # principal, arguments). None (programmatic use): every tool is listed and callable.
+    gate: Any = None
+    # Human approval of calls the gate marks "approve" (patchbay.gate.approvals); None: such calls are refused.
+    approvals: Any = None
     handlers: dict[str, Handler] = field(init=False)
     signer: StateSigner = field(init=False)
     _server_meta: dict[str, Any] = field(init=False)
@@ -131,7 +137,10 @@ class Dispatcher:
         result["_meta"] = {**meta, **self._server_meta} if meta else self._server_meta
         if method in CACHEABLE:
             result["ttlMs"] = 0 if method == "resources/read" else self.info.list_ttl_ms
-            result["cacheScope"] = "private" if method == "resources/read" else "public"
+            private = method == "resources/read" or (
+                method == "tools/list" and self.gate is not None and self.gate.per_caller
+            )
+            result["cacheScope"] = "private" if private else "public"
         return result
 
     async def _with_mrtr(self, method: str, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
@@ -187,6 +196,8 @@ class Dispatcher:
 
     async def tools_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         _no_cursor(params)
+        if self.gate is not None:
+            return {"tools": self.gate.listed(scope.principal)}
         return {"tools": self.catalog.tools_wire}
 
     async def tools_call(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
@@ -196,15 +207,30 @@ class Dispatcher:
         tool = self.catalog.tools.get(name)
         if tool is None:
             raise jsonrpc.invalid_params(f"Unknown tool: {name}")
-        if self.access is not None:
-            denied = self.access.denied(name, self.catalog.access.get(name), scope.principal)
-            if denied is not None:
-                return denied  # type: ignore[no-any-return]
         arguments = params.get("arguments")
         if arguments is None:
             arguments = {}
         elif not isinstance(arguments, dict):
             raise jsonrpc.invalid_params("tools/call params.arguments must be an object")
+        if self.gate is not None:
+            decision = self.gate.decide(name, scope.principal, arguments)
+            if decision.effect == "deny":
+                return self.gate.refuse(name, scope.principal, decision)  # type: ignore[no-any-return]
+            if decision.effect == "approve" and self.approvals is None:
+                # Fail closed: nothing can approve the call, so it must not run.
+                return self.gate.refuse(name, scope.principal, decision)  # type: ignore[no-any-return]
+            if decision.effect == "approve":
+                held = await self.approvals.admit(
+                    name, getattr(self.catalog, "digests", {}).get(name, ""), arguments, scope, decision
+                )
+                if held is not None:
+                    return held  # type: ignore[no-any-return]
+                # Exactly what the approver saw runs, whatever this request carries.
+                arguments = scope.approved_arguments if scope.approved_arguments is not None else arguments
+        elif self.access is not None:
+            denied = self.access.denied(name, self.catalog.access.get(name), scope.principal)
+            if denied is not None:
+                return denied  # type: ignore[no-any-return]
         if tool.requires:
             _require_capabilities(tool.requires, scope)
         try:
