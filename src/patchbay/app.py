@@ -202,6 +202,9 @@ def create_app(settings: Settings) -> Any:
     """
     runtime = Runtime(settings, on_failure="retry")
     auth = _build_auth(settings, runtime)
+    from patchbay.gate import approval_pages
+
+    approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
     sessions = MemorySessionStore(
@@ -269,6 +272,7 @@ def create_app(settings: Settings) -> Any:
             sessions.close_all()
             legacy.close_all()
             await runtime.stop()
+            approvals.approvals.close()
 
     async def http_error(request: Request, exc: Exception) -> Response:
         # Clients probe well-known paths and follow no HTML: every error here is a small JSON body.
@@ -283,6 +287,7 @@ def create_app(settings: Settings) -> Any:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *(auth.routes() if auth is not None else []),
+            *approvals.routes(),
             Route("/sse", legacy.stream, methods=["GET"]),
             Route("/messages", legacy.post, methods=["POST"]),
             Route("/messages/", legacy.post, methods=["POST"]),

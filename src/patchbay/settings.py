@@ -243,6 +243,21 @@ class AuthSettings(_Section):
         return self
 
 
+class ApprovalsSettings(_Section):
+    """Human approval of held tool calls (docs/approvals.md)."""
+
+    # How long an approval request waits for a decision, and how long a granted call may then be run.
+    ttl_seconds: int = Field(900, ge=30, le=7 * 86_400)
+    # Local users with one of these roles may approve or deny on the approval page and with the CLI.
+    approver_roles: list[str] = Field(["approver"], min_length=1)
+    # Whether the person who made the call may approve it themselves.
+    allow_self_approval: bool = False
+    # Distinct approvers needed before the call may run (2: four eyes).
+    required_approvals: int = Field(1, ge=1, le=5)
+    # How long an approver stays signed in on the approval page.
+    session_seconds: int = Field(900, ge=60, le=86_400)
+
+
 class ConnectorSettings(BaseModel):
     """One ``[[connectors]]`` table; its type-specific keys are checked by the connector type's Options."""
 
@@ -274,6 +289,7 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     auth: AuthSettings = AuthSettings()
     outbound: OutboundSettings = OutboundSettings()
+    approvals: ApprovalsSettings = ApprovalsSettings()
     connectors: list[ConnectorSettings] = []
     gate: GateSettings = GateSettings()
     policy: list[PolicyRule] = []
@@ -396,6 +412,7 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "store": StoreSettings,
         "auth": AuthSettings,
         "outbound": OutboundSettings,
+        "approvals": ApprovalsSettings,
         "gate": GateSettings,
     }
     for key, value in data.items():

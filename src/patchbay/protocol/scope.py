@@ -44,6 +44,9 @@ class CallScope:
     runtime: Any = None
     # Ends the current SSE response early; the client resumes with GET + Last-Event-ID (SSE polling).
     close_stream: Callable[[], Awaitable[None]] | None = None
+    # Set by the gate's approvals when a granted approval is redeemed: the stored, approved arguments, which run
+    # instead of the ones in the request (patchbay.gate.approvals).
+    approved_arguments: dict[str, Any] | None = None
 
     def wants_log(self, level: str) -> bool:
         if self.log_level is None or self.send is None:

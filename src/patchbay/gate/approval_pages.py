@@ -1,0 +1,285 @@
+"""The approval page: ``/approvals/{id}``, where an approver signs in and approves or denies one held call.
+
+Sign-in is the OAuth pages' own (local accounts, ``Users.verify`` with its account lock, the per-address
+throttle, one refusal message); the approver's short session is a browser session of the same table, in a
+``SameSite=Strict`` HttpOnly cookie scoped to ``/approvals`` (``Secure`` when the public URL is https). The
+Approve/Deny form carries a CSRF token derived from that session and the approval id, so a page of another site
+can neither post a decision nor reuse a token for another approval. Pages forbid framing and caching and load
+nothing external (``patchbay.auth.pages``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from patchbay.auth.authorize import DISABLED, REFUSED
+from patchbay.auth.body import read_form
+from patchbay.auth.crypto import new_secret, same
+from patchbay.auth.errors import OAuthError
+from patchbay.auth.lockout import AddressThrottle
+from patchbay.auth.pages import _page, error_page
+from patchbay.auth.users import Users, UserView
+from patchbay.catalog import Catalog
+from patchbay.gate.approval_store import ApprovalRefused, ApprovalView
+from patchbay.gate.approvals import Approvals
+from patchbay.settings import ApprovalsSettings, Settings
+
+log = logging.getLogger("patchbay.gate")
+SESSION_COOKIE = "patchbay_approver"
+LOGIN_CSRF_COOKIE = "patchbay_approver_csrf"
+COOKIE_PATH = "/approvals"
+# The current definition of a tool by public name: (digest, client-visible definition), None when it is gone.
+ToolLookup = Callable[[str], tuple[str, dict[str, Any]] | None]
+
+
+def decision_token(session_cookie: str, approval_id: str) -> str:
+    """The Approve/Deny form's CSRF token: bound to the approver's session and to this one approval."""
+    key = session_cookie.encode()
+    return hmac.new(key, f"patchbay-approval\0{approval_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _when(epoch: float | None) -> str:
+    return "-" if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def is_own_call(approval: ApprovalView, user: UserView) -> bool:
+    return approval.username == user.username or approval.subject == f"user:{user.username}"
+
+
+@dataclass
+class ApprovalPages:
+    approvals: Approvals
+    users: Users
+    throttle: AddressThrottle
+    settings: ApprovalsSettings
+    tool_lookup: ToolLookup
+    server_name: str
+    max_form_bytes: int = 64 * 1024
+    secure_cookies: bool = False
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/approvals/{approval_id}", self.show, methods=["GET"]),
+            Route("/approvals/{approval_id}/login", self.login, methods=["POST"]),
+            Route("/approvals/{approval_id}/decide", self.decide, methods=["POST"]),
+        ]
+
+    # -- GET /approvals/{id} -------------------------------------------------------------------------------------
+
+    async def show(self, request: Request) -> Response:
+        approval_id = request.path_params["approval_id"]
+        approval = await self.approvals.run(self.approvals.store.get, approval_id)
+        if approval is None:
+            return error_page("No such approval", "There is no approval request at this address.", 404)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        user = await self.approvals.run(self.users.browser_session_user, cookie)
+        if user is None or cookie is None:
+            return self._login_page(approval_id)
+        return self._detail(approval, user, decision_token(cookie, approval_id))
+
+    def _login_page(self, approval_id: str, error: str | None = None, status: int = 200) -> Response:
+        csrf = new_secret()
+        alert = f'<p class="error" role="alert" id="login-error">{escape(error)}</p>' if error else ""
+        described = ' aria-describedby="login-error"' if error else ""
+        body = (
+            f"<h1>Sign in to approve</h1><p>A call to {escape(self.server_name)} is waiting for approval. Sign in "
+            f"with an account that has an approver role.</p>{alert}"
+            f'<form method="post" action="/approvals/{escape(approval_id)}/login">'
+            f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+            f'<label for="username">Username</label><input type="text" id="username" name="username" '
+            f'autocomplete="username" required autofocus{described}>'
+            '<label for="password">Password</label><input type="password" id="password" name="password" '
+            'autocomplete="current-password" required><button type="submit">Sign in</button></form>'
+        )
+        response = _page(f"Sign in · {self.server_name}", body, status)
+        self._cookie(response, LOGIN_CSRF_COOKIE, csrf, 600)
+        return response
+
+    def _detail(self, approval: ApprovalView, user: UserView, token: str, notice: str = "") -> Response:
+        current = self.tool_lookup(approval.tool)
+        annotations = (current[1].get("annotations") if current else None) or {}
+        rows = [
+            ("Tool", f"<code>{escape(approval.tool)}</code>"),
+            ("Why approval", escape(approval.reason or approval.rule)),
+            ("Caller", escape(approval.username or approval.subject)),
+            ("Client", escape(approval.client_name or approval.client_id or "-")),
+            ("Requested", _when(approval.created_at)),
+            ("Expires", _when(approval.expires_at)),
+            ("Status", escape(approval.status)),
+        ]
+        if approval.approved_by:
+            rows.append(("Approved by", escape(", ".join(approval.approved_by))))
+        if annotations:
+            rows.append(("Annotations", escape(", ".join(f"{k}={v}" for k, v in sorted(annotations.items())))))
+        table = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+        pretty = orjson.dumps(approval.arguments, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+        parts = [
+            f"<h1>Approve this call?</h1><p>Signed in as <strong>{escape(user.username)}</strong>.</p>",
+            f'<p role="status">{escape(notice)}</p>' if notice else "",
+            f"<dl>{table}</dl><p>Exactly these arguments will run, once:</p><pre>{escape(pretty)}</pre>",
+        ]
+        if approval.status == "pending":
+            parts.append(
+                f'<form method="post" action="/approvals/{escape(approval.id)}/decide">'
+                f'<input type="hidden" name="csrf" value="{escape(token)}">'
+                '<button type="submit" name="decision" value="approve">Approve</button> '
+                '<button type="submit" name="decision" value="deny" class="secondary">Deny</button></form>'
+            )
+        return _page(f"Approval · {self.server_name}", "".join(parts))
+
+    # -- POST /approvals/{id}/login ------------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        approval_id = request.path_params["approval_id"]
+        try:
+            form = await read_form(request, self.max_form_bytes, max_fields=5)
+        except OAuthError as exc:
+            return exc.response()
+        given = form.get("csrf") or ""
+        if not given or not same(given, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
+            return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
+        address = request.client.host if request.client else "unknown"
+        username = form.get("username") or ""
+        blocked = self.throttle.blocked(address)
+        password = form.get("password") or ""
+        attempt = await self.approvals.run(lambda: self.users.verify(username, password, address_blocked=blocked))
+        if attempt.outcome != "ok" or attempt.user is None:
+            if attempt.outcome != "throttled":
+                self.throttle.failed(address)
+            log.warning(
+                "approval sign-in failed: user=%r address=%s outcome=%s", username[:100], address, attempt.outcome
+            )
+            return self._login_page(approval_id, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
+        cookie = await self.approvals.run(
+            self.users.open_browser_session, attempt.user.id, float(self.settings.session_seconds)
+        )
+        response = RedirectResponse(f"/approvals/{approval_id}", 303, headers={"Cache-Control": "no-store"})
+        self._cookie(response, SESSION_COOKIE, cookie, self.settings.session_seconds)
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+        return response
+
+    # -- POST /approvals/{id}/decide -----------------------------------------------------------------------------
+
+    async def decide(self, request: Request) -> Response:
+        approval_id = request.path_params["approval_id"]
+        try:
+            form = await read_form(request, self.max_form_bytes, max_fields=5)
+        except OAuthError as exc:
+            return exc.response()
+        cookie = request.cookies.get(SESSION_COOKIE)
+        user = await self.approvals.run(self.users.browser_session_user, cookie)
+        if user is None or cookie is None:
+            return self._login_page(approval_id, "Your sign-in expired. Sign in again.", 401)
+        if not same(form.get("csrf") or "", decision_token(cookie, approval_id)):
+            return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
+        decision = form.get("decision")
+        if decision not in ("approve", "deny"):
+            return error_page("Unknown decision", "Choose Approve or Deny.", 400)
+        approval = await self.approvals.run(self.approvals.store.get, approval_id)
+        if approval is None:
+            return error_page("No such approval", "There is no approval request at this address.", 404)
+        refusal = self.refusal(approval, user, decision)
+        if refusal is not None:
+            return error_page("Cannot decide", refusal, 403)
+        if decision == "approve":
+            gone = await self._tool_gone(approval)
+            if gone is not None:
+                return error_page("Cannot approve", gone, 409)
+        try:
+            if decision == "approve":
+                store, required = self.approvals.store, self.settings.required_approvals
+                done = await self.approvals.run(store.approve, approval_id, user.username, required)
+            else:
+                done = await self.approvals.run(self.approvals.store.deny, approval_id, user.username)
+        except ApprovalRefused as exc:
+            return error_page("Cannot decide", str(exc), 409)
+        log.info("approval %s: %s by %s (now %s)", approval_id, decision, user.username, done.status)
+        return self._detail(done, user, decision_token(cookie, approval_id), _notice(done, self.settings))
+
+    def refusal(self, approval: ApprovalView, user: UserView, decision: str) -> str | None:
+        """Why ``user`` may not make ``decision`` on ``approval``; None when they may."""
+        roles = self.settings.approver_roles
+        if not user.roles & set(roles):
+            return (
+                f"You are signed in as {user.username}, who has none of the approver roles ({', '.join(roles)}). "
+                "Ask an administrator."
+            )
+        if decision == "approve" and not self.settings.allow_self_approval and is_own_call(approval, user):
+            return "You made this call yourself; another approver must approve it ([approvals] allow_self_approval)."
+        return None
+
+    async def _tool_gone(self, approval: ApprovalView) -> str | None:
+        """Issue 11: a tool that disappeared (or changed) while its approval was pending is refused, not run."""
+        current = self.tool_lookup(approval.tool)
+        if current is not None and current[0] == approval.tool_digest:
+            return None
+        await self.approvals.run(self.approvals.store.void, approval.id)
+        what = "no longer exists" if current is None else "has changed"
+        return f"The tool '{approval.tool}' {what} since this call was made, so it can never run. Nothing was approved."
+
+    def _cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=self.secure_cookies,
+        )
+
+
+def _notice(done: ApprovalView, settings: ApprovalsSettings) -> str:
+    if done.status == "approved":
+        return "Approved. The caller can now run this call once, with exactly these arguments."
+    if done.status == "denied":
+        return "Denied. The call will not run."
+    return f"Your approval is recorded; {settings.required_approvals - len(done.approved_by)} more approver(s) needed."
+
+
+def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> ApprovalPages:
+    """The approvals and their page for an app: given to ``dispatcher.approvals``; routes from ``routes()``.
+
+    With sign-in on, the store, accounts and sign-in throttle are the authorization server's; without it, the
+    store is opened here (an approver still signs in with a local account, if the store has one).
+    """
+    from patchbay.store import create_engine
+
+    engine = auth.core.engine if auth is not None else create_engine(settings.store_url)
+    approvals = Approvals(engine, settings.approvals, settings.public_url, owns_engine=auth is None)
+    if auth is not None:
+        users, throttle = auth.core.users, auth.authorization.throttle
+    else:
+        login = settings.auth
+        users = Users(engine, max_attempts=login.login_attempts, lockout=login.lockout_seconds)
+        throttle = AddressThrottle(login.login_attempts_per_address, login.lockout_seconds)
+    dispatcher.approvals = approvals
+
+    def tool_lookup(name: str) -> tuple[str, dict[str, Any]] | None:
+        if name not in catalog.tools:
+            return None
+        wire = next((t for t in catalog.tools_wire if t.get("name") == name), {})
+        return getattr(catalog, "digests", {}).get(name, ""), wire
+
+    return ApprovalPages(
+        approvals,
+        users,
+        throttle,
+        settings.approvals,
+        tool_lookup,
+        settings.server.name,
+        max_form_bytes=settings.auth.max_form_bytes,
+        secure_cookies=settings.public_url.startswith("https://"),
+    )

@@ -1,0 +1,247 @@
+"""The approvals repository: create, find, decide and consume held calls in the ``gate_approvals`` table.
+
+Blocking SQLAlchemy calls (run them in a worker thread from async code). Every write goes through the store's
+single writer path (``patchbay.store.writer``). Deciding and consuming are conditional UPDATEs: of two
+concurrent redeems of one approval exactly one changes the row, so a granted call runs at most once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import sessionmaker
+
+from patchbay.gate.approval_models import GateApproval
+from patchbay.store import writer
+
+Status = Literal["pending", "approved", "denied", "used", "void", "expired"]
+
+
+class ApprovalRefused(Exception):
+    """A decision that cannot be recorded; ``str(error)`` is a sentence for the approver."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCall:
+    """What is recorded when a call is held: who called, which tool (and its definition digest), with what."""
+
+    subject: str
+    username: str | None
+    client_id: str
+    client_name: str | None
+    tool: str
+    tool_digest: str
+    args_digest: str
+    arguments: dict[str, Any]
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalView:
+    id: str
+    status: Status
+    """The stored status, or ``expired`` for a pending or approved row past ``expires_at``."""
+    subject: str
+    username: str | None
+    client_id: str
+    client_name: str | None
+    tool: str
+    tool_digest: str
+    args_digest: str
+    arguments: dict[str, Any]
+    rule: str
+    reason: str
+    approved_by: tuple[str, ...]
+    decided_by: str | None
+    created_at: float
+    expires_at: float
+    decided_at: float | None
+    used_at: float | None
+
+
+def effective_status(status: str, expires_at: float, now: float) -> Status:
+    if status in ("pending", "approved") and expires_at <= now:
+        return "expired"
+    return status  # type: ignore[return-value]
+
+
+def _view(row: GateApproval, now: float) -> ApprovalView:
+    arguments = orjson.loads(row.arguments)
+    return ApprovalView(
+        id=row.id,
+        status=effective_status(row.status, row.expires_at, now),
+        subject=row.subject,
+        username=row.username,
+        client_id=row.client_id,
+        client_name=row.client_name,
+        tool=row.tool,
+        tool_digest=row.tool_digest,
+        args_digest=row.args_digest,
+        arguments=arguments if isinstance(arguments, dict) else {},
+        rule=row.rule,
+        reason=row.reason,
+        approved_by=tuple(row.approved_by.split()),
+        decided_by=row.decided_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        decided_at=row.decided_at,
+        used_at=row.used_at,
+    )
+
+
+class ApprovalStore:
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write = sessionmaker(writer(engine), expire_on_commit=False)
+        self.clock = clock
+
+    def create(self, call: HeldCall, ttl_seconds: float) -> ApprovalView:
+        now = self.clock()
+        row = GateApproval(
+            id=secrets.token_urlsafe(16),  # 128 random bits: the approval link cannot be guessed
+            status="pending",
+            subject=call.subject,
+            username=call.username,
+            client_id=call.client_id,
+            client_name=call.client_name,
+            tool=call.tool,
+            tool_digest=call.tool_digest,
+            args_digest=call.args_digest,
+            arguments=orjson.dumps(call.arguments).decode(),
+            rule=call.rule[:200],
+            reason=call.reason,
+            approved_by="",
+            created_at=now,
+            expires_at=now + ttl_seconds,
+        )
+        with self._write() as session, session.begin():
+            session.add(row)
+        return _view(row, now)
+
+    def get(self, approval_id: str) -> ApprovalView | None:
+        with self._read() as session:
+            row = session.get(GateApproval, approval_id)
+            return _view(row, self.clock()) if row is not None else None
+
+    def latest(self, subject: str, client_id: str, tool: str, args_digest: str) -> ApprovalView | None:
+        """The newest approval for this caller, client, tool and argument digest (any tool digest)."""
+        query = (
+            select(GateApproval)
+            .where(
+                GateApproval.subject == subject,
+                GateApproval.client_id == client_id,
+                GateApproval.tool == tool,
+                GateApproval.args_digest == args_digest,
+            )
+            .order_by(GateApproval.created_at.desc())
+            .limit(1)
+        )
+        with self._read() as session:
+            row = session.scalar(query)
+            return _view(row, self.clock()) if row is not None else None
+
+    def list(self, *, include_all: bool = False, limit: int = 200) -> list[ApprovalView]:
+        """Pending, unexpired approvals (every approval with ``include_all``), newest first."""
+        query = select(GateApproval).order_by(GateApproval.created_at.desc()).limit(limit)
+        if not include_all:
+            query = query.where(GateApproval.status == "pending", GateApproval.expires_at > self.clock())
+        now = self.clock()
+        with self._read() as session:
+            return [_view(row, now) for row in session.scalars(query)]
+
+    def consume(self, approval_id: str, tool_digest: str) -> dict[str, Any] | None:
+        """Mark a granted, unexpired approval of this tool definition used and return its stored arguments; None
+        when it is not (any more) redeemable: used by a concurrent call, expired, or for another definition."""
+        now = self.clock()
+        statement = (
+            update(GateApproval)
+            .where(
+                GateApproval.id == approval_id,
+                GateApproval.status == "approved",
+                GateApproval.expires_at > now,
+                GateApproval.tool_digest == tool_digest,
+            )
+            .values(status="used", used_at=now)
+            .returning(GateApproval.arguments)
+        )
+        with self._write() as session, session.begin():
+            stored = session.execute(statement).scalar_one_or_none()
+        if stored is None:
+            return None
+        arguments = orjson.loads(stored)
+        return arguments if isinstance(arguments, dict) else {}
+
+    def void(self, approval_id: str) -> bool:
+        """Retire a pending or granted approval whose tool changed or disappeared: it can never run."""
+        statement = (
+            update(GateApproval)
+            .where(GateApproval.id == approval_id, GateApproval.status.in_(("pending", "approved")))
+            .values(status="void", decided_at=self.clock(), decided_by="patchbay (the tool changed)")
+            .returning(GateApproval.id)
+        )
+        with self._write() as session, session.begin():
+            return session.execute(statement).first() is not None
+
+    def approve(self, approval_id: str, approver: str, required: int = 1) -> ApprovalView:
+        """Record ``approver``'s approval; the call is granted once ``required`` distinct people approved.
+
+        Raises:
+            ApprovalRefused: unknown, expired, already decided, or already approved by this person.
+        """
+        now = self.clock()
+        with self._write() as session, session.begin():
+            row = self._open_row(session.get(GateApproval, approval_id), now)
+            names = row.approved_by.split()
+            if approver in names:
+                raise ApprovalRefused(f"You approved this call already; it needs {required} different approvers.")
+            names.append(approver)
+            values: dict[str, Any] = {"approved_by": " ".join(names)}
+            if len(names) >= required:
+                values.update(status="approved", decided_by=approver, decided_at=now)
+            done = session.execute(
+                update(GateApproval)
+                .where(
+                    GateApproval.id == approval_id,
+                    GateApproval.status == "pending",
+                    GateApproval.approved_by == row.approved_by,  # a concurrent approver's write wins; retry
+                )
+                .values(**values)
+                .returning(GateApproval.id)
+            )
+            if done.first() is None:
+                raise ApprovalRefused("Someone else decided this call at the same moment. Reload the page.")
+            session.refresh(row)
+            return _view(row, now)
+
+    def deny(self, approval_id: str, approver: str) -> ApprovalView:
+        """Raises ApprovalRefused: unknown, expired or already decided."""
+        now = self.clock()
+        with self._write() as session, session.begin():
+            row = self._open_row(session.get(GateApproval, approval_id), now)
+            done = session.execute(
+                update(GateApproval)
+                .where(GateApproval.id == approval_id, GateApproval.status == "pending")
+                .values(status="denied", decided_by=approver, decided_at=now)
+                .returning(GateApproval.id)
+            )
+            if done.first() is None:
+                raise ApprovalRefused("Someone else decided this call at the same moment. Reload the page.")
+            session.refresh(row)
+            return _view(row, now)
+
+    @staticmethod
+    def _open_row(row: GateApproval | None, now: float) -> GateApproval:
+        if row is None:
+            raise ApprovalRefused("There is no such approval request.")
+        status = effective_status(row.status, row.expires_at, now)
+        if status != "pending":
+            raise ApprovalRefused(f"This approval request is {status}; nothing was changed.")
+        return row
