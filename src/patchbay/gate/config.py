@@ -49,7 +49,7 @@ class PolicyRule(BaseModel):
     connectors: list[str] | None = Field(None, min_length=1)
     kinds: list[Kind] | None = Field(None, min_length=1)
     effect: Literal["allow", "deny", "approve"]
-    when: dict[str, dict[str, Any]] | None = None
+    when: dict[str, Any] | None = None
 
     @field_validator("id")
     @classmethod
@@ -75,7 +75,7 @@ class PolicyRule(BaseModel):
 
     @field_validator("when")
     @classmethod
-    def _when(cls, value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+    def _when(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
         if not value:

@@ -1,0 +1,34 @@
+"""Two connectors' tools and a config for the policy tests (unit, property and e2e): a CRM and a file share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+CRM = HERE / "crm.py"
+FILES = HERE / "files.py"
+
+# The issue's example, as rules: sales reads the CRM, only support leads close tickets and only below urgent,
+# nobody writes to files_*, the client named "chatgpt" gets read tools only.
+EXAMPLE_RULES: list[dict[str, Any]] = [
+    {"id": "sales-read", "subjects": ["role:sales"], "tools": ["crm_*"], "kinds": ["read"], "effect": "allow"},
+    {
+        "id": "leads-close",
+        "description": "support leads close tickets below urgent",
+        "subjects": ["role:support-lead"],
+        "tools": ["crm_close_ticket"],
+        "effect": "allow",
+        "when": {"priority": {"in": ["low", "normal", "high"]}},
+    },
+    {"subjects": ["*"], "tools": ["files_*"], "kinds": ["write"], "effect": "deny", "description": "nobody writes"},
+    {"subjects": ["client:chatgpt"], "kinds": ["write"], "effect": "deny", "description": "ChatGPT reads only"},
+    {"subjects": ["*"], "tools": ["files_*"], "kinds": ["read"], "effect": "allow"},
+]
+
+
+def connectors(**crm: Any) -> list[dict[str, Any]]:
+    return [
+        {"name": "crm", "type": "python", "path": str(CRM), **crm},
+        {"name": "files", "type": "python", "path": str(FILES)},
+    ]

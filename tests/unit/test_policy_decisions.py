@@ -1,0 +1,231 @@
+"""The policy's decisions over a real catalog (two python connectors): order, conditions, writes, scopes, lists."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fixtures.wire import call_modern, client_for, running
+from tests.support.policy import EXAMPLE_RULES, connectors
+
+from patchbay.app import Runtime
+from patchbay.auth.access import ToolAccessPolicy
+from patchbay.auth.principal import Principal
+from patchbay.gate.policy import Gate
+from patchbay.settings import from_dict
+
+pytestmark = pytest.mark.anyio
+
+ALL = {"crm_list_customers", "crm_close_ticket", "files_read_file", "files_write_file"}
+
+
+def user(name: str, *roles: str, client: str | None = None, scopes: tuple[str, ...] = ("mcp",)) -> Principal:
+    return Principal(
+        f"user:{name}", "user", frozenset(scopes), frozenset(roles), username=name, client_id=client or "c-1"
+    )
+
+
+def key(name: str, *roles: str) -> Principal:
+    return Principal(f"key:{name}", "api_key", frozenset({"mcp"}), frozenset(roles))
+
+
+@contextlib.asynccontextmanager
+async def gate_for(rules: list[dict[str, Any]], **config: Any) -> AsyncIterator[Gate]:
+    crm = config.pop("crm", {})
+    settings = from_dict({"connectors": connectors(**crm), "policy": rules, **config}, source="policy.toml")
+    runtime = Runtime(settings)
+    await runtime.start()
+    try:
+        gate = runtime.dispatcher.gate
+        assert isinstance(gate, Gate)
+        yield gate
+    finally:
+        await runtime.stop()
+
+
+def names(gate: Gate, principal: Any) -> set[str]:
+    return {tool["name"] for tool in gate.listed(principal)}
+
+
+async def test_without_rules_every_tool_is_listed_and_allowed_and_lists_are_not_per_caller() -> None:
+    async with gate_for([]) as gate:
+        assert gate.trivial and not gate.per_caller
+        assert names(gate, None) == names(gate, user("ada")) == ALL
+        assert gate.decide("files_write_file", None, {}).effect == "allow"
+
+
+async def test_the_issue_example_lists_exactly_what_each_caller_may_call() -> None:
+    async with gate_for(EXAMPLE_RULES, gate={"default": "deny"}) as gate:
+        sales, lead = user("sam", "sales"), user("lee", "support-lead")
+        assert names(gate, sales) == {"crm_list_customers", "files_read_file"}
+        assert names(gate, lead) == {"crm_close_ticket", "files_read_file"}
+        assert names(gate, user("lee", "support-lead", client="chatgpt")) == {"files_read_file"}
+        assert names(gate, None) == {"files_read_file"}
+        refused = gate.decide("crm_close_ticket", sales, {"id": 1, "priority": "low"})
+        assert (refused.effect, refused.rule) == ("deny", "default")
+        wrote = gate.decide("files_write_file", lead, {"path": "a", "text": "b"})
+        assert (wrote.effect, wrote.rule, wrote.reason) == ("deny", "policy[2]", "denied by policy[2] (nobody writes)")
+
+
+async def test_argument_conditions_are_evaluated_on_every_call_never_cached_away() -> None:
+    async with gate_for(EXAMPLE_RULES, gate={"default": "deny"}) as gate:
+        lead = user("lee", "support-lead")
+        for priority, effect in [("high", "allow"), ("urgent", "deny"), ("low", "allow"), ("urgent", "deny")]:
+            decision = gate.decide("crm_close_ticket", lead, {"id": 3, "priority": priority})
+            assert decision.effect == effect, priority
+        allowed = gate.decide("crm_close_ticket", lead, {"id": 3, "priority": "high"})
+        assert allowed.reason == "allowed by leads-close (support leads close tickets below urgent)"
+        assert gate.decide("crm_close_ticket", lead, {"id": 3}).effect == "deny"  # missing argument: condition false
+
+
+@pytest.mark.parametrize("order", [("allow", "approve", "deny"), ("deny", "approve", "allow"), ("approve", "deny")])
+async def test_deny_wins_whatever_the_order_of_the_rules(order: tuple[str, ...]) -> None:
+    rules = [{"subjects": ["role:sales"], "tools": ["crm_*"], "effect": effect} for effect in order]
+    async with gate_for(rules) as gate:
+        decision = gate.decide("crm_list_customers", user("sam", "sales"), {})
+        assert (decision.effect, decision.rule) == ("deny", f"policy[{order.index('deny')}]")
+        assert "crm_list_customers" not in names(gate, user("sam", "sales"))
+        assert "crm_list_customers" in names(gate, user("ada"))
+
+
+async def test_approve_wins_over_allow_and_the_default_applies_when_no_rule_matches() -> None:
+    rules = [
+        {"subjects": ["*"], "tools": ["crm_close_ticket"], "effect": "allow"},
+        {"subjects": ["role:ops"], "tools": ["crm_close_ticket"], "effect": "approve", "description": "ops ask"},
+    ]
+    async with gate_for(rules, gate={"default": "deny"}) as gate:
+        held = gate.decide("crm_close_ticket", user("olga", "ops"), {"id": 1})
+        assert (held.effect, held.rule, held.reason) == (
+            "approve",
+            "policy[1]",
+            "needs approval by policy[1] (ops ask)",
+        )
+        assert gate.decide("crm_close_ticket", user("ada"), {"id": 1}).effect == "allow"
+        other = gate.decide("crm_list_customers", user("ada"), {})
+        assert (other.effect, other.rule) == ("deny", "default")
+        assert names(gate, user("olga", "ops")) == {"crm_close_ticket"}
+    async with gate_for(rules) as gate:
+        assert gate.decide("crm_list_customers", user("ada"), {}).rule == "default"
+        assert names(gate, user("ada")) == ALL
+
+
+async def test_subjects_match_users_roles_keys_clients_scopes_anonymous_and_except() -> None:
+    cases: list[tuple[str, Any, bool]] = [
+        ("user:ada", user("ada"), True),
+        ("user:ada", user("bob"), False),
+        ("user:ci", key("ci"), False),
+        ("key:ci", key("ci"), True),
+        ("key:ci", user("ci"), False),
+        ("role:sales", key("ci", "sales"), True),
+        ("client:c-1", user("ada"), True),
+        ("client:ChatGPT", Principal("user:ada", "user", client_id="x", client_name="ChatGPT"), True),
+        ("client:ChatGPT", user("ada"), False),
+        ("scope:crm.write", user("ada", scopes=("mcp", "crm.write")), True),
+        ("scope:crm.write", user("ada"), False),
+        ("anonymous", None, True),
+        ("anonymous", user("ada"), False),
+        ("*", None, True),
+    ]
+    for subject, principal, matches in cases:
+        async with gate_for([{"subjects": [subject], "tools": ["crm_list_customers"], "effect": "deny"}]) as gate:
+            denied = gate.decide("crm_list_customers", principal, {}).effect == "deny"
+            assert denied is matches, (subject, principal)
+    rule = {"subjects": ["*"], "except": ["role:admin"], "tools": ["crm_*"], "effect": "deny"}
+    async with gate_for([rule]) as gate:
+        assert gate.decide("crm_list_customers", user("root", "admin"), {}).effect == "allow"
+        assert gate.decide("crm_list_customers", user("ada"), {}).effect == "deny"
+
+
+async def test_rules_select_tools_by_connector_and_annotation_class() -> None:
+    rules = [
+        {"subjects": ["*"], "connectors": ["files"], "effect": "deny"},
+        {"subjects": ["role:x"], "kinds": ["destructive"], "effect": "deny"},
+        {"subjects": ["role:y"], "kinds": ["read"], "effect": "deny"},
+    ]
+    async with gate_for(rules) as gate:
+        assert names(gate, user("ada")) == {"crm_list_customers", "crm_close_ticket"}
+        # close_ticket is a write but not destructive; write_file is destructive (and denied by connector anyway).
+        assert names(gate, user("ada", "x")) == {"crm_list_customers", "crm_close_ticket"}
+        assert names(gate, user("ada", "y")) == {"crm_close_ticket"}
+
+
+async def test_writes_off_globally_unlists_write_tools_and_a_connector_setting_wins() -> None:
+    async with gate_for([], gate={"writes": "off"}) as gate:
+        assert names(gate, user("ada")) == {"crm_list_customers", "files_read_file"}
+        refused = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        assert (refused.effect, refused.rule) == ("deny", "writes (global)")
+    async with gate_for([], gate={"writes": "off"}, crm={"writes": "approve"}) as gate:
+        assert names(gate, user("ada")) == {"crm_list_customers", "crm_close_ticket", "files_read_file"}
+        held = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        assert (held.effect, held.rule) == ("approve", "writes (connector crm)")
+        assert gate.decide("crm_list_customers", user("ada"), {}).effect == "allow"
+
+
+async def test_writes_approve_never_grants_what_the_rules_deny() -> None:
+    rules = [{"subjects": ["role:sales"], "tools": ["crm_*"], "effect": "allow"}]
+    async with gate_for(rules, gate={"default": "deny", "writes": "approve"}) as gate:
+        assert gate.decide("crm_close_ticket", user("sam", "sales"), {"id": 1}).effect == "approve"
+        assert gate.decide("crm_close_ticket", user("ada"), {"id": 1}).rule == "default"
+        assert names(gate, user("ada")) == set()
+
+
+async def test_scopes_and_public_tools_are_rules_whose_step_up_refusal_does_not_hide_the_tool() -> None:
+    crm = {"tool_scopes": {"close_ticket": ["crm.write"]}, "public_tools": ["list_customers"]}
+    async with gate_for([], crm=crm) as gate:
+        gate.access = ToolAccessPolicy("https://mcp.example.com/prm", ("mcp",), advertise=True)
+        assert gate.per_caller
+        assert names(gate, None) == ALL and names(gate, user("ada")) == ALL
+        assert gate.decide("crm_list_customers", None, {}).effect == "allow"
+        anonymous = gate.decide("files_read_file", None, {"path": "x"})
+        assert (anonymous.effect, anonymous.rule) == ("deny", "scopes")
+        weak = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        assert (weak.effect, weak.rule) == ("deny", "scopes")
+        refusal = gate.refuse("crm_close_ticket", user("ada"), weak)
+        (challenge,) = refusal["_meta"]["mcp/www_authenticate"]
+        assert 'scope="mcp crm.write"' in challenge and 'error="insufficient_scope"' in challenge
+        assert gate.decide("crm_close_ticket", user("ada", scopes=("mcp", "crm.write")), {"id": 1}).effect == "allow"
+
+
+async def test_a_deny_rule_refuses_with_a_readable_tool_error_naming_rule_and_description() -> None:
+    rules = [{"id": "leads", "description": "only support leads close tickets", "subjects": ["*"], "effect": "deny"}]
+    async with gate_for(rules) as gate:
+        decision = gate.decide("crm_close_ticket", user("ada"), {})
+        refusal = gate.refuse("crm_close_ticket", user("ada"), decision)
+        assert refusal["isError"] is True
+        text = refusal["content"][0]["text"]
+        assert text == "You may not call 'crm_close_ticket': denied by leads (only support leads close tickets)."
+
+
+async def test_a_changed_catalog_is_seen_at_once() -> None:
+    async with gate_for([{"subjects": ["*"], "tools": ["crm_*"], "effect": "deny"}]) as gate:
+        assert names(gate, None) == {"files_read_file", "files_write_file"}
+        catalog = gate.catalog
+        catalog.tools = {k: v for k, v in catalog.tools.items() if k != "files_write_file"}
+        assert names(gate, None) == {"files_read_file"}
+        assert gate.decide("files_write_file", None, {}).rule == "unknown"
+        catalog.rebuild()
+        assert names(gate, None) == {"files_read_file", "files_write_file"}
+        assert gate.decide("files_write_file", None, {}).effect == "allow"
+
+
+@pytest.mark.parametrize(("rules", "scope"), [([], "public"), ([{"subjects": ["*"], "effect": "allow"}], "private")])
+async def test_modern_tools_list_is_private_when_the_gate_filters_per_caller(
+    tmp_path: Any, rules: list[dict[str, Any]], scope: str
+) -> None:
+    settings = from_dict({"connectors": connectors(), "policy": rules}, base_dir=tmp_path)
+    async with running(settings) as app, client_for(app) as http:
+        listed = (await call_modern(http, "tools/list")).json()["result"]
+        assert listed["cacheScope"] == scope
+        assert {tool["name"] for tool in listed["tools"]} == ALL
+
+
+async def test_a_call_needing_approval_is_refused_when_no_approvals_are_configured(tmp_path: Any) -> None:
+    settings = from_dict({"connectors": connectors(writes="approve")}, base_dir=tmp_path)
+    async with running(settings) as app, client_for(app) as http:
+        app.runtime.dispatcher.approvals = None
+        params = {"name": "crm_close_ticket", "arguments": {"id": 4}}
+        result = (await call_modern(http, "tools/call", params)).json()["result"]
+        assert result["isError"] is True
+        assert "needs approval by writes (connector crm)" in result["content"][0]["text"]
