@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from patchbay.cli import approvals as approvals_cmd
 from patchbay.cli import clients as clients_cmd
 from patchbay.cli import doctor as doctor_cmd
 from patchbay.cli import index as index_cmd
@@ -31,6 +32,7 @@ app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(clients_cmd.app, name="clients")
 app.add_typer(tokens_cmd.app, name="tokens")
+app.add_typer(approvals_cmd.app, name="approvals")
 
 
 @app.command("version")
