@@ -13,16 +13,18 @@ from typing import Any
 
 import anyio
 import pytest
-from fixtures.authflow import TOOLS, Flow, add_user, call, client_for, running
+from fixtures.authflow import ACCEPT, TOOLS, Flow, add_user, call, client_for, running
 from sqlalchemy import Engine
 from tests.support.revocation import HARMLESS, REVOKING, generation, seed
 
 from patchbay.auth.core import TokenCache
+from patchbay.auth.epoch import SqliteFileEpoch
 from patchbay.auth.principal import Principal
 from patchbay.store import create_engine, upgrade
 
 pytestmark = pytest.mark.anyio
 
+LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 PRINCIPAL = Principal("key:ci", "api_key", frozenset({"mcp"}), frozenset(), None, None, None)
 
 
@@ -60,6 +62,39 @@ def test_a_principal_verified_before_a_revocation_is_not_cached_after_it() -> No
     assert cache.get("k", 0.0, 2) is None
     cache.put("k", PRINCIPAL, 100.0, None)  # the generation could not be read: never cached
     assert cache.get("k", 0.0, None) is None
+
+
+async def test_the_request_path_trusts_a_remembered_generation_only_while_the_store_shows_no_commit(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seeded = seed(engine)
+    epoch = SqliteFileEpoch(str(tmp_path / "store.db"))
+    try:
+        assert epoch.unchanged() is None  # nothing read yet
+        read = await epoch.current()
+        assert read == generation(engine)
+        assert epoch.unchanged() == read
+        HARMLESS[next(iter(HARMLESS))](seeded)  # any commit, even one that revokes nothing
+        assert epoch.unchanged() is None
+        assert await epoch.current() == read
+        REVOKING[next(iter(REVOKING))](seeded)
+        assert epoch.unchanged() is None
+        assert await epoch.current() == generation(engine) > read  # type: ignore[operator]
+    finally:
+        epoch.close()
+
+
+async def test_the_same_key_written_differently_is_the_same_caller(tmp_path: Path) -> None:
+    # The verified-token cache is keyed by the header as sent: each spelling is verified once, then remembered.
+    async with running(tmp_path) as app, client_for(app) as http:
+        _, secret = app.runtime.auth.core.keys.create("ci", ["mcp"])
+        for header in (f"Bearer {secret}", f"bearer  {secret} ", f"Bearer {secret}"):
+            answer = await http.post("/mcp", json=LIST, headers={**ACCEPT, "Authorization": header})
+            assert answer.status_code == 200, (header, answer.text)
+        app.runtime.auth.core.keys.revoke("ci")
+        for header in (f"Bearer {secret}", f"bearer  {secret} "):
+            answer = await http.post("/mcp", json=LIST, headers={**ACCEPT, "Authorization": header})
+            assert answer.status_code == 401
 
 
 async def test_a_cached_key_is_not_looked_up_again_until_something_is_revoked(tmp_path: Path) -> None:

@@ -77,10 +77,10 @@ class TokenCache:
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
-        self.entries: dict[str, tuple[Principal, float]] = {}
+        self.entries: dict[bytes | str, tuple[Principal, float]] = {}
         self.generation: int | None = None
 
-    def get(self, key: str, now: float, generation: int | None) -> Principal | None:
+    def get(self, key: bytes | str, now: float, generation: int | None) -> Principal | None:
         """The cached principal; None on a miss. A new ``generation`` (something was revoked) empties the cache;
         ``None`` (the generation could not be read) trusts nothing."""
         if generation is None:
@@ -97,7 +97,7 @@ class TokenCache:
             return None
         return hit[0]
 
-    def put(self, key: str, principal: Principal, until: float, generation: int | None) -> None:
+    def put(self, key: bytes | str, principal: Principal, until: float, generation: int | None) -> None:
         """Remember a principal verified after reading ``generation``; dropped if a revocation came since."""
         if generation is None or generation != self.generation:
             return
@@ -129,6 +129,11 @@ class Core:
         self.keys = ApiKeys(self.engine, self.now)
         if self.epoch is None:
             self.epoch = epoch_for(self.engine)
+
+    def known_generation(self) -> int | None:
+        """The generation without waiting, when the store shows no commit since it was read; else None."""
+        assert self.epoch is not None
+        return self.epoch.unchanged()
 
     async def generation(self) -> int | None:
         """The store's revocation generation now (see ``patchbay.auth.epoch``)."""

@@ -32,6 +32,10 @@ WAL_INDEX_HEADERS = 96
 
 
 class RevocationEpoch(Protocol):
+    def unchanged(self) -> int | None:
+        """The generation read last, when the store provably saw no commit since; None: ask :meth:`current`."""
+        ...
+
     async def current(self) -> int | None:
         """The store's revocation generation now; None when it cannot be read (then no cached token is trusted)."""
         ...
@@ -69,6 +73,13 @@ class SqliteFileEpoch:
             with contextlib.suppress(OSError, ValueError), open(self.path + "-shm", "rb") as shm:
                 self._shm = mmap.mmap(shm.fileno(), WAL_INDEX_HEADERS, access=mmap.ACCESS_READ)
         return connection
+
+    def unchanged(self) -> int | None:
+        # The request path's check, without a coroutine: one comparison of mapped memory.
+        shm = self._shm
+        if shm is not None and self._seen is not None and shm[:WAL_INDEX_HEADERS] == self._seen:
+            return self._generation
+        return None
 
     async def current(self) -> int | None:
         try:
@@ -110,6 +121,9 @@ class EngineEpoch:
         except SQLAlchemyError:
             return None
         return int(value) if value is not None else None
+
+    def unchanged(self) -> int | None:
+        return None  # a server's commits leave no local trace: read every time
 
     async def current(self) -> int | None:
         return await anyio.to_thread.run_sync(self._read)
