@@ -258,6 +258,16 @@ class ApprovalsSettings(_Section):
     session_seconds: int = Field(900, ge=60, le=86_400)
 
 
+class ManifestSettings(_Section):
+    """``[manifest]``: whether tool changes go live at once or wait for review (docs/manifest.md)."""
+
+    mode: Literal["open", "review"] = "open"
+    """open (changes go live and are recorded as versions) · review (changes wait for `patchbay manifest approve`;
+    clients keep the last approved definitions)."""
+    poll_seconds: float = Field(1.0, ge=0.1, le=60)
+    """How often a server looks for an approval made by the CLI or another replica (one indexed query)."""
+
+
 class ConnectorSettings(BaseModel):
     """One ``[[connectors]]`` table; its type-specific keys are checked by the connector type's Options."""
 
@@ -290,6 +300,7 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     outbound: OutboundSettings = OutboundSettings()
     approvals: ApprovalsSettings = ApprovalsSettings()
+    manifest: ManifestSettings = ManifestSettings()
     connectors: list[ConnectorSettings] = []
     gate: GateSettings = GateSettings()
     policy: list[PolicyRule] = []
@@ -413,6 +424,7 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "auth": AuthSettings,
         "outbound": OutboundSettings,
         "approvals": ApprovalsSettings,
+        "manifest": ManifestSettings,
         "gate": GateSettings,
     }
     for key, value in data.items():

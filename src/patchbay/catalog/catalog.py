@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from patchbay.catalog.changes import Item
+from patchbay.catalog.digest import Kind, definition_digest, key_of, manifest_digest, visible, wire_digest
+from patchbay.catalog.manifest import Key, Manifest
 from patchbay.connectors.base import Connector
 from patchbay.definitions import Prompt, Resource, ResourceTemplate, Tool
 from patchbay.errors import ConfigError
@@ -71,7 +71,12 @@ class Catalog:
         self.prompts_wire: list[dict[str, Any]] = []
         self.resources_wire: list[dict[str, Any]] = []
         self.templates_wire: list[dict[str, Any]] = []
+        # Public tool name → digest of the definition its handler was built from (docs/manifest.md).
+        self.digests: dict[str, str] = {}
+        # Digest of the served manifest: the sorted (kind, name, digest) of every served definition.
         self.manifest_hash = ""
+        # The reviewed manifest (None: serve what the connectors publish, record nothing).
+        self.manifest: Manifest | None = None
         # Empty until rebuild(): connectors are asked for their lists only once they are open.
 
     def rebuild(self) -> None:
@@ -82,6 +87,7 @@ class Catalog:
         resources: dict[str, Resource] = {}
         templates: list[ResourceTemplate] = []
         owners: dict[str, str] = {}
+        sources: dict[Key, str] = {}  # (kind, key) → connector
         for mount in self.mounted:
             owner = mount.connector.name
             if not self.is_up(owner):
@@ -95,22 +101,37 @@ class Catalog:
                 _claim(owners, f"tool {name}", owner)
                 tools[name] = tool
                 access[name] = mount.access(tool)
+                sources["tool", name] = owner
             for prompt in mount.connector.prompts():
                 name = mount.prefix + prompt.name
                 _claim(owners, f"prompt {name}", owner)
                 prompts[name] = prompt
+                sources["prompt", name] = owner
             for res in mount.connector.resources():
                 _claim(owners, f"resource {res.uri}", owner)
                 resources[res.uri] = res
-            templates.extend(mount.connector.resource_templates())
-        self.tools, self.prompts, self.resources, self.templates = tools, prompts, resources, templates
-        self.access = access
-        self.tools_wire = [tool_wire(n, t, self._schemes(access[n])) for n, t in tools.items()]
-        self.prompts_wire = [prompt_wire(n, p) for n, p in prompts.items()]
+            for template in mount.connector.resource_templates():
+                templates.append(template)
+                sources["template", template.uri_template] = owner
+        observed = _observed(
+            sources,
+            ("tool", [tool_wire(n, t, self._schemes(access[n])) for n, t in tools.items()]),
+            ("prompt", [prompt_wire(n, p) for n, p in prompts.items()]),
+            ("template", [template_wire(t) for t in templates]),
+        )
+        down = frozenset(m.connector.name for m in self.mounted if not self.is_up(m.connector.name))
+        served = self.manifest.review(observed, down) if self.manifest is not None else _as_served(observed)
+        self.tools = {n: t for n, t in tools.items() if ("tool", n) in served}
+        self.access = {n: a for n, a in access.items() if n in self.tools}
+        self.prompts = {n: p for n, p in prompts.items() if ("prompt", n) in served}
+        self.resources = resources
+        self.templates = [t for t in templates if ("template", t.uri_template) in served]
+        self.tools_wire = [wire for (kind, _), wire in served.items() if kind == "tool"]
+        self.prompts_wire = [wire for (kind, _), wire in served.items() if kind == "prompt"]
         self.resources_wire = [resource_wire(r) for r in resources.values()]
-        self.templates_wire = [template_wire(t) for t in templates]
-        manifest = orjson.dumps(self.tools_wire, option=orjson.OPT_SORT_KEYS)
-        self.manifest_hash = hashlib.sha256(manifest).hexdigest()
+        self.templates_wire = [wire for (kind, _), wire in served.items() if kind == "template"]
+        self.digests = {name: observed["tool", name][0].digest for name in self.tools}
+        self.manifest_hash = manifest_digest((k, n, wire_digest(w)) for (k, n), w in served.items())
 
     def _schemes(self, access: ToolAccess) -> list[dict[str, Any]] | None:
         return self.security(access) if self.security is not None else None
@@ -136,6 +157,24 @@ class Catalog:
             if params is not None:
                 return template, params
         return None
+
+
+def _observed(
+    sources: Mapping[Key, str], *lists: tuple[Kind, list[dict[str, Any]]]
+) -> dict[Key, tuple[Item, dict[str, Any]]]:
+    """Each published definition with its digest, keyed as the manifest knows it."""
+    observed: dict[Key, tuple[Item, dict[str, Any]]] = {}
+    for kind, wires in lists:
+        for wire in wires:
+            key = key_of(kind, wire)
+            definition = visible(wire)
+            item = Item(kind, key, definition_digest(definition), definition, sources.get((kind, key), ""))
+            observed[kind, key] = (item, wire)
+    return observed
+
+
+def _as_served(observed: Mapping[Key, tuple[Item, dict[str, Any]]]) -> dict[Key, Any]:
+    return {key: wire for key, (_, wire) in observed.items()}
 
 
 def _claim(owners: dict[str, str], key: str, owner: str) -> None:

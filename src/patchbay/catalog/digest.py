@@ -21,6 +21,7 @@ PREFIX = b"pb-tooldef-v1:"
 MANIFEST_PREFIX = b"pb-manifest-v1:"
 # _meta keys that change per request or per deployment rather than with the definition: tracing context, and the
 # manifest stamp itself. Everything else in _meta (ui, securitySchemes, openai/*, anthropic/*) is digested.
+SAFE_INTEGER = 2**53 - 1
 VOLATILE_META = frozenset({"traceparent", "tracestate", "baggage", "patchbay/manifest"})
 
 
@@ -39,9 +40,23 @@ def canonical(definition: Mapping[str, Any]) -> bytes:
     """RFC 8785 bytes of ``definition``.
 
     Raises:
-        rfc8785.CanonicalizationError: a value JSON cannot hold (NaN, an integer beyond IEEE 754 range).
+        rfc8785.CanonicalizationError: a value JSON cannot hold (NaN, infinity).
     """
-    return rfc8785.dumps(dict(definition))
+    return rfc8785.dumps(_as_doubles(dict(definition)))
+
+
+def _as_doubles(value: Any) -> Any:
+    # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles. An integer past 2**53 (a schema's int64 "maximum") is
+    # canonicalised as the double a JavaScript client parses it into, as JCS implementations in JS do.
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) > SAFE_INTEGER else value
+    if isinstance(value, Mapping):
+        return {k: _as_doubles(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_as_doubles(v) for v in value]
+    return value
 
 
 def definition_digest(definition: Mapping[str, Any]) -> str:
