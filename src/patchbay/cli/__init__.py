@@ -10,6 +10,7 @@ from patchbay.cli import doctor as doctor_cmd
 from patchbay.cli import index as index_cmd
 from patchbay.cli import init as init_cmd
 from patchbay.cli import keys as keys_cmd
+from patchbay.cli import policy as policy_cmd
 from patchbay.cli import serve as serve_cmd
 from patchbay.cli import tokens as tokens_cmd
 from patchbay.cli import tools as tools_cmd
@@ -32,6 +33,7 @@ app.add_typer(users_cmd.app, name="users")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(clients_cmd.app, name="clients")
 app.add_typer(tokens_cmd.app, name="tokens")
+app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(approvals_cmd.app, name="approvals")
 
 
