@@ -15,7 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from patchbay.cli.common import err, load_settings
 from patchbay.cli.users import auth_store, when
@@ -43,7 +43,10 @@ def list_approvals(
 
     with auth_store(config) as engine:
         approvals = ApprovalStore(engine).list(include_all=include_all)
-    table = Table("id", "status", "tool", "caller", "client", "requested", "expires")
+    # The id is typed back into `approvals approve`: never wrapped.
+    table = Table(
+        Column("id", no_wrap=True, min_width=22), "status", "tool", "caller", "client", "requested", "expires"
+    )
     for approval in approvals:
         table.add_row(
             approval.id,
