@@ -19,7 +19,9 @@ from starlette.routing import Route
 
 from patchbay import __version__
 from patchbay.catalog import Catalog, Mounted
-from patchbay.connectors.base import Connector, ConnectorEnv
+from patchbay.catalog.keeper import ManifestKeeper
+from patchbay.catalog.manifest import Manifest
+from patchbay.connectors.base import Connector, ConnectorEnv, Reloadable
 from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
@@ -62,6 +64,8 @@ class Runtime:
     on_failure: OnFailure = "raise"
     # patchbay.auth.server.AuthServer when sign-in is on (create_app sets it); started after the catalog.
     auth: Any = None
+    # Keeps manifest versions in the store and notices approvals (None: open mode without a store).
+    keeper: ManifestKeeper | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.connectors = build_connectors(self.settings, on_change=self.lists_changed)
@@ -75,6 +79,7 @@ class Runtime:
             backoff=Backoff(cap=self.settings.server.connector_retry_max_seconds),
         )
         self.catalog = Catalog([_mounted(c, entries[c.name]) for c in self.connectors], is_up=self.supervisor.is_up)
+        self.keeper = _build_keeper(self.settings, self.catalog, self.lists_changed)
         server = self.settings.server
         info = ServerInfo(
             name=server.name,
@@ -101,10 +106,17 @@ class Runtime:
         """
         await self.supervisor.open_all(on_failure or self.on_failure)
         try:
+            if self.keeper is not None:
+                await self.keeper.load()
             self.catalog.rebuild()
+            if self.keeper is not None:
+                await self.keeper.settle()
+                self.keeper.start()
             if self.auth is not None:
                 await self.auth.start()
         except BaseException:
+            if self.keeper is not None:
+                await self.keeper.stop()
             await self.supervisor.close_all()
             raise
         self.ready = True
@@ -112,6 +124,8 @@ class Runtime:
     async def stop(self) -> None:
         """Stop retrying connectors that are down, then close every connector."""
         self.ready = False
+        if self.keeper is not None:
+            await self.keeper.stop()
         if self.auth is not None:
             self.auth.close()
         await self.supervisor.close_all()
@@ -147,6 +161,16 @@ class Runtime:
     def resource_updated(self, uri: str) -> None:
         self.hub.publish("notifications/resources/updated", {"uri": uri})
 
+    async def reload(self) -> None:
+        """Reload every connector that can (``patchbay serve`` on SIGHUP), then rebuild and publish list changes.
+
+        A connector whose reload fails keeps its previous definitions (it logs why).
+        """
+        for connector in self.connectors:
+            if isinstance(connector, Reloadable) and self.supervisor.is_up(connector.name):
+                await connector.reload()
+        self.lists_changed()
+
 
 def build_connectors(settings: Settings, *, on_change: Any = None) -> list[Connector]:
     """Instantiate the enabled connectors (not yet opened).
@@ -174,6 +198,16 @@ def build_connectors(settings: Settings, *, on_change: Any = None) -> list[Conne
         )
         connectors.append(kind(entry.name, options, env))
     return connectors
+
+
+def _build_keeper(settings: Settings, catalog: Catalog, rebuild: Any) -> ManifestKeeper | None:
+    """The manifest keeper in review mode, and in open mode when the server keeps a store anyway (sign-in on, or
+    [store] configured): a server with neither writes nothing to disk, as before (docs/manifest.md)."""
+    manifest = settings.manifest
+    if manifest.mode == "open" and settings.auth.mode == "none" and "store" not in settings.model_fields_set:
+        return None
+    catalog.manifest = Manifest(manifest.mode)
+    return ManifestKeeper(catalog.manifest, settings.store_url, poll_seconds=manifest.poll_seconds, rebuild=rebuild)
 
 
 def _mounted(connector: Connector, entry: ConnectorSettings) -> Mounted:

@@ -139,6 +139,7 @@ def _server_class() -> type[Any]:
             self.runtime = runtime
             self.on_started = on_started
             self.loop: asyncio.AbstractEventLoop | None = None
+            self.reloads: set[asyncio.Task[None]] = set()
 
         async def startup(self, sockets: Any = None) -> None:
             self.loop = asyncio.get_running_loop()
@@ -148,6 +149,18 @@ def _server_class() -> type[Any]:
             _tune_gc()
             if self.started and self.on_started is not None:
                 self.on_started()  # only once the port is bound: no banner before an "address in use" error
+
+        def handle_reload(self, sig: int, frame: Any) -> None:
+            # SIGHUP: connectors that can read their definitions again do (docs/python-tools.md), and clients are
+            # told what changed. Runs on the event loop, like every catalog change.
+            loop = self.loop
+            if loop is not None and not self.should_exit:
+                loop.call_soon_threadsafe(self._start_reload)
+
+        def _start_reload(self) -> None:
+            task = asyncio.get_running_loop().create_task(self.runtime.reload(), name="patchbay-reload")
+            self.reloads.add(task)
+            task.add_done_callback(self.reloads.discard)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             if self.loop is not None and not self.should_exit:
@@ -162,6 +175,8 @@ def _server_class() -> type[Any]:
                 yield
                 return
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if hasattr(signal, "SIGHUP"):  # not on Windows
+                previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.handle_reload)
             try:
                 yield
             finally:

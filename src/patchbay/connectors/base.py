@@ -77,3 +77,18 @@ class Connector(Protocol):
     async def health(self) -> Health: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """A connector that can read its definitions again without a restart (``patchbay serve`` on SIGHUP)."""
+
+    name: str
+
+    async def reload(self) -> bool:
+        """Read the definitions again; True when they were replaced.
+
+        A reload that fails keeps the previous definitions and logs why: it never raises, so one broken edit
+        cannot take the server down.
+        """
+        ...

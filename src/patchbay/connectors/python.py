@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import importlib.util
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from patchbay.connectors.base import ConnectorEnv, ConnectorOptions, Health
 from patchbay.decorators import ATTR
 from patchbay.definitions import Prompt, Resource, ResourceTemplate, Tool
 from patchbay.errors import ConfigError
+
+log = logging.getLogger("patchbay.connectors.python")
 
 
 class PythonOptions(ConnectorOptions):
@@ -23,6 +29,10 @@ class PythonOptions(ConnectorOptions):
     """A .py file, relative to the config file."""
     module: str | None = None
     """An importable module name, e.g. ``acme.tools``."""
+    watch: bool = False
+    """Reload the module when its file changes (checked every ``watch_seconds``), for development and for tools
+    edited while the server runs. Without it, ``patchbay serve`` reloads on SIGHUP."""
+    watch_seconds: float = Field(1.0, ge=0.1, le=60)
 
     @model_validator(mode="after")
     def _one_source(self) -> PythonOptions:
@@ -43,6 +53,8 @@ class PythonConnector:
         self._templates: list[ResourceTemplate] = []
         self._prompts: list[Prompt] = []
         self._module: ModuleType | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Import the module and collect its definitions.
@@ -52,7 +64,57 @@ class PythonConnector:
                 server refuses to start rather than retrying it).
         """
         self._module = self._import()
+        self._stamp = self._file_stamp()
         self._scan()
+        if self.options.watch and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name=f"patchbay-watch-{self.name}")
+
+    async def reload(self) -> bool:
+        """Import the module again (``path``: the file as it is now; ``module``: ``importlib.reload``).
+
+        On failure the previous definitions stay and the error is logged: an edit with a syntax error never
+        takes the server down.
+        """
+        self._stamp = self._file_stamp()
+        try:
+            module = self._import() if self.options.path is not None else self._reimport()
+        except ConfigError as exc:
+            log.error("connector '%s': reload failed, keeping the previous definitions: %s", self.name, exc)
+            return False
+        self._module = module
+        self._scan()
+        log.info("connector '%s': reloaded %s", self.name, self.options.path or self.options.module)
+        return True
+
+    def _reimport(self) -> ModuleType:
+        if self._module is None:
+            return self._import()
+        try:
+            return importlib.reload(self._module)
+        except Exception as exc:
+            raise ConfigError(f"module: cannot reload '{self.options.module}': {exc!r}", key="module") from exc
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        """(mtime in ns, size) of the module's file: a change in either means it was written."""
+        file = self._file()
+        try:
+            info = os.stat(file) if file is not None else None
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_size) if info is not None else None
+
+    def _file(self) -> Path | None:
+        if self.options.path is not None:
+            return (self.env.base_dir / self.options.path).resolve()
+        origin = getattr(self._module, "__file__", None)
+        return Path(origin) if origin else None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.watch_seconds)
+            stamp = self._file_stamp()
+            if stamp is not None and stamp != self._stamp and await self.reload():
+                self.env.on_change()
 
     def _scan(self) -> None:
         # Re-read on every catalog rebuild, so a module that adds definitions at run time is picked up.
@@ -97,11 +159,15 @@ class PythonConnector:
         if spec is None or spec.loader is None:
             raise ConfigError(f"path: cannot load {path} as Python", key="path")
         module = importlib.util.module_from_spec(spec)
+        previous = sys.modules.get(module_name)  # a reload that fails leaves the loaded module in place
         sys.modules[module_name] = module
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
-            del sys.modules[module_name]
+            if previous is not None:
+                sys.modules[module_name] = previous
+            else:
+                del sys.modules[module_name]
             raise ConfigError(f"path: {Path(path).name} failed to import: {exc!r}", key="path") from exc
         return module
 
@@ -122,4 +188,8 @@ class PythonConnector:
         return Health(True)
 
     async def close(self) -> None:
-        return None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
