@@ -1,0 +1,82 @@
+"""The approval page in-process: a tool that disappears or changes while its approval is pending is refused, not
+run; the page's headers and cookies; a wrong password is refused like on the sign-in page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.forms import next_form
+from tests.unit.fixtures.authflow import PASSWORD, add_user, client_for, running
+
+from patchbay.gate.approval_store import HeldCall
+
+pytestmark = pytest.mark.anyio
+
+
+def _held(app: Any, tool: str, tool_digest: str) -> str:
+    approvals = app.runtime.dispatcher.approvals
+    call = HeldCall("user:alice", "alice", "c1", None, tool, tool_digest, "0" * 64, {"title": "x"}, "policy[0]", "r")
+    view = approvals.store.create(call, 900.0)
+    return str(view.id)
+
+
+async def _approve_on_page(http: Any, approval_id: str, username: str = "ada") -> Any:
+    page = await http.get(f"/approvals/{approval_id}")
+    login = next_form(page.text)
+    assert login is not None and login.has_password, page.text
+    signed_in = await http.post(login.action, data=login.filled(username, PASSWORD, ""), follow_redirects=True)
+    form = next_form(signed_in.text)
+    assert form is not None and form.is_consent, signed_in.text
+    return await http.post(form.action, data={**form.fields, "decision": "approve"})
+
+
+async def test_a_tool_that_disappeared_while_pending_cannot_be_approved(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app, "ada", roles=("approver",))
+        await app.runtime.dispatcher.approvals.run(lambda: None)  # migrates the approvals table
+        approval_id = _held(app, "removed_tool", "a" * 64)
+        answer = await _approve_on_page(http, approval_id)
+        assert answer.status_code == 409 and "no longer exists" in answer.text
+        assert app.runtime.dispatcher.approvals.store.get(approval_id).status == "void"
+
+
+async def test_a_tool_that_changed_while_pending_cannot_be_approved(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app, "ada", roles=("approver",))
+        await app.runtime.dispatcher.approvals.run(lambda: None)
+        approval_id = _held(app, "write_doc", "not the digest of write_doc's definition")
+        answer = await _approve_on_page(http, approval_id)
+        assert answer.status_code == 409 and "has changed" in answer.text
+        assert app.runtime.dispatcher.approvals.store.get(approval_id).status == "void"
+
+
+async def test_the_approval_page_is_unframeable_uncached_and_its_cookie_strict(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app, "ada", roles=("approver",))
+        await app.runtime.dispatcher.approvals.run(lambda: None)
+        approval_id = _held(app, "write_doc", "a" * 64)
+        page = await http.get(f"/approvals/{approval_id}")
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-store"
+        login = next_form(page.text)
+        assert login is not None
+        wrong = await http.post(login.action, data=login.filled("ada", "not the password", ""))
+        assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
+        login = next_form(wrong.text)
+        assert login is not None
+        right = await http.post(login.action, data=login.filled("ada", PASSWORD, ""))
+        assert right.status_code == 303
+        cookie = next(v for k, v in right.headers.multi_items() if k == "set-cookie" and "patchbay_approver=" in v)
+        assert (
+            "samesite=strict" in cookie.lower() and "httponly" in cookie.lower() and "path=/approvals" in cookie.lower()
+        )
+        shown = await http.get(f"/approvals/{approval_id}")
+        assert "&quot;title&quot;: &quot;x&quot;" in shown.text  # the exact arguments, escaped
+
+
+async def test_an_unknown_approval_id_is_a_404_page(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await app.runtime.dispatcher.approvals.run(lambda: None)
+        assert (await http.get("/approvals/nope")).status_code == 404
