@@ -440,7 +440,9 @@ async def test_injection_through_every_read_parameter_changes_nothing(rt: Runtim
     await fails(rt, "describe_table", table=payload)
     await fails(rt, "fetch_record", table=payload, key=1)
     found = await call(rt, "fetch_record", table="tickets", key=payload)
-    assert found["isError"] or found["structuredContent"]["found"] is False
+    # Checked against the key column's type before any SQL is built: refused as a value, never looked up.
+    assert found["isError"] is True and "structuredContent" not in found
+    assert found["content"][0]["text"] == f"the key value {payload!r} does not fit column id (INTEGER)"
     await fails(rt, "fetch_record", table="pairs", key={"a": payload, "b": payload, "c": 1})
     assert dump(db) == before
 
