@@ -1,8 +1,8 @@
 """Characters a person reviewing a description cannot see but a model reads: the tool-poisoning carrier.
 
-Unicode tag characters (U+E0000–U+E007F) mirror ASCII invisibly, so a whole instruction can hide in a tag run;
-zero-width characters (U+200B–U+200D, U+2060, U+FEFF) split or hide words; bidirectional controls
-(U+202A–U+202E, U+2066–U+2069) reorder what is displayed against what is read.
+Unicode tag characters (U+E0000-U+E007F) mirror ASCII invisibly, so a whole instruction can hide in a tag run;
+zero-width characters (U+200B-U+200D, U+2060, U+FEFF) split or hide words; bidirectional controls
+(U+202A-U+202E, U+2066-U+2069) reorder what is displayed against what is read.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def escaped(text: str) -> str:
 
 
 def decode_tags(text: str) -> str:
-    """The ASCII a run of tag characters spells (U+E0020–U+E007E mirror U+0020–U+007E)."""
+    """The ASCII a run of tag characters spells (U+E0020-U+E007E mirror U+0020-U+007E)."""
     return "".join(chr(ord(c) - 0xE0000) for c in text if 0xE0020 <= ord(c) <= 0xE007E)
 
 

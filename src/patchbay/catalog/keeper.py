@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import functools
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -33,9 +33,7 @@ T = TypeVar("T")
 
 
 class ManifestKeeper:
-    def __init__(
-        self, manifest: Manifest, store_url: str, *, poll_seconds: float, rebuild: Callable[[], None]
-    ) -> None:
+    def __init__(self, manifest: Manifest, store_url: str, *, poll_seconds: float, rebuild: Callable[[], None]) -> None:
         self.manifest = manifest
         self.store_url = store_url
         self.poll_seconds = poll_seconds
@@ -95,7 +93,9 @@ class ManifestKeeper:
                 self._synced = signature
         except Exception as exc:
             if manifest.approved is None and manifest.mode == "review":
-                raise ConfigError(f"cannot record the first approved manifest: {_brief(exc)}", key="store.url") from None
+                raise ConfigError(
+                    f"cannot record the first approved manifest: {_brief(exc)}", key="store.url"
+                ) from None
             self._report(exc)
 
     async def _record(self, engine: Engine) -> None:
@@ -107,7 +107,8 @@ class ManifestKeeper:
         entries = apply(base, manifest.pending)
         by = FIRST_START if first and manifest.mode == "review" else AUTO
         previous = manifest.approved.version if manifest.approved is not None else 0
-        try:
+        # Another replica may record first (VersionConflict): then the version read below is theirs.
+        with contextlib.suppress(VersionConflict):
             await _run(
                 functools.partial(
                     record_version,
@@ -119,8 +120,6 @@ class ManifestKeeper:
                     note=summary(manifest.pending),
                 )
             )
-        except VersionConflict:
-            pass  # another replica recorded first: the poll loads its version
         if by == FIRST_START:
             log.warning(
                 "manifest review: no approved version yet; the %d definitions served now are approved (by first start)",
@@ -171,7 +170,6 @@ class ManifestKeeper:
         if not self._failing:  # once per outage, not once a second
             log.warning("manifest: the store cannot be used, serving the last approved version: %s", _brief(exc))
         self._failing = True
-
 
 
 async def _run(fn: Callable[[], T]) -> T:

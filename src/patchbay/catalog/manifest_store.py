@@ -70,8 +70,7 @@ def history(engine: Engine) -> list[Snapshot]:
     with engine.connect() as connection:
         rows = connection.execute(select(ManifestVersion).order_by(ManifestVersion.version.desc())).mappings()
         return [
-            Snapshot(r["version"], r["digest"], r["approved_by"], r["approved_at"], r["mode"], r["note"])
-            for r in rows
+            Snapshot(r["version"], r["digest"], r["approved_by"], r["approved_at"], r["mode"], r["note"]) for r in rows
         ]
 
 
@@ -83,9 +82,7 @@ def read_proposed(engine: Engine) -> list[Proposal]:
         return [_proposal(r) for r in rows]
 
 
-def record_version(
-    engine: Engine, entries: Mapping[Key, Item], *, previous: int, by: str, mode: str, note: str
-) -> int:
+def record_version(engine: Engine, entries: Mapping[Key, Item], *, previous: int, by: str, mode: str, note: str) -> int:
     """Store ``entries`` as version ``previous + 1`` and drop the proposals it settles; return the new number.
 
     Raises:

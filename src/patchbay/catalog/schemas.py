@@ -105,9 +105,7 @@ def _properties(
     required = set(new.get("required") or ())
     for name in sorted(after.keys() - before.keys()):
         if name not in required:  # a new required one is reported by _required as breaking
-            findings.append(
-                Finding(f"{path}.{name}", "widened", f"{path}.{name}: new optional property", open_before)
-            )
+            findings.append(Finding(f"{path}.{name}", "widened", f"{path}.{name}: new optional property", open_before))
     for name in sorted(before.keys() & after.keys()):
         _walk(before[name], after[name], f"{path}.{name}", findings, words)
 
@@ -147,8 +145,9 @@ def _enum(old: Mapping[str, Any], new: Mapping[str, Any], path: str, findings: l
         dropped = [v for v in before if v not in after]
         effect: Effect = "changed" if added and dropped else "widened" if added else "narrowed"
         detail = ", ".join([*(f"+{_short(v)}" for v in added), *(f"-{_short(v)}" for v in dropped)])
-        findings.append(Finding(path, effect, f"{path}: enum {'extended' if effect == 'widened' else effect} "
-                                              f"({detail})"))
+        findings.append(
+            Finding(path, effect, f"{path}: enum {'extended' if effect == 'widened' else effect} ({detail})")
+        )
 
 
 def _bounds(old: Mapping[str, Any], new: Mapping[str, Any], path: str, findings: list[Finding]) -> None:

@@ -10,6 +10,7 @@ from patchbay.cli import doctor as doctor_cmd
 from patchbay.cli import index as index_cmd
 from patchbay.cli import init as init_cmd
 from patchbay.cli import keys as keys_cmd
+from patchbay.cli import manifest as manifest_cmd
 from patchbay.cli import policy as policy_cmd
 from patchbay.cli import serve as serve_cmd
 from patchbay.cli import tokens as tokens_cmd
@@ -35,6 +36,7 @@ app.add_typer(clients_cmd.app, name="clients")
 app.add_typer(tokens_cmd.app, name="tokens")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(approvals_cmd.app, name="approvals")
+app.add_typer(manifest_cmd.app, name="manifest")
 
 
 @app.command("version")
