@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from bench import coldstart, documents, harness, report, sessions, store_writes, throughput
+from bench import coldstart, documents, harness, policy, report, sessions, store_writes, throughput
 from bench import sql as sql_bench
 from bench.configs import COLDSTART_SERVERS, CONFIGS, REPO, SESSION_SERVERS, patchbay_available, wrk_available
 
@@ -57,6 +57,7 @@ def _items() -> list[str]:
     names += ["sql"]  # bench/sql.py: the sql connector's query latency vs. the driver (no wrk needed)
     names += ["documents"]  # bench/documents.py: index 100k documents, search latency (no wrk needed)
     names += ["store-writes"]  # bench/store_writes.py: 16 clients, 100 kanban writes/s on SQLite (no wrk needed)
+    names += ["policy"]  # bench/policy.py: the gate's decision cost with 100 rules (no wrk needed)
     return names
 
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(_items()))
         return 0
-    if not wrk_available() and not set(_selected(args.only)) <= {"sql", "store-writes"}:
+    if not wrk_available() and not set(_selected(args.only)) <= {"sql", "store-writes", "policy"}:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     rounds = args.rounds or (1 if args.quick else 3)
@@ -222,6 +223,11 @@ def _run(
             text = store_writes.markdown(result)
             print(text, flush=True)
             sql_bench.write_doc(text, store_writes.HEADING)
+    if "policy" in chosen:
+        print("[policy] decide() with 100 rules, with and without argument conditions ...", flush=True)
+        if (decided := _attempt("policy", failures, functools.partial(policy.run, args.quick))) is not None:
+            text = policy.markdown(decided)
+            print(text, flush=True)
     docs_result = None
     if "documents" in chosen:
         docs_run = functools.partial(documents.run, 10_000 if args.quick else documents.DEFAULT_DOCS, 1_000, logdir)

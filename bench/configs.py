@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import signin, wire
+from bench import policy, signin, wire
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -31,6 +31,8 @@ class ServerSpec:
             return patchbay_argv(port)
         if self.name == "patchbay-signin":
             return patchbay_argv(port, signin.config_path())
+        if self.name == "patchbay-gate":
+            return patchbay_argv(port, policy.config_path())
         extra = ["--max-sessions", str(max_sessions)] if max_sessions else []
         return [sys.executable, "-m", *self.module_args, "--port", str(port), *extra]
 
@@ -51,6 +53,7 @@ SDK_MODERN = ServerSpec("sdk-modern-json", ("bench.servers.sdk_server", "--mode"
 SDK_SESSION_SSE = ServerSpec("sdk-session-sse", ("bench.servers.sdk_server", "--mode", "session-sse"))
 PATCHBAY = ServerSpec("patchbay")
 PATCHBAY_SIGNIN = ServerSpec("patchbay-signin")  # auth.mode = "api_key": bench/signin.py
+PATCHBAY_GATE = ServerSpec("patchbay-gate")  # 100 [[policy]] rules, none denying add: bench/policy.py
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Config:
 
     @property
     def is_patchbay(self) -> bool:
-        return self.server in (PATCHBAY, PATCHBAY_SIGNIN)
+        return self.server in (PATCHBAY, PATCHBAY_SIGNIN, PATCHBAY_GATE)
 
     def body_template(self) -> str:
         if self.era == "modern":
@@ -122,9 +125,23 @@ CONFIGS: tuple[Config, ...] = (
         expect_content_type=JSON,
     ),
     Config(
+        "patchbay-modern-json-gate",
+        "Patchbay, 2026-07-28 envelope, JSON, policy gate on (100 rules)",
+        PATCHBAY_GATE,
+        "modern",
+        expect_content_type=JSON,
+    ),
+    Config(
         "patchbay-session-json",
         "Patchbay, 2025 session, JSON (add)",
         PATCHBAY,
+        "session",
+        expect_content_type=JSON,
+    ),
+    Config(
+        "patchbay-session-json-gate",
+        "Patchbay, 2025 session, JSON (add), policy gate on (100 rules)",
+        PATCHBAY_GATE,
         "session",
         expect_content_type=JSON,
     ),
