@@ -25,6 +25,7 @@ from patchbay.connectors.base import Connector, ConnectorEnv, Reloadable
 from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
+from patchbay.gate.approvals import approvals_wanted
 from patchbay.gate.policy import build_gate
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
 from patchbay.protocol.hub import Hub
@@ -201,11 +202,15 @@ def build_connectors(settings: Settings, *, on_change: Any = None) -> list[Conne
 
 
 def _build_keeper(settings: Settings, catalog: Catalog, rebuild: Any) -> ManifestKeeper | None:
-    """The manifest keeper in review mode, and in open mode when the server keeps a store anyway (sign-in on, or
-    [store] configured): a server with neither writes nothing to disk, as before (docs/manifest.md)."""
+    """The manifest keeper in review mode, and in open mode when the server keeps a durable store anyway (sign-in
+    on, or [store] configured, and not in memory): a server with neither writes nothing to disk, as before
+    (docs/manifest.md)."""
     manifest = settings.manifest
-    if manifest.mode == "open" and settings.auth.mode == "none" and "store" not in settings.model_fields_set:
-        return None
+    if manifest.mode == "open":
+        url = settings.store_url
+        memory = url in ("sqlite://", "sqlite:///") or ":memory:" in url or "mode=memory" in url
+        if memory or (settings.auth.mode == "none" and "store" not in settings.model_fields_set):
+            return None
     catalog.manifest = Manifest(manifest.mode)
     return ManifestKeeper(catalog.manifest, settings.store_url, poll_seconds=manifest.poll_seconds, rebuild=rebuild)
 
@@ -236,9 +241,11 @@ def create_app(settings: Settings) -> Any:
     """
     runtime = Runtime(settings, on_failure="retry")
     auth = _build_auth(settings, runtime)
-    from patchbay.gate import approval_pages
+    approvals = None
+    if approvals_wanted(settings):  # the page and its sign-in stack load only when some call can be held
+        from patchbay.gate import approval_pages
 
-    approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth)
+        approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
     sessions = MemorySessionStore(
@@ -306,7 +313,8 @@ def create_app(settings: Settings) -> Any:
             sessions.close_all()
             legacy.close_all()
             await runtime.stop()
-            approvals.approvals.close()
+            if approvals is not None:
+                approvals.approvals.close()
 
     async def http_error(request: Request, exc: Exception) -> Response:
         # Clients probe well-known paths and follow no HTML: every error here is a small JSON body.
@@ -321,7 +329,7 @@ def create_app(settings: Settings) -> Any:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *(auth.routes() if auth is not None else []),
-            *approvals.routes(),
+            *(approvals.routes() if approvals is not None else []),
             Route("/sse", legacy.stream, methods=["GET"]),
             Route("/messages", legacy.post, methods=["POST"]),
             Route("/messages/", legacy.post, methods=["POST"]),
