@@ -3,16 +3,39 @@ run; the page's headers and cookies; a wrong password is refused like on the sig
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.forms import next_form
-from tests.unit.fixtures.authflow import PASSWORD, add_user, client_for, running
+from tests.unit.fixtures.authflow import PASSWORD, TOOLS, add_user, client_for
 
+from patchbay.app import create_app
 from patchbay.gate.approval_store import HeldCall
+from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
+
+
+@contextlib.asynccontextmanager
+async def running(tmp: Path) -> AsyncIterator[Any]:
+    """The auth tests' app with a rule that holds write_doc for approval."""
+    data = {
+        "server": {"name": "Patchbay test"},
+        "store": {"url": f"sqlite:///{tmp / 'auth.db'}"},
+        "auth": {"mode": "oauth"},
+        "connectors": [{"name": "t", "type": "python", "path": str(TOOLS), "prefix": ""}],
+        "policy": [{"subjects": ["*"], "tools": ["write_doc"], "effect": "approve"}],
+    }
+    app = create_app(from_dict(data, base_dir=tmp))
+    await app.runtime.start()
+    try:
+        yield app
+    finally:
+        app.sessions.close_all()
+        await app.runtime.stop()
 
 
 def _held(app: Any, tool: str, tool_digest: str) -> str:
@@ -80,3 +103,10 @@ async def test_an_unknown_approval_id_is_a_404_page(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
         await app.runtime.dispatcher.approvals.run(lambda: None)
         assert (await http.get("/approvals/nope")).status_code == 404
+
+
+async def test_without_an_approve_rule_there_is_no_approval_page(tmp_path: Path) -> None:
+    data = {"store": {"url": f"sqlite:///{tmp_path / 'p.db'}"}, "auth": {"mode": "oauth"}}
+    app = create_app(from_dict(data, base_dir=tmp_path))
+    assert app.runtime.dispatcher.approvals is None
+    assert not [r for r in app.router.routes if getattr(r, "path", "").startswith("/approvals")]

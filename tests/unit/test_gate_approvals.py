@@ -211,3 +211,16 @@ def test_a_2026_client_declaring_url_elicitation_gets_an_input_request(approvals
     answered.input_responses = {key: {"action": "decline"}}
     result = admit(approvals, {"title": "Ship"}, answered)
     assert result["isError"] is True and "declined" in result["content"][0]["text"]
+
+
+def test_a_bad_approvals_setting_names_the_file_the_key_and_what_is_allowed() -> None:
+    from patchbay.errors import ConfigError
+    from patchbay.settings import from_dict
+
+    with pytest.raises(ConfigError) as raised:
+        from_dict({"approvals": {"required_approvals": 0}}, source="patchbay.toml")
+    assert "patchbay.toml: approvals.required_approvals" in str(raised.value)
+    assert "greater than or equal to 1" in str(raised.value)
+    with pytest.raises(ConfigError) as unknown:
+        from_dict({"approvals": {"approver_role": ["x"]}}, source="patchbay.toml")
+    assert "unknown key in [approvals] 'approvals.approver_role'. Did you mean 'approver_roles'?" in str(unknown.value)
