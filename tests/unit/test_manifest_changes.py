@@ -243,7 +243,11 @@ def test_hidden_text_in_a_schema_description_of_a_new_tool_is_found() -> None:
 
 
 def test_a_changed_prompt_is_diffed_like_a_tool() -> None:
-    before = {"name": "summary", "description": "Summarise.", "arguments": [{"name": "topic", "required": True}]}
+    before: dict[str, Any] = {
+        "name": "summary",
+        "description": "Summarise.",
+        "arguments": [{"name": "topic", "required": True}],
+    }
     after = copy.deepcopy(before)
     after["arguments"].append({"name": "tone", "required": False})
     [change] = diff({("prompt", "summary"): item(before, "prompt")}, {("prompt", "summary"): item(after, "prompt")})
