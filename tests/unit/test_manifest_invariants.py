@@ -47,7 +47,7 @@ class ReviewMode(RuleBasedStateMachine):
         self.manifest = Manifest("review")
         self.served: dict[Key, Any] = {}
         self.review()
-        entries = {("tool", n): self.item(w) for n, w in self.published.items()}  # the first start approves
+        entries: dict[Key, Item] = {("tool", n): self.item(w) for n, w in self.published.items()}  # first start
         self.approve_entries(entries)
 
     def item(self, definition: dict[str, Any]) -> Item:
