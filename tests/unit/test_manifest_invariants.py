@@ -55,7 +55,8 @@ class ReviewMode(RuleBasedStateMachine):
         return Item("tool", name, wire_digest(definition), visible(definition), CONNECTORS[name])
 
     def review(self) -> None:
-        observed = {("tool", n): (self.item(w), w) for n, w in self.published.items() if CONNECTORS[n] not in self.down}
+        up = {n: w for n, w in self.published.items() if CONNECTORS[n] not in self.down}
+        observed: dict[Key, tuple[Item, dict[str, Any]]] = {("tool", n): (self.item(w), w) for n, w in up.items()}
         self.approved_before = self.manifest.approved
         self.served = self.manifest.review(observed, frozenset(self.down))
         assert self.manifest.approved is self.approved_before, "reviewing never approves"
