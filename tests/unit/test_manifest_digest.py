@@ -98,3 +98,8 @@ def test_the_manifest_digest_ignores_listing_order_but_not_content() -> None:
     assert manifest_digest(entries) == manifest_digest(list(reversed(entries)))
     assert manifest_digest(entries) != manifest_digest([*entries[:2], ("template", "c://{x}", "4" * 64)])
     assert manifest_digest(entries) != manifest_digest(entries[:2])
+
+
+def test_values_json_has_no_form_for_are_digested_as_the_wire_carries_them() -> None:
+    # orjson sends NaN and infinity as null: a tool serving such a schema must still be digestible.
+    assert canonical({"d": float("nan"), "m": float("inf"), "t": (1, 2)}) == b'{"d":null,"m":null,"t":[1,2]}'

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+import orjson
 import rfc8785
 
 Kind = Literal["tool", "prompt", "template"]
@@ -39,10 +40,14 @@ def visible(wire: Mapping[str, Any]) -> dict[str, Any]:
 def canonical(definition: Mapping[str, Any]) -> bytes:
     """RFC 8785 bytes of ``definition``.
 
-    Raises:
-        rfc8785.CanonicalizationError: a value JSON cannot hold (NaN, infinity).
+    A value JSON has no form for is digested as the wire carries it (orjson: NaN and infinity as null, a
+    datetime as its ISO text), so a definition that can be served can always be digested.
     """
-    return rfc8785.dumps(_as_doubles(dict(definition)))
+    value = _as_doubles(dict(definition))
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError):
+        return rfc8785.dumps(_as_doubles(orjson.loads(orjson.dumps(value))))
 
 
 def _as_doubles(value: Any) -> Any:
