@@ -377,8 +377,17 @@ def from_dict(
                 file=source,
                 key="connectors.name",
             )
-    check_policy(settings.policy, names, source)
+    check_policy(settings.policy, names, source, declared_roles(settings))
     return settings
+
+
+def declared_roles(settings: Settings) -> set[str]:
+    """Every role the config knows: ``[gate] roles``, what an IdP role map hands out, and the approver roles."""
+    roles = {*settings.gate.roles, *settings.approvals.approver_roles}
+    upstream = settings.auth.upstream
+    if upstream is not None:
+        roles |= {*upstream.default_roles, *(r for mapped in upstream.role_map.values() for r in mapped)}
+    return roles
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:

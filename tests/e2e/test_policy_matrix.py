@@ -75,6 +75,7 @@ mode = "oauth"
 
 [gate]
 default = "deny"
+roles = ["sales", "support-lead"]
 
 [[connectors]]
 name = "crm"

@@ -22,6 +22,7 @@ mode = "oauth"
 
 [gate]
 default = "deny"
+roles = ["support-lead", "ghosts"]
 
 [[connectors]]
 name = "crm"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fixtures.wire import call_modern, client_for, running
-from tests.support.policy import EXAMPLE_RULES, connectors
+from tests.support.policy import EXAMPLE_RULES, ROLES, connectors
 
 from patchbay.app import Runtime
 from patchbay.auth.access import ToolAccessPolicy
@@ -34,6 +34,7 @@ def key(name: str, *roles: str) -> Principal:
 @contextlib.asynccontextmanager
 async def gate_for(rules: list[dict[str, Any]], **config: Any) -> AsyncIterator[Gate]:
     crm = config.pop("crm", {})
+    config["gate"] = {"roles": ROLES, **config.get("gate", {})}
     settings = from_dict({"connectors": connectors(**crm), "policy": rules, **config}, source="policy.toml")
     runtime = Runtime(settings)
     await runtime.start()

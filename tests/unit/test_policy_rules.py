@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.policy import EXAMPLE_RULES, connectors
+from tests.support.policy import EXAMPLE_RULES, ROLES, connectors
 
 from patchbay.errors import ConfigError
 from patchbay.settings import from_dict, load
@@ -15,6 +15,7 @@ SOURCE = "policy.toml"
 
 
 def _load(rules: Any, **extra: Any) -> Any:
+    extra.setdefault("gate", {"roles": ROLES})
     return from_dict({"connectors": connectors(), "policy": rules, **extra}, source=SOURCE)
 
 
@@ -35,7 +36,7 @@ def test_the_issue_example_loads_with_its_defaults() -> None:
 def test_policy_and_gate_load_from_a_toml_file(tmp_path: Path) -> None:
     file = tmp_path / "patchbay.toml"
     file.write_text(
-        '[gate]\ndefault = "deny"\nwrites = "approve"\n\n'
+        '[gate]\ndefault = "deny"\nwrites = "approve"\nroles = ["sales", "admin"]\n\n'
         '[[connectors]]\nname = "crm"\ntype = "python"\npath = "crm.py"\nwrites = "off"\n\n'
         '[[policy]]\nid = "sales"\nsubjects = ["role:sales"]\ntools = ["crm_*"]\neffect = "allow"\n'
         "when = { amount = { gt = 1000 }, 'ticket.priority' = { ne = \"urgent\" } }\n"
@@ -114,3 +115,30 @@ def test_bad_gate_and_connector_writes_values_name_what_is_allowed() -> None:
     assert "Did you mean 'default'?" in str(_error([], gate={"defualt": "deny"}))
     with pytest.raises(ConfigError, match=r"connectors\[crm\]\.writes: Input should be 'on', 'off' or 'approve'"):
         from_dict({"connectors": connectors(writes="no")}, source=SOURCE)
+
+
+def test_a_rule_naming_a_role_nobody_declared_is_refused_with_the_roles_that_are() -> None:
+    rules = [{"subjects": ["*"], "except": ["role:support-laed"], "tools": ["crm_*"], "effect": "deny"}]
+    error = _error(rules, gate={"roles": ["sales", "support-lead"]})
+    assert error.key == "policy[0].except"
+    assert str(error) == (
+        f"{SOURCE}: policy[0].except: the role 'support-laed' is not declared (known: approver, sales, support-lead); "
+        "list every role your rules name in [gate] roles"
+    )
+
+
+def test_roles_an_idp_role_map_hands_out_and_approver_roles_need_no_declaration() -> None:
+    upstream = {"issuer": "https://idp.example.com", "client_id": "pb", "role_map": {"eng": ["engineer"]}}
+    rules = [
+        {"subjects": ["role:engineer"], "tools": ["crm_*"], "effect": "allow"},
+        {"subjects": ["role:approver"], "tools": ["crm_*"], "effect": "allow"},
+    ]
+    settings = from_dict(
+        {"connectors": connectors(), "policy": rules, "auth": {"mode": "oauth", "upstream": upstream}}, source=SOURCE
+    )
+    assert [r.subjects for r in settings.policy] == [["role:engineer"], ["role:approver"]]
+    assert "'engineer' is not declared" in str(_error(rules[:1], gate={"roles": []}))
+
+
+def test_a_declared_role_must_be_a_role_name() -> None:
+    assert "'sales team' is not a role name" in str(_error([], gate={"roles": ["sales team"]}))

@@ -8,7 +8,7 @@ starts with a rule it cannot evaluate.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,6 +35,19 @@ class GateSettings(BaseModel):
     writes: WritesMode = "on"
     """Tools without readOnlyHint: on (as the rules say), off (refused and unlisted), approve (a person approves each
     call). A connector's own `writes` wins for its tools."""
+    roles: list[str] = []
+    """The roles [[policy]] rules may name (with those an [auth.upstream] role map hands out, and the approver
+    roles): a rule naming any other role is a config error, so a typo cannot silently match nobody."""
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        for role in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", role):
+                raise ValueError(
+                    f"{role!r} is not a role name: use 1-64 of A-Z a-z 0-9 _ . : - starting with a letter or digit"
+                )
+        return value
 
 
 class PolicyRule(BaseModel):
@@ -128,14 +141,27 @@ def _check_operand(path: str, op: str, operand: Any) -> None:
             raise ValueError(f"{path}.matches: {operand!r} is not a valid regular expression ({exc})") from None
 
 
-def check_policy(rules: Sequence[PolicyRule], connectors: Sequence[str], source: str) -> None:
-    """Checks that need the whole config.
+def check_policy(
+    rules: Sequence[PolicyRule], connectors: Sequence[str], source: str, roles: Collection[str] = ()
+) -> None:
+    """Checks that need the whole config; ``roles`` are the roles the config declares or hands out.
 
     Raises:
-        ConfigError: a rule names a connector that is not configured, or two rules share an ``id``.
+        ConfigError: a rule names a connector that is not configured or a role that is not declared, or two rules
+            share an ``id``.
     """
     ids: dict[str, int] = {}
     for index, rule in enumerate(rules):
+        for key, subjects in (("subjects", rule.subjects), ("except", rule.except_)):
+            for subject in subjects:
+                if subject.startswith("role:") and subject[5:] not in roles:
+                    known = ", ".join(sorted(roles)) or "none are declared"
+                    raise ConfigError(
+                        f"{source}: policy[{index}].{key}: the role {subject[5:]!r} is not declared (known: {known}); "
+                        "list every role your rules name in [gate] roles",
+                        file=source,
+                        key=f"policy[{index}].{key}",
+                    )
         for name in rule.connectors or ():
             if name not in connectors:
                 known = ", ".join(connectors) or "none are configured"

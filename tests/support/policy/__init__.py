@@ -9,6 +9,9 @@ HERE = Path(__file__).parent
 CRM = HERE / "crm.py"
 FILES = HERE / "files.py"
 
+# Every role the tests' rules name, declared as [gate] roles requires.
+ROLES = ["sales", "support-lead", "ops", "admin", "x", "y"]
+
 # The issue's example, as rules: sales reads the CRM, only support leads close tickets and only below urgent,
 # nobody writes to files_*, the client named "chatgpt" gets read tools only.
 EXAMPLE_RULES: list[dict[str, Any]] = [
