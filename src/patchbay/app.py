@@ -228,7 +228,6 @@ def _build_auth(settings: Settings, runtime: Runtime) -> Any:
     auth = AuthServer(settings, runtime.catalog)
     runtime.auth = auth
     runtime.catalog.security = auth.policy.schemes
-    runtime.dispatcher.access = auth.policy
     runtime.dispatcher.gate.access = auth.policy  # scopes and public tools become rules of the one policy
     return auth
 

@@ -81,9 +81,6 @@ class Dispatcher:
     catalog: Catalog
     info: ServerInfo
     state_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    # Per-tool access checks (patchbay.auth.access.ToolAccessPolicy) when sign-in is on; None when it is off.
-    # Used only without a gate: the gate evaluates them as rules of its policy.
-    access: Any = None
     # The gate every list and call passes (patchbay.gate.policy.Gate): listed(principal) and decide(name,
     # principal, arguments). None (programmatic use): every tool is listed and callable.
     gate: Any = None
@@ -220,17 +217,11 @@ class Dispatcher:
                 # Fail closed: nothing can approve the call, so it must not run.
                 return self.gate.refuse(name, scope.principal, decision)  # type: ignore[no-any-return]
             if decision.effect == "approve":
-                held = await self.approvals.admit(
-                    name, getattr(self.catalog, "digests", {}).get(name, ""), arguments, scope, decision
-                )
+                held = await self.approvals.admit(name, self.catalog.digests.get(name, ""), arguments, scope, decision)
                 if held is not None:
                     return held  # type: ignore[no-any-return]
                 # Exactly what the approver saw runs, whatever this request carries.
                 arguments = scope.approved_arguments if scope.approved_arguments is not None else arguments
-        elif self.access is not None:
-            denied = self.access.denied(name, self.catalog.access.get(name), scope.principal)
-            if denied is not None:
-                return denied  # type: ignore[no-any-return]
         if tool.requires:
             _require_capabilities(tool.requires, scope)
         try:
