@@ -240,4 +240,5 @@ class AuthBrowserSession(Base):
 # -- sibling modules with tables of their own (imported so that Base.metadata holds every table) ---------------
 
 from patchbay.gate import approval_models as _gate_approval_models  # noqa: E402, F401
+from patchbay.gate import audit_models as _gate_audit_models  # noqa: E402, F401
 from patchbay.gate import manifest_models as _gate_manifest_models  # noqa: E402, F401
