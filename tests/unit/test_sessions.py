@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from patchbay.auth.principal import Principal
 from patchbay.errors import ToolError
 from patchbay.protocol.outstanding import Outstanding
 from patchbay.transport import sessions
-from patchbay.transport.sessions import MemorySessionStore
+from patchbay.transport.sessions import MemorySessionStore, owner_of
 
 
 class Clock:
@@ -236,3 +237,53 @@ def test_counts_follow_deletes_and_expiry(clock: Clock) -> None:
     clock.now += 61
     owned(store, "bob")  # creating sweeps the expired
     assert store.count("alice") == 0 and store.count("bob") == 1
+
+
+def test_a_session_belongs_to_the_principal_and_the_client_that_opened_it() -> None:
+    # The same person through two OAuth clients holds two identities: one client cannot use the other's session.
+    alice = Principal("user:alice", "user", client_id="chatgpt")
+    assert owner_of(alice) == owner_of(Principal("user:alice", "user", client_id="chatgpt"))
+    assert owner_of(alice) != owner_of(Principal("user:alice", "user", client_id="claude"))
+    assert owner_of(alice) != owner_of(Principal("user:alice", "user"))
+    assert owner_of(alice) != owner_of(Principal("user:alice", "api_key", client_id="chatgpt"))
+    assert owner_of(None) is None
+
+
+def test_a_new_session_keeps_what_the_handshake_declared_and_logs_at_info() -> None:
+    store = MemorySessionStore()
+    caps = {"sampling": {}, "elicitation": {"url": {}}}
+    session = store.create("2025-06-18", caps, {"name": "c", "version": "2"})
+    assert session.version == "2025-06-18"
+    assert session.client_caps == caps
+    assert session.client_info == {"name": "c", "version": "2"}
+    assert session.log_level == "info"  # notifications at info and above flow until logging/setLevel
+
+
+def test_a_session_keeps_the_events_of_its_32_most_recent_streams_for_replay() -> None:
+    session = MemorySessionStore().create("2025-11-25", {}, None)
+    logs = [session.new_stream() for _ in range(32)]
+    assert session.streams is not None and list(session.streams) == [log.id for log in logs]
+    newest = session.new_stream()
+    assert list(session.streams) == [log.id for log in logs[1:]] + [newest.id]
+
+
+def test_sessions_idle_for_half_an_hour_expire_by_default(clock: Clock) -> None:
+    store = MemorySessionStore()
+    sid = new(store)
+    clock.now += 1799
+    assert store.get(sid) is not None
+    clock.now += 1801
+    assert store.get(sid) is None
+
+
+def test_among_principals_holding_the_most_a_full_store_evicts_the_creators_own_session_first() -> None:
+    store = MemorySessionStore(max_sessions=4)
+    a1 = store.create("2025-11-25", {}, None, owner="a").id
+    b1 = store.create("2025-11-25", {}, None, owner="b").id
+    store.create("2025-11-25", {}, None, owner="b")
+    a2 = store.create("2025-11-25", {}, None, owner="a").id
+    assert store.get(a1) is not None  # the store's least recently used session is now b's
+    store.create("2025-11-25", {}, None, owner="a")  # a and b hold two each: a gives up its own oldest
+    assert store.get(a2) is None
+    assert store.get(b1) is not None and store.get(a1) is not None
+    assert (store.count("a"), store.count("b")) == (2, 2)
