@@ -268,6 +268,29 @@ class ManifestSettings(_Section):
     """How often a server looks for an approval made by the CLI or another replica (one indexed query)."""
 
 
+class AuditSettings(_Section):
+    """``[audit]``: the audit trail (docs/audit.md)."""
+
+    keep_days: int = Field(400, ge=0, le=36_500)
+    """Days records are kept before background pruning deletes them; 0 keeps them forever. The default covers a
+    12-month retention requirement (PCI DSS 10.5.1) with a month to spare for the yearly review."""
+    prune_interval_seconds: float = Field(3600, ge=10, le=7 * 86_400)
+    """How often the server looks for records past keep_days."""
+    checkpoint_every: int = Field(1000, ge=1, le=10_000_000)
+    """A signed checkpoint of the chain head after this many records ..."""
+    checkpoint_seconds: float = Field(300, ge=1, le=86_400)
+    """... or this many seconds after the last one, whichever comes first (when records were written)."""
+    checkpoint_file: str | None = None
+    """Append-only JSON Lines file for checkpoints; default: next to the SQLite store (``<db>.checkpoints.jsonl``)
+    or ``audit-checkpoints.jsonl`` in the config folder; "" writes none (then keep checkpoint_log on)."""
+    checkpoint_log: bool = True
+    """Also write each checkpoint as one INFO log line, so log shipping carries it off the machine."""
+    checkpoint_key_env: str = Field("PATCHBAY_AUDIT_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding the checkpoint signing key (HMAC-SHA256); unset: checkpoints are unsigned."""
+    checkpoint_key_file: str | None = None
+    """A file holding the key instead (relative to the config folder); wins over checkpoint_key_env."""
+
+
 class ConnectorSettings(BaseModel):
     """One ``[[connectors]]`` table; its type-specific keys are checked by the connector type's Options."""
 
@@ -301,6 +324,7 @@ class Settings(_Section):
     outbound: OutboundSettings = OutboundSettings()
     approvals: ApprovalsSettings = ApprovalsSettings()
     manifest: ManifestSettings = ManifestSettings()
+    audit: AuditSettings = AuditSettings()
     connectors: list[ConnectorSettings] = []
     gate: GateSettings = GateSettings()
     policy: list[PolicyRule] = []
@@ -434,6 +458,7 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "outbound": OutboundSettings,
         "approvals": ApprovalsSettings,
         "manifest": ManifestSettings,
+        "audit": AuditSettings,
         "gate": GateSettings,
     }
     for key, value in data.items():
