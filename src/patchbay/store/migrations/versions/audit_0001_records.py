@@ -48,8 +48,8 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_chain_head")),
     )
-    # The one row every writer locks; an empty chain's head is seq 0 and the empty hash.
-    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": ""}])
+    # The one row every writer locks; an empty chain's head is seq 0 and the genesis hash (audit_chain.GENESIS).
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
 
 
 def downgrade() -> None:
