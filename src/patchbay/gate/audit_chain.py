@@ -20,21 +20,40 @@ and ``hash`` is that digest as 64 lowercase hex digits. Length prefixes make the
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
 import math
+import os
 import struct
-from collections.abc import Mapping
-from typing import Any, Final
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import rfc8785
+
+from patchbay.errors import ConfigError
+
+if TYPE_CHECKING:
+    from patchbay.settings import AuditSettings, Settings
 
 __all__ = [
     "CANONICAL_FORM_VERSION",
     "CHAIN_ALGORITHM",
     "GENESIS",
+    "Checkpointer",
     "canonical",
+    "checkpoint_body",
+    "checkpoint_path",
+    "checkpointer",
     "is_canonical",
+    "key_id",
     "link",
+    "load_key",
+    "read_checkpoints",
+    "signature_ok",
 ]
 
 CHAIN_ALGORITHM: Final = "pb-sha256-chain-v1"
@@ -43,6 +62,7 @@ GENESIS: Final = "0" * 64
 _DOMAIN: Final = b"pb-audit-chain-v1\n"
 # RFC 8785 §3.2.2.3: JSON numbers are IEEE 754 doubles; an integer beyond ±(2**53 - 1) has no exact JCS form.
 _SAFE_INTEGER: Final = 2**53 - 1
+_log = logging.getLogger("patchbay.audit")
 
 
 def link(prev_hash: str, seq: int, body: str) -> str:
@@ -110,3 +130,216 @@ def _representable(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("utf-8", "replace")
     return str(value)
+
+
+# -- signed checkpoints ---------------------------------------------------------------------------------------------
+
+CHECKPOINT_TYPE: Final = "patchbay.audit.checkpoint"
+HMAC_ALGORITHM: Final = "HMAC-SHA256"
+_KEY_ID_DOMAIN: Final = b"pb-audit-key-id-v1\n"
+_SIGN_DOMAIN: Final = b"pb-audit-checkpoint-v1\n"
+
+
+def key_id(key: bytes) -> str:
+    """A short public name for ``key`` (16 hex digits of a domain-separated SHA-256): says which key signed a
+    checkpoint without revealing anything usable about it."""
+    return hashlib.sha256(_KEY_ID_DOMAIN + key).hexdigest()[:16]
+
+
+def checkpoint_body(seq: int, head: str, count: int, ts: float, key: bytes | None) -> dict[str, Any]:
+    """The checkpoint of the chain head ``(seq, head)``, signed with ``key`` when there is one.
+
+    ``sig`` is the hex HMAC-SHA256, under ``key``, of ``b"pb-audit-checkpoint-v1\\n"`` followed by the RFC 8785
+    text of every other field of the checkpoint.
+    """
+    unsigned: dict[str, Any] = {
+        "type": CHECKPOINT_TYPE,
+        "chain_algorithm": CHAIN_ALGORITHM,
+        "seq": seq,
+        "hash": head,
+        "count": count,
+        "ts": round(ts, 6),
+        "alg": HMAC_ALGORITHM if key is not None else "none",
+        "key_id": key_id(key) if key is not None else None,
+    }
+    unsigned["sig"] = _sign(unsigned, key) if key is not None else None
+    return unsigned
+
+
+def signature_ok(checkpoint: Mapping[str, Any], key: bytes) -> bool:
+    """Whether ``checkpoint`` carries a valid HMAC-SHA256 signature under ``key`` (compared in constant time)."""
+    sig = checkpoint.get("sig")
+    if not isinstance(sig, str):
+        return False
+    unsigned = {k: v for k, v in checkpoint.items() if k != "sig"}
+    try:
+        expected = _sign(unsigned, key)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        return False
+    return hmac.compare_digest(expected, sig)
+
+
+def _sign(unsigned: Mapping[str, Any], key: bytes) -> str:
+    return hmac.new(key, _SIGN_DOMAIN + rfc8785.dumps(dict(unsigned)), hashlib.sha256).hexdigest()
+
+
+class Checkpointer:
+    """Writes a signed checkpoint of the chain head every ``every`` records or ``seconds`` seconds.
+
+    The audit writer calls :meth:`maybe` after each commit with the new head; the call costs two comparisons
+    unless a checkpoint is due. A checkpoint goes where the database cannot rewrite it: appended to ``file`` (JSON
+    Lines, created with mode 0600) and/or logged as one INFO line on the ``patchbay.audit`` logger. Thread-safe:
+    the writer thread, the pruner and shutdown may all call it.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: bytes | None,
+        file: Path | None,
+        log: bool = True,
+        every: int = 1000,
+        seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._key = key
+        self._file = file
+        self._log = log
+        self._every = every
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_seq = 0
+        self._last_at = clock()
+
+    @property
+    def signed(self) -> bool:
+        return self._key is not None
+
+    def maybe(self, seq: int, head: str) -> dict[str, Any] | None:
+        """Write a checkpoint of ``(seq, head)`` when one is due; returns it, or None when none was due.
+
+        Raises:
+            OSError: the checkpoint file cannot be written (the caller logs it; the records are committed).
+        """
+        if seq - self._last_seq < self._every and self._clock() - self._last_at < self._seconds:
+            return None
+        return self.checkpoint(seq, head)
+
+    def checkpoint(self, seq: int, head: str) -> dict[str, Any] | None:
+        """Write a checkpoint of ``(seq, head)`` now (at shutdown, after pruning); None when ``seq`` is already
+        covered by the last one.
+
+        Raises:
+            OSError: the checkpoint file cannot be written.
+        """
+        with self._lock:
+            if seq <= self._last_seq:
+                self._last_at = self._clock()
+                return None
+            now = self._clock()
+            body = checkpoint_body(seq, head, seq - self._last_seq, now, self._key)
+            line = json.dumps(body, separators=(",", ":"), sort_keys=True)
+            if self._file is not None:
+                _append(self._file, line)
+            if self._log:
+                _log.info("audit checkpoint %s", line)
+            self._last_seq, self._last_at = seq, now
+            return body
+
+
+def _append(path: Path, line: str) -> None:
+    # O_APPEND: concurrent appenders (the server and a CLI) never interleave inside a line. fsync: a checkpoint is
+    # evidence, written once per thousand records, so the disk sync is cheap where it counts.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_checkpoints(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Checkpoints found in ``lines`` (a checkpoint file, or a log holding "audit checkpoint {...}" lines), as
+    ``(line number, checkpoint)``; a line that names a checkpoint but does not parse as one yields its error text.
+    Other lines are skipped, so a whole log file can be given."""
+    for number, line in enumerate(lines, start=1):
+        if CHECKPOINT_TYPE not in line:
+            continue
+        start = line.find("{")
+        try:
+            value = json.loads(line[start:]) if start >= 0 else None
+        except ValueError as exc:
+            yield number, f"not JSON: {exc}"
+            continue
+        if not isinstance(value, dict) or value.get("type") != CHECKPOINT_TYPE:
+            yield number, "not a checkpoint object"
+        elif not isinstance(value.get("seq"), int) or not isinstance(value.get("hash"), str):
+            yield number, "a checkpoint without an integer seq and a hash"
+        else:
+            yield number, value
+
+
+MIN_KEY_BYTES: Final = 16
+
+
+def load_key(audit: AuditSettings, base_dir: Path, env: Mapping[str, str], source: str = "<config>") -> bytes | None:
+    """The checkpoint signing key: ``[audit] checkpoint_key_file``'s content, else the variable that
+    ``checkpoint_key_env`` names; None when neither is set (checkpoints are then unsigned).
+
+    Raises:
+        ConfigError: the key file cannot be read, or the key is shorter than 16 bytes (the message names the file
+            or variable, never the key).
+    """
+    if audit.checkpoint_key_file:
+        path = base_dir / audit.checkpoint_key_file
+        try:
+            key = path.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{source}: audit.checkpoint_key_file: cannot read {path}: {exc.strerror}",
+                file=source,
+                key="audit.checkpoint_key_file",
+            ) from None
+        where = f"audit.checkpoint_key_file ({path})"
+    else:
+        text = env.get(audit.checkpoint_key_env)
+        if not text:
+            return None
+        key, where = text.strip().encode("utf-8"), f"environment variable {audit.checkpoint_key_env}"
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            f"{source}: {where}: the audit checkpoint key must be at least {MIN_KEY_BYTES} bytes "
+            "(e.g. the output of `python -c 'import secrets; print(secrets.token_hex(32))'`)",
+            file=source,
+            key="audit.checkpoint_key_file" if audit.checkpoint_key_file else "audit.checkpoint_key_env",
+        )
+    return key
+
+
+def checkpoint_path(audit: AuditSettings, store_url: str, base_dir: Path) -> Path | None:
+    """Where checkpoints are appended: ``checkpoint_file`` (relative to the config folder), else next to a SQLite
+    store file (``<db>.checkpoints.jsonl``), else ``audit-checkpoints.jsonl`` in the config folder; None for ""."""
+    if audit.checkpoint_file is not None:
+        return (base_dir / audit.checkpoint_file) if audit.checkpoint_file else None
+    scheme, sep, rest = store_url.partition(":///")
+    database = rest.partition("?")[0]
+    if sep and scheme.split("+")[0] == "sqlite" and database and ":memory:" not in database:
+        return Path(database).with_name(Path(database).name + ".checkpoints.jsonl")
+    return base_dir / "audit-checkpoints.jsonl"
+
+
+def checkpointer(settings: Settings, env: Mapping[str, str]) -> Checkpointer:
+    """The server's checkpointer, as ``[audit]`` configures it.
+
+    Raises:
+        ConfigError: see :func:`load_key`.
+    """
+    audit = settings.audit
+    return Checkpointer(
+        key=load_key(audit, settings.base_dir, env, settings.source),
+        file=checkpoint_path(audit, settings.store_url, settings.base_dir),
+        log=audit.checkpoint_log,
+        every=audit.checkpoint_every,
+        seconds=audit.checkpoint_seconds,
+    )
