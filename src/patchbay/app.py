@@ -26,6 +26,7 @@ from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
 from patchbay.gate.approvals import approvals_wanted
+from patchbay.gate.limits import build_limits
 from patchbay.gate.policy import build_gate
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
 from patchbay.protocol.hub import Hub
@@ -93,6 +94,7 @@ class Runtime:
         key = hashlib.sha256(b"patchbay request state\0" + secret).digest() if secret else secrets.token_bytes(32)
         self.dispatcher = Dispatcher(self.catalog, info, state_key=key)
         self.dispatcher.gate = build_gate(self.settings, self.catalog)
+        self.dispatcher.limits = build_limits(self.settings, self.catalog)
 
     async def start(self, on_failure: OnFailure | None = None) -> None:
         """Open every connector, then build the catalog.

@@ -18,16 +18,28 @@ import tomllib
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from patchbay.errors import ConfigError
 from patchbay.gate.config import RULE_KEYS, GateSettings, PolicyRule, WritesMode, check_policy
+from patchbay.gate.limits_config import LimitRule, check_limits, check_limits_shape
 
 ENV_PREFIX = "PATCHBAY_"
-CONNECTOR_COMMON = {"name", "type", "prefix", "enabled", "scopes", "tool_scopes", "public_tools", "writes"}
+CONNECTOR_COMMON = {
+    "name",
+    "type",
+    "prefix",
+    "enabled",
+    "scopes",
+    "tool_scopes",
+    "public_tools",
+    "writes",
+    "timeout_seconds",
+    "tool_timeouts",
+}
 
 
 class _Section(BaseModel):
@@ -271,6 +283,37 @@ class ManifestSettings(_Section):
 class AuditSettings(_Section):
     """``[audit]``: the audit trail (docs/audit.md)."""
 
+    enabled: bool = True
+    """Record every tools/call, resources/read, prompts/get and the auth, approval, manifest and admin events."""
+    redact_fields: list[str] = [
+        "password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "cookie",
+        "private_key",
+    ]
+    """Argument names (any depth, case-insensitive) recorded as "[redacted]", besides format: password and
+    writeOnly properties of the tool's input schema."""
+    max_argument_bytes: int = Field(4096, ge=0, le=1_048_576)
+    """The recorded arguments (after redaction) are cut to this many bytes of JSON, with a marker."""
+    read_window_ms: int = Field(50, ge=0, le=1000)
+    """How long a read's response may wait for its record's commit; after that it is sent with the record still
+    queued (a crash of the process in that window can lose it). Writes always wait (window 0)."""
+    timeout_ms: int = Field(5000, ge=10, le=60_000)
+    """How long a write waits for its intent record before it is refused without running."""
+    queue_size: int = Field(10_000, ge=10, le=1_000_000)
+    """Records waiting for the writer at most; beyond it writes are refused and reads follow on_failure."""
+    on_failure: Literal["serve_reads", "refuse_all"] = "serve_reads"
+    """When records cannot be stored: serve_reads (reads go on, their lost records are counted and /readyz says
+    degraded) or refuse_all. Writes are always refused."""
+
     keep_days: int = Field(400, ge=0, le=36_500)
     """Days records are kept before background pruning deletes them; 0 keeps them forever. The default covers a
     12-month retention requirement (PCI DSS 10.5.1) with a month to spare for the yearly review."""
@@ -307,6 +350,10 @@ class ConnectorSettings(BaseModel):
     """Tools anyone may call without signing in (ChatGPT "noauth"); the rest need a token."""
     writes: WritesMode | None = None
     """This connector's write tools: on, off or approve; wins over [gate] writes (docs/policy.md)."""
+    timeout_seconds: float | None = Field(None, gt=0, le=86_400)
+    """Seconds this connector's calls may run; wins over [gate] call_timeout_seconds (docs/limits.md)."""
+    tool_timeouts: dict[str, Annotated[float, Field(gt=0, le=86_400)]] = {}
+    """Tool name (without prefix) → seconds that tool's calls may run; wins over timeout_seconds."""
 
     @property
     def options(self) -> dict[str, Any]:
@@ -329,6 +376,8 @@ class Settings(_Section):
     gate: GateSettings = GateSettings()
     policy: list[PolicyRule] = []
     """The [[policy]] rules, in order; docs/policy.md."""
+    limits: list[LimitRule] = []
+    """The [[limits]] rate limits, quotas and concurrency caps; docs/limits.md."""
     source: str = Field("<defaults>", exclude=True)
     """Where these settings came from, for messages."""
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -402,6 +451,7 @@ def from_dict(
                 key="connectors.name",
             )
     check_policy(settings.policy, names, source, declared_roles(settings))
+    check_limits(settings.limits, names, source, declared_roles(settings))
     return settings
 
 
@@ -468,10 +518,13 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         if key == "policy":
             _check_policy_shape(value, source)
             continue
+        if key == "limits":
+            check_limits_shape(value, source)
+            continue
         if key not in sections:
             variable = next((v for k, v in env_sources.items() if k.startswith(f"{key}.")), None)
             origin = f"environment variable {variable}" if variable else source
-            allowed = [*sections, "connectors", "policy"]
+            allowed = [*sections, "connectors", "policy", "limits"]
             raise ConfigError(_unknown(origin, key, allowed, "top-level table"), file=source, key=key)
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}", file=source, key=key)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from patchbay.errors import ConfigError
+from patchbay.gate.limits_caps import PROFILES
 
 WritesMode = Literal["on", "off", "approve"]
 Kind = Literal["read", "write", "destructive", "open_world"]
@@ -38,6 +39,25 @@ class GateSettings(BaseModel):
     roles: list[str] = []
     """The roles [[policy]] rules may name (with those an [auth.upstream] role map hands out, and the approver
     roles): a rule naming any other role is a config error, so a typo cannot silently match nobody."""
+    call_timeout_seconds: float = Field(60, gt=0, le=86_400)
+    """Seconds a call may run before it is cancelled and answered "timed out"; a connector's timeout_seconds and
+    tool_timeouts win (docs/limits.md)."""
+    max_result_bytes: int | None = Field(1_048_576, ge=1024)
+    """A tools/call result larger than this (JSON bytes of content and structuredContent) is cut, with a note, for
+    clients without a profile in client_result_bytes; unset for no cap."""
+    client_result_bytes: dict[str, int] = {}
+    """Result caps per client profile, replacing the built-in ones: chatgpt (100000), claude (150000),
+    claude-code (80000); the profile comes from the client's clientInfo.name."""
+
+    @field_validator("client_result_bytes")
+    @classmethod
+    def _client_result_bytes(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, limit in value.items():
+            if name not in PROFILES:
+                raise ValueError(f"{name!r} is not a client profile: use one of {', '.join(PROFILES)}")
+            if limit < 1024:
+                raise ValueError(f"{name}: must be at least 1024 bytes, got {limit}")
+        return value
 
     @field_validator("roles")
     @classmethod
