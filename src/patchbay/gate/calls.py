@@ -57,3 +57,5 @@ class Call:
     detail: str | None = None
     result_bytes: int = 0
     approval_id: str | None = None
+    # The seq of a write's intent record once it is committed; its completion record names it.
+    intent_seq: int | None = None

@@ -6,16 +6,22 @@ results (``resultType``, cache hints, server identity in ``_meta``) are applied 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import orjson
 
 from patchbay.catalog import Catalog
 from patchbay.context import Context
 from patchbay.definitions import ToolResult
 from patchbay.errors import RpcError, ToolError
+from patchbay.gate.calls import Call
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.mrtr import StateSigner, request_digest
 from patchbay.protocol.scope import LOG_RANK, CallScope, InputRequired
@@ -37,6 +43,8 @@ MRTR_METHODS = {"tools/call", "resources/read", "prompts/get"}
 # Methods the 2026-07-28 revision removed; a modern request for them gets 404 + -32601.
 LEGACY_ONLY = {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
 MODERN_ONLY = {"server/discover", "subscriptions/listen"}
+# Where a held call's result names its approval (patchbay.gate.approvals.META_KEY; not imported: gate → protocol).
+APPROVAL_META = "patchbay/approval"
 
 
 @dataclass(slots=True)
@@ -86,6 +94,13 @@ class Dispatcher:
     gate: Any = None
     # Human approval of calls the gate marks "approve" (patchbay.gate.approvals); None: such calls are refused.
     approvals: Any = None
+    # The call pipeline's hooks (patchbay.gate.calls.Call describes the call to each); None skips the step.
+    # audit: intent(call) before a write runs, finish(call) for every call (patchbay.gate.audit.AuditRecorder).
+    audit: Any = None
+    # limits: admit(call), slot(call), timeout(call), cap(call, wire) (patchbay.gate.limits).
+    limits: Any = None
+    # metrics: observe(call), after the audit record (patchbay.observe).
+    metrics: Any = None
     handlers: dict[str, Handler] = field(init=False)
     signer: StateSigner = field(init=False)
     _server_meta: dict[str, Any] = field(init=False)
@@ -209,34 +224,117 @@ class Dispatcher:
             arguments = {}
         elif not isinstance(arguments, dict):
             raise jsonrpc.invalid_params("tools/call params.arguments must be an object")
-        if self.gate is not None:
-            decision = self.gate.decide(name, scope.principal, arguments)
-            if decision.effect == "deny":
-                return self.gate.refuse(name, scope.principal, decision)  # type: ignore[no-any-return]
-            if decision.effect == "approve" and self.approvals is None:
-                # Fail closed: nothing can approve the call, so it must not run.
-                return self.gate.refuse(name, scope.principal, decision)  # type: ignore[no-any-return]
-            if decision.effect == "approve":
-                held = await self.approvals.admit(name, self.catalog.digests.get(name, ""), arguments, scope, decision)
-                if held is not None:
-                    return held  # type: ignore[no-any-return]
-                # Exactly what the approver saw runs, whatever this request carries.
-                arguments = scope.approved_arguments if scope.approved_arguments is not None else arguments
+        call = Call(
+            "tools/call",
+            name,
+            scope,
+            arguments,
+            time.perf_counter(),
+            time.time(),
+            write=not tool.annotations.read_only,
+            tool_digest=self.catalog.digests.get(name, ""),
+        )
+        refusal = await self._admit(call)
+        if refusal is not None:
+            return await self._done(call, refusal)
         if tool.requires:
             _require_capabilities(tool.requires, scope)
+        return await self._run(call, lambda: self._tool(call, tool))
+
+    async def _admit(self, call: Call) -> dict[str, Any] | None:
+        """The gate, approvals, limits and the audit intent, in that order: the first that refuses the call
+        answers it (and ``call.outcome`` says which); None lets it run."""
+        if self.gate is not None and call.method == "tools/call":
+            decision = call.decision = self.gate.decide(call.name, call.scope.principal, call.arguments)
+            if decision.effect == "deny" or (decision.effect == "approve" and self.approvals is None):
+                # An "approve" nobody can give fails closed: the call must not run.
+                call.outcome, call.detail = "denied", decision.rule
+                return self.gate.refuse(call.name, call.scope.principal, decision)  # type: ignore[no-any-return]
+            if decision.effect == "approve":
+                held = await self.approvals.admit(call.name, call.tool_digest, call.arguments, call.scope, decision)
+                if held is not None:
+                    call.outcome, call.detail = "approval_pending", decision.rule
+                    call.approval_id = (held.get("_meta") or {}).get(APPROVAL_META, {}).get("approval_id")
+                    return held  # type: ignore[no-any-return]
+                # Exactly what the approver saw runs, whatever this request carries.
+                if call.scope.approved_arguments is not None:
+                    call.arguments = call.scope.approved_arguments
+        if self.limits is not None:
+            refused = await self.limits.admit(call)
+            if refused is not None:
+                call.outcome = "rate_limited"
+                return refused  # type: ignore[no-any-return]
+        if self.audit is not None:
+            return await self.audit.intent(call)  # type: ignore[no-any-return]
+        return None
+
+    async def _run(self, call: Call, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Run an admitted call inside its connector's concurrency slot and its timeout, then finish it."""
         try:
-            result = await tool.handler(arguments, Context(scope))
+            if self.limits is None:
+                wire = await work()
+            else:
+                wire = await self._limited(call, work)
+        except asyncio.CancelledError:
+            call.outcome = "cancelled"
+            await asyncio.shield(self._finish(call))
+            raise
+        except InputRequired:
+            call.detail = "input_required"
+            await self._finish(call)
+            raise
+        except RpcError as exc:
+            call.outcome, call.detail = "error", f"JSON-RPC error {exc.code}"
+            await self._finish(call)
+            raise
+        return await self._done(call, wire)
+
+    async def _limited(self, call: Call, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        seconds = self.limits.timeout(call)
+        async with self.limits.slot(call):
+            try:
+                async with asyncio.timeout(seconds):
+                    return await work()
+            except TimeoutError:  # handlers turn their own exceptions into results: this is the deadline
+                call.outcome, call.detail = "timed_out", f"{seconds:g} s"
+        text = f"'{call.name}' did not finish within {seconds:g} seconds and was stopped."
+        if call.method != "tools/call":
+            raise RpcError(jsonrpc.INTERNAL_ERROR, text)
+        return ToolResult.error(text).to_wire()
+
+    async def _done(self, call: Call, wire: dict[str, Any]) -> dict[str, Any]:
+        if call.outcome == "ok" and wire.get("isError"):
+            call.outcome = "tool_error"
+        if self.limits is not None:
+            wire = self.limits.cap(call, wire)
+        if self.audit is not None or self.metrics is not None:
+            call.result_bytes = len(orjson.dumps(wire, default=str))
+        replaced = await self._finish(call)
+        return wire if replaced is None else replaced
+
+    async def _finish(self, call: Call) -> dict[str, Any] | None:
+        replaced = None
+        if self.audit is not None:
+            replaced = await self.audit.finish(call)
+        if self.metrics is not None:
+            self.metrics.observe(call)
+        return replaced
+
+    async def _tool(self, call: Call, tool: Any) -> dict[str, Any]:
+        try:
+            result = await tool.handler(call.arguments, Context(call.scope))
         except ToolError as exc:
             result = ToolResult.error(exc.message)
         except (RpcError, InputRequired):
             raise
         except Exception:
             reference = secrets.token_hex(4)
-            log.exception("tool %s failed (reference %s)", name, reference)
+            log.exception("tool %s failed (reference %s)", call.name, reference)
+            call.outcome, call.detail = "error", f"reference {reference}"
             result = ToolResult.error(
-                f"Tool '{name}' failed unexpectedly. The server log has the details (reference {reference})."
+                f"Tool '{call.name}' failed unexpectedly. The server log has the details (reference {reference})."
             )
-        return result.to_wire()
+        return result.to_wire()  # type: ignore[no-any-return]
 
     async def resources_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         _no_cursor(params)
@@ -253,12 +351,21 @@ class Dispatcher:
         ctx = Context(scope)
         fixed = self.catalog.resources.get(uri)
         if fixed is not None:
-            return {"contents": await _guarded(fixed.handler(uri, {}, ctx), f"reading {uri}")}
-        found = self.catalog.find_template(uri)
-        if found is None:
-            raise _resource_not_found(uri, scope)
-        template, values = found
-        return {"contents": await _guarded(template.handler(uri, values, ctx), f"reading {uri}")}
+            work = functools.partial(fixed.handler, uri, {}, ctx)
+        else:
+            found = self.catalog.find_template(uri)
+            if found is None:
+                raise _resource_not_found(uri, scope)
+            work = functools.partial(found[0].handler, uri, found[1], ctx)
+        call = Call("resources/read", uri, scope, {}, time.perf_counter(), time.time())
+        refusal = await self._admit(call)
+        if refusal is not None:
+            raise _refused(refusal)
+
+        async def read() -> dict[str, Any]:
+            return {"contents": await _guarded(work(), f"reading {uri}")}
+
+        return await self._run(call, read)
 
     async def prompts_list(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         _no_cursor(params)
@@ -275,8 +382,16 @@ class Dispatcher:
         missing = [a.name for a in prompt.arguments if a.required and a.name not in arguments]
         if missing:
             raise jsonrpc.invalid_params(f"Prompt '{name}' is missing required arguments: {', '.join(missing)}")
-        result = await _guarded(prompt.handler(arguments, Context(scope)), f"rendering prompt '{name}'")
-        return result.to_wire()
+        call = Call("prompts/get", str(name), scope, arguments, time.perf_counter(), time.time())
+        refusal = await self._admit(call)
+        if refusal is not None:
+            raise _refused(refusal)
+
+        async def render() -> dict[str, Any]:
+            result = await _guarded(prompt.handler(arguments, Context(scope)), f"rendering prompt '{name}'")
+            return result.to_wire()
+
+        return await self._run(call, render)
 
     async def complete(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         ref = params.get("ref") or {}
@@ -341,6 +456,13 @@ async def _guarded(work: Awaitable[T], what: str) -> T:
         raise RpcError(
             jsonrpc.INTERNAL_ERROR, f"{what[:1].upper()}{what[1:]} failed unexpectedly (reference {reference})"
         ) from None
+
+
+def _refused(result: dict[str, Any]) -> RpcError:
+    """A refusal of a resources/read or prompts/get (limits, audit) as the JSON-RPC error those methods use."""
+    content = result.get("content") or [{}]
+    text = content[0].get("text", "Refused") if isinstance(content[0], dict) else "Refused"
+    return RpcError(jsonrpc.INTERNAL_ERROR, str(text), result.get("_meta"))
 
 
 def _uri(params: dict[str, Any]) -> str:

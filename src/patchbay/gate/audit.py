@@ -1,0 +1,300 @@
+"""The audit recorder: every call and event goes into the trail through one writer, durably before it matters.
+
+On the event loop a call costs a small dict, an append to a queue and a wait for a future; redaction, canonical
+JSON and hashing run on the writer's thread. The writer commits whatever is queued as soon as it is free, so the
+records that arrive during one commit share the next (group commit). Durability rules (docs/audit.md):
+
+- a write tool's *intent* is committed before the tool runs (:meth:`AuditRecorder.intent`); when it cannot be,
+  the call is refused and nothing runs;
+- a call's *completion* record is committed before its response is sent (:meth:`AuditRecorder.finish`); a read
+  waits at most ``[audit] read_window_ms`` for it, then its response goes out with the record still queued.
+
+Nothing waits forever: the queue is bounded (``queue_size``), a write waits at most ``timeout_ms`` for its intent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from patchbay.definitions import ToolResult
+from patchbay.gate.audit_redact import Redactor
+from patchbay.gate.audit_store import append
+from patchbay.gate.calls import Call
+from patchbay.settings import AuditSettings
+from patchbay.store import write_path
+
+__all__ = ["AuditRecorder", "AuditUnavailable", "principal_fields"]
+
+log = logging.getLogger("patchbay.audit")
+# Records per transaction at most: bounds one commit's time, which other writers of the store wait for.
+BATCH_MAX = 512
+
+
+class AuditUnavailable(Exception):
+    """A record could not be stored; ``str(error)`` says why, in words safe to show a client."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    record: dict[str, Any]
+    schema: Any  # the tool's input schema (redaction), or None
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[int] | None
+
+
+def principal_fields(principal: Any) -> dict[str, Any]:
+    """Who called, as the trail records it: never a token, a claim set or a secret."""
+    if principal is None:
+        return {"subject": None}
+    return {
+        "subject": getattr(principal, "subject", str(principal)),
+        "principal_kind": getattr(principal, "kind", None),
+        "username": getattr(principal, "username", None),
+        "client_id": getattr(principal, "client_id", None),
+        "client_name": getattr(principal, "client_name", None),
+        "roles": sorted(getattr(principal, "roles", ())),
+    }
+
+
+def _refusal(reason: str) -> dict[str, Any]:
+    return ToolResult.error(f"Cannot record this call: {reason}; nothing was run.").to_wire()
+
+
+def _reason(exc: BaseException) -> str:
+    # The driver's first line names the cause ("database or disk is full", "attempt to write a readonly
+    # database", "database is locked") without the SQL or its parameters, which may hold argument values.
+    origin = getattr(exc, "orig", None) or exc
+    text = str(origin).splitlines()[0] if str(origin) else type(origin).__name__
+    return f"the audit store cannot be written ({text[:200]})"
+
+
+class AuditRecorder:
+    """The server's audit trail: ``intent``/``finish`` for calls (the Dispatcher's ``audit``), ``event`` for the
+    rest. ``problem`` is None while records are being stored, else the reason they are not (``/readyz``)."""
+
+    def __init__(self, engine: Engine, settings: AuditSettings, *, checkpointer: Any = None) -> None:
+        self.settings = settings
+        self.checkpointer = checkpointer
+        self.problem: str | None = None
+        self.written = 0
+        self.lost = 0
+        # name -> the tool's input schema, for redaction (the app sets it to look in the catalog).
+        self.schemas: Any = None
+        self._path = write_path(engine)
+        self._redact = Redactor(settings.redact_fields, settings.max_argument_bytes)
+        self._lock = threading.RLock()
+        self._queue: list[_Pending] = []
+        self._busy = False
+        # PostgreSQL (and in-memory SQLite) run a job on the submitting thread: give them a thread of their own.
+        self._thread = None if self._path.serial else ThreadPoolExecutor(1, thread_name_prefix="patchbay-audit")
+        self._intent_seconds = settings.timeout_ms / 1000
+        self._read_seconds = settings.read_window_ms / 1000 or self._intent_seconds
+
+    # -- calls (the Dispatcher's hooks) ----------------------------------------------------------------------
+
+    async def intent(self, call: Call) -> dict[str, Any] | None:
+        """Before a call runs. A write: None once its intent record is committed, else the result refusing the
+        call. A read: refused only while recording fails and ``on_failure`` is refuse_all."""
+        if not call.write:
+            if self.problem is not None and self.settings.on_failure == "refuse_all":
+                call.outcome, call.detail = "unrecorded", self.problem
+                return _refusal(self.problem)
+            return None
+        try:
+            call.intent_seq = await self._wait(self._call_record(call, "intent"), call, self._intent_seconds)
+        except AuditUnavailable as exc:
+            call.outcome, call.detail = "unrecorded", str(exc)
+            return _refusal(str(exc))
+        return None
+
+    async def finish(self, call: Call) -> dict[str, Any] | None:
+        """After the result is known, before the response: returns once the call's record is committed (a read:
+        at most read_window_ms). Returns a refusal to send instead only for a read whose record failed under
+        refuse_all; a write that ran keeps its result (its intent is stored; a retry would repeat the effect)."""
+        record = self._call_record(call, "done")
+        if call.outcome == "unrecorded":
+            self._enqueue(record, None, None)  # best effort: the call never ran, nothing waits for this record
+            return None
+        wait = self._intent_seconds if call.write else self._read_seconds
+        try:
+            await self._wait(record, call, wait)
+        except AuditUnavailable as exc:
+            if call.write or self.settings.on_failure == "serve_reads":
+                log.warning("audit: %s %s answered without its record: %s", call.method, call.name, exc)
+                return None
+            call.outcome, call.detail = "unrecorded", str(exc)
+            return _refusal(str(exc))
+        return None
+
+    def event(self, method: str, **fields: Any) -> None:
+        """Record an event (``auth.sign_in``, ``manifest.approve`` ...) from any thread; nothing waits for it."""
+        record = {"kind": "event", "ts": time.time(), "method": method, **fields}
+        self._enqueue(record, None, None)
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            queued = len(self._queue)
+        state: dict[str, Any] = {
+            "ok": self.problem is None,
+            "written": self.written,
+            "lost": self.lost,
+            "queued": queued,
+        }
+        if self.problem is not None:
+            state["detail"] = self.problem
+        return state
+
+    def close(self) -> None:
+        """Wait (bounded) for what is queued, then stop the writer's thread."""
+        deadline = time.monotonic() + self._intent_seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy and not self._queue:
+                    break
+            time.sleep(0.005)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _call_record(self, call: Call, phase: str) -> dict[str, Any]:
+        scope = call.scope
+        record: dict[str, Any] = {
+            "kind": "call",
+            "phase": phase,
+            "ts": call.at if phase == "intent" else time.time(),
+            "request_ref": getattr(scope, "request_ref", None),
+            "jsonrpc_id": scope.request_id,
+            "method": call.method,
+            "name": call.name,
+            "era": scope.era,
+            "protocol_version": scope.version,
+            "client_info": scope.client_info,
+            "write": call.write,
+            **principal_fields(scope.principal),
+        }
+        if call.tool_digest:
+            record["tool_digest"] = call.tool_digest
+        if call.decision is not None:
+            record["decision"] = {"effect": call.decision.effect, "rule": call.decision.rule}
+        if call.approval_id is not None:
+            record["approval_id"] = call.approval_id
+        if phase == "intent":
+            record["outcome"] = "intent"
+            record["arguments"] = call.arguments
+            return record
+        if call.intent_seq is None:
+            record["arguments"] = call.arguments  # a write's arguments are in its intent record
+        else:
+            record["intent_seq"] = call.intent_seq
+        record["outcome"] = call.outcome
+        record["detail"] = call.detail
+        record["latency_ms"] = round((time.perf_counter() - call.started) * 1000, 3)
+        record["result_bytes"] = call.result_bytes
+        return record
+
+    async def _wait(self, record: dict[str, Any], call: Call, seconds: float) -> int:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        # A waiter that gave up (timeout, cancellation) no longer reads the future: mark its error as seen.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        schema = self.schemas(call.name) if self.schemas is not None and call.method == "tools/call" else None
+        self._enqueue(record, schema, future, loop)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), seconds)
+        except TimeoutError:
+            raise AuditUnavailable(f"the audit store did not answer within {seconds * 1000:.0f} ms") from None
+
+    def _enqueue(
+        self,
+        record: dict[str, Any],
+        schema: Any,
+        future: asyncio.Future[int] | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        with self._lock:
+            if len(self._queue) >= self.settings.queue_size:
+                self.lost += 1
+                if future is not None:
+                    future.set_exception(AuditUnavailable("the audit queue is full (the store is too slow)"))
+                return
+            self._queue.append(_Pending(record, schema, loop, future))
+            self._kick()
+
+    def _kick(self) -> None:
+        """Start a commit of what is queued unless one is running (its end starts the next). Holds the lock."""
+        if self._busy or not self._queue:
+            return
+        batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+        self._busy = True
+        job = functools.partial(self._write, batch)
+        done: Future[list[tuple[int, str]]] = (
+            self._path.submit(job) if self._thread is None else self._thread.submit(self._path.run_sync, job)
+        )
+        done.add_done_callback(functools.partial(self._done, batch))
+
+    def _write(self, batch: list[_Pending], connection: Connection) -> list[tuple[int, str]]:
+        records = []
+        for pending in batch:
+            record = pending.record
+            if "arguments" in record:
+                record = {**record, "arguments": self._redact(record["arguments"], pending.schema)}
+            records.append(record)
+        return append(connection, records)
+
+    def _done(self, batch: list[_Pending], done: Future[list[tuple[int, str]]]) -> None:
+        error = done.exception()
+        if error is None:
+            linked = done.result()
+            self.written += len(linked)
+            if self.problem is not None:
+                log.warning("audit: recording again")
+            self.problem = None
+            if self.checkpointer is not None and linked:
+                self._checkpoint(*linked[-1])
+            for pending, (seq, _hash) in zip(batch, linked, strict=True):
+                _settle(pending, seq, None)
+        else:
+            reason = _reason(error)
+            if self.problem != reason:
+                log.error("audit: %d records not stored: %s", len(batch), reason)
+            self.problem = reason
+            self.lost += len(batch)
+            for pending in batch:
+                _settle(pending, 0, AuditUnavailable(reason))
+        with self._lock:
+            self._busy = False
+            self._kick()
+
+    def _checkpoint(self, seq: int, digest: str) -> None:
+        try:
+            self.checkpointer.maybe(seq, digest)
+        except Exception:  # a checkpoint is evidence beside the trail: its failure must not stop recording
+            log.exception("audit: checkpoint at seq %d failed", seq)
+
+
+def _settle(pending: _Pending, seq: int, error: BaseException | None) -> None:
+    future, loop = pending.future, pending.loop
+    if future is None or loop is None:
+        return
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_resolve, future, seq, error)
+
+
+def _resolve(future: asyncio.Future[int], seq: int, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(seq)
+    else:
+        future.set_exception(error)

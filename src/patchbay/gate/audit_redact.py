@@ -1,0 +1,70 @@
+"""What of a call's arguments goes into the audit trail: secrets replaced by ``"[redacted]"``, the rest capped.
+
+A value is a secret when the tool's input schema says so for its property (``format: password`` or
+``writeOnly: true``, JSON Schema 2020-12 §9.4 / OpenAPI) or when its name is in ``[audit] redact_fields``
+(compared case-insensitively, ignoring ``-`` and ``_``, at any depth). The redacted arguments are then cut to
+``[audit] max_argument_bytes`` of JSON text, so a large upload cannot bloat the trail. Runs on the audit writer's
+thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+__all__ = ["REDACTED", "TRUNCATED_KEY", "Redactor"]
+
+REDACTED = "[redacted]"
+# The marker object that stands for arguments over the cap: {"[truncated]": <prefix of the JSON text>, "bytes": n}.
+TRUNCATED_KEY = "[truncated]"
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+class Redactor:
+    def __init__(self, fields: Iterable[str], max_bytes: int) -> None:
+        self.fields = frozenset(_norm(f) for f in fields)
+        self.max_bytes = max_bytes
+
+    def __call__(self, arguments: Mapping[str, Any], schema: Mapping[str, Any] | None) -> Any:
+        """The arguments as the audit trail keeps them."""
+        redacted = self._value(dict(arguments), schema)
+        text = orjson.dumps(redacted, default=str, option=orjson.OPT_NON_STR_KEYS)
+        if len(text) <= self.max_bytes:
+            return redacted
+        # Cut on a character boundary: the prefix stays valid UTF-8 text.
+        prefix = text[: self.max_bytes].decode("utf-8", errors="ignore")
+        return {TRUNCATED_KEY: prefix, "bytes": len(text)}
+
+    def _value(self, value: Any, schema: Mapping[str, Any] | None) -> Any:
+        if isinstance(value, dict):
+            return self._object(value, schema)
+        if isinstance(value, list):
+            items = schema.get("items") if isinstance(schema, Mapping) else None
+            return [self._value(v, items if isinstance(items, Mapping) else None) for v in value]
+        return value
+
+    def _object(self, value: dict[Any, Any], schema: Mapping[str, Any] | None) -> dict[Any, Any]:
+        properties = schema.get("properties") if isinstance(schema, Mapping) else None
+        if not isinstance(properties, Mapping):
+            properties = {}
+        extra = schema.get("additionalProperties") if isinstance(schema, Mapping) else None
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            sub = properties.get(key, extra)
+            sub = sub if isinstance(sub, Mapping) else None
+            if _secret(sub) or (isinstance(key, str) and _norm(key) in self.fields):
+                out[key] = REDACTED
+            else:
+                out[key] = self._value(item, sub)
+        return out
+
+
+def _secret(schema: Mapping[str, Any] | None) -> bool:
+    if schema is None:
+        return False
+    return schema.get("format") == "password" or schema.get("writeOnly") is True

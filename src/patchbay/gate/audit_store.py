@@ -1,0 +1,88 @@
+"""Appending records to the audit chain: one transaction assigns ``seq`` and ``prev_hash`` and inserts the rows.
+
+The chain head (``audit_chain_head``, one row) is read and moved inside the write transaction, so writers in
+different processes (the server, a CLI command recording an admin action) take turns: on SQLite the transaction
+holds the database's write lock from BEGIN (``BEGIN IMMEDIATE``, see ``patchbay.store.engine``); on PostgreSQL
+the head row is locked with ``SELECT ... FOR UPDATE``. Neither can hand out a ``seq`` twice or fork the chain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from patchbay.gate import audit_chain
+from patchbay.gate.audit_models import (
+    CLIENT_ID_LENGTH,
+    NAME_LENGTH,
+    SUBJECT_LENGTH,
+    AuditChainHead,
+    AuditRecord,
+)
+from patchbay.store import write_path
+
+__all__ = ["append", "columns_of", "write_now"]
+
+# The indexed copies of body fields, and the length each column holds (longer values are cut; body keeps all).
+_COPIES = (
+    ("request_ref", 64),
+    ("method", 100),
+    ("name", NAME_LENGTH),
+    ("subject", SUBJECT_LENGTH),
+    ("client_id", CLIENT_ID_LENGTH),
+    ("client_name", 200),
+    ("outcome", 20),
+)
+
+
+def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The indexed columns for ``record``: copies of its fields, cut to the column's length."""
+    row: dict[str, Any] = {"ts": float(record["ts"]), "kind": str(record["kind"])}
+    for key, length in _COPIES:
+        value = record.get(key)
+        row[key] = None if value is None else str(value)[:length]
+    if row["method"] is None:
+        row["method"] = ""
+    return row
+
+
+def append(connection: Connection, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+    """Insert ``records`` at the end of the chain, in order; returns each one's ``(seq, hash)``.
+
+    Must run inside a write transaction (it is the caller's to commit).
+    """
+    query = select(AuditChainHead.seq, AuditChainHead.hash).where(AuditChainHead.id == 1)
+    if connection.dialect.name != "sqlite":
+        query = query.with_for_update()
+    head = connection.execute(query).one_or_none()
+    if head is None:  # a store whose head row was deleted by hand: start it again (verify reports the gap)
+        connection.execute(insert(AuditChainHead).values(id=1, seq=0, hash=audit_chain.GENESIS))
+        seq, prev = 0, audit_chain.GENESIS
+    else:
+        seq, prev = int(head.seq), str(head.hash) or audit_chain.GENESIS
+    rows: list[dict[str, Any]] = []
+    linked: list[tuple[int, str]] = []
+    for record in records:
+        seq += 1
+        body = audit_chain.canonical(record)
+        digest = audit_chain.link(prev, seq, body)
+        rows.append({**columns_of(record), "seq": seq, "body": body, "prev_hash": prev, "hash": digest})
+        linked.append((seq, digest))
+        prev = digest
+    if rows:
+        connection.execute(insert(AuditRecord), rows)
+        connection.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(seq=seq, hash=prev))
+    return linked
+
+
+def write_now(engine: Engine, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+    """Append ``records`` and commit before returning (CLI commands, which have no recorder of their own).
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the store could not be written; nothing of ``records`` is stored.
+    """
+    stamped = [{"ts": time.time(), **record} for record in records]
+    return write_path(engine).run_sync(lambda connection: append(connection, stamped))
