@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from patchbay.cli import approvals as approvals_cmd
+from patchbay.cli import audit as audit_cmd
 from patchbay.cli import clients as clients_cmd
 from patchbay.cli import doctor as doctor_cmd
 from patchbay.cli import index as index_cmd
@@ -37,6 +38,7 @@ app.add_typer(tokens_cmd.app, name="tokens")
 app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(manifest_cmd.app, name="manifest")
+app.add_typer(audit_cmd.app, name="audit")
 
 
 @app.command("version")

@@ -211,6 +211,7 @@ class Checkpointer:
         self._lock = threading.Lock()
         self._last_seq = 0
         self._last_at = clock()
+        self._head: tuple[int, str] | None = None
 
     @property
     def signed(self) -> bool:
@@ -222,9 +223,20 @@ class Checkpointer:
         Raises:
             OSError: the checkpoint file cannot be written (the caller logs it; the records are committed).
         """
+        self._head = (seq, head)
         if seq - self._last_seq < self._every and self._clock() - self._last_at < self._seconds:
             return None
         return self.checkpoint(seq, head)
+
+    def flush(self) -> dict[str, Any] | None:
+        """Checkpoint the last head given to :meth:`maybe` unless one already covers it: call it at shutdown, so
+        the records written since the last checkpoint are covered too.
+
+        Raises:
+            OSError: the checkpoint file cannot be written.
+        """
+        head = self._head
+        return self.checkpoint(*head) if head is not None else None
 
     def checkpoint(self, seq: int, head: str) -> dict[str, Any] | None:
         """Write a checkpoint of ``(seq, head)`` now (at shutdown, after pruning); None when ``seq`` is already

@@ -1,0 +1,300 @@
+"""Tamper evidence: edit, insert, delete and cut off records in a real SQLite audit file; `audit verify` names each.
+
+The trail is written the way the server writes it: records appended through the audit store's one chain
+(``audit_store.write_now``), the checkpointer called with the new head after each commit. Tampering is done with
+plain ``sqlite3`` on the file, as someone with access to the database would.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from patchbay import settings as settings_mod
+from patchbay.cli import app
+from patchbay.gate import audit_chain
+from patchbay.gate.audit_chain import read_checkpoints
+from patchbay.gate.audit_retention import DAY, prune, read_anchor
+from patchbay.gate.audit_store import write_now
+from patchbay.gate.audit_verify import Report, verify
+from patchbay.settings import Settings
+from patchbay.store import create_engine, upgrade
+
+KEY = "k" * 32
+ENV = {"COLUMNS": "200", "NO_COLOR": "1", "PATCHBAY_AUDIT_KEY": KEY}
+
+
+@dataclass
+class Trail:
+    settings: Settings
+    db: Path
+    checkpoints: Path
+    heads: list[tuple[int, str]]
+
+    def verify(self, key: str | None = KEY, keep_days: int = 0, now: float | None = None) -> Report:
+        engine = create_engine(self.settings.store_url)
+        try:
+            lines = self.checkpoints.read_text().splitlines() if self.checkpoints.exists() else []
+            return verify(
+                engine,
+                read_checkpoints(lines),
+                key=key.encode() if key else None,
+                keep_days=keep_days,
+                now=now,
+            )
+        finally:
+            engine.dispose()
+
+    def sql(self, statement: str, *params: Any) -> None:
+        with sqlite3.connect(self.db) as connection:
+            connection.execute(statement, params)
+
+
+def record(i: int, ts: float) -> dict[str, Any]:
+    return {
+        "kind": "call",
+        "ts": ts,
+        "method": "tools/call",
+        "name": "crm_query" if i % 2 else "crm_close_ticket",
+        "subject": "user:ada",
+        "client_id": "client-1",
+        "client_name": "ChatGPT",
+        "outcome": "ok" if i % 3 else "tool_error",
+        "request_ref": f"req{i}",
+        "arguments": {"i": i},
+    }
+
+
+def write_trail(tmp_path: Path, count: int = 10, *, every: int = 5, start: float = 1_000_000.0) -> Trail:
+    (tmp_path / "patchbay.toml").write_text(
+        f'[store]\nurl = "sqlite:///audit.db"\n[audit]\ncheckpoint_every = {every}\ncheckpoint_log = false\n'
+    )
+    settings = settings_mod.load(tmp_path / "patchbay.toml", env={})
+    upgrade(settings.store_url)
+    path = audit_chain.checkpoint_path(settings.audit, settings.store_url, settings.base_dir)
+    assert path == tmp_path / "audit.db.checkpoints.jsonl"
+    key = audit_chain.load_key(settings.audit, settings.base_dir, {"PATCHBAY_AUDIT_KEY": KEY})
+    assert key == KEY.encode()
+    # The checkpointer's clock follows the records' times, so retention tests can name "now" exactly.
+    clock = [start]
+    checkpointer = audit_chain.Checkpointer(key=key, file=path, log=False, every=every, clock=lambda: clock[0])
+    engine = create_engine(settings.store_url)
+    heads: list[tuple[int, str]] = []
+    try:
+        for i in range(1, count + 1):
+            (head,) = write_now(engine, [record(i, start + i)])
+            clock[0] = start + i + 0.1
+            checkpointer.maybe(*head)
+            heads.append(head)
+    finally:
+        engine.dispose()
+    return Trail(settings, tmp_path / "audit.db", path, heads)
+
+
+def problems(report: Report) -> set[tuple[str, int | None]]:
+    return {(f.problem, f.seq) for f in report.findings}
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> Iterator[Trail]:
+    yield write_trail(tmp_path)
+
+
+def test_an_untouched_trail_verifies_against_its_signed_checkpoints(trail: Trail) -> None:
+    report = trail.verify()
+    assert report.intact, report.findings
+    assert (report.records, report.first_seq, report.last_seq) == (10, 1, 10)
+    assert report.checkpoints == 2
+    assert report.last_hash == trail.heads[-1][1]
+
+
+def test_checkpoints_file_is_private_and_signed_with_the_configured_key(trail: Trail) -> None:
+    assert trail.checkpoints.stat().st_mode & 0o777 == 0o600
+    found = [c for _, c in read_checkpoints(trail.checkpoints.read_text().splitlines())]
+    assert [(c["seq"], c["hash"]) for c in found if isinstance(c, dict)] == [trail.heads[4], trail.heads[9]]
+    assert all(isinstance(c, dict) and audit_chain.signature_ok(c, KEY.encode()) for c in found)
+
+
+def test_an_edited_body_is_reported_at_its_seq(trail: Trail) -> None:
+    trail.sql("UPDATE audit_records SET body = replace(body, '\"i\":4', '\"i\":40') WHERE seq = 4")
+    assert problems(trail.verify()) == {("edited", 4)}
+
+
+def test_an_edited_indexed_column_is_reported_at_its_seq(trail: Trail) -> None:
+    trail.sql("UPDATE audit_records SET outcome = 'ok' WHERE seq = 3")
+    assert problems(trail.verify()) == {("column_edited", 3)}
+
+
+def test_a_deleted_record_is_reported_where_the_gap_is(trail: Trail) -> None:
+    trail.sql("DELETE FROM audit_records WHERE seq = 7")
+    assert ("missing", 8) in problems(trail.verify())
+
+
+def test_an_inserted_record_breaks_the_chain_after_it(trail: Trail) -> None:
+    # Make room at seq 7 by renumbering the later records, then insert a record correctly linked to seq 6.
+    trail.sql("UPDATE audit_records SET seq = seq + 100 WHERE seq >= 7")
+    trail.sql("UPDATE audit_records SET seq = seq - 99 WHERE seq >= 107")
+    body = audit_chain.canonical(record(99, 1_000_006.5))
+    forged = audit_chain.link(trail.heads[5][1], 7, body)
+    trail.sql(
+        "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, "
+        "outcome, body, prev_hash, hash) VALUES (7, 1000006.5, 'call', 'req99', 'tools/call', 'crm_query', "
+        "'user:ada', 'client-1', 'ChatGPT', 'ok', ?, ?, ?)",
+        body,
+        trail.heads[5][1],
+        forged,
+    )
+    found = problems(trail.verify())
+    assert ("chain_broken", 8) in found
+    assert ("edited", 8) in found  # the old record 7, now at seq 8: its hash covered seq 7
+
+
+def test_a_cut_off_tail_is_reported_from_the_last_checkpoint(trail: Trail) -> None:
+    # A careful intruder moves the chain head back too, so only the checkpoint tells.
+    trail.sql("DELETE FROM audit_records WHERE seq > 7")
+    trail.sql("UPDATE audit_chain_head SET seq = 7, hash = ?", trail.heads[6][1])
+    assert problems(trail.verify()) == {("truncated", 10)}
+
+
+def test_a_cut_off_tail_with_the_head_left_behind_is_reported(trail: Trail) -> None:
+    trail.sql("DELETE FROM audit_records WHERE seq > 8")
+    assert problems(trail.verify()) == {("truncated", 10), ("head_mismatch", 10)}
+
+
+def test_a_rewritten_and_rehashed_chain_is_caught_by_the_checkpoints(trail: Trail) -> None:
+    with sqlite3.connect(trail.db) as connection:
+        rows = connection.execute("SELECT seq, body FROM audit_records ORDER BY seq").fetchall()
+        prev = audit_chain.GENESIS
+        for seq, body in rows:
+            if seq == 3:
+                body = body.replace('"i":3', '"i":333')
+            digest = audit_chain.link(prev, seq, body)
+            connection.execute(
+                "UPDATE audit_records SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?", (body, prev, digest, seq)
+            )
+            prev = digest
+        connection.execute("UPDATE audit_chain_head SET hash = ?", (prev,))
+    assert problems(trail.verify()) == {("checkpoint_mismatch", 5), ("checkpoint_mismatch", 10)}
+
+
+def test_a_forged_checkpoint_has_a_bad_signature(trail: Trail) -> None:
+    forged = audit_chain.checkpoint_body(12, "ab" * 32, 2, 1_000_020.0, b"an attacker's own key!")
+    unsigned = audit_chain.checkpoint_body(11, "cd" * 32, 1, 1_000_020.0, None)
+    with trail.checkpoints.open("a") as handle:
+        handle.write(json.dumps(forged) + "\n" + json.dumps(unsigned) + "\n")
+    report = trail.verify()
+    assert problems(report) == {("bad_signature", 12), ("bad_signature", 11)}
+    assert "not the configured key" in report.findings[0].detail
+
+
+def test_an_altered_signed_checkpoint_has_a_bad_signature(trail: Trail) -> None:
+    lines = trail.checkpoints.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["seq"] = 4  # moved to another record, keeping its signature
+    trail.checkpoints.write_text(json.dumps(first) + "\n" + lines[1] + "\n")
+    report = trail.verify()
+    assert problems(report) == {("bad_signature", 4)}
+    assert "altered" in report.findings[0].detail
+
+
+def test_a_changed_key_fails_every_checkpoint_with_its_seq(trail: Trail) -> None:
+    assert problems(trail.verify(key="another key, 32 bytes long......")) == {
+        ("bad_signature", 5),
+        ("bad_signature", 10),
+    }
+
+
+def test_without_a_key_the_signatures_go_unchecked_and_verify_says_so(trail: Trail) -> None:
+    report = trail.verify(key=None)
+    assert report.intact
+    assert any("not checked" in note for note in report.notes)
+
+
+def test_pruning_keeps_a_verifiable_trail_and_a_deletion_in_the_kept_range_is_still_caught(tmp_path: Path) -> None:
+    trail = write_trail(tmp_path, 12, every=4)
+    engine = create_engine(trail.settings.store_url)
+    try:
+        # Checkpoints are written at the time of their records here (seconds after `start`): "now" is set so that
+        # records 1..9 are past keep_days; the newest checkpoint before the cut-off is the one at seq 8.
+        now = 1_000_009.5 + DAY
+        deleted = prune(engine, 1, checkpoints=trail.checkpoints, key=KEY.encode(), now=now)
+        anchor = read_anchor(engine)
+    finally:
+        engine.dispose()
+    assert deleted == 8
+    assert anchor is not None and (anchor.seq, anchor.hash) == trail.heads[7]
+    report = trail.verify(keep_days=1, now=now)
+    assert report.intact, report.findings
+    assert (report.first_seq, report.last_seq, report.records) == (9, 12, 4)
+    trail.sql("DELETE FROM audit_records WHERE seq = 9")
+    assert ("missing", 10) in problems(trail.verify(keep_days=1, now=now))
+
+
+def test_deleting_a_prefix_and_moving_the_anchor_is_not_mistaken_for_pruning(trail: Trail) -> None:
+    trail.sql("DELETE FROM audit_records WHERE seq <= 6")
+    trail.sql("INSERT INTO audit_anchor (id, seq, hash, cutoff, pruned_at) VALUES (1, 6, ?, 0, 0)", trail.heads[5][1])
+    assert problems(trail.verify()) == {("anchor_unconfirmed", 6)}
+
+
+def test_pruning_at_a_checkpoint_younger_than_keep_days_is_reported(trail: Trail) -> None:
+    trail.sql("DELETE FROM audit_records WHERE seq <= 5")
+    trail.sql("INSERT INTO audit_anchor (id, seq, hash, cutoff, pruned_at) VALUES (1, 5, ?, 0, 0)", trail.heads[4][1])
+    # The checkpoint at seq 5 was written a few seconds before "now": with a year to keep, far too young.
+    assert problems(trail.verify(keep_days=365, now=1_000_020.0)) == {("pruned_early", 5)}
+    assert trail.verify(keep_days=365, now=1_000_005.1 + 365 * DAY).intact
+
+
+def test_keep_days_zero_never_prunes(trail: Trail) -> None:
+    engine = create_engine(trail.settings.store_url)
+    try:
+        assert prune(engine, 0, checkpoints=trail.checkpoints, now=10**12) == 0
+        assert read_anchor(engine) is None
+    finally:
+        engine.dispose()
+
+
+def run_verify(trail: Trail, *args: str, env: dict[str, str] | None = None) -> Any:
+    config = str(trail.settings.source)
+    return CliRunner().invoke(app, ["audit", "verify", "--config", config, *args], env=env or ENV)
+
+
+def test_verify_command_exits_0_when_intact_and_1_naming_the_seq_when_tampered(trail: Trail) -> None:
+    ok = run_verify(trail)
+    assert ok.exit_code == 0, ok.output
+    assert "intact" in ok.output
+    trail.sql("UPDATE audit_records SET name = 'crm_drop_everything' WHERE seq = 2")
+    bad = run_verify(trail, "--json")
+    assert bad.exit_code == 1, bad.output
+    report = json.loads(bad.output)
+    assert report["intact"] is False
+    assert report["findings"] == [
+        {"problem": "column_edited", "seq": 2, "detail": "seq 2: column name disagrees with the record's body"}
+    ]
+
+
+def test_verify_command_reads_checkpoints_from_a_log_file(trail: Trail, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    lines = trail.checkpoints.read_text().splitlines()
+    log.write_text("".join(f"2026-12-06 INFO patchbay.audit audit checkpoint {line}\nother line\n" for line in lines))
+    trail.checkpoints.unlink()
+    trail.sql("DELETE FROM audit_records WHERE seq > 6")
+    result = run_verify(trail, "--checkpoints", str(log), "--json")
+    assert result.exit_code == 1
+    assert {(f["problem"], f["seq"]) for f in json.loads(result.output)["findings"]} >= {("truncated", 10)}
+
+
+def test_verify_command_usage_errors_exit_2(trail: Trail, tmp_path: Path) -> None:
+    missing = run_verify(trail, "--checkpoints", str(tmp_path / "nope.jsonl"))
+    assert missing.exit_code == 2
+    assert "nope.jsonl" in missing.output
+    short_key = run_verify(trail, env={**ENV, "PATCHBAY_AUDIT_KEY": "short"})
+    assert short_key.exit_code == 2
+    assert "PATCHBAY_AUDIT_KEY" in short_key.output and "at least 16 bytes" in short_key.output
+    assert "short" not in short_key.output.replace("shorter", "")
