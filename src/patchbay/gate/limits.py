@@ -250,7 +250,8 @@ class Limits:
         call.outcome = "rate_limited"
         call.detail = text
         log.info("tools/call %s by %s %s", call.name, call.scope.principal or "anonymous", text)
-        return ToolResult.error(f"'{call.name}' was not run: {text}.", meta={RETRY_META: seconds * 1000}).to_wire()
+        meta = {RETRY_META: max(1, math.ceil(wait * 1000))}
+        return ToolResult.error(f"'{call.name}' was not run: {text}.", meta=meta).to_wire()
 
     def _facts(self, call: Call) -> ToolLimits | None:
         catalog = self.catalog

@@ -138,8 +138,8 @@ def _cut_text(block: Any, room: int) -> dict[str, Any] | None:
         return None
     text: str = block["text"]
     prefix = text.encode()[:available].decode("utf-8", "ignore")
-    # JSON escapes (quotes, control characters) can make the prefix longer than its UTF-8 bytes: shrink until the
-    # encoded block fits; every round removes at least the excess, so this ends.
-    while (excess := size_of(prefix) - 2 - available) > 0:
-        prefix = prefix[: max(len(prefix) - excess, 0)]
+    # JSON escapes (quotes, control characters) can make the prefix longer than its UTF-8 bytes: shrink it in
+    # proportion until the encoded text fits; every round removes at least one character, so this ends.
+    while (encoded := size_of(prefix) - 2) > available:
+        prefix = prefix[: min(len(prefix) - 1, len(prefix) * available // encoded)]
     return {**block, "text": prefix}
