@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, TextIO
 
 import typer
 from rich.markup import escape
-from sqlalchemy import Engine, Select, distinct, inspect, or_, select
+from sqlalchemy import Engine, Select, inspect, or_, select
 
 from patchbay.cli.common import err, load_settings
 from patchbay.cli.users import auth_store
@@ -151,7 +151,7 @@ def _check_outcome(engine: Engine, outcome: str | None) -> None:
     from patchbay.gate.audit_models import AuditRecord as R
 
     with engine.connect() as connection:
-        stored = {o for o in connection.execute(select(distinct(R.outcome))).scalars() if o}
+        stored = {o for o in connection.execute(select(R.outcome).distinct()).scalars() if o}
     if outcome not in stored:
         allowed = ", ".join(sorted({*KNOWN_OUTCOMES, *stored}))
         raise typer.BadParameter(f"{outcome!r} is not an outcome; one of: {allowed}", param_hint="--outcome")

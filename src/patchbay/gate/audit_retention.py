@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import BigInteger, Double, Engine, String, delete, func, insert, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from patchbay.gate.audit_chain import read_checkpoints, signature_ok
 from patchbay.gate.audit_models import AuditRecord
+from patchbay.gate.audit_retention_models import AuditAnchor
 from patchbay.store.engine import writer
-from patchbay.store.models import Base
 
 __all__ = ["Anchor", "AuditAnchor", "Pruner", "prune", "read_anchor"]
 
@@ -41,18 +40,6 @@ log = logging.getLogger("patchbay.audit")
 DAY = 86_400.0
 # Rows deleted per transaction: short enough that the one writer (and the audit writer behind it) never waits long.
 CHUNK = 5_000
-
-
-class AuditAnchor(Base):
-    """Where pruning cut the chain: record ``seq`` (deleted, with everything before it) had hash ``hash``."""
-
-    __tablename__ = "audit_anchor"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(BigInteger)
-    hash: Mapped[str] = mapped_column(String(64))
-    cutoff: Mapped[float] = mapped_column(Double)  # records were pruned when older than this (epoch seconds)
-    pruned_at: Mapped[float] = mapped_column(Double)
 
 
 @dataclass(frozen=True, slots=True)
