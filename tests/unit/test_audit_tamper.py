@@ -7,6 +7,7 @@ plain ``sqlite3`` on the file, as someone with access to the database would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -298,3 +299,33 @@ def test_verify_command_usage_errors_exit_2(trail: Trail, tmp_path: Path) -> Non
     assert short_key.exit_code == 2
     assert "PATCHBAY_AUDIT_KEY" in short_key.output and "at least 16 bytes" in short_key.output
     assert "short" not in short_key.output.replace("shorter", "")
+
+
+def test_a_trail_written_by_the_server_recorder_verifies_and_its_cut_tail_is_caught(tmp_path: Path) -> None:
+    from patchbay.gate.audit import AuditRecorder
+
+    (tmp_path / "patchbay.toml").write_text(
+        '[store]\nurl = "sqlite:///audit.db"\n[audit]\ncheckpoint_every = 3\ncheckpoint_log = false\n'
+    )
+    settings = settings_mod.load(tmp_path / "patchbay.toml", env={})
+    checkpointer = audit_chain.checkpointer(settings, {"PATCHBAY_AUDIT_KEY": KEY})
+    engine = create_engine(settings.store_url)
+
+    async def record_events() -> None:
+        recorder = AuditRecorder(engine, settings.audit, checkpointer=checkpointer)
+        await recorder.open()
+        for i in range(10):
+            recorder.event("auth.sign_in", subject=f"user:u{i}", outcome="ok")
+        await recorder.aclose()
+
+    asyncio.run(record_events())
+    checkpointer.flush()  # what shutdown does, so the last records are covered too
+    path = audit_chain.checkpoint_path(settings.audit, settings.store_url, settings.base_dir)
+    assert path is not None
+    trail = Trail(settings, tmp_path / "audit.db", path, [])
+    report = trail.verify()
+    assert report.intact, report.findings
+    assert (report.records, report.last_seq) == (10, 10)
+    trail.sql("DELETE FROM audit_records WHERE seq = 10")
+    trail.sql("UPDATE audit_chain_head SET seq = 9, hash = (SELECT hash FROM audit_records WHERE seq = 9)")
+    assert problems(trail.verify()) == {("truncated", 10)}
