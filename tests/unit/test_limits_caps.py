@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import orjson
@@ -114,3 +115,11 @@ def test_the_caps_are_no_looser_than_the_limits_the_doctor_checks_against() -> N
     doctor = load_profiles()
     assert PROFILES["chatgpt"].result_bytes <= doctor["chatgpt"].result_chars_max
     assert PROFILES["claude"].result_bytes <= doctor["claude"].result_chars_max
+
+
+def test_a_structured_result_with_integer_keys_or_dates_is_measured_not_refused() -> None:
+    structured = {1: "one", "when": datetime.date(2026, 1, 2), "rows": ["r" * 100] * 100}
+    wire = {"content": [text("y" * 5_000)], "structuredContent": structured, "isError": False}
+    assert cap_result(wire, 100_000, strict_structure=True) is wire
+    capped = cap_result(wire, 4_000, strict_structure=False)
+    assert "structuredContent" not in capped and note(capped)

@@ -57,7 +57,8 @@ def limits_by_profile(overrides: Mapping[str, int]) -> dict[str, int]:
 
 
 def size_of(value: Any) -> int:
-    return len(orjson.dumps(value))
+    # As lenient as the measure of result_bytes: a connector's integer keys or dates are sized as text.
+    return len(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
 
 
 def cap_result(wire: dict[str, Any], limit: int, strict_structure: bool) -> dict[str, Any]:
