@@ -26,6 +26,7 @@ from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
 from patchbay.gate.approvals import approvals_wanted
+from patchbay.gate.audit import build_recorder
 from patchbay.gate.limits import build_limits
 from patchbay.gate.policy import build_gate
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
@@ -95,6 +96,7 @@ class Runtime:
         self.dispatcher = Dispatcher(self.catalog, info, state_key=key)
         self.dispatcher.gate = build_gate(self.settings, self.catalog)
         self.dispatcher.limits = build_limits(self.settings, self.catalog)
+        self.dispatcher.audit = build_recorder(self.settings, self.catalog)
 
     async def start(self, on_failure: OnFailure | None = None) -> None:
         """Open every connector, then build the catalog.
@@ -111,6 +113,8 @@ class Runtime:
         try:
             if self.keeper is not None:
                 await self.keeper.load()
+            if self.dispatcher.audit is not None:
+                await self.dispatcher.audit.open()
             self.catalog.rebuild()
             if self.keeper is not None:
                 await self.keeper.settle()
@@ -121,6 +125,8 @@ class Runtime:
             if self.keeper is not None:
                 await self.keeper.stop()
             await self.supervisor.close_all()
+            if self.dispatcher.audit is not None:
+                await self.dispatcher.audit.aclose()
             raise
         self.ready = True
 
@@ -132,6 +138,8 @@ class Runtime:
         if self.auth is not None:
             self.auth.close()
         await self.supervisor.close_all()
+        if self.dispatcher.audit is not None:
+            await self.dispatcher.audit.aclose()
 
     async def connector_health(self) -> dict[str, dict[str, Any]]:
         """Each connector's state for /readyz: ``ok`` and ``detail``, and ``retry_in`` (seconds) while it is down."""
@@ -282,9 +290,12 @@ def create_app(settings: Settings) -> Any:
             return JSONResponse({"status": "starting"}, status_code=503)
         connectors = await runtime.connector_health()
         ok = all(c["ok"] for c in connectors.values())
+        audit = runtime.dispatcher.audit.health() if runtime.dispatcher.audit is not None else None
+        ok = ok and (audit is None or audit["ok"])
         body = {
             "status": "ok" if ok else "degraded",
             "connectors": connectors,
+            "audit": audit if audit is not None else {"ok": True, "detail": "off ([audit] enabled = false)"},
             "tools": len(runtime.catalog.tools),
             "sessions": len(sessions),
         }

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,11 +28,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from patchbay.definitions import ToolResult
+from patchbay.errors import ConfigError
 from patchbay.gate.audit_redact import Redactor
 from patchbay.gate.audit_store import append
 from patchbay.gate.calls import Call
 from patchbay.settings import AuditSettings
-from patchbay.store import write_path
+from patchbay.store import upgrade, write_path
 
 __all__ = ["AuditRecorder", "AuditUnavailable", "principal_fields"]
 
@@ -70,12 +72,15 @@ def _refusal(reason: str) -> dict[str, Any]:
     return ToolResult.error(f"Cannot record this call: {reason}; nothing was run.").to_wire()
 
 
-def _reason(exc: BaseException) -> str:
+def _cause(exc: BaseException) -> str:
     # The driver's first line names the cause ("database or disk is full", "attempt to write a readonly
     # database", "database is locked") without the SQL or its parameters, which may hold argument values.
     origin = getattr(exc, "orig", None) or exc
-    text = str(origin).splitlines()[0] if str(origin) else type(origin).__name__
-    return f"the audit store cannot be written ({text[:200]})"
+    return (str(origin).splitlines()[0] if str(origin) else type(origin).__name__)[:200]
+
+
+def _reason(exc: BaseException) -> str:
+    return f"the audit store cannot be written ({_cause(exc)})"
 
 
 class AuditRecorder:
@@ -90,6 +95,10 @@ class AuditRecorder:
         self.lost = 0
         # name -> the tool's input schema, for redaction (the app sets it to look in the catalog).
         self.schemas: Any = None
+        # Background retention (patchbay.gate.audit_retention.Pruner), started and stopped with the recorder.
+        self.pruner: Any = None
+        self.engine = engine
+        self.source = "<config>"  # the config file, for errors
         self._path = write_path(engine)
         self._redact = Redactor(settings.redact_fields, settings.max_argument_bytes)
         self._lock = threading.RLock()
@@ -154,16 +163,47 @@ class AuditRecorder:
             state["detail"] = self.problem
         return state
 
-    def close(self) -> None:
-        """Wait (bounded) for what is queued, then stop the writer's thread."""
+    async def open(self) -> None:
+        """Bring the audit tables up to date and start retention.
+
+        Raises:
+            ConfigError: the store cannot be opened or migrated (the server must not serve unrecorded).
+        """
+        try:
+            await self._own_thread(functools.partial(upgrade, self.engine, "audit@head"))
+        except Exception as exc:
+            raise ConfigError(
+                f"[audit] records every call in the store, which cannot be used: {_cause(exc)}. Fix [store] url, "
+                "or set [audit] enabled = false to serve without an audit trail.",
+                file=self.source,
+                key="store.url",
+            ) from None
+        if self.pruner is not None:
+            self.pruner.start()
+
+    async def aclose(self) -> None:
+        if self.pruner is not None:
+            await self.pruner.stop()
+        await asyncio.to_thread(self._drain)
+        await self._own_thread(self.engine.dispose)
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+
+    async def _own_thread(self, fn: Any) -> None:
+        # An in-memory SQLite database is one connection: only the writer's own thread ever touches it.
+        if self._thread is None:
+            await asyncio.to_thread(fn)
+        else:
+            await asyncio.wrap_future(self._thread.submit(fn))
+
+    def _drain(self) -> None:
+        """Wait (bounded by timeout_ms) for what is queued to be written."""
         deadline = time.monotonic() + self._intent_seconds
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._busy and not self._queue:
-                    break
+                    return
             time.sleep(0.005)
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -298,3 +338,51 @@ def _resolve(future: asyncio.Future[int], seq: int, error: BaseException | None)
         future.set_result(seq)
     else:
         future.set_exception(error)
+
+
+def build_recorder(settings: Any, catalog: Any) -> AuditRecorder | None:
+    """The server's recorder for ``settings`` (a :class:`patchbay.settings.Settings`), or None when ``[audit]
+    enabled = false``. Its store is ``[store] url``; :meth:`AuditRecorder.open` migrates it.
+
+    Raises:
+        ConfigError: the checkpoint key is configured but cannot be read.
+    """
+    if not settings.audit.enabled:
+        return None
+    from patchbay.gate.audit_chain import checkpoint_path, checkpointer, load_key
+    from patchbay.gate.audit_retention import Pruner
+    from patchbay.store import create_engine
+    from patchbay.store.writes import is_memory
+
+    url = settings.store_url
+    if settings.auth.mode == "none" and "store" not in settings.model_fields_set:
+        # As the manifest keeper (docs/manifest.md): a server with neither sign-in nor a [store] writes nothing to
+        # disk. Its calls are still recorded, in memory, for as long as it runs.
+        log.warning("audit: no [store] configured; the audit trail is kept in memory only")
+        url = "sqlite://"
+    engine = create_engine(url)
+    if is_memory(engine.url):
+        # One connection, used by the writer's thread only: no pruner beside it (nor checkpoints of a trail that
+        # ends with the process).
+        return _with_schemas(AuditRecorder(engine, settings.audit), settings, catalog)
+    recorder = AuditRecorder(engine, settings.audit, checkpointer=checkpointer(settings, os.environ))
+    audit = settings.audit
+    recorder.pruner = Pruner(
+        engine,
+        audit.keep_days,
+        interval=audit.prune_interval_seconds,
+        checkpoints=checkpoint_path(audit, settings.store_url, settings.base_dir),
+        key=load_key(audit, settings.base_dir, os.environ, settings.source),
+    )
+    return _with_schemas(recorder, settings, catalog)
+
+
+def _with_schemas(recorder: AuditRecorder, settings: Any, catalog: Any) -> AuditRecorder:
+    recorder.source = settings.source
+
+    def schema(name: str) -> Any:
+        tool = catalog.tools.get(name)
+        return tool.input_schema if tool is not None else None
+
+    recorder.schemas = schema
+    return recorder

@@ -14,6 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+# The store package first: its models module imports every sibling model module (audit ones included), which
+# must not start from a half-imported audit_models.
+import patchbay.store  # noqa: F401
 from patchbay.gate import audit_chain
 from patchbay.gate.audit_models import (
     CLIENT_ID_LENGTH,
