@@ -133,6 +133,11 @@ def test_an_edited_indexed_column_is_reported_at_its_seq(trail: Trail) -> None:
     assert problems(trail.verify()) == {("column_edited", 3)}
 
 
+def test_a_body_that_is_no_record_is_reported(trail: Trail) -> None:
+    trail.sql("UPDATE audit_records SET body = 'wiped' WHERE seq = 2")
+    assert problems(trail.verify()) == {("edited", 2), ("bad_body", 2)}
+
+
 def test_a_deleted_record_is_reported_where_the_gap_is(trail: Trail) -> None:
     trail.sql("DELETE FROM audit_records WHERE seq = 7")
     assert ("missing", 8) in problems(trail.verify())
