@@ -5,6 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -160,3 +166,28 @@ def test_export_to_an_unwritable_path_exits_2(config: Path, tmp_path: Path) -> N
     result = run(config, "export", "--output", str(tmp_path / "missing" / "out.jsonl"))
     assert result.exit_code == 2
     assert "cannot write" in result.output
+
+
+def test_tail_follow_prints_records_written_after_it_started(config: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patchbay", "audit", "tail", "-f", "-n", "1", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **ENV},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True)
+    reader.start()
+    try:
+        assert "#6" in lines.get(timeout=30)
+        engine = create_engine(f"sqlite:///{config.parent / 'audit.db'}")
+        try:
+            write_now(engine, [call(7, time.time(), name="followed_tool")])
+        finally:
+            engine.dispose()
+        followed = lines.get(timeout=30)
+        assert "#7" in followed and "followed_tool" in followed
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0

@@ -203,14 +203,12 @@ def tail(
         for row in _rows(engine, select(R), after=after):
             typer.echo(row.body if as_json else _line(row))
             last = row.seq
-        while follow:
-            try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how -f ends
+            while follow:
                 time.sleep(0.5)  # polling the store: the CLI and the server share no channel but the database
-            except KeyboardInterrupt:
-                return
-            for row in _rows(engine, select(R), after=last):
-                typer.echo(row.body if as_json else _line(row))
-                last = row.seq
+                for row in _rows(engine, select(R), after=last):
+                    typer.echo(row.body if as_json else _line(row))
+                    last = row.seq
 
 
 @app.command("search")
