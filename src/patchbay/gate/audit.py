@@ -92,7 +92,8 @@ class AuditRecorder:
         self.checkpointer = checkpointer
         self.problem: str | None = None
         self.written = 0
-        self.lost = 0
+        self.lost = 0  # records that could not be stored
+        self.late = 0  # calls answered before their record was committed (read window passed, store failing)
         # name -> the tool's input schema, for redaction (the app sets it to look in the catalog).
         self.schemas: Any = None
         # Background retention (patchbay.gate.audit_retention.Pruner), started and stopped with the recorder.
@@ -139,7 +140,9 @@ class AuditRecorder:
             await self._wait(record, call, wait)
         except AuditUnavailable as exc:
             if call.write or self.settings.on_failure == "serve_reads":
-                log.warning("audit: %s %s answered without its record: %s", call.method, call.name, exc)
+                # Counted, not logged per call: a slow disk would flood the log. /readyz shows the count.
+                self.late += 1
+                log.debug("audit: %s %s answered before its record was stored: %s", call.method, call.name, exc)
                 return None
             call.outcome, call.detail = "unrecorded", str(exc)
             return _refusal(str(exc))
@@ -253,7 +256,12 @@ class AuditRecorder:
         try:
             return await asyncio.wait_for(asyncio.shield(future), seconds)
         except TimeoutError:
-            raise AuditUnavailable(f"the audit store did not answer within {seconds * 1000:.0f} ms") from None
+            reason = f"the audit store did not answer within {seconds * 1000:.0f} ms"
+            if seconds >= self._intent_seconds and self.problem is None:
+                # Stuck, not just slower than a read's window: /readyz says so until a commit succeeds again.
+                log.error("audit: %s", reason)
+                self.problem = reason
+            raise AuditUnavailable(reason) from None
 
     def _enqueue(
         self,

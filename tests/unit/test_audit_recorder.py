@@ -1,0 +1,237 @@
+"""The audit recorder against a real SQLite file: redaction, the writer's batching and ordering, failure modes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine, event, text
+
+from patchbay.auth.principal import Principal
+from patchbay.gate import audit_chain
+from patchbay.gate.audit import AuditRecorder
+from patchbay.gate.audit_redact import REDACTED, TRUNCATED_KEY, Redactor
+from patchbay.gate.calls import Call
+from patchbay.protocol.scope import CallScope
+from patchbay.settings import AuditSettings
+from patchbay.store import create_engine, upgrade, write_path
+
+pytestmark = pytest.mark.anyio
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string"},
+        "pin": {"type": "string", "format": "password"},
+        "blob": {"type": "string", "writeOnly": True},
+        "nested": {
+            "type": "object",
+            "properties": {"inner_secret": {"type": "string", "format": "password"}},
+        },
+        "rows": {"type": "array", "items": {"type": "object", "properties": {"pw": {"writeOnly": True}}}},
+    },
+}
+
+
+def _scope(request_id: Any = 1) -> CallScope:
+    ada = Principal("user:ada", "user", roles=frozenset({"sales", "admin"}), username="ada", client_id="c1")
+    return CallScope("legacy", "2025-06-18", request_id, "tools/call", {}, principal=ada)
+
+
+def _call(name: str = "crm_search", *, write: bool = False, request_id: Any = 1, **arguments: Any) -> Call:
+    return Call("tools/call", name, _scope(request_id), arguments, time.perf_counter(), time.time(), write=write)
+
+
+def _rows(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(text("SELECT seq, body, prev_hash, hash, outcome FROM audit_records ORDER BY seq"))
+        )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    upgrade(engine, "audit@head")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+async def recorder(store: Engine) -> AsyncIterator[AuditRecorder]:
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=10_000, read_window_ms=0))
+    recorder.schemas = lambda name: SCHEMA
+    yield recorder
+    await asyncio.to_thread(recorder._drain)
+
+
+@pytest.fixture
+def blocked(store: Engine) -> Iterator[threading.Event]:
+    """Holds the store's one writer busy until the event is set (then every queued record commits)."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(connection: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    write_path(store).submit(hold)
+    assert started.wait(10)
+    yield release
+    release.set()
+
+
+def test_password_writeonly_and_named_fields_are_redacted_at_any_depth() -> None:
+    redact = Redactor(["api_key", "Authorization"], 4096)
+    arguments = {
+        "query": "q3 pipeline",
+        "pin": "1234",
+        "blob": "s3cr3t-bytes",
+        "nested": {"inner_secret": "x", "API-KEY": "k", "keep": 1},
+        "rows": [{"pw": "p", "n": 2}],
+        "headers": {"authorization": "Bearer abc"},
+    }
+    assert redact(arguments, SCHEMA) == {
+        "query": "q3 pipeline",
+        "pin": REDACTED,
+        "blob": REDACTED,
+        "nested": {"inner_secret": REDACTED, "API-KEY": REDACTED, "keep": 1},
+        "rows": [{"pw": REDACTED, "n": 2}],
+        "headers": {"authorization": REDACTED},
+    }
+    assert arguments["pin"] == "1234"  # the call's own arguments are untouched
+
+
+def test_arguments_over_the_cap_are_cut_to_a_marker_after_redaction() -> None:
+    redact = Redactor(["token"], 64)
+    kept = redact({"token": "t" * 500, "note": "short"}, None)
+    assert kept == {"token": REDACTED, "note": "short"}
+    cut = redact({"note": "é" * 100, "token": "never-shown"}, None)
+    assert set(cut) == {TRUNCATED_KEY, "bytes"}
+    assert cut["bytes"] == len(orjson.dumps({"note": "é" * 100, "token": REDACTED}))
+    assert len(cut[TRUNCATED_KEY].encode()) <= 64 and "never-shown" not in cut[TRUNCATED_KEY]
+
+
+async def test_concurrent_records_get_consecutive_seqs_in_arrival_order_on_an_unbroken_chain(
+    recorder: AuditRecorder, store: Engine
+) -> None:
+    calls = [_call(request_id=i, query=f"q{i}") for i in range(120)]
+    assert await asyncio.gather(*(recorder.finish(call) for call in calls)) == [None] * 120
+    rows = _rows(store)
+    assert [row.seq for row in rows] == list(range(1, 121))
+    assert [orjson.loads(row.body)["jsonrpc_id"] for row in rows] == list(range(120))
+    prev = audit_chain.GENESIS
+    for row in rows:
+        assert row.prev_hash == prev and row.hash == audit_chain.link(prev, row.seq, row.body)
+        prev = row.hash
+    with store.connect() as connection:
+        assert tuple(connection.execute(text("SELECT seq, hash FROM audit_chain_head")).one()) == (120, prev)
+
+
+async def test_records_queued_during_a_commit_share_the_next_commit(
+    recorder: AuditRecorder, store: Engine, blocked: threading.Event
+) -> None:
+    commits: list[int] = []
+    event.listen(write_path(store).engine, "commit", lambda connection: commits.append(1))
+    waiting = [asyncio.create_task(recorder.finish(_call(request_id=i))) for i in range(50)]
+    await _until(lambda: recorder.health()["queued"] == 49)  # one batch waits behind the busy writer
+    blocked.set()
+    await asyncio.gather(*waiting)
+    assert len(commits) == 3  # the blocker's, the first record's, then the other 49 together
+    assert len(_rows(store)) == 50
+
+
+async def test_a_record_holds_who_called_what_and_the_outcome_but_no_secret(
+    recorder: AuditRecorder, store: Engine
+) -> None:
+    call = _call(write=True, query="acme", pin="9876-SECRET")
+    assert await recorder.intent(call) is None
+    call.outcome, call.result_bytes = "tool_error", 42
+    await recorder.finish(call)
+    intent, done = (orjson.loads(row.body) for row in _rows(store))
+    assert intent["outcome"] == "intent" and intent["arguments"] == {"query": "acme", "pin": REDACTED}
+    assert intent["subject"] == "user:ada" and intent["roles"] == ["admin", "sales"] and intent["client_id"] == "c1"
+    assert done["intent_seq"] == 1 and done["outcome"] == "tool_error" and done["result_bytes"] == 42
+    assert "arguments" not in done and done["latency_ms"] >= 0
+    raw = b"".join(path.read_bytes() for path in Path(store.url.database or "").parent.glob("audit.db*"))
+    assert b"9876-SECRET" not in raw
+
+
+async def test_a_write_is_refused_and_never_runs_when_the_store_is_read_only(tmp_path: Path, store: Engine) -> None:
+    read_only = create_engine(f"sqlite:///file:{tmp_path / 'audit.db'}?mode=ro&uri=true")
+    recorder = AuditRecorder(read_only, AuditSettings(timeout_ms=2000))
+    call = _call(write=True, query="x")
+    refusal = await recorder.intent(call)
+    assert refusal is not None and refusal["isError"] is True
+    message = refusal["content"][0]["text"]
+    assert message.startswith("Cannot record this call: the audit store cannot be written (")
+    assert "readonly database" in message and message.endswith("nothing was run.")
+    assert call.outcome == "unrecorded"
+    assert recorder.health()["ok"] is False and "readonly" in recorder.health()["detail"]
+    # Reads go on (serve_reads, the default), their lost records counted.
+    assert await recorder.intent(_call()) is None
+    assert await recorder.finish(_call()) is None
+    assert recorder.health()["lost"] >= 2
+    read_only.dispose()
+
+
+async def test_with_refuse_all_reads_are_refused_too_while_records_cannot_be_stored(
+    tmp_path: Path, store: Engine
+) -> None:
+    read_only = create_engine(f"sqlite:///file:{tmp_path / 'audit.db'}?mode=ro&uri=true")
+    recorder = AuditRecorder(read_only, AuditSettings(on_failure="refuse_all"))
+    refused = await recorder.finish(_call())
+    assert refused is not None and "nothing was run" in refused["content"][0]["text"]
+    assert await recorder.intent(_call()) is not None  # and the next read is refused before it runs
+    read_only.dispose()
+
+
+async def test_a_write_waits_at_most_timeout_ms_for_a_locked_store_then_recording_resumes(
+    tmp_path: Path, store: Engine
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=200))
+    other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        call = _call(write=True)
+        refusal = await recorder.intent(call)
+        assert refusal is not None and "did not answer within 200 ms" in refusal["content"][0]["text"]
+        assert recorder.health()["ok"] is False
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await recorder.intent(_call(write=True)) is None
+    assert recorder.health()["ok"] is True
+    outcomes = [row.outcome for row in _rows(store)]
+    assert outcomes == ["intent", "intent"]  # the refused call's late intent, then the next call's
+
+
+async def test_a_full_queue_refuses_writes_instead_of_waiting(store: Engine, blocked: threading.Event) -> None:
+    recorder = AuditRecorder(store, AuditSettings(queue_size=10, timeout_ms=5000))
+    waiting = [asyncio.create_task(recorder.finish(_call(request_id=i))) for i in range(11)]
+    await _until(lambda: recorder.health()["queued"] == 10)
+    refusal = await recorder.intent(_call(write=True))
+    assert refusal is not None and "audit queue is full" in refusal["content"][0]["text"]
+    blocked.set()
+    await asyncio.gather(*waiting)
+    assert len(_rows(store)) == 11
+
+
+async def test_events_are_recorded_without_waiting(recorder: AuditRecorder, store: Engine) -> None:
+    recorder.event("auth.sign_in", subject="user:ada", username="ada", outcome="ok")
+    await _until(lambda: recorder.health()["written"] == 1)
+    body = orjson.loads(_rows(store)[0].body)
+    assert body["kind"] == "event" and body["method"] == "auth.sign_in" and body["username"] == "ada"
+
+
+async def _until(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
