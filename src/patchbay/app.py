@@ -239,6 +239,8 @@ def _build_auth(settings: Settings, runtime: Runtime) -> Any:
     runtime.auth = auth
     runtime.catalog.security = auth.policy.schemes
     runtime.dispatcher.gate.access = auth.policy  # scopes and public tools become rules of the one policy
+    if runtime.dispatcher.audit is not None:
+        auth.core.audit = runtime.dispatcher.audit.event
     return auth
 
 
@@ -255,6 +257,8 @@ def create_app(settings: Settings) -> Any:
         from patchbay.gate import approval_pages
 
         approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth)
+        if runtime.dispatcher.audit is not None:
+            approvals.approvals.audit = runtime.dispatcher.audit.event
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
     sessions = MemorySessionStore(

@@ -232,7 +232,11 @@ class Authorization:
         )
         if attempt.outcome != "ok" or attempt.user is None:
             self._log_refusal(attempt, username, address)
+            core.audit("auth.sign_in", username=username.strip()[:100], outcome=attempt.outcome, address=address)
             return self.login_form(ctx, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
+        core.audit(
+            "auth.sign_in", username=attempt.user.username, outcome="ok", address=address, client_id=client.client_id
+        )
         response = await self.signed_in(ctx, client, pending, attempt.user)
         await self.start_browser_session(response, attempt.user.id)
         if attempt.device is not None:

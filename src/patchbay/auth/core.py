@@ -120,6 +120,9 @@ class Core:
     clients: Clients = field(init=False)
     grants: Grants = field(init=False)
     keys: ApiKeys = field(init=False)
+    # Records an audit event: audit(method, **fields) (patchbay.gate.audit.AuditRecorder.event; a no-op when the
+    # trail is off). Fields name who and what, never a password, token or secret.
+    audit: Callable[..., None] = field(default=lambda method, **fields: None)
 
     def __post_init__(self) -> None:
         auth = self.config.settings

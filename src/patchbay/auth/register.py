@@ -163,6 +163,7 @@ class Registration:
             ),
         )
         await core.run(core.clients.prune_unused, core.config.settings.unused_client_days * 86_400)
+        core.audit("auth.client_registered", client_id=saved.client_id, client_name=saved.name, outcome="ok")
         response: dict[str, Any] = {**echo, "client_id": saved.client_id, "client_id_issued_at": int(saved.created_at)}
         if secret is not None:
             # RFC 7591 §3.2.1: client_secret_expires_at is required with a secret; 0 = never.

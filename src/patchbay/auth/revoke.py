@@ -33,4 +33,5 @@ class Revocation:
         core = self.core
         # The store's triggers raise the revocation generation: every cache (ours, other replicas') drops the token.
         await core.run(core.grants.revoke, token, client.client_id)
+        core.audit("auth.token_revoked", client_id=client.client_id, outcome="ok")  # never the token itself
         return Response(status_code=200, headers={**NO_STORE, **CORS})

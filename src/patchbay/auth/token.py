@@ -57,6 +57,8 @@ class TokenEndpoint:
         except OAuthError as exc:
             return exc.response()
         await core.run(core.clients.touch, client.client_id)
+        issued = "auth.token_issued" if grant_type == "authorization_code" else "auth.token_refreshed"
+        core.audit(issued, client_id=client.client_id, outcome="ok")  # never the token itself
         return JSONResponse(tokens.to_json(), headers={**NO_STORE, **CORS})
 
     def _resource(self, values: list[str]) -> str | None:

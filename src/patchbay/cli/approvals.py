@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from patchbay.cli.common import err, load_settings
-from patchbay.cli.users import auth_store, when
+from patchbay.cli.users import audit_event, auth_store, when
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml (its \\[store] table is used)")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides, for the record (default: cli:<login name>)")]
@@ -111,6 +111,7 @@ def approve(approval_id: str, by: ByOpt = None, config: ConfigOpt = None) -> Non
         except ApprovalRefused as exc:
             err.print(f"[bold red]cannot approve[/]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+    audit_event(config, "approval.decided", approval_id=done.id, name=done.tool, decided_by=who, outcome=done.status)
     more = settings.required_approvals - len(done.approved_by)
     out.print(f"approved {done.id} ({escape(done.tool)})" + (f"; {more} more approver(s) needed" if more > 0 else ""))
 
@@ -126,4 +127,12 @@ def deny(approval_id: str, by: ByOpt = None, config: ConfigOpt = None) -> None:
         except ApprovalRefused as exc:
             err.print(f"[bold red]cannot deny[/]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+    audit_event(
+        config,
+        "approval.decided",
+        approval_id=done.id,
+        name=done.tool,
+        decided_by=by or _default_by(),
+        outcome=done.status,
+    )
     out.print(f"denied {done.id} ({escape(done.tool)})")

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from patchbay.cli.common import err
-from patchbay.cli.users import ConfigOpt, auth_store, out, when
+from patchbay.cli.users import ConfigOpt, audit_event, auth_store, out, when
 
 app = typer.Typer(
     help="API keys for scripts, the OpenAI Responses API and the Anthropic MCP connector.", no_args_is_help=True
@@ -34,6 +34,7 @@ def create(
         except ValueError as exc:
             err.print(f"[bold red]cannot create key[/]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+    audit_event(config, "keys.create", key_name=name, scopes=wanted, roles=role or [], outcome="ok")  # no secret
     err.print(f"Created key {escape(name)} (scopes: {' '.join(wanted) or '-'}). Store it now; it is not shown again:")
     typer.echo(secret)
 
@@ -68,4 +69,5 @@ def revoke(name: str, config: ConfigOpt = None) -> None:
         if not ApiKeys(engine).revoke(name):
             err.print(f"[bold red]no active key named[/] {escape(name)}", highlight=False)
             raise typer.Exit(1)
+    audit_event(config, "keys.revoke", key_name=name, outcome="ok")
     out.print(f"revoked key {escape(name)}")

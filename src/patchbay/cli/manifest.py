@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from patchbay.cli.common import err, load_settings
-from patchbay.cli.users import ConfigOpt, auth_store
+from patchbay.cli.users import ConfigOpt, audit_event, auth_store
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -125,6 +125,7 @@ def approve(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None) 
         except VersionConflict as exc:
             err.print(f"[bold red]not approved[/]: {escape(str(exc))}; run the command again", highlight=False)
             raise typer.Exit(1) from None
+    audit_event(config, "manifest.approve", version=version, by=by or _os_user(), changes=summary(chosen), outcome="ok")
     typer.echo(f"approved version {version}: {summary(chosen)}")
 
 
@@ -137,6 +138,8 @@ def reject(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None) -
         _, changes = pending(engine)
         chosen = _choose(changes, names)
         reject_rows(engine, [(c.kind, c.name) for c in chosen], by or _os_user())
+    rejected = [f"{c.kind}:{c.name}" for c in chosen]
+    audit_event(config, "manifest.reject", by=by or _os_user(), changes=rejected, outcome="ok")
     typer.echo("rejected: " + " ".join(f"{c.kind}:{c.name}" for c in chosen))
 
 

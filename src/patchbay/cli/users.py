@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -49,6 +49,19 @@ def auth_store(config: Path | None) -> Iterator[Engine]:
         engine.dispose()
 
 
+def audit_event(config: Path | None, method: str, **fields: Any) -> None:
+    """Record the admin action just taken in the audit trail (never a password or a key's secret)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from patchbay.gate.audit_store import admin_event
+
+    try:
+        admin_event(load_settings(config), method, **fields)
+    except SQLAlchemyError as exc:  # the action is done; say loudly that its record is missing
+        err.print(f"[bold red]not recorded in the audit trail[/]: {escape(type(exc).__name__)}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def when(epoch: float | None) -> str:
     if epoch is None:
         return "-"
@@ -81,6 +94,7 @@ def add(
         except ValueError as exc:
             err.print(f"[bold red]cannot add user[/]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+    audit_event(config, "users.add", username=user.username, roles=sorted(user.roles), outcome="ok")
     out.print(
         f"added user {escape(user.username)}" + (f" (roles: {', '.join(sorted(user.roles))})" if user.roles else "")
     )
@@ -120,6 +134,7 @@ def _set_disabled(username: str, disabled: bool, config: Path | None) -> None:
             raise typer.Exit(1)
         revoked = Grants(engine).revoke_user(user.id) if disabled else 0
     verb = "disabled" if disabled else "enabled"
+    audit_event(config, f"users.{'disable' if disabled else 'enable'}", username=username, outcome="ok")
     out.print(f"{verb} {escape(username)}" + (f"; revoked {revoked} token(s)" if disabled else ""))
 
 

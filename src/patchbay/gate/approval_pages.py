@@ -206,6 +206,15 @@ class ApprovalPages:
         except ApprovalRefused as exc:
             return error_page("Cannot decide", str(exc), 409)
         log.info("approval %s: %s by %s (now %s)", approval_id, decision, user.username, done.status)
+        self.approvals.audit(
+            "approval.decided",
+            approval_id=approval_id,
+            name=done.tool,
+            subject=done.subject,
+            decided_by=user.username,
+            decision=decision,
+            outcome=done.status,
+        )
         return self._detail(done, user, decision_token(cookie, approval_id), _notice(done, self.settings))
 
     def refusal(self, approval: ApprovalView, user: UserView, decision: str) -> str | None:

@@ -84,6 +84,8 @@ class Approvals:
     public_url: str
     clock: Callable[[], float] = time.time
     owns_engine: bool = False
+    # Records an audit event: audit(method, **fields) (patchbay.gate.audit.AuditRecorder.event); no-op when off.
+    audit: Callable[..., None] = field(default=lambda method, **fields: None)
     store: ApprovalStore = field(init=False)
     _migrated: bool = field(default=False, init=False)
 
@@ -175,6 +177,15 @@ class Approvals:
         )
         created: ApprovalView = await self.run(self.store.create, call, float(self.settings.ttl_seconds))
         log.info("approval %s requested: %s by %s (%s)", created.id, name, subject, decision.rule)
+        self.audit(
+            "approval.requested",
+            approval_id=created.id,
+            name=name,
+            subject=subject,
+            client_id=client_id or None,
+            rule=decision.rule,
+            outcome="pending",
+        )
         return self._held(name, created, scope, decision, note)
 
     def _held(

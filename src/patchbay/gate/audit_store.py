@@ -89,3 +89,24 @@ def write_now(engine: Engine, records: Sequence[Mapping[str, Any]]) -> list[tupl
     """
     stamped = [{"ts": time.time(), **record} for record in records]
     return write_path(engine).run_sync(lambda connection: append(connection, stamped))
+
+
+def admin_event(settings: Any, method: str, **fields: Any) -> None:
+    """Record an admin action taken with the CLI (``users.add``, ``keys.revoke`` ...) straight into the trail of the
+    configured store, committed before the command reports success. Nothing when ``[audit] enabled = false``.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the store could not be written.
+    """
+    if not settings.audit.enabled:
+        return
+    import getpass
+
+    from patchbay.store import create_engine, upgrade
+
+    engine = create_engine(settings.store_url)
+    try:
+        upgrade(engine, "audit@head")
+        write_now(engine, [{"kind": "event", "method": method, "actor": getpass.getuser(), "via": "cli", **fields}])
+    finally:
+        engine.dispose()
