@@ -160,6 +160,7 @@ class AuditRecorder:
             "ok": self.problem is None,
             "written": self.written,
             "lost": self.lost,
+            "late": self.late,
             "queued": queued,
         }
         if self.problem is not None:
