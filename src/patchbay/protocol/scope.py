@@ -47,6 +47,9 @@ class CallScope:
     # Set by the gate's approvals when a granted approval is redeemed: the stored, approved arguments, which run
     # instead of the ones in the request (patchbay.gate.approvals).
     approved_arguments: dict[str, Any] | None = None
+    # The HTTP request's short id (a valid incoming X-Request-Id, else generated; patchbay.observe.request_ref):
+    # the same value in the log lines, the audit record and the trace span. None in programmatic use.
+    request_ref: str | None = None
 
     def wants_log(self, level: str) -> bool:
         if self.log_level is None or self.send is None:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from patchbay.errors import RpcError
+from patchbay.observe import request_ref
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.scope import CallScope
@@ -149,6 +150,7 @@ async def _answer(
         principal=principal,
         session=session,
         runtime=runtime,
+        request_ref=request_ref.current.get(),
     )
     try:
         result = await dispatcher.dispatch(message["method"], params, scope)

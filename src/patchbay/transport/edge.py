@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from starlette.exceptions import HTTPException
 
+from patchbay.observe import request_ref
 from patchbay.protocol import jsonrpc
 from patchbay.transport.http import Message, Receive, Scope, Send
 from patchbay.transport.security import HostGuard
@@ -74,8 +75,13 @@ class Edge:
             await self._refuse(send, path, 413, BodyTooLarge(self.max_body).detail)
             return
         bounded = _Bounded(receive, send, self.max_body)
-        with contextlib.suppress(BodyTooLarge):  # a route that lets it through is answered below
-            await self.app(scope, bounded.receive, bounded.send)
+        # Sign-in, token and admin requests get a request id too; legacy SSE copies it into CallScope.
+        token = request_ref.current.set(request_ref.from_header(headers.get(request_ref.HEADER)))
+        try:
+            with contextlib.suppress(BodyTooLarge):  # a route that lets it through is answered below
+                await self.app(scope, bounded.receive, bounded.send)
+        finally:
+            request_ref.current.reset(token)
         if bounded.over and not bounded.answered:
             bounded.answered = True
             await self._refuse(send, path, 413, BodyTooLarge(self.max_body).detail)

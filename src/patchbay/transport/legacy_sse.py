@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from patchbay.auth.principal import Rejection
 from patchbay.errors import RpcError
+from patchbay.observe import request_ref
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.hub import CLOSE
@@ -210,6 +211,7 @@ class LegacySSE:
                     principal=principal,
                     session=None,
                     runtime=self.runtime,
+                    request_ref=request_ref.current.get(),
                 )
                 result = await self.dispatcher.dispatch(method, params, scope)
                 if method == "logging/setLevel":

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from patchbay.errors import RpcError
+from patchbay.observe import request_ref
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.outstanding import Outstanding
@@ -93,6 +94,8 @@ class StdioServer:
         task.add_done_callback(lambda _: self.inflight.pop(request_id, None))
 
     async def _request(self, request_id: Any, method: str, params: Any) -> None:
+        # One id per stdio request, as per HTTP request; set inside the request's own task (its own context).
+        request_ref.current.set(request_ref.new_ref())
         try:
             result = await self._dispatch(request_id, method, params)
             await self.send(jsonrpc.result_response(request_id, result))
@@ -137,6 +140,7 @@ class StdioServer:
                 progress_token=meta.get("progressToken"),
                 send=self.send,
                 runtime=self.runtime,
+                request_ref=request_ref.current.get(),
             )
         else:
             scope = CallScope(
@@ -151,6 +155,7 @@ class StdioServer:
                 send=self.send,
                 ask_client=self._ask,
                 runtime=self.runtime,
+                request_ref=request_ref.current.get(),
             )
         result = await self.dispatcher.dispatch(method, params, scope)
         if method == "logging/setLevel":

@@ -20,6 +20,7 @@ import orjson
 
 from patchbay.auth.principal import Principal, Rejection
 from patchbay.errors import RpcError
+from patchbay.observe import request_ref
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
 from patchbay.protocol.scope import CallScope
@@ -71,8 +72,10 @@ class StreamableHTTP:
         self.streams = Streams(getattr(runtime, "hub", None), keepalive_seconds, retry_ms)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        token = request_ref.current.set(request_ref.from_header(headers.get(request_ref.HEADER)))
         try:
-            await self._handle(scope, receive, send)
+            await self._handle(scope, headers, receive, send)
         except http.ClientGone:
             return
         except Exception:
@@ -80,9 +83,10 @@ class StreamableHTTP:
             log.exception("unhandled error on %s /mcp", scope.get("method"))
             with contextlib.suppress(Exception):
                 await http.rpc_error(send, 500, None, jsonrpc.INTERNAL_ERROR, "Internal error")
+        finally:
+            request_ref.current.reset(token)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
+    async def _handle(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send) -> None:
         # The Host check for every other route is transport.edge's; /mcp checks here so its hot path stays flat.
         host = headers.get(b"host")
         if not self.guard.host_ok(host):
@@ -293,6 +297,7 @@ class StreamableHTTP:
             session=session,
             runtime=self.runtime,
             close_stream=reply.close_early,
+            request_ref=request_ref.current.get(),
         )
         if session is not None and sse_ok:
             scope.ask_client = asker(session, reply)
@@ -371,6 +376,7 @@ class StreamableHTTP:
             send=reply.emit if sse_ok else None,
             principal=principal,
             runtime=self.runtime,
+            request_ref=request_ref.current.get(),
         )
         if method != "tools/call":
             await self._run(method, params, scope, reply, request_id)

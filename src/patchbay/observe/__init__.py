@@ -1,0 +1,1 @@
+"""Observability: request ids shared by logs, audit records and traces; Prometheus metrics; OpenTelemetry."""
