@@ -185,7 +185,7 @@ async def test_with_refuse_all_reads_are_refused_too_while_records_cannot_be_sto
     tmp_path: Path, store: Engine
 ) -> None:
     read_only = create_engine(f"sqlite:///file:{tmp_path / 'audit.db'}?mode=ro&uri=true")
-    recorder = AuditRecorder(read_only, AuditSettings(on_failure="refuse_all"))
+    recorder = AuditRecorder(read_only, AuditSettings(on_failure="refuse_all", read_window_ms=0))
     refused = await recorder.finish(_call())
     assert refused is not None and "nothing was run" in refused["content"][0]["text"]
     assert await recorder.intent(_call()) is not None  # and the next read is refused before it runs
@@ -213,7 +213,7 @@ async def test_a_write_waits_at_most_timeout_ms_for_a_locked_store_then_recordin
 
 
 async def test_a_full_queue_refuses_writes_instead_of_waiting(store: Engine, blocked: threading.Event) -> None:
-    recorder = AuditRecorder(store, AuditSettings(queue_size=10, timeout_ms=5000))
+    recorder = AuditRecorder(store, AuditSettings(queue_size=10, timeout_ms=5000, read_window_ms=0))
     waiting = [asyncio.create_task(recorder.finish(_call(request_id=i))) for i in range(11)]
     await _until(lambda: recorder.health()["queued"] == 10)
     refusal = await recorder.intent(_call(write=True))
@@ -221,6 +221,23 @@ async def test_a_full_queue_refuses_writes_instead_of_waiting(store: Engine, blo
     blocked.set()
     await asyncio.gather(*waiting)
     assert len(_rows(store)) == 11
+
+
+async def test_a_read_is_answered_before_its_commit_only_while_the_writer_keeps_up(
+    store: Engine, blocked: threading.Event
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=50, timeout_ms=5000))
+    queued_at = time.monotonic()
+    await recorder.finish(_call(request_id="first"))  # nothing is old: answered at once, its record queued
+    assert recorder.health()["written"] == 0 and not _rows(store)
+    await _until(lambda: time.monotonic() - queued_at > 0.05)  # that record is now older than the window
+    late = asyncio.create_task(recorder.finish(_call(request_id="late")))
+    await asyncio.sleep(0)
+    assert not late.done()  # this read waits for its commit ...
+    await late  # ... at most the window, then it is answered and counted
+    assert recorder.health()["late"] == 1
+    blocked.set()
+    await _until(lambda: len(_rows(store)) == 2)
 
 
 async def test_events_are_recorded_without_waiting(recorder: AuditRecorder, store: Engine) -> None:

@@ -6,8 +6,10 @@ records that arrive during one commit share the next (group commit). Durability 
 
 - a write tool's *intent* is committed before the tool runs (:meth:`AuditRecorder.intent`); when it cannot be,
   the call is refused and nothing runs;
-- a call's *completion* record is committed before its response is sent (:meth:`AuditRecorder.finish`); a read
-  waits at most ``[audit] read_window_ms`` for it, then its response goes out with the record still queued.
+- a write's *completion* record is committed before its response is sent (:meth:`AuditRecorder.finish`);
+- a read's record may still be queued when its response is sent, but only while the writer keeps up: no queued
+  record older than ``[audit] read_window_ms``; otherwise the read waits for its commit, at most that window.
+  With ``read_window_ms = 0`` every read waits for its commit (up to ``timeout_ms``).
 
 Nothing waits forever: the queue is bounded (``queue_size``), a write waits at most ``timeout_ms`` for its intent.
 """
@@ -52,6 +54,7 @@ class _Pending:
     schema: Any  # the tool's input schema (redaction), or None
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[int] | None
+    at: float = 0.0  # time.monotonic() when queued
 
 
 def principal_fields(principal: Any) -> dict[str, Any]:
@@ -109,6 +112,9 @@ class AuditRecorder:
         self._thread = None if self._path.serial else ThreadPoolExecutor(1, thread_name_prefix="patchbay-audit")
         self._intent_seconds = settings.timeout_ms / 1000
         self._read_seconds = settings.read_window_ms / 1000 or self._intent_seconds
+        self._read_window = settings.read_window_ms / 1000
+        # When the oldest record of the commit under way was queued (None: no commit under way).
+        self._flight_since: float | None = None
 
     # -- calls (the Dispatcher's hooks) ----------------------------------------------------------------------
 
@@ -128,16 +134,18 @@ class AuditRecorder:
         return None
 
     async def finish(self, call: Call) -> dict[str, Any] | None:
-        """After the result is known, before the response: returns once the call's record is committed (a read:
-        at most read_window_ms). Returns a refusal to send instead only for a read whose record failed under
-        refuse_all; a write that ran keeps its result (its intent is stored; a retry would repeat the effect)."""
+        """After the result is known, before the response. A write: returns once its record is committed. A read:
+        at once while the writer keeps up within read_window_ms, else once committed, at most that window.
+
+        Returns a refusal to send instead only for a read whose record failed under refuse_all; a write that ran
+        keeps its result (its intent is stored; a retry would repeat the effect)."""
         record = self._call_record(call, "done")
         if call.outcome == "unrecorded":
             self._enqueue(record, None, None)  # best effort: the call never ran, nothing waits for this record
             return None
         wait = self._intent_seconds if call.write else self._read_seconds
         try:
-            await self._wait(record, call, wait)
+            await self._wait(record, call, wait, early=not call.write and self._read_window > 0)
         except AuditUnavailable as exc:
             if call.write or self.settings.on_failure == "serve_reads":
                 # Counted, not logged per call: a slow disk would flood the log. /readyz shows the count.
@@ -247,13 +255,17 @@ class AuditRecorder:
         record["result_bytes"] = call.result_bytes
         return record
 
-    async def _wait(self, record: dict[str, Any], call: Call, seconds: float) -> int:
+    async def _wait(self, record: dict[str, Any], call: Call, seconds: float, *, early: bool = False) -> int:
+        """Queue ``record`` and wait for its commit, at most ``seconds``. ``early`` (a read with a window): return
+        at once while the writer keeps up, i.e. no queued record is older than the read window."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         # A waiter that gave up (timeout, cancellation) no longer reads the future: mark its error as seen.
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
         schema = self.schemas(call.name) if self.schemas is not None and call.method == "tools/call" else None
         self._enqueue(record, schema, future, loop)
+        if early and self._keeping_up():
+            return 0
         try:
             return await asyncio.wait_for(asyncio.shield(future), seconds)
         except TimeoutError:
@@ -277,8 +289,17 @@ class AuditRecorder:
                 if future is not None:
                     future.set_exception(AuditUnavailable("the audit queue is full (the store is too slow)"))
                 return
-            self._queue.append(_Pending(record, schema, loop, future))
+            self._queue.append(_Pending(record, schema, loop, future, time.monotonic()))
             self._kick()
+
+    def _keeping_up(self) -> bool:
+        if self.problem is not None:
+            return False
+        with self._lock:
+            oldest = self._flight_since if self._flight_since is not None else None
+            if self._queue and (oldest is None or self._queue[0].at < oldest):
+                oldest = self._queue[0].at
+        return oldest is None or time.monotonic() - oldest < self._read_window
 
     def _kick(self) -> None:
         """Start a commit of what is queued unless one is running (its end starts the next). Holds the lock."""
@@ -286,6 +307,7 @@ class AuditRecorder:
             return
         batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
         self._busy = True
+        self._flight_since = batch[0].at
         job = functools.partial(self._write, batch)
         done: Future[list[tuple[int, str]]] = (
             self._path.submit(job) if self._thread is None else self._thread.submit(self._path.run_sync, job)
@@ -323,6 +345,7 @@ class AuditRecorder:
                 _settle(pending, 0, AuditUnavailable(reason))
         with self._lock:
             self._busy = False
+            self._flight_since = None
             self._kick()
 
     def _checkpoint(self, seq: int, digest: str) -> None:
