@@ -304,8 +304,8 @@ class AuditSettings(_Section):
     max_argument_bytes: int = Field(4096, ge=0, le=1_048_576)
     """The recorded arguments (after redaction) are cut to this many bytes of JSON, with a marker."""
     read_window_ms: int = Field(50, ge=0, le=1000)
-    """How long a read's response may wait for its record's commit; after that it is sent with the record still
-    queued (a crash of the process in that window can lose it). Writes always wait (window 0)."""
+    """How long a read's record may trail its response: while the writer keeps up, reads are answered once their
+    record is queued, else they wait for its commit at most this long. 0: every read waits for its commit."""
     timeout_ms: int = Field(5000, ge=10, le=60_000)
     """How long a write waits for its intent record before it is refused without running."""
     queue_size: int = Field(10_000, ge=10, le=1_000_000)
