@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from bench import coldstart, documents, harness, policy, report, sessions, store_writes, throughput
+from bench import audit, coldstart, documents, harness, policy, report, sessions, store_writes, throughput
 from bench import sql as sql_bench
 from bench.configs import COLDSTART_SERVERS, CONFIGS, REPO, SESSION_SERVERS, patchbay_available, wrk_available
 
@@ -58,6 +58,7 @@ def _items() -> list[str]:
     names += ["documents"]  # bench/documents.py: index 100k documents, search latency (no wrk needed)
     names += ["store-writes"]  # bench/store_writes.py: 16 clients, 100 kanban writes/s on SQLite (no wrk needed)
     names += ["policy"]  # bench/policy.py: the gate's decision cost with 100 rules (no wrk needed)
+    names += ["audit"]  # bench/audit.py: audit trail on vs off at 1,000 calls/s, SQLite and PostgreSQL (no wrk)
     return names
 
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(_items()))
         return 0
-    if not wrk_available() and not set(_selected(args.only)) <= {"sql", "store-writes", "policy"}:
+    if not wrk_available() and not set(_selected(args.only)) <= {"sql", "store-writes", "policy", "audit"}:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     rounds = args.rounds or (1 if args.quick else 3)
@@ -223,6 +224,12 @@ def _run(
             text = store_writes.markdown(result)
             print(text, flush=True)
             sql_bench.write_doc(text, store_writes.HEADING)
+    if "audit" in chosen:
+        print("[audit] audit trail on vs off, 1,000 calls/s, SQLite and PostgreSQL ...", flush=True)
+        if (audited := _attempt("audit", failures, functools.partial(audit.run, args.quick))) is not None:
+            text = audit.markdown(audited)
+            print(text, flush=True)
+            sql_bench.write_doc(text, audit.HEADING)
     if "policy" in chosen:
         print("[policy] decide() with 100 rules, with and without argument conditions ...", flush=True)
         if (decided := _attempt("policy", failures, functools.partial(policy.run, args.quick))) is not None:
