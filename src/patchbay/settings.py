@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from patchbay.errors import ConfigError
 from patchbay.gate.config import RULE_KEYS, GateSettings, PolicyRule, WritesMode, check_policy
 from patchbay.gate.limits_config import LimitRule, check_limits, check_limits_shape
+from patchbay.observe.config import MetricsSettings, OtelSettings
 
 ENV_PREFIX = "PATCHBAY_"
 CONNECTOR_COMMON = {
@@ -372,6 +373,8 @@ class Settings(_Section):
     approvals: ApprovalsSettings = ApprovalsSettings()
     manifest: ManifestSettings = ManifestSettings()
     audit: AuditSettings = AuditSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    otel: OtelSettings = OtelSettings()
     connectors: list[ConnectorSettings] = []
     gate: GateSettings = GateSettings()
     policy: list[PolicyRule] = []
@@ -509,6 +512,8 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "approvals": ApprovalsSettings,
         "manifest": ManifestSettings,
         "audit": AuditSettings,
+        "metrics": MetricsSettings,
+        "otel": OtelSettings,
         "gate": GateSettings,
     }
     for key, value in data.items():
