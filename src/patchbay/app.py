@@ -29,6 +29,7 @@ from patchbay.gate.approvals import approvals_wanted
 from patchbay.gate.audit import build_recorder
 from patchbay.gate.limits import build_limits
 from patchbay.gate.policy import build_gate
+from patchbay.observe.wiring import build as build_observability
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
 from patchbay.protocol.hub import Hub
 from patchbay.settings import ConnectorSettings, Settings
@@ -285,6 +286,9 @@ def create_app(settings: Settings) -> Any:
         keepalive_seconds=server.sse_keepalive_seconds,
         auth=auth.authenticator if auth is not None else None,
     )
+    # [metrics] and [otel] (docs/observability.md); with neither, no hook runs on any call.
+    observability = build_observability(settings, runtime, sessions, legacy, approvals)
+    runtime.dispatcher.metrics = observability.hook()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -316,6 +320,7 @@ def create_app(settings: Settings) -> Any:
         except (ConnectorError, ConfigError) as exc:
             log.error("%s", exc)
             raise
+        await observability.start()
         down = runtime.supervisor.down
         log.info(
             "serving %d tools at %s%s",
@@ -328,6 +333,7 @@ def create_app(settings: Settings) -> Any:
         finally:
             sessions.close_all()
             legacy.close_all()
+            await observability.stop()
             await runtime.stop()
             if approvals is not None:
                 approvals.approvals.close()
@@ -346,6 +352,7 @@ def create_app(settings: Settings) -> Any:
             Route("/readyz", readyz),
             *(auth.routes() if auth is not None else []),
             *(approvals.routes() if approvals is not None else []),
+            *observability.routes(),
             Route("/sse", legacy.stream, methods=["GET"]),
             Route("/messages", legacy.post, methods=["POST"]),
             Route("/messages/", legacy.post, methods=["POST"]),
@@ -372,5 +379,6 @@ def create_app(settings: Settings) -> Any:
 
     app.runtime = runtime  # type: ignore[attr-defined]
     app.sessions = sessions  # type: ignore[attr-defined]
+    app.observability = observability  # type: ignore[attr-defined]
     app.router = router  # type: ignore[attr-defined]  # tests enumerate its routes
     return app

@@ -25,7 +25,7 @@ class MetricsSettings(BaseModel):
         if value is None:
             return None
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError('must be "host:port", e.g. "127.0.0.1:9464"')
         return value
 

@@ -50,6 +50,9 @@ class CallScope:
     # The HTTP request's short id (a valid incoming X-Request-Id, else generated; patchbay.observe.request_ref):
     # the same value in the log lines, the audit record and the trace span. None in programmatic use.
     request_ref: str | None = None
+    # The request's params._meta as sent (not copied): traces take their parent from its traceparent/tracestate
+    # (SEP-414). None when the request had none.
+    meta: dict[str, Any] | None = None
 
     def wants_log(self, level: str) -> bool:
         if self.log_level is None or self.send is None:

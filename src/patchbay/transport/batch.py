@@ -151,6 +151,7 @@ async def _answer(
         session=session,
         runtime=runtime,
         request_ref=request_ref.current.get(),
+        meta=meta if isinstance(meta := params.get("_meta"), dict) else None,
     )
     try:
         result = await dispatcher.dispatch(message["method"], params, scope)

@@ -212,6 +212,7 @@ class LegacySSE:
                     session=None,
                     runtime=self.runtime,
                     request_ref=request_ref.current.get(),
+                    meta=meta if isinstance(meta, dict) else None,
                 )
                 result = await self.dispatcher.dispatch(method, params, scope)
                 if method == "logging/setLevel":

@@ -141,6 +141,7 @@ class StdioServer:
                 send=self.send,
                 runtime=self.runtime,
                 request_ref=request_ref.current.get(),
+                meta=meta if isinstance(meta, dict) else None,
             )
         else:
             scope = CallScope(
@@ -156,6 +157,7 @@ class StdioServer:
                 ask_client=self._ask,
                 runtime=self.runtime,
                 request_ref=request_ref.current.get(),
+                meta=meta if isinstance(meta, dict) else None,
             )
         result = await self.dispatcher.dispatch(method, params, scope)
         if method == "logging/setLevel":

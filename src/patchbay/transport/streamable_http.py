@@ -298,6 +298,7 @@ class StreamableHTTP:
             runtime=self.runtime,
             close_stream=reply.close_early,
             request_ref=request_ref.current.get(),
+            meta=meta if isinstance(meta, dict) else None,
         )
         if session is not None and sse_ok:
             scope.ask_client = asker(session, reply)
@@ -377,6 +378,7 @@ class StreamableHTTP:
             principal=principal,
             runtime=self.runtime,
             request_ref=request_ref.current.get(),
+            meta=meta,
         )
         if method != "tools/call":
             await self._run(method, params, scope, reply, request_id)
