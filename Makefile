@@ -41,7 +41,7 @@ $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install --progress-bar off torch==2.13.0
-	$(PIP) install --progress-bar off -e '.[dev,documents-embeddings]'
+	$(PIP) install --progress-bar off -e '.[dev,documents-embeddings,otel]'
 	touch $@ $(RUNTIME_STAMP)
 
 # A dev install is a superset of the runtime one: reuse it when it is current, otherwise install without extras.
@@ -78,7 +78,7 @@ mariadb: ## install MariaDB server binaries (Debian mariadb-server) if missing
 # when pyproject.toml changes, so a dependency dropped from it is gone there too; when only src/ changes, just the
 # wheel is rebuilt and reinstalled. `make test` runs these tests with the rest of the suite.
 INSTALL_DIR := build/install
-INSTALL_EXTRAS := sql-postgres sql-mysql documents-embeddings
+INSTALL_EXTRAS := sql-postgres sql-mysql documents-embeddings otel
 INSTALL_VENVS := $(addprefix $(INSTALL_DIR)/venv-,base $(INSTALL_EXTRAS))
 WHEEL_STAMP := $(INSTALL_DIR)/dist/.built
 PACKAGE_FILES := $(shell find src -type f ! -name '*.py[co]' ! -path '*/__pycache__/*')

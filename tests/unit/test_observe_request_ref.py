@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,20 @@ import anyio
 import httpx2 as httpx
 import orjson
 import pytest
-from fixtures.wire import JSON_POST, live_server, modern_request, open_session, request, settings_for
+from fixtures.wire import (
+    JSON_POST,
+    TOOLS_FILE,
+    client_for,
+    live_server,
+    modern_request,
+    open_session,
+    request,
+    running,
+    settings_for,
+)
 
 from patchbay import logs
+from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +137,25 @@ def test_legacy_sse_request_id_reaches_the_log_line(tmp_path: Path) -> None:
     with captured(logs.JsonFormatter()) as lines, live_server(settings_for(tmp_path)) as server:
         anyio.run(scenario, server.port)
     assert failure_refs(lines) == ["sse-req-1"]
+
+
+async def test_request_id_is_in_the_calls_audit_record(tmp_path: Path) -> None:
+    database = tmp_path / "store.db"
+    settings = from_dict(
+        {
+            "store": {"url": f"sqlite:///{database}"},
+            "connectors": [{"name": "fx", "type": "python", "path": str(TOOLS_FILE), "prefix": ""}],
+        },
+        base_dir=tmp_path,
+    )
+    async with running(settings) as app, client_for(app) as http:
+        body, headers = modern_request("tools/call", {"name": "echo", "arguments": {"text": "hi"}})
+        answered = await http.post("/mcp", json=body, headers={**headers, "x-request-id": "audit-ref-1"})
+        assert answered.status_code == 200, answered.text
+        rows: list[tuple[Any, ...]] = []
+        with anyio.fail_after(DEADLINE):  # a read's record may trail its answer by [audit] read_window_ms
+            while not rows:
+                with contextlib.closing(sqlite3.connect(database)) as db:
+                    rows = db.execute("SELECT request_ref, name FROM audit_records WHERE kind = 'call'").fetchall()
+                await anyio.sleep(0.02)
+    assert rows == [("audit-ref-1", "echo")]

@@ -128,9 +128,11 @@ def _tracing(settings: Any) -> Any:
     try:
         from patchbay.observe.otel import Tracing
     except ImportError as exc:
+        from patchbay.extras import install_command
+
         raise ConfigError(
-            f"{settings.source}: otel.enabled: OpenTelemetry is not installed ({exc.name}); "
-            "install it with: pip install 'patchbay[otel]', or set enabled = false",
+            f"{settings.source}: otel.enabled: OpenTelemetry is not installed (no module {exc.name!r}); "
+            f"install the otel extra: {install_command('otel')}, or set enabled = false",
             file=settings.source,
             key="otel.enabled",
         ) from None
