@@ -252,3 +252,12 @@ async def _until(condition: Any, seconds: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.005)
+
+
+async def test_an_argument_json_tools_choke_on_is_recorded_and_costs_no_other_record(
+    recorder: AuditRecorder, store: Engine
+) -> None:
+    huge = _call(write=True, n=2**70)
+    assert await asyncio.gather(recorder.intent(huge), recorder.intent(_call(write=True, n=1))) == [None, None]
+    recorded = sorted(str(orjson.loads(row.body)["arguments"]["n"]) for row in _rows(store))
+    assert recorded == ["1", str(2**70)]

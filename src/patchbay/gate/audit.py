@@ -319,7 +319,11 @@ class AuditRecorder:
         for pending in batch:
             record = pending.record
             if "arguments" in record:
-                record = {**record, "arguments": self._redact(record["arguments"], pending.schema)}
+                try:
+                    arguments = self._redact(record["arguments"], pending.schema)
+                except Exception as exc:  # one odd value must not cost the batch its records
+                    arguments = {"[unrecordable]": type(exc).__name__}
+                record = {**record, "arguments": arguments}
             records.append(record)
         return append(connection, records)
 

@@ -9,6 +9,7 @@ thread, never on the event loop.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,7 +34,10 @@ class Redactor:
     def __call__(self, arguments: Mapping[str, Any], schema: Mapping[str, Any] | None) -> Any:
         """The arguments as the audit trail keeps them."""
         redacted = self._value(dict(arguments), schema)
-        text = orjson.dumps(redacted, default=str, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            text = orjson.dumps(redacted, default=str, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # what orjson cannot write (an integer beyond 64 bits): the standard library can
+            text = json.dumps(redacted, default=str, ensure_ascii=False).encode()
         if len(text) <= self.max_bytes:
             return redacted
         # Cut on a character boundary: the prefix stays valid UTF-8 text.

@@ -308,7 +308,7 @@ class Dispatcher:
         if self.limits is not None:
             wire = self.limits.cap(call, wire)
         if self.audit is not None or self.metrics is not None:
-            call.result_bytes = len(orjson.dumps(wire, default=str))
+            call.result_bytes = len(orjson.dumps(wire, default=str, option=orjson.OPT_NON_STR_KEYS))
         replaced = await self._finish(call)
         return wire if replaced is None else replaced
 
