@@ -317,10 +317,10 @@ def create_app(settings: Settings) -> Any:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await runtime.start()
+            await observability.start()
         except (ConnectorError, ConfigError) as exc:
             log.error("%s", exc)
             raise
-        await observability.start()
         down = runtime.supervisor.down
         log.info(
             "serving %d tools at %s%s",

@@ -3,6 +3,8 @@ Prometheus' own text parser, and never readable without the token or off the con
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +57,18 @@ def test_scrape_counts_each_call_by_tool_and_outcome(tmp_path: Path, monkeypatch
     settings = settings_with(
         tmp_path,
         metrics={"token_env": "PB_TEST_METRICS_TOKEN"},
-        policy=[{"id": "no-static", "subjects": ["*"], "tools": ["add"], "effect": "deny"}],
+        policy=[{"id": "no-add", "subjects": ["*"], "tools": ["add"], "effect": "deny"}],
+        limits=[{"per": "global", "tools": ["scaled"], "rate": "1/hour"}],
     )
     with live_server(settings) as server:
         base = f"http://127.0.0.1:{server.port}"
-        call_tools(base, ["echo", "echo", "echo", "refuse", "refuse", "explode", "add"])
+        call_tools(base, ["echo", "echo", "echo", "refuse", "refuse", "explode", "add", "scaled", "scaled"])
         scraped = httpx.get(f"{base}/metrics", headers={"authorization": f"Bearer {TOKEN}"}, timeout=DEADLINE)
+        # A read's audit record may trail its answer by [audit] read_window_ms: scrape until the writer caught up.
+        deadline = time.monotonic() + DEADLINE
+        while samples(scraped.text).get(("patchbay_audit_records_total", ()), 0) < 9 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            scraped = httpx.get(f"{base}/metrics", headers={"authorization": f"Bearer {TOKEN}"}, timeout=DEADLINE)
     assert scraped.status_code == 200, scraped.text
     assert scraped.headers["content-type"].startswith("text/plain; version=0.0.4")
     found = samples(scraped.text)
@@ -70,8 +78,11 @@ def test_scrape_counts_each_call_by_tool_and_outcome(tmp_path: Path, monkeypatch
         (("outcome", "tool_error"), ("tool", "refuse")): 2,
         (("outcome", "error"), ("tool", "explode")): 1,
         (("outcome", "denied"), ("tool", "add")): 1,
+        (("outcome", "ok"), ("tool", "scaled")): 1,
+        (("outcome", "rate_limited"), ("tool", "scaled")): 1,
     }
-    assert found[("patchbay_policy_decisions_total", (("effect", "allow"),))] == 6
+    assert found[("patchbay_rate_limited_total", (("method", "tools/call"),))] == 1
+    assert found[("patchbay_policy_decisions_total", (("effect", "allow"),))] == 8
     assert found[("patchbay_policy_decisions_total", (("effect", "deny"),))] == 1
     echo = (("tool", "echo"),)
     assert found[("patchbay_tool_call_duration_seconds_count", echo)] == 3
@@ -85,8 +96,9 @@ def test_scrape_counts_each_call_by_tool_and_outcome(tmp_path: Path, monkeypatch
     assert found[("patchbay_connector_up", (("connector", "fx"),))] == 1
     assert found[("patchbay_sessions_active", (("transport", "streamable_http"),))] == 1
     assert ("patchbay_build_info", (("version", __import__("patchbay").__version__),)) in found
-    # The audit trail is on by default: every call above was recorded before its answer went out.
-    assert found[("patchbay_audit_records_total", ())] >= 7
+    # The audit trail is on by default: one record per call (reads and refusals).
+    assert found[("patchbay_audit_records_total", ())] == 9
+    assert found[("patchbay_audit_records_lost_total", ())] == 0
 
 
 def test_metrics_on_the_main_port_need_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,3 +159,16 @@ def test_bad_metrics_listen_names_the_key(tmp_path: Path, listen: str) -> None:
     with pytest.raises(ConfigError) as raised:
         settings_with(tmp_path, metrics={"listen": listen})
     assert "metrics.listen" in str(raised.value) and "host:port" in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_a_metrics_port_in_use_stops_the_start_naming_the_key(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = create_app(settings_with(tmp_path, metrics={"listen": f"127.0.0.1:{port}"}))
+        with pytest.raises(ConfigError) as raised:
+            await app.observability.start()
+    assert raised.value.key == "metrics.listen"
+    assert f"127.0.0.1:{port}" in str(raised.value)

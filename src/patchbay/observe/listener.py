@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from patchbay.errors import ConfigError
 from patchbay.observe.prom import CONTENT_TYPE
 
 log = logging.getLogger("patchbay.observe")
@@ -41,9 +42,19 @@ class MetricsListener:
         assert self.server is not None
         return int(self.server.sockets[0].getsockname()[1])
 
-    async def start(self, scrape: Scrape) -> None:
+    async def start(self, scrape: Scrape, source: str = "<config>") -> None:
+        """Raises:
+        ConfigError: the address cannot be listened on (in use, not this machine's), naming the key."""
         self._scrape = scrape
-        self.server = await asyncio.start_server(self._serve, self.host, self.port)
+        try:
+            self.server = await asyncio.start_server(self._serve, self.host, self.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"{source}: metrics.listen: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
+                "pick a free port on an address of this machine",
+                file=source,
+                key="metrics.listen",
+            ) from None
         log.info("metrics at http://%s:%d/metrics", self.host, self.bound_port)
 
     async def stop(self) -> None:

@@ -48,6 +48,7 @@ class Observability:
     token: bytes | None = None  # the whole expected Authorization header value
     listener: MetricsListener | None = None
     pending_approvals: Any = None  # a callable counting them (a store query, run off the event loop)
+    source: str = "<config>"  # the config file, for errors
     _approvals_pending: float = field(default=0.0, init=False)
 
     def hook(self) -> Any:
@@ -81,8 +82,10 @@ class Observability:
         return Response(await self.scrape(), media_type=CONTENT_TYPE)
 
     async def start(self) -> None:
+        """Raises:
+        ConfigError: ``[metrics] listen`` cannot be listened on."""
         if self.listener is not None:
-            await self.listener.start(self.scrape)
+            await self.listener.start(self.scrape, self.source)
 
     async def stop(self) -> None:
         if self.listener is not None:
@@ -99,7 +102,7 @@ def build(settings: Any, runtime: Any, sessions: Any, legacy: Any, approvals: An
         ConfigError: ``[metrics] token_env`` names an unset or too short variable; ``[otel] enabled`` without the
             ``otel`` extra installed.
     """
-    found = Observability()
+    found = Observability(source=settings.source)
     config = settings.metrics
     if config.enabled:
         found.metrics = Metrics()
