@@ -172,3 +172,21 @@ async def test_a_metrics_port_in_use_stops_the_start_naming_the_key(tmp_path: Pa
             await app.observability.start()
     assert raised.value.key == "metrics.listen"
     assert f"127.0.0.1:{port}" in str(raised.value)
+
+
+def test_held_calls_show_as_pending_approvals(tmp_path: Path) -> None:
+    settings = settings_with(
+        tmp_path,
+        store={"url": f"sqlite:///{tmp_path / 'store.db'}"},
+        metrics={"listen": "127.0.0.1:0"},
+        policy=[{"id": "ask-first", "subjects": ["*"], "tools": ["add"], "effect": "approve"}],
+    )
+    with live_server(settings) as server:
+        port = server.app.observability.listener.bound_port
+        before = samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE).text)
+        call_tools(f"http://127.0.0.1:{server.port}", ["add"])
+        after = samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE).text)
+    assert before[("patchbay_approvals_pending", ())] == 0
+    assert after[("patchbay_approvals_pending", ())] == 1
+    assert after[("patchbay_tool_calls_total", (("outcome", "approval_pending"), ("tool", "add")))] == 1
+    assert after[("patchbay_policy_decisions_total", (("effect", "approve"),))] == 1

@@ -32,7 +32,8 @@ from patchbay.gate.calls import Call
 from patchbay.observe.config import OtelSettings
 from patchbay.observe.prom import DURATION_BUCKETS
 
-# The target attribute of each method's span name ({mcp.method.name} {target}).
+# The target attribute of each method. The span name is "{mcp.method.name} {target}" for tools and prompts; a
+# resource URI is unbounded and may hold user data, so resources/read spans are named by the method alone.
 TARGETS = {"tools/call": "gen_ai.tool.name", "prompts/get": "gen_ai.prompt.name", "resources/read": "mcp.resource.uri"}
 # Outcomes whose answer is an error. tools/call answers most of them with isError (error.type "tool_error" per
 # semconv); Patchbay names the reason instead when the gate, a limit or a deadline gave it, which stays low-cardinality.
@@ -86,7 +87,11 @@ class Tracing:
         error = attributes.get("error.type")
         parent = self.propagator.extract(call.scope.meta) if call.scope.meta else None
         span = self.tracer.start_span(
-            f"{call.method} {call.name}", context=parent, kind=SpanKind.SERVER, attributes=attributes, start_time=start
+            call.method if call.method == "resources/read" else f"{call.method} {call.name}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            start_time=start,
         )
         if error is not None:
             span.set_status(Status(StatusCode.ERROR))
