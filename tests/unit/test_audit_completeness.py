@@ -135,7 +135,7 @@ async def test_every_call_of_every_outcome_is_recorded_once_and_no_secret_is_sto
     for answer in answers:  # what the client saw is what the trail says
         record = by_id[answer["id"]]
         assert record["subject"] == "key:auditor" and record["principal_kind"] == "api_key"
-        assert record["roles"] == ["staff"] and record["era"] == "modern"
+        assert record["roles"] == ["staff"] and record["era"] == "modern" and record["request_ref"]
         assert record["tool_digest"] == live.app.runtime.catalog.digests[record["name"]]
         assert record["result_bytes"] > 0 and record["latency_ms"] >= 0
         assert record["row"].outcome == record["outcome"] and record["row"].subject == "key:auditor"

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import os
+import secrets
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,7 @@ from patchbay.errors import ConfigError
 from patchbay.gate.audit_redact import Redactor
 from patchbay.gate.audit_store import append
 from patchbay.gate.calls import Call
+from patchbay.protocol.scope import CallScope
 from patchbay.settings import AuditSettings
 from patchbay.store import upgrade, write_path
 
@@ -69,6 +71,12 @@ def principal_fields(principal: Any) -> dict[str, Any]:
         "client_name": getattr(principal, "client_name", None),
         "roles": sorted(getattr(principal, "roles", ())),
     }
+
+
+def _new_ref(scope: CallScope) -> str:
+    # Programmatic calls (stdio, tests) come without an HTTP request id: one per call, shared by its records.
+    scope.request_ref = secrets.token_hex(6)
+    return scope.request_ref
 
 
 def _refusal(reason: str) -> dict[str, Any]:
@@ -225,7 +233,7 @@ class AuditRecorder:
             "kind": "call",
             "phase": phase,
             "ts": call.at if phase == "intent" else time.time(),
-            "request_ref": getattr(scope, "request_ref", None),
+            "request_ref": scope.request_ref or _new_ref(scope),
             "jsonrpc_id": scope.request_id,
             "method": call.method,
             "name": call.name,
