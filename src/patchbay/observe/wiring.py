@@ -28,6 +28,7 @@ from patchbay.observe.prom import CONTENT_TYPE, Labels
 
 log = logging.getLogger("patchbay.observe")
 MIN_TOKEN_LENGTH = 16
+SHUTDOWN_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -91,8 +92,9 @@ class Observability:
         if self.listener is not None:
             await self.listener.stop()
         if self.tracing is not None:
-            with contextlib.suppress(Exception):  # a collector that is down must not hold up shutdown
-                await asyncio.to_thread(self.tracing.shutdown)
+            # The last spans are flushed, but a collector that is down must not hold up shutdown.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(self.tracing.shutdown), SHUTDOWN_SECONDS)
 
 
 def build(settings: Any, runtime: Any, sessions: Any, legacy: Any, approvals: Any = None) -> Observability:
