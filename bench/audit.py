@@ -31,7 +31,7 @@ WRITERS = 16
 WRITE_RATE = 60.0  # calls/s per writer
 
 
-def _runtime(store_url: str | None) -> Any:
+def _runtime(store_url: str | None, folder: Path) -> Any:
     from patchbay.app import Runtime
     from patchbay.settings import from_dict
 
@@ -41,7 +41,7 @@ def _runtime(store_url: str | None) -> Any:
     }
     if store_url is not None:
         data["store"] = {"url": store_url}
-    return Runtime(from_dict(data))
+    return Runtime(from_dict(data, base_dir=folder))  # checkpoints of a PostgreSQL store land in folder
 
 
 def _scope(index: int) -> Any:
@@ -89,8 +89,8 @@ def _cut(values: list[float]) -> dict[str, float]:
     return {"p50": cuts[49], "p99": cuts[98], "n": float(len(values))}
 
 
-async def _measure(store_url: str, seconds: float) -> dict[str, dict[str, float]]:
-    on, off = _runtime(store_url), _runtime(None)
+async def _measure(store_url: str, seconds: float, folder: Path) -> dict[str, dict[str, float]]:
+    on, off = _runtime(store_url, folder), _runtime(None, folder)
     await on.start()
     await off.start()
     try:
@@ -113,27 +113,28 @@ async def _measure(store_url: str, seconds: float) -> dict[str, dict[str, float]
 
 
 @contextlib.contextmanager
-def _stores(postgres: bool) -> Iterator[list[tuple[str, str]]]:
-    with tempfile.TemporaryDirectory(prefix="patchbay-bench-audit-") as folder:
-        stores = [("SQLite", f"sqlite:///{Path(folder) / 'audit.db'}")]
+def _stores(postgres: bool) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
+    with tempfile.TemporaryDirectory(prefix="patchbay-bench-audit-") as name:
+        folder = Path(name)
+        stores = [("SQLite", f"sqlite:///{folder / 'audit.db'}")]
         if not postgres:
-            yield stores
+            yield folder, stores
             return
         from tests.support.postgres import PostgresMissing, postgres_cluster
 
         try:
             with postgres_cluster() as pg:
                 pg.execute('CREATE DATABASE "bench_audit"')
-                yield [*stores, ("PostgreSQL", pg.url("bench_audit"))]
+                yield folder, [*stores, ("PostgreSQL", pg.url("bench_audit"))]
         except PostgresMissing as exc:
             print(f"PostgreSQL skipped: {exc}")
-            yield stores
+            yield folder, stores
 
 
 def run(quick: bool = False, postgres: bool = True) -> dict[str, dict[str, dict[str, float]]]:
     seconds = 3.0 if quick else 10.0
-    with _stores(postgres) as stores:
-        return {label: asyncio.run(_measure(url, seconds)) for label, url in stores}
+    with _stores(postgres) as (folder, stores):
+        return {label: asyncio.run(_measure(url, seconds, folder)) for label, url in stores}
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
