@@ -85,7 +85,9 @@ class Tracing:
         start = int(call.at * 1e9)
         attributes = span_attributes(call)
         error = attributes.get("error.type")
-        parent = self.propagator.extract(call.scope.meta) if call.scope.meta else None
+        meta = call.scope.meta
+        # SEP-414: W3C trace context travels unprefixed in params._meta; most requests carry none.
+        parent = self.propagator.extract(meta) if meta is not None and "traceparent" in meta else None
         span = self.tracer.start_span(
             call.method if call.method == "resources/read" else f"{call.method} {call.name}",
             context=parent,
