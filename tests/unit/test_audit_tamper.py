@@ -324,7 +324,6 @@ def test_a_trail_written_by_the_server_recorder_verifies_and_its_cut_tail_is_cau
         await recorder.aclose()
 
     asyncio.run(record_events())
-    checkpointer.flush()  # what shutdown does, so the last records are covered too
     path = audit_chain.checkpoint_path(settings.audit, settings.store_url, settings.base_dir)
     assert path is not None
     trail = Trail(settings, tmp_path / "audit.db", path, [])
@@ -334,3 +333,30 @@ def test_a_trail_written_by_the_server_recorder_verifies_and_its_cut_tail_is_cau
     trail.sql("DELETE FROM audit_records WHERE seq = 10")
     trail.sql("UPDATE audit_chain_head SET seq = 9, hash = (SELECT hash FROM audit_records WHERE seq = 9)")
     assert problems(trail.verify()) == {("truncated", 10)}
+
+
+def test_closing_the_server_recorder_checkpoints_the_records_since_the_last_checkpoint(tmp_path: Path) -> None:
+    from patchbay.gate.audit import AuditRecorder
+
+    (tmp_path / "patchbay.toml").write_text(
+        '[store]\nurl = "sqlite:///audit.db"\n[audit]\ncheckpoint_every = 1000\ncheckpoint_log = false\n'
+    )
+    settings = settings_mod.load(tmp_path / "patchbay.toml", env={})
+    checkpointer = audit_chain.checkpointer(settings, {"PATCHBAY_AUDIT_KEY": KEY})
+    engine = create_engine(settings.store_url)
+
+    async def record_events() -> None:
+        recorder = AuditRecorder(engine, settings.audit, checkpointer=checkpointer)
+        await recorder.open()
+        for i in range(2):  # far fewer than checkpoint_every: only the close writes a checkpoint
+            recorder.event("auth.sign_in", subject=f"user:u{i}", outcome="ok")
+        await recorder.aclose()
+
+    asyncio.run(record_events())
+    path = audit_chain.checkpoint_path(settings.audit, settings.store_url, settings.base_dir)
+    assert path is not None
+    assert [c["seq"] for _, c in read_checkpoints(path.read_text().splitlines())] == [2]
+    trail = Trail(settings, tmp_path / "audit.db", path, [])
+    trail.sql("DELETE FROM audit_records WHERE seq = 2")
+    trail.sql("UPDATE audit_chain_head SET seq = 1, hash = (SELECT hash FROM audit_records WHERE seq = 1)")
+    assert problems(trail.verify()) == {("truncated", 2)}
