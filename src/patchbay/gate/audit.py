@@ -408,7 +408,7 @@ def build_recorder(settings: Any, catalog: Any) -> AuditRecorder | None:
     if settings.auth.mode == "none" and "store" not in settings.model_fields_set:
         # As the manifest keeper (docs/manifest.md): a server with neither sign-in nor a [store] writes nothing to
         # disk. Its calls are still recorded, in memory, for as long as it runs.
-        log.warning("audit: no [store] configured; the audit trail is kept in memory only")
+        log.info("audit: no [store] configured; the audit trail is kept in memory only")
         url = "sqlite://"
     engine = create_engine(url)
     if is_memory(engine.url):
