@@ -46,8 +46,9 @@ def config_path() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="patchbay-bench-gate-"))
     config = folder / "patchbay.toml"
     body = "".join(_toml(rule) for rule in rules())
+    roles = ", ".join(f'"team{i}"' for i in range(RULES))
     config.write_text(
-        f'[server]\nname = "bench"\n\n[[connectors]]\nname = "bench"\ntype = "python"\n'
+        f'[server]\nname = "bench"\n\n[gate]\nroles = [{roles}]\n\n[[connectors]]\nname = "bench"\ntype = "python"\n'
         f'path = "{BENCH / "tools.py"}"\nprefix = ""\n{body}',
         encoding="utf-8",
     )
@@ -76,7 +77,8 @@ def run(quick: bool = False) -> dict[str, dict[str, float]]:
     results = {}
     for label, policy in (("no rules", []), ("100 rules", rules()), ("100 rules, when", rules(conditions=True))):
         connector = {"name": "bench", "type": "python", "path": str(BENCH / "tools.py"), "prefix": ""}
-        runtime = Runtime(from_dict({"connectors": [connector], "policy": policy}))
+        roles = [f"team{i}" for i in range(RULES)]
+        runtime = Runtime(from_dict({"connectors": [connector], "policy": policy, "gate": {"roles": roles}}))
         asyncio.run(runtime.start())
         try:
             samples = _timings(runtime.dispatcher.gate, principal, {"a": 1, "b": 2}, calls)

@@ -9,6 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
+import rfc8785
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from patchbay import settings as settings_mod
 from patchbay.errors import ConfigError
@@ -143,3 +146,32 @@ def test_bad_audit_settings_name_the_key_and_what_is_allowed() -> None:
         settings_mod.from_dict({"audit": {"checkpoint_key_env": "MY KEY"}})
     with pytest.raises(ConfigError, match=r"Did you mean 'checkpoint_every'"):
         settings_mod.from_dict({"audit": {"checkpoint_evry": 10}})
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSON)
+@example(value={"\ue000": 1, "\U0001f600": 2})  # code point order and UTF-16 order disagree on these keys
+@example(value=[100.0, 1e-07, 1e21, 0.5, 2**53])
+def test_the_fast_canonical_text_is_exactly_the_rfc8785_text(value: object) -> None:
+    # canonical() takes orjson's sorted output for plain values: it must never differ from the JCS reference.
+    record = {"value": value}
+    expected = {
+        "canonical_form_version": audit_chain.CANONICAL_FORM_VERSION,
+        "chain_algorithm": audit_chain.CHAIN_ALGORITHM,
+    }
+    try:
+        reference = rfc8785.dumps({**expected, **record}).decode("utf-8")
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        reference = rfc8785.dumps(audit_chain._representable({**expected, **record})).decode("utf-8")
+    assert canonical(record) == reference

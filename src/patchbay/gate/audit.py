@@ -272,14 +272,16 @@ class AuditRecorder:
     async def _wait(self, record: dict[str, Any], call: Call, seconds: float, *, early: bool = False) -> int:
         """Queue ``record`` and wait for its commit, at most ``seconds``. ``early`` (a read with a window): return
         at once while the writer keeps up, i.e. no queued record is older than the read window."""
+        schema = self.schemas(call.name) if self.schemas is not None and call.method == "tools/call" else None
+        if early and self._keeping_up():
+            # Nobody waits for this commit: no future, and no wake-up of the event loop when it lands.
+            self._enqueue(record, schema, None)
+            return 0
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         # A waiter that gave up (timeout, cancellation) no longer reads the future: mark its error as seen.
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        schema = self.schemas(call.name) if self.schemas is not None and call.method == "tools/call" else None
         self._enqueue(record, schema, future, loop)
-        if early and self._keeping_up():
-            return 0
         try:
             return await asyncio.wait_for(asyncio.shield(future), seconds)
         except TimeoutError:
@@ -351,16 +353,14 @@ class AuditRecorder:
             self.problem = None
             if self.checkpointer is not None and linked:
                 self._checkpoint(*linked[-1])
-            for pending, (seq, _hash) in zip(batch, linked, strict=True):
-                _settle(pending, seq, None)
+            _settle(batch, [seq for seq, _hash in linked], None)
         else:
             reason = _reason(error)
             if self.problem != reason:
                 log.error("audit: %d records not stored: %s", len(batch), reason)
             self.problem = reason
             self.lost += len(batch)
-            for pending in batch:
-                _settle(pending, 0, AuditUnavailable(reason))
+            _settle(batch, [0] * len(batch), AuditUnavailable(reason))
         with self._lock:
             self._busy = False
             self._flight_since = None
@@ -373,12 +373,20 @@ class AuditRecorder:
             log.exception("audit: checkpoint at seq %d failed", seq)
 
 
-def _settle(pending: _Pending, seq: int, error: BaseException | None) -> None:
-    future, loop = pending.future, pending.loop
-    if future is None or loop is None:
-        return
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(_resolve, future, seq, error)
+def _settle(batch: list[_Pending], seqs: list[int], error: BaseException | None) -> None:
+    """Resolve the waiters of a committed (or failed) batch: one wake-up per event loop, not one per record."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]] = {}
+    for pending, seq in zip(batch, seqs, strict=True):
+        if pending.future is not None and pending.loop is not None:
+            by_loop.setdefault(pending.loop, []).append((pending.future, seq))
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve_all, waiters, error)
+
+
+def _resolve_all(waiters: list[tuple[asyncio.Future[int], int]], error: BaseException | None) -> None:
+    for future, seq in waiters:
+        _resolve(future, seq, error)
 
 
 def _resolve(future: asyncio.Future[int], seq: int, error: BaseException | None) -> None:

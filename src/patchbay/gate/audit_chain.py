@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
 import rfc8785
 
 from patchbay.errors import ConfigError
@@ -97,10 +98,37 @@ def canonical(record: Mapping[str, Any]) -> str:
         "chain_algorithm": CHAIN_ALGORITHM,
         **record,
     }
+    if _plain(value):
+        # The writer's hot path: for values like these orjson's sorted output is byte for byte the JCS text
+        # (tests/unit/test_audit_chain.py holds the two against each other), at a twentieth of the cost.
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate in a string: the exact path decides
+            pass
     try:
         return rfc8785.dumps(value).decode("utf-8")
     except (rfc8785.CanonicalizationError, TypeError, ValueError):
         return rfc8785.dumps(_representable(value)).decode("utf-8")
+
+
+def _plain(value: Any) -> bool:
+    """Whether orjson's sorted output of ``value`` is its RFC 8785 text: JSON types only; integers JavaScript
+    holds exactly; floats that both write in plain decimal notation (not integral, no exponent); keys that sort
+    alike by code point (orjson) and by UTF-16 code unit (JCS), i.e. none at or above U+E000."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INTEGER <= value <= _SAFE_INTEGER)
+    if kind is float:
+        return math.isfinite(value) and not value.is_integer() and "e" not in repr(value)
+    if kind is dict:
+        return all(
+            type(key) is str and (key.isascii() or max(key) < "\ue000") and _plain(item) for key, item in value.items()
+        )
+    if kind is list:
+        return all(_plain(item) for item in value)
+    return False
 
 
 def is_canonical(body: str) -> bool:

@@ -13,6 +13,7 @@ reading the version table with SQLAlchemy Core and comparing it with the scripts
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+_IN_PROCESS = threading.Lock()
+
+
 def upgrade(engine_or_url: Engine | str | URL, target: str = "heads") -> None:
     """Bring the database up to ``target`` ("heads": every branch; "kanban@head": one). A no-op when current.
 
@@ -55,14 +59,18 @@ def upgrade(engine_or_url: Engine | str | URL, target: str = "heads") -> None:
     owned = not isinstance(engine_or_url, Engine)
     engine = create_engine(engine_or_url) if not isinstance(engine_or_url, Engine) else engine_or_url
     try:
-        if is_current(engine, target):
-            return
-        from alembic import command
+        # One upgrade at a time in this process: parts of a server (auth, manifest, audit) open the store from
+        # worker threads at once, and CPython 3.11 can fail ("AST constructor recursion depth mismatch") when two
+        # threads parse the migration scripts concurrently.
+        with _IN_PROCESS:
+            if is_current(engine, target):
+                return
+            from alembic import command
 
-        with writer(engine).connect() as connection, connection.begin():
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-            command.upgrade(alembic_config(connection), target)
+            with writer(engine).connect() as connection, connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+                command.upgrade(alembic_config(connection), target)
     finally:
         if owned:
             engine.dispose()
