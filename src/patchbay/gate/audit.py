@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from patchbay.definitions import ToolResult
 from patchbay.errors import ConfigError
@@ -38,12 +38,15 @@ from patchbay.gate.calls import Call
 from patchbay.protocol.scope import CallScope
 from patchbay.settings import AuditSettings
 from patchbay.store import upgrade, write_path
+from patchbay.store.writes import is_memory
 
 __all__ = ["AuditRecorder", "AuditUnavailable", "principal_fields"]
 
 log = logging.getLogger("patchbay.audit")
 # Records per transaction at most: bounds one commit's time, which other writers of the store wait for.
 BATCH_MAX = 512
+# The newest records an in-memory trail keeps (no [store] and no sign-in: nothing is written to disk).
+MEMORY_RECORDS = 10_000
 
 
 class AuditUnavailable(Exception):
@@ -123,6 +126,12 @@ class AuditRecorder:
         self._read_window = settings.read_window_ms / 1000
         # When the oldest record of the commit under way was queued (None: no commit under way).
         self._flight_since: float | None = None
+        # Records nobody waits for (reads inside their window) linger this long so that they share a commit: one
+        # writer wake-up per batch instead of per call, which is what the event loop feels (the GIL), not the SQL.
+        self._linger = min(self._read_window / 4, 0.01)
+        self._flush_handle: asyncio.TimerHandle | None = None
+        # An in-memory store ends with the process and nobody can read it from outside: keep only its newest records.
+        self._memory_cap = MEMORY_RECORDS if is_memory(engine.url) else None
 
     # -- calls (the Dispatcher's hooks) ----------------------------------------------------------------------
 
@@ -225,6 +234,8 @@ class AuditRecorder:
     def _drain(self) -> None:
         """Wait (bounded by timeout_ms) for what is queued to be written."""
         deadline = time.monotonic() + self._intent_seconds
+        with self._lock:
+            self._kick()  # what lingers goes now
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._busy and not self._queue:
@@ -275,7 +286,7 @@ class AuditRecorder:
         schema = self.schemas(call.name) if self.schemas is not None and call.method == "tools/call" else None
         if early and self._keeping_up():
             # Nobody waits for this commit: no future, and no wake-up of the event loop when it lands.
-            self._enqueue(record, schema, None)
+            self._enqueue(record, schema, None, asyncio.get_running_loop())
             return 0
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
@@ -306,6 +317,15 @@ class AuditRecorder:
                     future.set_exception(AuditUnavailable("the audit queue is full (the store is too slow)"))
                 return
             self._queue.append(_Pending(record, schema, loop, future, time.monotonic()))
+            if future is None and loop is not None and self._linger > 0:
+                if self._flush_handle is None and not self._busy:
+                    self._flush_handle = loop.call_later(self._linger, self._flush)
+                return
+            self._kick()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_handle = None
             self._kick()
 
     def _keeping_up(self) -> bool:
@@ -341,7 +361,12 @@ class AuditRecorder:
                     arguments = {"[unrecordable]": type(exc).__name__}
                 record = {**record, "arguments": arguments}
             records.append(record)
-        return append(connection, records)
+        linked = append(connection, records)
+        if self._memory_cap is not None and linked and linked[-1][0] % 1000 < len(linked):
+            connection.execute(
+                text("DELETE FROM audit_records WHERE seq <= :cut"), {"cut": linked[-1][0] - self._memory_cap}
+            )
+        return linked
 
     def _done(self, batch: list[_Pending], done: Future[list[tuple[int, str]]]) -> None:
         error = done.exception()
