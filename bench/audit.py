@@ -142,8 +142,8 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
         f"{HEADING}\n",
         f"`python -m bench.audit`: in-process, reads offered at {READ_RATE:,.0f} calls/s to a runtime with the audit "
         f"trail on and {READ_RATE:,.0f} calls/s to one with it off, interleaved; writes from {WRITERS} writers at "
-        f"{WRITE_RATE:.0f} calls/s each (to each runtime). Latency from each call's due time to its result. Measured "
-        "on a busy 2-core machine (other work running): read it for direction; the lead re-runs it.\n",
+        f"{WRITE_RATE:.0f} calls/s each (to each runtime). Latency from each call's due time to its result, on "
+        "this 2-core machine; `make bench` rewrites this section.\n",
         "| store | calls | p50 off µs | p50 on µs | added p50 µs | p99 off µs | p99 on µs | added p99 µs |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -161,8 +161,8 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
         + ", ".join(f"{s} {r['health']['lost']:.0f}/{r['health']['late']:.0f}" for s, r in results.items())
         + ". Reads are answered once their record is queued while the writer keeps up ([audit] read_window_ms), "
         "so they pay for building the record only; a write waits for two commits on the one writer thread, where "
-        "each record costs its RFC 8785 canonical text (about 70 µs in pure Python) and each commit the store's "
-        "transaction overhead: that thread, shared with the event loop's GIL, is what to speed up next."
+        "each record costs its redaction, canonical text and hash and each commit the store's transaction "
+        "overhead: that thread shares the event loop's GIL."
     )
     return "\n".join(lines) + "\n"
 

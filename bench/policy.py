@@ -93,7 +93,7 @@ def markdown(results: dict[str, dict[str, float]]) -> str:
     lines = [
         f"{HEADING}\n",
         "`decide` for one call to `add` by a signed-in user (its view cached, as after the first call), measured "
-        "in-process with `python -m bench.policy` on a busy machine (other work running); the lead re-runs it.\n",
+        "in-process with `python -m bench.policy`; `make bench` rewrites this section.\n",
         "| rules | p50 µs | p99 µs |",
         "|---|---:|---:|",
     ]
