@@ -101,10 +101,7 @@ class PolicyRule(BaseModel):
     @field_validator("tools")
     @classmethod
     def _tools(cls, value: list[str]) -> list[str]:
-        for glob in value:
-            if not glob or not re.fullmatch(r"[A-Za-z0-9_.*?\[\]!-]{1,128}", glob):
-                raise ValueError(f"{glob!r} is not a tool name glob: use tool name characters and * ? [..]")
-        return value
+        return check_tool_globs(value)
 
     @field_validator("when")
     @classmethod
@@ -116,6 +113,14 @@ class PolicyRule(BaseModel):
         for path, ops in value.items():
             check_condition(path, ops)
         return value
+
+
+def check_tool_globs(value: list[str]) -> list[str]:
+    """Raises ValueError for a glob that could never match a public tool name; returns ``value``."""
+    for glob in value:
+        if not glob or not re.fullmatch(r"[A-Za-z0-9_.*?\[\]!-]{1,128}", glob):
+            raise ValueError(f"{glob!r} is not a tool name glob: use tool name characters and * ? [..]")
+    return value
 
 
 def check_subject(subject: str) -> None:

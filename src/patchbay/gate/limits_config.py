@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from patchbay.errors import ConfigError
-from patchbay.gate.config import Kind, check_subject
+from patchbay.gate.config import Kind, check_subject, check_tool_globs
 
 Per = Literal["user", "client", "principal", "tool", "connector", "global"]
 LIMIT_KEYS = (
@@ -103,10 +103,7 @@ class LimitRule(BaseModel):
     @field_validator("tools")
     @classmethod
     def _tools(cls, value: list[str]) -> list[str]:
-        for glob in value:
-            if not glob or not re.fullmatch(r"[A-Za-z0-9_.*?\[\]!-]{1,128}", glob):
-                raise ValueError(f"{glob!r} is not a tool name glob: use tool name characters and * ? [..]")
-        return value
+        return check_tool_globs(value)
 
     @field_validator("rate")
     @classmethod
