@@ -25,6 +25,7 @@ from sqlalchemy import Engine, Select, inspect, or_, select
 
 from patchbay.cli.common import err, load_settings
 from patchbay.cli.users import auth_store
+from patchbay.gate.calls import OUTCOMES
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml (its \\[store] is read)")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Records at or after: 1h, 30m, 7d or ISO 8601")]
@@ -38,18 +39,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON record per line"
 app = typer.Typer(help="The audit trail: read it, export it, verify it.", no_args_is_help=True)
 
 PAGE = 500
-KNOWN_OUTCOMES = (
-    "intent",
-    "ok",
-    "tool_error",
-    "denied",
-    "approval_pending",
-    "rate_limited",
-    "timed_out",
-    "cancelled",
-    "error",
-    "unrecorded",
-)
+KNOWN_OUTCOMES = ("intent", *OUTCOMES)  # a write's intent record, then every outcome a call can have
 # The CSV export's columns, fixed so a SIEM mapping stays valid; every value comes from the record's body.
 CSV_COLUMNS = (
     "seq",

@@ -9,7 +9,7 @@ the limit counters and the metrics describe one and the same call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from patchbay.gate import Decision
 from patchbay.protocol.scope import CallScope
@@ -27,17 +27,7 @@ Outcome = Literal[
     "error",
     "unrecorded",
 ]
-OUTCOMES: tuple[Outcome, ...] = (
-    "ok",
-    "tool_error",
-    "denied",
-    "approval_pending",
-    "rate_limited",
-    "timed_out",
-    "cancelled",
-    "error",
-    "unrecorded",
-)
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
 
 @dataclass(slots=True)
