@@ -306,11 +306,13 @@ def test_verify_command_usage_errors_exit_2(trail: Trail, tmp_path: Path) -> Non
     assert "short" not in short_key.output.replace("shorter", "")
 
 
-def test_a_trail_written_by_the_server_recorder_verifies_and_its_cut_tail_is_caught(tmp_path: Path) -> None:
+def _recorded_by_the_server(tmp_path: Path, events: int, every: int) -> tuple[Trail, Path]:
+    """``events`` sign-in events written by the server's AuditRecorder (opened, then closed as at shutdown) to a
+    store whose checkpoints come every ``every`` records; the trail and its checkpoint file."""
     from patchbay.gate.audit import AuditRecorder
 
     (tmp_path / "patchbay.toml").write_text(
-        '[store]\nurl = "sqlite:///audit.db"\n[audit]\ncheckpoint_every = 3\ncheckpoint_log = false\n'
+        f'[store]\nurl = "sqlite:///audit.db"\n[audit]\ncheckpoint_every = {every}\ncheckpoint_log = false\n'
     )
     settings = settings_mod.load(tmp_path / "patchbay.toml", env={})
     checkpointer = audit_chain.checkpointer(settings, {"PATCHBAY_AUDIT_KEY": KEY})
@@ -319,14 +321,18 @@ def test_a_trail_written_by_the_server_recorder_verifies_and_its_cut_tail_is_cau
     async def record_events() -> None:
         recorder = AuditRecorder(engine, settings.audit, checkpointer=checkpointer)
         await recorder.open()
-        for i in range(10):
+        for i in range(events):
             recorder.event("auth.sign_in", subject=f"user:u{i}", outcome="ok")
         await recorder.aclose()
 
     asyncio.run(record_events())
     path = audit_chain.checkpoint_path(settings.audit, settings.store_url, settings.base_dir)
     assert path is not None
-    trail = Trail(settings, tmp_path / "audit.db", path, [])
+    return Trail(settings, tmp_path / "audit.db", path, []), path
+
+
+def test_a_trail_written_by_the_server_recorder_verifies_and_its_cut_tail_is_caught(tmp_path: Path) -> None:
+    trail, _ = _recorded_by_the_server(tmp_path, events=10, every=3)
     report = trail.verify()
     assert report.intact, report.findings
     assert (report.records, report.last_seq) == (10, 10)
@@ -336,27 +342,9 @@ def test_a_trail_written_by_the_server_recorder_verifies_and_its_cut_tail_is_cau
 
 
 def test_closing_the_server_recorder_checkpoints_the_records_since_the_last_checkpoint(tmp_path: Path) -> None:
-    from patchbay.gate.audit import AuditRecorder
-
-    (tmp_path / "patchbay.toml").write_text(
-        '[store]\nurl = "sqlite:///audit.db"\n[audit]\ncheckpoint_every = 1000\ncheckpoint_log = false\n'
-    )
-    settings = settings_mod.load(tmp_path / "patchbay.toml", env={})
-    checkpointer = audit_chain.checkpointer(settings, {"PATCHBAY_AUDIT_KEY": KEY})
-    engine = create_engine(settings.store_url)
-
-    async def record_events() -> None:
-        recorder = AuditRecorder(engine, settings.audit, checkpointer=checkpointer)
-        await recorder.open()
-        for i in range(2):  # far fewer than checkpoint_every: only the close writes a checkpoint
-            recorder.event("auth.sign_in", subject=f"user:u{i}", outcome="ok")
-        await recorder.aclose()
-
-    asyncio.run(record_events())
-    path = audit_chain.checkpoint_path(settings.audit, settings.store_url, settings.base_dir)
-    assert path is not None
+    # Far fewer records than checkpoint_every: only closing the recorder writes a checkpoint.
+    trail, path = _recorded_by_the_server(tmp_path, events=2, every=1000)
     assert [c["seq"] for _, c in read_checkpoints(path.read_text().splitlines())] == [2]
-    trail = Trail(settings, tmp_path / "audit.db", path, [])
     trail.sql("DELETE FROM audit_records WHERE seq = 2")
     trail.sql("UPDATE audit_chain_head SET seq = 1, hash = (SELECT hash FROM audit_records WHERE seq = 1)")
     assert problems(trail.verify()) == {("truncated", 2)}
