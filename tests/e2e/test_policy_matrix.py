@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.conftest import patchbay_cli, run_scenario
 from tests.support.browser import Browser
-from tests.support.policy import CRM, EXAMPLE_RULES, FILES
+from tests.support.policy import EXAMPLE_RULES, config_head
 from tests.support.servers import RunningServer, run_patchbay
 
 pytestmark = pytest.mark.e2e
@@ -66,28 +66,7 @@ def write_config(folder: Path) -> Path:
     )
     config = folder / "patchbay.toml"
     config.write_text(
-        f"""
-[store]
-url = "sqlite:///{folder / "policy.db"}"
-
-[auth]
-mode = "oauth"
-
-[gate]
-default = "deny"
-roles = ["sales", "support-lead"]
-
-[[connectors]]
-name = "crm"
-type = "python"
-path = "{CRM}"
-
-[[connectors]]
-name = "files"
-type = "python"
-path = "{FILES}"
-public_tools = ["read_file"]
-{rules}""",
+        config_head(f"sqlite:///{folder / 'policy.db'}", ["sales", "support-lead"]) + rules,
         encoding="utf-8",
     )
     return config

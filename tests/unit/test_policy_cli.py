@@ -7,41 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.policy import CRM, FILES
+from tests.support.policy import config_head
 from typer.testing import CliRunner
 
 from patchbay.cli import app
 
 ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
-CONFIG = f"""
-[store]
-url = "sqlite:///policy.db"
-
-[auth]
-mode = "oauth"
-
-[gate]
-default = "deny"
-roles = ["support-lead", "ghosts"]
-
-[[connectors]]
-name = "crm"
-type = "python"
-path = "{CRM}"
-
-[[connectors]]
-name = "files"
-type = "python"
-path = "{FILES}"
-public_tools = ["read_file"]
-
+CONFIG = (
+    config_head("sqlite:///policy.db", ["support-lead", "ghosts"])
+    + """
 [[policy]]
 id = "leads-close"
 description = "support leads close tickets below urgent"
 subjects = ["role:support-lead"]
 tools = ["crm_close_ticket"]
 effect = "allow"
-when = {{ priority = {{ in = ["low", "normal", "high"] }} }}
+when = { priority = { in = ["low", "normal", "high"] } }
 
 [[policy]]
 subjects = ["client:chatgpt"]
@@ -54,6 +35,7 @@ subjects = ["role:ghosts"]
 tools = ["files_*"]
 effect = "allow"
 """
+)
 
 
 @pytest.fixture

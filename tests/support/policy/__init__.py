@@ -35,3 +35,31 @@ def connectors(**crm: Any) -> list[dict[str, Any]]:
         {"name": "crm", "type": "python", "path": str(CRM), **crm},
         {"name": "files", "type": "python", "path": str(FILES)},
     ]
+
+
+def config_head(store_url: str, roles: list[str]) -> str:
+    """The TOML both policy config files start with: the store, sign-in, [gate] (default deny, ``roles``) and the two
+    connectors (files' read_file public); each test adds its own [[policy]] tables."""
+    declared = ", ".join(f'"{role}"' for role in roles)
+    return f"""
+[store]
+url = "{store_url}"
+
+[auth]
+mode = "oauth"
+
+[gate]
+default = "deny"
+roles = [{declared}]
+
+[[connectors]]
+name = "crm"
+type = "python"
+path = "{CRM}"
+
+[[connectors]]
+name = "files"
+type = "python"
+path = "{FILES}"
+public_tools = ["read_file"]
+"""
