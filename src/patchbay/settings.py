@@ -271,6 +271,15 @@ class ApprovalsSettings(_Section):
     session_seconds: int = Field(900, ge=60, le=86_400)
 
 
+class VaultSettings(_Section):
+    """``[vault]``: the keys that seal secrets at rest, such as linked accounts' upstream tokens (docs/links.md)."""
+
+    keys: list[SecretStr] = []
+    """Base64 keys of 32 random bytes; the first seals, every one opens (rotation). PATCHBAY_VAULT__KEYS='["…"]'."""
+    key_file: str | None = None
+    """A file holding one key (relative to the config folder); default: patchbay.key beside a SQLite store file."""
+
+
 class ManifestSettings(_Section):
     """``[manifest]``: whether tool changes go live at once or wait for review (docs/manifest.md)."""
 
@@ -373,6 +382,7 @@ class Settings(_Section):
     approvals: ApprovalsSettings = ApprovalsSettings()
     manifest: ManifestSettings = ManifestSettings()
     audit: AuditSettings = AuditSettings()
+    vault: VaultSettings = VaultSettings()
     metrics: MetricsSettings = MetricsSettings()
     otel: OtelSettings = OtelSettings()
     connectors: list[ConnectorSettings] = []
@@ -512,6 +522,7 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "approvals": ApprovalsSettings,
         "manifest": ManifestSettings,
         "audit": AuditSettings,
+        "vault": VaultSettings,
         "metrics": MetricsSettings,
         "otel": OtelSettings,
         "gate": GateSettings,
