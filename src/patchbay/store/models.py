@@ -243,3 +243,4 @@ from patchbay.gate import approval_models as _gate_approval_models  # noqa: E402
 from patchbay.gate import audit_models as _gate_audit_models  # noqa: E402, F401
 from patchbay.gate import audit_retention_models as _gate_audit_retention  # noqa: E402, F401
 from patchbay.gate import manifest_models as _gate_manifest_models  # noqa: E402, F401
+from patchbay.links import models as _links_models  # noqa: E402, F401
