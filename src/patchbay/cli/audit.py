@@ -26,6 +26,7 @@ from sqlalchemy import Engine, Select, inspect, or_, select
 from patchbay.cli.common import err, load_settings
 from patchbay.cli.users import auth_store
 from patchbay.gate.calls import OUTCOMES
+from patchbay.protocol.scope import Transport
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml (its \\[store] is read)")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Records at or after: 1h, 30m, 7d or ISO 8601")]
@@ -35,6 +36,10 @@ ClientOpt = Annotated[str | None, typer.Option("--client", help="OAuth client id
 ToolOpt = Annotated[str | None, typer.Option("--tool", help="Tool, prompt or resource name; * matches anything")]
 OutcomeOpt = Annotated[str | None, typer.Option("--outcome", help="ok, tool_error, denied, error ...")]
 KindOpt = Annotated[Literal["call", "event"] | None, typer.Option("--kind", help="call or event")]
+TransportOpt = Annotated[
+    Transport | None,
+    typer.Option("--transport", help="streamable_http, legacy_sse, stdio or in_process"),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON record per line")]
 app = typer.Typer(help="The audit trail: read it, export it, verify it.", no_args_is_help=True)
 
@@ -48,6 +53,7 @@ CSV_COLUMNS = (
     "method",
     "name",
     "outcome",
+    "transport",
     "subject",
     "username",
     "client_id",
@@ -106,6 +112,7 @@ def _query(
     tool: str | None = None,
     outcome: str | None = None,
     kind: str | None = None,
+    transport: str | None = None,
 ) -> Select[Any]:
     from patchbay.gate.audit_models import AuditRecord as R
 
@@ -125,6 +132,8 @@ def _query(
         query = query.where(R.outcome == outcome)
     if kind is not None:
         query = query.where(R.kind == kind)
+    if transport is not None:
+        query = query.where(R.transport == transport)
     return query
 
 
@@ -167,6 +176,8 @@ def _line(row: Any) -> str:
     who = row.subject or "-"
     client = row.client_name or row.client_id or "-"
     parts = [_iso(row.ts), f"#{row.seq}", row.kind, row.method, row.name or "-", who, client, row.outcome or "-"]
+    if row.transport is not None:  # calls (events and records older than the column have none)
+        parts.append(row.transport)
     return "  ".join(parts)
 
 
@@ -210,12 +221,15 @@ def search(
     until: UntilOpt = None,
     outcome: OutcomeOpt = None,
     kind: KindOpt = None,
+    transport: TransportOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many")] = 100,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print the records matching every filter given, oldest first."""
-    query = _query(since=since, until=until, user=user, client=client, tool=tool, outcome=outcome, kind=kind)
+    query = _query(
+        since=since, until=until, user=user, client=client, tool=tool, outcome=outcome, kind=kind, transport=transport
+    )
     with _trail(config) as engine:
         _check_outcome(engine, outcome)
         _print(_rows(engine, query, limit=limit), as_json)
@@ -232,10 +246,13 @@ def export(
     tool: ToolOpt = None,
     outcome: OutcomeOpt = None,
     kind: KindOpt = None,
+    transport: TransportOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write the records (all, or those matching the filters) for a SIEM, streamed in seq order."""
-    query = _query(since=since, until=until, user=user, client=client, tool=tool, outcome=outcome, kind=kind)
+    query = _query(
+        since=since, until=until, user=user, client=client, tool=tool, outcome=outcome, kind=kind, transport=transport
+    )
     with _trail(config) as engine:
         _check_outcome(engine, outcome)
         with _open_output(output) as stream:

@@ -114,6 +114,7 @@ def call(
             method="tools/call",
             client_caps={},
             runtime=runtime,
+            transport="in_process",
         )
         try:
             result: dict[str, Any] = await runtime.dispatcher.dispatch(

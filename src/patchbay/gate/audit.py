@@ -255,6 +255,7 @@ class AuditRecorder:
             "method": call.method,
             "name": call.name,
             "era": scope.era,
+            "transport": scope.transport,
             "protocol_version": scope.version,
             "client_info": scope.client_info,
             "write": call.write,

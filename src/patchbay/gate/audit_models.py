@@ -1,4 +1,4 @@
-"""The audit trail's tables (migration ``audit_0001``, branch ``audit``).
+"""The audit trail's tables (migrations ``audit_0001`` to ``audit_0003``, branch ``audit``).
 
 ``audit_records`` holds one row per recorded call or event. ``seq`` is assigned in order by the one writer inside
 its write transaction; ``body`` is the full record as canonical JSON text, which the hash chain covers
@@ -46,6 +46,9 @@ class AuditRecord(Base):
     client_id: Mapped[str | None] = mapped_column(String(CLIENT_ID_LENGTH))
     client_name: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[str | None] = mapped_column(String(20))
+    # streamable_http | legacy_sse | stdio | in_process (audit_0003); NULL for events and for records written
+    # before it, whose bodies have no transport field.
+    transport: Mapped[str | None] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

@@ -32,6 +32,7 @@ _COPIES = (
     ("client_id", CLIENT_ID_LENGTH),
     ("client_name", 200),
     ("outcome", 20),
+    ("transport", 20),
 )
 
 
@@ -49,12 +50,23 @@ def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
 # Fixed statements sent straight to the driver: building them with SQLAlchemy Core took about a millisecond per
 # commit on the writer's thread (statement construction and cache keys), fifty times the SQLite commit itself.
 # The indexed copies in the order of the INSERT below (after seq; then body, prev_hash, hash).
-_COPIED = ("ts", "kind", "request_ref", "method", "name", "subject", "client_id", "client_name", "outcome")
+_COPIED = (
+    "ts",
+    "kind",
+    "request_ref",
+    "method",
+    "name",
+    "subject",
+    "client_id",
+    "client_name",
+    "outcome",
+    "transport",
+)
 # (read the head, insert a record, move the head, start a missing head) for "?" drivers (sqlite3) ...
 _QMARK = (
     "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
     "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, outcome,"
-    " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    " transport, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1",
     "INSERT INTO audit_chain_head (id, seq, hash) VALUES (?, ?, ?)",
 )
@@ -62,7 +74,7 @@ _QMARK = (
 _FORMAT = (
     "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE",
     "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, outcome,"
-    " body, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    " transport, body, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
     "UPDATE audit_chain_head SET seq = %s, hash = %s WHERE id = 1",
     "INSERT INTO audit_chain_head (id, seq, hash) VALUES (%s, %s, %s)",
 )

@@ -47,7 +47,18 @@ Problem = Literal[
     "pruned_early",
 ]
 PAGE = 1000
-_INDEXED = ("ts", "kind", "request_ref", "method", "name", "subject", "client_id", "client_name", "outcome")
+_INDEXED = (
+    "ts",
+    "kind",
+    "request_ref",
+    "method",
+    "name",
+    "subject",
+    "client_id",
+    "client_name",
+    "outcome",
+    "transport",
+)
 Checkpoint = dict[str, Any]
 
 

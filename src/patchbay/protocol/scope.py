@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Era = Literal["legacy", "modern"]
+# How the request reached the server, as the audit trail records it (docs/audit.md).
+Transport = Literal["streamable_http", "legacy_sse", "stdio", "in_process"]
+TRANSPORTS: tuple[Transport, ...] = ("streamable_http", "legacy_sse", "stdio", "in_process")
 # Sends one JSON-RPC message back on the request's stream (opening it as SSE on first use).
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Sends a server-to-client request and waits for the client's answer (2025 era, over the session).
@@ -53,6 +56,11 @@ class CallScope:
     # The request's params._meta as sent (not copied): traces take their parent from its traceparent/tracestate
     # (SEP-414). None when the request had none.
     meta: dict[str, Any] | None = None
+    # The transport the request came in on; "in_process" for calls made from Python or the CLI.
+    transport: Transport = "in_process"
+    # Set by the limits step when it refuses the call over a rate or concurrency limit: the milliseconds after
+    # which a retry may pass. HTTP transports answer it with Retry-After (docs/limits.md).
+    retry_after_ms: int | None = None
 
     def wants_log(self, level: str) -> bool:
         if self.log_level is None or self.send is None:

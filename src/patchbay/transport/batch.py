@@ -152,6 +152,7 @@ async def _answer(
         runtime=runtime,
         request_ref=request_ref.current.get(),
         meta=meta if isinstance(meta := params.get("_meta"), dict) else None,
+        transport="streamable_http",
     )
     try:
         result = await dispatcher.dispatch(message["method"], params, scope)

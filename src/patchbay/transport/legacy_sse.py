@@ -213,6 +213,7 @@ class LegacySSE:
                     runtime=self.runtime,
                     request_ref=request_ref.current.get(),
                     meta=meta if isinstance(meta, dict) else None,
+                    transport="legacy_sse",
                 )
                 result = await self.dispatcher.dispatch(method, params, scope)
                 if method == "logging/setLevel":

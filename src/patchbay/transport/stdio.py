@@ -142,6 +142,7 @@ class StdioServer:
                 runtime=self.runtime,
                 request_ref=request_ref.current.get(),
                 meta=meta if isinstance(meta, dict) else None,
+                transport="stdio",
             )
         else:
             scope = CallScope(
@@ -158,6 +159,7 @@ class StdioServer:
                 runtime=self.runtime,
                 request_ref=request_ref.current.get(),
                 meta=meta if isinstance(meta, dict) else None,
+                transport="stdio",
             )
         result = await self.dispatcher.dispatch(method, params, scope)
         if method == "logging/setLevel":

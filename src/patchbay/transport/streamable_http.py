@@ -299,6 +299,7 @@ class StreamableHTTP:
             close_stream=reply.close_early,
             request_ref=request_ref.current.get(),
             meta=meta if isinstance(meta, dict) else None,
+            transport="streamable_http",
         )
         if session is not None and sse_ok:
             scope.ask_client = asker(session, reply)
@@ -379,6 +380,7 @@ class StreamableHTTP:
             runtime=self.runtime,
             request_ref=request_ref.current.get(),
             meta=meta,
+            transport="streamable_http",
         )
         if method != "tools/call":
             await self._run(method, params, scope, reply, request_id)
