@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,6 +48,8 @@ class UpstreamLogin:
         self._metadata: dict[str, Any] | None = None
         self._keys: PyJWKSet | None = None
         self._keys_at = 0.0
+        # Callback handlers of other sign-ins through this provider: each answers the callback it started, else None.
+        self.claimants: list[Callable[[Request], Awaitable[Response | None]]] = []
 
     def routes(self, authorization: Authorization) -> list[BaseRoute]:
         self.authorization = authorization
@@ -65,12 +68,32 @@ class UpstreamLogin:
         if isinstance(resumed, Response):
             return resumed
         handle = resumed[0]
+        state, verifier, nonce = new_secret(), new_secret(), new_secret()[:32]
         try:
-            endpoint = (await self.metadata())["authorization_endpoint"]
+            location = await self.authorization_url(state, verifier, nonce)
         except (FetchError, KeyError):
             return error_page("Sign-in unavailable", f"Cannot reach {self.settings.display_name}'s sign-in.", 502)
-        state, verifier, nonce = new_secret(), new_secret(), new_secret()[:32]
         await self.core.run(self.core.grants.start_upstream, handle, state, verifier, nonce)
+        response = RedirectResponse(location, 302, headers={"Cache-Control": "no-store"})
+        response.set_cookie(
+            UPSTREAM_COOKIE,
+            handle,
+            max_age=600,
+            path="/authorize",
+            httponly=True,
+            samesite="lax",
+            secure=self.core.config.secure_cookies,
+        )
+        return response
+
+    async def authorization_url(self, state: str, verifier: str, nonce: str) -> str:
+        """Where to send the browser: the provider's authorization endpoint with this sign-in's state, nonce and
+        PKCE challenge (OpenID Connect Core §3.1.2.1).
+
+        Raises:
+            FetchError, KeyError: the provider's metadata cannot be fetched or names no authorization endpoint.
+        """
+        endpoint = (await self.metadata())["authorization_endpoint"]
         query = urlencode(
             {
                 "response_type": "code",
@@ -83,20 +106,25 @@ class UpstreamLogin:
                 "code_challenge_method": "S256",
             }
         )
-        response = RedirectResponse(f"{endpoint}?{query}", 302, headers={"Cache-Control": "no-store"})
-        response.set_cookie(
-            UPSTREAM_COOKIE,
-            handle,
-            max_age=600,
-            path="/authorize",
-            httponly=True,
-            samesite="lax",
-            secure=self.core.config.secure_cookies,
-        )
-        return response
+        return f"{endpoint}?{query}"
+
+    async def sign_in(self, code: str, verifier: str, nonce: str) -> Any:
+        """The local user record (``UserView``, roles from ``role_map``) for the person the provider signed in.
+
+        Raises:
+            UpstreamError: the provider's answer is not valid or the person may not sign in here.
+            FetchError: the provider cannot be reached.
+        """
+        return await self._user(await self._claims(code, verifier, nonce))
 
     async def callback(self, request: Request) -> Response:
         query = request.query_params
+        # The provider knows one redirect URI, this one: a sign-in started elsewhere (the approval page) claims
+        # its own callbacks first, by the state it set in its own cookie.
+        for claimant in self.claimants:
+            claimed = await claimant(request)
+            if claimed is not None:
+                return claimed
         if query.get("error"):
             return error_page("Sign-in cancelled", f"{self.settings.display_name} answered: {query.get('error')}.")
         state, code = query.get("state"), query.get("code")
@@ -109,8 +137,7 @@ class UpstreamLogin:
         if not csrf or not same(digest(csrf), pending.csrf_hash):
             return error_page("Form expired", "This sign-in was not started in this browser. Start again.", 403)
         try:
-            claims = await self._claims(code, verifier, nonce)
-            user = await self._user(claims)
+            user = await self.sign_in(code, verifier, nonce)
         except UpstreamError as exc:
             return error_page("Sign-in failed", str(exc), 403)
         except FetchError:

@@ -1,11 +1,12 @@
 """The approval page: ``/approvals/{id}``, where an approver signs in and approves or denies one held call.
 
-Sign-in is the OAuth pages' own (local accounts, ``Users.verify`` with its account lock, the per-address
-throttle, one refusal message); the approver's short session is a browser session of the same table, in a
-``SameSite=Strict`` HttpOnly cookie scoped to ``/approvals`` (``Secure`` when the public URL is https). The
-Approve/Deny form carries a CSRF token derived from that session and the approval id, so a page of another site
-can neither post a decision nor reuse a token for another approval. Pages forbid framing and caching and load
-nothing external (``patchbay.auth.pages``).
+Sign-in is the OAuth pages' own: local accounts (``Users.verify`` with its account lock, the per-address throttle,
+one refusal message) and, with ``[auth.upstream]``, the organisation's OpenID provider, whose round trip lands back
+on the approval with the roles ``role_map`` gives (``patchbay.gate.approval_idp``). The approver's short session is
+a browser session of the same table, in a ``SameSite=Strict`` HttpOnly cookie scoped to ``/approvals`` (``Secure``
+when the public URL is https). The Approve/Deny form carries a CSRF token derived from that session and the approval
+id, so a page of another site can neither post a decision nor reuse a token for another approval. Pages forbid
+framing and caching and load nothing external (``patchbay.auth.pages``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from patchbay.auth.authorize import DISABLED, REFUSED
-from patchbay.auth.body import read_form
+from patchbay.auth.body import Form, read_form
 from patchbay.auth.crypto import new_secret, same
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.lockout import AddressThrottle
 from patchbay.auth.pages import _page, error_page
+from patchbay.auth.redirects import csp_source
 from patchbay.auth.users import Users, UserView
 from patchbay.catalog import Catalog
+from patchbay.gate.approval_idp import ApproverIdP
 from patchbay.gate.approval_store import ApprovalRefused, ApprovalView
 from patchbay.gate.approvals import Approvals
 from patchbay.settings import ApprovalsSettings, Settings
@@ -68,13 +71,21 @@ class ApprovalPages:
     server_name: str
     max_form_bytes: int = 64 * 1024
     secure_cookies: bool = False
+    # What the OAuth sign-in page offers (patchbay.auth.authorize.Authorization): the provider's button when
+    # [auth.upstream] is set, and the local account form unless local sign-in is off.
+    idp: ApproverIdP | None = None
+    idp_origin: str | None = None
+    local_login: bool = True
 
     def routes(self) -> list[BaseRoute]:
-        return [
+        routes: list[BaseRoute] = [
             Route("/approvals/{approval_id}", self.show, methods=["GET"]),
             Route("/approvals/{approval_id}/login", self.login, methods=["POST"]),
             Route("/approvals/{approval_id}/decide", self.decide, methods=["POST"]),
         ]
+        if self.idp is not None:
+            routes.append(Route("/approvals/{approval_id}/upstream", self.upstream, methods=["POST"]))
+        return routes
 
     # -- GET /approvals/{id} -------------------------------------------------------------------------------------
 
@@ -93,17 +104,29 @@ class ApprovalPages:
         csrf = new_secret()
         alert = f'<p class="error" role="alert" id="login-error">{escape(error)}</p>' if error else ""
         described = ' aria-describedby="login-error"' if error else ""
-        body = (
+        hidden = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+        parts = [
             f"<h1>Sign in to approve</h1><p>A call to {escape(self.server_name)} is waiting for approval. Sign in "
             f"with an account that has an approver role.</p>{alert}"
-            f'<form method="post" action="/approvals/{escape(approval_id)}/login">'
-            f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-            f'<label for="username">Username</label><input type="text" id="username" name="username" '
-            f'autocomplete="username" required autofocus{described}>'
-            '<label for="password">Password</label><input type="password" id="password" name="password" '
-            'autocomplete="current-password" required><button type="submit">Sign in</button></form>'
-        )
-        response = _page(f"Sign in · {self.server_name}", body, status)
+        ]
+        if self.idp is not None:
+            parts.append(
+                f'<form method="post" action="/approvals/{escape(approval_id)}/upstream">{hidden}'
+                f'<button type="submit">Sign in with {escape(self.idp.display_name)}</button></form>'
+            )
+            if self.local_login:
+                parts.append('<p class="note">Or with a local account:</p>')
+        if self.local_login:
+            parts.append(
+                f'<form method="post" action="/approvals/{escape(approval_id)}/login">{hidden}'
+                f'<label for="username">Username</label><input type="text" id="username" name="username" '
+                f'autocomplete="username" required autofocus{described}>'
+                '<label for="password">Password</label><input type="password" id="password" name="password" '
+                'autocomplete="current-password" required><button type="submit">Sign in</button></form>'
+            )
+        # The provider's form answers with a redirect to the provider, which form-action must allow too.
+        targets = (csp_source(self.idp_origin) if self.idp is not None and self.idp_origin else None,)
+        response = _page(f"Sign in · {self.server_name}", "".join(parts), status, targets)
         self._cookie(response, LOGIN_CSRF_COOKIE, csrf, 600)
         return response
 
@@ -141,8 +164,8 @@ class ApprovalPages:
 
     # -- POST /approvals/{id}/login ------------------------------------------------------------------------------
 
-    async def login(self, request: Request) -> Response:
-        approval_id = request.path_params["approval_id"]
+    async def _login_form(self, request: Request) -> Form | Response:
+        """The sign-in form, checked against the browser's login CSRF cookie; or the page saying why not."""
         try:
             form = await read_form(request, self.max_form_bytes, max_fields=5)
         except OAuthError as exc:
@@ -150,6 +173,25 @@ class ApprovalPages:
         given = form.get("csrf") or ""
         if not given or not same(given, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
             return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
+        return form
+
+    async def upstream(self, request: Request) -> Response:
+        """POST /approvals/{id}/upstream: sign in through the organisation's provider, then back to this approval."""
+        form = await self._login_form(request)
+        if isinstance(form, Response):
+            return form
+        assert self.idp is not None
+        response = await self.idp.start(request.path_params["approval_id"])
+        response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        approval_id = request.path_params["approval_id"]
+        form = await self._login_form(request)
+        if isinstance(form, Response):
+            return form
+        if not self.local_login:
+            return self._login_page(approval_id, "Sign in with your organisation's account.", 400)
         address = request.client.host if request.client else "unknown"
         username = form.get("username") or ""
         blocked = self.throttle.blocked(address)
@@ -162,13 +204,16 @@ class ApprovalPages:
                 "approval sign-in failed: user=%r address=%s outcome=%s", username[:100], address, attempt.outcome
             )
             return self._login_page(approval_id, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
-        cookie = await self.approvals.run(
-            self.users.open_browser_session, attempt.user.id, float(self.settings.session_seconds)
-        )
         response = RedirectResponse(f"/approvals/{approval_id}", 303, headers={"Cache-Control": "no-store"})
-        self._cookie(response, SESSION_COOKIE, cookie, self.settings.session_seconds)
+        await self.start_session(response, attempt.user.id)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
         return response
+
+    async def start_session(self, response: Response, user_id: int) -> None:
+        """Open the approver's short browser session and set its cookie on ``response``."""
+        seconds = self.settings.session_seconds
+        cookie = await self.approvals.run(self.users.open_browser_session, user_id, float(seconds))
+        self._cookie(response, SESSION_COOKIE, cookie, seconds)
 
     # -- POST /approvals/{id}/decide -----------------------------------------------------------------------------
 
@@ -282,7 +327,7 @@ def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> A
         wire = next((t for t in catalog.tools_wire if t.get("name") == name), {})
         return getattr(catalog, "digests", {}).get(name, ""), wire
 
-    return ApprovalPages(
+    pages = ApprovalPages(
         approvals,
         users,
         throttle,
@@ -292,3 +337,10 @@ def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> A
         max_form_bytes=settings.auth.max_form_bytes,
         secure_cookies=settings.public_url.startswith("https://"),
     )
+    upstream = getattr(auth, "upstream", None)
+    if upstream is not None:
+        pages.idp = ApproverIdP(upstream, pages.start_session, pages.secure_cookies)
+        pages.idp_origin = auth.authorization.upstream_origin
+        pages.local_login = auth.authorization.local_login
+        upstream.claimants.append(pages.idp.claim)
+    return pages

@@ -27,8 +27,11 @@ const secret = (name) => {
   return value;
 };
 
+// Groups map to Patchbay roles through [auth.upstream] role_map; "unmapped" must be ignored. An account whose id
+// starts with "plain" is only in "sales": someone without the administrators' group.
+const groupsOf = (id) => (id.startsWith("plain") ? ["sales"] : ["mcp-admins", "sales", "unmapped"]);
+
 function account(id) {
-  // Groups map to Patchbay roles through [auth.upstream] role_map; "unmapped" must be ignored.
   return {
     accountId: id,
     claims: async () => ({
@@ -37,7 +40,7 @@ function account(id) {
       email_verified: true,
       name: `${id[0].toUpperCase()}${id.slice(1)} Example`,
       preferred_username: id,
-      groups: ["mcp-admins", "sales", "unmapped"],
+      groups: groupsOf(id),
     }),
   };
 }

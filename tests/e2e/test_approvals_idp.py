@@ -1,0 +1,193 @@
+"""Approvers who sign in through the organisation's identity provider: a real `patchbay serve` with
+``[auth.upstream]`` pointing at a real OpenID provider on loopback (`oidc-provider`, tests/e2e/scripts/oidc_idp.mjs),
+a [[policy]] rule that holds create_card, and approvers driven over HTTP like a person: the approval page's
+"Sign in with <IdP>" button, the provider's own sign-in and consent pages, back to the approval.
+
+The provider's accounts are in the group ``mcp-admins`` (mapped to the approver role) unless their id starts with
+"plain" (only ``sales``, mapped to nothing that approves). The side effect is read from the store itself.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2 as httpx
+import pytest
+
+from tests.e2e.test_approvals import _add_user, _token
+from tests.e2e.test_auth_idp import run_idp
+from tests.support.browser import Browser
+from tests.support.forms import next_form
+from tests.support.servers import RunningServer, free_port, run_patchbay
+
+pytestmark = pytest.mark.e2e
+
+ACCEPT = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+@dataclass
+class Env:
+    server: RunningServer
+    issuer: str
+    db: Path
+    board_id: int
+    column: str
+    token: str  # the caller's, a local account signed in through the OAuth pages
+
+    def args(self, title: str) -> dict[str, Any]:
+        return {"board_id": self.board_id, "column": self.column, "title": title}
+
+    def cards(self, title: str) -> int:
+        with sqlite3.connect(self.db) as db:
+            (count,) = db.execute("SELECT count(*) FROM kanban_cards WHERE title = ?", (title,)).fetchone()
+        return int(count)
+
+
+def config(folder: Path, issuer: str) -> Path:
+    path = folder / "patchbay.toml"
+    path.write_text(
+        f"""
+[server]
+name = "Approvals via IdP e2e"
+
+[store]
+url = "sqlite:///{folder / "patchbay.db"}"
+
+[auth]
+mode = "oauth"
+
+[auth.upstream]
+issuer = "{issuer}"
+client_id = "patchbay"
+client_secret_env = "PATCHBAY_OIDC_SECRET"
+scopes = ["openid", "email", "profile", "groups"]
+username_claim = "email"
+roles_claim = "groups"
+role_map = {{ "mcp-admins" = ["approver"], "sales" = ["sales"] }}
+display_name = "Example IdP"
+allow_private_network = true
+
+[[connectors]]
+name = "kanban"
+type = "kanban"
+prefix = ""
+seed = true
+
+[[policy]]
+id = "card-writes"
+description = "a person approves every new card"
+subjects = ["*"]
+tools = ["create_card"]
+effect = "approve"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    folder = tmp_path_factory.mktemp("approvals-idp")
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    secret = {name: secrets.token_urlsafe(24) for name in ("patchbay", "agent", "rs")}
+    idp_env = {"IDP_PATCHBAY_SECRET": secret["patchbay"], "IDP_AGENT_SECRET": secret["agent"]}
+    idp_env["IDP_RS_SECRET"] = secret["rs"]
+    path = config(folder, issuer)
+    _add_user(path, "carol", [])
+    with (
+        run_patchbay(path, env={"PATCHBAY_OIDC_SECRET": secret["patchbay"]}, log_dir=folder) as server,
+        run_idp(port, f"{server.base_url}/authorize/callback", idp_env, folder / "idp.log"),
+    ):
+        token = anyio.run(_token, server.base_url, "carol")
+        db = folder / "patchbay.db"
+        with sqlite3.connect(db) as store:
+            board_id, column = store.execute(
+                "SELECT board_id, name FROM kanban_columns ORDER BY board_id, position LIMIT 1"
+            ).fetchone()
+        yield Env(server, issuer, db, board_id, column, token)
+
+
+def call(env: Env, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One tools/call of create_card by the caller, in a fresh 2025-06-18 session: the JSON-RPC result."""
+    with httpx.Client(base_url=env.server.base_url, timeout=20) as http:
+        headers = {**ACCEPT, "authorization": f"Bearer {env.token}"}
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}
+        opened = http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}, headers=headers
+        )
+        headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        params = {"name": "create_card", "arguments": arguments}
+        reply = http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}, headers=headers
+        )
+        result: dict[str, Any] = reply.json()["result"]
+        return result
+
+
+def held_url(result: dict[str, Any]) -> str:
+    approval = result["_meta"]["patchbay/approval"]
+    assert result["isError"] is False and approval["status"] == "pending", result
+    url: str = approval["url"]
+    return url
+
+
+async def decide_through_idp(
+    env: Env, url: str, account: str, decision: str = "approve"
+) -> tuple[httpx.Response, list[str]]:
+    """Open the approval link, press "Sign in with Example IdP", sign in at the provider as ``account``, come back,
+    follow the page's link to the approval and press the decision; the decision's response and every page seen."""
+    path = url.removeprefix(env.server.base_url)
+    async with httpx.AsyncClient(base_url=env.server.base_url, timeout=20) as http:
+        browser = Browser(http, (env.server.base_url, env.issuer), account, "any password", prefer=f"{path}/upstream")
+        landed = await browser.authorize(path)
+        assert landed.location is None and landed.status == 200, landed
+        assert f'href="{path}"' in landed.html, landed.html  # "Continue to the approval"
+        page = await http.get(path)
+        browser.pages.append(page.text)
+        form = next_form(page.text)
+        assert form is not None and form.is_consent, page.text
+        answer = await http.post(form.action, data={**form.fields, "decision": decision})
+        return answer, browser.pages
+
+
+def title() -> str:
+    return f"idp approval {uuid.uuid4().hex[:12]}"
+
+
+def test_an_approver_signed_in_through_the_idp_approves_a_held_call(env: Env) -> None:
+    name = title()
+    url = held_url(call(env, env.args(name)))
+    answer, pages = anyio.run(decide_through_idp, env, url, "alice")
+    assert "Sign in with Example IdP" in pages[0] and 'name="password"' in pages[0]  # as on /authorize: both
+    assert answer.status_code == 200 and "Approved" in answer.text, answer.text
+    assert "Signed in as <strong>alice@example.com</strong>" in answer.text  # username_claim = "email"
+    assert env.cards(name) == 0
+    ran = call(env, env.args(name))
+    assert ran.get("isError") is not True and ran["structuredContent"]["title"] == name, ran
+    assert env.cards(name) == 1
+
+
+def test_an_idp_user_without_an_approver_role_is_refused(env: Env) -> None:
+    name = title()
+    url = held_url(call(env, env.args(name)))
+    answer, _ = anyio.run(decide_through_idp, env, url, "plain-bob")
+    assert answer.status_code == 403 and "none of the approver roles" in answer.text, answer.text
+    again = call(env, env.args(name))
+    assert held_url(again) == url  # still pending, and nothing ran
+    assert env.cards(name) == 0
+
+
+def test_a_provider_callback_this_browser_did_not_start_is_not_an_approver_sign_in(env: Env) -> None:
+    with httpx.Client(base_url=env.server.base_url, timeout=20) as http:
+        http.cookies.set("patchbay_approver_idp", "state-a.verifier.nonce.someid", path="/authorize/callback")
+        answer = http.get("/authorize/callback", params={"state": "state-b", "code": "x"})
+    assert answer.status_code in (400, 403) and "patchbay_approver=" not in answer.headers.get("set-cookie", "")
