@@ -21,7 +21,7 @@ from patchbay import __version__
 from patchbay.catalog import Catalog, Mounted
 from patchbay.catalog.keeper import ManifestKeeper
 from patchbay.catalog.manifest import Manifest
-from patchbay.connectors.base import Connector, ConnectorEnv, Reloadable
+from patchbay.connectors.base import Connector, ConnectorEnv, Reloadable, Subscribable
 from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
@@ -72,7 +72,9 @@ class Runtime:
     keeper: ManifestKeeper | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.connectors = build_connectors(self.settings, on_change=self.lists_changed)
+        self.connectors = build_connectors(
+            self.settings, on_change=self.lists_changed, on_resource_updated=self.resource_updated
+        )
         entries = {c.name: c for c in self.settings.connectors if c.enabled}
         keys = {c.name: f"connectors[{i}]" for i, c in enumerate(self.settings.connectors)}
         self.supervisor = Supervisor(
@@ -98,6 +100,7 @@ class Runtime:
         self.dispatcher.gate = build_gate(self.settings, self.catalog)
         self.dispatcher.limits = build_limits(self.settings, self.catalog)
         self.dispatcher.audit = build_recorder(self.settings, self.catalog)
+        self.dispatcher.on_subscribe = self.subscribe_upstream
 
     async def start(self, on_failure: OnFailure | None = None) -> None:
         """Open every connector, then build the catalog.
@@ -173,6 +176,14 @@ class Runtime:
     def resource_updated(self, uri: str) -> None:
         self.hub.publish("notifications/resources/updated", {"uri": uri})
 
+    async def subscribe_upstream(self, uri: str) -> None:
+        """Pass a client's resources/subscribe on to the connector whose resource it is, if it has a source to
+        subscribe at (an upstream MCP server)."""
+        for connector in self.connectors:
+            up = isinstance(connector, Subscribable) and self.supervisor.is_up(connector.name)
+            if up and await connector.subscribe(uri):  # type: ignore[attr-defined]
+                return
+
     async def reload(self) -> None:
         """Reload every connector that can (``patchbay serve`` on SIGHUP), then rebuild and publish list changes.
 
@@ -184,7 +195,7 @@ class Runtime:
         self.lists_changed()
 
 
-def build_connectors(settings: Settings, *, on_change: Any = None) -> list[Connector]:
+def build_connectors(settings: Settings, *, on_change: Any = None, on_resource_updated: Any = None) -> list[Connector]:
     """Instantiate the enabled connectors (not yet opened).
 
     Raises:
@@ -206,7 +217,11 @@ def build_connectors(settings: Settings, *, on_change: Any = None) -> list[Conne
                 f"{where} (type {entry.type}): {problems}", file=settings.source, key=f"connectors[{index}]"
             ) from None
         env = ConnectorEnv(
-            base_dir=settings.base_dir, store_url=settings.store_url, on_change=on_change or (lambda: None)
+            base_dir=settings.base_dir,
+            store_url=settings.store_url,
+            on_change=on_change or (lambda: None),
+            prefix=entry.tool_prefix,
+            on_resource_updated=on_resource_updated or (lambda uri: None),
         )
         connectors.append(kind(entry.name, options, env))
     return connectors

@@ -45,6 +45,22 @@ class Context:
         """Who is calling; ``None`` until sign-in is configured."""
         return self._scope.principal
 
+    @property
+    def era(self) -> str:
+        """``"modern"`` for a 2026-07-28 request, ``"legacy"`` for the 2025 handshake era."""
+        return self._scope.era
+
+    @property
+    def session_id(self) -> str | None:
+        """The 2025-era session this call belongs to; None for 2026-07-28 requests and sessionless transports."""
+        session = self._scope.session
+        return session.id if session is not None else None
+
+    @property
+    def input_answers(self) -> dict[str, Any]:
+        """The answers the client gave to earlier ``input_required`` rounds of this call (2026-07-28), by key."""
+        return dict(self._scope.input_responses)
+
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Send ``notifications/progress`` if the client asked for progress on this request; else do nothing."""
         scope = self._scope

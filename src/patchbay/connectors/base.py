@@ -42,6 +42,11 @@ class ConnectorEnv:
     store_url: str
     on_change: Callable[[], None] = field(default=lambda: None)
     extras: dict[str, Any] = field(default_factory=dict)
+    # The prefix the catalog puts before this connector's tool and prompt names ("<name>_" by default), for
+    # connectors that must check the final names (the 64-character limit clients enforce).
+    prefix: str = ""
+    # Tell clients subscribed to a (published) resource URI that it changed.
+    on_resource_updated: Callable[[str], None] = field(default=lambda uri: None)
 
 
 @runtime_checkable
@@ -77,6 +82,21 @@ class Connector(Protocol):
     async def health(self) -> Health: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Subscribable(Protocol):
+    """A connector whose resources can be subscribed to at their source (an upstream MCP server)."""
+
+    name: str
+
+    async def subscribe(self, uri: str) -> bool:
+        """Ask the source for updates of ``uri``; False when ``uri`` is not this connector's.
+
+        Raises:
+            Exception: the source refused or cannot be reached (the client's subscribe fails with the reason).
+        """
+        ...
 
 
 @runtime_checkable

@@ -101,6 +101,8 @@ class Dispatcher:
     limits: Any = None
     # metrics: observe(call), after the audit record (patchbay.observe).
     metrics: Any = None
+    # Passes a client's resources/subscribe to the resource's source (an upstream MCP server); None: kept here only.
+    on_subscribe: Callable[[str], Awaitable[None]] | None = None
     handlers: dict[str, Handler] = field(init=False)
     signer: StateSigner = field(init=False)
     _server_meta: dict[str, Any] = field(init=False)
@@ -430,6 +432,8 @@ class Dispatcher:
 
     async def subscribe(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         uri = _uri(params)
+        if self.on_subscribe is not None:
+            await _guarded(self.on_subscribe(uri), f"subscribing to {uri}")
         if scope.session is not None:
             scope.session.subscribe(uri)
         return {}

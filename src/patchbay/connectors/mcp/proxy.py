@@ -1,0 +1,207 @@
+"""One proxied request: credentials for the caller, the pooled upstream session, and everything passed through.
+
+Progress (the session's own token upstream, the client's downstream), logs, cancellation (the dispatcher cancels
+the handler; the session cancels upstream with its own request id) and the upstream's requests to the client
+(sampling, elicitation, roots): asked over the 2025 session, or bridged to ``input_required`` for 2026-07-28
+clients (:mod:`patchbay.connectors.mcp.bridge`). A 2026-07-28 upstream's own ``input_required`` is asked of the
+client the same way and the request sent again with the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from patchbay.connectors.mcp.bridge import Bridge, Parked
+from patchbay.context import Context
+from patchbay.errors import RpcError, ToolError
+from patchbay.links import Credentials, LinkRequired, LinkUnavailable
+from patchbay.protocol.scope import InputRequired
+from patchbay.upstream import (
+    InputNeeded,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeout,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+)
+
+URL_ELICITATION_REQUIRED = -32042  # MCP 2025-11-25 client/elicitation
+LINK_KEY = "patchbay_link"
+MAX_INPUT_ROUNDS = 8  # a 2026-07-28 upstream that keeps asking is stopped, not followed forever
+
+OnRequest = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Unlinked(Exception):
+    """The caller must link their account first; ``answer`` is the tool result that says so."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__("link required")
+        self.answer = answer
+
+
+@dataclass(slots=True)
+class Proxy:
+    """Sends requests to one upstream on behalf of callers (one per mcp connector)."""
+
+    name: str
+    pool: UpstreamPool
+    credentials: Credentials
+    bridge: Bridge
+    in_flight: asyncio.Semaphore
+    timeout: float
+    stateful: bool = False
+
+    async def request(self, method: str, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        """The upstream's result for ``method``.
+
+        Raises:
+            Unlinked: the caller has no linked account (its ``answer`` is the result to give).
+            RpcError: -32042 URL elicitation of the link for a 2025-11-25 client that declared it.
+            InputRequired: a 2026-07-28 client must answer the upstream (or open the link) first.
+            ToolError: the upstream failed, timed out or could not be reached; the message says which.
+            UpstreamError: the upstream answered a JSON-RPC error.
+        """
+        identity, headers = await self._credentials(ctx)
+        if self.stateful and ctx.session_id is not None:
+            identity = f"{identity}|session:{ctx.session_id}"
+        async with self.in_flight:
+            try:
+                if ctx.era == "modern":
+                    return await self._bridged(method, params, ctx, identity, headers)
+                return await self._rounds(method, params, ctx, identity, headers, lambda m, p: _ask(ctx, m, p))
+            except UpstreamTimeout:
+                raise ToolError(
+                    f"The upstream server '{self.name}' did not answer within {self.timeout:g} seconds; "
+                    "the request was cancelled there."
+                ) from None
+            except UpstreamUnavailable as exc:
+                if isinstance(exc, UpstreamUnauthorized):
+                    self.credentials.invalidate(identity)
+                raise ToolError(f"The upstream server '{self.name}' is unavailable: {exc}") from None
+
+    async def _credentials(self, ctx: Context) -> tuple[str, dict[str, str]]:
+        try:
+            return await self.credentials.headers_for(ctx.principal)
+        except LinkRequired as needed:
+            raise Unlinked(_link_answer(needed, ctx)) from None
+        except LinkUnavailable as exc:
+            raise ToolError(f"Cannot sign in to the upstream server '{self.name}': {exc}") from None
+
+    async def _rounds(
+        self,
+        method: str,
+        params: dict[str, Any],
+        ctx: Context,
+        identity: str,
+        headers: dict[str, str],
+        on_request: OnRequest,
+        sink: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send the request; while a 2026-07-28 upstream answers ``input_required``, ask the client and resend."""
+        sent = params
+        for _ in range(MAX_INPUT_ROUNDS):
+            try:
+                return await self.pool.call(
+                    method,
+                    sent,
+                    identity=identity,
+                    headers=headers,
+                    timeout=self.timeout,
+                    on_progress=lambda p: _progress(sink["ctx"] if sink else ctx, p),
+                    on_message=lambda m, p: _message(sink["ctx"] if sink else ctx, p),
+                    on_request=on_request,
+                )
+            except InputNeeded as need:
+                answers = {
+                    key: await on_request(r["method"], r.get("params") or {}) for key, r in need.requests.items()
+                }
+                sent = {**params, "inputResponses": answers}
+                if need.request_state is not None:
+                    sent["requestState"] = need.request_state
+        raise ToolError(f"The upstream server '{self.name}' kept asking for input; the call was stopped.")
+
+    async def _bridged(
+        self, method: str, params: dict[str, Any], ctx: Context, identity: str, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        """A 2026-07-28 client: run the upstream call in the background; park it when it asks the client."""
+        principal = str(ctx.principal or "")
+        entry = self.bridge.resume(ctx.input_answers, principal)
+        if entry is None:
+            sink: dict[str, Any] = {"ctx": ctx}
+
+            def run(on_request: OnRequest) -> Awaitable[dict[str, Any]]:
+                return self._rounds(method, params, ctx, identity, headers, on_request, sink)
+
+            entry = self.bridge.start(principal, run)
+            entry.sink = sink
+        entry.sink["ctx"] = ctx
+        return await self._step(entry)
+
+    async def _step(self, entry: Parked) -> dict[str, Any]:
+        step = await self.bridge.next_step(entry)
+        if isinstance(step, dict):
+            return step
+        key, request = step
+        raise InputRequired({key: request})
+
+
+async def _ask(ctx: Context, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """An upstream's question to a 2025-era client, over its session; a refusal is a JSON-RPC error upstream."""
+    try:
+        return await ctx.ask_one(method, params)
+    except (ToolError, RpcError) as exc:
+        raise UpstreamError(-32603 if isinstance(exc, ToolError) else exc.code, str(exc)) from None
+
+
+async def _progress(ctx: Context, params: dict[str, Any]) -> None:
+    progress = params.get("progress")
+    if not isinstance(progress, int | float):
+        return
+    total = params.get("total")
+    message = params.get("message")
+    with contextlib.suppress(Exception):  # the client's stream may have ended (an earlier MRTR round)
+        await ctx.report_progress(
+            progress, total if isinstance(total, int | float) else None, message if isinstance(message, str) else None
+        )
+
+
+async def _message(ctx: Context, params: dict[str, Any]) -> None:
+    level = params.get("level")
+    logger = params.get("logger")
+    with contextlib.suppress(Exception):
+        await ctx.log(
+            level if isinstance(level, str) else "info", params.get("data"), logger if isinstance(logger, str) else None
+        )
+
+
+def _declares_url_elicitation(ctx: Context) -> bool:
+    elicitation = ctx.client_capabilities.get("elicitation")
+    return isinstance(elicitation, dict) and "url" in elicitation
+
+
+def _link_answer(needed: LinkRequired, ctx: Context) -> dict[str, Any]:
+    """As approvals answer (patchbay.gate.approvals): URL elicitation where the client declared it, else a tool
+    result with the link that the model reads to the person.
+
+    Raises:
+        RpcError: -32042 for a 2025-11-25 client that declared URL-mode elicitation.
+        InputRequired: for a 2026-07-28 client that declared it, until it answers.
+    """
+    message = needed.message
+    if ctx.era == "legacy" and ctx.protocol_version >= "2025-11-25" and _declares_url_elicitation(ctx):
+        elicitation = {"mode": "url", "elicitationId": f"link-{secrets.token_hex(8)}", "url": needed.url}
+        elicitation["message"] = message
+        raise RpcError(URL_ELICITATION_REQUIRED, "This call needs a linked account", {"elicitations": [elicitation]})
+    if ctx.era == "modern" and _declares_url_elicitation(ctx):
+        answer = ctx.input_answers.get(LINK_KEY)
+        if answer is None:
+            request = {"method": "elicitation/create", "params": {"mode": "url", "message": message, "url": needed.url}}
+            raise InputRequired({LINK_KEY: request})
+    text = f"{message} Open {needed.url} to link your account, then call the tool again."
+    return {"content": [{"type": "text", "text": text}], "isError": False, "_meta": {"patchbay/link": needed.url}}
