@@ -7,6 +7,7 @@ clients in server code (tests/unit/test_outbound_guard.py checks).
 """
 
 from patchbay.outbound.fetcher import Fetched, Fetcher, Streamed, fetcher_for
+from patchbay.outbound.pinned import PinnedTransport, pinned_client
 from patchbay.outbound.policy import ANY_ADDRESS, PUBLIC_ONLY, AddressPolicy, address_kind
 from patchbay.outbound.transport import FetchError, GuardedTransport, Refused, Resolver
 
@@ -18,9 +19,11 @@ __all__ = [
     "Fetched",
     "Fetcher",
     "GuardedTransport",
+    "PinnedTransport",
     "Refused",
     "Resolver",
     "Streamed",
     "address_kind",
     "fetcher_for",
+    "pinned_client",
 ]

@@ -1,0 +1,204 @@
+"""``UpstreamPool``: one long-lived upstream session per credential identity, for one ``mcp`` connector.
+
+No handshake per call: a session is initialised once and reused; at most ``max_sessions`` are kept (least
+recently used closed first) and one unused for ``idle_seconds`` is closed. A lost session (HTTP 404, stream
+closed, process exited) is dropped and the next call opens a new one; a call the upstream never saw is retried
+once on it. The era is detected once per upstream and cached (``server/discover``, else ``initialize``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from patchbay.outbound import Fetcher
+from patchbay.upstream.errors import SessionLost, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from patchbay.upstream.opening import Opener, StdioEndpoint
+from patchbay.upstream.session import Handlers, UpstreamSession
+from patchbay.upstream.target import NotificationHandler, ProgressHandler, ServerRequestHandler, Target
+
+if TYPE_CHECKING:
+    from patchbay.upstream.process import ProcessSpec
+
+log = logging.getLogger("patchbay.upstream")
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    session: UpstreamSession | None = None
+    used: float = 0.0
+
+
+class UpstreamPool:
+    """Sessions to one upstream, keyed by credential identity (``""`` = the shared credentials).
+
+    ``on_notification`` gets unsolicited notifications (list changes, ``resources/updated``, logs outside a
+    call); ``on_request`` answers server→client requests no call claims. ``fetcher_factory`` gives the
+    :class:`~patchbay.outbound.Fetcher` whose policy vets any URL other than the target's own origin (the
+    operator's configured host is trusted and pinned); by default only public addresses. ``process_factory``
+    builds the supervisor of a stdio upstream (default ``patchbay.upstream.process.StdioProcess``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        target: Target,
+        *,
+        client_info: dict[str, Any],
+        capabilities: dict[str, Any],
+        on_notification: NotificationHandler,
+        fetcher_factory: Callable[[], Fetcher] | None = None,
+        on_request: ServerRequestHandler | None = None,
+        max_sessions: int = 64,
+        idle_seconds: float = 600,
+        handshake_timeout: float | None = None,
+        process_factory: Callable[[str, ProcessSpec], StdioEndpoint] | None = None,
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.max_sessions = max_sessions
+        self.idle_seconds = idle_seconds
+        self._handlers = Handlers(on_notification, on_request, self._lost)
+        self._opener = Opener(
+            name,
+            target,
+            client_info=client_info,
+            capabilities=capabilities,
+            fetcher=(fetcher_factory or Fetcher)(),
+            handshake_timeout=handshake_timeout,
+            process_factory=process_factory,
+        )
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self._closed = False
+        self._problem: str | None = None
+        self.opened = 0  # sessions opened (initialize or discover-adopt), for health and tests
+
+    async def session(self, identity: str = "", headers: Mapping[str, str] | None = None) -> UpstreamSession:
+        """The live session for ``identity``, opened (and initialised) on first use.
+
+        Raises:
+            UpstreamUnavailable: the upstream cannot be reached, started or initialised (``str()`` says why).
+        """
+        slot = self._slots.get(identity)
+        now = time.monotonic()
+        if slot is not None and slot.session is not None and slot.session.lost is None:
+            slot.used = now
+            self._slots.move_to_end(identity)
+            if headers is not None:
+                self._opener.update_headers(slot.session, headers)
+            return slot.session
+        if self._closed:
+            raise UpstreamUnavailable(f"the upstream {self.name} is shut down")
+        if slot is None:
+            slot = self._slots[identity] = _Slot()
+        async with slot.lock:
+            if slot.session is None or slot.session.lost is not None:
+                try:
+                    slot.session = await self._opener.open(identity, headers or {}, self._handlers)
+                except UpstreamUnavailable as exc:
+                    self._problem = str(exc)
+                    raise
+                self._problem = None
+                self.opened += 1
+            slot.used = time.monotonic()
+        self._slots.move_to_end(identity)
+        self._sweep(slot.used)
+        return slot.session
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        identity: str = "",
+        headers: Mapping[str, str] | None = None,
+        timeout: float,  # noqa: ASYNC109 - the deadline of this one call
+        on_progress: ProgressHandler | None = None,
+        on_message: NotificationHandler | None = None,
+        on_request: ServerRequestHandler | None = None,
+    ) -> dict[str, Any]:
+        """``session()`` + ``request()``, retried once on a new session when the session was lost before the
+        upstream saw the request.
+
+        Raises:
+            UpstreamError, UpstreamTimeout, UpstreamUnavailable, InputNeeded: as ``UpstreamSession.request``.
+        """
+        for attempt in (0, 1):
+            session = await self.session(identity, headers)
+            try:
+                return await session.request(
+                    method,
+                    params,
+                    timeout=timeout,
+                    on_progress=on_progress,
+                    on_message=on_message,
+                    on_request=on_request,
+                )
+            except SessionLost as lost:
+                self._drop(identity, session)
+                if lost.delivered or attempt:
+                    raise
+                log.info("upstream %s: session lost (%s); retrying on a new session", self.name, lost)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def health(self) -> tuple[bool, str]:
+        """(up?, a person-readable reason); for stdio the reason ends with the process's last stderr lines."""
+        ok = self._problem is None
+        reason = self._problem or self._opener.describe(self._live())
+        tail = self._opener.stderr_tail()
+        if tail and not ok:
+            reason = f"{reason}; stderr: {tail[-2000:]}"
+        return ok, reason
+
+    def _live(self) -> UpstreamSession | None:
+        for slot in reversed(self._slots.values()):
+            if slot.session is not None and slot.session.lost is None:
+                return slot.session
+        return None
+
+    async def close(self) -> None:
+        """Close every session (DELETE / stop processes) and the HTTP client."""
+        self._closed = True
+        sessions = [slot.session for slot in self._slots.values() if slot.session is not None]
+        self._slots.clear()
+        await asyncio.gather(*(session.close() for session in sessions), return_exceptions=True)
+        await self._opener.close()
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------
+
+    def _lost(self, session: UpstreamSession) -> None:
+        for identity, slot in list(self._slots.items()):
+            if slot.session is session and not slot.lock.locked():
+                del self._slots[identity]
+
+    def _drop(self, identity: str, session: UpstreamSession) -> None:
+        slot = self._slots.get(identity)
+        if slot is not None and slot.session is session and not slot.lock.locked():
+            del self._slots[identity]
+        if session.lost is None:
+            session.lose("dropped after losing the upstream session")
+
+    def _sweep(self, now: float) -> None:
+        """Close the least recently used sessions beyond ``max_sessions`` and those idle too long."""
+        while self._slots:
+            identity, slot = next(iter(self._slots.items()))
+            if len(self._slots) <= self.max_sessions and now - slot.used < self.idle_seconds:
+                break
+            if slot.lock.locked():
+                break
+            del self._slots[identity]
+            if slot.session is not None:
+                slot.session.spawn(_close_quietly(slot.session))
+
+
+async def _close_quietly(session: UpstreamSession) -> None:
+    try:
+        await session.close()
+    except (UpstreamUnavailable, UpstreamError, UpstreamTimeout, OSError) as exc:
+        log.debug("closing an upstream session: %s", exc)
