@@ -29,6 +29,7 @@ from patchbay.gate.approvals import approvals_wanted
 from patchbay.gate.audit import build_recorder
 from patchbay.gate.limits import build_limits
 from patchbay.gate.policy import build_gate
+from patchbay.links.hub import LinkHub, links_wanted
 from patchbay.observe.wiring import build as build_observability
 from patchbay.protocol.dispatch import Dispatcher, ServerInfo
 from patchbay.protocol.hub import Hub
@@ -70,10 +71,16 @@ class Runtime:
     auth: Any = None
     # Keeps manifest versions in the store and notices approvals (None: open mode without a store).
     keeper: ManifestKeeper | None = field(init=False, default=None)
+    # The upstream credential store connectors share (patchbay.links); opens nothing until a connector uses it.
+    links: LinkHub = field(init=False)
 
     def __post_init__(self) -> None:
+        self.links = LinkHub(self.settings)
         self.connectors = build_connectors(
-            self.settings, on_change=self.lists_changed, on_resource_updated=self.resource_updated
+            self.settings,
+            on_change=self.lists_changed,
+            on_resource_updated=self.resource_updated,
+            links=self.links,
         )
         entries = {c.name: c for c in self.settings.connectors if c.enabled}
         keys = {c.name: f"connectors[{i}]" for i, c in enumerate(self.settings.connectors)}
@@ -195,13 +202,16 @@ class Runtime:
         self.lists_changed()
 
 
-def build_connectors(settings: Settings, *, on_change: Any = None, on_resource_updated: Any = None) -> list[Connector]:
+def build_connectors(
+    settings: Settings, *, on_change: Any = None, on_resource_updated: Any = None, links: LinkHub | None = None
+) -> list[Connector]:
     """Instantiate the enabled connectors (not yet opened).
 
     Raises:
         ConfigError: unknown type or invalid options, naming the file and the connector's key.
     """
     connectors: list[Connector] = []
+    links = links if links is not None else LinkHub(settings)
     for index, entry in enumerate(settings.connectors):
         if not entry.enabled:
             continue
@@ -222,6 +232,7 @@ def build_connectors(settings: Settings, *, on_change: Any = None, on_resource_u
             on_change=on_change or (lambda: None),
             prefix=entry.tool_prefix,
             on_resource_updated=on_resource_updated or (lambda uri: None),
+            links=links,
         )
         connectors.append(kind(entry.name, options, env))
     return connectors
@@ -275,6 +286,11 @@ def create_app(settings: Settings) -> Any:
         approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth)
         if runtime.dispatcher.audit is not None:
             approvals.approvals.audit = runtime.dispatcher.audit.event
+    link_pages = None
+    if links_wanted(settings) and auth is not None:  # account linking (docs/links.md)
+        from patchbay.links import pages as links_pages
+
+        link_pages = links_pages.build(runtime.links, auth, runtime.dispatcher.audit)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
     sessions = MemorySessionStore(
@@ -350,6 +366,7 @@ def create_app(settings: Settings) -> Any:
             legacy.close_all()
             await observability.stop()
             await runtime.stop()
+            runtime.links.close()
             if approvals is not None:
                 approvals.approvals.close()
 
@@ -367,6 +384,7 @@ def create_app(settings: Settings) -> Any:
             Route("/readyz", readyz),
             *(auth.routes() if auth is not None else []),
             *(approvals.routes() if approvals is not None else []),
+            *(link_pages.routes() if link_pages is not None else []),
             *observability.routes(),
             Route("/sse", legacy.stream, methods=["GET"]),
             Route("/messages", legacy.post, methods=["POST"]),

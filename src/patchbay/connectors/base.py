@@ -47,6 +47,8 @@ class ConnectorEnv:
     prefix: str = ""
     # Tell clients subscribed to a (published) resource URI that it changed.
     on_resource_updated: Callable[[str], None] = field(default=lambda uri: None)
+    # The server's upstream credential store (patchbay.links.hub.LinkHub): give it to patchbay.links.credentials_for.
+    links: Any = None
 
 
 @runtime_checkable

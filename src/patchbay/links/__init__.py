@@ -52,6 +52,6 @@ def credentials_for(
         ConfigError: a secret variable or file is missing, or ``user_oauth`` without what it needs (sign-in on,
             an upstream URL), naming the connector's key.
     """
-    if options.auth == "none" and not options.headers:
-        return NoCredentials()
-    raise NotImplementedError(f"auth = {options.auth!r} is being built")
+    from patchbay.links.build import build_credentials
+
+    return build_credentials(connector_name, options, env, upstream_url)
