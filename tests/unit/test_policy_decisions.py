@@ -211,6 +211,26 @@ async def test_a_changed_catalog_is_seen_at_once() -> None:
         assert gate.decide("files_write_file", None, {}).effect == "allow"
 
 
+async def test_the_same_principal_object_reused_between_other_callers_keeps_its_own_decisions() -> None:
+    # The token cache hands one Principal object to every request with the same token; the gate remembers the
+    # last caller by identity. Interleaved callers, and a catalog change, must never get another caller's view.
+    async with gate_for(EXAMPLE_RULES, gate={"default": "deny"}) as gate:
+        sales, lead = user("sam", "sales"), user("lee", "support-lead")
+        for principal, tool, effect in [
+            (sales, "crm_list_customers", "allow"),
+            (sales, "crm_list_customers", "allow"),
+            (lead, "crm_list_customers", "deny"),
+            (sales, "crm_close_ticket", "deny"),
+            (None, "crm_list_customers", "deny"),
+            (lead, "crm_close_ticket", "allow"),
+        ]:
+            assert gate.decide(tool, principal, {"id": 1, "priority": "low"}).effect == effect, (principal, tool)
+        catalog = gate.catalog
+        catalog.tools = {k: v for k, v in catalog.tools.items() if k != "crm_close_ticket"}
+        assert gate.decide("crm_close_ticket", lead, {"id": 1, "priority": "low"}).rule == "unknown"
+        assert names(gate, lead) == {"files_read_file"}
+
+
 @pytest.mark.parametrize(("rules", "scope"), [([], "public"), ([{"subjects": ["*"], "effect": "allow"}], "private")])
 async def test_modern_tools_list_is_private_when_the_gate_filters_per_caller(
     tmp_path: Any, rules: list[dict[str, Any]], scope: str

@@ -72,15 +72,15 @@ class AuthConfig:
 
 
 class TokenCache:
-    """Recently verified bearer tokens (by digest) → principal, each trusted until its own deadline and only while
-    the store's revocation generation is the one the cache was filled under."""
+    """Recently verified ``Authorization`` headers, as sent, → principal, each trusted until its own deadline and
+    only while the store's revocation generation is the one the cache was filled under."""
 
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
-        self.entries: dict[bytes | str, tuple[Principal, float]] = {}
+        self.entries: dict[bytes, tuple[Principal, float]] = {}
         self.generation: int | None = None
 
-    def get(self, key: bytes | str, now: float, generation: int | None) -> Principal | None:
+    def get(self, key: bytes, now: float, generation: int | None) -> Principal | None:
         """The cached principal; None on a miss. A new ``generation`` (something was revoked) empties the cache;
         ``None`` (the generation could not be read) trusts nothing."""
         if generation is None:
@@ -97,7 +97,7 @@ class TokenCache:
             return None
         return hit[0]
 
-    def put(self, key: bytes | str, principal: Principal, until: float, generation: int | None) -> None:
+    def put(self, key: bytes, principal: Principal, until: float, generation: int | None) -> None:
         """Remember a principal verified after reading ``generation``; dropped if a revocation came since."""
         if generation is None or generation != self.generation:
             return

@@ -87,6 +87,7 @@ class Gate:
         self._views: dict[Principal | None, View] = {}
         self._facts: dict[str, ToolFacts] = {}
         self._seen: tuple[Any, Any] = (None, None)
+        self._last: tuple[Any, View] | None = None
         self.access = access
 
     @property
@@ -97,6 +98,7 @@ class Gate:
     def access(self, value: Any) -> None:
         self._access = value
         self._seen = (None, None)
+        self._last = None
         writes = {self.settings.writes, *self.connector_writes.values()}
         # Nothing to decide: every call is allowed and every list is the catalog's (one attribute test per call).
         self.trivial = not self.rules and writes == {"on"} and value is None and self.settings.default == "allow"
@@ -154,6 +156,7 @@ class Gate:
         owners = _owners(catalog)
         self._facts = {name: self._tool_facts(name, owners.get(name)) for name in catalog.tools}
         self._views.clear()
+        self._last = None
         self._seen = (catalog.tools, catalog.tools_wire)
 
     def _tool_facts(self, name: str, connector: str | None) -> ToolFacts:
@@ -174,6 +177,11 @@ class Gate:
 
     def _view(self, principal: Any) -> View:
         self._sync()
+        # The caller of the previous request, by identity: the token cache hands the same Principal object to
+        # every request with that token, so a busy caller skips hashing its principal (identity implies equality).
+        last = self._last
+        if last is not None and last[0] is principal:
+            return last[1]
         key = principal if isinstance(principal, Principal) else None
         view = self._views.get(key)
         if view is None:
@@ -181,6 +189,7 @@ class Gate:
             if len(self._views) >= self.cache_size:
                 del self._views[next(iter(self._views))]  # the oldest caller; a miss only costs a rebuild
             self._views[key] = view
+        self._last = (principal, view)
         return view
 
     def _build_view(self, principal: Principal | None) -> View:
