@@ -11,6 +11,7 @@ from patchbay.cli import doctor as doctor_cmd
 from patchbay.cli import index as index_cmd
 from patchbay.cli import init as init_cmd
 from patchbay.cli import keys as keys_cmd
+from patchbay.cli import links as links_cmd
 from patchbay.cli import manifest as manifest_cmd
 from patchbay.cli import policy as policy_cmd
 from patchbay.cli import serve as serve_cmd
@@ -39,6 +40,8 @@ app.add_typer(policy_cmd.app, name="policy")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(links_cmd.app, name="links")
+app.add_typer(links_cmd.vault_app, name="vault")
 
 
 @app.command("version")
