@@ -1,11 +1,12 @@
 """The limits step of the gate: ``[[limits]]`` rate limits, quotas and concurrency caps, call timeouts, and
 result-size caps per client (docs/limits.md).
 
-The dispatcher holds one :class:`Limits` as ``Dispatcher.limits`` and calls, for each ``tools/call``:
-:meth:`Limits.admit` (refuse over a rate or a full concurrency cap), :meth:`Limits.slot` around the handler (hold
-the concurrency slots), :meth:`Limits.timeout` (the seconds the handler may run) and :meth:`Limits.cap` (cut the
-result to the client's limit). Rate and concurrency limits apply to ``tools/call`` only; timeouts and caps to
-every call the dispatcher asks about.
+The dispatcher holds one :class:`Limits` as ``Dispatcher.limits`` and calls, for each ``tools/call``,
+``resources/read`` and ``prompts/get``: :meth:`Limits.admit` (refuse over a rate or a full concurrency cap),
+:meth:`Limits.slot` around the handler (hold the concurrency slots), :meth:`Limits.timeout` (the seconds the
+handler may run) and :meth:`Limits.cap` (cut a tool result to the client's limit). A limit covers tools by
+``tools``, resource URIs by ``resources`` and prompts by ``prompts``; a connector-wide concurrency cap (``per =
+"connector"``, naming none of the three) covers all of its connectors' calls.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Limit:
     per: Per
     subjects: tuple[str, ...]
     tools: tuple[re.Pattern[str], ...]
+    resources: tuple[re.Pattern[str], ...]
+    prompts: tuple[re.Pattern[str], ...]
+    # A concurrency cap per connector that names no tools, resources or prompts: every call to the connector.
+    connector_wide: bool
     connectors: frozenset[str] | None
     kinds: frozenset[str] | None
     rate: Rate | None
@@ -61,6 +66,18 @@ class Limit:
         if self.connectors is not None and connector not in self.connectors:
             return False
         return self.kinds is None or bool(self.kinds & kinds_of(annotations))
+
+    def covers_read(self, method: str, name: str, connector: str | None) -> bool:
+        """Whether a ``resources/read`` of URI ``name`` or a ``prompts/get`` of prompt ``name`` counts here."""
+        globs = self.resources if method == "resources/read" else self.prompts
+        if globs:
+            if not any(p.match(name) for p in globs):
+                return False
+        elif not self.connector_wide:
+            return False
+        if self.connectors is not None and connector not in self.connectors:
+            return False
+        return self.kinds is None or "read" in self.kinds  # reading a resource or a prompt changes nothing
 
     def applies_to(self, principal: Any) -> bool:
         known = principal if isinstance(principal, Principal) else None
@@ -97,12 +114,16 @@ def compile_limits(rules: Sequence[LimitRule]) -> list[Limit]:
     compiled = []
     for index, rule in enumerate(rules):
         rate = rule.parsed_rate
+        named = {"tools", "resources", "prompts"} & rule.model_fields_set
         compiled.append(
             Limit(
                 name=rule.id or f"limits[{index}]",
                 per=rule.per,
                 subjects=tuple(rule.subjects),
-                tools=tuple(re.compile(fnmatch.translate(glob)) for glob in rule.tools),
+                tools=_globs(rule.covered_tools),
+                resources=_globs(rule.resources or ()),
+                prompts=_globs(rule.prompts or ()),
+                connector_wide=rule.per == "connector" and rule.concurrency is not None and not named,
                 connectors=frozenset(rule.connectors) if rule.connectors is not None else None,
                 kinds=frozenset(rule.kinds) if rule.kinds is not None else None,
                 rate=rate,
@@ -111,6 +132,10 @@ def compile_limits(rules: Sequence[LimitRule]) -> list[Limit]:
             )
         )
     return compiled
+
+
+def _globs(globs: Sequence[str]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(fnmatch.translate(glob)) for glob in globs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +189,10 @@ class Limits:
         self.clock = clock
         self.gauges = Gauges()
         self._tools: dict[str, ToolLimits] = {}
+        self._read_owners: dict[tuple[str, str], str] = {}
         self._seen: Any = None
+        # The limits that can cover a resources/read or prompts/get: none in most configs, which then pay nothing.
+        self._reads = tuple(lim for lim in self.limits if lim.resources or lim.prompts or lim.connector_wide)
 
     # -- the dispatcher's hooks ----------------------------------------------------------------------------------
 
@@ -174,7 +202,7 @@ class Limits:
         Rates are spent only by calls that pass every limit: a call refused by one limit gives back what the
         limits before it took.
         """
-        facts = self._facts(call) if call.method == "tools/call" else None
+        facts = self._facts(call)
         if facts is None or not facts.limits:
             return None
         principal = call.scope.principal
@@ -203,7 +231,7 @@ class Limits:
         cancellation. :meth:`admit` refused the call if a cap was full; when the last slot went in between (the
         audit intent of a write is awaited there) the call waits in line for the next free one, which comes: every
         holder runs under its timeout."""
-        facts = self._facts(call) if call.method == "tools/call" else None
+        facts = self._facts(call)
         if facts is None or not facts.concurrency:
             return _NULL_SLOT
         principal = call.scope.principal
@@ -213,7 +241,7 @@ class Limits:
 
     def timeout(self, call: Call) -> float | None:
         """Seconds the call's handler may run before it is cancelled."""
-        facts = self._facts(call) if call.method == "tools/call" else None
+        facts = self._tool_facts(call) if call.method == "tools/call" else None
         return facts.timeout if facts is not None else self.timeouts.default
 
     def cap(self, call: Call, wire: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +252,7 @@ class Limits:
         limit = self.profile_bytes.get(profile, self.result_bytes) if profile else self.result_bytes
         if limit is None:
             return wire
-        facts = self._facts(call)
+        facts = self._tool_facts(call)
         return cap_result(wire, limit, facts is not None and facts.strict_structure)
 
     # -- internals -------------------------------------------------------------------------------------------
@@ -249,16 +277,42 @@ class Limits:
             text = f"too many calls at once: {limit.name} ({limit.describe()}) is full; retry after {seconds} s"
         call.outcome = "rate_limited"
         call.detail = text
-        log.info("tools/call %s by %s %s", call.name, call.scope.principal or "anonymous", text)
-        meta = {RETRY_META: max(1, math.ceil(wait * 1000))}
-        return ToolResult.error(f"'{call.name}' was not run: {text}.", meta=meta).to_wire()
+        log.info("%s %s by %s %s", call.method, call.name, call.scope.principal or "anonymous", text)
+        retry_ms = max(1, math.ceil(wait * 1000))
+        call.scope.retry_after_ms = retry_ms  # the HTTP transports' Retry-After
+        return ToolResult.error(f"'{call.name}' was not run: {text}.", meta={RETRY_META: retry_ms}).to_wire()
 
     def _facts(self, call: Call) -> ToolLimits | None:
+        if call.method == "tools/call":
+            return self._tool_facts(call)
+        if not self._reads:
+            return None
+        connector = self._owner(call)
+        covering = tuple(lim for lim in self._reads if lim.covers_read(call.method, call.name, connector))
+        if not covering:
+            return None
+        concurrency = tuple(lim for lim in covering if lim.concurrency is not None)
+        return ToolLimits(connector, covering, concurrency, self.timeouts.default, strict_structure=False)
+
+    def _tool_facts(self, call: Call) -> ToolLimits | None:
         catalog = self.catalog
         if catalog.tools is not self._seen:
             self._tools = _tool_limits(catalog, self.limits, self.timeouts)
+            self._read_owners = _read_owners(catalog)
             self._seen = catalog.tools
         return self._tools.get(call.name)
+
+    def _owner(self, call: Call) -> str | None:
+        """The connector serving a resource URI or a prompt (None when no connector claims it)."""
+        self._tool_facts(call)  # refreshes the owners when the catalog was rebuilt
+        owners = self._read_owners
+        if call.method == "prompts/get":
+            return owners.get(("prompt", call.name))
+        fixed = owners.get(("resource", call.name))
+        if fixed is not None:
+            return fixed
+        found = self.catalog.find_template(call.name)
+        return owners.get(("template", found[0].uri_template)) if found is not None else None
 
 
 def _tool_limits(catalog: Catalog, limits: Sequence[Limit], timeouts: Timeouts) -> dict[str, ToolLimits]:
@@ -275,6 +329,22 @@ def _tool_limits(catalog: Catalog, limits: Sequence[Limit], timeouts: Timeouts) 
             strict_structure=tool.output_schema is not None,
         )
     return facts
+
+
+def _read_owners(catalog: Catalog) -> dict[tuple[str, str], str]:
+    """("prompt", public name), ("resource", URI) and ("template", URI template) → the connector serving it."""
+    owners: dict[tuple[str, str], str] = {}
+    for mount in catalog.mounted:
+        name = mount.connector.name
+        if not catalog.is_up(name):
+            continue
+        for prompt in mount.connector.prompts():
+            owners.setdefault(("prompt", mount.prefix + prompt.name), name)
+        for resource in mount.connector.resources():
+            owners.setdefault(("resource", resource.uri), name)
+        for template in mount.connector.resource_templates():
+            owners.setdefault(("template", template.uri_template), name)
+    return owners
 
 
 def _owners(catalog: Catalog) -> dict[str, tuple[str, str]]:

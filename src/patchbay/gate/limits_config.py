@@ -25,6 +25,8 @@ LIMIT_KEYS = (
     "per",
     "subjects",
     "tools",
+    "resources",
+    "prompts",
     "connectors",
     "kinds",
     "rate",
@@ -80,6 +82,10 @@ class LimitRule(BaseModel):
     per: Per
     subjects: list[str] = Field(["*"], min_length=1)
     tools: list[str] = Field(["*"], min_length=1)
+    # resources/read URIs and prompts/get names; none unless given. A table naming either covers no tools unless
+    # it names tools too.
+    resources: list[str] | None = Field(None, min_length=1)
+    prompts: list[str] | None = Field(None, min_length=1)
     connectors: list[str] | None = Field(None, min_length=1)
     kinds: list[Kind] | None = Field(None, min_length=1)
     rate: str | None = None
@@ -104,6 +110,22 @@ class LimitRule(BaseModel):
     @classmethod
     def _tools(cls, value: list[str]) -> list[str]:
         return check_tool_globs(value)
+
+    @field_validator("resources", "prompts")
+    @classmethod
+    def _globs(cls, value: list[str] | None) -> list[str] | None:
+        for glob in value or ():
+            if not glob or len(glob) > 2048 or not glob.isprintable():
+                raise ValueError(f"{glob!r} is not a glob: give 1-2048 printable characters, * ? [..] as wildcards")
+        return value
+
+    @property
+    def covered_tools(self) -> list[str]:
+        """The tool globs in force: ``tools`` as given, else every tool unless the table names resources or
+        prompts (then none)."""
+        if "tools" in self.model_fields_set or (self.resources is None and self.prompts is None):
+            return self.tools
+        return []
 
     @field_validator("rate")
     @classmethod

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from patchbay.protocol.scope import CallScope
 from patchbay.transport import http
 from patchbay.transport.http import Send
 from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
 
 _WRITES: set[asyncio.Future[None]] = set()
+Headers = list[tuple[bytes, bytes]]
+
+
+def retry_after(scope: CallScope) -> Headers | None:
+    """``Retry-After`` (RFC 9110 §10.2.3, whole seconds, rounded up) for a call a limit refused, else None."""
+    if scope.retry_after_ms is None:
+        return None
+    return [(b"retry-after", str(max(1, math.ceil(scope.retry_after_ms / 1000))).encode())]
 
 
 class Reply:
@@ -76,12 +86,13 @@ class Reply:
             self._start()
         self._event(orjson.dumps(message))
 
-    async def finish(self, response: dict[str, Any], status: int = 200) -> None:
+    async def finish(self, response: dict[str, Any], status: int = 200, extra: Headers | None = None) -> None:
+        """Send the response; ``extra`` headers go out only when the headers have not (an SSE stream under way)."""
         if not self._started:
             if self.json_ok or status != 200:
-                await http.send_json(self._send, status, response)
+                await http.send_json(self._send, status, response, extra)
             else:
-                await http.send_sse_once(self._send, response)
+                await http.send_sse_once(self._send, response, extra)
             return
         self._event(orjson.dumps(response))
         await self._close()

@@ -29,7 +29,7 @@ from patchbay.transport.batch import DEFAULT_LIMITS, Batches, BatchLimits
 from patchbay.transport.calls import DisconnectWatch, asker
 from patchbay.transport.headers import check_param_headers, check_routing_headers
 from patchbay.transport.http import Receive, Scope, Send
-from patchbay.transport.reply import Reply
+from patchbay.transport.reply import Reply, retry_after
 from patchbay.transport.security import HostGuard
 from patchbay.transport.sessions import Session, SessionStore, owner_of
 from patchbay.transport.streams import Streams
@@ -310,11 +310,11 @@ class StreamableHTTP:
             session.inflight[request_id] = task
         try:
             result = await self.dispatcher.dispatch(method, params, scope)
-            await reply.finish(jsonrpc.result_response(request_id, result))
+            await reply.finish(jsonrpc.result_response(request_id, result), extra=retry_after(scope))
         except RpcError as exc:
             # 2025 era: a method's JSON-RPC error rides on HTTP 200, as SDK clients expect (TypeScript SDK v1
             # clients throw on any non-2xx before reading the body). Transport refusals above keep their 4xx.
-            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()))
+            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()), extra=retry_after(scope))
         except asyncio.CancelledError as exc:
             # Only the client's notifications/cancelled is answered here; a shutdown's cancellation propagates.
             if exc.args != (CLIENT_CANCELLED,) or task is None:
@@ -403,9 +403,11 @@ class StreamableHTTP:
         try:
             result = await self.dispatcher.dispatch(method, params, scope)
         except RpcError as exc:
-            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()), exc.status)
+            # 2026-07-28 errors carry their HTTP status; a request refused over a limit is RFC 6585's 429.
+            extra = retry_after(scope)
+            await reply.finish(jsonrpc.error_response(request_id, exc.to_error()), 429 if extra else exc.status, extra)
             return
-        await reply.finish(jsonrpc.result_response(request_id, result))
+        await reply.finish(jsonrpc.result_response(request_id, result), extra=retry_after(scope))
 
     async def batch(self, messages: list[Any], headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
         session = self._session(headers, principal)
