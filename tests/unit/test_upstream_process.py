@@ -328,3 +328,41 @@ async def test_in_flight_cap_says_busy_after_the_wait_and_frees_slots() -> None:
     assert cap.in_flight == 0
     async with cap.slot():
         assert cap.in_flight == 1
+
+
+class HeldClock(FakeClock):
+    """A backoff wait that lasts until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.waiting.set()
+        await self.release.wait()
+        await super().sleep(seconds)
+
+
+async def test_stop_during_a_backoff_wait_fails_the_waiting_start_without_spawning() -> None:
+    clock = HeldClock()
+    process = StdioProcess("child", spec("crash"), clock=clock)
+    await process.start()
+    await asyncio.wait_for(process.wait_exit(), DEADLINE)
+    waiting = asyncio.ensure_future(process.start())
+    await asyncio.wait_for(clock.waiting.wait(), DEADLINE)
+    await process.stop()
+    clock.release.set()
+    with pytest.raises(ProcessUnavailable, match="stopped"):
+        await asyncio.wait_for(waiting, DEADLINE)
+    assert process.pid is None
+    assert children_of_this_process() == []
+
+
+def test_a_spec_without_a_program_or_with_negative_times_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least the program"):
+        ProcessSpec(argv=())
+    with pytest.raises(ValueError, match="times must be >= 0"):
+        ProcessSpec(argv=("server",), stop_grace=-1)
+    with pytest.raises(ValueError, match="idle_shutdown must be > 0"):
+        ProcessSpec(argv=("server",), idle_shutdown=0)

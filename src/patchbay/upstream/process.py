@@ -96,6 +96,17 @@ class ProcessSpec:
     backoff_max: float = 30.0
     max_line_bytes: int = 16 * 1024 * 1024  # one stdout message line; longer makes readline() raise ValueError
 
+    def __post_init__(self) -> None:
+        # The connector's options model reports bad config values with the file and key; these guard other callers.
+        if not self.argv or not self.argv[0]:
+            raise ValueError("ProcessSpec.argv needs at least the program to run")
+        if self.max_restarts < 0 or self.stderr_bytes < 0 or self.max_line_bytes < 1:
+            raise ValueError("ProcessSpec max_restarts and stderr_bytes must be >= 0, max_line_bytes >= 1")
+        if min(self.start_timeout, self.restart_window, self.stop_grace, self.backoff_initial, self.backoff_max) < 0:
+            raise ValueError("ProcessSpec times must be >= 0")
+        if self.idle_shutdown is not None and self.idle_shutdown <= 0:
+            raise ValueError("ProcessSpec.idle_shutdown must be > 0 seconds, or None to never stop an idle process")
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessStatus:
@@ -120,8 +131,6 @@ class StdioProcess:
     """
 
     def __init__(self, name: str, spec: ProcessSpec, *, clock: Clock | None = None) -> None:
-        if not spec.argv:
-            raise ValueError("ProcessSpec.argv is empty")
         self.name = name
         self.spec = spec
         self._clock: Clock = clock or SystemClock()
@@ -274,6 +283,9 @@ class StdioProcess:
         self.touch()
         log.info("upstream %s: started %s (pid %d)", self.name, Path(self.spec.argv[0]).name, child.proc.pid)
         self._watch(child, self._reap(child))
+        if self._rest == "stopped":  # stop() ran while the command was being started
+            await self._terminate(child, "stop")
+            raise ProcessUnavailable(self._reason)
         self._watch(child, self._watch_stdout(child))
         if self.spec.start_timeout > 0:
             self._watch(child, self._start_timer(child))
