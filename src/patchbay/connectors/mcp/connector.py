@@ -231,6 +231,8 @@ class McpConnector:
             if isinstance(uri, str):
                 self.env.on_resource_updated(self.uris.outward(uri))
         elif method == "notifications/message":
+            if self._proxy is not None and await self._proxy.log_unclaimed(params):
+                return
             log.info("upstream %s says: %s", self.name, str(params.get("data"))[:500])
 
     async def _watch(self) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from patchbay.connectors.mcp.bridge import Bridge, Parked
@@ -21,6 +21,7 @@ from patchbay.context import Context
 from patchbay.errors import RpcError, ToolError
 from patchbay.links import Credentials, LinkRequired, LinkUnavailable
 from patchbay.protocol.scope import InputRequired
+from patchbay.protocol.versions import META_LOG_LEVEL
 from patchbay.upstream import (
     InputNeeded,
     UpstreamError,
@@ -56,6 +57,9 @@ class Proxy:
     in_flight: asyncio.Semaphore
     timeout: float
     stateful: bool = False
+    # Calls running now. A stdio upstream's log messages carry no request id: while exactly one call runs they
+    # are that call's (see log_unclaimed), otherwise they go to the server log only.
+    active: set[Context] = field(default_factory=set)
 
     async def request(self, method: str, params: dict[str, Any], ctx: Context) -> dict[str, Any]:
         """The upstream's result for ``method``.
@@ -71,6 +75,7 @@ class Proxy:
         if self.stateful and ctx.session_id is not None:
             identity = f"{identity}|session:{ctx.session_id}"
         async with self.in_flight:
+            self.active.add(ctx)
             try:
                 if ctx.era == "modern":
                     return await self._bridged(method, params, ctx, identity, headers)
@@ -84,6 +89,15 @@ class Proxy:
                 if isinstance(exc, UpstreamUnauthorized):
                     self.credentials.invalidate(identity)
                 raise ToolError(f"The upstream server '{self.name}' is unavailable: {exc}") from None
+            finally:
+                self.active.discard(ctx)
+
+    async def log_unclaimed(self, params: dict[str, Any]) -> bool:
+        """Pass a log message no request claimed to the one running call; False when not exactly one runs."""
+        if len(self.active) != 1:
+            return False
+        await _message(next(iter(self.active)), params)
+        return True
 
     async def _credentials(self, ctx: Context) -> tuple[str, dict[str, str]]:
         try:
@@ -104,6 +118,9 @@ class Proxy:
         sink: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send the request; while a 2026-07-28 upstream answers ``input_required``, ask the client and resend."""
+        # MCP 2026-07-28: an upstream sends log messages only when the request names a level; every message is
+        # asked for and the client's own level filters them (Context.log).
+        params = {**params, "_meta": {META_LOG_LEVEL: "debug"}}
         sent = params
         for _ in range(MAX_INPUT_ROUNDS):
             try:
