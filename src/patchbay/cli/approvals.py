@@ -1,8 +1,9 @@
 """``patchbay approvals``: held calls waiting for a person (list, show, approve, deny).
 
-Whoever can run this command against the store decides like an approver on the approval page; ``--by`` names
-them in the record (default: ``cli:<login name>``). The server checks the tool's definition again when the call
-is redeemed, so approving here a call whose tool changed since still never runs it.
+Whoever can run this command against the store decides like an approver on the approval page, and sees the held
+arguments as the page shows them (secrets redacted; the sealed originals are opened only to run the call);
+``--by`` names them in the record (default: ``cli:<login name>``). The server checks the tool's definition again
+when the call is redeemed, so approving here a call whose tool changed since still never runs it.
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ def list_approvals(
 
 @app.command("show")
 def show(approval_id: str, config: ConfigOpt = None) -> None:
-    """Show one approval request, with the exact arguments that would run."""
-    from patchbay.gate.approval_store import ApprovalStore
+    """Show one approval request, with the arguments that would run (secrets shown as [redacted])."""
+    from patchbay.gate.approval_store import ApprovalStore, hidden_note, redactor
 
+    redact = redactor(load_settings(config).audit.redact_fields)
     with auth_store(config) as engine:
-        approval = ApprovalStore(engine).get(approval_id)
+        approval = ApprovalStore(engine, redact=redact).get(approval_id)
     if approval is None:
         err.print(f"[bold red]no such approval[/]: {escape(approval_id)}", highlight=False)
         raise typer.Exit(1)
@@ -84,9 +86,11 @@ def show(approval_id: str, config: ConfigOpt = None) -> None:
     ]
     for key, value in rows:
         out.print(f"[bold]{key}[/]: {escape(value)}", highlight=False)
-    arguments = orjson.dumps(approval.arguments, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    arguments = orjson.dumps(approval.shown, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     out.print("[bold]arguments[/]:", highlight=False)
     out.print(escape(arguments), highlight=False)
+    if approval.hidden:
+        out.print(escape(hidden_note(approval.hidden)), highlight=False)
 
 
 @app.command("approve")

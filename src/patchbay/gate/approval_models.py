@@ -1,6 +1,8 @@
 """The table of human approvals (migration ``gate_0002``): one row per held call, bound to the caller, the tool's
 definition digest and the RFC 8785 digest of its arguments.
 
+The arguments are sealed at rest with ``patchbay.vault`` (migration ``gate_0003``); approvers see a redacted copy.
+
 Times are epoch seconds (float), like the auth tables. ``status`` moves pending → approved → used, or pending →
 denied; ``void`` marks an approval whose tool changed or disappeared before it ran. Expiry is not a stored status:
 a row is expired when ``expires_at`` has passed (see ``patchbay.gate.approval_store.effective_status``).
@@ -8,7 +10,7 @@ a row is expired when ``expires_at`` has passed (see ``patchbay.gate.approval_st
 
 from __future__ import annotations
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patchbay.store.models import Base
@@ -27,8 +29,14 @@ class GateApproval(Base):
     tool: Mapped[str] = mapped_column(String(200))
     tool_digest: Mapped[str] = mapped_column(String(64))
     args_digest: Mapped[str] = mapped_column(String(64))
-    # The arguments as the caller sent them, JSON: exactly these run once approved.
+    # The arguments as the caller sent them, JSON: exactly these run once approved. Sealed with the vault (context
+    # "approval:<id>") when ``sealed``; rows held before migration gate_0003 are in clear.
     arguments: Mapped[str] = mapped_column(Text)
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What an approver is shown: the arguments redacted as the audit trail redacts them (JSON), and how many fields
+    # that hides. NULL for rows held before gate_0003.
+    shown: Mapped[str | None] = mapped_column(Text)
+    hidden: Mapped[int] = mapped_column(Integer, default=0)
     # The rule that asked for approval and its sentence (patchbay.gate.Decision), shown to the approver.
     rule: Mapped[str] = mapped_column(String(200), default="")
     reason: Mapped[str] = mapped_column(Text, default="")

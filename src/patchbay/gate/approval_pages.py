@@ -35,7 +35,7 @@ from patchbay.auth.redirects import csp_source
 from patchbay.auth.users import Users, UserView
 from patchbay.catalog import Catalog
 from patchbay.gate.approval_idp import ApproverIdP
-from patchbay.gate.approval_store import ApprovalRefused, ApprovalView
+from patchbay.gate.approval_store import ApprovalRefused, ApprovalView, hidden_note
 from patchbay.gate.approvals import Approvals
 from patchbay.settings import ApprovalsSettings, Settings
 
@@ -147,11 +147,12 @@ class ApprovalPages:
         if annotations:
             rows.append(("Annotations", escape(", ".join(f"{k}={v}" for k, v in sorted(annotations.items())))))
         table = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
-        pretty = orjson.dumps(approval.arguments, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+        pretty = orjson.dumps(approval.shown, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
         parts = [
             f"<h1>Approve this call?</h1><p>Signed in as <strong>{escape(user.username)}</strong>.</p>",
             f'<p role="status">{escape(notice)}</p>' if notice else "",
             f"<dl>{table}</dl><p>Exactly these arguments will run, once:</p><pre>{escape(pretty)}</pre>",
+            f'<p class="note">{escape(hidden_note(approval.hidden))}</p>' if approval.hidden else "",
         ]
         if approval.status == "pending":
             parts.append(
@@ -241,6 +242,7 @@ class ApprovalPages:
         if decision == "approve":
             gone = await self._tool_gone(approval)
             if gone is not None:
+                self.approvals.decided(approval_id)
                 return error_page("Cannot approve", gone, 409)
         try:
             if decision == "approve":
@@ -251,6 +253,8 @@ class ApprovalPages:
         except ApprovalRefused as exc:
             return error_page("Cannot decide", str(exc), 409)
         log.info("approval %s: %s by %s (now %s)", approval_id, decision, user.username, done.status)
+        if done.status != "pending":
+            self.approvals.decided(approval_id)
         self.approvals.audit(
             "approval.decided",
             approval_id=approval_id,
@@ -309,10 +313,25 @@ def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> A
     With sign-in on, the store, accounts and sign-in throttle are the authorization server's; without it, the
     store is opened here (an approver still signs in with a local account, if the store has one).
     """
+    from patchbay.gate.approval_store import redactor
     from patchbay.store import create_engine
+    from patchbay.vault import Vault
 
     engine = auth.core.engine if auth is not None else create_engine(settings.store_url)
-    approvals = Approvals(engine, settings.approvals, settings.public_url, owns_engine=auth is None)
+    approvals = Approvals(
+        engine,
+        settings.approvals,
+        settings.public_url,
+        owns_engine=auth is None,
+        vault=Vault.from_settings(settings),
+        redact=redactor(settings.audit.redact_fields),
+    )
+
+    def schema(name: str) -> Any:
+        tool = catalog.tools.get(name)
+        return tool.input_schema if tool is not None else None
+
+    approvals.schemas = schema
     if auth is not None:
         users, throttle = auth.core.users, auth.authorization.throttle
     else:

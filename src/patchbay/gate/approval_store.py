@@ -3,13 +3,19 @@
 Blocking SQLAlchemy calls (run them in a worker thread from async code). Every write goes through the store's
 single writer path (``patchbay.store.writer``). Deciding and consuming are conditional UPDATEs: of two
 concurrent redeems of one approval exactly one changes the row, so a granted call runs at most once.
+
+The arguments are stored sealed with the vault, bound to the approval's id; only redeeming a granted approval
+opens them. What the page and the CLI show is a copy redacted when the call is held, the way the audit trail
+redacts (``patchbay.gate.audit_redact``: ``format: password``, ``writeOnly``, ``[audit] redact_fields``), with the
+number of fields it hides.
 """
 
 from __future__ import annotations
 
 import secrets
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +24,10 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from patchbay.gate.approval_models import GateApproval
+from patchbay.gate.audit_redact import REDACTED, Redactor
+from patchbay.settings import AuditSettings
 from patchbay.store import writer
+from patchbay.vault import Vault
 
 Status = Literal["pending", "approved", "denied", "used", "void", "expired"]
 
@@ -41,6 +50,8 @@ class HeldCall:
     arguments: dict[str, Any]
     rule: str
     reason: str
+    # The tool's input schema, for redacting what the approver is shown (format: password, writeOnly).
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +66,10 @@ class ApprovalView:
     tool: str
     tool_digest: str
     args_digest: str
-    arguments: dict[str, Any]
+    shown: dict[str, Any]
+    """The arguments as an approver sees them: secrets replaced by ``"[redacted]"``, everything else in full."""
+    hidden: int
+    """How many fields ``shown`` hides."""
     rule: str
     reason: str
     approved_by: tuple[str, ...]
@@ -72,8 +86,42 @@ def effective_status(status: str, expires_at: float, now: float) -> Status:
     return status  # type: ignore[return-value]
 
 
-def _view(row: GateApproval, now: float) -> ApprovalView:
-    arguments = orjson.loads(row.arguments)
+def redactor(fields: Iterable[str] = AuditSettings().redact_fields) -> Redactor:
+    """The audit trail's redaction, never cutting what an approver is shown."""
+    return Redactor(fields, sys.maxsize)
+
+
+def redacted(redact: Redactor, arguments: dict[str, Any], schema: Mapping[str, Any] | None) -> tuple[Any, int]:
+    """``arguments`` as an approver is shown them, and how many fields that hides."""
+    shown = redact(arguments, schema)
+    return shown, _count_hidden(arguments, shown)
+
+
+def hidden_note(hidden: int) -> str:
+    """What the approver is told about the fields the page does not show."""
+    fields = "1 field is" if hidden == 1 else f"{hidden} fields are"
+    return (
+        f"{fields} hidden as [redacted] (secrets: format password, writeOnly, or named in [audit] redact_fields). "
+        "They run exactly as the caller sent them."
+    )
+
+
+def _count_hidden(original: Any, shown: Any) -> int:
+    if isinstance(shown, str) and shown == REDACTED:
+        return 0 if original == REDACTED else 1
+    if isinstance(shown, dict) and isinstance(original, dict):
+        return sum(_count_hidden(original.get(k), v) for k, v in shown.items())
+    if isinstance(shown, list) and isinstance(original, list):
+        return sum(_count_hidden(o, v) for o, v in zip(original, shown, strict=False))
+    return 0
+
+
+def _view(row: GateApproval, now: float, redact: Redactor) -> ApprovalView:
+    if row.shown is not None:
+        shown, hidden = orjson.loads(row.shown), row.hidden
+    else:  # held before gate_0003, in clear: redacted now, by field name (the schema is not stored)
+        clear = orjson.loads(row.arguments)
+        shown, hidden = redacted(redact, clear if isinstance(clear, dict) else {}, None)
     return ApprovalView(
         id=row.id,
         status=effective_status(row.status, row.expires_at, now),
@@ -84,7 +132,8 @@ def _view(row: GateApproval, now: float) -> ApprovalView:
         tool=row.tool,
         tool_digest=row.tool_digest,
         args_digest=row.args_digest,
-        arguments=arguments if isinstance(arguments, dict) else {},
+        shown=shown if isinstance(shown, dict) else {},
+        hidden=hidden,
         rule=row.rule,
         reason=row.reason,
         approved_by=tuple(row.approved_by.split()),
@@ -96,17 +145,40 @@ def _view(row: GateApproval, now: float) -> ApprovalView:
     )
 
 
+def context(approval_id: str) -> str:
+    """The vault context of an approval's arguments: a sealed value copied to another row does not open."""
+    return f"approval:{approval_id}"
+
+
 class ApprovalStore:
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], float] = time.time,
+        *,
+        vault: Vault | None = None,
+        redact: Redactor | None = None,
+    ) -> None:
+        """``vault`` seals and opens held arguments (holding or redeeming a call needs one; listing, showing and
+        deciding do not); ``redact`` redacts rows held before arguments were sealed."""
         self.engine = engine
         self._read = sessionmaker(engine, expire_on_commit=False)
         self._write = sessionmaker(writer(engine), expire_on_commit=False)
         self.clock = clock
+        self.vault = vault
+        self.redact = redact or redactor()
+
+    def _vault(self) -> Vault:
+        if self.vault is None:
+            raise RuntimeError("this approval store was opened without a vault: it cannot hold or redeem calls")
+        return self.vault
 
     def create(self, call: HeldCall, ttl_seconds: float) -> ApprovalView:
         now = self.clock()
+        approval_id = secrets.token_urlsafe(16)  # 128 random bits: the approval link cannot be guessed
+        shown, hidden = redacted(self.redact, call.arguments, call.schema)
         row = GateApproval(
-            id=secrets.token_urlsafe(16),  # 128 random bits: the approval link cannot be guessed
+            id=approval_id,
             status="pending",
             subject=call.subject,
             username=call.username,
@@ -115,7 +187,10 @@ class ApprovalStore:
             tool=call.tool,
             tool_digest=call.tool_digest,
             args_digest=call.args_digest,
-            arguments=orjson.dumps(call.arguments).decode(),
+            arguments=self._vault().seal(orjson.dumps(call.arguments), context=context(approval_id)),
+            sealed=True,
+            shown=orjson.dumps(shown).decode(),
+            hidden=hidden,
             rule=call.rule[:200],
             reason=call.reason,
             approved_by="",
@@ -124,12 +199,12 @@ class ApprovalStore:
         )
         with self._write() as session, session.begin():
             session.add(row)
-        return _view(row, now)
+        return _view(row, now, self.redact)
 
     def get(self, approval_id: str) -> ApprovalView | None:
         with self._read() as session:
             row = session.get(GateApproval, approval_id)
-            return _view(row, self.clock()) if row is not None else None
+            return _view(row, self.clock(), self.redact) if row is not None else None
 
     def latest(self, subject: str, client_id: str, tool: str, args_digest: str) -> ApprovalView | None:
         """The newest approval for this caller, client, tool and argument digest (any tool digest)."""
@@ -146,7 +221,7 @@ class ApprovalStore:
         )
         with self._read() as session:
             row = session.scalar(query)
-            return _view(row, self.clock()) if row is not None else None
+            return _view(row, self.clock(), self.redact) if row is not None else None
 
     def list(self, *, include_all: bool = False, limit: int = 200) -> list[ApprovalView]:
         """Pending, unexpired approvals (every approval with ``include_all``), newest first."""
@@ -155,11 +230,24 @@ class ApprovalStore:
             query = query.where(GateApproval.status == "pending", GateApproval.expires_at > self.clock())
         now = self.clock()
         with self._read() as session:
-            return [_view(row, now) for row in session.scalars(query)]
+            return [_view(row, now, self.redact) for row in session.scalars(query)]
+
+    def statuses(self, approval_ids: Sequence[str]) -> dict[str, Status]:
+        """The effective status of each stored approval of ``approval_ids`` (ids not stored are left out)."""
+        query = select(GateApproval.id, GateApproval.status, GateApproval.expires_at).where(
+            GateApproval.id.in_(approval_ids)
+        )
+        now = self.clock()
+        with self._read() as session:
+            return {row.id: effective_status(row.status, row.expires_at, now) for row in session.execute(query)}
 
     def consume(self, approval_id: str, tool_digest: str) -> dict[str, Any] | None:
         """Mark a granted, unexpired approval of this tool definition used and return its stored arguments; None
-        when it is not (any more) redeemable: used by a concurrent call, expired, or for another definition."""
+        when it is not (any more) redeemable: used by a concurrent call, expired, or for another definition.
+
+        Raises:
+            VaultError: the sealed arguments do not open with the vault's keys; the approval stays granted.
+        """
         now = self.clock()
         statement = (
             update(GateApproval)
@@ -170,13 +258,16 @@ class ApprovalStore:
                 GateApproval.tool_digest == tool_digest,
             )
             .values(status="used", used_at=now)
-            .returning(GateApproval.arguments)
+            .returning(GateApproval.arguments, GateApproval.sealed)
         )
         with self._write() as session, session.begin():
-            stored = session.execute(statement).scalar_one_or_none()
-        if stored is None:
-            return None
-        arguments = orjson.loads(stored)
+            stored = session.execute(statement).first()
+            if stored is None:
+                return None
+            text, sealed = stored
+            # Opened inside the transaction: arguments that do not open leave the approval granted (rolled back).
+            raw = self._vault().open(text, context=context(approval_id)) if sealed else text.encode()
+        arguments = orjson.loads(raw)
         return arguments if isinstance(arguments, dict) else {}
 
     def void(self, approval_id: str) -> bool:
@@ -219,7 +310,7 @@ class ApprovalStore:
             if done.first() is None:
                 raise ApprovalRefused("Someone else decided this call at the same moment. Reload the page.")
             session.refresh(row)
-            return _view(row, now)
+            return _view(row, now, self.redact)
 
     def deny(self, approval_id: str, approver: str) -> ApprovalView:
         """Raises ApprovalRefused: unknown, expired or already decided."""
@@ -235,7 +326,7 @@ class ApprovalStore:
             if done.first() is None:
                 raise ApprovalRefused("Someone else decided this call at the same moment. Reload the page.")
             session.refresh(row)
-            return _view(row, now)
+            return _view(row, now, self.redact)
 
     @staticmethod
     def _open_row(row: GateApproval | None, now: float) -> GateApproval:

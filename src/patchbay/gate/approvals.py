@@ -11,6 +11,9 @@ caller is told depends on what its client supports (docs/approvals.md):
   URL-mode ``elicitation/create`` (MCP 2026-07-28 basic/patterns/mrtr);
 - any other client (claude.ai, ChatGPT): an ordinary tool result (not an error, so the model reads it) giving the
   link and asking to call again with the same arguments once approved.
+
+The 2025-11-25 session that got the URL elicitation is sent ``notifications/elicitation/complete`` once the
+approval is decided (``patchbay.gate.approval_notify``). The held arguments are stored sealed with the vault.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from sqlalchemy import Engine
 
 from patchbay.errors import RpcError
 from patchbay.gate import Decision
-from patchbay.gate.approval_store import ApprovalStore, ApprovalView, HeldCall
+from patchbay.gate.approval_notify import ElicitationWaits
+from patchbay.gate.approval_store import ApprovalStore, ApprovalView, HeldCall, redactor
+from patchbay.gate.audit_redact import Redactor
 from patchbay.protocol import jsonrpc
 from patchbay.protocol.scope import CallScope, InputRequired
 from patchbay.settings import ApprovalsSettings, Settings
+from patchbay.vault import Vault, VaultError
 
 log = logging.getLogger("patchbay.gate")
 
@@ -86,18 +92,32 @@ class Approvals:
     owns_engine: bool = False
     # Records an audit event: audit(method, **fields) (patchbay.gate.audit.AuditRecorder.event); no-op when off.
     audit: Callable[..., None] = field(default=lambda method, **fields: None)
+    # Seals held arguments at rest (Vault.from_settings for a server; a process-lifetime key when not given).
+    vault: Vault | None = None
+    # Redacts what approvers are shown ([audit] redact_fields; the audit trail's defaults when not given).
+    redact: Redactor | None = None
+    # name -> the tool's input schema, for redacting format: password and writeOnly fields (None: names only).
+    schemas: Callable[[str], Any] | None = None
     store: ApprovalStore = field(init=False)
+    elicitations: ElicitationWaits = field(init=False)
     _migrated: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.store = ApprovalStore(self.engine, self.now)
+        vault = self.vault or Vault.ephemeral()
+        self.store = ApprovalStore(self.engine, self.now, vault=vault, redact=self.redact or redactor())
+        self.elicitations = ElicitationWaits(lambda ids: self.run(self.store.statuses, ids))
 
     def now(self) -> float:
         return self.clock()  # indirect, so tests can move time by replacing ``clock``
 
     def close(self) -> None:
+        self.elicitations.close()
         if self.owns_engine:
             self.engine.dispose()
+
+    def decided(self, approval_id: str) -> None:
+        """An approval was decided in this process: the session that got its URL elicitation is told now."""
+        self.elicitations.complete(approval_id)
 
     def link(self, approval_id: str) -> str:
         return f"{self.public_url}/approvals/{approval_id}"
@@ -142,7 +162,16 @@ class Approvals:
                         found.id,
                         "void",
                     )
-                stored = await self.run(self.store.consume, found.id, tool_digest)
+                try:
+                    stored = await self.run(self.store.consume, found.id, tool_digest)
+                except VaultError:
+                    log.error("approval %s: its sealed arguments do not open with this server's vault keys", found.id)
+                    return _refusal(
+                        f"Not run: the approved arguments of approval {found.id} cannot be opened with this server's "
+                        "[vault] keys. Ask the operator to restore the key it was sealed with.",
+                        found.id,
+                        "approved",
+                    )
                 if stored is not None:
                     log.info("approval %s used: running %s for %s", found.id, name, subject)
                     scope.approved_arguments = stored
@@ -174,6 +203,7 @@ class Approvals:
             arguments=arguments,
             rule=decision.rule,
             reason=decision.reason,
+            schema=self.schemas(name) if self.schemas is not None else None,
         )
         created: ApprovalView = await self.run(self.store.create, call, float(self.settings.ttl_seconds))
         log.info("approval %s requested: %s by %s (%s)", created.id, name, subject, decision.rule)
@@ -198,6 +228,8 @@ class Approvals:
         )
         if scope.era == "legacy" and scope.version >= "2025-11-25" and _declares_url_elicitation(scope):
             elicitation = {"mode": "url", "elicitationId": held.id, "url": url, "message": message}
+            if scope.session is not None:
+                self.elicitations.add(held.id, scope.session)
             raise RpcError(URL_ELICITATION_REQUIRED, "This call needs approval", {"elicitations": [elicitation]})
         if scope.era == "modern" and _declares_url_elicitation(scope):
             answer = scope.input_responses.get(INPUT_KEY)
