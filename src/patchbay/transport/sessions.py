@@ -15,9 +15,11 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
+import orjson
+
 from patchbay.auth.principal import Principal
 from patchbay.protocol.outstanding import Outstanding
-from patchbay.transport.sse import EventLog
+from patchbay.transport.sse import EventLog, frame
 
 
 def owner_of(principal: Principal | None) -> str | None:
@@ -92,6 +94,15 @@ class Session:
             del self.streams[oldest]
         self.streams[log.id] = log
         return log
+
+    def notify(self, message: dict[str, Any]) -> bool:
+        """Queue a server notification on this session's open GET stream; False when no stream is open (or it is
+        full): the notification is then dropped, as the client is not listening."""
+        queue = self.standalone
+        if queue is None or queue.full():
+            return False
+        queue.put_nowait(frame(orjson.dumps(message)))
+        return True
 
     def close(self) -> None:
         if self.requests is not None:
