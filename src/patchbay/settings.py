@@ -323,6 +323,9 @@ class AuditSettings(_Section):
     on_failure: Literal["serve_reads", "refuse_all"] = "serve_reads"
     """When records cannot be stored: serve_reads (reads go on, their lost records are counted and /readyz says
     degraded) or refuse_all. Writes are always refused."""
+    synchronous: Literal["normal", "full"] = "normal"
+    """full: an audit commit reaches the disk before it counts, so it survives a power loss (SQLite: PRAGMA
+    synchronous=FULL on the writer's connection; PostgreSQL: synchronous_commit on for the recorder's sessions)."""
 
     keep_days: int = Field(400, ge=0, le=36_500)
     """Days records are kept before background pruning deletes them; 0 keeps them forever. The default covers a

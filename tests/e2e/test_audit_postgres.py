@@ -19,7 +19,7 @@ from patchbay.gate.audit_store import write_now
 from patchbay.gate.calls import Call
 from patchbay.protocol.scope import CallScope
 from patchbay.settings import AuditSettings
-from patchbay.store import create_engine, upgrade
+from patchbay.store import create_engine, upgrade, write_path
 from tests.support.postgres import PostgresServer
 
 
@@ -75,3 +75,24 @@ def test_server_and_cli_writers_share_one_unbroken_chain_on_postgresql(engine: E
     assert tuple(head) == (rows[-1].seq, prev)
     assert sum(1 for r in rows if r.kind == "event") == 40
     assert {orjson.loads(r.body)["phase"] for r in rows if r.kind == "call"} == {"intent", "done"}
+
+
+def test_synchronous_full_turns_synchronous_commit_on_for_the_recorders_sessions(pg: PostgresServer) -> None:
+    pg.execute('CREATE DATABASE "audit_sync"')
+    # Every session of this URL starts with synchronous_commit off, as a server configured for speed would.
+    url = pg.url("audit_sync") + "?options=-csynchronous_commit%3Doff"
+
+    def level(synchronous: str) -> str:
+        engine = create_engine(url)
+        try:
+            upgrade(engine, "audit@head")
+            recorder = AuditRecorder(engine, AuditSettings(synchronous=synchronous))  # type: ignore[arg-type]
+            with write_path(engine).engine.connect() as connection:  # the recorder's writes go this way
+                value = str(connection.execute(text("SHOW synchronous_commit")).scalar_one())
+            asyncio.run(recorder.aclose())
+            return value
+        finally:
+            engine.dispose()
+
+    assert level("normal") == "off"
+    assert level("full") == "on"

@@ -22,13 +22,14 @@ import functools
 import logging
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, event, text
 
 from patchbay.definitions import ToolResult
 from patchbay.errors import ConfigError
@@ -132,6 +133,8 @@ class AuditRecorder:
         self._flush_handle: asyncio.TimerHandle | None = None
         # An in-memory store ends with the process and nobody can read it from outside: keep only its newest records.
         self._memory_cap = MEMORY_RECORDS if is_memory(engine.url) else None
+        if settings.synchronous == "full":
+            sync_fully(engine)
 
     # -- calls (the Dispatcher's hooks) ----------------------------------------------------------------------
 
@@ -397,6 +400,41 @@ class AuditRecorder:
             self.checkpointer.maybe(seq, digest)
         except Exception:  # a checkpoint is evidence beside the trail: its failure must not stop recording
             log.exception("audit: checkpoint at seq %d failed", seq)
+
+
+_SYNCED = "patchbay_audit_full_sync"
+
+
+def sync_fully(engine: Engine) -> None:
+    """``[audit] synchronous = "full"``: every commit of the audit writer reaches the disk before it counts.
+
+    SQLite: ``PRAGMA synchronous=FULL`` on the file's writer connection (sqlite.org/pragma.html#pragma_synchronous;
+    it cannot change inside a transaction, so it is set as the connection is checked out, before BEGIN). That
+    connection carries every write of this process to the file, so the other writers' commits sync too.
+    PostgreSQL: ``synchronous_commit = on`` for the recorder's sessions, whatever the server's default.
+    In-memory SQLite has no disk: nothing to do.
+    """
+    backend = engine.url.get_backend_name()
+    if backend == "sqlite" and is_memory(engine.url):
+        return
+    pool = write_path(engine).engine.pool if backend == "sqlite" else engine.pool
+    if not event.contains(pool, "checkout", _full_sync):
+        event.listen(pool, "checkout", _full_sync)
+
+
+def _full_sync(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    if record.info.get(_SYNCED):
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        if isinstance(dbapi_connection, sqlite3.Connection):  # no transaction is open at checkout
+            cursor.execute("PRAGMA synchronous=FULL")
+        else:  # a session setting: committed, so the pool's reset (a rollback) keeps it
+            cursor.execute("SET synchronous_commit TO on")
+            dbapi_connection.commit()
+    finally:
+        cursor.close()
+    record.info[_SYNCED] = True
 
 
 def _settle(batch: list[_Pending], seqs: list[int], error: BaseException | None) -> None:
