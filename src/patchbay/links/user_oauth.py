@@ -24,6 +24,7 @@ from patchbay.links.credentials import LinkRequired, LinkUnavailable, subject_of
 from patchbay.links.oauth import Discovered, OAuthClient
 from patchbay.links.shared import bearer, fresh
 from patchbay.links.store import Account, Pending, Registration, Tokens
+from patchbay.vault import VaultError
 
 if TYPE_CHECKING:
     from patchbay.links.hub import LinkHub
@@ -97,7 +98,10 @@ class UserOAuth:
             return cached.tokens
         async with self._locks.setdefault(subject, asyncio.Lock()):  # one refresh per person at a time
             stale = cached is not None and cached.stale
-            account: Account | None = await self.hub.run(self.hub.store.account, self.name, subject)
+            try:
+                account: Account | None = await self.hub.run(self.hub.store.account, self.name, subject)
+            except VaultError as exc:
+                raise LinkUnavailable(f"the stored link to {self.name} cannot be opened ({exc})") from None
             if account is None:
                 self._cache[subject] = _Cached(None, self.clock() + CACHE_SECONDS)
                 raise self._required("link your account")
