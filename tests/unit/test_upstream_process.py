@@ -366,3 +366,15 @@ def test_a_spec_without_a_program_or_with_negative_times_is_refused() -> None:
         ProcessSpec(argv=("server",), stop_grace=-1)
     with pytest.raises(ValueError, match="idle_shutdown must be > 0"):
         ProcessSpec(argv=("server",), idle_shutdown=0)
+
+
+async def test_a_cancelled_stop_still_kills_a_child_that_ignores_term() -> None:
+    process = StdioProcess("child", spec("ignore-term", stop_grace=0.3))
+    reader, _ = await process.start()
+    assert await asyncio.wait_for(reader.readline(), DEADLINE) == b"ready\n"
+    stopping = asyncio.ensure_future(process.stop())
+    assert await asyncio.wait_for(reader.readline(), DEADLINE) == b"stdin closed\n"  # stop() has begun
+    assert process.pid is not None
+    stopping.cancel()
+    assert await asyncio.wait_for(process.wait_exit(), DEADLINE) == -signal.SIGKILL
+    assert children_of_this_process() == []

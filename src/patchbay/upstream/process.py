@@ -407,12 +407,19 @@ class StdioProcess:
     # -- stopping ----------------------------------------------------------------------------------------------
 
     async def _terminate(self, child: Child, planned: Literal["stop", "idle"] | None) -> None:
-        """Close stdin, TERM the group, KILL it after ``stop_grace``; return once the child is reaped.
+        """Stop ``child`` and return once it is reaped. The stopping runs on in its own task when the caller is
+        cancelled (a shutdown that gives up waiting still gets its KILL)."""
+        if planned is not None and child.planned is None and not child.exited.is_set():
+            child.planned = planned
+        if child.stopping is None:
+            child.stopping = asyncio.create_task(self._term_then_kill(child))
+        await asyncio.shield(child.stopping)
+
+    async def _term_then_kill(self, child: Child) -> None:
+        """Close stdin, TERM the group, KILL it after ``stop_grace``.
 
         MCP 2025-11-25 basic/lifecycle, shutdown over stdio: close the input stream, then SIGTERM, then SIGKILL.
         """
-        if planned is not None and child.planned is None and not child.exited.is_set():
-            child.planned = planned
         if not child.exited.is_set():
             if not child.stdin.is_closing():
                 child.stdin.close()

@@ -102,6 +102,7 @@ class Child:
     planned: Literal["stop", "idle"] | None = None  # why we are stopping it; None: any exit is a crash
     fault: str | None = None  # what the supervisor saw wrong before it killed it
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    stopping: asyncio.Task[None] | None = None  # the one TERM-then-KILL run, shared by every stop request
 
     @property
     def pgid(self) -> int:
