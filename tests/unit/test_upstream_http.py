@@ -4,18 +4,16 @@ no handshake per call."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 import pytest
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
+from tests.support.loopback_asgi import serving
 
 from patchbay.upstream import InputNeeded, Target, UpstreamPool
 from patchbay.upstream.target import Protocol
@@ -78,21 +76,6 @@ class Counting:
             return await receive()
 
         await self.app(scope, replay, send)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` on a free loopback port; yields http://127.0.0.1:PORT."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them: no start-up polling
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture
