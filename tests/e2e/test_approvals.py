@@ -24,7 +24,11 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx2 as httpx
 import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
+from tests.e2e.conftest import run_scenario
 from tests.support.browser import Browser
 from tests.support.forms import next_form
 from tests.support.servers import RunningServer, run_patchbay
@@ -334,3 +338,73 @@ def test_the_cli_lists_and_approves_a_held_call(env: Env) -> None:
     assert env.cards(name) == 1
     again = env.cli("approvals", "approve", approval_id, "--by", "ops")
     assert again.returncode == 1 and "used" in again.stderr
+
+
+# -- notifications/elicitation/complete to a real SDK client session ------------------------------------------------
+
+
+async def _url_elicitation_then_decision(env: Env, name: str, decide_it: Any) -> tuple[str, list[str], Any]:
+    """A 2025-11-25 session of the official Python SDK client (it declares URL-mode elicitation and keeps its GET
+    stream open) calls create_card, gets -32042, has the approval decided by ``decide_it(url, approval_id)`` and
+    waits for notifications/elicitation/complete; then calls again. (approval id, completed ids, second outcome)."""
+    completed: list[str] = []
+    done = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        note = getattr(message, "root", message)
+        if getattr(note, "method", None) == "notifications/elicitation/complete":
+            completed.append(note.params.elicitation_id)
+            done.set()
+
+    async def no_forms(context: Any, params: Any) -> Any:
+        raise AssertionError("the approval is never asked for in a client form")
+
+    headers = {"authorization": f"Bearer {env.tokens['alice']}"}
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=20) as http,
+        Client(
+            streamable_http_client(f"{env.server.base_url}/mcp", http_client=http),
+            mode="legacy",
+            message_handler=on_message,
+            elicitation_callback=no_forms,
+        ) as client,
+    ):
+        with pytest.raises(MCPError) as held_error:
+            await client.call_tool("create_card", env.args(name))
+        assert held_error.value.code == -32042
+        [elicitation] = held_error.value.data["elicitations"]
+        approval_id = elicitation["elicitationId"]
+        assert completed == []
+        await anyio.to_thread.run_sync(decide_it, elicitation["url"], approval_id)
+        with anyio.fail_after(15):
+            await done.wait()
+        try:
+            second: Any = await client.call_tool("create_card", env.args(name))
+        except MCPError as exc:
+            second = exc
+    return approval_id, completed, second
+
+
+def test_a_2025_11_25_session_is_told_when_the_page_approves_its_url_elicitation(env: Env) -> None:
+    name = title()
+
+    def approve(url: str, approval_id: str) -> None:
+        assert decide(url, "ada").status_code == 200
+
+    approval_id, completed, second = run_scenario(lambda: _url_elicitation_then_decision(env, name, approve))
+    assert completed == [approval_id]
+    assert second.is_error is False and second.structured_content["title"] == name
+    assert env.cards(name) == 1
+
+
+def test_a_2025_11_25_session_is_told_when_the_cli_denies_its_url_elicitation(env: Env) -> None:
+    name = title()
+
+    def deny(url: str, approval_id: str) -> None:
+        denied = env.cli("approvals", "deny", approval_id, "--by", "ops")
+        assert denied.returncode == 0, denied.stderr
+
+    approval_id, completed, second = run_scenario(lambda: _url_elicitation_then_decision(env, name, deny))
+    assert completed == [approval_id]
+    assert second.is_error is True and "ops denied" in second.content[0].text
+    assert env.cards(name) == 0
