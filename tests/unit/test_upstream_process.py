@@ -378,3 +378,17 @@ async def test_a_cancelled_stop_still_kills_a_child_that_ignores_term() -> None:
     stopping.cancel()
     assert await asyncio.wait_for(process.wait_exit(), DEADLINE) == -signal.SIGKILL
     assert children_of_this_process() == []
+
+
+async def test_a_child_with_a_call_in_flight_is_not_shut_down_as_idle() -> None:
+    idle = 0.05
+    async with supervised(spec("echo", idle_shutdown=idle)) as process:
+        assert await roundtrip(process, "start") == "start"
+        pid = process.pid
+        loop = asyncio.get_running_loop()
+        with process.in_use():
+            quiet_since = loop.time()
+            await until(lambda: loop.time() > quiet_since + 10 * idle, "ten idle periods passed")
+            assert process.pid == pid and process.state == "running"
+        await asyncio.wait_for(process.wait_exit(), DEADLINE)  # released: now it is idle
+        assert process.state == "idle"
