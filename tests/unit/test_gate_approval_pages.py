@@ -13,7 +13,10 @@ from tests.support.forms import next_form
 from tests.unit.fixtures.authflow import PASSWORD, TOOLS, add_user, client_for
 
 from patchbay.app import create_app
+from patchbay.auth.principal import Principal
+from patchbay.errors import RpcError
 from patchbay.gate.approval_store import HeldCall
+from patchbay.protocol.scope import CallScope
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
@@ -110,3 +113,67 @@ async def test_without_an_approve_rule_there_is_no_approval_page(tmp_path: Path)
     app = create_app(from_dict(data, base_dir=tmp_path))
     assert app.runtime.dispatcher.approvals is None
     assert not [r for r in app.router.routes if getattr(r, "path", "").startswith("/approvals")]
+
+
+TICKETS = '''
+from patchbay import tool
+
+CLOSED = []
+
+
+@tool(destructive=True)
+def close_ticket(id: int) -> str:
+    """Close a ticket."""
+    CLOSED.append(id)
+    return f"closed {id}"
+
+
+@tool(read_only=True)
+def count_closed() -> int:
+    """How many tickets were closed by this module."""
+    return len(CLOSED)
+'''
+
+
+async def _call(app: Any, name: str, arguments: dict[str, Any]) -> Any:
+    alice = Principal("user:alice", "user", username="alice", client_id="c1")
+    scope = CallScope("legacy", "2025-06-18", 1, "tools/call", {}, principal=alice)
+    return await app.runtime.dispatcher.dispatch("tools/call", {"name": name, "arguments": arguments}, scope)
+
+
+async def test_a_tool_removed_from_its_module_while_pending_is_refused_on_the_page_and_never_runs(
+    tmp_path: Path,
+) -> None:
+    module = tmp_path / "tickets.py"
+    module.write_text(TICKETS, encoding="utf-8")
+    data = {
+        "store": {"url": f"sqlite:///{tmp_path / 'store.db'}"},
+        "auth": {"mode": "oauth"},
+        "connectors": [{"name": "t", "type": "python", "path": str(module), "prefix": ""}],
+        "policy": [{"subjects": ["*"], "tools": ["close_ticket"], "effect": "approve"}],
+    }
+    app = create_app(from_dict(data, base_dir=tmp_path))
+    await app.runtime.start()
+    try:
+        async with client_for(app) as http:
+            await add_user(app, "ada", roles=("approver",))
+            held = await _call(app, "close_ticket", {"id": 7})
+            approval_id = held["_meta"]["patchbay/approval"]["approval_id"]
+            granted = await _call(app, "close_ticket", {"id": 8})  # a second one, granted before the tool goes
+            granted_id = granted["_meta"]["patchbay/approval"]["approval_id"]
+            app.runtime.dispatcher.approvals.store.approve(granted_id, "ada")
+
+            module.write_text(TICKETS.replace("def close_ticket", "def _close_ticket_retired"), encoding="utf-8")
+            await app.runtime.reload()
+            assert "close_ticket" not in app.runtime.catalog.tools
+
+            answer = await _approve_on_page(http, approval_id)
+            assert answer.status_code == 409 and "no longer exists" in answer.text
+            assert app.runtime.dispatcher.approvals.store.get(approval_id).status == "void"
+            with pytest.raises(RpcError, match="Unknown tool: close_ticket"):  # the granted one is refused too
+                await _call(app, "close_ticket", {"id": 8})
+            assert app.runtime.dispatcher.approvals.store.get(granted_id).status == "approved"  # never redeemed
+            assert (await _call(app, "count_closed", {}))["structuredContent"]["result"] == 0
+    finally:
+        app.sessions.close_all()
+        await app.runtime.stop()
