@@ -68,6 +68,8 @@ class UserOAuth:
         self._discovered: Discovered | None = None
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Told the subject of each account linked here (the mcp connector lists its upstream once one exists).
+        self.on_linked: Callable[[str], None] = lambda subject: None
 
     # -- at call time -----------------------------------------------------------------------------------------------
 
@@ -203,6 +205,7 @@ class UserOAuth:
             raise LinkUnavailable(f"{server.issuer} did not accept the authorization ({error})")
         await self.hub.run(self.hub.store.save_account, self.name, pending.subject, server.issuer, tokens)
         self._cache[pending.subject] = _Cached(tokens, self.clock() + CACHE_SECONDS)
+        self.on_linked(pending.subject)
 
     async def _client(self, discovered: Discovered) -> Registration:
         if self.client is not None:

@@ -22,11 +22,13 @@ from patchbay.connectors.base import ConnectorEnv, Health
 from patchbay.connectors.mcp.bridge import Bridge
 from patchbay.connectors.mcp.build import Definitions, Lists, build
 from patchbay.connectors.mcp.curation import NameProblem, UriMap
+from patchbay.connectors.mcp.linking import NobodyLinked, connect_tool, lister
 from patchbay.connectors.mcp.options import McpOptions
 from patchbay.connectors.mcp.proxy import Proxy
 from patchbay.definitions import Completer, Prompt, Resource, ResourceTemplate, Tool
 from patchbay.errors import ConfigError, ConnectorError, RpcError
-from patchbay.links import Credentials, LinkError, credentials_for, resolve_value
+from patchbay.links import Credentials, LinkError, LinkRequired, credentials_for, resolve_value
+from patchbay.links.user_oauth import UserOAuth
 from patchbay.protocol.jsonrpc import INTERNAL_ERROR
 from patchbay.upstream import Target, UpstreamError, UpstreamPool, UpstreamTimeout, UpstreamUnavailable
 from patchbay.upstream.process import ProcessSpec
@@ -65,6 +67,8 @@ class McpConnector:
         self._relist: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._problem = ""
+        # user_oauth before anyone linked: why only the connect tool is published ("" once the lists are read).
+        self._waiting = ""
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -78,6 +82,8 @@ class McpConnector:
         """
         if self._credentials is None:
             self._credentials = credentials_for(self.name, self.options, self.env, upstream_url=self.options.url)
+            if isinstance(self._credentials, UserOAuth):
+                self._credentials.on_linked = lambda subject: self._wake.set()
         if self._pool is None:
             self._pool = self._new_pool(self._target())
         self._proxy = Proxy(
@@ -91,12 +97,15 @@ class McpConnector:
         )
         try:
             lists = await self._list_all()
+        except NobodyLinked as exc:
+            self._publish_connect(str(exc))
         except (UpstreamUnavailable, UpstreamTimeout, UpstreamError, LinkError) as exc:
             raise ConnectorError(f"upstream MCP server '{self.name}': {_why(exc)}") from None
-        try:
-            self._publish(lists)
-        except NameProblem as exc:
-            raise ConfigError(str(exc), key=f"rename.{exc.upstream}") from None
+        else:
+            try:
+                self._publish(lists)
+            except NameProblem as exc:
+                raise ConfigError(str(exc), key=f"rename.{exc.upstream}") from None
         if self._relist is None:
             self._relist = asyncio.get_running_loop().create_task(self._watch(), name=f"patchbay-relist-{self.name}")
 
@@ -110,12 +119,15 @@ class McpConnector:
         pool, self._pool = self._pool, None
         self._subscribed.clear()
         self._signature = b""  # a reopened connector publishes handlers bound to its new pool
+        self._waiting = ""
         if pool is not None:
             await pool.close()  # every session, and every child process with them
 
     async def health(self) -> Health:
         if self._pool is None:
             return Health(False, "not started")
+        if self._waiting:
+            return Health(True, self._waiting)
         ok, reason = self._pool.health()
         if ok and self._problem:
             return Health(True, f"{reason}; last re-list failed: {self._problem}")
@@ -171,8 +183,21 @@ class McpConnector:
         )
 
     async def _shared(self) -> tuple[str, dict[str, str]]:
+        """The identity and headers that read the lists: the shared credentials, or with ``user_oauth`` a person's
+        linked account (:mod:`patchbay.connectors.mcp.linking`).
+
+        Raises:
+            NobodyLinked: ``user_oauth`` and no usable account is linked yet.
+            LinkError: credentials cannot be had.
+        """
         assert self._credentials is not None
-        return await self._credentials.headers_for(None)
+        if not isinstance(self._credentials, UserOAuth):
+            return await self._credentials.headers_for(None)
+        person = await lister(self._credentials.hub, self.name, self.options.list_with)
+        try:
+            return await self._credentials.headers_for(person)
+        except LinkRequired as exc:
+            raise NobodyLinked(f"{person.username} has no usable linked account: {exc}") from None
 
     async def _list_all(self) -> Lists:
         assert self._pool is not None
@@ -219,7 +244,14 @@ class McpConnector:
         assert self._proxy is not None
         self._defs = build(lists, self.options, self.env.prefix, self._proxy, self.uris, self._completer)
         self._lists, self._signature = lists, signature
+        self._waiting = ""
         return True
+
+    def _publish_connect(self, why: str) -> None:
+        """Publish only the connect tool (user_oauth before anyone linked); ``why`` shows in health()."""
+        assert self._proxy is not None
+        self._defs = Definitions(tools=[connect_tool(self.name, self._proxy, self._wake.set)])
+        self._lists, self._signature, self._waiting = Lists(), b"connect", why
 
     # -- changes -------------------------------------------------------------------------------------------
 
@@ -252,6 +284,13 @@ class McpConnector:
         try:
             lists = await self._list_all()
             changed = self._publish(lists)
+        except NobodyLinked as exc:
+            if self._waiting:  # still nobody: the connect tool stays
+                self._waiting = str(exc)
+                return False
+            self._problem = _why(exc)
+            log.warning("connector '%s': no linked account can re-read the upstream's lists, keeping them", self.name)
+            return False
         except (UpstreamUnavailable, UpstreamTimeout, UpstreamError, LinkError, NameProblem) as exc:
             self._problem = _why(exc)
             log.warning("connector '%s': re-reading the upstream's lists failed, keeping them: %s", self.name, exc)

@@ -78,6 +78,9 @@ class McpOptions(AuthOptions):
     """Re-read the upstream's lists this often, for servers that change them without saying so; unset: never."""
     call_timeout: float = Field(60.0, gt=0, le=86_400)
     """Seconds one upstream request may take before it is cancelled upstream (the gate's timeout may be shorter)."""
+    list_with: str | None = Field(None, min_length=1, max_length=200)
+    """``auth = "user_oauth"``: the Patchbay username whose linked account reads the upstream's lists (default: the
+    account linked to this connector most recently refreshed)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> McpOptions:
@@ -87,6 +90,8 @@ class McpOptions(AuthOptions):
             raise ValueError("'transport' applies to 'url' only; a 'command' always speaks stdio")
         if self.url is not None and (self.env or self.cwd is not None):
             raise ValueError("'env' and 'cwd' apply to 'command' only; a 'url' upstream is not started by Patchbay")
+        if self.list_with is not None and self.auth != "user_oauth":
+            raise ValueError("'list_with' applies to auth = \"user_oauth\" only (it names whose linked account lists)")
         for name in self.env:
             if not _ENV_NAME.match(name):
                 raise ValueError(f"env: '{name}' is not a variable name (letters, digits and _)")

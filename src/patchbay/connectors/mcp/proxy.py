@@ -99,6 +99,16 @@ class Proxy:
         await _message(next(iter(self.active)), params)
         return True
 
+    async def credentials_of(self, ctx: Context) -> tuple[str, dict[str, str]]:
+        """The caller's upstream identity and headers.
+
+        Raises:
+            Unlinked: the caller has no linked account (its ``answer`` is the result to give).
+            RpcError, InputRequired: the link offered by URL elicitation (see :func:`_link_answer`).
+            ToolError: the upstream's authorization server cannot be reached.
+        """
+        return await self._credentials(ctx)
+
     async def _credentials(self, ctx: Context) -> tuple[str, dict[str, str]]:
         try:
             return await self.credentials.headers_for(ctx.principal)
