@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from patchbay.cli.common import err, load_settings
+from patchbay.cli.common import AdminDemoOpt, admin_config, err, load_settings
 from patchbay.cli.users import audit_event, auth_store, when
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="patchbay.toml (its \\[store] table is used)")]
@@ -38,8 +38,10 @@ def _default_by() -> str:
 def list_approvals(
     include_all: Annotated[bool, typer.Option("--all", help="Every approval, not only pending ones")] = False,
     config: ConfigOpt = None,
+    demo: AdminDemoOpt = False,
 ) -> None:
     """List approval requests waiting for a decision (newest first)."""
+    config = admin_config(config, demo)
     from patchbay.gate.approval_store import ApprovalStore
 
     with auth_store(config) as engine:
@@ -62,8 +64,9 @@ def list_approvals(
 
 
 @app.command("show")
-def show(approval_id: str, config: ConfigOpt = None) -> None:
+def show(approval_id: str, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Show one approval request, with the arguments that would run (secrets shown as [redacted])."""
+    config = admin_config(config, demo)
     from patchbay.gate.approval_store import ApprovalStore, hidden_note, redactor
 
     redact = redactor(load_settings(config).audit.redact_fields)
@@ -94,8 +97,9 @@ def show(approval_id: str, config: ConfigOpt = None) -> None:
 
 
 @app.command("approve")
-def approve(approval_id: str, by: ByOpt = None, config: ConfigOpt = None) -> None:
+def approve(approval_id: str, by: ByOpt = None, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Approve a held call: the caller's next identical call runs it, once."""
+    config = admin_config(config, demo)
     from patchbay.gate.approval_store import ApprovalRefused, ApprovalStore
 
     settings = load_settings(config).approvals
@@ -121,8 +125,9 @@ def approve(approval_id: str, by: ByOpt = None, config: ConfigOpt = None) -> Non
 
 
 @app.command("deny")
-def deny(approval_id: str, by: ByOpt = None, config: ConfigOpt = None) -> None:
+def deny(approval_id: str, by: ByOpt = None, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Deny a held call: it will not run."""
+    config = admin_config(config, demo)
     from patchbay.gate.approval_store import ApprovalRefused, ApprovalStore
 
     with auth_store(config) as engine:

@@ -23,7 +23,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy import Engine, Select, inspect, or_, select
 
-from patchbay.cli.common import err, load_settings
+from patchbay.cli.common import AdminDemoOpt, admin_config, err, load_settings
 from patchbay.cli.users import auth_store
 from patchbay.gate.calls import OUTCOMES
 from patchbay.protocol.scope import Transport
@@ -192,8 +192,10 @@ def tail(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new records (Ctrl-C stops)")] = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
+    demo: AdminDemoOpt = False,
 ) -> None:
     """Print the newest records, oldest first; with -f, keep printing records as they are written."""
+    config = admin_config(config, demo)
     from patchbay.gate.audit_models import AuditRecord as R
 
     with _trail(config) as engine:
@@ -225,8 +227,10 @@ def search(
     limit: Annotated[int, typer.Option("--limit", min=1, max=1_000_000, help="At most this many")] = 100,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
+    demo: AdminDemoOpt = False,
 ) -> None:
     """Print the records matching every filter given, oldest first."""
+    config = admin_config(config, demo)
     query = _query(
         since=since, until=until, user=user, client=client, tool=tool, outcome=outcome, kind=kind, transport=transport
     )
@@ -248,8 +252,10 @@ def export(
     kind: KindOpt = None,
     transport: TransportOpt = None,
     config: ConfigOpt = None,
+    demo: AdminDemoOpt = False,
 ) -> None:
     """Write the records (all, or those matching the filters) for a SIEM, streamed in seq order."""
+    config = admin_config(config, demo)
     query = _query(
         since=since, until=until, user=user, client=client, tool=tool, outcome=outcome, kind=kind, transport=transport
     )
@@ -315,11 +321,13 @@ def verify(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The report as JSON")] = False,
     config: ConfigOpt = None,
+    demo: AdminDemoOpt = False,
 ) -> None:
     """Check that no record was edited, inserted, deleted or cut off since it was written.
 
     Exit status: 0 intact, 1 tampering found, 2 a usage or configuration error.
     """
+    config = admin_config(config, demo)
     from patchbay.cli.audit_report import run_verify
 
     settings = load_settings(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +18,30 @@ from patchbay.transport.security import HOSTED_CLIENT_ORIGINS
 err = Console(stderr=True)
 DEMO_DIR_ENV = "PATCHBAY_DEMO_DIR"
 DEMO_HANDBOOK = Path(__file__).resolve().parent.parent / "demo" / "handbook"
+# Stands for "the demo's settings" where a command passes its --config path on (see `admin_config`).
+DEMO_CONFIG = Path("<demo>")
+AdminDemoOpt = Annotated[
+    bool, typer.Option("--demo", help="Use the store of `patchbay serve --demo` (make demo), in $PATCHBAY_DEMO_DIR")
+]
+
+
+def admin_config(config: Path | None, demo: bool) -> Path | None:
+    """The ``--config`` an admin command (audit, manifest, approvals, users, policy) goes on with: with ``--demo``,
+    the demo server's settings and store. Exits (code 2) for both options at once, or a demo that never ran."""
+    if not demo:
+        return config
+    if config is not None:
+        err.print("[bold red]--demo and --config[/]: give one of them", highlight=False)
+        raise typer.Exit(2)
+    store = demo_dir() / "demo.db"
+    if not store.is_file():
+        err.print(
+            f"[bold red]no demo store[/] at {escape(str(store))}: start the demo first (`make demo` or "
+            f"`patchbay serve --demo`), from this folder or with {DEMO_DIR_ENV} set as it was",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    return DEMO_CONFIG
 
 
 def demo_config() -> dict[str, Any]:
@@ -60,7 +84,7 @@ def demo_dir() -> Path:
 def load_settings(config: Path | None, *, demo: bool = False, overrides: dict[str, Any] | None = None) -> Settings:
     """Settings from ``config`` (or the demo), exiting with the error message (code 2) when invalid."""
     try:
-        if demo:
+        if demo or config == DEMO_CONFIG:
             data = demo_config()
             folder = demo_dir()
             folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import orjson
 import typer
 from rich.markup import escape
 
-from patchbay.cli.common import err, load_settings
+from patchbay.cli.common import AdminDemoOpt, admin_config, err, load_settings
 from patchbay.cli.users import ConfigOpt, audit_event, auth_store
 
 if TYPE_CHECKING:
@@ -51,8 +51,9 @@ def pending(engine: Engine) -> tuple[Snapshot | None, list[Change]]:
 
 
 @app.command("status")
-def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def status(config: ConfigOpt = None, demo: AdminDemoOpt = False, as_json: JsonOpt = False) -> None:
     """The mode, the approved version and its digest, and how many changes wait for review."""
+    config = admin_config(config, demo)
     from patchbay.catalog.manifest_store import REJECTED, read_proposed
 
     mode = load_settings(config).manifest.mode
@@ -86,8 +87,9 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command("diff")
-def diff_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def diff_cmd(config: ConfigOpt = None, demo: AdminDemoOpt = False, as_json: JsonOpt = False) -> None:
     """What changed since the approved version, each item risk-labelled. Exits 1 when nothing is pending."""
+    config = admin_config(config, demo)
     from patchbay.catalog.report import change_json, render
 
     with auth_store(config) as engine:
@@ -104,8 +106,9 @@ def diff_cmd(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command("approve")
-def approve(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None) -> None:
+def approve(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Approve pending changes (all, or the NAMEs given) as a new version; running servers serve it at once."""
+    config = admin_config(config, demo)
     from patchbay.catalog.manifest import apply, summary
     from patchbay.catalog.manifest_store import VersionConflict, record_version
 
@@ -130,8 +133,9 @@ def approve(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None) 
 
 
 @app.command("reject")
-def reject(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None) -> None:
+def reject(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Reject pending changes (all, or the NAMEs given); they come back only if the connector changes again."""
+    config = admin_config(config, demo)
     from patchbay.catalog.manifest_store import reject as reject_rows
 
     with auth_store(config) as engine:
@@ -144,8 +148,9 @@ def reject(names: NamesArg = None, by: ByOpt = None, config: ConfigOpt = None) -
 
 
 @app.command("history")
-def history(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def history(config: ConfigOpt = None, demo: AdminDemoOpt = False, as_json: JsonOpt = False) -> None:
     """Every approved version, newest first: when, by whom, and what it changed."""
+    config = admin_config(config, demo)
     from patchbay.catalog.manifest_store import history as read_history
 
     with auth_store(config) as engine:

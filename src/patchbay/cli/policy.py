@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from patchbay.cli.common import err, load_settings
+from patchbay.cli.common import AdminDemoOpt, admin_config, err, load_settings
 from patchbay.cli.users import auth_store
 from patchbay.errors import ConfigError, ConnectorError
 
@@ -37,9 +37,11 @@ def explain(
     args: Annotated[str, typer.Option("--args", "-a", help="The call's arguments, a JSON object")] = "{}",
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON")] = False,
     config: ConfigOpt = None,
+    demo: AdminDemoOpt = False,
 ) -> None:
     """Say whether the caller may call TOOL with these arguments (allow, deny or approve), which rule decided and
     why, and whether the tool is in the caller's tools/list."""
+    config = admin_config(config, demo)
     if sum((user is not None, key is not None, anonymous)) != 1:
         _fail("give exactly one of --user NAME, --key NAME or --anonymous")
     try:

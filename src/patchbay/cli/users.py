@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from patchbay.cli.common import check_store, err, load_settings
+from patchbay.cli.common import AdminDemoOpt, admin_config, check_store, err, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -83,8 +83,10 @@ def add(
     name: Annotated[str, typer.Option("--name", help="Display name")] = "",
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin")] = False,
     config: ConfigOpt = None,
+    demo: AdminDemoOpt = False,
 ) -> None:
     """Add a local user (the password is asked for, or read from stdin with --password-stdin)."""
+    config = admin_config(config, demo)
     from patchbay.auth.users import Users
 
     password = _read_password(password_stdin)
@@ -101,8 +103,9 @@ def add(
 
 
 @app.command("list")
-def list_users(config: ConfigOpt = None) -> None:
+def list_users(config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """List users: local and those who signed in through the upstream identity provider."""
+    config = admin_config(config, demo)
     from patchbay.auth.users import Users
 
     with auth_store(config) as engine:
@@ -139,20 +142,23 @@ def _set_disabled(username: str, disabled: bool, config: Path | None) -> None:
 
 
 @app.command("disable")
-def disable(username: str, config: ConfigOpt = None) -> None:
+def disable(username: str, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Disable a user: no sign-in, and every token they hold stops working."""
+    config = admin_config(config, demo)
     _set_disabled(username, True, config)
 
 
 @app.command("enable")
-def enable(username: str, config: ConfigOpt = None) -> None:
+def enable(username: str, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Enable a disabled user again."""
+    config = admin_config(config, demo)
     _set_disabled(username, False, config)
 
 
 @app.command("unlock")
-def unlock(username: str, config: ConfigOpt = None) -> None:
+def unlock(username: str, config: ConfigOpt = None, demo: AdminDemoOpt = False) -> None:
     """Lift a lockout caused by repeated wrong passwords."""
+    config = admin_config(config, demo)
     from patchbay.auth.users import Users
 
     with auth_store(config) as engine:
