@@ -14,7 +14,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from tests.support.loopback_asgi import serving
 
@@ -37,11 +37,14 @@ class Upstream:
     hosts: set[str] = field(default_factory=set)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    listens: bool = False  # offer the GET stream (one list_changed notification on it)
 
     async def mcp(self, request: Request) -> Response:
-        if request.method == "GET":
-            return Response(status_code=405)
         sid = request.headers.get("mcp-session-id", "")
+        if request.method == "GET":
+            if not self.listens or sid not in self.sessions:
+                return Response(status_code=405)
+            return StreamingResponse(self._stream(), media_type="text/event-stream")
         if request.method == "DELETE":
             self.sessions.discard(sid)
             return Response()
@@ -73,6 +76,10 @@ class Upstream:
         result = {"content": [{"type": "text", "text": "echo"}], "isError": False}
         return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result})
 
+    async def _stream(self) -> AsyncIterator[bytes]:
+        yield b'id: 1\ndata: {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n\n'
+        await self.release.wait()
+
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[str, Upstream]]:
@@ -85,16 +92,17 @@ async def upstream() -> AsyncIterator[tuple[str, Upstream]]:
             state.release.set()
 
 
-def pool_for(url: str, fetcher: Fetcher | None = None) -> UpstreamPool:
-    async def ignore(method: str, params: dict[str, Any]) -> None:
-        pass
+def pool_for(url: str, fetcher: Fetcher | None = None, notes: asyncio.Queue[str] | None = None) -> UpstreamPool:
+    async def on_notification(method: str, params: dict[str, Any]) -> None:
+        if notes is not None:
+            notes.put_nowait(method)
 
     return UpstreamPool(
         "faults",
         Target("http", url=url),
         client_info=CLIENT,
         capabilities={},
-        on_notification=ignore,
+        on_notification=on_notification,
         fetcher_factory=(lambda: fetcher) if fetcher is not None else None,
     )
 
@@ -202,5 +210,18 @@ async def test_the_configured_host_is_resolved_once_pinned_and_re_resolved_after
         client = pool._opener.client()
         with pytest.raises(Refused):
             await client.get(f"{base}/mcp")
+    finally:
+        await pool.close()
+
+
+async def test_unsolicited_notifications_on_the_get_stream_reach_the_pool(upstream: tuple[str, Upstream]) -> None:
+    base, state = upstream
+    state.listens = True
+    notes: asyncio.Queue[str] = asyncio.Queue()
+    pool = pool_for(f"{base}/mcp", notes=notes)
+    try:
+        await pool.session()
+        async with asyncio.timeout(5):
+            assert await notes.get() == "notifications/tools/list_changed"
     finally:
         await pool.close()
