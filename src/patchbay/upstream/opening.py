@@ -68,11 +68,14 @@ class Opener:
     def client(self) -> httpx.AsyncClient:
         """The pool's one HTTP client: the target's origin pinned, keep-alive (built on first use)."""
         if self._client is None:
-            from patchbay.outbound import pinned_client
+            from patchbay.outbound import FetchError, pinned_client
 
             if self.target.url is None:
                 raise UpstreamUnavailable(f"the upstream {self.name} has no URL")
-            self._client = pinned_client(self.target.url, self.fetcher, headers=dict(self.target.headers))
+            try:
+                self._client = pinned_client(self.target.url, self.fetcher, headers=dict(self.target.headers))
+            except FetchError as exc:
+                raise UpstreamUnavailable(str(exc)) from None
         return self._client
 
     async def open(self, identity: str, headers: Mapping[str, str], handlers: Handlers) -> UpstreamSession:
