@@ -86,7 +86,10 @@ def _tool(named: Named, options: McpOptions, proxy: Proxy) -> Tool:
             result = await proxy.request("tools/call", {"name": upstream, "arguments": arguments}, ctx)
         except Unlinked as needed:
             answer = needed.answer
-            return ToolResult(answer["content"], is_error=bool(answer["isError"]), meta=answer["_meta"])
+            # MCP 2025-06-18 tools/output schema: a successful result of such a tool must carry structured
+            # content (clients refuse it otherwise), so for them the link is given as an error result.
+            failed = bool(answer["isError"]) or isinstance(output, dict)
+            return ToolResult(answer["content"], is_error=failed, meta=answer["_meta"])
         except UpstreamError as exc:
             return ToolResult.error(f"The upstream server '{proxy.name}' refused the call: {exc.message}")
         return _tool_result(result)
