@@ -1,5 +1,6 @@
 """The server's one credential store: what every connector's credentials share (store, vault, outbound fetcher,
-the link pages' addresses), built lazily so a server without upstream credentials opens nothing.
+the link pages' addresses), built lazily so a server without upstream credentials opens nothing and imports no
+HTTP client (``patchbay.outbound`` loads httpx; it is imported when a connector first needs the fetcher).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 
 from patchbay.errors import ConfigError
-from patchbay.outbound import Fetcher, fetcher_for
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from patchbay.links.store import LinkStore
     from patchbay.links.user_oauth import UserOAuth
+    from patchbay.outbound import Fetcher
     from patchbay.settings import Settings
     from patchbay.vault import Vault
 
@@ -44,7 +45,7 @@ class LinkHub:
         self.settings = settings
         self.source = settings.source
         self.public_url = settings.public_url
-        self.fetcher = fetcher or fetcher_for(settings.outbound)
+        self._fetcher = fetcher
         self._engine = engine
         self._vault = vault
         self._store: LinkStore | None = None
@@ -53,6 +54,15 @@ class LinkHub:
         self.user_oauth: dict[str, UserOAuth] = {}
         # Records an audit event: audit(method, **fields) (AuditRecorder.event); a no-op until the app sets it.
         self.audit: Callable[..., None] = lambda method, **fields: None
+
+    @property
+    def fetcher(self) -> Fetcher:
+        """The SSRF-guarded fetcher every upstream credential request goes through, made on first use."""
+        if self._fetcher is None:
+            from patchbay.outbound import fetcher_for
+
+            self._fetcher = fetcher_for(self.settings.outbound)
+        return self._fetcher
 
     @property
     def vault(self) -> Vault:
