@@ -172,14 +172,16 @@ async def test_crashes_older_than_the_window_are_forgotten() -> None:
 
 async def test_an_idle_child_is_shut_down_and_started_again_on_demand() -> None:
     async with supervised(spec("echo", idle_shutdown=0.2)) as process:
-        assert await roundtrip(process, "one") == "one"
+        with process.in_use():
+            assert await roundtrip(process, "one") == "one"
         first = process.pid
         assert first is not None
         await asyncio.wait_for(process.wait_exit(), DEADLINE)
         assert process.state == "idle"
         assert process.status().restarts == 0  # an idle stop is not a crash
         await until(lambda: not alive(first), "the idle child is gone")
-        assert await roundtrip(process, "two") == "two"
+        with process.in_use():
+            assert await roundtrip(process, "two") == "two"
         assert process.pid not in (None, first)
 
 
@@ -245,7 +247,8 @@ async def test_no_zombie_or_leftover_process_after_200_start_stop_cycles() -> No
 
 
 async def test_a_child_silent_past_the_start_timeout_is_killed_and_counted_as_a_failure() -> None:
-    async with supervised(spec("silent", start_timeout=0.3)) as process:
+    # idle_shutdown far below start_timeout: a child still starting is not idle, start_timeout is its limit.
+    async with supervised(spec("silent", start_timeout=0.3, idle_shutdown=0.05)) as process:
         await process.start()
         assert process.state == "starting"
         await asyncio.wait_for(process.wait_exit(), DEADLINE)
@@ -383,10 +386,10 @@ async def test_a_cancelled_stop_still_kills_a_child_that_ignores_term() -> None:
 async def test_a_child_with_a_call_in_flight_is_not_shut_down_as_idle() -> None:
     idle = 0.05
     async with supervised(spec("echo", idle_shutdown=idle)) as process:
-        assert await roundtrip(process, "start") == "start"
-        pid = process.pid
         loop = asyncio.get_running_loop()
         with process.in_use():
+            assert await roundtrip(process, "start") == "start"
+            pid = process.pid
             quiet_since = loop.time()
             await until(lambda: loop.time() > quiet_since + 10 * idle, "ten idle periods passed")
             assert process.pid == pid and process.state == "running"

@@ -328,6 +328,8 @@ class StdioProcess:
             await self._terminate(child, None)
 
     async def _idle_timer(self, child: Child, idle: float) -> None:
+        await child.protocol.stdout_seen.wait()  # still starting: start_timeout is the limit then
+        self.touch()
         loop = asyncio.get_running_loop()
         while True:
             remaining = self._last_touch + idle - loop.time()
