@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -224,5 +225,46 @@ async def test_a_crash_fails_the_call_in_flight_with_the_exit_code_and_stderr(ch
         # The next call restarts the process through the supervisor and initialises again.
         assert await stats(pool) == {"initialize": 1, "server/discover": 0}
         assert children[0].starts == 2 and ok
+    finally:
+        await pool.close()
+
+
+async def _stopped_as_idle(process: Any) -> None:
+    deadline = time.monotonic() + 30
+    while process.pid is not None:
+        assert time.monotonic() < deadline, "the idle child was not stopped"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_call_silent_for_longer_than_idle_shutdown_keeps_its_process_and_idle_shutdown_follows() -> None:
+    # The real supervisor: a slow tool writes nothing for longer than idle_shutdown; its child must not be stopped
+    # as idle under the call. Once calls end (answered, or given up on), the child is stopped as idle after all.
+    made: list[Any] = []
+
+    def factory(name: str, spec: ProcessSpec) -> Any:
+        from patchbay.upstream.process import StdioProcess
+
+        made.append(StdioProcess(name, spec))
+        return made[-1]
+
+    spec = ProcessSpec(argv=(sys.executable, str(SERVER), "legacy"), start_timeout=10, idle_shutdown=0.3)
+    pool = UpstreamPool(
+        "fixture",
+        Target("stdio", process=spec),
+        client_info=CLIENT,
+        capabilities={},
+        on_notification=lambda method, params: asyncio.sleep(0),
+        process_factory=factory,
+    )
+    try:
+        await pool.session()
+        pid = made[0].pid
+        answer = await pool.call("tools/call", {"name": "slow", "arguments": {"seconds": 1.2}}, timeout=10)
+        assert answer["content"][0]["text"] == "slept"
+        assert made[0].pid == pid
+        await _stopped_as_idle(made[0])
+        with pytest.raises(UpstreamTimeout):  # a call given up on releases its hold too
+            await pool.call("tools/call", {"name": "hang"}, timeout=0.2)
+        await _stopped_as_idle(made[-1])
     finally:
         await pool.close()

@@ -68,6 +68,7 @@ class StdioChannel:
             )
         if call is not None:
             call.delivered = True
+            self._hold(call)
         self.process.touch()
         try:
             writer.write(orjson.dumps(message) + b"\n")
@@ -75,6 +76,16 @@ class StdioChannel:
         except (ConnectionError, OSError) as exc:
             # The bytes may or may not have reached the process: only an unsent request is retried.
             raise SessionLost(f"the process's stdin closed: {type(exc).__name__}", delivered=call is None) from None
+
+    def _hold(self, call: Call) -> None:
+        # While a request awaits its answer the child is in use: a call silent for longer than idle_shutdown
+        # (a slow tool) must not have its process stopped as idle under it. Released when the call ends, however.
+        in_use = getattr(self.process, "in_use", None)
+        if in_use is None:
+            return
+        hold = in_use()
+        hold.__enter__()
+        call.future.add_done_callback(lambda _done: hold.__exit__(None, None, None))
 
     async def _read(self, reader: asyncio.StreamReader, session: UpstreamSession) -> None:
         buffer = bytearray()
