@@ -1,12 +1,12 @@
 """The approval page: ``/approvals/{id}``, where an approver signs in and approves or denies one held call.
 
-Sign-in is the OAuth pages' own: local accounts (``Users.verify`` with its account lock, the per-address throttle,
-one refusal message) and, with ``[auth.upstream]``, the organisation's OpenID provider, whose round trip lands back
-on the approval with the roles ``role_map`` gives (``patchbay.gate.approval_idp``). The approver's short session is
-a browser session of the same table, in a ``SameSite=Strict`` HttpOnly cookie scoped to ``/approvals`` (``Secure``
-when the public URL is https). The Approve/Deny form carries a CSRF token derived from that session and the approval
-id, so a page of another site can neither post a decision nor reuse a token for another approval. Pages forbid
-framing and caching and load nothing external (``patchbay.auth.pages``).
+Sign-in is the OAuth pages' own, shared by Patchbay's signed-in pages (``patchbay.auth.page_signin``): local
+accounts and, with ``[auth.upstream]``, the organisation's OpenID provider, whose round trip lands back on the
+approval with the roles ``role_map`` gives. The approver's short session is a browser session of the accounts'
+table, in a ``SameSite=Strict`` HttpOnly cookie scoped to ``/approvals`` (``Secure`` when the public URL is
+https). The Approve/Deny form carries a CSRF token derived from that session and the approval id, so a page of
+another site can neither post a decision nor reuse a token for another approval. Pages forbid framing and caching
+and load nothing external (``patchbay.auth.pages``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -22,27 +23,24 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from patchbay.auth.authorize import DISABLED, REFUSED
-from patchbay.auth.body import Form, read_form
-from patchbay.auth.crypto import new_secret, same
+from patchbay.auth.body import read_form
+from patchbay.auth.crypto import same
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.lockout import AddressThrottle
+from patchbay.auth.page_signin import PageCookies, PageSignIn
 from patchbay.auth.pages import _page, error_page
-from patchbay.auth.redirects import csp_source
 from patchbay.auth.users import Users, UserView
 from patchbay.catalog import Catalog
-from patchbay.gate.approval_idp import ApproverIdP
 from patchbay.gate.approval_store import ApprovalRefused, ApprovalView, hidden_note
 from patchbay.gate.approvals import Approvals
 from patchbay.settings import ApprovalsSettings, Settings
 
 log = logging.getLogger("patchbay.gate")
-SESSION_COOKIE = "patchbay_approver"
-LOGIN_CSRF_COOKIE = "patchbay_approver_csrf"
-COOKIE_PATH = "/approvals"
+COOKIES = PageCookies("patchbay_approver", "/approvals", "strict")
+APPROVAL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # The current definition of a tool by public name: (digest, client-visible definition), None when it is gone.
 ToolLookup = Callable[[str], tuple[str, dict[str, Any]] | None]
 
@@ -64,28 +62,18 @@ def is_own_call(approval: ApprovalView, user: UserView) -> bool:
 @dataclass
 class ApprovalPages:
     approvals: Approvals
-    users: Users
-    throttle: AddressThrottle
+    signin: PageSignIn
     settings: ApprovalsSettings
     tool_lookup: ToolLookup
     server_name: str
     max_form_bytes: int = 64 * 1024
-    secure_cookies: bool = False
-    # What the OAuth sign-in page offers (patchbay.auth.authorize.Authorization): the provider's button when
-    # [auth.upstream] is set, and the local account form unless local sign-in is off.
-    idp: ApproverIdP | None = None
-    idp_origin: str | None = None
-    local_login: bool = True
 
     def routes(self) -> list[BaseRoute]:
-        routes: list[BaseRoute] = [
+        return [
             Route("/approvals/{approval_id}", self.show, methods=["GET"]),
-            Route("/approvals/{approval_id}/login", self.login, methods=["POST"]),
             Route("/approvals/{approval_id}/decide", self.decide, methods=["POST"]),
+            *self.signin.routes(),
         ]
-        if self.idp is not None:
-            routes.append(Route("/approvals/{approval_id}/upstream", self.upstream, methods=["POST"]))
-        return routes
 
     # -- GET /approvals/{id} -------------------------------------------------------------------------------------
 
@@ -94,41 +82,18 @@ class ApprovalPages:
         approval = await self.approvals.run(self.approvals.store.get, approval_id)
         if approval is None:
             return error_page("No such approval", "There is no approval request at this address.", 404)
-        cookie = request.cookies.get(SESSION_COOKIE)
-        user = await self.approvals.run(self.users.browser_session_user, cookie)
-        if user is None or cookie is None:
-            return self._login_page(approval_id)
+        signed_in = await self.signin.user(request)
+        if signed_in is None:
+            return self.signin.page(approval_id)
+        user, cookie = signed_in
         return self._detail(approval, user, decision_token(cookie, approval_id))
 
-    def _login_page(self, approval_id: str, error: str | None = None, status: int = 200) -> Response:
-        csrf = new_secret()
-        alert = f'<p class="error" role="alert" id="login-error">{escape(error)}</p>' if error else ""
-        described = ' aria-describedby="login-error"' if error else ""
-        hidden = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-        parts = [
+    def prompt(self, approval_id: str) -> str:
+        """The sign-in page's heading and introduction."""
+        return (
             f"<h1>Sign in to approve</h1><p>A call to {escape(self.server_name)} is waiting for approval. Sign in "
-            f"with an account that has an approver role.</p>{alert}"
-        ]
-        if self.idp is not None:
-            parts.append(
-                f'<form method="post" action="/approvals/{escape(approval_id)}/upstream">{hidden}'
-                f'<button type="submit">Sign in with {escape(self.idp.display_name)}</button></form>'
-            )
-            if self.local_login:
-                parts.append('<p class="note">Or with a local account:</p>')
-        if self.local_login:
-            parts.append(
-                f'<form method="post" action="/approvals/{escape(approval_id)}/login">{hidden}'
-                f'<label for="username">Username</label><input type="text" id="username" name="username" '
-                f'autocomplete="username" required autofocus{described}>'
-                '<label for="password">Password</label><input type="password" id="password" name="password" '
-                'autocomplete="current-password" required><button type="submit">Sign in</button></form>'
-            )
-        # The provider's form answers with a redirect to the provider, which form-action must allow too.
-        targets = (csp_source(self.idp_origin) if self.idp is not None and self.idp_origin else None,)
-        response = _page(f"Sign in · {self.server_name}", "".join(parts), status, targets)
-        self._cookie(response, LOGIN_CSRF_COOKIE, csrf, 600)
-        return response
+            "with an account that has an approver role.</p>"
+        )
 
     def _detail(self, approval: ApprovalView, user: UserView, token: str, notice: str = "") -> Response:
         current = self.tool_lookup(approval.tool)
@@ -163,59 +128,6 @@ class ApprovalPages:
             )
         return _page(f"Approval · {self.server_name}", "".join(parts))
 
-    # -- POST /approvals/{id}/login ------------------------------------------------------------------------------
-
-    async def _login_form(self, request: Request) -> Form | Response:
-        """The sign-in form, checked against the browser's login CSRF cookie; or the page saying why not."""
-        try:
-            form = await read_form(request, self.max_form_bytes, max_fields=5)
-        except OAuthError as exc:
-            return exc.response()
-        given = form.get("csrf") or ""
-        if not given or not same(given, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
-            return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
-        return form
-
-    async def upstream(self, request: Request) -> Response:
-        """POST /approvals/{id}/upstream: sign in through the organisation's provider, then back to this approval."""
-        form = await self._login_form(request)
-        if isinstance(form, Response):
-            return form
-        assert self.idp is not None
-        response = await self.idp.start(request.path_params["approval_id"])
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
-        return response
-
-    async def login(self, request: Request) -> Response:
-        approval_id = request.path_params["approval_id"]
-        form = await self._login_form(request)
-        if isinstance(form, Response):
-            return form
-        if not self.local_login:
-            return self._login_page(approval_id, "Sign in with your organisation's account.", 400)
-        address = request.client.host if request.client else "unknown"
-        username = form.get("username") or ""
-        blocked = self.throttle.blocked(address)
-        password = form.get("password") or ""
-        attempt = await self.approvals.run(lambda: self.users.verify(username, password, address_blocked=blocked))
-        if attempt.outcome != "ok" or attempt.user is None:
-            if attempt.outcome != "throttled":
-                self.throttle.failed(address)
-            log.warning(
-                "approval sign-in failed: user=%r address=%s outcome=%s", username[:100], address, attempt.outcome
-            )
-            return self._login_page(approval_id, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
-        response = RedirectResponse(f"/approvals/{approval_id}", 303, headers={"Cache-Control": "no-store"})
-        await self.start_session(response, attempt.user.id)
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
-        return response
-
-    async def start_session(self, response: Response, user_id: int) -> None:
-        """Open the approver's short browser session and set its cookie on ``response``."""
-        seconds = self.settings.session_seconds
-        cookie = await self.approvals.run(self.users.open_browser_session, user_id, float(seconds))
-        self._cookie(response, SESSION_COOKIE, cookie, seconds)
-
     # -- POST /approvals/{id}/decide -----------------------------------------------------------------------------
 
     async def decide(self, request: Request) -> Response:
@@ -224,10 +136,10 @@ class ApprovalPages:
             form = await read_form(request, self.max_form_bytes, max_fields=5)
         except OAuthError as exc:
             return exc.response()
-        cookie = request.cookies.get(SESSION_COOKIE)
-        user = await self.approvals.run(self.users.browser_session_user, cookie)
-        if user is None or cookie is None:
-            return self._login_page(approval_id, "Your sign-in expired. Sign in again.", 401)
+        signed_in = await self.signin.user(request)
+        if signed_in is None:
+            return self.signin.page(approval_id, "Your sign-in expired. Sign in again.", 401)
+        user, cookie = signed_in
         if not same(form.get("csrf") or "", decision_token(cookie, approval_id)):
             return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
         decision = form.get("decision")
@@ -287,17 +199,6 @@ class ApprovalPages:
         what = "no longer exists" if current is None else "has changed"
         return f"The tool '{approval.tool}' {what} since this call was made, so it can never run. Nothing was approved."
 
-    def _cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path=COOKIE_PATH,
-            httponly=True,
-            samesite="strict",
-            secure=self.secure_cookies,
-        )
-
 
 def _notice(done: ApprovalView, settings: ApprovalsSettings) -> str:
     if done.status == "approved":
@@ -346,20 +247,26 @@ def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> A
         wire = next((t for t in catalog.tools_wire if t.get("name") == name), {})
         return getattr(catalog, "digests", {}).get(name, ""), wire
 
-    pages = ApprovalPages(
-        approvals,
+    signin = PageSignIn(
         users,
         throttle,
-        settings.approvals,
-        tool_lookup,
-        settings.server.name,
+        approvals.run,
+        COOKIES,
+        "/approvals/",
+        prompt=lambda approval_id: pages.prompt(approval_id),
+        known=lambda approval_id: bool(APPROVAL_ID.match(approval_id)),
+        server_name=settings.server.name,
+        session_seconds=settings.approvals.session_seconds,
+        continue_label="Continue to the approval",
+        missing=("No such approval", "There is no approval request at this address."),
         max_form_bytes=settings.auth.max_form_bytes,
         secure_cookies=settings.public_url.startswith("https://"),
+        audit=lambda method, **fields: approvals.audit(method, **fields),
+    )
+    pages = ApprovalPages(
+        approvals, signin, settings.approvals, tool_lookup, settings.server.name, settings.auth.max_form_bytes
     )
     upstream = getattr(auth, "upstream", None)
     if upstream is not None:
-        pages.idp = ApproverIdP(upstream, pages.start_session, pages.secure_cookies)
-        pages.idp_origin = auth.authorization.upstream_origin
-        pages.local_login = auth.authorization.local_login
-        upstream.claimants.append(pages.idp.claim)
+        signin.attach_provider(upstream, auth.authorization.upstream_origin, auth.authorization.local_login)
     return pages

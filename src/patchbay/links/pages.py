@@ -1,7 +1,8 @@
 """The link pages: where a person signed in to Patchbay links their account at a connector's upstream.
 
-``GET /links/to/{connector}`` signs the person in (the OAuth pages' local accounts, account lock and per-address
-throttle, as on the approval page) and shows one "Link" button; its POST (CSRF token bound to the session and the
+``GET /links/to/{connector}`` signs the person in as the OAuth pages do (local accounts and, with
+``[auth.upstream]``, the organisation's provider: ``patchbay.auth.page_signin``, shared with the approval page)
+and shows one "Link" button; its POST (CSRF token bound to the session and the
 connector) sends them to the upstream's authorization server. ``GET /links/callback`` takes the answer, checks
 that the person who comes back is the one who left (``state`` is bound to them), stores the tokens sealed and
 says so. ``GET /links/client-metadata.json`` is Patchbay's client ID metadata document for upstream servers that
@@ -22,22 +23,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from patchbay.auth.authorize import DISABLED, REFUSED
 from patchbay.auth.body import read_form
-from patchbay.auth.crypto import new_secret, same
+from patchbay.auth.crypto import same
 from patchbay.auth.errors import OAuthError
-from patchbay.auth.lockout import AddressThrottle
+from patchbay.auth.page_signin import PageCookies, PageSignIn
 from patchbay.auth.pages import _page, error_page
-from patchbay.auth.users import Users, UserView
 from patchbay.links.credentials import LinkError
 from patchbay.links.hub import CALLBACK_PATH, CLIENT_DOCUMENT_PATH, LINK_PATH, LinkHub
 from patchbay.links.store import Pending
 
 log = logging.getLogger("patchbay.links")
-SESSION_COOKIE = "patchbay_linker"
-LOGIN_CSRF_COOKIE = "patchbay_linker_csrf"
-COOKIE_PATH = "/links"
+# SameSite=Lax: the upstream's answer (/links/callback) is a cross-site top-level navigation that must carry it.
+COOKIES = PageCookies("patchbay_linker", "/links", "lax")
 SESSION_SECONDS = 900
+NO_SUCH = ("No such connection", "No connector here links accounts under this name.")
 
 
 def link_token(session_cookie: str, connector: str) -> str:
@@ -48,35 +47,36 @@ def link_token(session_cookie: str, connector: str) -> str:
 @dataclass
 class LinkPages:
     hub: LinkHub
-    users: Users
-    throttle: AddressThrottle
+    signin: PageSignIn
     server_name: str
     max_form_bytes: int = 64 * 1024
-    secure_cookies: bool = False
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route(CALLBACK_PATH, self.callback, methods=["GET"]),
             Route(CLIENT_DOCUMENT_PATH, self.client_document, methods=["GET"]),
             Route(LINK_PATH + "{connector}", self.show, methods=["GET"]),
-            Route(LINK_PATH + "{connector}/login", self.login, methods=["POST"]),
             Route(LINK_PATH + "{connector}/start", self.start, methods=["POST"]),
+            *self.signin.routes(),
         ]
 
-    async def _user(self, request: Request) -> tuple[UserView | None, str | None]:
-        cookie = request.cookies.get(SESSION_COOKIE)
-        user = await self.hub.run(self.users.browser_session_user, cookie)
-        return (user, cookie) if user is not None and cookie is not None else (None, None)
+    def prompt(self, name: str) -> str:
+        """The sign-in page's heading and introduction."""
+        return (
+            f"<h1>Sign in to link {escape(name)}</h1><p>Sign in to {escape(self.server_name)} first, so the link "
+            "is made for your account.</p>"
+        )
 
     # -- GET /links/to/{connector} ------------------------------------------------------------------------------
 
     async def show(self, request: Request) -> Response:
         name = request.path_params["connector"]
         if name not in self.hub.user_oauth:
-            return error_page("No such connection", "No connector here links accounts under this name.", 404)
-        user, cookie = await self._user(request)
-        if user is None or cookie is None:
-            return self._login_page(name)
+            return error_page(*NO_SUCH, 404)
+        signed_in = await self.signin.user(request)
+        if signed_in is None:
+            return self.signin.page(name)
+        user, cookie = signed_in
         body = (
             f"<h1>Link your {escape(name)} account</h1><p>Signed in to {escape(self.server_name)} as "
             f"<strong>{escape(user.username)}</strong>.</p><p>You will be sent to the sign-in of the system behind "
@@ -89,67 +89,21 @@ class LinkPages:
         )
         return _page(f"Link {name} · {self.server_name}", body)
 
-    def _login_page(self, name: str, error: str | None = None, status: int = 200) -> Response:
-        csrf = new_secret()
-        alert = f'<p class="error" role="alert" id="login-error">{escape(error)}</p>' if error else ""
-        described = ' aria-describedby="login-error"' if error else ""
-        body = (
-            f"<h1>Sign in to link {escape(name)}</h1><p>Sign in to {escape(self.server_name)} first, so the link "
-            f"is made for your account.</p>{alert}"
-            f'<form method="post" action="{LINK_PATH}{escape(name)}/login">'
-            f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-            f'<label for="username">Username</label><input type="text" id="username" name="username" '
-            f'autocomplete="username" required autofocus{described}>'
-            '<label for="password">Password</label><input type="password" id="password" name="password" '
-            'autocomplete="current-password" required><button type="submit">Sign in</button></form>'
-        )
-        response = _page(f"Sign in · {self.server_name}", body, status)
-        self._cookie(response, LOGIN_CSRF_COOKIE, csrf, 600)
-        return response
-
-    # -- POST /links/to/{connector}/login -----------------------------------------------------------------------
-
-    async def login(self, request: Request) -> Response:
-        name = request.path_params["connector"]
-        if name not in self.hub.user_oauth:
-            return error_page("No such connection", "No connector here links accounts under this name.", 404)
-        try:
-            form = await read_form(request, self.max_form_bytes, max_fields=5)
-        except OAuthError as exc:
-            return exc.response()
-        given = form.get("csrf") or ""
-        if not given or not same(given, request.cookies.get(LOGIN_CSRF_COOKIE, "")):
-            return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
-        address = request.client.host if request.client else "unknown"
-        username, password = form.get("username") or "", form.get("password") or ""
-        blocked = self.throttle.blocked(address)
-        attempt = await self.hub.run(lambda: self.users.verify(username, password, address_blocked=blocked))
-        if attempt.outcome != "ok" or attempt.user is None:
-            if attempt.outcome != "throttled":
-                self.throttle.failed(address)
-            log.warning("link sign-in failed: user=%r address=%s outcome=%s", username[:100], address, attempt.outcome)
-            self.hub.audit("auth.sign_in", username=username.strip()[:100], outcome=attempt.outcome, address=address)
-            return self._login_page(name, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
-        cookie = await self.hub.run(self.users.open_browser_session, attempt.user.id, float(SESSION_SECONDS))
-        response = RedirectResponse(f"{LINK_PATH}{name}", 303, headers={"Cache-Control": "no-store"})
-        self._cookie(response, SESSION_COOKIE, cookie, SESSION_SECONDS)
-        response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
-        return response
-
     # -- POST /links/to/{connector}/start -----------------------------------------------------------------------
 
     async def start(self, request: Request) -> Response:
         name = request.path_params["connector"]
         credentials = self.hub.user_oauth.get(name)
         if credentials is None:
-            return error_page("No such connection", "No connector here links accounts under this name.", 404)
+            return error_page(*NO_SUCH, 404)
         try:
             form = await read_form(request, self.max_form_bytes, max_fields=5)
         except OAuthError as exc:
             return exc.response()
-        user, cookie = await self._user(request)
-        if user is None or cookie is None:
-            return self._login_page(name, "Your sign-in expired. Sign in again.", 401)
+        signed_in = await self.signin.user(request)
+        if signed_in is None:
+            return self.signin.page(name, "Your sign-in expired. Sign in again.", 401)
+        user, cookie = signed_in
         if not same(form.get("csrf") or "", link_token(cookie, name)):
             return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
         try:
@@ -168,13 +122,14 @@ class LinkPages:
         pending: Pending | None = await self.hub.run(self.hub.store.take_pending, state)
         if pending is None:
             return error_page("Link expired", "This link attempt is unknown or expired; start again.", 400)
-        user, _ = await self._user(request)
+        signed_in = await self.signin.user(request)
+        user = signed_in[0] if signed_in is not None else None
         if user is None or f"user:{user.username}" != pending.subject:
             # The state was issued to another person (or this browser is signed out): never store the tokens.
             return error_page("Link refused", "This link was started by another account; start again yourself.", 403)
         credentials = self.hub.user_oauth.get(pending.connector)
         if credentials is None:
-            return error_page("No such connection", "No connector here links accounts under this name.", 404)
+            return error_page(*NO_SUCH, 404)
         if query.get("error"):
             reason = (query.get("error_description") or query["error"])[:300]
             return error_page("Link not made", f"The sign-in at {pending.connector} ended: {reason}", 400)
@@ -209,11 +164,6 @@ class LinkPages:
         }
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
 
-    def _cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(
-            name, value, max_age=max_age, path=COOKIE_PATH, httponly=True, samesite="lax", secure=self.secure_cookies
-        )
-
 
 def build(hub: LinkHub, auth: Any, audit: Any) -> LinkPages:
     """The link pages of an app; ``auth`` is its AuthServer (account linking needs sign-in on)."""
@@ -221,11 +171,24 @@ def build(hub: LinkHub, auth: Any, audit: Any) -> LinkPages:
     if audit is not None:
         hub.audit = audit.event
     settings = hub.settings
-    return LinkPages(
-        hub,
+    signin = PageSignIn(
         auth.core.users,
         auth.authorization.throttle,
-        settings.server.name,
+        hub.run,
+        COOKIES,
+        LINK_PATH,
+        prompt=lambda name: pages.prompt(name),
+        known=lambda name: name in hub.user_oauth,
+        server_name=settings.server.name,
+        session_seconds=SESSION_SECONDS,
+        continue_label="Continue to the link page",
+        missing=NO_SUCH,
         max_form_bytes=settings.auth.max_form_bytes,
         secure_cookies=settings.public_url.startswith("https://"),
+        audit=lambda method, **fields: hub.audit(method, **fields),
     )
+    pages = LinkPages(hub, signin, settings.server.name, settings.auth.max_form_bytes)
+    upstream = getattr(auth, "upstream", None)
+    if upstream is not None:
+        signin.attach_provider(upstream, auth.authorization.upstream_origin, auth.authorization.local_login)
+    return pages
