@@ -10,12 +10,14 @@ an error and is not cached, so the next attempt probes again. The legacy HTTP+SS
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from patchbay.outbound import Fetcher
+from patchbay.outbound import Fetcher, FetchError
+from patchbay.outbound.origin import OriginClient
 from patchbay.protocol.versions import LATEST_HANDSHAKE, MODERN
 from patchbay.upstream.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from patchbay.upstream.session import Handlers, NotModern, UpstreamSession
@@ -51,8 +53,10 @@ class Opener:
         fetcher: Fetcher,
         handshake_timeout: float | None,
         process_factory: Callable[[str, ProcessSpec], StdioEndpoint] | None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
+        self.tls = tls
         self.target = target
         self.client_info = client_info
         self.capabilities = capabilities
@@ -63,12 +67,13 @@ class Opener:
         self.era: str | None = None if target.protocol == "auto" else _era_of(target.protocol)
         self.discovered: dict[str, Any] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._origin: OriginClient | None = None
         self._processes: dict[str, StdioEndpoint] = {}
 
     def client(self) -> httpx.AsyncClient:
         """The pool's one HTTP client: the target's origin pinned, keep-alive (built on first use)."""
         if self._client is None:
-            from patchbay.outbound import FetchError, pinned_client
+            from patchbay.outbound import pinned_client
 
             if self.target.url is None:
                 raise UpstreamUnavailable(f"the upstream {self.name} has no URL")
@@ -77,6 +82,19 @@ class Opener:
             except FetchError as exc:
                 raise UpstreamUnavailable(str(exc)) from None
         return self._client
+
+    def origin(self) -> OriginClient:
+        """The pool's lean HTTP/1.1 client for the target's URL (Streamable HTTP), built on first use."""
+        if self._origin is None:
+            if self.target.url is None:
+                raise UpstreamUnavailable(f"the upstream {self.name} has no URL")
+            try:
+                self._origin = OriginClient(
+                    self.target.url, headers=self.target.headers, resolve=self.fetcher.resolve, tls=self.tls
+                )
+            except FetchError as exc:
+                raise UpstreamUnavailable(str(exc)) from None
+        return self._origin
 
     async def open(self, identity: str, headers: Mapping[str, str], handlers: Handlers) -> UpstreamSession:
         """A new, initialised session for ``identity``.
@@ -94,7 +112,7 @@ class Opener:
         else:
             from patchbay.upstream.http import HttpChannel
 
-            channel = HttpChannel(self.client(), self.target.url or "", headers, self.target.max_message_bytes)
+            channel = HttpChannel(self.origin(), headers, self.target.max_message_bytes)
             session = UpstreamSession(channel, handlers)
             channel.bind(session)
         try:
@@ -180,6 +198,9 @@ class Opener:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._origin is not None:
+            await self._origin.aclose()
+            self._origin = None
 
 
 def _era_of(protocol: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -42,7 +43,8 @@ class UpstreamPool:
     call); ``on_request`` answers server→client requests no call claims. ``fetcher_factory`` gives the
     :class:`~patchbay.outbound.Fetcher` whose policy vets any URL other than the target's own origin (the
     operator's configured host is trusted and pinned); by default only public addresses. ``process_factory``
-    builds the supervisor of a stdio upstream (default ``patchbay.upstream.process.StdioProcess``).
+    builds the supervisor of a stdio upstream (default ``patchbay.upstream.process.StdioProcess``). ``tls`` is
+    the trust for an ``https`` upstream (default: the CA bundle httpx uses).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class UpstreamPool:
         idle_seconds: float = 600,
         handshake_timeout: float | None = None,
         process_factory: Callable[[str, ProcessSpec], StdioEndpoint] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.target = target
@@ -73,6 +76,7 @@ class UpstreamPool:
             fetcher=(fetcher_factory or Fetcher)(),
             handshake_timeout=handshake_timeout,
             process_factory=process_factory,
+            tls=tls,
         )
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._closed = False
