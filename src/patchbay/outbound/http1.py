@@ -59,19 +59,23 @@ class Response:
         """
         declared = self.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise TooLarge(f"the response is larger than {cap} bytes")
+            raise self._too_large(cap)
         self._limit = cap + 1  # read whole: no pausing below the cap
         self._conn.resume()
         while not self._done:
             if self._buffered > cap:
-                raise TooLarge(f"the response is larger than {cap} bytes")
+                raise self._too_large(cap)
             await self._wait()
         if self._buffered > cap:
-            raise TooLarge(f"the response is larger than {cap} bytes")
+            raise self._too_large(cap)
         body = b"".join(self._chunks) if len(self._chunks) != 1 else self._chunks[0]
         self._chunks.clear()
         self._buffered = 0
         return body
+
+    def _too_large(self, cap: int) -> TooLarge:
+        self._error = error = TooLarge(f"the response is larger than {cap} bytes")  # the connection is dropped
+        return error
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive.
