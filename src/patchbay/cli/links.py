@@ -77,8 +77,10 @@ def revoke(
 
 @vault_app.command("rotate")
 def rotate(config: ConfigOpt = None) -> None:
-    """Seal every stored secret again with the first of [vault] keys (after adding a new key in front)."""
+    """Seal every stored secret (linked accounts, client secrets, held calls' arguments) again with the first of
+    [vault] keys (after adding a new key in front)."""
     from patchbay.errors import ConfigError
+    from patchbay.gate.approval_store import ApprovalStore
     from patchbay.links.store import LinkStore
     from patchbay.vault import Vault, VaultError
 
@@ -89,10 +91,19 @@ def rotate(config: ConfigOpt = None) -> None:
         err.print(escape(str(exc)))
         raise typer.Exit(2) from None
     with auth_store(config) as engine:
-        try:
-            count = LinkStore(engine, vault).reseal()
-        except VaultError as exc:
-            err.print(f"[bold red]cannot re-seal[/]: {escape(str(exc))}; nothing was changed", highlight=False)
-            raise typer.Exit(1) from None
+        count = 0
+        # Each store re-seals in one transaction; a value that does not open leaves its store as it was (values
+        # already re-sealed in the other open with the first key, so running rotate again is safe).
+        for what, store in (
+            ("linked accounts", LinkStore(engine, vault)),
+            ("held calls", ApprovalStore(engine, vault=vault)),
+        ):
+            try:
+                count += store.reseal()
+            except VaultError as exc:
+                err.print(
+                    f"[bold red]cannot re-seal {what}[/]: {escape(str(exc))}; they were not changed", highlight=False
+                )
+                raise typer.Exit(1) from None
     audit_event(config, "vault.rotate", key_id=vault.primary, resealed=count, outcome="ok")
     out.print(f"Re-sealed {count} secret(s) with key {vault.primary}.")

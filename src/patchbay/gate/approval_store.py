@@ -328,6 +328,21 @@ class ApprovalStore:
             session.refresh(row)
             return _view(row, now, self.redact)
 
+    def reseal(self) -> int:
+        """Seal every held call's arguments again under the vault's first key (``patchbay vault rotate``); the
+        number re-sealed. Decided and used rows too: once the old key is dropped, nothing sealed under it remains.
+
+        Raises:
+            VaultError: arguments sealed under a key no longer configured, or altered (nothing is changed).
+        """
+        vault, count = self._vault(), 0
+        with self._write() as session, session.begin():
+            for row in session.scalars(select(GateApproval).where(GateApproval.sealed.is_(True))).all():
+                if vault.needs_reseal(row.arguments):
+                    row.arguments = vault.reseal(row.arguments, context=context(row.id))
+                    count += 1
+        return count
+
     @staticmethod
     def _open_row(row: GateApproval | None, now: float) -> GateApproval:
         if row is None:
