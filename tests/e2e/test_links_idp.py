@@ -1,0 +1,228 @@
+"""Linking an account when people sign in to Patchbay through the organisation's identity provider.
+
+A real `patchbay serve` (the front) with ``[auth.upstream]`` pointing at a real OpenID provider on loopback
+(`oidc-provider`, tests/e2e/scripts/oidc_idp.mjs), in front of a second real Patchbay with OAuth on (the upstream,
+an ``auth = "user_oauth"`` mcp connector). A person opens the front's link page, presses "Sign in with Example IdP",
+signs in at the provider, comes back, links their upstream account, and then calls the upstream's ``whoami``
+through the front with a token the front issued after the same provider sign-in.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+import httpx2 as httpx
+import pytest
+
+from tests.e2e.conftest import patchbay_cli
+from tests.e2e.test_auth_idp import run_idp
+from tests.support.browser import Browser
+from tests.support.forms import next_form
+from tests.support.servers import RunningServer, free_port, run_patchbay
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "links password 123"  # the upstream's local accounts; the provider takes any password
+TOOLS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "auth_tools.py"
+REDIRECT = "http://127.0.0.1:9/callback"  # never followed: the browser stops at the first redirect leaving
+ACCEPT = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+@dataclass
+class Env:
+    front: RunningServer
+    upstream: RunningServer
+    issuer: str
+    config: Path
+
+
+def _serve_config(folder: Path, body: str) -> Path:
+    path = folder / "patchbay.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def _add_user(config: Path, name: str) -> None:
+    script = str(Path(sys.executable).with_name("patchbay"))
+    added = subprocess.run(
+        [script, "users", "add", name, "--password-stdin", "-c", str(config)],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+
+
+def front_config(folder: Path, issuer: str, upstream_url: str) -> Path:
+    return _serve_config(
+        folder,
+        f"""
+[server]
+name = "Front"
+connector_retry_max_seconds = 1
+
+[store]
+url = "sqlite:///{folder / "front.db"}"
+
+[auth]
+mode = "oauth"
+
+[auth.upstream]
+issuer = "{issuer}"
+client_id = "patchbay"
+client_secret_env = "PATCHBAY_OIDC_SECRET"
+scopes = ["openid", "email", "profile", "groups"]
+username_claim = "preferred_username"
+roles_claim = "groups"
+display_name = "Example IdP"
+allow_private_network = true
+
+[outbound]
+allow_private_network = true
+
+[[connectors]]
+name = "up"
+type = "mcp"
+url = "{upstream_url}"
+auth = "user_oauth"
+""",
+    )
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    up_folder, folder = tmp_path_factory.mktemp("links-idp-up"), tmp_path_factory.mktemp("links-idp")
+    up_config = _serve_config(
+        up_folder,
+        f'[server]\nname = "Upstream"\n[store]\nurl = "sqlite:///{up_folder / "up.db"}"\n[auth]\nmode = "oauth"\n'
+        f'[[connectors]]\nname = "t"\ntype = "python"\npath = "{TOOLS}"\nprefix = ""\n',
+    )
+    _add_user(up_config, "alice")
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    secret = {name: secrets.token_urlsafe(24) for name in ("patchbay", "agent", "rs")}
+    idp_env = {"IDP_PATCHBAY_SECRET": secret["patchbay"], "IDP_AGENT_SECRET": secret["agent"]}
+    idp_env["IDP_RS_SECRET"] = secret["rs"]
+    with run_patchbay(up_config, log_dir=up_folder) as upstream:
+        config = front_config(folder, issuer, upstream.url)
+        with (
+            run_patchbay(config, env={"PATCHBAY_OIDC_SECRET": secret["patchbay"]}, log_dir=folder) as front,
+            run_idp(port, f"{front.base_url}/authorize/callback", idp_env, folder / "idp.log"),
+        ):
+            yield Env(front, upstream, issuer, config)
+
+
+async def link_through_idp(env: Env, account: str) -> list[str]:
+    """Open the link page, sign in with the provider as ``account``, come back, press Link, sign in and agree at
+    the upstream: every page seen, the last one the front's answer."""
+    base = env.front.base_url
+    async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as http:
+        signing_in = Browser(http, (base, env.issuer), account, PASSWORD, prefer="/links/to/up/upstream")
+        landed = await signing_in.authorize("/links/to/up")
+        assert landed.location is None and landed.status == 200, landed
+        assert 'href="/links/to/up"' in landed.html, landed.html  # "Continue to the link page"
+        linking = Browser(http, (base, env.upstream.base_url), account, PASSWORD)
+        done = await linking.authorize("/links/to/up")
+        assert done.location is None, f"left the flow at {done.location}"
+        return signing_in.pages + linking.pages
+
+
+async def idp_token(env: Env, account: str) -> str:
+    """A token the front issues to ``account`` signed in through the provider (client registration, PKCE)."""
+    base = env.front.base_url
+    async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as http:
+        registered = await http.post(
+            "/register",
+            json={"client_name": "links idp", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"},
+        )
+        assert registered.status_code == 201, registered.text
+        client_id = registered.json()["client_id"]
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        query = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "state": "s",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": env.front.url,
+        }
+        browser = Browser(http, (base, env.issuer), account, PASSWORD, prefer="/authorize/upstream")
+        outcome = await browser.authorize(f"/authorize?{urlencode(query)}")
+        form = {
+            "grant_type": "authorization_code",
+            "code": outcome.params["code"],
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT,
+            "client_id": client_id,
+            "resource": env.front.url,
+        }
+        issued = await http.post("/token", data=form)
+        assert issued.status_code == 200, issued.text
+        token: str = issued.json()["access_token"]
+        return token
+
+
+def call(env: Env, token: str, name: str) -> dict[str, Any]:
+    """One tools/call in a fresh 2025-06-18 session: the JSON-RPC result."""
+    return rpc(env, token, "tools/call", {"name": name, "arguments": {}})
+
+
+def rpc(env: Env, token: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One request in a fresh 2025-06-18 session: the JSON-RPC result."""
+    with httpx.Client(base_url=env.front.base_url, timeout=30, trust_env=False) as http:
+        headers = {**ACCEPT, "authorization": f"Bearer {token}"}
+        init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}
+        opened = http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}, headers=headers
+        )
+        assert opened.status_code == 200, opened.text
+        headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        reply = http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, headers=headers)
+        assert "result" in reply.json(), reply.text
+        result: dict[str, Any] = reply.json()["result"]
+        return result
+
+
+def test_a_person_signed_in_through_the_idp_links_their_account_and_calls_the_upstream_with_it(env: Env) -> None:
+    pages = anyio.run(link_through_idp, env, "alice")
+    assert "Sign in with Example IdP" in pages[0] and 'name="password"' in pages[0]  # as on /authorize: both
+    assert "Signed in to Front as <strong>alice</strong>" in "".join(pages)  # the link page, after the provider
+    assert "Linked" in pages[-1] and "<strong>alice</strong>" in pages[-1], pages[-1]
+    listed = patchbay_cli("links", "list", "--user", "alice", "-c", str(env.config))
+    assert listed.returncode == 0 and "user:alice" in listed.stdout and "up" in listed.stdout, listed.describe()
+
+    token = anyio.run(idp_token, env, "alice")
+    # The first link makes the upstream's tools appear (they are listed with that account): wait for them.
+    deadline = time.monotonic() + 30
+    while "up_whoami" not in {tool["name"] for tool in rpc(env, token, "tools/list", {})["tools"]}:
+        assert time.monotonic() < deadline, "the upstream's tools did not appear after the first link"
+        time.sleep(0.1)
+    result = call(env, token, "up_whoami")
+    assert result.get("isError") is not True, result
+    assert result["structuredContent"]["subject"] == "user:alice"  # the upstream got alice's own linked token
+
+
+def test_a_provider_callback_this_browser_did_not_start_on_the_link_page_signs_no_one_in(env: Env) -> None:
+    with httpx.Client(base_url=env.front.base_url, timeout=20, trust_env=False) as http:
+        http.cookies.set("patchbay_linker_idp", "state-a.verifier.nonce.up", path="/authorize/callback")
+        answer = http.get("/authorize/callback", params={"state": "state-b", "code": "x"})
+        assert answer.status_code in (400, 403) and "patchbay_linker=" not in answer.headers.get("set-cookie", "")
+        page = http.get("/links/to/up")
+    form = next_form(page.text)
+    assert form is not None and form.has_password, page.text  # still asked to sign in
