@@ -24,7 +24,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from bench import audit, coldstart, documents, harness, policy, report, sessions, store_writes, throughput
+from bench import (
+    audit,
+    coldstart,
+    documents,
+    harness,
+    policy,
+    report,
+    sessions,
+    store_writes,
+    throughput,
+    upstream_client,
+)
 from bench import sql as sql_bench
 from bench.configs import COLDSTART_SERVERS, CONFIGS, REPO, SESSION_SERVERS, patchbay_available, wrk_available
 
@@ -59,6 +70,7 @@ def _items() -> list[str]:
     names += ["store-writes"]  # bench/store_writes.py: 16 clients, 100 kanban writes/s on SQLite (no wrk needed)
     names += ["policy"]  # bench/policy.py: the gate's decision cost with 100 rules (no wrk needed)
     names += ["audit"]  # bench/audit.py: audit trail on vs off at 1,000 calls/s, SQLite and PostgreSQL (no wrk)
+    names += ["upstream-client"]  # bench/upstream_client.py: the upstream MCP client's CPU per call (no wrk)
     return names
 
 
@@ -111,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(_items()))
         return 0
-    if not wrk_available() and not set(_selected(args.only)) <= {"sql", "store-writes", "policy", "audit"}:
+    no_wrk = {"sql", "store-writes", "policy", "audit", "upstream-client"}
+    if not wrk_available() and not set(_selected(args.only)) <= no_wrk:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     rounds = args.rounds or (1 if args.quick else 3)
@@ -235,6 +248,13 @@ def _run(
         if (decided := _attempt("policy", failures, functools.partial(policy.run, args.quick))) is not None:
             text = policy.markdown(decided)
             print(text, flush=True)
+    if "upstream-client" in chosen:
+        print("[upstream-client] the upstream MCP client's CPU per call, HTTP both eras and stdio ...", flush=True)
+        run = functools.partial(upstream_client.run, args.quick)
+        if (measured := _attempt("upstream-client", failures, run)) is not None:
+            text = upstream_client.markdown(measured)
+            print(text, flush=True)
+            sql_bench.write_doc(text, upstream_client.HEADING)
     docs_result = None
     if "documents" in chosen:
         docs_run = functools.partial(documents.run, 10_000 if args.quick else documents.DEFAULT_DOCS, 1_000, logdir)

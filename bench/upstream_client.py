@@ -1,16 +1,21 @@
 """The upstream MCP client's own cost: CPU per call and latency against a trivial loopback upstream.
 
-Run: python -m bench.upstream_client [--calls N] [--concurrency C]
+Run: python -m bench.upstream_client [--calls N] [--rounds R] [--concurrency C] [--no-doc]; `make bench` runs it
+as the item ``upstream-client`` and writes its section of docs/performance.md.
 
-The upstream (a bare ASGI JSON-RPC answerer in a child process, or the stdio fixture server) runs apart from the
-client, so the client process's CPU time is the client's alone (the pool, the session, httpx and the event loop).
-A benchmark, never a test.
+The upstream (a bare ASGI JSON-RPC answerer in a child process on CPU 0, or the stdio fixture server) runs apart
+from the client, so the client process's CPU time (getrusage) is the client's alone: the pool, the session, the
+HTTP client and the event loop. Besides the pool in both HTTP eras and over stdio, it measures one bare POST
+through httpx and through Patchbay's own HTTP/1.1 client (``OriginClient``) against the same upstream: the
+transport's share. Kinds run interleaved, round after round (a busy machine skews them alike), and the median
+round is reported. A benchmark, never a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import socket
@@ -24,12 +29,16 @@ from typing import Any
 
 import orjson
 
+from patchbay.outbound.origin import OriginClient
 from patchbay.upstream import Target, UpstreamPool
 from patchbay.upstream.process import ProcessSpec
 
 Message = MutableMapping[str, Any]
 _JSON = [(b"content-type", b"application/json")]
 REPO = Path(__file__).resolve().parents[1]
+HEADING = "## Upstream MCP client"
+KINDS = ("http-2025", "http-2026", "stdio", "bare-httpx", "bare-origin")
+Row = tuple[float, float, float, float]  # user µs/call, system µs/call, p50 ms, calls/s
 
 
 async def upstream_app(
@@ -81,16 +90,15 @@ def _serve(port: int) -> None:
     uvicorn.run(upstream_app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-async def _measure(pool: UpstreamPool, calls: int, concurrency: int) -> tuple[float, float, float, float]:
-    params = {"name": "echo", "arguments": {"text": "3"}}
-    for _ in range(50):  # warm-up: the session is opened here
-        await pool.call("tools/call", params, timeout=10)
+async def _timed(call: Callable[[], Awaitable[Any]], calls: int, concurrency: int) -> Row:
+    for _ in range(50):  # warm-up: the session and the connections are opened here
+        await call()
     latencies: list[float] = []
 
     async def worker(count: int) -> None:
         for _ in range(count):
             started = time.perf_counter()
-            await pool.call("tools/call", params, timeout=10)
+            await call()
             latencies.append(time.perf_counter() - started)
 
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -105,7 +113,31 @@ async def _measure(pool: UpstreamPool, calls: int, concurrency: int) -> tuple[fl
     return user, system, statistics.median(latencies) * 1e3, done / wall
 
 
-async def _run(kind: str, calls: int, concurrency: int) -> None:
+async def _bare(kind: str, url: str, calls: int, concurrency: int) -> Row:
+    """One POST of a tools/call through the HTTP client alone (no session): the transport's own cost."""
+    import httpx
+
+    body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo"}})
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if kind == "bare-httpx":
+        async with httpx.AsyncClient(trust_env=False) as client:
+
+            async def post() -> bytes:
+                return (await client.post(url, content=body, headers=headers)).content
+
+            return await _timed(post, calls, concurrency)
+    origin = OriginClient(url)
+    try:
+
+        async def fetch() -> bytes:
+            return (await origin.fetch("POST", headers, body, 1 << 20))[1]
+
+        return await _timed(fetch, calls, concurrency)
+    finally:
+        await origin.aclose()
+
+
+async def _run(kind: str, calls: int, concurrency: int) -> Row:
     async def ignore(method: str, params: dict[str, Any]) -> None:
         pass
 
@@ -123,19 +155,50 @@ async def _run(kind: str, calls: int, concurrency: int) -> None:
         child = subprocess.Popen(argv, env=env, cwd=REPO)  # noqa: ASYNC220 - started once, before measuring
         await _wait_port(port)
         target = Target("http", url=f"http://127.0.0.1:{port}/mcp")
-    info = {"name": "bench", "version": "0"}
-    pool = UpstreamPool("bench", target, client_info=info, capabilities={}, on_notification=ignore)
     try:
-        user, system, p50_ms, rate = await _measure(pool, calls, concurrency)
-        print(
-            f"{kind:10} c={concurrency:<3} client CPU user {user:6.0f} + system {system:6.0f} µs/call"
-            f"  p50 {p50_ms:6.2f} ms  {rate:7.0f} calls/s  sessions opened {pool.opened}"
-        )
+        if kind.startswith("bare-"):
+            return await _bare(kind, target.url or "", calls, concurrency)
+        info = {"name": "bench", "version": "0"}
+        pool = UpstreamPool("bench", target, client_info=info, capabilities={}, on_notification=ignore)
+        params = {"name": "echo", "arguments": {"text": "3"}}
+        try:
+            row = await _timed(lambda: pool.call("tools/call", params, timeout=10), calls, concurrency)
+            if pool.opened != 1:
+                raise RuntimeError(f"{kind}: {pool.opened} upstream sessions opened, 1 expected")
+            return row
+        finally:
+            await pool.close()
     finally:
-        await pool.close()
         if child is not None:
             child.terminate()
             child.wait(10)
+
+
+def run(
+    quick: bool = False, *, calls: int | None = None, rounds: int | None = None, concurrency: int = 1
+) -> dict[str, Row]:
+    """Each kind's median round (by user CPU per call); the kinds run interleaved, round after round."""
+    calls = calls or (500 if quick else 3000)
+    samples: dict[str, list[Row]] = {kind: [] for kind in KINDS}
+    for _ in range(rounds or (1 if quick else 3)):
+        for kind in KINDS:
+            samples[kind].append(asyncio.run(_run(kind, calls, concurrency)))
+    return {kind: sorted(rows)[len(rows) // 2] for kind, rows in samples.items()}
+
+
+def markdown(results: dict[str, Row], concurrency: int = 1) -> str:
+    lines = [
+        f"{HEADING}\n",
+        "The upstream MCP client's own CPU per call (getrusage of the client process; the upstream runs in another",
+        "process on CPU 0) and its latency, one call at a time against a trivial loopback upstream "
+        "(`python -m bench.upstream_client`).",
+        "`bare-*` rows are one POST through the HTTP client alone, no session: the transport's share.\n",
+        "| kind | user CPU µs/call | system CPU µs/call | p50 ms | calls/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, (user, system, p50, rate) in results.items():
+        lines.append(f"| {kind} (c={concurrency}) | {user:,.0f} | {system:,.0f} | {p50:.2f} | {rate:,.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 async def _wait_port(port: int) -> None:
@@ -151,16 +214,24 @@ async def _wait_port(port: int) -> None:
     raise RuntimeError("the upstream did not start")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.upstream_client", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1)
-    args = parser.parse_args()
-    with __import__("contextlib").suppress(OSError):
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/performance.md alone")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {1})
-    for kind in ("http-2025", "http-2026", "stdio"):
-        asyncio.run(_run(kind, args.calls, args.concurrency))
+    results = run(calls=args.calls, rounds=args.rounds, concurrency=args.concurrency)
+    section = markdown(results, args.concurrency)
+    print(section)
+    if not args.no_doc:
+        from bench.sql import write_doc
+
+        write_doc(section, HEADING)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
