@@ -39,6 +39,7 @@ MAX_PAGES = 100  # of one list; an upstream that pages forever is cut off
 # What Patchbay offers upstream: it forwards sampling and elicitation to the person's client. Roots are not
 # offered: they would be the client's roots, which upstream servers on this machine must not take as theirs.
 CLIENT_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}}
+STATELESS = "2026-07-28"
 LIST_CHANGED = {
     "notifications/tools/list_changed",
     "notifications/prompts/list_changed",
@@ -63,6 +64,7 @@ class McpConnector:
         self._defs = Definitions()
         self._signature = b""
         self._capabilities: dict[str, Any] = {}
+        self._upstream_version = ""
         self._subscribed: set[str] = set()
         self._relist: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -204,6 +206,7 @@ class McpConnector:
         identity, headers = await self._shared()
         session = await self._pool.session(identity, headers)
         caps = self._capabilities = dict(session.capabilities)
+        self._upstream_version = session.protocol_version
         lists = Lists()
         if "tools" in caps:
             lists.tools = await self._list("tools/list", "tools", identity, headers)
@@ -316,6 +319,10 @@ class McpConnector:
             return False
         resources = self._capabilities.get("resources")
         if not isinstance(resources, dict) or not resources.get("subscribe") or inner in self._subscribed:
+            return True
+        if self._upstream_version >= STATELESS:
+            # MCP 2026-07-28 removed resources/subscribe (an upstream of that era answers -32601); its updates come
+            # over a listen stream, which is not opened upstream yet: the subscription is kept here only.
             return True
         try:
             identity, headers = await self._shared()
