@@ -1,14 +1,17 @@
 """``UpstreamPool``: one long-lived upstream session per credential identity, for one ``mcp`` connector.
 
 No handshake per call: a session is initialised once and reused; at most ``max_sessions`` are kept (least
-recently used closed first) and one unused for ``idle_seconds`` is closed. A lost session (HTTP 404, stream
-closed, process exited) is dropped and the next call opens a new one; a call the upstream never saw is retried
-once on it. The era is detected once per upstream and cached (``server/discover``, else ``initialize``).
+recently used closed first) and one unused for ``idle_seconds`` is closed, by a timer the pool runs while it holds
+sessions (so a quiet upstream's sessions, and the stdio processes behind them, end without traffic). A lost
+session (HTTP 404, stream closed, process exited) is dropped and the next call opens a new one; a call the
+upstream never saw is retried once on it. The era is detected once per upstream and cached
+(``server/discover``, else ``initialize``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from patchbay.upstream.process import ProcessSpec
 
 log = logging.getLogger("patchbay.upstream")
+SWEEP_FLOOR = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -80,6 +84,7 @@ class UpstreamPool:
         )
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._closed = False
+        self._sweeper: asyncio.Task[None] | None = None
         self._problem: str | None = None
         self.opened = 0  # sessions opened (initialize or discover-adopt), for health and tests
 
@@ -110,6 +115,7 @@ class UpstreamPool:
                     raise
                 self._problem = None
                 self.opened += 1
+                self._start_sweeper()
             slot.used = time.monotonic()
         self._slots.move_to_end(identity)
         self._sweep(slot.used)
@@ -169,6 +175,11 @@ class UpstreamPool:
     async def close(self) -> None:
         """Close every session (DELETE / stop processes) and the HTTP client."""
         self._closed = True
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and sweeper is not asyncio.current_task():
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         sessions = [slot.session for slot in self._slots.values() if slot.session is not None]
         self._slots.clear()
         await asyncio.gather(*(session.close() for session in sessions), return_exceptions=True)
@@ -188,13 +199,31 @@ class UpstreamPool:
         if session.lost is None:
             session.lose("dropped after losing the upstream session")
 
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None and not self._closed:
+            self._sweeper = asyncio.ensure_future(self._sweep_while_holding())
+
+    async def _sweep_while_holding(self) -> None:
+        """Wake when the least recently used session would expire; end once no session is left (the next
+        opened session starts it again), so an unused pool keeps no timer."""
+        floor = min(self.idle_seconds / 4, SWEEP_FLOOR)  # never spin on a session that is in use
+        try:
+            while self._slots and not self._closed:
+                oldest = next(iter(self._slots.values())).used
+                await asyncio.sleep(max(oldest + self.idle_seconds - time.monotonic(), floor))
+                self._sweep(time.monotonic())
+        finally:
+            if self._sweeper is asyncio.current_task():
+                self._sweeper = None
+
     def _sweep(self, now: float) -> None:
         """Close the least recently used sessions beyond ``max_sessions`` and those idle too long."""
-        while self._slots:
-            identity, slot = next(iter(self._slots.items()))
+        for identity, slot in list(self._slots.items()):
+            if slot.lock.locked() or (slot.session is not None and slot.session.pending):
+                slot.used = now  # being opened, or a call in flight: in use, never closed under it
+                self._slots.move_to_end(identity)
+                continue
             if len(self._slots) <= self.max_sessions and now - slot.used < self.idle_seconds:
-                break
-            if slot.lock.locked():
                 break
             del self._slots[identity]
             if slot.session is not None:
