@@ -7,6 +7,7 @@ then on ``headers_for`` gives that person's own upstream token, which the upstre
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -183,3 +184,33 @@ def test_revoking_a_link_from_the_cli_asks_the_person_to_link_again(upstream: Ru
             await credentials.headers_for(person("alice"))
 
     run_scenario(scenario)
+
+
+def test_a_link_revoked_from_the_cli_stops_being_used_on_the_next_call_of_a_server_that_cached_it(
+    upstream: RunningServer, tmp_path: Path
+) -> None:
+    target = linker(tmp_path, upstream)  # its pages share the sign-in store's revocation generation
+    run_scenario(lambda: link(target, upstream, "alice"))
+
+    def generation() -> int:
+        with sqlite3.connect(tmp_path / "down.db") as db:
+            (value,) = db.execute("SELECT generation FROM auth_revocation_epoch WHERE id = 1").fetchone()
+        return int(value)
+
+    async def cached_then_refreshed() -> None:
+        await target.credentials.headers_for(person("alice"))  # opened and kept in memory
+        target.credentials.invalidate("user:alice")
+        await target.credentials.headers_for(person("alice"))  # refreshed: the row is rewritten, not removed
+
+    before = generation()
+    run_scenario(cached_then_refreshed)
+    assert generation() == before  # a refresh revokes nothing
+    revoked = patchbay_cli("links", "revoke", "--user", "alice", "-c", str(target.config))
+    assert revoked.returncode == 0, revoked.describe()
+    assert generation() > before
+
+    async def next_call() -> None:
+        with pytest.raises(LinkRequired):
+            await target.credentials.headers_for(person("alice"))
+
+    run_scenario(next_call)

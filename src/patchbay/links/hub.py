@@ -54,6 +54,9 @@ class LinkHub:
         self.user_oauth: dict[str, UserOAuth] = {}
         # Records an audit event: audit(method, **fields) (AuditRecorder.event); a no-op until the app sets it.
         self.audit: Callable[..., None] = lambda method, **fields: None
+        # The store's revocation generation (patchbay.auth.core.Core: known_generation, generation), set when
+        # sign-in is on; removing a linked account raises it (LinkStore.remove_accounts).
+        self.epoch: Any = None
 
     @property
     def fetcher(self) -> Fetcher:
@@ -119,6 +122,13 @@ class LinkHub:
             await anyio.to_thread.run_sync(upgrade, store.engine)
             self._migrated = True
         return await anyio.to_thread.run_sync(lambda: fn(*args))
+
+    async def generation(self) -> int | None:
+        """The revocation generation now; None without one (or unreadable): cached links then live CACHE_SECONDS."""
+        if self.epoch is None:
+            return None
+        known: int | None = self.epoch.known_generation()
+        return known if known is not None else await self.epoch.generation()
 
     def share_engine(self, engine: Engine) -> None:
         """Use the authorization server's engine (one pool per database), unless the store is already open."""

@@ -168,6 +168,7 @@ class LinkPages:
 def build(hub: LinkHub, auth: Any, audit: Any) -> LinkPages:
     """The link pages of an app; ``auth`` is its AuthServer (account linking needs sign-in on)."""
     hub.share_engine(auth.core.engine)
+    hub.epoch = auth.core  # a link removed anywhere stops being used on the next call (remove_accounts)
     if audit is not None:
         hub.audit = audit.event
     settings = hub.settings

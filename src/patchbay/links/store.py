@@ -12,12 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import sessionmaker
 
 from patchbay.links.models import LinkAccount, LinkClient, LinkPending
 from patchbay.store import writer
 from patchbay.vault import Vault
+
+# The auth tables' revocation generation (migration auth_0002); every branch is migrated before links are used.
+BUMP_GENERATION = "UPDATE auth_revocation_epoch SET generation = generation + 1 WHERE id = 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,13 @@ class LinkStore:
         ]
 
     def remove_accounts(self, subject: str, connector: str | None = None) -> list[str]:
-        """Forget ``subject``'s links (to one connector or all); the connectors whose link was removed."""
+        """Forget ``subject``'s links (to one connector or all); the connectors whose link was removed.
+
+        Removing raises the store's revocation generation in the same transaction (``patchbay.auth.epoch``), so
+        a serving process that keeps the opened tokens in memory stops using them on its next call. Not a trigger
+        as for the auth tables: a trigger on one migration branch naming another branch's table breaks SQLite's
+        table rebuilds whenever the branches migrate in another order, and this is the one path that removes.
+        """
         query = select(LinkAccount).where(LinkAccount.subject == subject)
         if connector is not None:
             query = query.where(LinkAccount.connector == connector)
@@ -161,6 +170,9 @@ class LinkStore:
             rows = session.scalars(query).all()
             for row in rows:
                 session.delete(row)
+            if rows:
+                session.flush()
+                session.execute(text(BUMP_GENERATION))
             return sorted(r.connector for r in rows)
 
     # -- client registrations -----------------------------------------------------------------------------------

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from patchbay.links.hub import LinkHub
 
 PENDING_SECONDS = 600.0
-# Opened tokens are kept in memory this long, so a call does not read the store; a link revoked from another
-# process (patchbay links revoke) stops being used within this time.
+# Opened tokens are kept in memory this long, so a call does not read the store. With sign-in on, they are also
+# trusted only while the store's revocation generation is the one they were read under: a link removed anywhere
+# (patchbay links revoke, another replica) raises it (LinkStore.remove_accounts), so it stops being used on the
+# next call. Without a readable generation, a removed link stops being used within this time.
 CACHE_SECONDS = 15.0
 
 
@@ -40,6 +42,7 @@ class _Cached:
     tokens: Tokens | None
     until: float
     stale: bool = False
+    generation: int | None = None
 
 
 class UserOAuth:
@@ -87,15 +90,17 @@ class UserOAuth:
     def invalidate(self, identity: str) -> None:
         cached = self._cache.get(identity)
         if cached is not None:
-            self._cache[identity] = _Cached(cached.tokens, cached.until, stale=True)
+            self._cache[identity] = _Cached(cached.tokens, cached.until, True, cached.generation)
 
     def forget(self, subject: str) -> None:
         self._cache.pop(subject, None)
 
     async def _usable(self, subject: str) -> Tokens:
         now = self.clock()
+        # Read before the store: a removal landing while we read makes what we read stale (patchbay.auth.bearer).
+        generation = await self.hub.generation()
         cached = self._cache.get(subject)
-        usable = cached is not None and cached.until > now and not cached.stale
+        usable = cached is not None and cached.until > now and not cached.stale and cached.generation == generation
         if usable and cached is not None and cached.tokens is not None and fresh(cached.tokens, now):
             return cached.tokens
         async with self._locks.setdefault(subject, asyncio.Lock()):  # one refresh per person at a time
@@ -105,14 +110,14 @@ class UserOAuth:
             except VaultError as exc:
                 raise LinkUnavailable(f"the stored link to {self.name} cannot be opened ({exc})") from None
             if account is None:
-                self._cache[subject] = _Cached(None, self.clock() + CACHE_SECONDS)
+                self._cache[subject] = _Cached(None, self.clock() + CACHE_SECONDS, generation=generation)
                 raise self._required("link your account")
             tokens = account.tokens
             # Another call may have refreshed while this one waited: a stored token newer than the stale one wins.
             renewed = cached is not None and cached.tokens is not None and tokens != cached.tokens
             if (stale and not renewed) or not fresh(tokens, self.clock()):
                 tokens = await self._refresh(subject, account.issuer, tokens)
-            self._cache[subject] = _Cached(tokens, self.clock() + CACHE_SECONDS)
+            self._cache[subject] = _Cached(tokens, self.clock() + CACHE_SECONDS, generation=generation)
             return tokens
 
     async def _refresh(self, subject: str, issuer: str, tokens: Tokens) -> Tokens:
@@ -203,8 +208,9 @@ class UserOAuth:
         tokens, error = await self.oauth.token(server, data, client)
         if tokens is None:
             raise LinkUnavailable(f"{server.issuer} did not accept the authorization ({error})")
+        generation = await self.hub.generation()
         await self.hub.run(self.hub.store.save_account, self.name, pending.subject, server.issuer, tokens)
-        self._cache[pending.subject] = _Cached(tokens, self.clock() + CACHE_SECONDS)
+        self._cache[pending.subject] = _Cached(tokens, self.clock() + CACHE_SECONDS, generation=generation)
         self.on_linked(pending.subject)
 
     async def _client(self, discovered: Discovered) -> Registration:
