@@ -1,7 +1,7 @@
 """``patchbay links``: accounts people linked at upstream systems (list, revoke), and ``patchbay vault rotate``.
 
-Revoking forgets the sealed tokens in the store; a running server stops using them within seconds (it keeps
-opened tokens in memory briefly) and asks the person to link again on their next call.
+Revoking forgets the sealed tokens in the store and raises the store's revocation generation, so a running server
+(which keeps opened tokens in memory briefly) stops using them on its next call and asks the person to link again.
 """
 
 from __future__ import annotations
