@@ -196,7 +196,13 @@ class PageSignIn:
                 address,
                 attempt.outcome,
             )
-            self.audit("auth.sign_in", username=username.strip()[:100], outcome=attempt.outcome, address=address)
+            self.audit(
+                "auth.sign_in",
+                username=username.strip()[:100],
+                outcome=attempt.outcome,
+                address=address,
+                page=self.prefix,
+            )
             return self.page(key, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
         self.audit("auth.sign_in", username=attempt.user.username, outcome="ok", address=address, page=self.prefix)
         response = RedirectResponse(self.page_of(key), 303, headers={"Cache-Control": "no-store"})
