@@ -128,7 +128,24 @@ conformance: $(VENV_STAMP) $(NODE_STAMP) ## only the official MCP conformance su
 
 bench: $(VENV_STAMP) postgres ## benchmarks (installs wrk with apt-get if missing)
 	command -v wrk >/dev/null || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends wrk; }
+	$(MAKE) --no-print-directory bench-peers || echo "bench peers not installed: the proxy section quotes perf-baseline.md"
 	$(VENV)/bin/python -m bench
+
+# The proxy benchmark's peers (bench/proxy.py), each in its own venv, never in Patchbay's: mcp-proxy needs mcp < 2.
+# Pinned to the versions of the reference measurements.
+PEERS_DIR := build/bench-peers
+.PHONY: bench-peers
+bench-peers: $(PEERS_DIR)/fastmcp/.installed $(PEERS_DIR)/mcp-proxy/.installed ## the proxy benchmark's peers (FastMCP proxy, mcp-proxy)
+
+$(PEERS_DIR)/fastmcp/.installed:
+	rm -rf $(@D) && $(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --disable-pip-version-check --quiet --progress-bar off fastmcp==4.1.6 uvloop httptools
+	touch $@
+
+$(PEERS_DIR)/mcp-proxy/.installed:
+	rm -rf $(@D) && $(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install --disable-pip-version-check --quiet --progress-bar off mcp-proxy==0.13.0 uvloop httptools
+	touch $@
 
 # Mutation testing (docs/testing.md): mutmut over the modules in mutate/modules.toml, each judged by its own unit
 # tests, one worker at nice 10. MODULES picks groups or modules, e.g. `make mutate MODULES="sql-guard auth/token.py"`;

@@ -30,6 +30,7 @@ from bench import (
     documents,
     harness,
     policy,
+    proxy,
     report,
     sessions,
     store_writes,
@@ -71,6 +72,7 @@ def _items() -> list[str]:
     names += ["policy"]  # bench/policy.py: the gate's decision cost with 100 rules (no wrk needed)
     names += ["audit"]  # bench/audit.py: audit trail on vs off at 1,000 calls/s, SQLite and PostgreSQL (no wrk)
     names += ["upstream-client"]  # bench/upstream_client.py: the upstream MCP client's CPU per call (no wrk)
+    names += list(proxy.ITEMS)  # bench/proxy.py: Patchbay in front of an upstream MCP server, HTTP and stdio
     return names
 
 
@@ -255,6 +257,13 @@ def _run(
             text = upstream_client.markdown(measured)
             print(text, flush=True)
             sql_bench.write_doc(text, upstream_client.HEADING)
+    if proxied_items := [name for name in proxy.ITEMS if name in chosen]:
+        print("[proxy] Patchbay in front of an upstream MCP server, with the upstream and the peers ...", flush=True)
+        run = functools.partial(proxy.run, proxied_items, args.quick, logdir, args.rounds, args.duration)
+        if (proxied := _attempt("patchbay-proxy", failures, run)) is not None:
+            text = proxy.markdown(proxied, meta["date"])
+            print(text, flush=True)
+            sql_bench.write_doc(text, proxy.HEADING)
     docs_result = None
     if "documents" in chosen:
         docs_run = functools.partial(documents.run, 10_000 if args.quick else documents.DEFAULT_DOCS, 1_000, logdir)
