@@ -21,7 +21,7 @@ from patchbay import __version__
 from patchbay.catalog import Catalog, Mounted
 from patchbay.catalog.keeper import ManifestKeeper
 from patchbay.catalog.manifest import Manifest
-from patchbay.connectors.base import Connector, ConnectorEnv, Reloadable, Subscribable
+from patchbay.connectors.base import Connector, ConnectorEnv, Diagnosable, Reloadable, Subscribable
 from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
@@ -152,8 +152,13 @@ class Runtime:
         if self.dispatcher.audit is not None:
             await self.dispatcher.audit.aclose()
 
-    async def connector_health(self) -> dict[str, dict[str, Any]]:
-        """Each connector's state for /readyz: ``ok`` and ``detail``, and ``retry_in`` (seconds) while it is down."""
+    async def connector_health(self, operator: bool = False) -> dict[str, dict[str, Any]]:
+        """Each connector's state for /readyz: ``ok`` and ``detail``, and ``retry_in`` (seconds) while it is down.
+
+        With ``operator`` (a request carrying the ``[metrics]`` token) each also gets ``operator``: its type, its
+        published tool count and what it gives :class:`~patchbay.connectors.base.Diagnosable` (a stdio upstream's
+        stderr), which is never shown to anyone else.
+        """
         report: dict[str, dict[str, Any]] = {}
         for connector in self.connectors:
             name = connector.name
@@ -161,10 +166,18 @@ class Runtime:
                 retry = self.supervisor.retry_in(name)
                 detail = self.supervisor.status[name].detail
                 report[name] = {"ok": False, "detail": detail, "retry_in": None if retry is None else round(retry, 1)}
-                continue
-            health = await connector.health()
-            report[name] = {"ok": health.ok, "detail": health.detail}
+            else:
+                health = await connector.health()
+                report[name] = {"ok": health.ok, "detail": health.detail}
+            if operator:
+                report[name]["operator"] = self._operator_part(connector)
         return report
+
+    def _operator_part(self, connector: Connector) -> dict[str, Any]:
+        kind = next((c.type for c in self.settings.connectors if c.name == connector.name), None)
+        tools = len(connector.tools()) if self.supervisor.is_up(connector.name) else 0
+        extra = connector.diagnostics() if isinstance(connector, Diagnosable) else {}
+        return {"type": kind, "tools": tools, **extra}
 
     def begin_shutdown(self) -> None:
         """End long-lived streams at once; in-flight calls go on until they finish or the grace period ends."""
@@ -327,7 +340,9 @@ def create_app(settings: Settings) -> Any:
     async def readyz(request: Request) -> Response:
         if not runtime.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        connectors = await runtime.connector_health()
+        # The operator part (a stdio upstream's stderr, ...) only with the [metrics] token; a wrong or missing
+        # token is no error here: health probes carry none (docs/observability.md).
+        connectors = await runtime.connector_health(operator=observability.operator(request))
         ok = all(c["ok"] for c in connectors.values())
         audit = runtime.dispatcher.audit.health() if runtime.dispatcher.audit is not None else None
         ok = ok and (audit is None or audit["ok"])

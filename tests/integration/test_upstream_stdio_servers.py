@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from mcp.client import Client
 
 from tests.e2e.conftest import run_scenario
-from tests.integration.test_upstream_mcp import LEGACY, MODERN, everything, readyz, toml_list
+from tests.integration.test_upstream_mcp import LEGACY, MODERN, _opener, everything, readyz, toml_list
 from tests.support.node import NODE_MODULES, require_node_tools
 from tests.support.servers import RunningServer, run_patchbay
 
@@ -149,14 +151,30 @@ CRASH_CONFIG = """
 [server]
 connector_retry_max_seconds = 1
 
+[metrics]
+token_env = "PATCHBAY_TEST_METRICS_TOKEN"
+
 [[connectors]]
 name = "shaky"
 type = "mcp"
 command = __COMMAND__
 """
+METRICS_TOKEN = "crash-loop-metrics-token-0123456789"
 
 
-def test_readyz_shows_a_crash_looping_stdio_upstream_with_its_reason_and_stderr(tmp_path: Path) -> None:
+def readyz_as(server: RunningServer, authorization: str) -> tuple[int, str]:
+    """/readyz with an Authorization header: its status and raw body (never a 401, whatever the header)."""
+    request = urllib.request.Request(f"{server.base_url}/readyz", headers={"Authorization": authorization})
+    try:
+        with _opener.open(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_readyz_shows_a_crash_looping_stdio_upstream_with_its_reason_and_stderr_only_with_the_token(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "patchbay.toml"
     config.write_text(CRASH_CONFIG.replace("__COMMAND__", toml_list([sys.executable, str(CRASHING)])))
 
@@ -169,14 +187,26 @@ def test_readyz_shows_a_crash_looping_stdio_upstream_with_its_reason_and_stderr(
                     break
         return results
 
-    with run_patchbay(config, log_dir=tmp_path, start_timeout=60) as server:
+    env = {"PATCHBAY_TEST_METRICS_TOKEN": METRICS_TOKEN}
+    with run_patchbay(config, env=env, log_dir=tmp_path, start_timeout=60) as server:
         assert readyz(server)["connectors"]["shaky"]["ok"] is True
         results = run_scenario(lambda: crash_until_refused(server), timeout=120)
         down = readyz(server)
+        wrong = [readyz_as(server, header) for header in (f"Bearer {METRICS_TOKEN}x", "Bearer ", METRICS_TOKEN)]
+        status, operator = readyz_as(server, f"Bearer {METRICS_TOKEN}")
     assert all(r.is_error for r in results)
     assert len(results) < 10  # it was given up on: the supervisor stopped restarting it
     assert "failed 6 times" in text_of(results[-1])  # the call that found it down says why
+    # The child's last words (its stderr) reach neither the caller nor the public /readyz ...
+    assert not any("lost its database connection" in text_of(r) for r in results)
     detail = down["connectors"]["shaky"]["detail"]
     assert down["status"] == "degraded" and down["connectors"]["shaky"]["ok"] is False
     assert "exited with code 3" in detail and "failed 6 times within 300 s" in detail, detail
-    assert "lost its database connection" in detail, detail  # the stderr tail
+    assert "lost its database connection" not in json.dumps(down) and "operator" not in down["connectors"]["shaky"]
+    for code, body in wrong:  # a wrong token is no token: the probe still gets its answer
+        assert code == 503 and "lost its database connection" not in body and '"operator"' not in body, body
+    # ... but the operator, with the [metrics] token, sees them.
+    assert status == 503
+    shaky = json.loads(operator)["connectors"]["shaky"]
+    assert "lost its database connection" in shaky["operator"]["stderr"], shaky
+    assert shaky["operator"]["type"] == "mcp" and shaky["operator"]["upstream"] == "stdio"

@@ -102,6 +102,20 @@ class Subscribable(Protocol):
 
 
 @runtime_checkable
+class Diagnosable(Protocol):
+    """A connector with details for its operator (``/readyz`` with the ``[metrics]`` token, ``patchbay doctor``).
+
+    What ``diagnostics()`` returns is never shown without that token: it may hold what the system behind the
+    connector printed (a child process's stderr), with paths, hostnames or secrets. It must be JSON-serialisable,
+    cheap (no I/O) and must not raise; it is asked for whether the connector is up or down.
+    """
+
+    name: str
+
+    def diagnostics(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class Reloadable(Protocol):
     """A connector that can read its definitions again without a restart (``patchbay serve`` on SIGHUP)."""
 

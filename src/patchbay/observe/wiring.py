@@ -70,10 +70,16 @@ class Observability:
                 log.warning("metrics: could not count pending approvals", exc_info=True)
         return self.metrics.exposition()
 
-    async def endpoint(self, request: Request) -> Response:
+    def operator(self, request: Request) -> bool:
+        """True when ``request`` carries the ``[metrics]`` token (compared in constant time); False without a
+        token configured. Also what lets /readyz show its operator part."""
+        if self.token is None:
+            return False
         header = request.headers.get("authorization", "").encode("latin-1", "replace")
-        assert self.token is not None
-        if not hmac.compare_digest(header, self.token):
+        return hmac.compare_digest(header, self.token)
+
+    async def endpoint(self, request: Request) -> Response:
+        if not self.operator(request):
             # RFC 6750 §3: a bearer challenge; the body says which setting holds the token, never the token.
             return JSONResponse(
                 {"error": "Unauthorized: /metrics needs Authorization: Bearer <the [metrics] token_env token>"},

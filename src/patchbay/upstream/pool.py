@@ -158,13 +158,19 @@ class UpstreamPool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def health(self) -> tuple[bool, str]:
-        """(up?, a person-readable reason); for stdio the reason ends with the process's last stderr lines."""
+        """(up?, a person-readable reason), safe to publish: never the child's stderr (see :meth:`stderr_tail`)."""
         ok = self._problem is None
-        reason = self._problem or self._opener.describe(self._live())
-        tail = self._opener.stderr_tail()
-        if tail and not ok:
-            reason = f"{reason}; stderr: {tail[-2000:]}"
-        return ok, reason
+        return ok, self._problem or self._opener.describe(self._live())
+
+    def stderr_tail(self) -> str:
+        """A stdio upstream's last stderr (``env`` values masked; "" for HTTP), for operators only: it can hold
+        paths, hostnames or secrets the child printed."""
+        return self._opener.stderr_tail()
+
+    def protocol_version(self) -> str:
+        """The protocol version the live session speaks ("" when none is open)."""
+        live = self._live()
+        return live.protocol_version if live is not None else ""
 
     def _live(self) -> UpstreamSession | None:
         for slot in reversed(self._slots.values()):

@@ -375,14 +375,14 @@ class StdioProcess:
         if code < 0:
             with contextlib.suppress(ValueError):
                 return f"upstream {self.name!r} was killed by {signal.Signals(-code).name}"
-        text = f"upstream {self.name!r} exited with code {code}"
-        last = self._last_stderr_line()
-        return f"{text}: {last}" if last else text
+        # The child's stderr stays out of reasons: they reach clients (tool errors) and the public /readyz, and
+        # stderr can hold paths, hostnames or secrets. Operators read it in the log and the operator part of /readyz.
+        return f"upstream {self.name!r} exited with code {code}"
 
-    def _last_stderr_line(self) -> str:
+    def _stderr_note(self) -> str:
         for line in reversed(self.stderr_tail().splitlines()):
             if line.strip():
-                return line.strip()[:_REASON_LINE]
+                return f"; its last stderr line: {line.strip()[:_REASON_LINE]}"
         return ""
 
     def _crashed(self, reason: str) -> None:
@@ -395,11 +395,12 @@ class StdioProcess:
                 f"{reason}; it failed {crashes} times within {self.spec.restart_window:g} s, so it is not "
                 "restarted until the connector is reset or Patchbay restarts (see its stderr)"
             )
-            log.error("upstream %s: crash loop: %s", self.name, self._reason)
+            log.error("upstream %s: crash loop: %s%s", self.name, self._reason, self._stderr_note())
             return
         self._rest = "backoff"
         self._reason = reason
-        log.warning("upstream %s: %s; restarting in %.1f s", self.name, reason, self.next_start_delay())
+        delay = self.next_start_delay()
+        log.warning("upstream %s: %s; restarting in %.1f s%s", self.name, reason, delay, self._stderr_note())
 
     def _prune(self) -> None:
         horizon = self._clock.now() - self.spec.restart_window

@@ -4,7 +4,8 @@ basic/transports: stdio; the same framing in 2026-07-28).
 A line that is not JSON is skipped and counted (servers that print banners to stdout are common), logged once per
 ``GARBAGE_LOG_EVERY`` lines; a line longer than the cap ends the session with an error that says so (and the
 process is stopped, so the next call starts a fresh one); the process exiting fails every call in flight with
-``UpstreamUnavailable`` naming the exit code and the last stderr lines.
+``UpstreamUnavailable`` naming the exit code (never the child's stderr: reasons reach clients and the public
+/readyz; the stderr tail is for operators, ``StdioProcess.stderr_tail``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class StdioChannel:
         except UpstreamUnavailable:
             raise
         except Exception as exc:  # ProcessUnavailable and OSError from the supervisor
-            raise UpstreamUnavailable(_with_tail(str(exc) or type(exc).__name__, self.process)) from None
+            raise UpstreamUnavailable(str(exc) or type(exc).__name__) from None
         self._reader_task = asyncio.ensure_future(self._read(reader, session))
 
     async def send(self, message: dict[str, Any], call: Call | None) -> None:
@@ -107,11 +108,11 @@ class StdioChannel:
                     return self._oversized(session)
             code = await self.process.wait_exit()
             reason = "the process exited" + (f" with code {code}" if code is not None else "")
-            session.lose(_with_tail(reason, self.process))
+            session.lose(reason)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            session.lose(_with_tail(f"reading the process's output failed: {type(exc).__name__}", self.process))
+            session.lose(f"reading the process's output failed: {type(exc).__name__}")
 
     async def _line(self, line: bytes, session: UpstreamSession) -> None:
         if not line.strip():
@@ -142,10 +143,3 @@ class StdioChannel:
                 await task
         self.on_close()
         await self.process.stop()
-
-
-def _with_tail(reason: str, process: StdioEndpoint) -> str:
-    tail = process.stderr_tail().strip()
-    if not tail:
-        return reason
-    return f"{reason}; last stderr: {tail[-1000:]}"

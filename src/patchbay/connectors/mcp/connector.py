@@ -40,6 +40,7 @@ MAX_PAGES = 100  # of one list; an upstream that pages forever is cut off
 # offered: they would be the client's roots, which upstream servers on this machine must not take as theirs.
 CLIENT_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}}
 STATELESS = "2026-07-28"
+STDERR_SHOWN = 4000  # characters of a child's stderr in diagnostics(): its last lines, not the whole 64 KiB ring
 LIST_CHANGED = {
     "notifications/tools/list_changed",
     "notifications/prompts/list_changed",
@@ -71,6 +72,8 @@ class McpConnector:
         self._problem = ""
         # user_oauth before anyone linked: why only the connect tool is published ("" once the lists are read).
         self._waiting = ""
+        # A stdio child's last stderr, kept when its pool closes (a failed open), for diagnostics().
+        self._last_stderr = ""
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class McpConnector:
         self._signature = b""  # a reopened connector publishes handlers bound to its new pool
         self._waiting = ""
         if pool is not None:
+            self._last_stderr = pool.stderr_tail() or self._last_stderr
             await pool.close()  # every session, and every child process with them
 
     async def health(self) -> Health:
@@ -134,6 +138,19 @@ class McpConnector:
         if ok and self._problem:
             return Health(True, f"{reason}; last re-list failed: {self._problem}")
         return Health(ok, reason)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """For operators only (``/readyz`` with the ``[metrics]`` token): never published, as the stderr tail can
+        hold what the child printed."""
+        pool = self._pool
+        stderr = (pool.stderr_tail() if pool is not None else "") or self._last_stderr
+        version = (pool.protocol_version() if pool is not None else "") or self._upstream_version
+        return {
+            "upstream": self._target_kind(),
+            "protocol_version": version or None,
+            "era": None if not version else "2026-07-28" if version >= STATELESS else "2025",
+            "stderr": stderr[-STDERR_SHOWN:] if stderr else None,
+        }
 
     def tools(self) -> Sequence[Tool]:
         return self._defs.tools
@@ -148,6 +165,11 @@ class McpConnector:
         return self._defs.prompts
 
     # -- the upstream ------------------------------------------------------------------------------------
+
+    def _target_kind(self) -> str:
+        if self.options.url is None:
+            return "stdio"
+        return "sse" if self.options.transport == "sse" else "http"
 
     def _target(self) -> Target:
         options = self.options
