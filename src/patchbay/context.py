@@ -61,6 +61,17 @@ class Context:
         """The answers the client gave to earlier ``input_required`` rounds of this call (2026-07-28), by key."""
         return dict(self._scope.input_responses)
 
+    @property
+    def round_responses(self) -> dict[str, Any]:
+        """This round's ``inputResponses`` exactly as the client sent them (2026-07-28; earlier rounds excluded)."""
+        return dict(self._scope.round_responses)
+
+    @property
+    def carried(self) -> Any:
+        """What this call asked to carry through the client (``InputRequired.carry``), back from its
+        ``requestState``; None on a first round."""
+        return self._scope.carried
+
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Send ``notifications/progress`` if the client asked for progress on this request; else do nothing."""
         scope = self._scope

@@ -45,19 +45,8 @@ Servers = dict[str, RunningServer]
 HOP_BY_HOP = frozenset({"server-sse-polling"})
 BAD = frozenset({"FAILURE", "WARNING"})
 # Known gaps for 2026-07-28 clients through a front, still to close (the test fails once one closes, so the entry
-# goes): the bridge renames an upstream's input_required keys and asks whatever the client declared
-# (input-required-result-*); a proxied tool does not carry the capabilities its upstream tool requires, and a
-# front does not announce list changes on a new subscription (server-stateless).
-KNOWN_GAPS_2026 = frozenset(
-    {
-        "input-required-result-basic-elicitation",
-        "input-required-result-basic-list-roots",
-        "input-required-result-capability-check",
-        "input-required-result-ignore-extra-params",
-        "input-required-result-multiple-input-requests",
-        "server-stateless",
-    }
-)
+# goes): a front does not announce list changes on a new subscription (server-stateless).
+KNOWN_GAPS_2026 = frozenset({"server-stateless"})
 
 
 @pytest.fixture(scope="module")

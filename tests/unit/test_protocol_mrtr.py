@@ -12,6 +12,7 @@ import httpx2 as httpx
 import pytest
 from fixtures.wire import META_SERVER_INFO, assert_json, call_modern
 
+from patchbay.errors import RpcError
 from patchbay.protocol import mrtr
 
 pytestmark = pytest.mark.anyio
@@ -182,3 +183,16 @@ async def test_a_tool_that_needs_an_undeclared_capability_is_400_missing_capabil
     error = assert_json(response)["error"]
     assert error["code"] == -32021
     assert error["data"]["requiredCapabilities"] == {"elicitation": {}}
+
+
+def test_a_sealed_carry_comes_back_with_the_answers_once_and_only_for_its_request() -> None:
+    signer = mrtr.StateSigner(b"k" * 32)
+    digest = mrtr.request_digest("tools/call", "t", {}, "alice")
+    state = signer.seal(digest, {"a": {"x": 1}}, {"upstream": "their-state"})
+    assert signer.open_with_carry(state, digest) == ({"a": {"x": 1}}, {"upstream": "their-state"})
+    with pytest.raises(RpcError, match="already used"):
+        signer.open_with_carry(state, digest)
+    other = mrtr.request_digest("tools/call", "t", {}, "bob")  # the same call by someone else
+    with pytest.raises(RpcError, match="different request"):
+        signer.open_with_carry(signer.seal(digest, {}, "c"), other)
+    assert signer.open_with_carry(signer.seal(digest, {}), digest) == ({}, None)

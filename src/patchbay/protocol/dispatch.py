@@ -164,7 +164,8 @@ class Dispatcher:
 
         answers: dict[str, Any] = {}
         if "requestState" in params:
-            answers.update(self.signer.open(params["requestState"], digest()))
+            opened, scope.carried = self.signer.open_with_carry(params["requestState"], digest())
+            answers.update(opened)
         responses = params.get("inputResponses")
         if responses is not None:
             if not isinstance(responses, dict) or not all(isinstance(v, dict) for v in responses.values()):
@@ -172,6 +173,7 @@ class Dispatcher:
                     "inputResponses must be an object mapping each input request key to the client's result object"
                 )
             answers.update(responses)
+            scope.round_responses = responses
         scope.input_responses = answers
         try:
             return self.finish(method, await self.handlers[method](params, scope), scope)
@@ -179,7 +181,7 @@ class Dispatcher:
             return {
                 "resultType": "input_required",
                 "inputRequests": asked.requests,
-                "requestState": self.signer.seal(digest(), answers),
+                "requestState": self.signer.seal(digest(), answers, asked.carry),
                 "_meta": self._server_meta,
             }
 

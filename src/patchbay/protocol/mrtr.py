@@ -48,15 +48,28 @@ class StateSigner:
         self._used: dict[str, float] = {}  # nonce -> expiry, oldest first
         self._max_remembered = max_remembered
 
-    def seal(self, digest: str, answers: dict[str, Any]) -> str:
-        payload = orjson.dumps(
-            {"d": digest, "a": answers, "e": int(time.time()) + TTL_SECONDS, "n": secrets.token_urlsafe(12)}
-        )
+    def seal(self, digest: str, answers: dict[str, Any], carry: Any = None) -> str:
+        """A state for the retry of the request ``digest`` names, carrying ``answers`` and, when not None,
+        ``carry``: a handler's own opaque state (an upstream server's ``requestState``, wrapped, never trusted as
+        ours)."""
+        body: dict[str, Any] = {"d": digest, "a": answers, "e": int(time.time()) + TTL_SECONDS}
+        body["n"] = secrets.token_urlsafe(12)
+        if carry is not None:
+            body["c"] = carry
+        payload = orjson.dumps(body)
         mac = hmac.new(self._key, payload, hashlib.sha256).digest()
         return f"{_b64(payload)}.{_b64(mac)}"
 
     def open(self, state: Any, digest: str) -> dict[str, Any]:
         """The answers carried in ``state``.
+
+        Raises:
+            RpcError: -32602 when the state is malformed, forged, expired or made for another request.
+        """
+        return self.open_with_carry(state, digest)[0]
+
+    def open_with_carry(self, state: Any, digest: str) -> tuple[dict[str, Any], Any]:
+        """The answers carried in ``state`` and the ``carry`` it was sealed with (None if none).
 
         Raises:
             RpcError: -32602 when the state is malformed, forged, expired or made for another request.
@@ -84,7 +97,7 @@ class StateSigner:
             )
         self._spend(str(data.get("n", "")), float(data["e"]))
         answers = data.get("a")
-        return answers if isinstance(answers, dict) else {}
+        return (answers if isinstance(answers, dict) else {}), data.get("c")
 
     def _spend(self, nonce: str, expiry: float) -> None:
         now = time.time()

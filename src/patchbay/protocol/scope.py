@@ -22,9 +22,12 @@ LOG_RANK = {name: rank for rank, name in enumerate(LOG_LEVELS)}
 class InputRequired(Exception):
     """Raised inside a handler in the 2026-07-28 era when it needs input the client has not given yet (MRTR)."""
 
-    def __init__(self, requests: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, requests: dict[str, dict[str, Any]], carry: Any = None) -> None:
         super().__init__("input required")
         self.requests = requests
+        # Sealed into the requestState and handed back on the retry (CallScope.carried): e.g. the requestState of
+        # an upstream server whose input_required a proxy passes through.
+        self.carry = carry
 
 
 @dataclass(slots=True)
@@ -42,6 +45,10 @@ class CallScope:
     ask_client: AskClient | None = None
     # MRTR: answers the client gave (this round, and earlier rounds carried in requestState).
     input_responses: dict[str, Any] = field(default_factory=dict)
+    # MRTR: this round's inputResponses exactly as the client sent them (no earlier rounds), and what the handler
+    # asked to carry (InputRequired.carry) in the requestState of the previous round; None when nothing was.
+    round_responses: dict[str, Any] = field(default_factory=dict)
+    carried: Any = None
     principal: Any = None
     session: Any = None
     runtime: Any = None

@@ -172,8 +172,8 @@ class UpstreamSession:
         meta.pop("progressToken", None)  # the downstream's token means nothing upstream
         if on_progress is not None:
             meta["progressToken"] = rid
-        if self.modern:
-            meta.update(self.client_envelope)
+        if self.modern:  # what the caller put in the envelope (a proxied client's capabilities) wins
+            meta = {**self.client_envelope, **meta}
         out["_meta"] = meta
         return out
 

@@ -91,6 +91,8 @@ def _tool(named: Named, options: McpOptions, proxy: Proxy) -> Tool:
             failed = bool(answer["isError"]) or isinstance(output, dict)
             return ToolResult(answer["content"], is_error=failed, meta=answer["_meta"])
         except UpstreamError as exc:
+            if exc.code == jsonrpc.MISSING_CLIENT_CAPABILITY and ctx.era == "modern":
+                raise _as_rpc_error(exc) from None  # the client's request lacks a capability: the same error
             return ToolResult.error(f"The upstream server '{proxy.name}' refused the call: {exc.message}")
         return _tool_result(result)
 
@@ -140,7 +142,13 @@ async def _upstream(proxy: Proxy, method: str, params: dict[str, Any], ctx: Cont
     except Unlinked as needed:
         raise RpcError(jsonrpc.INVALID_PARAMS, needed.answer["content"][0]["text"]) from None
     except UpstreamError as exc:
-        raise RpcError(exc.code, exc.message, exc.data) from None
+        raise _as_rpc_error(exc) from None
+
+
+def _as_rpc_error(exc: UpstreamError) -> RpcError:
+    # MCP 2026-07-28 (HTTP): a missing client capability (-32021) is answered with 400 Bad Request.
+    status = 400 if exc.code == jsonrpc.MISSING_CLIENT_CAPABILITY else 200
+    return RpcError(exc.code, exc.message, exc.data, status=status)
 
 
 def _resource(wire: dict[str, Any], proxy: Proxy, uris: UriMap) -> Resource | None:

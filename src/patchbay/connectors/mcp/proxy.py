@@ -3,8 +3,10 @@
 Progress (the session's own token upstream, the client's downstream), logs, cancellation (the dispatcher cancels
 the handler; the session cancels upstream with its own request id) and the upstream's requests to the client
 (sampling, elicitation, roots): asked over the 2025 session, or bridged to ``input_required`` for 2026-07-28
-clients (:mod:`patchbay.connectors.mcp.bridge`). A 2026-07-28 upstream's own ``input_required`` is asked of the
-client the same way and the request sent again with the answers.
+clients (:mod:`patchbay.connectors.mcp.bridge`). A 2026-07-28 upstream's own ``input_required`` passes through to
+a 2026-07-28 client unchanged (its keys and requests; its ``requestState`` sealed inside ours), and is asked of a
+2025-era client over its session, the request then sent again with the answers. A 2026-07-28 upstream is told the
+caller's own client capabilities, so it decides what it may ask as it would for that client.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from patchbay.connectors.mcp.bridge import Bridge, Parked
@@ -21,7 +24,7 @@ from patchbay.context import Context
 from patchbay.errors import RpcError, ToolError
 from patchbay.links import Credentials, LinkRequired, LinkUnavailable
 from patchbay.protocol.scope import InputRequired
-from patchbay.protocol.versions import META_LOG_LEVEL
+from patchbay.protocol.versions import META_CLIENT_CAPS, META_LOG_LEVEL
 from patchbay.upstream import (
     InputNeeded,
     UpstreamError,
@@ -34,6 +37,7 @@ from patchbay.upstream import (
 URL_ELICITATION_REQUIRED = -32042  # MCP 2025-11-25 client/elicitation
 LINK_KEY = "patchbay_link"
 MAX_INPUT_ROUNDS = 8  # a 2026-07-28 upstream that keeps asking is stopped, not followed forever
+UPSTREAM_STATE = "upstream"  # where the upstream's requestState is kept inside ours (InputRequired.carry)
 
 OnRequest = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -77,9 +81,13 @@ class Proxy:
         async with self.in_flight:
             self.active.add(ctx)
             try:
+                modern = (await self.pool.session(identity, headers)).modern
+                if ctx.era == "modern" and modern:
+                    return await self._passed_through(method, params, ctx, identity, headers)
                 if ctx.era == "modern":
                     return await self._bridged(method, params, ctx, identity, headers)
-                return await self._rounds(method, params, ctx, identity, headers, lambda m, p: _ask(ctx, m, p))
+                caps = ctx.client_capabilities if modern else None
+                return await self._rounds(method, params, ctx, identity, headers, partial(_ask, ctx), caps=caps)
             except UpstreamTimeout:
                 raise ToolError(
                     f"The upstream server '{self.name}' did not answer within {self.timeout:g} seconds; "
@@ -126,11 +134,12 @@ class Proxy:
         headers: dict[str, str],
         on_request: OnRequest,
         sink: dict[str, Any] | None = None,
+        *,
+        caps: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Send the request; while a 2026-07-28 upstream answers ``input_required``, ask the client and resend."""
-        # MCP 2026-07-28: an upstream sends log messages only when the request names a level; every message is
-        # asked for and the client's own level filters them (Context.log).
-        params = {**params, "_meta": {META_LOG_LEVEL: "debug"}}
+        """Send the request; while a 2026-07-28 upstream answers ``input_required``, ask the client and resend.
+        ``caps``: the client capabilities to declare to a 2026-07-28 upstream (None: Patchbay's own)."""
+        params = {**params, "_meta": _meta(caps)}
         sent = params
         for _ in range(MAX_INPUT_ROUNDS):
             try:
@@ -152,6 +161,38 @@ class Proxy:
                 if need.request_state is not None:
                     sent["requestState"] = need.request_state
         raise ToolError(f"The upstream server '{self.name}' kept asking for input; the call was stopped.")
+
+    async def _passed_through(
+        self, method: str, params: dict[str, Any], ctx: Context, identity: str, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        """A 2026-07-28 client of a 2026-07-28 upstream (MCP 2026-07-28 basic/patterns/mrtr), transparently: the
+        client's capabilities and this round's ``inputResponses`` go upstream as sent, with the upstream's
+        ``requestState`` from the previous round; the upstream's ``input_required`` comes back with its own keys
+        and requests, its ``requestState`` carried inside the dispatcher's signed one, so a client can neither
+        alter it nor use it for another call, another caller or twice.
+
+        Raises:
+            InputRequired: the upstream needs input from the client first.
+        """
+        sent = {**params, "_meta": _meta(ctx.client_capabilities)}
+        if ctx.round_responses:
+            sent["inputResponses"] = ctx.round_responses
+        carried = ctx.carried
+        if isinstance(carried, dict) and isinstance(carried.get(UPSTREAM_STATE), str):
+            sent["requestState"] = carried[UPSTREAM_STATE]
+        try:
+            return await self.pool.call(
+                method,
+                sent,
+                identity=identity,
+                headers=headers,
+                timeout=self.timeout,
+                on_progress=lambda p: _progress(ctx, p),
+                on_message=lambda m, p: _message(ctx, p),
+            )
+        except InputNeeded as need:
+            state = need.request_state
+            raise InputRequired(need.requests, {UPSTREAM_STATE: state} if isinstance(state, str) else None) from None
 
     async def _bridged(
         self, method: str, params: dict[str, Any], ctx: Context, identity: str, headers: dict[str, str]
@@ -176,6 +217,15 @@ class Proxy:
             return step
         key, request = step
         raise InputRequired({key: request})
+
+
+def _meta(caps: dict[str, Any] | None) -> dict[str, Any]:
+    # MCP 2026-07-28: an upstream sends log messages only when the request names a level; every message is asked
+    # for and the client's own level filters them (Context.log). A 2025-era upstream ignores both keys.
+    meta: dict[str, Any] = {META_LOG_LEVEL: "debug"}
+    if caps is not None:
+        meta[META_CLIENT_CAPS] = caps
+    return meta
 
 
 async def _ask(ctx: Context, method: str, params: dict[str, Any]) -> dict[str, Any]:
