@@ -206,7 +206,8 @@ def call_modern(env: Env, user: str, arguments: dict[str, Any]) -> dict[str, Any
 def held(reply: dict[str, Any]) -> tuple[str, str]:
     """The approval id and link of a call held for approval (a plain client's result)."""
     result = reply["result"]
-    assert result["isError"] is False, result
+    # create_card declares an outputSchema: a result without structuredContent must be an error (MCP server/tools).
+    assert result["isError"] is True and "structuredContent" not in result, result
     approval = result["_meta"]["patchbay/approval"]
     assert approval["status"] == "pending" and approval["url"] in result["content"][0]["text"]
     return approval["approval_id"], approval["url"]

@@ -135,7 +135,8 @@ def call(env: Env, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def held_url(result: dict[str, Any]) -> str:
     approval = result["_meta"]["patchbay/approval"]
-    assert result["isError"] is False and approval["status"] == "pending", result
+    # create_card declares an outputSchema: a result without structuredContent must be an error (MCP server/tools).
+    assert result["isError"] is True and approval["status"] == "pending", result
     url: str = approval["url"]
     return url
 

@@ -307,6 +307,8 @@ class Dispatcher:
         return ToolResult.error(text).to_wire()
 
     async def _done(self, call: Call, wire: dict[str, Any]) -> dict[str, Any]:
+        if call.method == "tools/call" and "structuredContent" not in wire and not wire.get("isError"):
+            wire = self._unstructured(call.name, wire)
         if call.outcome == "ok" and wire.get("isError"):
             call.outcome = "tool_error"
         if self.limits is not None:
@@ -315,6 +317,16 @@ class Dispatcher:
             call.result_bytes = len(orjson.dumps(wire, default=str, option=orjson.OPT_NON_STR_KEYS))
         replaced = await self._finish(call)
         return wire if replaced is None else replaced
+
+    def _unstructured(self, name: str, wire: dict[str, Any]) -> dict[str, Any]:
+        """``wire`` marked ``isError`` when the tool declares an output schema: MCP 2025-06-18 server/tools
+        (structured content) says such a tool MUST return ``structuredContent`` unless the result is an error, and
+        SDK clients refuse the result otherwise. A held call's approval link, an account-link request or an
+        upstream that left it out have none, so they are answered as errors (the text still reaches the model)."""
+        tool = self.catalog.tools.get(name)
+        if tool is None or tool.output_schema is None:
+            return wire
+        return {**wire, "isError": True}
 
     async def _finish(self, call: Call) -> dict[str, Any] | None:
         replaced = None
