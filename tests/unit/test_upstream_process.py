@@ -159,6 +159,27 @@ async def test_too_many_crashes_within_the_window_is_a_crash_loop_until_reset() 
         assert process.status().restarts == 1
 
 
+async def test_a_stopped_supervisor_resumes_with_its_crash_history_unlike_reset() -> None:
+    clock = FakeClock()
+    crashing = spec("crash", backoff_initial=0.1, max_restarts=2, restart_window=60.0)
+    async with supervised(crashing, clock=clock) as process:
+        for _ in range(2):
+            await process.start()
+            await asyncio.wait_for(process.wait_exit(), DEADLINE)
+        await process.stop()  # the connector closed after a failed open
+        with pytest.raises(ProcessUnavailable, match="is stopped"):
+            await process.start()
+        process.resume()  # and opened again
+        assert (process.state, process.status().restarts) == ("backoff", 2)
+        await process.start()
+        await asyncio.wait_for(process.wait_exit(), DEADLINE)
+        await process.stop()
+        process.resume()
+        assert process.state == "crash_loop"
+        with pytest.raises(ProcessUnavailable, match=r"^crash loop: .*failed 3 times within 60 s"):
+            await process.start()
+
+
 async def test_crashes_older_than_the_window_are_forgotten() -> None:
     clock = FakeClock()
     crashing = spec("crash", backoff_initial=0.1, max_restarts=1, restart_window=10.0)

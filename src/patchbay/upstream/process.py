@@ -138,6 +138,7 @@ class StdioProcess:
         self._child: Child | None = None
         self._rest: _Rest = "idle"
         self._reason = ""
+        self._before_stop: tuple[_Rest, str] = ("idle", "")  # what resume() returns to
         self._crashes: deque[float] = deque()
         self._last_exit: int | None = None
         self._lock = asyncio.Lock()
@@ -200,8 +201,10 @@ class StdioProcess:
     async def stop(self) -> None:
         """Stop the child for good: TERM to its process group, KILL after ``stop_grace``, reap it.
 
-        Later :meth:`start` calls raise :class:`ProcessUnavailable` until :meth:`reset`.
+        Later :meth:`start` calls raise :class:`ProcessUnavailable` until :meth:`reset` or :meth:`resume`.
         """
+        if self._rest != "stopped":
+            self._before_stop = (self._rest, self._reason)
         self._rest = "stopped"
         self._reason = f"upstream {self.name!r} is stopped (Patchbay is shutting down or the connector was closed)"
         child = self._child
@@ -215,6 +218,13 @@ class StdioProcess:
             log.info("upstream %s: reset; the next call starts it", self.name)
         self._rest = "idle"
         self._reason = ""
+
+    def resume(self) -> None:
+        """Leave ``stopped`` for the state :meth:`stop` found, keeping the crash history (unlike :meth:`reset`):
+        a connector opened again after a failed start goes on counting toward the crash-loop cap, and one in a
+        crash loop stays in it."""
+        if self._rest == "stopped":
+            self._rest, self._reason = self._before_stop
 
     @property
     def state(self) -> ProcessState:
@@ -392,10 +402,10 @@ class StdioProcess:
         if crashes > self.spec.max_restarts:
             self._rest = "crash_loop"
             self._reason = (
-                f"{reason}; it failed {crashes} times within {self.spec.restart_window:g} s, so it is not "
+                f"crash loop: {reason}; it failed {crashes} times within {self.spec.restart_window:g} s, so it is not "
                 "restarted until the connector is reset or Patchbay restarts (see its stderr)"
             )
-            log.error("upstream %s: crash loop: %s%s", self.name, self._reason, self._stderr_note())
+            log.error("upstream %s: %s%s", self.name, self._reason, self._stderr_note())
             return
         self._rest = "backoff"
         self._reason = reason

@@ -31,7 +31,7 @@ from patchbay.links import Credentials, LinkError, LinkRequired, credentials_for
 from patchbay.links.user_oauth import UserOAuth
 from patchbay.protocol.jsonrpc import INTERNAL_ERROR
 from patchbay.upstream import Target, UpstreamError, UpstreamPool, UpstreamTimeout, UpstreamUnavailable
-from patchbay.upstream.process import ProcessSpec
+from patchbay.upstream.process import ProcessSpec, StdioProcess
 
 log = logging.getLogger("patchbay.connectors.mcp")
 
@@ -74,6 +74,8 @@ class McpConnector:
         self._waiting = ""
         # A stdio child's last stderr, kept when its pool closes (a failed open), for diagnostics().
         self._last_stderr = ""
+        # The shared stdio child's supervisor outlives the pool (see _supervisor).
+        self._process: StdioProcess | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -204,7 +206,20 @@ class McpConnector:
             max_sessions=self.options.max_sessions,
             idle_seconds=self.options.session_idle_seconds,
             handshake_timeout=self.options.start_timeout,
+            process_factory=self._supervisor,
         )
+
+    def _supervisor(self, label: str, spec: ProcessSpec) -> StdioProcess:
+        """The shared child's supervisor, kept across pools: the lifecycle closes and reopens a connector whose
+        open failed, and a new supervisor would forget the failed starts, so a command that fails every start
+        would never reach the crash-loop cap. A stateful session's own child gets its own supervisor."""
+        if label != self.name:
+            return StdioProcess(label, spec)
+        if self._process is None or self._process.spec != spec:
+            self._process = StdioProcess(label, spec)
+        else:
+            self._process.resume()
+        return self._process
 
     async def _shared(self) -> tuple[str, dict[str, str]]:
         """The identity and headers that read the lists: the shared credentials, or with ``user_oauth`` a person's
