@@ -36,6 +36,14 @@ def doctor(
         str | None,
         typer.Option("--token", help="Bearer token for the authenticated checks (or env PATCHBAY_DOCTOR_TOKEN)"),
     ] = None,
+    metrics_token: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-token",
+            help="A Patchbay's [metrics] token: also report its upstream MCP servers from /readyz "
+            "(or env PATCHBAY_DOCTOR_METRICS_TOKEN)",
+        ),
+    ] = None,
     interactive: Annotated[
         bool,
         typer.Option("--interactive", help="Sign in with the real authorization-code + PKCE flow (loopback callback)"),
@@ -91,6 +99,7 @@ def doctor(
         slow_fail=slow,
         slow_warn=min(2.0, slow / 2),
         label=label,
+        metrics_token=metrics_token or os.environ.get("PATCHBAY_DOCTOR_METRICS_TOKEN") or None,
     )
     err = Console(stderr=True)
 

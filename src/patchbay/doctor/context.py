@@ -33,6 +33,8 @@ class Options:
     slow_warn: float = 2.0
     slow_fail: float = 8.0
     label: str | None = None
+    # A Patchbay's [metrics] token: the report then lists its upstream MCP servers from /readyz's operator part.
+    metrics_token: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from patchbay.doctor.model import Result, Status
 from patchbay.doctor.oauth import SignInError, sign_in
 from patchbay.doctor.probe import Probe
 from patchbay.doctor.profiles import load_profiles
+from patchbay.doctor.upstreams import UpstreamsReport, read_upstreams
 
 __all__ = ["CouldNotRun", "Report", "run"]
 
@@ -34,6 +35,7 @@ class Report:
     url: str
     clients: dict[str, list[Result]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    upstreams: UpstreamsReport | None = None  # with the [metrics] token: a Patchbay's upstream MCP servers
 
     @property
     def results(self) -> list[Result]:
@@ -61,6 +63,7 @@ class Report:
                 }
                 for name, results in self.clients.items()
             },
+            **({"upstreams": self.upstreams.as_json()} if self.upstreams is not None else {}),
         }
 
 
@@ -119,6 +122,8 @@ async def run(
                 state.show()
                 report.clients[name] = [result for check in ALL for result in await check(ctx)]
             state.step = "waiting for the held event streams"
+        if options.metrics_token:
+            report.upstreams = await read_upstreams(probe, target, options.metrics_token)
     finally:
         if own:
             await client.aclose()

@@ -72,8 +72,6 @@ class McpConnector:
         self._problem = ""
         # user_oauth before anyone linked: why only the connect tool is published ("" once the lists are read).
         self._waiting = ""
-        # A stdio child's last stderr, kept when its pool closes (a failed open), for diagnostics().
-        self._last_stderr = ""
         # The shared stdio child's supervisor outlives the pool (see _supervisor).
         self._process: StdioProcess | None = None
 
@@ -128,7 +126,6 @@ class McpConnector:
         self._signature = b""  # a reopened connector publishes handlers bound to its new pool
         self._waiting = ""
         if pool is not None:
-            self._last_stderr = pool.stderr_tail() or self._last_stderr
             await pool.close()  # every session, and every child process with them
 
     async def health(self) -> Health:
@@ -145,7 +142,9 @@ class McpConnector:
         """For operators only (``/readyz`` with the ``[metrics]`` token): never published, as the stderr tail can
         hold what the child printed."""
         pool = self._pool
-        stderr = (pool.stderr_tail() if pool is not None else "") or self._last_stderr
+        # The shared child's supervisor outlives pools and failed opens, and so does its stderr ring.
+        stderr = self._process.stderr_tail() if self._process is not None else ""
+        stderr = stderr or (pool.stderr_tail() if pool is not None else "")
         version = (pool.protocol_version() if pool is not None else "") or self._upstream_version
         return {
             "upstream": self._target_kind(),
