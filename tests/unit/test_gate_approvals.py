@@ -224,3 +224,13 @@ def test_a_bad_approvals_setting_names_the_file_the_key_and_what_is_allowed() ->
     with pytest.raises(ConfigError) as unknown:
         from_dict({"approvals": {"approver_role": ["x"]}}, source="patchbay.toml")
     assert "unknown key in [approvals] 'approvals.approver_role'. Did you mean 'approver_roles'?" in str(unknown.value)
+
+
+def test_an_approval_id_never_starts_with_a_dash_so_the_cli_takes_it_as_an_argument(
+    approvals: Approvals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchbay.gate import approval_store
+
+    drawn = iter(["-looks-like-an-option", "--another-one", "Xy3-fine-id"])
+    monkeypatch.setattr(approval_store.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert held_id(admit(approvals, {"title": "Dash"})) == "Xy3-fine-id"

@@ -176,6 +176,8 @@ class ApprovalStore:
     def create(self, call: HeldCall, ttl_seconds: float) -> ApprovalView:
         now = self.clock()
         approval_id = secrets.token_urlsafe(16)  # 128 random bits: the approval link cannot be guessed
+        while approval_id.startswith("-"):  # `patchbay approvals approve <id>` would take it for an option
+            approval_id = secrets.token_urlsafe(16)
         shown, hidden = redacted(self.redact, call.arguments, call.schema)
         row = GateApproval(
             id=approval_id,
