@@ -5,7 +5,8 @@ recently used closed first) and one unused for ``idle_seconds`` is closed, by a 
 sessions (so a quiet upstream's sessions, and the stdio processes behind them, end without traffic). A lost
 session (HTTP 404, stream closed, process exited) is dropped and the next call opens a new one; a call the
 upstream never saw is retried once on it. The era is detected once per upstream and cached
-(``server/discover``, else ``initialize``).
+(``server/discover``, else ``initialize``). A 2026-07-28 upstream's list changes and resource updates come over one
+``subscriptions/listen`` stream the pool keeps on a live session (:mod:`patchbay.upstream.listen`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from patchbay.outbound import Fetcher
 from patchbay.upstream.errors import SessionLost, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from patchbay.upstream.listen import ACKNOWLEDGED, Listening
 from patchbay.upstream.opening import Opener, StdioEndpoint
 from patchbay.upstream.session import Handlers, UpstreamSession
 from patchbay.upstream.target import NotificationHandler, ProgressHandler, ServerRequestHandler, Target
@@ -44,7 +46,8 @@ class UpstreamPool:
     """Sessions to one upstream, keyed by credential identity (``""`` = the shared credentials).
 
     ``on_notification`` gets unsolicited notifications (list changes, ``resources/updated``, logs outside a
-    call); ``on_request`` answers server→client requests no call claims. ``fetcher_factory`` gives the
+    call), also those of a 2026-07-28 upstream's listen stream (``listening``); ``on_request`` answers
+    server→client requests no call claims. ``fetcher_factory`` gives the
     :class:`~patchbay.outbound.Fetcher` whose policy vets any URL other than the target's own origin (the
     operator's configured host is trusted and pinned); by default only public addresses. ``process_factory``
     builds the supervisor of a stdio upstream (default ``patchbay.upstream.process.StdioProcess``). ``tls`` is
@@ -71,7 +74,9 @@ class UpstreamPool:
         self.target = target
         self.max_sessions = max_sessions
         self.idle_seconds = idle_seconds
-        self._handlers = Handlers(on_notification, on_request, self._lost)
+        self._notify = on_notification
+        self.listening = Listening(name, on_notification)
+        self._handlers = Handlers(self._notified, on_request, self._lost)
         self._opener = Opener(
             name,
             target,
@@ -116,6 +121,7 @@ class UpstreamPool:
                 self._problem = None
                 self.opened += 1
                 self._start_sweeper()
+                self.listening.attach(slot.session)
             slot.used = time.monotonic()
         self._slots.move_to_end(identity)
         self._sweep(slot.used)
@@ -178,9 +184,15 @@ class UpstreamPool:
                 return slot.session
         return None
 
+    def watch_resource(self, uri: str) -> None:
+        """Have the listen stream of a 2026-07-28 upstream carry ``notifications/resources/updated`` for ``uri``
+        (an upstream URI) from now on; a 2025-era upstream is asked with ``resources/subscribe`` instead."""
+        self.listening.watch(uri)
+
     async def close(self) -> None:
         """Close every session (DELETE / stop processes) and the HTTP client."""
         self._closed = True
+        await self.listening.close()
         sweeper, self._sweeper = self._sweeper, None
         if sweeper is not None and sweeper is not asyncio.current_task():
             sweeper.cancel()
@@ -193,10 +205,20 @@ class UpstreamPool:
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
 
+    async def _notified(self, method: str, params: dict[str, Any]) -> None:
+        if method == ACKNOWLEDGED:
+            await self.listening.acknowledge(params)
+        else:
+            await self._notify(method, params)
+
     def _lost(self, session: UpstreamSession) -> None:
         for identity, slot in list(self._slots.items()):
             if slot.session is session and not slot.lock.locked():
                 del self._slots[identity]
+        if self.listening.session is session and not self._closed:
+            live = self._live()  # the stream moves to another live session, if any
+            if live is not None:
+                self.listening.attach(live)
 
     def _drop(self, identity: str, session: UpstreamSession) -> None:
         slot = self._slots.get(identity)
@@ -225,7 +247,7 @@ class UpstreamPool:
     def _sweep(self, now: float) -> None:
         """Close the least recently used sessions beyond ``max_sessions`` and those idle too long."""
         for identity, slot in list(self._slots.items()):
-            if slot.lock.locked() or (slot.session is not None and slot.session.pending):
+            if slot.lock.locked() or (slot.session is not None and slot.session.busy):
                 slot.used = now  # being opened, or a call in flight: in use, never closed under it
                 self._slots.move_to_end(identity)
                 continue

@@ -58,6 +58,8 @@ class Call:
     on_message: NotificationHandler | None = None
     on_request: ServerRequestHandler | None = None
     delivered: bool = False
+    # A long-lived request (``subscriptions/listen``): it does not keep the session or its process in use.
+    background: bool = False
 
 
 class Channel(Protocol):
@@ -112,6 +114,11 @@ class UpstreamSession:
     def alive(self) -> bool:
         return self.lost is None
 
+    @property
+    def busy(self) -> bool:
+        """A call other than a background one (a listen stream) awaits its answer."""
+        return any(not call.background for call in self.pending.values())
+
     # -- requests ------------------------------------------------------------------------------------------
 
     async def request(
@@ -119,12 +126,14 @@ class UpstreamSession:
         method: str,
         params: dict[str, Any] | None = None,
         *,
-        timeout: float,  # noqa: ASYNC109 - the contract: the deadline of this one request
+        timeout: float | None,  # noqa: ASYNC109 - the contract: the deadline of this one request
         on_progress: ProgressHandler | None = None,
         on_message: NotificationHandler | None = None,
         on_request: ServerRequestHandler | None = None,
+        background: bool = False,
     ) -> dict[str, Any]:
-        """Send ``method`` and wait at most ``timeout`` seconds for its result.
+        """Send ``method`` and wait at most ``timeout`` seconds (None: no limit) for its result. A
+        ``background`` request (a listen stream) does not count as the session being in use.
 
         Raises:
             UpstreamError: the upstream answered a JSON-RPC error.
@@ -139,6 +148,7 @@ class UpstreamSession:
         rid = self._next_id
         self._next_id += 1
         call = Call(rid, method, asyncio.get_running_loop().create_future(), on_progress, on_message, on_request)
+        call.background = background
         message = {"jsonrpc": "2.0", "id": rid, "method": method, "params": self._params(rid, params, on_progress)}
         self.pending[rid] = call
         if on_progress is not None:

@@ -81,8 +81,9 @@ class StdioChannel:
     def _hold(self, call: Call) -> None:
         # While a request awaits its answer the child is in use: a call silent for longer than idle_shutdown
         # (a slow tool) must not have its process stopped as idle under it. Released when the call ends, however.
+        # A listen stream is not a call in use: it alone must not keep an idle child running.
         in_use = getattr(self.process, "in_use", None)
-        if in_use is None:
+        if in_use is None or call.background:
             return
         hold = in_use()
         hold.__enter__()

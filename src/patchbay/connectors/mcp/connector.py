@@ -357,8 +357,10 @@ class McpConnector:
         if not isinstance(resources, dict) or not resources.get("subscribe") or inner in self._subscribed:
             return True
         if self._upstream_version >= STATELESS:
-            # MCP 2026-07-28 removed resources/subscribe (an upstream of that era answers -32601); its updates come
-            # over a listen stream, which is not opened upstream yet: the subscription is kept here only.
+            # MCP 2026-07-28 removed resources/subscribe (an upstream of that era answers -32601): the pool's listen
+            # stream asks for the URI's updates instead.
+            self._pool.watch_resource(inner)
+            self._subscribed.add(inner)
             return True
         try:
             identity, headers = await self._shared()
