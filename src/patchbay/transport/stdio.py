@@ -2,6 +2,14 @@
 
 The opening message picks the era: ``initialize`` starts a 2025-era conversation; a request carrying the
 2026-07-28 ``_meta`` is served statelessly, request by request.
+
+Changes reach the client in both eras. After ``initialize`` the server sends ``notifications/*/list_changed`` when
+a published list changes and ``notifications/resources/updated`` for the URIs the client subscribed to (MCP
+2025-11-25 server/tools, server/resources). In 2026-07-28 nothing is sent unasked: each ``subscriptions/listen``
+request is one subscription on this shared channel, acknowledged first, then sent only the types its filter asks
+for, each tagged with its id; ``notifications/cancelled`` naming it ends it without a response, and a server
+shutting down answers it with a ``complete`` result (MCP 2026-07-28 basic/patterns/subscriptions,
+basic/transports/stdio).
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,8 +26,10 @@ from patchbay.errors import RpcError
 from patchbay.observe import request_ref
 from patchbay.protocol import jsonrpc, versions
 from patchbay.protocol.dispatch import Dispatcher
+from patchbay.protocol.hub import CLOSE, Hub
 from patchbay.protocol.outstanding import Outstanding
 from patchbay.protocol.scope import CallScope
+from patchbay.transport import subscriptions
 
 log = logging.getLogger("patchbay.transport.stdio")
 
@@ -35,6 +46,10 @@ class StdioServer:
         self.inflight: dict[Any, asyncio.Task[None]] = {}
         self._write_lock = asyncio.Lock()
         self._out = sys.stdout.buffer
+        self.hub: Hub | None = runtime.hub if runtime is not None else None
+        self.subscribed: set[str] = set()  # 2025 era: resources/subscribe
+        self._announcing: Callable[[], None] | None = None  # 2025 era: the hub listener, once initialised
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -46,8 +61,10 @@ class StdioServer:
                 break  # stdin closed: the client is gone, exit promptly
             if line.strip():
                 await self._receive(line)
+        if self._announcing is not None:
+            self._announcing()
         for task in list(self.inflight.values()):
-            task.cancel()
+            task.cancel()  # open subscriptions too: the transport closed, so no response
         self.requests.cancel_all()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -116,6 +133,7 @@ class StdioServer:
             caps = params.get("capabilities")
             self.caps = caps if isinstance(caps, dict) else {}
             self.client_info = params.get("clientInfo")
+            self._announce()
             return self.dispatcher.initialize_result(self.version)
         meta = params.get("_meta")
         if isinstance(meta, dict) and versions.META_VERSION in meta:
@@ -128,6 +146,8 @@ class StdioServer:
                     "Unsupported protocol version",
                     {"supported": list(versions.DISCOVER_VERSIONS), "requested": version},
                 )
+            if method == "subscriptions/listen":
+                return await self._listen(request_id, params)
             level = meta.get(versions.META_LOG_LEVEL)
             scope = CallScope(
                 era="modern",
@@ -164,7 +184,58 @@ class StdioServer:
         result = await self.dispatcher.dispatch(method, params, scope)
         if method == "logging/setLevel":
             self.level = params["level"]
+        elif method == "resources/subscribe" and scope.era == "legacy":
+            self.subscribed.add(str(params["uri"]))
+        elif method == "resources/unsubscribe" and scope.era == "legacy":
+            self.subscribed.discard(str(params["uri"]))
         return result
+
+    # -- changes -------------------------------------------------------------------------------------------
+
+    def _notify(self, message: dict[str, Any]) -> None:
+        # Hub listeners must not block: the write happens in a task. Tasks reach the write lock in the order they
+        # were made (asyncio.Lock is FIFO), so notifications keep their order, after any acknowledgement already
+        # waiting for the lock.
+        task = asyncio.ensure_future(self.send(message))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _announce(self) -> None:
+        """2025 era: tell the client of list changes, and of updates to resources it subscribed to."""
+        if self.hub is None or self._announcing is not None:
+            return
+
+        def listener(method: str, params: dict[str, Any]) -> None:
+            if method == "notifications/resources/updated" and params.get("uri") not in self.subscribed:
+                return
+            if method in subscriptions.FLAGS or method == "notifications/resources/updated":
+                self._notify({"jsonrpc": "2.0", "method": method, "params": params})
+
+        self._announcing = self.hub.add(listener)
+
+    async def _listen(self, request_id: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """One 2026-07-28 subscription: open until cancelled (no response) or the server shuts down (the
+        ``complete`` result)."""
+        wanted = subscriptions.listen_filter(params)
+        if self.hub is None:
+            raise jsonrpc.method_not_found("subscriptions/listen")
+        closing = asyncio.Event()
+
+        def listener(method: str, body: dict[str, Any]) -> None:
+            if method == CLOSE:
+                closing.set()
+                return
+            message = subscriptions.for_subscription(wanted, request_id, method, body)
+            if message is not None:
+                self._notify(message)
+
+        remove = self.hub.add(listener)  # before the acknowledgement, so no change falls between the two
+        try:
+            await self.send(subscriptions.acknowledgement(wanted, request_id))
+            await closing.wait()
+        finally:
+            remove()
+        return subscriptions.closing_result(request_id)
 
     async def _ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         return await self.requests.ask(self.send, method, params)

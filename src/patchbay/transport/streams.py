@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from patchbay.protocol import jsonrpc, versions
+from patchbay.protocol import jsonrpc
 from patchbay.protocol.hub import CLOSE, Hub
-from patchbay.transport import http
+from patchbay.transport import http, subscriptions
 from patchbay.transport.http import Receive, Send
 from patchbay.transport.sessions import Session
 from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
@@ -81,19 +81,13 @@ class Streams:
         await http.end(send)
 
     async def listen(self, request_id: Any, params: dict[str, Any], send: Send, receive: Receive) -> None:
-        wanted = params.get("notifications") or {}
-        if not isinstance(wanted, dict):
-            raise jsonrpc.invalid_params("subscriptions/listen params.notifications must be an object")
-        subscription_id = str(request_id)
+        wanted = subscriptions.listen_filter(params)
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
-        listener = _listen_filter(wanted, subscription_id, queue)
+        # The subscription id is the listen request's id as sent (a number stays a number).
+        listener = _listen_filter(wanted, request_id, queue)
         remove = self.hub.add(listener) if self.hub is not None else (lambda: None)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        ack = {
-            "jsonrpc": "2.0",
-            "method": "notifications/subscriptions/acknowledged",
-            "params": {"notifications": wanted, "_meta": {versions.META_SUBSCRIPTION_ID: subscription_id}},
-        }
+        ack = subscriptions.acknowledgement(wanted, request_id)
         gone = asyncio.ensure_future(receive())
         try:
             await http.chunk(send, frame(orjson.dumps(ack)))
@@ -146,30 +140,13 @@ def _session_listener(session: Session, queue: asyncio.Queue[bytes]) -> Any:
     return listener
 
 
-_LISTEN_FLAGS = {
-    "notifications/tools/list_changed": "toolsListChanged",
-    "notifications/prompts/list_changed": "promptsListChanged",
-    "notifications/resources/list_changed": "resourcesListChanged",
-}
-
-
-def _listen_filter(wanted: dict[str, Any], subscription_id: str, queue: asyncio.Queue[bytes]) -> Any:
-    uris = {str(u) for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)}
-
+def _listen_filter(wanted: dict[str, Any], subscription_id: Any, queue: asyncio.Queue[bytes]) -> Any:
     def listener(method: str, params: dict[str, Any]) -> None:
         if method == CLOSE:
             end_queue(queue)
             return
-        flag = _LISTEN_FLAGS.get(method)
-        if flag is not None and not wanted.get(flag):
-            return
-        if method == "notifications/resources/updated" and params.get("uri") not in uris:
-            return
-        body = {
-            **params,
-            "_meta": {**(params.get("_meta") or {}), versions.META_SUBSCRIPTION_ID: subscription_id},
-        }
-        if not queue.full():
-            queue.put_nowait(frame(orjson.dumps({"jsonrpc": "2.0", "method": method, "params": body})))
+        message = subscriptions.for_subscription(wanted, subscription_id, method, params)
+        if message is not None and not queue.full():
+            queue.put_nowait(frame(orjson.dumps(message)))
 
     return listener
