@@ -45,10 +45,10 @@ Servers = dict[str, RunningServer]
 HOP_BY_HOP = frozenset({"server-sse-polling"})
 BAD = frozenset({"FAILURE", "WARNING"})
 # Known gaps for 2026-07-28 clients through a front, still to close (the test fails once one closes, so the entry
-# goes): a front does not announce list changes on a new subscription (server-stateless: its two SHOULD checks
-# *-list-changed-on-subscription warn), because the upstream client opens no subscriptions/listen stream to a
-# 2026-07-28 upstream, and `patchbay serve --stdio` serves none; the scenario's -32021 checks already match.
-KNOWN_GAPS_2026 = frozenset({"server-stateless"})
+# goes). None left: a front hears a 2026-07-28 upstream's list changes on the subscriptions/listen stream its
+# upstream client keeps open (over HTTP, and over stdio to `patchbay serve --stdio`), so server-stateless's
+# *-list-changed-on-subscription checks see the change within their 1.5 s, as against the fixture itself.
+KNOWN_GAPS_2026: frozenset[str] = frozenset()
 
 
 @pytest.fixture(scope="module")
