@@ -241,8 +241,10 @@ async def test_a_listen_stream_keeps_no_session_open_and_resumes_with_the_next(
     try:
         await pool.session()
         await until(lambda: pool.listening.acknowledged == 1, "the listen stream")
-        await until(lambda: pool.protocol_version() == "", "the idle session to be closed despite its stream")
-        assert not pool.listening.streaming
+        await until(
+            lambda: pool.protocol_version() == "" and not pool.listening.streaming,
+            "the idle session, and its stream with it, to be closed",
+        )
         await pool.call("tools/call", {"name": "grow", "arguments": {}}, timeout=10)
         await until(lambda: pool.listening.acknowledged == 2, "a listen stream on the new session")
         assert counting.methods[LISTEN] == 2
