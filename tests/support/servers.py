@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -108,6 +109,16 @@ def run_patchbay(
         _stop(server)
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here, not between fork and exec
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: a test run that is killed (a CI timeout, ^C twice) must not leave servers
+    # behind; the kernel sends SIGTERM when the process that started this one ends.
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _start(config_path: Path, env: Mapping[str, str], extra_args: Sequence[str], log_dir: Path) -> RunningServer:
     port = free_port()
     log_path = log_dir / f"patchbay-{port}.log"
@@ -130,6 +141,7 @@ def _start(config_path: Path, env: Mapping[str, str], extra_args: Sequence[str],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     return RunningServer(proc=proc, host=LOOPBACK, port=port, log_path=log_path)
 
