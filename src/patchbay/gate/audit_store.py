@@ -21,7 +21,7 @@ from patchbay.gate import audit_chain
 from patchbay.gate.audit_models import CLIENT_ID_LENGTH, NAME_LENGTH, SUBJECT_LENGTH
 from patchbay.store import write_path
 
-__all__ = ["append", "columns_of", "write_now"]
+__all__ = ["INDEXED", "append", "columns_of", "write_now"]
 
 # The indexed copies of body fields, and the length each column holds (longer values are cut; body keeps all).
 _COPIES = (
@@ -34,6 +34,9 @@ _COPIES = (
     ("outcome", 20),
     ("transport", 20),
 )
+# Every indexed column, in the order of the INSERT below (after seq; then body, prev_hash, hash); `audit verify`
+# holds each against the body.
+INDEXED = ("ts", "kind", *(key for key, _ in _COPIES))
 
 
 def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,19 +52,6 @@ def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
 
 # Fixed statements sent straight to the driver: building them with SQLAlchemy Core took about a millisecond per
 # commit on the writer's thread (statement construction and cache keys), fifty times the SQLite commit itself.
-# The indexed copies in the order of the INSERT below (after seq; then body, prev_hash, hash).
-_COPIED = (
-    "ts",
-    "kind",
-    "request_ref",
-    "method",
-    "name",
-    "subject",
-    "client_id",
-    "client_name",
-    "outcome",
-    "transport",
-)
 # (read the head, insert a record, move the head, start a missing head) for "?" drivers (sqlite3) ...
 _QMARK = (
     "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
@@ -102,7 +92,7 @@ def append(connection: Connection, records: Sequence[Mapping[str, Any]]) -> list
             body = audit_chain.canonical(record)
             digest = audit_chain.link(prev, seq, body)
             copies = columns_of(record)
-            rows.append((seq, *(copies[c] for c in _COPIED), body, prev, digest))
+            rows.append((seq, *(copies[c] for c in INDEXED), body, prev, digest))
             linked.append((seq, digest))
             prev = digest
         if rows:

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, select
 from patchbay.gate.audit_chain import GENESIS, key_id, link, signature_ok
 from patchbay.gate.audit_models import AuditChainHead, AuditRecord
 from patchbay.gate.audit_retention import DAY, Anchor, read_anchor
-from patchbay.gate.audit_store import columns_of
+from patchbay.gate.audit_store import INDEXED, columns_of
 
 __all__ = ["Finding", "Problem", "Report", "verify"]
 
@@ -47,18 +47,6 @@ Problem = Literal[
     "pruned_early",
 ]
 PAGE = 1000
-_INDEXED = (
-    "ts",
-    "kind",
-    "request_ref",
-    "method",
-    "name",
-    "subject",
-    "client_id",
-    "client_name",
-    "outcome",
-    "transport",
-)
 Checkpoint = dict[str, Any]
 
 
@@ -235,7 +223,7 @@ def _check_columns(report: Report, row: Any) -> None:
     except (KeyError, TypeError, ValueError, AttributeError):
         report.findings.append(Finding("bad_body", seq, f"seq {seq}: the body is not a JSON audit record"))
         return
-    for column in _INDEXED:
+    for column in INDEXED:
         if getattr(row, column) != expected[column]:
             report.findings.append(
                 Finding("column_edited", seq, f"seq {seq}: column {column} disagrees with the record's body")
