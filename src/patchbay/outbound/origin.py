@@ -1,19 +1,18 @@
 """``OriginClient``: a lean HTTP/1.1 keep-alive client for the one endpoint the operator configured (an upstream
 MCP server's URL), on the hot path of every proxied call.
 
-Like :class:`patchbay.outbound.pinned.PinnedTransport`, it trusts the configured host (the operator named it) and
-pins what it resolves to: resolved once, again after ``ttl`` seconds or when a connection to the pinned address
-fails. TLS checks the certificate against the configured name (SNI included) with the same trust store httpx
-uses by default. Connections are kept alive (at most ``max_idle`` idle, ``max_connections`` in all, one request
-at a time each); an idle connection the server closed is never written to, and one idle longer than
-``IDLE_EXPIRY`` is closed rather than reused. Nothing here follows redirects or talks to any other origin: URLs
-learned from upstream data go through the guarded :class:`~patchbay.outbound.Fetcher`.
+Like :class:`patchbay.outbound.pinned.PinnedTransport`, it trusts the configured host (the operator named it) and pins
+what it resolves to (:class:`patchbay.outbound.pin.PinnedAddress`): resolved once, again after ``ttl`` seconds or when a
+connection to the pinned address fails. TLS checks the certificate against the configured name (SNI included) with the
+same trust store httpx uses by default. Connections are kept alive (at most ``max_idle`` idle, ``max_connections`` in
+all, one request at a time each); an idle connection the server closed is never written to, and one idle longer than
+``IDLE_EXPIRY`` is closed rather than reused. Nothing here follows redirects or talks to any other origin: URLs learned
+from upstream data go through the guarded :class:`~patchbay.outbound.Fetcher`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import ssl
 import time
@@ -21,10 +20,9 @@ from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from patchbay.outbound.http1 import ConnectionFailed, Http1Connection, Response, TooLarge
-from patchbay.outbound.policy import HostError, literal_address
-from patchbay.outbound.transport import FetchError, Refused, Resolver, system_resolver
+from patchbay.outbound.pin import DNS_TTL, PinnedAddress
+from patchbay.outbound.transport import Refused, Resolver, system_resolver
 
-DNS_TTL = 300.0
 CONNECT_TIMEOUT = 10.0
 # Below the 5 s keep-alive timeout of uvicorn, Node and others, so a reused connection is not one the server is
 # closing at that very moment (the request would be lost in flight, with no way to know whether it was seen).
@@ -66,10 +64,7 @@ class OriginClient:
         self.scheme = parts.scheme
         self.host = parts.hostname.encode("idna").decode("ascii") if not parts.hostname.isascii() else parts.hostname
         self.port = port or (443 if self.scheme == "https" else 80)
-        try:
-            self._literal = literal_address(self.host)
-        except HostError as exc:
-            raise Refused(str(exc)) from None
+        self.pin = PinnedAddress(self.host, self.port, resolve=resolve, ttl=ttl, clock=clock)
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         shown = f"[{self.host}]" if ":" in self.host else self.host
         default_port = self.port == (443 if self.scheme == "https" else 80)
@@ -77,15 +72,10 @@ class OriginClient:
         self._fixed_headers = {"Accept-Encoding": "identity", **(headers or {})}
         self._fixed_names = {name.lower() for name in self._fixed_headers}
         self._fixed = _encode_headers(self._fixed_headers)
-        self.resolve = resolve
-        self.ttl = ttl
         self.clock = clock
         self.max_idle = max_idle
-        self.lookups = 0
         self.connections_opened = 0
         self._tls = tls
-        self._address: str | None = None
-        self._expires = 0.0
         self._idle: list[Http1Connection] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._closed = False
@@ -146,7 +136,7 @@ class OriginClient:
         loop = asyncio.get_running_loop()
         tls = self._context() if self.scheme == "https" else None
         for attempt in (0, 1):
-            address = self._literal_text() or await self._pinned(fresh=attempt == 1)
+            address = await self.pin.get(fresh=attempt == 1)
             conn = Http1Connection(self._release)
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -160,30 +150,13 @@ class OriginClient:
             except ssl.SSLError as exc:
                 raise ConnectionFailed(f"TLS with {self.host} failed: {exc.reason or type(exc).__name__}") from None
             except (OSError, TimeoutError) as exc:
-                if attempt or self._literal is not None:
+                if attempt or self.pin.literal is not None:
                     raise ConnectionFailed(f"could not connect to {self.host}: {_why(exc)}") from None
-                self._address = None  # refused or unreachable: the host may have moved
+                self.pin.forget()  # refused or unreachable: the host may have moved
                 continue
             self.connections_opened += 1
             return conn
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _literal_text(self) -> str | None:
-        return str(self._literal) if self._literal is not None else None
-
-    async def _pinned(self, *, fresh: bool) -> str:
-        now = self.clock()
-        if self._address is not None and not fresh and now < self._expires:
-            return self._address
-        self.lookups += 1
-        try:
-            answers = await self.resolve(self.host.removesuffix("."), self.port)
-            address = ipaddress.ip_address(answers[0])
-        except (OSError, IndexError, ValueError):
-            raise FetchError(f"cannot resolve {self.host}") from None
-        self._address = str(address)
-        self._expires = now + self.ttl
-        return self._address
 
     def _context(self) -> ssl.SSLContext:
         if self._tls is None:

@@ -1,8 +1,8 @@
 """A keep-alive client for one host the operator configured (an upstream MCP server's URL).
 
 The operator named that host, so whatever it resolves to is allowed (loopback and private addresses included),
-but it is resolved once and the answer pinned: no DNS lookup per request, and no second answer swapped in between
-requests. It is looked up again after ``ttl`` seconds or when a connection to the pinned address fails. Because
+but it is resolved once and the answer pinned (:class:`patchbay.outbound.pin.PinnedAddress`): looked up again
+after ``ttl`` seconds or when a connection to the pinned address fails. Because
 every request on the keep-alive pool goes to that one name, a pooled TLS connection is never reused for another
 name (the reason :func:`patchbay.outbound.transport.direct_transport` keeps no connections). A request to any
 other origin (a URL learned from upstream data) goes through :class:`GuardedTransport` and is vetted as usual.
@@ -10,17 +10,14 @@ other origin (a URL learned from upstream data) goes through :class:`GuardedTran
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 
 import httpx
 
 from patchbay.outbound.fetcher import Fetcher
-from patchbay.outbound.policy import HostError, literal_address
-from patchbay.outbound.transport import FetchError, GuardedTransport, Refused, Resolver, system_resolver
-
-DNS_TTL = 300.0
+from patchbay.outbound.pin import DNS_TTL, PinnedAddress
+from patchbay.outbound.transport import GuardedTransport, Refused, Resolver, system_resolver
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):
@@ -46,17 +43,8 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self.scheme = parsed.scheme
         self.host = parsed.raw_host.decode("ascii")
         self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            self._literal = literal_address(self.host)
-        except HostError as exc:
-            raise Refused(str(exc)) from None
+        self.pin = PinnedAddress(self.host, self.port, resolve=resolve, ttl=ttl, clock=clock)
         self.fallback = fallback
-        self.resolve = resolve
-        self.ttl = ttl
-        self.clock = clock
-        self.lookups = 0
-        self._address: str | None = None
-        self._expires = 0.0
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.owns_inner = inner is None
         self.inner = inner or httpx.AsyncHTTPTransport(trust_env=False, retries=0, limits=limits)
@@ -72,10 +60,10 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         """
         if not self._same_origin(request.url):
             return await self.fallback.handle_async_request(request)
-        if self._literal is not None:
+        if self.pin.literal is not None:
             return await self.inner.handle_async_request(request)
         for attempt in (0, 1):
-            address = await self._pinned(fresh=attempt == 1)
+            address = await self.pin.get(fresh=attempt == 1)
             extensions = dict(request.extensions)
             if self.scheme == "https":
                 extensions["sni_hostname"] = self.host.removesuffix(".")
@@ -91,22 +79,8 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             except httpx.ConnectError:
                 if attempt:
                     raise
-                self._address = None  # connection refused or unreachable: the host may have moved
+                self.pin.forget()  # connection refused or unreachable: the host may have moved
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _pinned(self, *, fresh: bool) -> str:
-        now = self.clock()
-        if self._address is not None and not fresh and now < self._expires:
-            return self._address
-        self.lookups += 1
-        try:
-            answers = await self.resolve(self.host.removesuffix("."), self.port)
-            address = ipaddress.ip_address(answers[0])
-        except (OSError, IndexError, ValueError):
-            raise FetchError(f"cannot resolve {self.host}") from None
-        self._address = str(address)
-        self._expires = now + self.ttl
-        return self._address
 
     async def aclose(self) -> None:
         if self.owns_inner:  # an injected transport belongs to whoever made it
