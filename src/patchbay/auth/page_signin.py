@@ -17,6 +17,8 @@ in an HttpOnly cookie scoped to the pages' path (``Secure`` when the public URL 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -70,6 +72,12 @@ def _no_audit(method: str, **fields: Any) -> None:
     return None
 
 
+def page_token(session_cookie: str, purpose: str, key: str) -> str:
+    """A page form's CSRF token: bound to the person's session, to the form's ``purpose`` and to the page's key, so
+    a page of another site can neither post the form nor reuse a token for another page."""
+    return hmac.new(session_cookie.encode(), f"{purpose}\0{key}".encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass
 class PageSignIn:
     """Sign-in for the pages at ``prefix + key`` (``/approvals/<id>``, ``/links/to/<connector>``).
@@ -109,6 +117,12 @@ class PageSignIn:
         self.upstream, self.upstream_origin, self.local_login = upstream, origin, local_login
         upstream.claimants.append(self.claim)
 
+    def offer_provider_of(self, auth: Any) -> None:
+        """Offer the provider of ``auth`` (the app's AuthServer, or None) when it has ``[auth.upstream]``."""
+        upstream = getattr(auth, "upstream", None)
+        if upstream is not None:
+            self.attach_provider(upstream, auth.authorization.upstream_origin, auth.authorization.local_login)
+
     def page_of(self, key: str) -> str:
         return f"{self.prefix}{key}"
 
@@ -122,6 +136,24 @@ class PageSignIn:
         cookie = request.cookies.get(self.cookies.session)
         user: UserView | None = await self.run(self.users.browser_session_user, cookie)
         return (user, cookie) if user is not None and cookie is not None else None
+
+    async def signed_form(
+        self, request: Request, key: str, token: Callable[[str, str], str]
+    ) -> tuple[UserView, str, Form] | Response:
+        """A form posted on the page at ``key`` by the person signed in there (with their session cookie), its
+        ``csrf`` field checked against ``token(session_cookie, key)``; or the page saying why not (too large,
+        signed out, not opened in this browser)."""
+        try:
+            form = await read_form(request, self.max_form_bytes, max_fields=5)
+        except OAuthError as exc:
+            return exc.response()
+        signed_in = await self.user(request)
+        if signed_in is None:
+            return self.page(key, "Your sign-in expired. Sign in again.", 401)
+        user, cookie = signed_in
+        if not same(form.get("csrf") or "", token(cookie, key)):
+            return error_page("Form expired", EXPIRED, 403)
+        return user, cookie, form
 
     async def open_session(self, response: Response, user_id: int) -> None:
         """Open the person's browser session and set its cookie on ``response``."""

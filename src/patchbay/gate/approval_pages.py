@@ -12,8 +12,6 @@ and load nothing external (``patchbay.auth.pages``).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Callable
@@ -26,11 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from patchbay.auth.body import read_form
-from patchbay.auth.crypto import same
-from patchbay.auth.errors import OAuthError
 from patchbay.auth.lockout import AddressThrottle
-from patchbay.auth.page_signin import PageCookies, PageSignIn
+from patchbay.auth.page_signin import PageCookies, PageSignIn, page_token
 from patchbay.auth.pages import _page, error_page
 from patchbay.auth.users import Users, UserView
 from patchbay.catalog import Catalog
@@ -47,8 +42,7 @@ ToolLookup = Callable[[str], tuple[str, dict[str, Any]] | None]
 
 def decision_token(session_cookie: str, approval_id: str) -> str:
     """The Approve/Deny form's CSRF token: bound to the approver's session and to this one approval."""
-    key = session_cookie.encode()
-    return hmac.new(key, f"patchbay-approval\0{approval_id}".encode(), hashlib.sha256).hexdigest()
+    return page_token(session_cookie, "patchbay-approval", approval_id)
 
 
 def _when(epoch: float | None) -> str:
@@ -66,7 +60,6 @@ class ApprovalPages:
     settings: ApprovalsSettings
     tool_lookup: ToolLookup
     server_name: str
-    max_form_bytes: int = 64 * 1024
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -132,16 +125,10 @@ class ApprovalPages:
 
     async def decide(self, request: Request) -> Response:
         approval_id = request.path_params["approval_id"]
-        try:
-            form = await read_form(request, self.max_form_bytes, max_fields=5)
-        except OAuthError as exc:
-            return exc.response()
-        signed_in = await self.signin.user(request)
-        if signed_in is None:
-            return self.signin.page(approval_id, "Your sign-in expired. Sign in again.", 401)
-        user, cookie = signed_in
-        if not same(form.get("csrf") or "", decision_token(cookie, approval_id)):
-            return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
+        signed = await self.signin.signed_form(request, approval_id, decision_token)
+        if isinstance(signed, Response):
+            return signed
+        user, cookie, form = signed
         decision = form.get("decision")
         if decision not in ("approve", "deny"):
             return error_page("Unknown decision", "Choose Approve or Deny.", 400)
@@ -263,10 +250,6 @@ def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> A
         secure_cookies=settings.public_url.startswith("https://"),
         audit=lambda method, **fields: approvals.audit(method, **fields),
     )
-    pages = ApprovalPages(
-        approvals, signin, settings.approvals, tool_lookup, settings.server.name, settings.auth.max_form_bytes
-    )
-    upstream = getattr(auth, "upstream", None)
-    if upstream is not None:
-        signin.attach_provider(upstream, auth.authorization.upstream_origin, auth.authorization.local_login)
+    pages = ApprovalPages(approvals, signin, settings.approvals, tool_lookup, settings.server.name)
+    signin.offer_provider_of(auth)
     return pages

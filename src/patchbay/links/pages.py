@@ -12,8 +12,6 @@ HttpOnly, scoped to ``/links`` and ``Secure`` on an https public URL.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from dataclasses import dataclass
 from html import escape
@@ -23,10 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from patchbay.auth.body import read_form
-from patchbay.auth.crypto import same
-from patchbay.auth.errors import OAuthError
-from patchbay.auth.page_signin import PageCookies, PageSignIn
+from patchbay.auth.page_signin import PageCookies, PageSignIn, page_token
 from patchbay.auth.pages import _page, error_page
 from patchbay.links.credentials import LinkError
 from patchbay.links.hub import CALLBACK_PATH, CLIENT_DOCUMENT_PATH, LINK_PATH, LinkHub
@@ -41,7 +36,7 @@ NO_SUCH = ("No such connection", "No connector here links accounts under this na
 
 def link_token(session_cookie: str, connector: str) -> str:
     """The Link form's CSRF token: bound to the person's session and to this connector."""
-    return hmac.new(session_cookie.encode(), f"patchbay-link\0{connector}".encode(), hashlib.sha256).hexdigest()
+    return page_token(session_cookie, "patchbay-link", connector)
 
 
 @dataclass
@@ -49,7 +44,6 @@ class LinkPages:
     hub: LinkHub
     signin: PageSignIn
     server_name: str
-    max_form_bytes: int = 64 * 1024
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -96,16 +90,10 @@ class LinkPages:
         credentials = self.hub.user_oauth.get(name)
         if credentials is None:
             return error_page(*NO_SUCH, 404)
-        try:
-            form = await read_form(request, self.max_form_bytes, max_fields=5)
-        except OAuthError as exc:
-            return exc.response()
-        signed_in = await self.signin.user(request)
-        if signed_in is None:
-            return self.signin.page(name, "Your sign-in expired. Sign in again.", 401)
-        user, cookie = signed_in
-        if not same(form.get("csrf") or "", link_token(cookie, name)):
-            return error_page("Form expired", "This form was not opened in this browser. Open the link again.", 403)
+        signed = await self.signin.signed_form(request, name, link_token)
+        if isinstance(signed, Response):
+            return signed
+        user = signed[0]
         try:
             target = await credentials.begin(f"user:{user.username}")
         except LinkError as exc:
@@ -188,8 +176,6 @@ def build(hub: LinkHub, auth: Any, audit: Any) -> LinkPages:
         secure_cookies=settings.public_url.startswith("https://"),
         audit=lambda method, **fields: hub.audit(method, **fields),
     )
-    pages = LinkPages(hub, signin, settings.server.name, settings.auth.max_form_bytes)
-    upstream = getattr(auth, "upstream", None)
-    if upstream is not None:
-        signin.attach_provider(upstream, auth.authorization.upstream_origin, auth.authorization.local_login)
+    pages = LinkPages(hub, signin, settings.server.name)
+    signin.offer_provider_of(auth)
     return pages
