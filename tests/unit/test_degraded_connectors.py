@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
+from tests.support.waiting import until
 from tests.unit.fixtures.wire import client_for
 
 from patchbay.app import Runtime
@@ -50,16 +50,6 @@ def bring_up(tmp_path: Path) -> None:
     folder = tmp_path / "handbook"
     folder.mkdir()
     (folder / "leave.md").write_text("# Leave\n\nEveryone gets thirty days of paid leave.")
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
-    """Wait until ``check`` holds, failing after DEADLINE seconds."""
-    with anyio.fail_after(DEADLINE):
-        while True:
-            outcome = check()
-            if outcome if isinstance(outcome, bool) else await outcome:
-                return
-            await anyio.sleep(0.02)
 
 
 def retry_tasks() -> list[asyncio.Task[Any]]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from tests.support.waiting import until
 
 from patchbay.app import Runtime
 from patchbay.connectors.base import ConnectorEnv
@@ -193,15 +193,6 @@ async def test_missing_folder_stops_start_with_a_precise_error(tmp_path: Path) -
         await docs.open()
 
 
-async def wait_for(check: Callable[[], Any], seconds: float = 10.0) -> None:
-    """Poll ``check`` until it is true; fail after ``seconds``."""
-    with anyio.fail_after(seconds):
-        while True:
-            if await check():
-                return
-            await anyio.sleep(0.05)
-
-
 async def test_watch_interval_picks_up_new_files_while_serving(tmp_path: Path) -> None:
     folder = tmp_path / "kb"
     folder.mkdir()
@@ -214,7 +205,7 @@ async def test_watch_interval_picks_up_new_files_while_serving(tmp_path: Path) -
         async def arrived() -> bool:
             return bool(await ids_for(docs, "arrival"))
 
-        await wait_for(arrived)
+        await until(arrived, "the watched file to be indexed")
     finally:
         await docs.close()
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from fixtures.wire import META_INFO, call_modern, client_for, running
 from tests.support.limits import TOOLS, tools_module
+from tests.support.waiting import until
 
 from patchbay.app import Runtime
 from patchbay.auth.principal import Principal
@@ -74,14 +74,6 @@ async def outcomes(runtime: Runtime, count: int, tool: str, who: Principal | Non
 def refusal(result: dict[str, Any]) -> tuple[str, int]:
     assert result["isError"] is True
     return result["content"][0]["text"], result["_meta"][RETRY_META]
-
-
-async def eventually(condition: Any, what: str, deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def test_a_user_over_their_rate_is_refused_with_the_retry_time_while_the_rate_itself_goes_through() -> None:
@@ -153,7 +145,7 @@ async def test_a_full_concurrency_cap_refuses_at_once_and_frees_its_slots_when_c
     async with runtime_with(limits) as (runtime, _):
         crm, ada = tools_module("crm"), person("ada")
         held = [asyncio.create_task(call(runtime, "hold", ada, label=str(i))) for i in range(2)]
-        await eventually(lambda: len(crm.HOLDING) == 2, "two calls holding crm's slots")
+        await until(lambda: len(crm.HOLDING) == 2, "two calls holding crm's slots")
         text, retry_ms = refusal(await call(runtime, "lookup", person("bob")))
         assert text == (
             "'lookup' was not run: too many calls at once: limits[0] (2 concurrent calls per connector) is full; "
@@ -174,13 +166,13 @@ async def test_a_cancelled_call_gives_its_concurrency_slot_back() -> None:
     async with runtime_with(limits) as (runtime, _):
         crm = tools_module("crm")
         first = asyncio.create_task(call(runtime, "hold", person("ada"), label="first"))
-        await eventually(lambda: crm.HOLDING == ["first"], "the first call to hold the slot")
+        await until(lambda: crm.HOLDING == ["first"], "the first call to hold the slot")
         assert (await call(runtime, "hold", person("bob"), label="second"))["isError"] is True
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
         second = asyncio.create_task(call(runtime, "hold", person("bob"), label="second"))
-        await eventually(lambda: crm.HOLDING == ["second"], "the freed slot to be taken")
+        await until(lambda: crm.HOLDING == ["second"], "the freed slot to be taken")
         crm.RELEASE.set()
         assert (await second)["isError"] is False
 

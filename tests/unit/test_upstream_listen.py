@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ToolsListChanged
 from mcp.server.mcpserver import Context, MCPServer
 from tests.support.loopback_asgi import serving
+from tests.support.waiting import until
 from tests.unit.test_upstream_http import Counting
 
 from patchbay.app import create_app
@@ -80,18 +81,6 @@ class Heard:
                 heard = await self.queue.get()
                 if method is None or heard[0] == method:
                     return heard
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    """Wait until ``condition()`` holds, failing after DEADLINE seconds."""
-    try:
-        async with asyncio.timeout(DEADLINE):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def pool_for(target: Target, heard: Heard, **kwargs: Any) -> UpstreamPool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.support.waiting import until
 from tests.unit.test_outbound_fetch import tls_contexts
 
 from patchbay.outbound.origin import ConnectionFailed, OriginClient, TooLarge
@@ -87,14 +87,6 @@ async def serving(origin: Origin, tls: ssl.SSLContext | None = None) -> AsyncIte
     origin.port = server.sockets[0].getsockname()[1]
     async with server:
         yield origin
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def post(client: OriginClient, body: bytes = b"x", cap: int = 1 << 20) -> bytes:

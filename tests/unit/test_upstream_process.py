@@ -7,14 +7,14 @@ import logging
 import os
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.waiting import until
 
 from patchbay.upstream.process import (
     InFlightCap,
@@ -59,14 +59,6 @@ async def supervised(process_spec: ProcessSpec, **kwargs: Any) -> AsyncIterator[
         yield process
     finally:
         await process.stop()
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = DEADLINE) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 def alive(pid: int) -> bool:

@@ -4,16 +4,14 @@ runs only while the pool holds sessions and stops with the pool."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 from tests.support.loopback_asgi import serving
+from tests.support.waiting import until
 from tests.unit.test_upstream_faults import Upstream
 from tests.unit.test_upstream_stdio import SERVER, Child
 
@@ -23,14 +21,6 @@ from patchbay.upstream.process import ProcessSpec
 pytestmark = pytest.mark.anyio
 CLIENT = {"name": "patchbay-test", "version": "0"}
 IDLE = 0.3
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def ignore(method: str, params: dict[str, Any]) -> None:
