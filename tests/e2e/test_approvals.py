@@ -6,10 +6,7 @@ The side effect is read from the store itself: a card exists once, or not at all
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import secrets
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2 as httpx
@@ -29,24 +26,15 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.e2e.conftest import run_scenario
-from tests.support.browser import Browser
 from tests.support.forms import next_form
 from tests.support.servers import RunningServer, run_patchbay
+from tests.support.user_tokens import add_user, user_token
 
 PASSWORD = "correct horse battery"
-REDIRECT = "http://127.0.0.1:9/callback"
 ACCEPT = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 MODERN = "2026-07-28"
-CONFIG = """
-[server]
-name = "Approvals e2e"
-
-[store]
-url = "sqlite:///patchbay.db"
-
-[auth]
-mode = "oauth"
-
+# The seeded kanban board, and a rule that holds every new card for a person's approval.
+HELD_CARDS = """
 [[connectors]]
 name = "kanban"
 type = "kanban"
@@ -60,6 +48,19 @@ subjects = ["*"]
 tools = ["create_card"]
 effect = "approve"
 """
+CONFIG = (
+    """
+[server]
+name = "Approvals e2e"
+
+[store]
+url = "sqlite:///patchbay.db"
+
+[auth]
+mode = "oauth"
+"""
+    + HELD_CARDS
+)
 USERS = {"alice": [], "bob": [], "carol": ["writer"], "ada": ["approver"], "dave": ["approver"]}
 
 
@@ -86,59 +87,17 @@ class Env:
         return {"board_id": self.board_id, "column": self.column, "title": title}
 
 
-def _add_user(config: Path, name: str, roles: list[str]) -> None:
-    flags = [flag for role in roles for flag in ("--role", role)]
-    command = [sys.executable, "-m", "patchbay", "users", "add", name, *flags, "--password-stdin", "-c", str(config)]
-    done = subprocess.run(command, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-
-
-async def _token(base: str, username: str) -> str:
-    """An access token for ``username``, through registration, the sign-in page and the token endpoint."""
-    async with httpx.AsyncClient(base_url=base, timeout=20) as http:
-        registered = await http.post(
-            "/register",
-            json={"client_name": f"e2e {username}", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"},
-        )
-        assert registered.status_code == 201, registered.text
-        client_id = registered.json()["client_id"]
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT,
-            "state": "s",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "resource": f"{base}/mcp",
-        }
-        outcome = await Browser(http, (base,), username, PASSWORD).authorize(f"/authorize?{urlencode(query)}")
-        form = {
-            "grant_type": "authorization_code",
-            "code": outcome.params["code"],
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-            "client_id": client_id,
-            "resource": f"{base}/mcp",
-        }
-        issued = await http.post("/token", data=form)
-        assert issued.status_code == 200, issued.text
-        token: str = issued.json()["access_token"]
-        return token
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     folder = tmp_path_factory.mktemp("approvals")
     config = folder / "patchbay.toml"
     config.write_text(CONFIG, encoding="utf-8")
     for name, roles in USERS.items():
-        _add_user(config, name, roles)
+        add_user(config, name, PASSWORD, roles)
     with run_patchbay(config, log_dir=folder) as server:
 
         async def sign_in_all() -> dict[str, str]:
-            return {name: await _token(server.base_url, name) for name in USERS}
+            return {name: await user_token(server.base_url, name, PASSWORD) for name in USERS}
 
         tokens = anyio.run(sign_in_all)
         db = folder / "patchbay.db"

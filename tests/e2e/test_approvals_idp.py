@@ -9,7 +9,6 @@ The provider's accounts are in the group ``mcp-admins`` (mapped to the approver 
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -21,11 +20,11 @@ import anyio
 import httpx2 as httpx
 import pytest
 
-from tests.e2e.test_approvals import _add_user, _token
-from tests.e2e.test_auth_idp import run_idp
-from tests.support.browser import Browser
+from tests.e2e.test_approvals import HELD_CARDS, PASSWORD
 from tests.support.forms import next_form
-from tests.support.servers import RunningServer, free_port, run_patchbay
+from tests.support.idp import Provider, run_idp, sign_in_through_idp
+from tests.support.servers import RunningServer, run_patchbay
+from tests.support.user_tokens import add_user, user_token
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +49,8 @@ class Env:
         return int(count)
 
 
-def config(folder: Path, issuer: str) -> Path:
+def config(folder: Path, provider: Provider) -> Path:
+    roles = 'role_map = { "mcp-admins" = ["approver"], "sales" = ["sales"] }'
     path = folder / "patchbay.toml"
     path.write_text(
         f"""
@@ -62,31 +62,8 @@ url = "sqlite:///{folder / "patchbay.db"}"
 
 [auth]
 mode = "oauth"
-
-[auth.upstream]
-issuer = "{issuer}"
-client_id = "patchbay"
-client_secret_env = "PATCHBAY_OIDC_SECRET"
-scopes = ["openid", "email", "profile", "groups"]
-username_claim = "email"
-roles_claim = "groups"
-role_map = {{ "mcp-admins" = ["approver"], "sales" = ["sales"] }}
-display_name = "Example IdP"
-allow_private_network = true
-
-[[connectors]]
-name = "kanban"
-type = "kanban"
-prefix = ""
-seed = true
-
-[[policy]]
-id = "card-writes"
-description = "a person approves every new card"
-subjects = ["*"]
-tools = ["create_card"]
-effect = "approve"
-""",
+{provider.upstream_section(more=roles)}
+{HELD_CARDS}""",
         encoding="utf-8",
     )
     return path
@@ -95,24 +72,20 @@ effect = "approve"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     folder = tmp_path_factory.mktemp("approvals-idp")
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    secret = {name: secrets.token_urlsafe(24) for name in ("patchbay", "agent", "rs")}
-    idp_env = {"IDP_PATCHBAY_SECRET": secret["patchbay"], "IDP_AGENT_SECRET": secret["agent"]}
-    idp_env["IDP_RS_SECRET"] = secret["rs"]
-    path = config(folder, issuer)
-    _add_user(path, "carol", [])
+    provider = Provider()
+    path = config(folder, provider)
+    add_user(path, "carol", PASSWORD)
     with (
-        run_patchbay(path, env={"PATCHBAY_OIDC_SECRET": secret["patchbay"]}, log_dir=folder) as server,
-        run_idp(port, f"{server.base_url}/authorize/callback", idp_env, folder / "idp.log"),
+        run_patchbay(path, env=provider.patchbay_env, log_dir=folder) as server,
+        run_idp(provider, f"{server.base_url}/authorize/callback", folder / "idp.log"),
     ):
-        token = anyio.run(_token, server.base_url, "carol")
+        token = anyio.run(user_token, server.base_url, "carol", PASSWORD)
         db = folder / "patchbay.db"
         with sqlite3.connect(db) as store:
             board_id, column = store.execute(
                 "SELECT board_id, name FROM kanban_columns ORDER BY board_id, position LIMIT 1"
             ).fetchone()
-        yield Env(server, issuer, db, board_id, column, token)
+        yield Env(server, provider.issuer, db, board_id, column, token)
 
 
 def call(env: Env, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -148,10 +121,7 @@ async def decide_through_idp(
     follow the page's link to the approval and press the decision; the decision's response and every page seen."""
     path = url.removeprefix(env.server.base_url)
     async with httpx.AsyncClient(base_url=env.server.base_url, timeout=20) as http:
-        browser = Browser(http, (env.server.base_url, env.issuer), account, "any password", prefer=f"{path}/upstream")
-        landed = await browser.authorize(path)
-        assert landed.location is None and landed.status == 200, landed
-        assert f'href="{path}"' in landed.html, landed.html  # "Continue to the approval"
+        browser = await sign_in_through_idp(http, env.server.base_url, env.issuer, path, account)
         page = await http.get(path)
         browser.pages.append(page.text)
         form = next_form(page.text)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from tests.e2e.conftest import SCRIPTS, inspector_cli, patchbay_cli, run_scenari
 from tests.support.browser import Browser
 from tests.support.node import NODE_MODULES, node22, node_env
 from tests.support.servers import RunningServer, free_port, run_patchbay
+from tests.support.user_tokens import add_user
 
 pytestmark = pytest.mark.e2e
 
@@ -72,16 +72,7 @@ prefix = ""
 def oauth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
     folder = tmp_path_factory.mktemp("auth")
     config = write_config(folder)
-    script = Path(sys.executable).with_name("patchbay")
-    added = subprocess.run(
-        [str(script), "users", "add", "alice", "--role", "staff", "--password-stdin", "-c", str(config)],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
+    add_user(config, "alice", PASSWORD, ["staff"])
     key = patchbay_cli("keys", "create", "--name", "inspector", "--scopes", "mcp", "-c", str(config))
     assert key.returncode == 0, key.describe()
     with run_patchbay(config, log_dir=folder) as server:

@@ -11,10 +11,7 @@ implementation; tests/e2e/scripts/oidc_idp.mjs) on loopback.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-import select
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,15 +28,14 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 from pydantic import AnyUrl
 
-from tests.e2e.conftest import SCRIPTS, run_scenario
+from tests.e2e.conftest import run_scenario
 from tests.e2e.test_auth_clients import TOOLS, MemoryStorage
 from tests.support.browser import Browser
-from tests.support.node import node22, node_env
-from tests.support.servers import RunningServer, free_port, run_patchbay
+from tests.support.idp import Provider, run_idp
+from tests.support.servers import RunningServer, run_patchbay
 
 pytestmark = pytest.mark.e2e
 
-IDP_START_TIMEOUT = 30.0
 ACCEPT = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
 ELSEWHERE = "http://127.0.0.1:9/elsewhere/mcp"  # a resource that is not this Patchbay
 
@@ -89,7 +85,8 @@ prefix = ""
     )
 
 
-def federated_config(folder: Path, issuer: str) -> Path:
+def federated_config(folder: Path, provider: Provider) -> Path:
+    roles = 'role_map = { "mcp-admins" = ["admin"], "sales" = ["sales"] }\ndefault_roles = ["member"]'
     return _write(
         folder / "federated.toml",
         f"""
@@ -98,19 +95,7 @@ url = "sqlite:///{folder / "federated.db"}"
 
 [auth]
 mode = "oauth"
-
-[auth.upstream]
-issuer = "{issuer}"
-client_id = "patchbay"
-client_secret_env = "PATCHBAY_OIDC_SECRET"
-scopes = ["openid", "email", "profile", "groups"]
-username_claim = "email"
-roles_claim = "groups"
-role_map = {{ "mcp-admins" = ["admin"], "sales" = ["sales"] }}
-default_roles = ["member"]
-display_name = "Example IdP"
-allow_private_network = true
-
+{provider.upstream_section(more=roles)}
 [[connectors]]
 name = "t"
 type = "python"
@@ -120,59 +105,19 @@ prefix = ""
     )
 
 
-@contextlib.contextmanager
-def run_idp(port: int, callback: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """oidc_idp.mjs on Node 22, until it prints its READY line; stopped with SIGTERM on exit."""
-    with log.open("wb") as errors:
-        proc = subprocess.Popen(
-            [str(node22()), str(SCRIPTS / "oidc_idp.mjs"), str(port), callback],
-            env=node_env(env),
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            start_new_session=True,
-        )
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + IDP_START_TIMEOUT
-        line = b""
-        while not line.startswith(b"READY "):
-            remaining = deadline - time.monotonic()
-            if proc.poll() is not None or remaining <= 0:
-                raise AssertionError(f"the IdP did not start:\n{log.read_text(errors='replace')}")
-            ready, _, _ = select.select([proc.stdout], [], [], remaining)
-            if ready:
-                line = proc.stdout.readline()
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     folder = tmp_path_factory.mktemp("idp")
     # Patchbay only contacts the IdP when a token or a sign-in arrives, so both servers can start first; the IdP
     # then starts on the port their configs name, knowing the federated server's callback.
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    secret = {name: secrets.token_urlsafe(24) for name in ("patchbay", "agent", "rs")}
-    env = {"PATCHBAY_IDP_RS_SECRET": secret["rs"], "PATCHBAY_OIDC_SECRET": secret["patchbay"]}
-    idp_env = {
-        "IDP_PATCHBAY_SECRET": secret["patchbay"],
-        "IDP_AGENT_SECRET": secret["agent"],
-        "IDP_RS_SECRET": secret["rs"],
-    }
+    provider = Provider()
+    env = {"PATCHBAY_IDP_RS_SECRET": provider.secrets["rs"], **provider.patchbay_env}
     with (
-        run_patchbay(external_config(folder, issuer), env=env, log_dir=folder) as external,
-        run_patchbay(federated_config(folder, issuer), env=env, log_dir=folder) as federated,
-        run_idp(port, f"{federated.base_url}/authorize/callback", idp_env, folder / "idp.log") as proc,
+        run_patchbay(external_config(folder, provider.issuer), env=env, log_dir=folder) as external,
+        run_patchbay(federated_config(folder, provider), env=env, log_dir=folder) as federated,
+        run_idp(provider, f"{federated.base_url}/authorize/callback", folder / "idp.log") as proc,
     ):
-        yield Setup(IdP(issuer, secret["agent"], proc), external, federated)
+        yield Setup(IdP(provider.issuer, provider.secrets["agent"], proc), external, federated)
 
 
 def idp_token(idp: IdP, client_id: str, resource: str) -> str:

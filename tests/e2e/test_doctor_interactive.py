@@ -16,6 +16,7 @@ import pytest
 from tests.e2e.test_doctor_servers import patchbay_config
 from tests.support.browser import Browser
 from tests.support.servers import run_patchbay
+from tests.support.user_tokens import add_user
 
 pytestmark = pytest.mark.e2e
 
@@ -25,15 +26,7 @@ PASSWORD = "doctor password 123"
 def test_interactive_sign_in_runs_the_signed_in_checks(tmp_path: Path) -> None:
     config = patchbay_config(tmp_path, '\n[auth]\nmode = "oauth"\nscopes_supported = ["mcp"]\n')
     script = str(Path(sys.executable).with_name("patchbay"))
-    added = subprocess.run(
-        [script, "users", "add", "alice", "--password-stdin", "-c", str(config)],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
+    add_user(config, "alice", PASSWORD)
     with run_patchbay(config, log_dir=tmp_path) as server:
         cmd = [
             script,

@@ -9,33 +9,27 @@ through the front with a token the front issued after the same provider sign-in.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
 import httpx2 as httpx
 import pytest
 
 from tests.e2e.conftest import patchbay_cli
-from tests.e2e.test_auth_idp import run_idp
 from tests.support.browser import Browser
 from tests.support.forms import next_form
-from tests.support.servers import RunningServer, free_port, run_patchbay
+from tests.support.idp import Provider, run_idp, sign_in_through_idp
+from tests.support.servers import RunningServer, run_patchbay
+from tests.support.user_tokens import add_user, user_token
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "links password 123"  # the upstream's local accounts; the provider takes any password
 TOOLS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "auth_tools.py"
-REDIRECT = "http://127.0.0.1:9/callback"  # never followed: the browser stops at the first redirect leaving
 ACCEPT = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
@@ -53,20 +47,7 @@ def _serve_config(folder: Path, body: str) -> Path:
     return path
 
 
-def _add_user(config: Path, name: str) -> None:
-    script = str(Path(sys.executable).with_name("patchbay"))
-    added = subprocess.run(
-        [script, "users", "add", name, "--password-stdin", "-c", str(config)],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
-
-
-def front_config(folder: Path, issuer: str, upstream_url: str) -> Path:
+def front_config(folder: Path, provider: Provider, upstream_url: str) -> Path:
     return _serve_config(
         folder,
         f"""
@@ -79,17 +60,7 @@ url = "sqlite:///{folder / "front.db"}"
 
 [auth]
 mode = "oauth"
-
-[auth.upstream]
-issuer = "{issuer}"
-client_id = "patchbay"
-client_secret_env = "PATCHBAY_OIDC_SECRET"
-scopes = ["openid", "email", "profile", "groups"]
-username_claim = "preferred_username"
-roles_claim = "groups"
-display_name = "Example IdP"
-allow_private_network = true
-
+{provider.upstream_section("preferred_username")}
 [outbound]
 allow_private_network = true
 
@@ -110,19 +81,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         f'[server]\nname = "Upstream"\n[store]\nurl = "sqlite:///{up_folder / "up.db"}"\n[auth]\nmode = "oauth"\n'
         f'[[connectors]]\nname = "t"\ntype = "python"\npath = "{TOOLS}"\nprefix = ""\n',
     )
-    _add_user(up_config, "alice")
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    secret = {name: secrets.token_urlsafe(24) for name in ("patchbay", "agent", "rs")}
-    idp_env = {"IDP_PATCHBAY_SECRET": secret["patchbay"], "IDP_AGENT_SECRET": secret["agent"]}
-    idp_env["IDP_RS_SECRET"] = secret["rs"]
+    add_user(up_config, "alice", PASSWORD)
+    provider = Provider()
     with run_patchbay(up_config, log_dir=up_folder) as upstream:
-        config = front_config(folder, issuer, upstream.url)
+        config = front_config(folder, provider, upstream.url)
         with (
-            run_patchbay(config, env={"PATCHBAY_OIDC_SECRET": secret["patchbay"]}, log_dir=folder) as front,
-            run_idp(port, f"{front.base_url}/authorize/callback", idp_env, folder / "idp.log"),
+            run_patchbay(config, env=provider.patchbay_env, log_dir=folder) as front,
+            run_idp(provider, f"{front.base_url}/authorize/callback", folder / "idp.log"),
         ):
-            yield Env(front, upstream, issuer, config)
+            yield Env(front, upstream, provider.issuer, config)
 
 
 async def link_through_idp(env: Env, account: str) -> list[str]:
@@ -130,51 +97,11 @@ async def link_through_idp(env: Env, account: str) -> list[str]:
     the upstream: every page seen, the last one the front's answer."""
     base = env.front.base_url
     async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as http:
-        signing_in = Browser(http, (base, env.issuer), account, PASSWORD, prefer="/links/to/up/upstream")
-        landed = await signing_in.authorize("/links/to/up")
-        assert landed.location is None and landed.status == 200, landed
-        assert 'href="/links/to/up"' in landed.html, landed.html  # "Continue to the link page"
+        signing_in = await sign_in_through_idp(http, base, env.issuer, "/links/to/up", account, PASSWORD)
         linking = Browser(http, (base, env.upstream.base_url), account, PASSWORD)
         done = await linking.authorize("/links/to/up")
         assert done.location is None, f"left the flow at {done.location}"
         return signing_in.pages + linking.pages
-
-
-async def idp_token(env: Env, account: str) -> str:
-    """A token the front issues to ``account`` signed in through the provider (client registration, PKCE)."""
-    base = env.front.base_url
-    async with httpx.AsyncClient(base_url=base, timeout=30, trust_env=False) as http:
-        registered = await http.post(
-            "/register",
-            json={"client_name": "links idp", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"},
-        )
-        assert registered.status_code == 201, registered.text
-        client_id = registered.json()["client_id"]
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT,
-            "state": "s",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "resource": env.front.url,
-        }
-        browser = Browser(http, (base, env.issuer), account, PASSWORD, prefer="/authorize/upstream")
-        outcome = await browser.authorize(f"/authorize?{urlencode(query)}")
-        form = {
-            "grant_type": "authorization_code",
-            "code": outcome.params["code"],
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-            "client_id": client_id,
-            "resource": env.front.url,
-        }
-        issued = await http.post("/token", data=form)
-        assert issued.status_code == 200, issued.text
-        token: str = issued.json()["access_token"]
-        return token
 
 
 def call(env: Env, token: str, name: str) -> dict[str, Any]:
@@ -207,7 +134,7 @@ def test_a_person_signed_in_through_the_idp_links_their_account_and_calls_the_up
     listed = patchbay_cli("links", "list", "--user", "alice", "-c", str(env.config))
     assert listed.returncode == 0 and "user:alice" in listed.stdout and "up" in listed.stdout, listed.describe()
 
-    token = anyio.run(idp_token, env, "alice")
+    token = anyio.run(lambda: user_token(env.front.base_url, "alice", PASSWORD, idp=env.issuer))
     # The first link makes the upstream's tools appear (they are listed with that account): wait for them.
     deadline = time.monotonic() + 30
     while "up_whoami" not in {tool["name"] for tool in rpc(env, token, "tools/list", {})["tools"]}:

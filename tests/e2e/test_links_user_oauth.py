@@ -8,8 +8,6 @@ then on ``headers_for`` gives that person's own upstream token, which the upstre
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from patchbay.store import upgrade
 from tests.e2e.conftest import patchbay_cli, run_scenario
 from tests.support.browser import Browser
 from tests.support.servers import RunningServer, run_patchbay
+from tests.support.user_tokens import add_user
 
 PASSWORD = "links password 123"
 TOOLS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "auth_tools.py"
@@ -45,17 +44,8 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
         f'[[connectors]]\nname = "t"\ntype = "python"\npath = "{TOOLS}"\nprefix = ""\n',
         encoding="utf-8",
     )
-    script = str(Path(sys.executable).with_name("patchbay"))
     for user in ("alice", "bob"):
-        added = subprocess.run(
-            [script, "users", "add", user, "--password-stdin", "-c", str(config)],
-            input=PASSWORD + "\n",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert added.returncode == 0, added.stderr
+        add_user(config, user, PASSWORD)
     with run_patchbay(config, log_dir=folder) as server:
         yield server
 

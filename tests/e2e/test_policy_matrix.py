@@ -6,16 +6,10 @@ unlisted ⇒ every call refused with a tool error naming the rule.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx2
 import pytest
@@ -23,14 +17,13 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.e2e.conftest import patchbay_cli, run_scenario
-from tests.support.browser import Browser
 from tests.support.policy import EXAMPLE_RULES, config_head
 from tests.support.servers import RunningServer, run_patchbay
+from tests.support.user_tokens import add_user, user_token
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "policy e2e password"
-REDIRECT = "http://127.0.0.1:9/callback"
 ERAS = ("legacy", "2026-07-28")
 # Arguments each tool is tried with: close_ticket once below urgent and once urgent (the condition decides).
 ARGUMENTS: dict[str, list[dict[str, Any]]] = {
@@ -78,78 +71,29 @@ class PolicyServer:
     tokens: dict[str, str | None]
 
 
-def _add_user(config: Path, name: str, role: str) -> None:
-    script = Path(sys.executable).with_name("patchbay")
-    added = subprocess.run(
-        [str(script), "users", "add", name, "--role", role, "--password-stdin", "-c", str(config)],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
-
-
 def _key(config: Path, name: str, *roles: str) -> str:
     made = patchbay_cli("keys", "create", "--name", name, *(a for r in roles for a in ("--role", r)), "-c", str(config))
     assert made.returncode == 0, made.describe()
     return made.stdout.strip()
 
 
-async def _oauth_token(server: RunningServer, client_name: str, username: str) -> str:
-    """Register a client, sign in as ``username`` on the real pages, and redeem the code (PKCE, RFC 8707)."""
-    async with httpx2.AsyncClient(base_url=server.base_url, trust_env=False, timeout=30) as http:
-        registered = await http.post(
-            "/register",
-            json={"client_name": client_name, "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"},
-        )
-        assert registered.status_code == 201, registered.text
-        client_id = registered.json()["client_id"]
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "state": secrets.token_urlsafe(8),
-            "scope": "mcp",
-            "resource": server.url,
-        }
-        browser = Browser(http, (server.base_url,), username, PASSWORD)
-        outcome = await browser.authorize(f"{server.base_url}/authorize?{urlencode(query)}")
-        redeemed = await http.post(
-            "/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": outcome.params["code"],
-                "redirect_uri": REDIRECT,
-                "client_id": client_id,
-                "code_verifier": verifier,
-                "resource": server.url,
-            },
-        )
-        assert redeemed.status_code == 200, redeemed.text
-        token: str = redeemed.json()["access_token"]
-        return token
-
-
 @pytest.fixture(scope="module")
 def policy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicyServer]:
     folder = tmp_path_factory.mktemp("policy")
     config = write_config(folder)
-    _add_user(config, "sam", "sales")
-    _add_user(config, "lee", "support-lead")
+    add_user(config, "sam", PASSWORD, ["sales"])
+    add_user(config, "lee", PASSWORD, ["support-lead"])
     keys = {"key ci (role sales)": _key(config, "ci", "sales"), "key ops (no role)": _key(config, "ops")}
     with run_patchbay(config, log_dir=folder) as server:
 
+        async def token(client_name: str, username: str) -> str:
+            return await user_token(server.base_url, username, PASSWORD, client_name=client_name, scope="mcp")
+
         async def sign_in() -> dict[str, str]:
             return {
-                "sam via client A (role sales)": await _oauth_token(server, "Client A", "sam"),
-                "lee via client A (role support-lead)": await _oauth_token(server, "Client A", "lee"),
-                "lee via chatgpt (role support-lead)": await _oauth_token(server, "chatgpt", "lee"),
+                "sam via client A (role sales)": await token("Client A", "sam"),
+                "lee via client A (role support-lead)": await token("Client A", "lee"),
+                "lee via chatgpt (role support-lead)": await token("chatgpt", "lee"),
             }
 
         tokens: dict[str, str | None] = {**run_scenario(sign_in, timeout=60), **keys, "anonymous": None}

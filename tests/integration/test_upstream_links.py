@@ -4,8 +4,6 @@ real link pages like a person, and call the upstream's ``whoami`` tool, which sa
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from tests.e2e.conftest import run_scenario
 from tests.integration.test_upstream_mcp import readyz
 from tests.support.browser import Browser
 from tests.support.servers import RunningServer, run_patchbay
-from tests.support.user_tokens import user_token
+from tests.support.user_tokens import add_user, user_token
 
 pytestmark = pytest.mark.e2e
 
@@ -31,17 +29,8 @@ PEOPLE = ("alice", "bob")
 
 
 def add_people(config: Path) -> None:
-    script = str(Path(sys.executable).with_name("patchbay"))
     for user in PEOPLE:
-        added = subprocess.run(
-            [script, "users", "add", user, "--password-stdin", "-c", str(config)],
-            input=PASSWORD + "\n",
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert added.returncode == 0, added.stderr
+        add_user(config, user, PASSWORD)
 
 
 @pytest.fixture(scope="module")
