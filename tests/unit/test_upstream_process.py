@@ -61,6 +61,12 @@ async def supervised(process_spec: ProcessSpec, **kwargs: Any) -> AsyncIterator[
         await process.stop()
 
 
+async def start_and_wait_exit(process: StdioProcess) -> None:
+    """One run of a child that exits by itself (the crashing fixture): started, and waited for until it ends."""
+    await process.start()
+    await asyncio.wait_for(process.wait_exit(), DEADLINE)
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie is dead: it only waits to be reaped)."""
     try:
@@ -135,8 +141,7 @@ async def test_too_many_crashes_within_the_window_is_a_crash_loop_until_reset() 
     crashing = spec("crash", backoff_initial=0.1, max_restarts=2, restart_window=60.0)
     async with supervised(crashing, clock=clock) as process:
         for _ in range(3):
-            await process.start()
-            await asyncio.wait_for(process.wait_exit(), DEADLINE)
+            await start_and_wait_exit(process)
         assert process.state == "crash_loop"
         with pytest.raises(ProcessUnavailable, match="failed 3 times within 60 s"):
             await process.start()
@@ -145,8 +150,7 @@ async def test_too_many_crashes_within_the_window_is_a_crash_loop_until_reset() 
         process.reset()
         assert process.state == "idle"
         assert process.next_start_delay() == 0
-        await process.start()
-        await asyncio.wait_for(process.wait_exit(), DEADLINE)
+        await start_and_wait_exit(process)
         assert process.state == "backoff"
         assert process.status().restarts == 1
 
@@ -156,15 +160,13 @@ async def test_a_stopped_supervisor_resumes_with_its_crash_history_unlike_reset(
     crashing = spec("crash", backoff_initial=0.1, max_restarts=2, restart_window=60.0)
     async with supervised(crashing, clock=clock) as process:
         for _ in range(2):
-            await process.start()
-            await asyncio.wait_for(process.wait_exit(), DEADLINE)
+            await start_and_wait_exit(process)
         await process.stop()  # the connector closed after a failed open
         with pytest.raises(ProcessUnavailable, match="is stopped"):
             await process.start()
         process.resume()  # and opened again
         assert (process.state, process.status().restarts) == ("backoff", 2)
-        await process.start()
-        await asyncio.wait_for(process.wait_exit(), DEADLINE)
+        await start_and_wait_exit(process)
         await process.stop()
         process.resume()
         assert process.state == "crash_loop"
@@ -177,8 +179,7 @@ async def test_crashes_older_than_the_window_are_forgotten() -> None:
     crashing = spec("crash", backoff_initial=0.1, max_restarts=1, restart_window=10.0)
     async with supervised(crashing, clock=clock) as process:
         for _ in range(4):
-            await process.start()
-            await asyncio.wait_for(process.wait_exit(), DEADLINE)
+            await start_and_wait_exit(process)
             assert process.state == "backoff"
             clock.t += 11.0
         assert process.status().restarts == 0
@@ -364,8 +365,7 @@ class HeldClock(FakeClock):
 async def test_stop_during_a_backoff_wait_fails_the_waiting_start_without_spawning() -> None:
     clock = HeldClock()
     process = StdioProcess("child", spec("crash"), clock=clock)
-    await process.start()
-    await asyncio.wait_for(process.wait_exit(), DEADLINE)
+    await start_and_wait_exit(process)
     waiting = asyncio.ensure_future(process.start())
     await asyncio.wait_for(clock.waiting.wait(), DEADLINE)
     await process.stop()
