@@ -218,7 +218,7 @@ def _cpu_split(front: Front) -> tuple[float, float]:
     own = _process_cpu(front.server.pid)
     if front.upstream_pid is not None:
         return own, harness.cpu_seconds(front.upstream_pid)
-    return own, harness.cpu_seconds(front.server.pid) - own
+    return own, max(0.0, harness.cpu_seconds(front.server.pid) - own)  # the two reads are moments apart
 
 
 def _level(front: Front, env: dict[str, str], connections: int, duration_s: float) -> Level:
@@ -414,7 +414,7 @@ def _rows(result: dict[str, Any], medians: dict[Key, dict[str, float]]) -> list[
         rows.append(
             f"| {LABELS[kind]} | {era} | {connections} | {m['rps']:,.0f}{errors} | {m['p50_ms']:.2f} | "
             f"{m['p99_ms']:.1f} | {m['own_cpu_us']:,.0f} | {upstream} | "
-            f"{'—' if added is None else f'{added:+.2f}'} | {shakes} |"
+            f"{'—' if added is None else f'{added:+.2f}'} | {shakes} | {m['others_cpu0_pct']:.0f} |"
         )
     return rows
 
@@ -451,11 +451,12 @@ def markdown(result: dict[str, Any], date: str = "") -> str:
         "the same era and concurrency in the same round (mcp-proxy's stateless 2025 calls: against the 2025 session",
         "direct). *Handshakes* are what the upstream itself counted after warm-up: `initialize` / `server/discover`",
         "per 1,000 calls. At c ≥ 16 the added p50 is mostly queueing: front and upstream share CPU 0, so the",
-        "latency targets are read at c=1 and the CPU target at c=16.",
+        "latency targets are read at c=1 and the CPU target at c=16. *Others on CPU 0* is the share of the server",
+        "CPU that other processes of the shared machine took during the level (median): above ~10 % the row is noisy.",
         f"{date} load average {before[0]:.2f} before, {after[0]:.2f} after (2 CPUs shared with other work).\n",
         "| front | era | c | req/s | p50 ms | p99 ms | own CPU µs/call | upstream CPU µs/call | added p50 ms "
-        "| handshakes /1,000 calls |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| handshakes /1,000 calls | others on CPU 0 % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
         *_rows(result, medians),
         "",
         *_verdicts(result, medians),
