@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -89,6 +89,17 @@ def children_of_this_process() -> list[tuple[int, str]]:
         if int(fields[1]) == os.getpid():
             found.append((int(entry.name), fields[0]))
     return found
+
+
+NewChildren = Callable[[], list[tuple[int, str]]]
+
+
+@pytest.fixture
+def new_children() -> NewChildren:
+    """Children of this process started since the test began: in the whole suite, other tests' session servers
+    (PostgreSQL, MariaDB, a conformance server) are children of this process too."""
+    before = {pid for pid, _ in children_of_this_process()}
+    return lambda: [(pid, state) for pid, state in children_of_this_process() if pid not in before]
 
 
 async def roundtrip(process: StdioProcess, text: str) -> str:
@@ -247,7 +258,9 @@ async def test_a_stderr_flood_never_blocks_the_child_and_stays_within_the_cap() 
         assert await roundtrip(process, "still answering") == "still answering"
 
 
-async def test_no_zombie_or_leftover_process_after_200_start_stop_cycles() -> None:
+async def test_no_zombie_or_leftover_process_after_200_start_stop_cycles(
+    new_children: NewChildren,
+) -> None:
     def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
@@ -257,7 +270,7 @@ async def test_no_zombie_or_leftover_process_after_200_start_stop_cycles() -> No
         process.reset()
         assert await roundtrip(process, f"cycle {cycle}") == f"cycle {cycle}"
         await process.stop()
-    assert children_of_this_process() == []
+    assert new_children() == []
     await until(lambda: open_fds() <= fds_before, "every pipe of every child is closed")
 
 
@@ -362,7 +375,9 @@ class HeldClock(FakeClock):
         await super().sleep(seconds)
 
 
-async def test_stop_during_a_backoff_wait_fails_the_waiting_start_without_spawning() -> None:
+async def test_stop_during_a_backoff_wait_fails_the_waiting_start_without_spawning(
+    new_children: NewChildren,
+) -> None:
     clock = HeldClock()
     process = StdioProcess("child", spec("crash"), clock=clock)
     await start_and_wait_exit(process)
@@ -373,7 +388,7 @@ async def test_stop_during_a_backoff_wait_fails_the_waiting_start_without_spawni
     with pytest.raises(ProcessUnavailable, match="stopped"):
         await asyncio.wait_for(waiting, DEADLINE)
     assert process.pid is None
-    assert children_of_this_process() == []
+    assert new_children() == []
 
 
 def test_a_spec_without_a_program_or_with_negative_times_is_refused() -> None:
@@ -385,7 +400,9 @@ def test_a_spec_without_a_program_or_with_negative_times_is_refused() -> None:
         ProcessSpec(argv=("server",), idle_shutdown=0)
 
 
-async def test_a_cancelled_stop_still_kills_a_child_that_ignores_term() -> None:
+async def test_a_cancelled_stop_still_kills_a_child_that_ignores_term(
+    new_children: NewChildren,
+) -> None:
     process = StdioProcess("child", spec("ignore-term", stop_grace=0.3))
     reader, _ = await process.start()
     assert await asyncio.wait_for(reader.readline(), DEADLINE) == b"ready\n"
@@ -394,7 +411,7 @@ async def test_a_cancelled_stop_still_kills_a_child_that_ignores_term() -> None:
     assert process.pid is not None
     stopping.cancel()
     assert await asyncio.wait_for(process.wait_exit(), DEADLINE) == -signal.SIGKILL
-    assert children_of_this_process() == []
+    assert new_children() == []
 
 
 async def test_a_child_with_a_call_in_flight_is_not_shut_down_as_idle() -> None:
