@@ -23,13 +23,12 @@ from tests.e2e.conftest import patchbay_cli
 from tests.support.browser import Browser
 from tests.support.forms import next_form
 from tests.support.idp import Provider, run_idp, sign_in_through_idp
+from tests.support.oauth_upstream import PASSWORD, run_oauth_upstream
 from tests.support.servers import RunningServer, run_patchbay
-from tests.support.user_tokens import add_user, user_token
+from tests.support.user_tokens import user_token
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "links password 123"  # the upstream's local accounts; the provider takes any password
-TOOLS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "auth_tools.py"
 ACCEPT = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
@@ -76,14 +75,8 @@ auth = "user_oauth"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     up_folder, folder = tmp_path_factory.mktemp("links-idp-up"), tmp_path_factory.mktemp("links-idp")
-    up_config = _serve_config(
-        up_folder,
-        f'[server]\nname = "Upstream"\n[store]\nurl = "sqlite:///{up_folder / "up.db"}"\n[auth]\nmode = "oauth"\n'
-        f'[[connectors]]\nname = "t"\ntype = "python"\npath = "{TOOLS}"\nprefix = ""\n',
-    )
-    add_user(up_config, "alice", PASSWORD)
     provider = Provider()
-    with run_patchbay(up_config, log_dir=up_folder) as upstream:
+    with run_oauth_upstream(up_folder, ("alice",)) as upstream:
         config = front_config(folder, provider, upstream.url)
         with (
             run_patchbay(config, env=provider.patchbay_env, log_dir=folder) as front,

@@ -27,26 +27,15 @@ from patchbay.settings import Settings, from_dict
 from patchbay.store import upgrade
 from tests.e2e.conftest import patchbay_cli, run_scenario
 from tests.support.browser import Browser
-from tests.support.servers import RunningServer, run_patchbay
-from tests.support.user_tokens import add_user
+from tests.support.oauth_upstream import PASSWORD, run_oauth_upstream
+from tests.support.servers import RunningServer
 
-PASSWORD = "links password 123"
-TOOLS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "auth_tools.py"
 DOWNSTREAM = "http://127.0.0.1:9"  # nothing listens here: requests to it are served in-process
 
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    folder = tmp_path_factory.mktemp("upstream")
-    config = folder / "patchbay.toml"
-    config.write_text(
-        f'[server]\nname = "Upstream"\n[store]\nurl = "sqlite:///{folder / "up.db"}"\n[auth]\nmode = "oauth"\n'
-        f'[[connectors]]\nname = "t"\ntype = "python"\npath = "{TOOLS}"\nprefix = ""\n',
-        encoding="utf-8",
-    )
-    for user in ("alice", "bob"):
-        add_user(config, user, PASSWORD)
-    with run_patchbay(config, log_dir=folder) as server:
+    with run_oauth_upstream(tmp_path_factory.mktemp("upstream")) as server:
         yield server
 
 

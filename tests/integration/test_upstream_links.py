@@ -18,13 +18,12 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.e2e.conftest import run_scenario
 from tests.integration.test_upstream_mcp import readyz
 from tests.support.browser import Browser
+from tests.support.oauth_upstream import PASSWORD, run_oauth_upstream
 from tests.support.servers import RunningServer, run_patchbay
 from tests.support.user_tokens import add_user, user_token
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "links password 123"
-TOOLS = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "auth_tools.py"
 PEOPLE = ("alice", "bob")
 
 
@@ -35,15 +34,7 @@ def add_people(config: Path) -> None:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    folder = tmp_path_factory.mktemp("upstream")
-    config = folder / "patchbay.toml"
-    config.write_text(
-        f'[server]\nname = "Upstream"\n[store]\nurl = "sqlite:///{folder / "up.db"}"\n[auth]\nmode = "oauth"\n'
-        f'[[connectors]]\nname = "t"\ntype = "python"\npath = "{TOOLS}"\nprefix = ""\n',
-        encoding="utf-8",
-    )
-    add_people(config)
-    with run_patchbay(config, log_dir=folder) as server:
+    with run_oauth_upstream(tmp_path_factory.mktemp("upstream"), PEOPLE) as server:
         yield server
 
 
