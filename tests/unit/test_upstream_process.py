@@ -17,11 +17,9 @@ import pytest
 from tests.support.waiting import until
 
 from patchbay.upstream.process import (
-    InFlightCap,
     ProcessSpec,
     ProcessUnavailable,
     StdioProcess,
-    UpstreamBusy,
     kill_all,
 )
 
@@ -347,18 +345,6 @@ async def test_kill_all_kills_every_running_group() -> None:
         await asyncio.wait_for(reader.readline(), DEADLINE)
         kill_all()
         assert await asyncio.wait_for(process.wait_exit(), DEADLINE) == -signal.SIGKILL
-
-
-async def test_in_flight_cap_says_busy_after_the_wait_and_frees_slots() -> None:
-    cap = InFlightCap(1, wait=0.05)
-    async with cap.slot():
-        assert cap.in_flight == 1
-        with pytest.raises(UpstreamBusy, match="1 calls are already in flight"):
-            async with cap.slot():
-                pass
-    assert cap.in_flight == 0
-    async with cap.slot():
-        assert cap.in_flight == 1
 
 
 class HeldClock(FakeClock):

@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -36,14 +36,12 @@ from patchbay.errors import ConnectorError
 from patchbay.upstream.process_child import Child, ChildProtocol, Ring, Stdin, kill_all, signal_group, track, untrack
 
 __all__ = [
-    "InFlightCap",
     "ProcessSpec",
     "ProcessState",
     "ProcessStatus",
     "ProcessUnavailable",
     "StdioProcess",
     "StreamWriterLike",
-    "UpstreamBusy",
     "kill_all",
 ]
 
@@ -60,10 +58,6 @@ _REASON_LINE = 200
 
 class ProcessUnavailable(ConnectorError):
     """The child cannot be started now: ``str()`` says why and what to do (crash loop, command not found, stopped)."""
-
-
-class UpstreamBusy(ConnectorError):
-    """Every in-flight slot stayed taken for the whole wait (see :class:`InFlightCap`)."""
 
 
 class StreamWriterLike(Protocol):
@@ -449,39 +443,3 @@ class StdioProcess:
             if len(value) >= _MIN_MASKED:
                 text = text.replace(value, "***")
         return text
-
-
-class InFlightCap:
-    """At most ``limit`` calls at once; a caller waits at most ``wait`` seconds for a slot.
-
-    Use as ``async with cap.slot(): ...``.
-    """
-
-    def __init__(self, limit: int, *, wait: float) -> None:
-        if limit < 1:
-            raise ValueError("InFlightCap limit must be at least 1")
-        self.limit = limit
-        self.wait = wait
-        self._free = asyncio.Semaphore(limit)
-        self.in_flight = 0
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot for the ``async with`` block.
-
-        Raises:
-            UpstreamBusy: no slot freed up within ``wait`` seconds.
-        """
-        try:
-            async with asyncio.timeout(self.wait):
-                await self._free.acquire()
-        except TimeoutError:
-            raise UpstreamBusy(
-                f"{self.limit} calls are already in flight and none finished within {self.wait:g} s; try again"
-            ) from None
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._free.release()
