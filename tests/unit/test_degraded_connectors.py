@@ -243,6 +243,20 @@ async def test_a_config_error_refuses_to_start_even_when_retrying(tmp_path: Path
     assert retry_tasks() == []
 
 
+async def test_a_config_error_that_already_names_its_connector_names_it_once(tmp_path: Path) -> None:
+    # The upstream credentials code says where itself ("patchbay.toml: connectors[up].auth: ..."); the start-up
+    # error must not put the location in front a second time.
+    data = settings_data(tmp_path)
+    data["connectors"].append({"name": "up", "type": "mcp", "url": "http://127.0.0.1:9/mcp", "auth": "user_oauth"})
+    runtime = Runtime(from_dict(data, source="patchbay.toml", base_dir=tmp_path))
+    with pytest.raises(ConfigError) as failed:
+        await runtime.start(on_failure="retry")
+    message = str(failed.value)
+    assert message.startswith('patchbay.toml: connectors[up].auth: "user_oauth" needs people signed in'), message
+    assert message.count("connectors[up]") == 1
+    assert failed.value.key == "connectors[2].auth"
+
+
 async def test_readyz_answers_503_degraded_with_the_reason_until_the_source_is_back(tmp_path: Path) -> None:
     from patchbay.app import create_app
 

@@ -159,7 +159,10 @@ class Supervisor:
     def _config_error(self, name: str, exc: ConfigError) -> ConfigError:
         base = self.keys.get(name, f"connectors[{name}]")
         key = f"{base}.{exc.key}" if exc.key else base
-        return ConfigError(f"{self.source}: connectors[{name}]: {exc}", file=self.source, key=key)
+        # Connectors name keys relative to their table; a message that already names the file and the connector
+        # (shared code such as patchbay.links says where itself) is kept as it is, not prefixed twice.
+        location, text = f"{self.source}: connectors[{name}]", str(exc)
+        return ConfigError(text if text.startswith(location) else f"{location}: {text}", file=self.source, key=key)
 
     def _failed(self, connector: Connector, exc: BaseException, *, plan_retry: bool) -> None:
         status = self.status[connector.name]
