@@ -82,3 +82,13 @@ async def test_memory_stays_bounded_when_every_key_is_live() -> None:
         assert len(store) <= 1000
     assert store.evicted >= 9000
     assert await store.take("k9999", rate, 1, 0.0) is not None  # the most recent keys are the ones kept
+
+
+@pytest.mark.parametrize("rate", ["1/hour", "10/minute", "3/second", "1000/day"])
+def test_a_fresh_budget_always_allows_its_first_call_whatever_the_clock_reads(rate: str) -> None:
+    # Written as (now + interval) - now - interval, float rounding left a tiny positive wait for some clock values
+    # (~0.7 % of them for 1/hour): a first call refused "for 1 ms". Clock readings a long-running server sees.
+    parsed = parse_rate(rate)
+    for step in range(20_000):
+        now = 12_345.678 + step * 97.031
+        assert gcra(now, parsed, 1, now)[1] is None, now

@@ -35,11 +35,13 @@ class RateStore(Protocol):
 def gcra(tat: float, rate: Rate, burst: int, now: float) -> tuple[float, float | None]:
     """One GCRA step from the stored ``tat``: (the new TAT, None) when allowed, else (``tat``, seconds to wait)."""
     interval = rate.interval
-    after = max(tat, now) + interval
-    wait = after - now - burst * interval
+    start = max(tat, now)
+    # (start + interval) - now - burst * interval, arranged so that a fresh budget (start == now) waits exactly 0:
+    # written the direct way, float rounding of now + 3600 could refuse a first call "for 0.0000001 s".
+    wait = (start - now) - (burst - 1) * interval
     if wait > 0:
         return tat, wait
-    return after, None
+    return start + interval, None
 
 
 class MemoryRateStore:
