@@ -29,6 +29,8 @@ CONNECT_TIMEOUT = 10.0
 IDLE_EXPIRY = 4.0
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2 token (a field name)
 _BAD_VALUE = re.compile(r"[\r\n\0]")
+# RFC 9112 §3.2.1 origin-form: "/" then visible ASCII without '"' or a fragment; anything else is encoded first.
+_TARGET = re.compile(r"/[!$-~]*")
 
 __all__ = ["ConnectionFailed", "OriginClient", "Response", "TooLarge"]
 
@@ -82,15 +84,24 @@ class OriginClient:
 
     # -- requests ---------------------------------------------------------------------------------------------
 
-    async def request(self, method: str, headers: Mapping[str, str], body: bytes = b"") -> Response:
+    async def request(
+        self, method: str, headers: Mapping[str, str], body: bytes = b"", *, target: str | None = None
+    ) -> Response:
         """Send ``method`` to the URL and return once the response head is in; end it with ``aclose()``.
 
+        ``target`` (an origin-form path and query, already percent-encoded) replaces the configured URL's, so one
+        pooled client serves every path of its origin (the REST connector's operations).
+
         Raises:
-            Refused: a header name or value that cannot be sent.
+            Refused: a header name or value, or a target, that cannot be sent.
             FetchError: the host does not resolve, or no connection could be made (refused twice, re-resolved in
                 between), or the connection broke before the response head (``ConnectionFailed``).
         """
-        head = self._head(method, headers, body)
+        if target is None:
+            target = self.target
+        elif not _TARGET.fullmatch(target):
+            raise Refused("a request target must be an origin-form path (RFC 9112 §3.2.1), percent-encoded")
+        head = self._head(method, headers, body, target)
         await self._slots.acquire()
         try:
             conn = await self._connection()
@@ -99,21 +110,23 @@ class OriginClient:
             raise
         return await conn.send(head, body)  # from here on the connection gives the slot back
 
-    async def fetch(self, method: str, headers: Mapping[str, str], body: bytes, cap: int) -> tuple[Response, bytes]:
+    async def fetch(
+        self, method: str, headers: Mapping[str, str], body: bytes, cap: int, *, target: str | None = None
+    ) -> tuple[Response, bytes]:
         """:meth:`request` plus the whole body (at most ``cap`` bytes); the response is already closed.
 
         Raises:
             FetchError: as :meth:`request`; ``TooLarge`` over the cap.
         """
-        response = await self.request(method, headers, body)
+        response = await self.request(method, headers, body, target=target)
         try:
             return response, await response.read(cap)
         finally:
             await response.aclose()
 
-    def _head(self, method: str, headers: Mapping[str, str], body: bytes) -> bytes:
+    def _head(self, method: str, headers: Mapping[str, str], body: bytes, target: str) -> bytes:
         length = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT", "PATCH") else ""
-        start = f"{method} {self.target} HTTP/1.1\r\nHost: {self.host_header}\r\n{length}".encode("ascii")
+        start = f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\n{length}".encode("ascii")
         if any(name.lower() in self._fixed_names for name in headers):
             # A per-request value replaces a fixed one of the same name (sent once, as httpx merges them).
             lowered = {name.lower() for name in headers}
