@@ -1,6 +1,7 @@
 """The official SDK's server (MCPServer) over Streamable HTTP on loopback, recording every request it receives.
 
-``python sdk_http_upstream.py PORT RECORD_FILE``. ``/<tag>/mcp`` is served as ``/mcp``, so several Patchbay
+``python sdk_http_upstream.py PORT RECORD_FILE [CERT_FILE KEY_FILE]`` (with a certificate: HTTPS).
+``/<tag>/mcp`` is served as ``/mcp``, so several Patchbay
 connectors can point at one process and still be told apart; each request appends one JSON line to RECORD_FILE:
 ``{"tag", "http", "method", "headers"}`` (headers lower-cased, all of them: the tests look for leaked tokens).
 The SDK answers both eras on one endpoint: 2026-07-28 (``server/discover``, stateless) and the 2025 handshake.
@@ -91,4 +92,6 @@ class Recording:
 
 if __name__ == "__main__":
     port, path = int(sys.argv[1]), sys.argv[2]
-    uvicorn.run(Recording(server.streamable_http_app(), path), host="127.0.0.1", port=port, log_level="warning")
+    tls = {"ssl_certfile": sys.argv[3], "ssl_keyfile": sys.argv[4]} if len(sys.argv) == 5 else {}
+    app = Recording(server.streamable_http_app(), path)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **tls)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ other origin (a URL learned from upstream data) goes through :class:`GuardedTran
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         ttl: float = DNS_TTL,
         clock: Callable[[], float] = time.monotonic,
         max_connections: int = 100,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
@@ -47,7 +49,8 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self.fallback = fallback
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.owns_inner = inner is None
-        self.inner = inner or httpx.AsyncHTTPTransport(trust_env=False, retries=0, limits=limits)
+        verify: ssl.SSLContext | bool = tls if tls is not None else True
+        self.inner = inner or httpx.AsyncHTTPTransport(trust_env=False, retries=0, limits=limits, verify=verify)
 
     def _same_origin(self, url: httpx.URL) -> bool:
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -95,10 +98,12 @@ def pinned_client(
     headers: dict[str, str] | None = None,
     ttl: float = DNS_TTL,
     max_connections: int = 100,
+    tls: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """One pooled client for the operator-configured ``url`` (its origin trusted and pinned); other origins are
     vetted by ``fetcher``'s policy. No redirects (an upstream endpoint does not move), no overall read timeout
-    (calls bound themselves; event streams stay open), and no proxy from the environment.
+    (calls bound themselves; event streams stay open), and no proxy from the environment. ``tls`` replaces the
+    default trust for the configured origin (``ca_file``).
 
     Raises:
         Refused: ``url`` is not an http(s) URL with a valid host.
@@ -111,6 +116,7 @@ def pinned_client(
         inner=fetcher.transport,
         ttl=ttl,
         max_connections=max_connections,
+        tls=tls,
     )
     return httpx.AsyncClient(
         transport=transport,

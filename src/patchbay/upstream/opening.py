@@ -78,7 +78,9 @@ class Opener:
             if self.target.url is None:
                 raise UpstreamUnavailable(f"the upstream {self.name} has no URL")
             try:
-                self._client = pinned_client(self.target.url, self.fetcher, headers=dict(self.target.headers))
+                self._client = pinned_client(
+                    self.target.url, self.fetcher, headers=dict(self.target.headers), tls=self.tls
+                )
             except FetchError as exc:
                 raise UpstreamUnavailable(str(exc)) from None
         return self._client

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,18 @@ class McpConnector:
         )
         return Target("stdio", process=spec, protocol=options.protocol)
 
+    def _tls(self) -> ssl.SSLContext | None:
+        """The trust for an upstream behind an internal CA (``ca_file``); None: the usual public CAs.
+
+        Raises:
+            ConfigError: ``ca_file`` cannot be read or holds no certificate.
+        """
+        if self.options.ca_file is None:
+            return None
+        from patchbay.outbound.trust import trusting
+
+        return trusting(self.options.ca_file, base_dir=self.env.base_dir, key="ca_file")
+
     def _new_pool(self, target: Target) -> UpstreamPool:
         return UpstreamPool(
             self.name,
@@ -206,6 +219,7 @@ class McpConnector:
             idle_seconds=self.options.session_idle_seconds,
             handshake_timeout=self.options.start_timeout,
             process_factory=self._supervisor,
+            tls=self._tls(),
         )
 
     def _supervisor(self, label: str, spec: ProcessSpec) -> StdioProcess:

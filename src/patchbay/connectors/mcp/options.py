@@ -44,6 +44,9 @@ class McpOptions(AuthOptions):
     transport: Literal["auto", "http", "sse"] = "auto"
     """For ``url``: ``auto`` and ``http`` speak Streamable HTTP (either era, detected); ``sse`` the legacy
     HTTP+SSE transport of 2024-11-05 (``url`` is then its GET stream)."""
+    ca_file: str | None = Field(None, min_length=1)
+    """For an ``https://`` ``url`` whose certificate an internal CA signed: a PEM file of the CA certificates to trust
+    for this upstream, besides the usual public ones (relative to the config file)."""
     protocol: Literal["auto", "2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] = "auto"
     """The protocol revision to speak upstream; ``auto`` detects it once and caches it."""
     cwd: str | None = None
@@ -88,6 +91,8 @@ class McpOptions(AuthOptions):
             raise ValueError("give exactly one of 'command' (a local stdio server) or 'url' (a remote server)")
         if self.command is not None and self.transport != "auto":
             raise ValueError("'transport' applies to 'url' only; a 'command' always speaks stdio")
+        if self.ca_file is not None and (self.url is None or not self.url.startswith("https://")):
+            raise ValueError("'ca_file' applies to an https:// 'url' only")
         if self.url is not None and (self.env or self.cwd is not None):
             raise ValueError("'env' and 'cwd' apply to 'command' only; a 'url' upstream is not started by Patchbay")
         if self.list_with is not None and self.auth != "user_oauth":
