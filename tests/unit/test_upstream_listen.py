@@ -176,6 +176,22 @@ async def test_a_dropped_stream_is_opened_again_and_the_lists_are_read_again() -
             await pool.close()
 
 
+async def test_after_a_dropped_stream_each_watched_resource_is_announced_as_updated() -> None:
+    """An update sent while no stream was open is lost upstream: the client is told to re-read what it watches."""
+    heard = Heard()
+    async with serving(dropping_first_listen(changing_server().streamable_http_app())) as base:
+        pool = pool_for(Target("http", url=f"{base}/mcp"), heard)
+        pool.listening.first_backoff = 0.05
+        pool.watch_resource("note://one")
+        try:
+            await pool.session()
+            await until(lambda: pool.listening.acknowledged == 2, "the listen stream to be opened again")
+            _, params = await heard.next("notifications/resources/updated")
+            assert params == {"uri": "note://one"}
+        finally:
+            await pool.close()
+
+
 def refusing_listen(app: Any) -> Any:
     """Answers subscriptions/listen as a server without it does (MCP 2026-07-28: HTTP 404 + -32601)."""
 

@@ -13,7 +13,9 @@ goes to the pool's ``on_notification`` like any unsolicited notification.
 * A stream that ends while its session lives (a dropped connection, the upstream restarting, an error answer) is
   opened again after a backoff that starts at 0.5 s and doubles up to 30 s; an acknowledged stream resets it.
 * "The server holds no subscription state across reconnections" (spec): what changed while no stream was open is
-  not replayed, so when a stream is acknowledged after an earlier one ended, every list it covers is re-read.
+  not replayed, so when a stream is acknowledged after an earlier one ended, every list it covers is re-read and
+  every watched resource it covers is announced as updated (a client re-reads it; an update that did not happen
+  costs one read, a missed one would leave the client with stale content).
 * An upstream that answers ``-32601`` has no subscriptions: it is not asked again by this pool.
 """
 
@@ -161,6 +163,10 @@ class Listening:
         for flag, method in LISTS.values():
             if honored.get(flag):
                 await self.notify(method, {})
+        uris = honored.get("resourceSubscriptions")
+        for uri in uris if isinstance(uris, list) else ():
+            if isinstance(uri, str) and uri in self.uris:
+                await self.notify("notifications/resources/updated", {"uri": uri})
 
     async def close(self) -> None:
         self._closed = True
