@@ -51,9 +51,9 @@ class Recorded:
     headers: tuple[tuple[str, str], ...]  # lower-case names, in order
     body: bytes
 
-    def header(self, name: str) -> str | None:
+    def header(self, name: str, default: str | None = None) -> str | None:
         values = [value for key, value in self.headers if key == name.lower()]
-        return values[0] if values else None
+        return values[0] if values else default
 
     def query_pairs(self) -> list[tuple[str, str]]:
         return parse_qsl(self.query, keep_blank_values=True)
