@@ -1,0 +1,242 @@
+"""Requests built from a plan and the arguments, checked against OpenAPI 3.1.1 §4.8.12.4.1's own style examples
+table (color = "blue" / ["blue", "black", "brown"] / {"R": 100, "G": 200, "B": 150}) and against the bodies each
+media type asks for."""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+import pytest
+
+from patchbay.connectors.openapi.models import ArgTarget, Body, Encoding, Operation, Parameter, Plan, Success
+from patchbay.connectors.openapi.request import ArgumentError, build_request, compile_request
+
+STRING = "blue"
+ARRAY = ["blue", "black", "brown"]
+OBJECT = {"R": 100, "G": 200, "B": 150}
+
+
+def plan_for(
+    path: str = "/items",
+    parameters: tuple[Parameter, ...] = (),
+    body: Body | None = None,
+    method: str = "GET",
+    body_args: dict[str, ArgTarget] | None = None,
+) -> Plan:
+    operation = Operation(method, path, "op", parameters=parameters, body=body, success=Success("200", None, None))
+    args = {p.name: ArgTarget(p.location, p.name) for p in parameters}
+    args.update(body_args or {})
+    return Plan(operation, args, "op")
+
+
+def serialised(location: str, style: str, explode: bool, value: Any) -> str:
+    """What one parameter ``color`` becomes: the path segment, the query, or the header value."""
+    param = Parameter("color", location, {}, required=location == "path", style=style, explode=explode)  # type: ignore[arg-type]
+    path = "/c/{color}" if location == "path" else "/c"
+    request = build_request(plan_for(path, (param,)), {"color": value})
+    if location == "path":
+        return request.target.removeprefix("/c/")
+    if location == "query":
+        return request.target.partition("?")[2]
+    if location == "cookie":
+        return request.headers.get("Cookie", "")
+    return request.headers["color"]
+
+
+# OpenAPI 3.1.1 §4.8.12.4.1 "Style Examples", one row per style and explode; the query rows as the table writes
+# them (its "%7C", "%20", "%5B" / "%5D").
+TABLE = [
+    ("path", "matrix", False, ";color=blue", ";color=blue,black,brown", ";color=R,100,G,200,B,150"),
+    ("path", "matrix", True, ";color=blue", ";color=blue;color=black;color=brown", ";R=100;G=200;B=150"),
+    ("path", "label", False, ".blue", ".blue,black,brown", ".R,100,G,200,B,150"),
+    ("path", "label", True, ".blue", ".blue.black.brown", ".R=100.G=200.B=150"),
+    ("path", "simple", False, "blue", "blue,black,brown", "R,100,G,200,B,150"),
+    ("path", "simple", True, "blue", "blue,black,brown", "R=100,G=200,B=150"),
+    ("header", "simple", False, "blue", "blue,black,brown", "R,100,G,200,B,150"),
+    ("header", "simple", True, "blue", "blue,black,brown", "R=100,G=200,B=150"),
+    ("query", "form", False, "color=blue", "color=blue,black,brown", "color=R,100,G,200,B,150"),
+    ("query", "form", True, "color=blue", "color=blue&color=black&color=brown", "R=100&G=200&B=150"),
+    ("cookie", "form", False, "color=blue", "color=blue,black,brown", "color=R,100,G,200,B,150"),
+]
+
+
+@pytest.mark.parametrize(("location", "style", "explode", "string", "array", "obj"), TABLE)
+def test_each_style_serialises_as_the_openapi_examples_table_says(
+    location: str, style: str, explode: bool, string: str, array: str, obj: str
+) -> None:
+    assert serialised(location, style, explode, STRING) == string
+    assert serialised(location, style, explode, ARRAY) == array
+    assert serialised(location, style, explode, OBJECT) == obj
+
+
+def test_delimited_and_deep_object_query_styles_serialise_as_the_table_says() -> None:
+    assert serialised("query", "spaceDelimited", False, ARRAY) == "color=blue%20black%20brown"
+    assert serialised("query", "spaceDelimited", False, OBJECT) == "color=R%20100%20G%20200%20B%20150"
+    assert serialised("query", "pipeDelimited", False, ARRAY) == "color=blue%7Cblack%7Cbrown"
+    assert serialised("query", "pipeDelimited", False, OBJECT) == "color=R%7C100%7CG%7C200%7CB%7C150"
+    assert serialised("query", "deepObject", True, OBJECT) == "color%5BR%5D=100&color%5BG%5D=200&color%5BB%5D=150"
+
+
+def test_empty_string_in_matrix_style_is_the_bare_name() -> None:
+    assert serialised("path", "matrix", False, "") == ";color"
+
+
+def test_booleans_and_numbers_are_written_as_json_writes_them() -> None:
+    assert serialised("query", "form", True, True) == "color=true"
+    assert serialised("query", "form", True, [False, 1, 2.5]) == "color=false&color=1&color=2.5"
+
+
+def test_values_are_percent_encoded_and_their_delimiters_kept_apart() -> None:
+    assert serialised("query", "form", False, ["a,b", "c&d=e", "é ü"]) == "color=a%2Cb,c%26d%3De,%C3%A9%20%C3%BC"
+
+
+def test_a_path_value_can_neither_add_a_segment_nor_climb_out() -> None:
+    assert serialised("path", "simple", False, "../admin") == "..%2Fadmin"
+    assert serialised("path", "simple", False, "..") == "%2E%2E"
+    assert serialised("path", "simple", False, ".") == "%2E"
+    assert serialised("path", "simple", False, "a/b?c#d") == "a%2Fb%3Fc%23d"
+
+
+def test_allow_reserved_keeps_reserved_characters_but_not_those_that_break_the_query() -> None:
+    param = Parameter("q", "query", {}, style="form", explode=True, allow_reserved=True)
+    request = build_request(plan_for("/s", (param,)), {"q": "a/b:c?d@e,f&g=h#i[j] 100% %41"})
+    assert request.target == "/s?q=a/b:c?d@e,f%26g%3Dh%23i%5Bj%5D%20100%25%20%41"
+
+
+def test_a_parameter_described_by_content_is_sent_as_json_text() -> None:
+    param = Parameter("filter", "query", {}, content_type="application/json")
+    request = build_request(plan_for("/s", (param,)), {"filter": {"a": [1, 2]}})
+    assert dict(parse_qsl(request.target.partition("?")[2])) == {"filter": '{"a":[1,2]}'}
+
+
+def test_missing_required_argument_is_refused_naming_it() -> None:
+    param = Parameter("id", "path", {}, required=True)
+    with pytest.raises(ArgumentError, match=r"missing required argument 'id' \(path parameter id\)"):
+        build_request(plan_for("/t/{id}", (param,)), {})
+
+
+def test_unknown_argument_is_refused_naming_it_and_what_the_operation_takes() -> None:
+    param = Parameter("q", "query", {})
+    with pytest.raises(ArgumentError, match=r"unknown argument 'qq'; this operation takes q"):
+        build_request(plan_for("/s", (param,)), {"qq": 1})
+
+
+def test_null_optional_arguments_are_left_out() -> None:
+    params = (Parameter("q", "query", {}), Parameter("X-Trace", "header", {}))
+    request = build_request(plan_for("/s", params), {"q": None, "X-Trace": None})
+    assert request.target == "/s"
+    assert "X-Trace" not in request.headers
+
+
+def test_header_value_with_a_line_break_is_refused_naming_the_argument() -> None:
+    param = Parameter("X-Note", "header", {})
+    with pytest.raises(ArgumentError, match="argument 'X-Note'"):
+        build_request(plan_for("/s", (param,)), {"X-Note": "a\r\nInjected: yes"})
+
+
+def test_arguments_can_never_set_authorization_host_or_content_length() -> None:
+    params = tuple(Parameter(name, "header", {}) for name in ("Authorization", "Host", "Content-Length"))
+    request = build_request(
+        plan_for("/s", params), {"Authorization": "Bearer x", "Host": "evil", "Content-Length": "9"}
+    )
+    assert {name.lower() for name in request.headers} == {"accept"}
+
+
+def test_base_path_prefixes_the_target() -> None:
+    param = Parameter("id", "path", {}, required=True)
+    request = build_request(plan_for("/t/{id}", (param,)), {"id": 7}, base_path="/api/v2/")
+    assert request.target == "/api/v2/t/7"
+
+
+def test_json_body_from_properties_and_whole() -> None:
+    body = Body("application/json", {"type": "object"}, required=True)
+    plan = plan_for("/t", body=body, method="POST", body_args={"title": ArgTarget("body_property", "title")})
+    request = build_request(plan, {"title": "Hi"})
+    assert orjson.loads(request.body) == {"title": "Hi"}
+    assert request.headers["Content-Type"] == "application/json"
+    array = Body("application/json", {"type": "array"}, required=True)
+    plan = plan_for("/t", body=array, method="POST", body_args={"body": ArgTarget("body", "")})
+    assert orjson.loads(build_request(plan, {"body": [1, {"a": None}]}).body) == [1, {"a": None}]
+    with pytest.raises(ArgumentError, match="missing required argument 'body'"):
+        build_request(plan, {})
+
+
+def test_optional_body_not_given_sends_no_body_and_no_content_type() -> None:
+    body = Body("application/json", {"type": "object"}, required=False)
+    plan = plan_for("/t", body=body, method="POST", body_args={"title": ArgTarget("body_property", "title")})
+    request = build_request(plan, {})
+    assert request.body == b"" and "Content-Type" not in request.headers
+
+
+def test_form_body_follows_each_property_encoding() -> None:
+    encoding = {"tags": Encoding(style="form", explode=False), "meta": Encoding(content_type="application/json")}
+    body = Body("application/x-www-form-urlencoded", {"type": "object"}, required=True, encoding=encoding)
+    names = ("name", "tags", "ids", "meta", "filter")
+    plan = plan_for("/f", body=body, method="POST", body_args={n: ArgTarget("body_property", n) for n in names})
+    request = build_request(
+        plan, {"name": "a b&c", "tags": ["x", "y"], "ids": [1, 2], "meta": {"k": 1}, "filter": {"R": 1}}
+    )
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.body == b"name=a%20b%26c&tags=x,y&ids=1&ids=2&meta=%7B%22k%22%3A1%7D&R=1"
+
+
+def parts_of(request_body: bytes, content_type: str) -> dict[str, tuple[str | None, str, bytes]]:
+    """name -> (filename, content type, content) of each part, read back by the standard library's MIME parser."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + request_body
+    )
+    return {
+        part.get_param("name", header="content-disposition"): (
+            part.get_filename(),
+            part.get_content_type(),
+            part.get_payload(decode=True),
+        )
+        for part in message.iter_parts()
+    }
+
+
+def test_multipart_body_sends_files_from_base64_and_fields_as_text_or_json() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"file": {"$ref": "#/$defs/Upload"}, "note": {"type": "string"}, "meta": {"type": "object"}},
+    }
+    defs = {"Upload": {"type": "string", "format": "binary"}}
+    body = Body("multipart/form-data", schema, required=True)
+    plan = plan_for(
+        "/up", body=body, method="POST", body_args={n: ArgTarget("body_property", n) for n in ("file", "note", "meta")}
+    )
+    payload = bytes(range(256))
+    arguments = {
+        "file": {"content": base64.b64encode(payload).decode(), "filename": "a.bin", "contentType": "image/png"},
+        "note": "héllo",
+        "meta": {"k": [1]},
+    }
+    request = compile_request(plan, defs=defs).build(arguments)
+    parts = parts_of(request.body, request.headers["Content-Type"])
+    assert parts["file"] == ("a.bin", "image/png", payload)
+    assert parts["note"] == (None, "text/plain", "héllo".encode())
+    assert parts["meta"] == (None, "application/json", b'{"k":[1]}')
+    plain = compile_request(plan, defs=defs).build({"file": base64.b64encode(b"xyz").decode()})
+    assert parts_of(plain.body, plain.headers["Content-Type"])["file"] == ("file", "application/octet-stream", b"xyz")
+
+
+def test_a_file_that_is_not_base64_is_refused_naming_it() -> None:
+    body = Body("multipart/form-data", {"properties": {"file": {"format": "binary"}}}, required=True)
+    plan = plan_for("/up", body=body, method="POST", body_args={"file": ArgTarget("body_property", "file")})
+    with pytest.raises(ArgumentError, match="argument 'file': a file's content is not valid base64"):
+        build_request(plan, {"file": "not base64 !!"})
+
+
+def test_binary_and_text_bodies() -> None:
+    binary = Body("application/octet-stream", {}, required=True)
+    plan = plan_for("/b", body=binary, method="PUT", body_args={"body": ArgTarget("body", "")})
+    assert build_request(plan, {"body": base64.b64encode(b"\x00\x01").decode()}).body == b"\x00\x01"
+    text = Body("text/plain", {"type": "string"}, required=True)
+    plan = plan_for("/b", body=text, method="PUT", body_args={"body": ArgTarget("body", "")})
+    request = build_request(plan, {"body": "line\nü"})
+    assert request.body == "line\nü".encode() and request.headers["Content-Type"] == "text/plain"
