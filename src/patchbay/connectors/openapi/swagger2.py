@@ -1,0 +1,283 @@
+"""Swagger 2.0 operations → the same :class:`Operation` model as OpenAPI 3.
+
+What differs (Swagger 2.0 spec, "Parameter Object", "Operation Object", "Swagger Object"): the body is an
+``in: body`` parameter or a set of ``in: formData`` ones, its media type comes from ``consumes``; responses carry a
+bare ``schema`` whose media type comes from ``produces``; non-body parameters describe their value with schema
+keywords directly and arrays with ``collectionFormat``; ``securityDefinitions``; the server is
+``schemes`` + ``host`` + ``basePath``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from patchbay.connectors.openapi.models import (
+    METHODS,
+    Body,
+    Encoding,
+    Operation,
+    Parameter,
+    SecurityScheme,
+    Skipped,
+    Success,
+)
+from patchbay.connectors.openapi.parse import (
+    LOCATIONS,
+    Context,
+    OperationError,
+    extensions,
+    finish,
+    requirements,
+    success_status,
+    text,
+    with_template_parameters,
+)
+from patchbay.connectors.openapi.refs import RefError
+from patchbay.connectors.openapi.schemas import SchemaError
+
+# collectionFormat -> (style, explode) for query / formData, and for path / header (OpenAPI 3.0 migration).
+_QUERY_FORMATS = {
+    "csv": ("form", False),
+    "multi": ("form", True),
+    "ssv": ("spaceDelimited", False),
+    "pipes": ("pipeDelimited", False),
+}
+_NOT_SCHEMA = frozenset({"name", "in", "required", "description", "collectionFormat", "allowEmptyValue"})
+JSON = "application/json"
+
+
+def servers(document: dict[str, Any], source: str) -> tuple[str, ...]:
+    """``schemes`` + ``host`` + ``basePath``; https first. Without ``host`` the base path stays relative to
+    where the spec was read; without ``schemes``, the spec's own scheme (https when read from a file)."""
+    base_path = text(document.get("basePath")) or "/"
+    host = document.get("host")
+    if not isinstance(host, str) or not host:
+        return (base_path,)
+    listed = document.get("schemes")
+    schemes = [s for s in listed if s in ("https", "http")] if isinstance(listed, list) else []
+    if not schemes:
+        schemes = ["http" if source.startswith("http://") else "https"]
+    schemes.sort(key=lambda scheme: scheme != "https")
+    return tuple(f"{scheme}://{host}{base_path.rstrip('/')}" for scheme in schemes)
+
+
+def security_schemes(value: Any) -> dict[str, SecurityScheme]:
+    schemes: dict[str, SecurityScheme] = {}
+    if not isinstance(value, dict):
+        return schemes
+    for key, node in value.items():
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind == "basic":
+            schemes[str(key)] = SecurityScheme(str(key), "http", scheme="basic")
+        elif kind == "apiKey":
+            where = node.get("in")
+            location: Literal["query", "header"] = "query" if where == "query" else "header"
+            schemes[str(key)] = SecurityScheme(str(key), "apiKey", name=text(node.get("name")), location=location)
+        elif kind == "oauth2":
+            scopes = node.get("scopes")
+            schemes[str(key)] = SecurityScheme(
+                str(key),
+                "oauth2",
+                token_url=text(node.get("tokenUrl")),
+                authorization_url=text(node.get("authorizationUrl")),
+                scopes=tuple(str(s) for s in scopes) if isinstance(scopes, dict) else (),
+            )
+    return schemes
+
+
+def path_operations(item: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    for method in METHODS:
+        if method in item:
+            yield method.upper(), item[method]
+
+
+def operations(ctx: Context, document: dict[str, Any]) -> tuple[list[Operation], list[Skipped]]:
+    done: list[Operation] = []
+    skipped: list[Skipped] = []
+    paths = document.get("paths")
+    if not isinstance(paths, dict):
+        return done, skipped
+    consumes, produces = _media_list(document.get("consumes")), _media_list(document.get("produces"))
+    for path, node in paths.items():
+        if not isinstance(path, str) or path.startswith("x-"):
+            continue
+        try:
+            item = ctx.documents.follow(node, ctx.documents.root_base)
+        except RefError as exc:
+            skipped.append(Skipped(f"* {path}", f"the path item cannot be read: {exc}"))
+            continue
+        if not isinstance(item.node, dict):
+            skipped.append(Skipped(f"* {path}", "the path item is not an object"))
+            continue
+        for method, op in path_operations(item.node):
+            key = f"{method} {path}"
+            try:
+                with ctx.schemas.collect() as refs:
+                    operation = convert(ctx, method, path, op, item.node, item.base, (consumes, produces))
+                    ctx.schemas.drain()
+                broken = ctx.schemas.broken(refs)
+                done.append(finish(ctx, operation)) if broken is None else skipped.append(Skipped(key, broken))
+            except (OperationError, SchemaError, RefError) as exc:
+                skipped.append(Skipped(key, str(exc)))
+            except Exception as exc:
+                skipped.append(Skipped(key, f"cannot be converted ({type(exc).__name__}: {str(exc)[:200]})"))
+    return done, skipped
+
+
+def _media_list(value: Any) -> list[str]:
+    return [m for m in value if isinstance(m, str)] if isinstance(value, list) else []
+
+
+def convert(
+    ctx: Context,
+    method: str,
+    path: str,
+    op: Any,
+    item: dict[str, Any],
+    base: str,
+    media: tuple[list[str], list[str]],
+) -> Operation:
+    if not path.startswith("/"):
+        raise OperationError("the path does not start with /")
+    if not isinstance(op, dict):
+        raise OperationError("the operation is not an object")
+    consumes = _media_list(op.get("consumes")) or media[0]
+    produces = _media_list(op.get("produces")) or media[1]
+    nodes = _merged(ctx, item.get("parameters"), op.get("parameters"), base)
+    params = [_parameter(ctx, node, node_base) for node, node_base in nodes if node.get("in") in LOCATIONS]
+    params = with_template_parameters(path, params)
+    security = op.get("security")
+    tags = op.get("tags")
+    op_id = op.get("operationId")
+    return Operation(
+        method=method,
+        path=path,
+        operation_id=op_id if isinstance(op_id, str) and op_id else None,
+        summary=text(op.get("summary")),
+        description=text(op.get("description")),
+        tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+        deprecated=op.get("deprecated") is True,
+        parameters=tuple(params),
+        body=_body(ctx, nodes, consumes),
+        success=_success(ctx, op.get("responses"), base, produces),
+        security=(requirements(security, "security") if security is not None else ctx.security) or (),
+        idempotency_header=next(
+            (p.name for p in params if p.location == "header" and p.name.lower() == "idempotency-key"), None
+        ),
+        extensions=extensions(op),
+    )
+
+
+def _merged(ctx: Context, shared: Any, own: Any, base: str) -> list[tuple[dict[str, Any], str]]:
+    """Path-level then operation-level parameters, resolved; the operation's win by (name, in)."""
+    by_key: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+    for level in (shared, own):
+        if level is None:
+            continue
+        if not isinstance(level, list):
+            raise OperationError("parameters must be a list")
+        for node in level:
+            located = ctx.documents.follow(node, base)
+            param = located.node
+            if not isinstance(param, dict) or not isinstance(param.get("name"), str):
+                raise OperationError("a parameter has no name")
+            where = param.get("in")
+            if where not in (*LOCATIONS, "body", "formData"):
+                raise OperationError(f"parameter {param['name']!r} has an unknown location {where!r}")
+            by_key[(param["name"], str(where))] = (param, located.base)
+    return list(by_key.values())
+
+
+def _value_schema(ctx: Context, node: dict[str, Any], base: str) -> dict[str, Any]:
+    raw = {key: value for key, value in node.items() if key not in _NOT_SCHEMA}
+    return ctx.schemas.convert(raw, base, f"parameter {node['name']!r}")
+
+
+def _style(node: dict[str, Any], location: str) -> tuple[str, bool]:
+    fmt = node.get("collectionFormat", "csv") if node.get("type") == "array" else "csv"
+    if fmt == "tsv":
+        raise OperationError(f"parameter {node['name']!r}: collectionFormat tsv has no OpenAPI 3 equivalent")
+    if location in ("path", "header"):
+        if fmt != "csv":
+            raise OperationError(f"parameter {node['name']!r}: collectionFormat {fmt} is not allowed in {location}")
+        return "simple", False
+    if fmt not in _QUERY_FORMATS:
+        raise OperationError(f"parameter {node['name']!r}: unknown collectionFormat {fmt!r}")
+    return _QUERY_FORMATS[fmt]
+
+
+def _parameter(ctx: Context, node: dict[str, Any], base: str) -> Parameter:
+    location = node["in"]
+    style, explode = _style(node, location)
+    return Parameter(
+        name=node["name"],
+        location=location,
+        schema=_value_schema(ctx, node, base),
+        required=location == "path" or node.get("required") is True,
+        description=text(node.get("description")),
+        style=style,
+        explode=explode,
+    )
+
+
+def _body(ctx: Context, nodes: list[tuple[dict[str, Any], str]], consumes: list[str]) -> Body | None:
+    body = [(node, base) for node, base in nodes if node.get("in") == "body"]
+    form = [(node, base) for node, base in nodes if node.get("in") == "formData"]
+    if body and form:
+        raise OperationError("an operation cannot have both body and formData parameters")
+    if body:
+        node, base = body[0]
+        media = _prefer_json(consumes)
+        schema = ctx.schemas.convert(node.get("schema"), base, "the request body")
+        return Body(media, schema, node.get("required") is True, text(node.get("description")))
+    if not form:
+        return None
+    files = any(node.get("type") == "file" for node, _ in form)
+    media = "multipart/form-data" if files or "multipart/form-data" in consumes else "application/x-www-form-urlencoded"
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    encoding: dict[str, Encoding] = {}
+    for node, base in form:
+        name = node["name"]
+        props[name] = {
+            **_value_schema(ctx, node, base),
+            **({"description": node["description"]} if isinstance(node.get("description"), str) else {}),
+        }
+        if node.get("required") is True:
+            required.append(name)
+        if node.get("type") == "array":
+            style, explode = _style(node, "query")
+            encoding[name] = Encoding(style=style, explode=explode)
+    form_schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        form_schema["required"] = required
+    return Body(media, form_schema, bool(required), encoding=encoding)
+
+
+def _prefer_json(types: list[str]) -> str:
+    for media in types:
+        lowered = media.split(";", 1)[0].strip().lower()
+        if lowered == JSON or lowered.endswith("+json"):
+            return media
+    return types[0] if types else JSON
+
+
+def _success(ctx: Context, responses: Any, base: str, produces: list[str]) -> Success | None:
+    if not isinstance(responses, dict):
+        return None
+    for status in success_status(responses):
+        located = ctx.documents.follow(responses[status], base)
+        node = located.node
+        if not isinstance(node, dict):
+            continue
+        raw = node.get("schema")
+        if raw is None:
+            if status != "default":
+                return Success(status, None, None)
+            continue
+        schema = ctx.schemas.convert(raw, located.base, f"the {status} response")
+        return Success(status, _prefer_json(produces), schema)
+    return None
