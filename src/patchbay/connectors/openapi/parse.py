@@ -144,14 +144,15 @@ def oauth2(key: str, flows: Any) -> SecurityScheme:
 
 
 def path_operations(item: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    """(METHOD, Operation Object) of a Path Item: the fixed fields, 3.2's ``query`` and ``additionalOperations``."""
+    """(METHOD, Operation Object) of a Path Item: the fixed fields, 3.2's ``query`` and ``additionalOperations``
+    (whose keys are kept as written, so :func:`method_problem` can tell them apart)."""
     for method in (*METHODS, "query"):
         if method in item:
             yield method.upper(), item[method]
     extra = item.get("additionalOperations")
     if isinstance(extra, dict):
         for method, operation in extra.items():
-            yield str(method), operation
+            yield f"+{method}", operation
 
 
 def count_operations(paths: Any) -> int:
@@ -170,12 +171,14 @@ def count_operations(paths: Any) -> int:
 
 
 def method_problem(method: str) -> str | None:
-    if method.lower() in METHODS or method == "QUERY":
+    """Why an ``additionalOperations`` key (``+NAME``) cannot be an operation, or None."""
+    if not method.startswith("+"):
         return None
-    if not _TOKEN.match(method):
-        return f"additionalOperations key {method!r} is not an HTTP method name"
-    if method.lower() in (*METHODS, "query"):
-        return f"additionalOperations may not redefine {method.upper()} (OpenAPI 3.2 §4.8.9.1)"
+    name = method[1:]
+    if not _TOKEN.match(name):
+        return f"additionalOperations key {name!r} is not an HTTP method name"
+    if name.lower() in (*METHODS, "query"):
+        return f"additionalOperations may not redefine {name.upper()} (OpenAPI 3.2 §4.8.9.1)"
     return None
 
 
@@ -209,13 +212,14 @@ def convert_guarded(
     ctx: Context, method: str, path: str, op: Any, item: dict[str, Any], base: str
 ) -> Operation | Skipped:
     """One operation, or why not; never raises (a bad operation must not fail the spec)."""
-    key = f"{method.upper()} {path}"
+    problem = method_problem(method)
+    method = method.lstrip("+").upper()
+    key = f"{method} {path}"
     try:
-        problem = method_problem(method)
         if problem:
             return Skipped(key, problem)
         with ctx.schemas.collect() as refs:
-            operation = convert(ctx, method.upper(), path, op, item, base)
+            operation = convert(ctx, method, path, op, item, base)
             ctx.schemas.drain()
         broken = ctx.schemas.broken(refs)
         if broken:
@@ -291,8 +295,10 @@ def parameter(ctx: Context, node: Any, base: str) -> list[Parameter]:
             cached = ctx.parameters[located.uri] = (converted, frozenset(refs))
         ctx.schemas.note(cached[1])
         return cached[0]
-    if not isinstance(node, dict) or not isinstance(node.get("name"), str):
-        raise OperationError("a parameter has no name")
+    if not isinstance(node, dict):
+        raise OperationError("a parameter is not an object")
+    if not isinstance(node.get("name"), str) or not node["name"]:
+        raise OperationError(f"a parameter (in: {str(node.get('in'))[:20]}) has no name")
     name, where = node["name"], node.get("in")
     if where == "querystring":
         return querystring(ctx, node, base)

@@ -182,8 +182,10 @@ def _merged(ctx: Context, shared: Any, own: Any, base: str) -> list[tuple[dict[s
         for node in level:
             located = ctx.documents.follow(node, base)
             param = located.node
-            if not isinstance(param, dict) or not isinstance(param.get("name"), str):
-                raise OperationError("a parameter has no name")
+            if not isinstance(param, dict):
+                raise OperationError("a parameter is not an object")
+            if not isinstance(param.get("name"), str) or not param["name"]:
+                raise OperationError(f"a parameter (in: {str(param.get('in'))[:20]}) has no name")
             where = param.get("in")
             if where not in (*LOCATIONS, "body", "formData"):
                 raise OperationError(f"parameter {param['name']!r} has an unknown location {where!r}")
