@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from patchbay.app import create_app
 from patchbay.connectors.base import ConnectorEnv
 from patchbay.connectors.openapi import OpenApiConnector
 from patchbay.connectors.openapi.options import OpenApiOptions
@@ -405,3 +407,71 @@ async def test_a_base_url_from_a_fetched_spec_is_held_to_the_address_policy(runn
     client = connector._client("https://internal.example.com/", PUBLIC_ONLY, allow_http=False)
     with pytest.raises(Refused, match="private"):
         await client.fetch("GET", {}, b"", 1000, target="/")
+
+
+async def test_the_callers_token_to_patchbay_and_its_headers_never_reach_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    api = Api()
+    async with serving(api.app()) as base:
+        api.base = base
+        (tmp_path / "api.json").write_text(json.dumps(spec_for(base)), encoding="utf-8")
+        settings = from_dict(
+            {
+                "store": {"url": f"sqlite:///{tmp_path / 'p.db'}"},
+                "auth": {"mode": "api_key"},
+                "outbound": {"allow_private_network": True},
+                "connectors": [
+                    {"name": "calls", "type": "openapi", "spec": "api.json", "mode": "tools", "security": SECURITY}
+                ],
+            },
+            base_dir=tmp_path,
+        )
+        app = create_app(settings)
+        await app.runtime.start()
+        try:
+            core = app.runtime.auth.core
+            _, key = await core.run(core.keys.create, "client", ["mcp"])
+            inbound = {
+                "accept": "application/json, text/event-stream",
+                "authorization": f"Bearer {key}",
+                "mcp-protocol-version": "2025-11-25",
+                "cookie": "inbound-cookie=marker-cookie",
+                "x-inbound": "marker-header",
+            }
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+            ) as http:
+                init = {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                }
+                opened = await http.post(
+                    "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}, headers=inbound
+                )
+                session = {**inbound, "mcp-session-id": opened.headers["mcp-session-id"]}
+                calls = [
+                    ("calls_public", {}),
+                    ("calls_bearer", {}),
+                    ("calls_key_cookie", {}),
+                    ("calls_get_item", {"id": "7"}),
+                ]
+                for n, (tool, arguments) in enumerate(calls, 2):
+                    body = {
+                        "jsonrpc": "2.0",
+                        "id": n,
+                        "method": "tools/call",
+                        "params": {"name": tool, "arguments": arguments},
+                    }
+                    answer = (await http.post("/mcp", json=body, headers=session)).json()
+                    assert answer["result"]["isError"] is False, answer
+        finally:
+            app.sessions.close_all()
+            await app.runtime.stop()
+    assert len(api.received) == len(calls)
+    everything = repr(api.received)
+    assert key not in everything and "marker-header" not in everything and "marker-cookie" not in everything
+    assert api.received[1]["headers"]["authorization"] == "Bearer bearer-secret-5"  # its own credential only
