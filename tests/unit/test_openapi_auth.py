@@ -69,8 +69,11 @@ async def test_auth_fits_every_scheme_of_its_kind_and_anonymous_requirements_get
     assert (await sent(creds, spec, 1)).headers["Authorization"] == "Bearer tok-123"  # a static token for oauth2
     assert "Authorization" not in (await sent(creds, spec, 2)).headers
     assert "Authorization" not in (await sent(creds, spec, 3)).headers  # an API key would be needed: anonymous
-    assert (await sent(creds, spec, 4)).headers["Authorization"] == "Bearer tok-123"  # no requirement stated
+    assert "Authorization" not in (await sent(creds, spec, 4)).headers  # security: [] in a spec that uses security
     assert creds.secrets == ("Bearer tok-123", "tok-123")
+    silent = api((), ())  # a spec that says nothing about auth: every call carries it
+    creds = credentials(silent, tmp_path, auth={"type": "bearer", "token_env": "TOKEN"})
+    assert (await sent(creds, silent, 1)).headers["Authorization"] == "Bearer tok-123"
 
 
 def test_operations_no_credential_fits_are_listed(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ An operation is satisfied by any one of its requirements; each requirement names
 satisfied, and an empty requirement (``{}``) allows anonymous calls. A scheme is satisfied by the credential
 ``security.<scheme key>`` configures, else by ``auth`` when its type fits the scheme (an ``api_key`` for an apiKey
 scheme, ``basic`` for HTTP Basic, ``bearer`` or an OAuth type for HTTP Bearer, oauth2 and openIdConnect,
-``headers`` for any). An operation without requirements gets ``auth`` as configured: a spec that names none is far
-more often incomplete than public. OAuth tokens (client credentials, linked accounts) come from
-:mod:`patchbay.links`, cached and renewed there.
+``headers`` for any). An operation without requirements (``security: []``) gets nothing, unless the spec states
+no requirement anywhere: such a spec is silent about auth rather than public, so ``auth`` goes with every call.
+OAuth tokens (client credentials, linked accounts) come from :mod:`patchbay.links`, cached and renewed there.
 
 Secrets are read once, at open; they never reach a log or a message. The caller's own token to Patchbay has no
 way in here: what is sent comes from config, from tokens Patchbay obtained itself, or from a linked account.
@@ -183,6 +183,8 @@ def build_credentials(
     by_operation: dict[str, OperationAuth] = {}
     lacking: list[str] = []
     chosen: dict[tuple[tuple[tuple[str, tuple[str, ...]], ...], ...], OperationAuth] = {}
+    if any(operation.security for operation in spec.operations):
+        chosen[()] = NO_AUTH  # the spec states requirements: one without any is public (``security: []``)
     for operation in spec.operations:
         shape = tuple(tuple(sorted(r.items())) for r in operation.security)
         if shape not in chosen:

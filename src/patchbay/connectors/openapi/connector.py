@@ -109,7 +109,7 @@ class OpenApiConnector:
             "spec": spec.source or self.options.spec,
             "version": spec.version,
             "base_url": self._base_url,
-            "operations": len(spec.operations),
+            "operations": len(spec.operations) + len(spec.skipped),
             "selected": built.selected,
             "skipped": [{"operation": s.key, "reason": s.reason} for s in spec.skipped[:SHOWN]],
             "skipped_count": len(spec.skipped),
@@ -220,23 +220,24 @@ class OpenApiConnector:
 
     def _report(self, spec: ApiSpec, built: Built, caller: Caller) -> None:
         log.info(
-            "connector '%s': %d of %d operations as %s (about %d tokens as tools), calling %s",
+            "openapi %s: %d operations, %d published, %d skipped, mode %s (estimated %s tokens as tools), calling %s",
             self.name,
+            len(spec.operations) + len(spec.skipped),
             built.selected,
-            len(spec.operations),
-            "tools" if built.mode == "tools" else "search tools",
-            built.estimated_tokens,
+            len(spec.skipped),
+            built.mode,
+            f"{built.estimated_tokens:,}",
             self._base_url,
         )
         for skipped in spec.skipped[:SHOWN]:
-            log.warning("connector '%s': skipped %s: %s", self.name, skipped.key, skipped.reason)
+            log.warning("openapi %s: skipped %s: %s", self.name, skipped.key, skipped.reason)
         if len(spec.skipped) > SHOWN:
-            log.warning("connector '%s': %d more operations skipped", self.name, len(spec.skipped) - SHOWN)
+            log.warning("openapi %s: %d more operations skipped", self.name, len(spec.skipped) - SHOWN)
         lacking = caller.credentials.lacking
         if lacking:
             log.warning(
-                "connector '%s': no configured credential fits the security of %d operations (%s%s); they are "
-                "called without one",
+                "openapi %s: no configured credential fits the security of %d operations (%s%s); they are called "
+                "without one",
                 self.name,
                 len(lacking),
                 ", ".join(lacking[:10]),
