@@ -30,16 +30,20 @@ if TYPE_CHECKING:
 
 MAX_LIMIT = 20
 DEFAULT_LIMIT = 8
+MAX_INDEXED = 400  # characters of an operation's description indexed
 # BM25's usual constants: term-frequency saturation and length normalisation.
 K1 = 1.2
 B = 0.75
-_WORD = re.compile(r"[a-z0-9]+")
+# A word: an acronym (HTTP in HTTPStatus), a capitalised or lower-case run, or digits; camelCase splits itself.
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 def words(text: str) -> list[str]:
     """Lower-case words of ``text`` (camelCase split), a plural ``s`` dropped so ``tickets`` finds ``ticket``."""
-    found = _WORD.findall(snake(text).replace("_", " "))
-    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in found]
+    if not text.isascii():
+        text = snake(text).replace("_", " ")
+    found = [word.lower() for word in _WORD.findall(text)]
+    return [w[:-1] if len(w) > 3 and w[-1] == "s" and w[-2] != "s" else w for w in found]
 
 
 class Index:
@@ -78,8 +82,10 @@ class Index:
 
 def _document(tool: Tool, plan: Plan) -> list[str]:
     operation = plan.operation
-    strong = [tool.name, operation.operation_id or "", operation.summary, tool.title or "", *operation.tags]
-    weak = [operation.description, operation.path.replace("{", " ").replace("}", " ")]
+    # The name is the snake_cased operationId (or method and path); the description's opening says what it does,
+    # and indexing all of a long Markdown description would cost start-up time for little.
+    strong = [tool.name, operation.summary or tool.title or "", *operation.tags]
+    weak = [operation.description[:MAX_INDEXED], operation.path.replace("{", " ").replace("}", " ")]
     terms = [w for text in strong for w in words(text)]
     return terms + terms + [w for text in weak for w in words(text)]
 
