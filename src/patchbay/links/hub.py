@@ -6,7 +6,7 @@ HTTP client (``patchbay.outbound`` loads httpx; it is imported when a connector 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -30,7 +30,19 @@ CLIENT_DOCUMENT_PATH = "/links/client-metadata.json"
 
 def links_wanted(settings: Settings) -> bool:
     """Whether some enabled connector links accounts (then the link pages are served)."""
-    return any(c.enabled and c.options.get("auth") == "user_oauth" for c in settings.connectors)
+    return any(c.enabled and _links_accounts(c.options) for c in settings.connectors)
+
+
+def _links_accounts(options: Mapping[str, Any]) -> bool:
+    """``auth = "user_oauth"`` (the mcp connector's form), ``auth = { type = "user_oauth" }`` or a per-scheme
+    ``security.<scheme>`` table of that type (the openapi connector's forms)."""
+
+    def linking(auth: Any) -> bool:
+        return auth == "user_oauth" or (isinstance(auth, Mapping) and auth.get("type") == "user_oauth")
+
+    security = options.get("security")
+    schemes = security.values() if isinstance(security, Mapping) else ()
+    return linking(options.get("auth")) or any(linking(auth) for auth in schemes)
 
 
 class LinkHub:
