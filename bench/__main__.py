@@ -29,6 +29,7 @@ from bench import (
     coldstart,
     documents,
     harness,
+    openapi,
     policy,
     proxy,
     report,
@@ -72,6 +73,7 @@ def _items() -> list[str]:
     names += ["policy"]  # bench/policy.py: the gate's decision cost with 100 rules (no wrk needed)
     names += ["audit"]  # bench/audit.py: audit trail on vs off at 1,000 calls/s, SQLite and PostgreSQL (no wrk)
     names += ["upstream-client"]  # bench/upstream_client.py: the upstream MCP client's CPU per call (no wrk)
+    names += ["openapi"]  # bench/openapi.py: GitHub's spec loaded, tool list tokens, CPU per call (no wrk)
     names += list(proxy.ITEMS)  # bench/proxy.py: Patchbay in front of an upstream MCP server, HTTP and stdio
     return names
 
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(_items()))
         return 0
-    no_wrk = {"sql", "store-writes", "policy", "audit", "upstream-client"}
+    no_wrk = {"sql", "store-writes", "policy", "audit", "upstream-client", "openapi"}
     if not wrk_available() and not set(_selected(args.only)) <= no_wrk:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -257,6 +259,12 @@ def _run(
             text = upstream_client.markdown(measured)
             print(text, flush=True)
             sql_bench.write_doc(text, upstream_client.HEADING)
+    if "openapi" in chosen:
+        print("[openapi] GitHub's spec loaded (fresh interpreters), tool list tokens, CPU per call ...", flush=True)
+        if (loaded := _attempt("openapi", failures, functools.partial(openapi.run, args.quick))) is not None:
+            text = openapi.markdown(loaded)
+            print(text, flush=True)
+            sql_bench.write_doc(text, openapi.HEADING)
     if proxied_items := [name for name in proxy.ITEMS if name in chosen]:
         print("[proxy] Patchbay in front of an upstream MCP server, with the upstream and the peers ...", flush=True)
         run = functools.partial(proxy.run, proxied_items, args.quick, logdir, args.rounds, args.duration)
