@@ -54,15 +54,16 @@ def tools(
     """List the tools a client would see, with their annotations (exit 1 if a connector is down: the list is short)."""
     settings = load_settings(config, demo=demo)
 
-    async def work(runtime: Any) -> list[dict[str, Any]]:
-        return list(runtime.catalog.tools_wire)
+    async def work(runtime: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        return list(runtime.catalog.tools_wire), _owners(runtime.catalog)
 
-    listed, down = _run(settings, work)
+    (listed, owners), down = _run(settings, work)
     _warn(down)
     if as_json:
         typer.echo(json.dumps({"tools": listed}, indent=2, ensure_ascii=False))
     else:
         _table(listed)
+        _token_lines(listed, owners)
     if down:
         raise typer.Exit(1)  # the list is incomplete: scripts comparing manifests must not take it as whole
 
@@ -85,6 +86,28 @@ def _table(listed: list[dict[str, Any]]) -> None:
         )
     # A terminal shows what fits; piped output (a file, a pager) gets room for the whole first line.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _owners(catalog: Any) -> dict[str, str]:
+    """Public tool name -> the connector that publishes it."""
+    return {
+        mount.prefix + tool.name: mount.connector.name
+        for mount in catalog.mounted
+        if catalog.is_up(mount.connector.name)
+        for tool in mount.connector.tools()
+    }
+
+
+def _token_lines(listed: list[dict[str, Any]], owners: dict[str, str]) -> None:
+    """What each connector's part of the list costs a model's context, estimated (docs/openapi.md)."""
+    from patchbay.connectors.openapi.tokens import estimate_tokens
+
+    by_connector: dict[str, list[dict[str, Any]]] = {}
+    for wire in listed:
+        by_connector.setdefault(owners.get(wire["name"], "?"), []).append(wire)
+    for owner, wires in by_connector.items():
+        typer.echo(f"{owner}: {len(wires)} tools, ≈ {estimate_tokens(wires):,} tokens")
+    typer.echo(f"total: {len(listed)} tools, ≈ {estimate_tokens(listed):,} tokens")
 
 
 def call(
