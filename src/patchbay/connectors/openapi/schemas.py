@@ -212,6 +212,8 @@ class SchemaConverter:
     def _keyword(self, key: str, value: Any, node: dict[str, Any], base: str, where: str, depth: int) -> Any:
         if key in _DROP or key.startswith("x-"):
             return _DROPPED
+        if key == "examples":  # JSON Schema: a list of values; some specs put Example Object references here
+            return value if isinstance(value, list) and not any(_is_ref(v) for v in value) else _DROPPED
         if key in _MAP:
             if not isinstance(value, dict):
                 raise SchemaError(f"{where}: {key!r} must be an object of schemas")
@@ -245,6 +247,10 @@ class SchemaConverter:
         return values if all(out[name] is v for name, v in values.items()) else out
 
 
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, dict) and "$ref" in value
+
+
 class _Dropped:
     pass
 
@@ -259,7 +265,7 @@ def _dialect(schema: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]
     out = dict(schema) if schema is original else schema
     _bounds(out, original)
     _formats(out, original)
-    if "example" in original and "examples" not in out:
+    if "example" in original and "examples" not in out and not _is_ref(original["example"]):
         out["examples"] = [original["example"]]
     if isinstance(out.get("items"), list):  # draft 4 tuple validation
         out["prefixItems"] = out.pop("items")
