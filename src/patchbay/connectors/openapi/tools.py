@@ -1,9 +1,9 @@
 """Operations to MCP tools: one per selected operation, or three search tools when the list would flood a context.
 
-Each tool carries a title, all four annotation hints derived from the HTTP method (RFC 9110 §9.2: GET, HEAD,
-OPTIONS and TRACE are safe, so read-only; PUT and DELETE are idempotent and destructive; POST and PATCH are
-destructive, not idempotent), a capped description, a flat input schema and, for JSON object responses, a loosened
-output schema. What a client sees can be changed per operation in config (``operations``) or in the spec (the
+Each tool carries a title, all four annotation hints derived from the HTTP method (RFC 9110 §9.2: GET, HEAD and
+OPTIONS are safe, so read-only; PUT and DELETE are idempotent and destructive; POST, PATCH and the rarely published
+TRACE are destructive, not idempotent), a capped description, a flat input schema and, for JSON object responses,
+a loosened output schema. What a client sees can be changed per operation in config (``operations``) or in the spec (the
 ``x-patchbay`` or ``x-mcp`` operation extension: name, title, description, annotations, hidden); config wins.
 
 Handlers check the arguments against the tool's input schema (a validator compiled on first use, then cached) and
@@ -21,7 +21,7 @@ import jsonschema  # type: ignore[import-untyped]
 
 from patchbay.catalog.catalog import tool_wire
 from patchbay.connectors.openapi.inputs import JsonSchema, Schemas, build_inputs, output_schema
-from patchbay.connectors.openapi.models import ApiSpec, Operation, Plan
+from patchbay.connectors.openapi.models import READ_METHODS, ApiSpec, Operation, Plan
 from patchbay.connectors.openapi.naming import CLIENT_NAME, MAX_NAME, assign_names, title_of
 from patchbay.connectors.openapi.options import OpenApiOptions, OperationOverride
 from patchbay.connectors.openapi.select import extension, select
@@ -35,7 +35,7 @@ log = logging.getLogger("patchbay.connectors.openapi")
 
 Invoke = Callable[[Plan, dict[str, Any], "Context"], Awaitable[ToolResult]]
 MAX_DESCRIPTION = 1000
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # RFC 9110 §9.2.1
+SAFE_METHODS = READ_METHODS  # RFC 9110 §9.2.1, as the connector's retries read them
 IDEMPOTENT_METHODS = frozenset({"PUT", "DELETE"}) | SAFE_METHODS  # RFC 9110 §9.2.2
 _HINT_FIELDS = {
     "readOnlyHint": "read_only",
