@@ -129,8 +129,10 @@ class Documents:
         Raises:
             RefError: it does not resolve (the message names the reference).
         """
-        absolute = urljoin(base, ref)
-        uri, fragment = urldefrag(absolute)
+        if ref.startswith("#"):  # same document: most references, and urljoin is the slow part of intake
+            uri, fragment = base, ref[1:]
+        else:
+            uri, fragment = urldefrag(urljoin(base, ref))
         document, doc_base = self.document(uri or base)
         node = walk_pointer(document, pointer_tokens(fragment), f"$ref {ref!r}")
         return Located(node, doc_base, f"{uri or base}#{fragment}")
