@@ -80,7 +80,7 @@ def test_swagger_2_form_data_with_a_file_becomes_a_multipart_body() -> None:
         "type": "object",
         "properties": {
             "note": {"type": "string", "description": "a note"},
-            "file": {"type": "string", "contentEncoding": "base64", "contentMediaType": "application/octet-stream"},
+            "file": {"type": "string", "contentMediaType": "application/octet-stream"},
             "labels": {"type": "array", "items": {"type": "string"}},
         },
         "required": ["file"],

@@ -410,7 +410,7 @@ def default_schema(media: str) -> dict[str, Any]:
         return {"type": "string"}
     if "json" in lowered or lowered in _BODY_ORDER:
         return {}
-    return {"type": "string", "contentEncoding": "base64", "contentMediaType": media}
+    return {"type": "string", "contentMediaType": media}
 
 
 def encodings(value: Any) -> dict[str, Encoding]:

@@ -305,13 +305,13 @@ def _bounds(out: dict[str, Any], original: dict[str, Any]) -> None:
 
 
 def _formats(out: dict[str, Any], original: dict[str, Any]) -> None:
-    # OpenAPI 3.1 §4.8.24 ("Working with Binary Data"): byte -> contentEncoding, binary -> contentMediaType.
-    # A tool argument is JSON text, so binary content travels base64-encoded and the request decodes it.
+    # OpenAPI 3.1 §4.8.14.3 ("Working with Binary Data"): raw bytes are contentMediaType without contentEncoding
+    # (3.0 format: binary, 2.0 type: file); base64 text on the wire is contentEncoding: base64 (format: byte).
+    # The request decodes a tool's base64 argument into the raw bytes (bodies.is_file).
     kind = original.get("format")
     if original.get("type") == "file" or kind == "binary":
         out["type"] = "string"
         out.pop("format", None)
-        out["contentEncoding"] = "base64"
         out.setdefault("contentMediaType", "application/octet-stream")
     elif kind == "byte":
         out.pop("format", None)
