@@ -25,7 +25,8 @@ from patchbay.connectors.openapi.naming import snake
 from patchbay.definitions import Tool, ToolAnnotations, ToolResult
 
 if TYPE_CHECKING:
-    from patchbay.connectors.openapi.tools import ArgumentCheck, Invoke
+    from patchbay.connectors.openapi.checks import ArgumentCheck
+    from patchbay.connectors.openapi.tools import Invoke
     from patchbay.context import Context
 
 MAX_LIMIT = 20

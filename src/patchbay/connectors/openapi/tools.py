@@ -17,10 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import jsonschema  # type: ignore[import-untyped]
-
 from patchbay.catalog.catalog import tool_wire
-from patchbay.connectors.openapi.inputs import JsonSchema, Schemas, build_inputs, output_schema
+from patchbay.connectors.openapi.checks import ArgumentCheck
+from patchbay.connectors.openapi.inputs import Schemas, build_inputs, output_schema
 from patchbay.connectors.openapi.models import READ_METHODS, ApiSpec, Operation, Plan
 from patchbay.connectors.openapi.naming import CLIENT_NAME, MAX_NAME, assign_names, title_of
 from patchbay.connectors.openapi.options import OpenApiOptions, OperationOverride
@@ -56,48 +55,6 @@ class Built:
     selected: int
     # The one-tool-per-operation tools (the published ones in tools mode): what describe_operation shows.
     operation_tools: list[Tool] | None = None
-
-
-class ArgumentCheck:
-    """A tool's input schema and its validator, compiled on the first call (most tools of a big API never run)."""
-
-    __slots__ = ("_validator", "schema")
-
-    def __init__(self, schema: JsonSchema) -> None:
-        self.schema = schema
-        self._validator: Any = None
-
-    def problem(self, arguments: Any) -> str | None:
-        """None when ``arguments`` fit the schema, else what is wrong (up to three problems), naming the arguments."""
-        if self._validator is None:
-            self._validator = jsonschema.Draft202012Validator(self.schema)
-        errors = sorted(
-            self._validator.iter_errors(arguments), key=lambda e: (list(map(str, e.absolute_path)), e.validator)
-        )
-        if not errors:
-            return None
-        found = list(dict.fromkeys(_describe_error(error, arguments, self.schema) for error in errors))
-        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
-        return "; ".join(found[:3]) + more
-
-
-def _describe_error(error: Any, arguments: Any, schema: JsonSchema) -> str:
-    path = list(error.absolute_path)
-    known = ", ".join(schema.get("properties") or ()) or "none"
-    if not path and error.validator == "required" and isinstance(arguments, dict):
-        missing = [name for name in error.validator_value if name not in arguments]
-        return f"missing required argument {', '.join(repr(n) for n in missing)}; this tool takes: {known}"
-    if not path and error.validator == "additionalProperties" and isinstance(arguments, dict):
-        unknown = sorted(set(arguments) - set(schema.get("properties") or ()))
-        return f"unknown argument {', '.join(repr(n) for n in unknown)}; this tool takes: {known}"
-    if not path:
-        return f"the arguments must be an object: {_cut(error.message)}"
-    where = str(path[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
-    return f"argument {where!r}: {_cut(error.message)}"
-
-
-def _cut(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def tool_handler(plan: Plan, check: ArgumentCheck, invoke: Invoke) -> Callable[..., Awaitable[ToolResult]]:
