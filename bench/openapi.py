@@ -31,13 +31,19 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
+from bench import harness
+from bench.servers.canned_rest import CANNED
+
+if TYPE_CHECKING:
+    from patchbay.connectors.openapi import OpenApiConnector
+    from patchbay.definitions import Tool, ToolResult
 
 REPO = Path(__file__).resolve().parents[1]
 HEADING = "## OpenAPI connector"
@@ -89,8 +95,6 @@ def _child_load(mode: str, spec_path: Path) -> dict[str, Any]:
 
 def load_runs(mode: str, runs: int, spec_path: Path = GITHUB) -> list[dict[str, Any]]:
     """``runs`` fresh interpreters, each loading the spec once in ``mode``."""
-    from bench import harness
-
     out = []
     for _ in range(runs):
         argv = [sys.executable, "-m", "bench.openapi", "--child-load", mode, "--spec", str(spec_path)]
@@ -108,71 +112,6 @@ def _median(rows: list[dict[str, Any]], key: str) -> float:
 
 
 # -- 3: calls against a canned API in another process ----------------------------------------------------------
-
-
-def _ticket(ticket_id: int, comments: int) -> dict[str, Any]:
-    return {
-        "id": ticket_id,
-        "title": f"Printer on floor {ticket_id} prints blank pages",
-        "description": "Since the toner was replaced the printer feeds paper but prints nothing. " * 3,
-        "status": "open",
-        "priority": "high",
-        "labels": ["hardware", "printer", "floor-3"],
-        "customer": {"id": 42, "name": "Acme Facilities"},
-        "comments": [
-            {"author": f"agent-{n}", "text": f"Checked the drum and the cable, no change (visit {n}).", "replies": []}
-            for n in range(comments)
-        ],
-    }
-
-
-def _answer(status: int, value: Any) -> bytes:
-    body = orjson.dumps(value)
-    head = f"HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-    return head.encode() + body
-
-
-CANNED = {
-    b"GET /api/tickets": _answer(200, {"items": [_ticket(1, 1)], "page": 2, "per_page": 50, "total": 51}),
-    b"POST /api/tickets": _answer(201, _ticket(8, 0)),
-    b"GET /api/tickets/7": _answer(200, _ticket(7, 16)),
-}
-MISSING = _answer(404, {"title": "Not Found", "status": 404})
-
-
-class _Canned(asyncio.Protocol):
-    """HTTP/1.1 keep-alive: each request (head + content-length body) answered at once from ``CANNED``."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) != -1:
-            head = self.buffer[:end].lower()
-            length = 0
-            if (at := head.find(b"\r\ncontent-length:")) != -1:
-                length = int(head[at + 17 :].split(b"\r\n", 1)[0])
-            if len(self.buffer) < end + 4 + length:
-                return
-            method, target = self.buffer[:end].split(b" ", 2)[:2]
-            self.buffer = self.buffer[end + 4 + length :]
-            assert self.transport is not None
-            self.transport.write(CANNED.get(method + b" " + target.split(b"?", 1)[0], MISSING))
-
-
-def _serve_canned(port: int) -> None:
-    async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(_Canned, "127.0.0.1", port)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
 
 
 CALLS: dict[str, dict[str, Any]] = {
@@ -194,6 +133,11 @@ CALLS: dict[str, dict[str, Any]] = {
     },
     "get_ticket": {"ticket_id": 7},
 }
+ROUTES = {
+    "list_tickets": b"GET /api/tickets",
+    "create_ticket": b"POST /api/tickets",
+    "get_ticket": b"GET /api/tickets/7",
+}
 LABELS = {
     "list_tickets": "GET /tickets: 6 query/header arguments (form arrays, deepObject)",
     "create_ticket": "POST /tickets: JSON body of 6 properties",
@@ -204,12 +148,13 @@ LABELS = {
 @dataclass
 class CallRow:
     tool: str
+    output_schema: bool  # the connector's option: whether answers are checked against the tool's outputSchema
     cpu_us: float  # median over batches of (user + system CPU of this process) / calls
     user_us: float
     wall_p50_us: float
     batches: int
     calls: int
-    answer_bytes: int
+    answer_bytes: int  # the JSON body the API answers
     parts_us: dict[str, float]  # each part alone: CPU µs per call (median of repeats)
 
 
@@ -253,12 +198,14 @@ def _context() -> Any:
     return Context(CallScope(era="legacy", version="2025-11-25", request_id=1, method="tools/call", client_caps={}))
 
 
-async def _parts(connector: Any, tool: Any, arguments: dict[str, Any], calls: int) -> dict[str, float]:
+async def _parts(connector: OpenApiConnector, tool: Tool, arguments: dict[str, Any], calls: int) -> dict[str, float]:
     """Each step of a call alone, CPU µs per call: what the handler's total is made of."""
     from patchbay.connectors.openapi.request import HttpRequest
     from patchbay.connectors.openapi.tools import ArgumentCheck
 
-    caller, plan = connector._caller, connector._built.plans[tool.name]
+    caller, built = connector._caller, connector._built
+    assert caller is not None and built is not None, "the connector is open"
+    plan = built.plans[tool.name]
     route = caller._routes[id(plan)]
     check = ArgumentCheck(tool.input_schema)
     check.problem(arguments)  # compiled on first use, as in the handler
@@ -269,7 +216,7 @@ async def _parts(connector: Any, tool: Any, arguments: dict[str, Any], calls: in
         fresh = HttpRequest(request.method, request.target, dict(request.headers), request.body)
         return await route.auth.apply(fresh, None)
 
-    async def round_trip() -> tuple[Any, bytes]:
+    async def round_trip() -> Any:
         return await route.client.fetch(
             request.method, request.headers, request.body, route.read_cap, target=request.target
         )
@@ -288,13 +235,21 @@ async def _parts(connector: Any, tool: Any, arguments: dict[str, Any], calls: in
     }
 
 
-async def _measure_calls(base_url: str, batches: int, per_batch: int, scratch: Path) -> list[CallRow]:
+async def _measure_calls(
+    base_url: str, batches: int, per_batch: int, scratch: Path, output_schema: bool
+) -> list[CallRow]:
     from patchbay.connectors.base import ConnectorEnv
     from patchbay.connectors.openapi import OpenApiConnector
     from patchbay.connectors.openapi.options import OpenApiOptions
 
     options = OpenApiOptions.model_validate(
-        {"spec": str(REST_SPEC), "base_url": base_url, "mode": "tools", "auth": {"type": "bearer", "token": "b"}}
+        {
+            "spec": str(REST_SPEC),
+            "base_url": base_url,
+            "mode": "tools",
+            "auth": {"type": "bearer", "token": "b"},
+            "output_schema": output_schema,
+        }
     )
     connector = OpenApiConnector("tickets", options, ConnectorEnv(base_dir=scratch, store_url="sqlite://"))
     await connector.open()
@@ -305,7 +260,7 @@ async def _measure_calls(base_url: str, batches: int, per_batch: int, scratch: P
         for name, arguments in CALLS.items():
             tool = tools[name]
 
-            def call(tool: Any = tool, arguments: dict[str, Any] = arguments) -> Awaitable[Any]:
+            def call(tool: Tool = tool, arguments: dict[str, Any] = arguments) -> Awaitable[ToolResult]:
                 return tool.handler(dict(arguments), ctx)
 
             walls: list[float] = []
@@ -314,35 +269,33 @@ async def _measure_calls(base_url: str, batches: int, per_batch: int, scratch: P
             samples = [await _batch(call, per_batch, walls) for _ in range(batches)]
             cpu = statistics.median(s[0] for s in samples)
             user = statistics.median(s[1] for s in samples)
-            answer = len(CANNED[b"POST /api/tickets" if name == "create_ticket" else _canned_key(name)])
+            answer = len(CANNED[ROUTES[name]].partition(b"\r\n\r\n")[2])
             parts = await _parts(connector, tool, arguments, max(200, per_batch // 2))
-            rows.append(
-                CallRow(name, cpu, user, statistics.median(walls) * 1e6, batches, batches * per_batch, answer, parts)
-            )
+            wall = statistics.median(walls) * 1e6
+            rows.append(CallRow(name, output_schema, cpu, user, wall, batches, batches * per_batch, answer, parts))
     finally:
         await connector.close()
     return rows
 
 
-def _canned_key(name: str) -> bytes:
-    return b"GET /api/tickets/7" if name == "get_ticket" else b"GET /api/tickets"
-
-
 def measure_calls(batches: int, per_batch: int) -> list[CallRow]:
     """The canned API on CPU 0 in a child process; the calls from this process."""
-    import tempfile
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    code = f"from bench.openapi import _serve_canned; _serve_canned({port})"
-    from bench import harness
-
-    child = subprocess.Popen(harness.pinned([sys.executable, "-c", code], harness.SERVER_CPU), cwd=REPO)
+    child = subprocess.Popen(
+        harness.pinned([sys.executable, "-m", "bench.servers.canned_rest", "--port", str(port)], harness.SERVER_CPU),
+        cwd=REPO,
+    )
     try:
         _wait_port(port, child)
         with tempfile.TemporaryDirectory(prefix="patchbay-bench-openapi-") as scratch:
-            return asyncio.run(_measure_calls(f"http://127.0.0.1:{port}/api", batches, per_batch, Path(scratch)))
+            base_url = f"http://127.0.0.1:{port}/api"
+            return [
+                row
+                for output_schema in (True, False)
+                for row in asyncio.run(_measure_calls(base_url, batches, per_batch, Path(scratch), output_schema))
+            ]
     finally:
         child.terminate()
         child.wait(10)
@@ -404,32 +357,42 @@ def _load_lines(result: Result) -> list[str]:
 def _call_lines(rows: list[CallRow]) -> list[str]:
     names = list(rows[0].parts_us) if rows else []
     lines = [
-        "| call | CPU µs/call p50 (user) | wall p50 µs | " + " | ".join(f"{n} µs" for n in names) + " |",
-        "|---|---:|---:|" + "---:|" * len(names),
+        "| call | outputSchema checked | CPU µs/call p50 (user) | wall p50 µs | "
+        + " | ".join(f"{n} µs" for n in names)
+        + " |",
+        "|---|---|---:|---:|" + "---:|" * len(names),
     ]
     for row in rows:
         parts = " | ".join(f"{row.parts_us[n]:.0f}" for n in names)
-        lines.append(f"| {LABELS[row.tool]} | {row.cpu_us:.0f} ({row.user_us:.0f}) | {row.wall_p50_us:.0f} | {parts} |")
+        checked = "yes" if row.output_schema else "no (`output_schema = false`)"
+        lines.append(
+            f"| {LABELS[row.tool]} | {checked} | {row.cpu_us:.0f} ({row.user_us:.0f}) | {row.wall_p50_us:.0f} "
+            f"| {parts} |"
+        )
     return lines
 
 
 def _targets(result: Result) -> list[str]:
     tools, search = result.loads["tools"], result.loads["search"]
     worst_s = max(_median(rows, "total_s") for rows in result.loads.values())
+    worst_cpu_s = max(_median(rows, "total_cpu_s") for rows in result.loads.values())
     worst_mb = max(_median(rows, "total_peak_mb") for rows in result.loads.values())
     grown = max(_median(rows, "total_peak_mb") - _median(rows, "baseline_mb") for rows in result.loads.values())
     tokens = int(_median(search, "published_tokens"))
-    worst_cpu = max((row.cpu_us for row in result.calls), default=0.0)
+    worst_cpu = max((row.cpu_us for row in result.calls if row.output_schema), default=0.0)
+    unchecked = max((row.cpu_us for row in result.calls if not row.output_schema), default=0.0)
     return [
-        f"- Load, intake + tools, slower mode: {worst_s:.2f} s (target ≤ {TARGET_LOAD_S:g} s: "
-        f"{_verdict(worst_s <= TARGET_LOAD_S)}).",
+        f"- Load, intake + tools, slower mode: {worst_s:.2f} s wall, {worst_cpu_s:.2f} s CPU (target ≤ "
+        f"{TARGET_LOAD_S:g} s: {_verdict(worst_s <= TARGET_LOAD_S)}; wall above CPU is time the shared CPU was "
+        "given to other processes).",
         f"- Peak RSS: {worst_mb:.0f} MB absolute, +{grown:.0f} MB over the interpreter with the connector imported "
         f"(target ≤ {TARGET_RSS_MB:g} MB: {_verdict(worst_mb <= TARGET_RSS_MB)} absolute).",
         f"- `tools/list` in search mode: {tokens:,} tokens for {search[0]['tools']} tools (target ≤ "
         f"{TARGET_TOKENS:,}: {_verdict(tokens <= TARGET_TOKENS)}); tools mode: "
         f"{int(_median(tools, 'published_tokens')):,} tokens for {tools[0]['tools']:,} tools.",
         f"- The connector's CPU per call, worst of the three operations: {worst_cpu:.0f} µs p50 (target ≤ "
-        f"{TARGET_CPU_US:g} µs: {_verdict(worst_cpu <= TARGET_CPU_US)}).",
+        f"{TARGET_CPU_US:g} µs: {_verdict(worst_cpu <= TARGET_CPU_US)}); with `output_schema = false`: "
+        f"{unchecked:.0f} µs.",
     ]
 
 
