@@ -371,13 +371,16 @@ async def test_a_spec_url_over_the_size_cap_is_a_connector_error(sites: tuple[Si
 
 
 @pytest.mark.anyio
-async def test_a_loopback_spec_url_is_refused_by_the_default_policy(sites: tuple[Site, Site]) -> None:
-    main, _ = sites
-    with pytest.raises(ConfigError, match=r"refused by the outbound address policy.*allowed_networks"):
-        await load_spec(
-            OpenApiOptions(spec=f"{main.url}/api/spec.json"), base_dir=Path("."), fetcher=Fetcher(allow_http=True)
-        )
-    assert main.seen == []
+async def test_the_spec_host_the_operator_named_is_read_under_the_default_policy(sites: tuple[Site, Site]) -> None:
+    """Naming the spec's URL in the config admits its host (an internal API's own server), as an mcp connector's
+    url is; a document on another origin still needs an external_refs prefix."""
+    main, other = sites
+    default = Fetcher(allow_http=True)  # PUBLIC_ONLY: loopback is refused for any host not named in the config
+    spec = await load_spec(OpenApiOptions(spec=f"{main.url}/api/spec.json"), base_dir=Path("."), fetcher=default)
+    assert [op.key for op in spec.operations] == ["GET /pets"]
+    assert [path for path, _ in main.seen] == ["/api/spec.json", "/api/schemas/pet.json"]
+    (skipped,) = spec.skipped  # the document on another origin is not read without an external_refs prefix
+    assert skipped.key == "GET /tags" and other.seen == []
 
 
 # Property: whatever the document, intake gives an ApiSpec or a ConfigError, never another exception.

@@ -13,7 +13,6 @@ fetcher that trusts that host (whatever it resolves to, pinned), every other URL
 from __future__ import annotations
 
 import base64
-import ipaddress
 import re
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ import orjson
 
 from patchbay.links.credentials import LinkUnavailable
 from patchbay.links.store import Registration, Tokens
-from patchbay.outbound import AddressPolicy, Fetcher, FetchError
+from patchbay.outbound import Fetcher, FetchError
+from patchbay.outbound.fetcher import trusting_origin
 
 _CHALLENGE_PARAM = re.compile(r'resource_metadata="([^"]+)"')
 MAX_REGISTRATION_BYTES = 64 * 1024
@@ -77,7 +77,7 @@ class OAuthClient:
         if origin(url) != origin(self.upstream_url):
             return self.fetcher
         if self._trusted is None:
-            self._trusted = await _trusting(self.fetcher, self.upstream_url)
+            self._trusted = await trusting_origin(self.fetcher, self.upstream_url)
         return self._trusted
 
     async def get_json(self, url: str) -> Any:
@@ -287,27 +287,3 @@ def _oauth_error(status: int, answer: Any) -> str:
         description = answer.get("error_description")
         return f"{text}: {description[:300]}" if isinstance(description, str) else text
     return f"HTTP {status}"
-
-
-async def _trusting(base: Fetcher, url: str) -> Fetcher:
-    """A fetcher for the operator-configured upstream's own origin: its addresses, whatever they are, admitted."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            answers = await base.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
-            addresses = [ipaddress.ip_address(a) for a in answers]
-        except (OSError, ValueError):
-            addresses = []  # the guard reports the failure to resolve when the request is made
-    networks = (*base.policy.allowed_networks, *(ipaddress.ip_network(a) for a in addresses))
-    return Fetcher(
-        policy=AddressPolicy(networks, base.policy.any_address),
-        allow_http=base.allow_http or parts.scheme == "http",
-        transport=base.transport,
-        resolve=base.resolve,
-        timeout=base.timeout,
-        deadline=base.deadline,
-        max_bytes=base.max_bytes,
-    )

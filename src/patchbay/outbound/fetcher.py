@@ -13,8 +13,9 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from ipaddress import ip_network
+from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -182,6 +183,34 @@ def fetcher_for(
         return Fetcher(policy=ANY_ADDRESS, allow_http=True, transport=transport)
     networks = tuple(ip_network(cidr) for cidr in settings.allowed_networks)
     return Fetcher(policy=AddressPolicy(networks), transport=transport)
+
+
+async def trusting_origin(base: Fetcher, url: str) -> Fetcher:
+    """A fetcher like ``base`` that also admits the addresses ``url``'s host resolves to now, whatever they are.
+
+    For a host the operator configured (an upstream's URL, an OpenAPI spec's URL): naming it in the config is the
+    permission, as for the mcp connector's ``url``. Every other host stays under ``base``'s policy.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        addresses = [ip_address(host)]
+    except ValueError:
+        try:
+            answers = await base.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+            addresses = [ip_address(a) for a in answers]
+        except (OSError, ValueError):
+            addresses = []  # the guard reports the failure to resolve when the request is made
+    networks = (*base.policy.allowed_networks, *(ip_network(a) for a in addresses))
+    return Fetcher(
+        policy=AddressPolicy(networks, base.policy.any_address),
+        allow_http=base.allow_http or parts.scheme == "http",
+        transport=base.transport,
+        resolve=base.resolve,
+        timeout=base.timeout,
+        deadline=base.deadline,
+        max_bytes=base.max_bytes,
+    )
 
 
 def _host(url: str) -> str:

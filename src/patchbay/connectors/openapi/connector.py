@@ -4,8 +4,9 @@ At open the spec is read (file or URL, through the SSRF guard), its selected ope
 search tools for a large API), the configured credentials are read and matched to each operation's security
 requirements, and every operation gets its route: one pooled HTTP/1.1 client per API origin. Calls then go through
 :class:`~patchbay.connectors.openapi.caller.Caller`. A base URL the operator configured is trusted like an mcp
-connector's ``url``; one taken from a spec that was itself fetched from a URL is held to the ``[outbound]`` address
-policy, as any address learned from data would be.
+connector's ``url``, and so is the origin of a spec URL the operator configured (the spec's host and a server on
+that same origin); a server on another origin, taken from a spec that was fetched from a URL, is held to the
+``[outbound]`` address policy, as any address learned from data would be.
 """
 
 from __future__ import annotations
@@ -146,13 +147,15 @@ class OpenApiConnector:
         built = build_tools(spec, self.options, caller.invoke, prefix=self.env.prefix, label=self.name)
         published = built.operation_tools if built.mode == "tools" and built.operation_tools is not None else []
         outputs = {tool.name: tool.output_schema for tool in published}
-        policy = fetcher.policy if vetted else None
+        from_url = spec.source.startswith(("http://", "https://"))
 
         def route_to(plan: Plan) -> tuple[OriginClient, str]:
-            url = base_url
+            url, vet = base_url, vetted
             servers = plan.operation.servers
             if servers and self.options.base_url is None:
-                url = urljoin(base_url if not spec.source.startswith("http") else spec.source, servers[0])
+                url = urljoin(base_url if not from_url else spec.source, servers[0])
+                vet = from_url and not _same_origin(url, spec.source)
+            policy = fetcher.policy if vet else None
             return self._client(url, policy, allow_http=fetcher.allow_http), urlsplit(url).path
 
         try:
@@ -188,9 +191,10 @@ class OpenApiConnector:
         for server in spec.servers:
             url = urljoin(spec.source, server) if from_url else server
             if url.startswith(("http://", "https://")):
-                return url, from_url
+                # A server on the spec's own origin is the host the operator named: trusted like base_url.
+                return url, from_url and not _same_origin(url, spec.source)
         if from_url:
-            return urljoin(spec.source, "/"), True  # OpenAPI 3.1 §4.8.1: no servers means "/"
+            return urljoin(spec.source, "/"), False  # OpenAPI 3.1 §4.8.1: no servers means "/" (the spec's origin)
         raise ConfigError(
             "base_url: the spec names no absolute server URL; set base_url to where the API is served",
             key="base_url",
@@ -243,6 +247,11 @@ class OpenApiConnector:
                 ", ".join(lacking[:10]),
                 ", ..." if len(lacking) > 10 else "",
             )
+
+
+def _same_origin(a: str, b: str) -> bool:
+    one, two = urlsplit(a), urlsplit(b)
+    return (one.scheme, one.netloc.lower()) == (two.scheme, two.netloc.lower())
 
 
 def _vet_literal(host: str, policy: AddressPolicy) -> None:

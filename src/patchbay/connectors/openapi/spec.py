@@ -13,8 +13,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urljoin, urlsplit
-from urllib.request import url2pathname
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import anyio
 import orjson
@@ -28,6 +27,7 @@ from patchbay.connectors.openapi.schemas import SchemaConverter
 from patchbay.errors import ConfigError, ConnectorError
 from patchbay.links.options import resolve_value
 from patchbay.outbound import Fetcher, FetchError, Refused
+from patchbay.outbound.fetcher import trusting_origin
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 FETCH_DEADLINE = 120.0
@@ -219,7 +219,7 @@ def file_resolver(folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Resolve:
         parts = urlsplit(uri)
         if parts.scheme != "file":
             raise RefError(f"only files beside the spec may be read, not {uri}")
-        path = Path(url2pathname(parts.path)).resolve()
+        path = Path(unquote(parts.path)).resolve()  # a file: URI of this (POSIX) machine
         if not path.is_relative_to(inside):
             raise RefError(f"{path} is outside the spec's folder {inside}")
         return read_file(path, max_bytes)[0]
@@ -245,8 +245,12 @@ async def load_spec(options: OpenApiOptions, *, base_dir: Path, fetcher: Fetcher
             or a URL the outbound policy refuses.
         ConnectorError: the URL cannot be reached or does not answer 200 (worth retrying later).
     """
-    reader = _Reader(options, base_dir, fetcher)
     spec = options.spec
+    if spec.startswith(("http://", "https://")):
+        # The operator named the spec's host: it is admitted whatever it resolves to (an internal API's own
+        # server), like an mcp connector's url; external documents on other hosts stay under [outbound].
+        fetcher = await trusting_origin(fetcher, spec)
+    reader = _Reader(options, base_dir, fetcher)
     if spec.startswith(("http://", "https://")):
         source = spec
         document, shared = await reader.url(spec, root=True)
