@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,6 +22,7 @@ from patchbay.connectors.mcp.bridge import Bridge, Parked
 from patchbay.context import Context
 from patchbay.errors import RpcError, ToolError
 from patchbay.links import Credentials, LinkRequired, LinkUnavailable
+from patchbay.links.answer import link_answer
 from patchbay.protocol.scope import InputRequired
 from patchbay.protocol.versions import META_CLIENT_CAPS, META_LOG_LEVEL
 from patchbay.upstream import (
@@ -34,8 +34,6 @@ from patchbay.upstream import (
     UpstreamUnavailable,
 )
 
-URL_ELICITATION_REQUIRED = -32042  # MCP 2025-11-25 client/elicitation
-LINK_KEY = "patchbay_link"
 MAX_INPUT_ROUNDS = 8  # a 2026-07-28 upstream that keeps asking is stopped, not followed forever
 UPSTREAM_STATE = "upstream"  # where the upstream's requestState is kept inside ours (InputRequired.carry)
 
@@ -112,7 +110,7 @@ class Proxy:
 
         Raises:
             Unlinked: the caller has no linked account (its ``answer`` is the result to give).
-            RpcError, InputRequired: the link offered by URL elicitation (see :func:`_link_answer`).
+            RpcError, InputRequired: the link offered by URL elicitation (``patchbay.links.answer.link_answer``).
             ToolError: the upstream's authorization server cannot be reached.
         """
         return await self._credentials(ctx)
@@ -121,7 +119,7 @@ class Proxy:
         try:
             return await self.credentials.headers_for(ctx.principal)
         except LinkRequired as needed:
-            raise Unlinked(_link_answer(needed, ctx)) from None
+            raise Unlinked(link_answer(needed, ctx)) from None
         except LinkUnavailable as exc:
             raise ToolError(f"Cannot sign in to the upstream server '{self.name}': {exc}") from None
 
@@ -255,30 +253,3 @@ async def _message(ctx: Context, params: dict[str, Any]) -> None:
         await ctx.log(
             level if isinstance(level, str) else "info", params.get("data"), logger if isinstance(logger, str) else None
         )
-
-
-def _declares_url_elicitation(ctx: Context) -> bool:
-    elicitation = ctx.client_capabilities.get("elicitation")
-    return isinstance(elicitation, dict) and "url" in elicitation
-
-
-def _link_answer(needed: LinkRequired, ctx: Context) -> dict[str, Any]:
-    """As approvals answer (patchbay.gate.approvals): URL elicitation where the client declared it, else a tool
-    result with the link that the model reads to the person.
-
-    Raises:
-        RpcError: -32042 for a 2025-11-25 client that declared URL-mode elicitation.
-        InputRequired: for a 2026-07-28 client that declared it, until it answers.
-    """
-    message = needed.message
-    if ctx.era == "legacy" and ctx.protocol_version >= "2025-11-25" and _declares_url_elicitation(ctx):
-        elicitation = {"mode": "url", "elicitationId": f"link-{secrets.token_hex(8)}", "url": needed.url}
-        elicitation["message"] = message
-        raise RpcError(URL_ELICITATION_REQUIRED, "This call needs a linked account", {"elicitations": [elicitation]})
-    if ctx.era == "modern" and _declares_url_elicitation(ctx):
-        answer = ctx.input_answers.get(LINK_KEY)
-        if answer is None:
-            request = {"method": "elicitation/create", "params": {"mode": "url", "message": message, "url": needed.url}}
-            raise InputRequired({LINK_KEY: request})
-    text = f"{message} Open {needed.url} to link your account, then call the tool again."
-    return {"content": [{"type": "text", "text": text}], "isError": False, "_meta": {"patchbay/link": needed.url}}

@@ -152,9 +152,9 @@ class Caller:
         except TimeoutError:
             result = self._failed(f"The API did not answer within {route.timeout:g} seconds.", down=True)
         except LinkRequired as needed:
-            from patchbay.connectors.mcp.proxy import _link_answer  # the mcp connector's way of offering a link
+            from patchbay.links.answer import link_answer
 
-            answer = _link_answer(needed, ctx)
+            answer = link_answer(needed, ctx)
             return ToolResult(answer["content"], is_error=bool(answer["isError"]), meta=answer["_meta"])
         except LinkUnavailable as exc:
             result = self._failed(f"Patchbay cannot sign in to the API of '{self.label}': {exc}")

@@ -17,9 +17,24 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 
 Check = Callable[[Any], bool]
-# Keywords that never constrain a value (JSON Schema 2020-12 annotations, and OpenAPI's harmless leftovers).
+# Keywords that never constrain a value (JSON Schema 2020-12 annotations, and OpenAPI's harmless leftovers). The
+# content keywords only annotate too (2020-12 Validation §8.1): a base64 argument is decoded, and refused if it is
+# not base64, when the request is built.
 _ANNOTATIONS = frozenset(
-    {"description", "title", "default", "examples", "deprecated", "readOnly", "writeOnly", "format", "$comment"}
+    {
+        "description",
+        "title",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "format",
+        "$comment",
+        "contentEncoding",
+        "contentMediaType",
+        "contentSchema",
+    }
 )
 _TYPES: dict[str, Check] = {
     "string": lambda v: isinstance(v, str),

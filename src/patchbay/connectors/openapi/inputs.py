@@ -5,7 +5,10 @@ argument, named as the API names it where that is a safe JSON property name (``f
 ``filter_status``; the real name stays in the :class:`ArgTarget`). Only a real collision qualifies a name: when two
 arguments would share one, the one in the most specific place keeps it (path, then query, header, cookie, body) and
 the others get their location as a prefix (``id`` and ``body_id``, or ``id`` and ``query_id``). A body that is not
-an object with properties (an array, a scalar, a ``oneOf``) is one argument, ``body``.
+an object with properties (an array, a scalar, a ``oneOf``) is one argument, ``body``; so is an object body whose
+schema has rules about the object as a whole (``minProperties``, ``dependentRequired``, ``if``/``then``, a map's
+``additionalProperties`` …), which flat arguments would lose. Each argument admits only what its place in the
+request can carry (:mod:`.sendable`).
 
 Schemas are copied compactly (vendor ``x-`` keys, ``xml``, ``externalDocs`` and all but the first example dropped)
 with only the ``$defs`` they reach. Output schemas are loosened so that a real response never fails them: a real
@@ -20,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from patchbay.connectors.openapi.models import ArgTarget, Body, Operation, Parameter, Success
+from patchbay.connectors.openapi.sendable import narrow_value, parameter_schema
 
 JsonSchema = dict[str, Any]
 DEFS = "#/$defs/"
@@ -48,6 +52,28 @@ _DROPPED = frozenset({"xml", "externalDocs", "example", "discriminator", "$schem
 # What an output schema keeps: the shape, not the promises a real response may break.
 _OUTPUT_KEEPS = frozenset({"type", "properties", "items", "prefixItems", "$ref", "anyOf", "allOf", "format"})
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_]+")
+_UNION = ("oneOf", "anyOf", "patternProperties", "not", "if")
+# Keywords about an object as a whole (its size, which members go together, unions, conditions): flat arguments
+# would lose them, so a body using one stays one ``body`` argument carrying its whole schema.
+_WHOLE_OBJECT = frozenset(
+    {
+        "oneOf",
+        "anyOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "patternProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "dependentRequired",
+        "dependentSchemas",
+        "dependencies",
+        "enum",
+        "const",
+    }
+)
 
 
 def ref_key(ref: str) -> str | None:
@@ -151,7 +177,7 @@ def _walk(schema: Any, output: bool, refs: set[str]) -> Any:
                 if target is not None:
                     refs.add(target)
             out[key] = value
-    return out
+    return out if output else narrow_value(out)
 
 
 def _safe(name: str) -> str:
@@ -180,12 +206,15 @@ class _Candidate:
         self.safe = _safe(name) if location != "body" else "body"
 
 
-def _object_shape(schema: JsonSchema, schemas: Schemas, depth: int = 0) -> tuple[dict[str, Any], set[str]] | None:
-    """An object body's properties and required names (``allOf`` members merged); None when it is not one."""
+def _object_shape(
+    schema: JsonSchema, schemas: Schemas, depth: int = 0, *, flat: bool = False
+) -> tuple[dict[str, Any], set[str]] | None:
+    """An object's properties and required names (``allOf`` members merged); None when it is not one, or, with
+    ``flat``, when its schema says more about the whole object than flat arguments can (:data:`_WHOLE_OBJECT`)."""
     schema = schemas.resolve(schema)
-    if depth > 8 or any(key in schema for key in ("oneOf", "anyOf", "patternProperties", "not", "if")):
+    if depth > 8 or any(key in schema for key in (_WHOLE_OBJECT if flat else _UNION)):
         return None
-    if isinstance(schema.get("additionalProperties"), dict):
+    if isinstance(schema.get("additionalProperties"), dict) or isinstance(schema.get("unevaluatedProperties"), dict):
         return None  # a map: its keys are data, not arguments
     kind = schema.get("type")
     if kind not in (None, "object") or (kind is None and "properties" not in schema and "allOf" not in schema):
@@ -193,18 +222,20 @@ def _object_shape(schema: JsonSchema, schemas: Schemas, depth: int = 0) -> tuple
     properties: dict[str, Any] = {}
     required: set[str] = set()
     for member in schema.get("allOf", ()):
-        shape = _object_shape(member, schemas, depth + 1) if isinstance(member, dict) else None
+        shape = _object_shape(member, schemas, depth + 1, flat=flat) if isinstance(member, dict) else None
         if shape is None:
             return None
         properties.update(shape[0])
         required |= shape[1]
     properties.update(schema.get("properties") or {})
     required |= {name for name in schema.get("required", ()) if isinstance(name, str)}
+    if flat and depth == 0 and required - properties.keys():
+        return None  # a required member without a schema could never be given as an argument
     return properties, required
 
 
 def _body_candidates(body: Body, schemas: Schemas) -> list[_Candidate]:
-    shape = _object_shape(body.schema, schemas)
+    shape = _object_shape(body.schema, schemas, flat=True)
     if shape is None or not shape[0]:
         return [_Candidate("body", "", _described(body.schema, body.description), body.required)]
     properties, required = shape
@@ -217,10 +248,11 @@ def _body_candidates(body: Body, schemas: Schemas) -> list[_Candidate]:
     return candidates
 
 
-def _param_candidate(parameter: Parameter) -> _Candidate | None:
+def _param_candidate(parameter: Parameter, schemas: Schemas) -> _Candidate | None:
     if parameter.location == "header" and parameter.name.lower() in IGNORED_HEADERS:
         return None
-    schema = _described(parameter.schema, parameter.description, parameter.deprecated)
+    schema = parameter_schema(parameter, parameter.schema, schemas.resolve)
+    schema = _described(schema, parameter.description, parameter.deprecated)
     return _Candidate(parameter.location, parameter.name, schema, parameter.required or parameter.location == "path")
 
 
@@ -259,7 +291,7 @@ def build_inputs(
     for this operation alone.
     """
     schemas = schemas or Schemas(defs)
-    candidates = [c for p in operation.parameters if (c := _param_candidate(p)) is not None]
+    candidates = [c for p in operation.parameters if (c := _param_candidate(p, schemas)) is not None]
     if operation.body is not None:
         candidates.extend(_body_candidates(operation.body, schemas))
     refs: set[str] = set()

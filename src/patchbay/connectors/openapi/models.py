@@ -39,6 +39,9 @@ class Parameter:
     # A parameter described by ``content`` instead of ``schema``: its media type (the value is serialised as such).
     content_type: str | None = None
     deprecated: bool = False
+    # OpenAPI 3.1 §4.8.12.2 allowEmptyValue (query only): an empty value may be sent. False by default, so a query
+    # string argument must not be empty.
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True, slots=True)

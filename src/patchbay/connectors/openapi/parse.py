@@ -319,6 +319,7 @@ def parameter(ctx: Context, node: Any, base: str) -> list[Parameter]:
             allow_reserved=node.get("allowReserved") is True,
             content_type=content_type,
             deprecated=node.get("deprecated") is True,
+            allow_empty=where == "query" and node.get("allowEmptyValue") is True,
         )
     ]
 

@@ -222,6 +222,7 @@ def _parameter(ctx: Context, node: dict[str, Any], base: str) -> Parameter:
         description=text(node.get("description")),
         style=style,
         explode=explode,
+        allow_empty=location == "query" and node.get("allowEmptyValue") is True,
     )
 
 
