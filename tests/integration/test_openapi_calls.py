@@ -165,7 +165,12 @@ def spec_for(base: str) -> dict[str, Any]:
             },
             "/slow": {"get": op("slow")},
             "/picture": {
-                "get": op("picture", responses={"200": {"description": "a picture", "content": {"image/png": {}}}})
+                "get": op(
+                    "picture",
+                    params=[{"name": "size", "in": "query", "schema": {"type": "string"}}],
+                    security=[{"queryKey": []}],
+                    responses={"200": {"description": "a picture", "content": {"image/png": {}}}},
+                )
             },
             "/key-query": {"get": op("keyQuery", security=[{"queryKey": []}])},
             "/key-header": {"get": op("keyHeader", security=[{"headerKey": []}])},
@@ -376,9 +381,14 @@ async def test_api_errors_carry_its_message_and_what_to_do(running: Running) -> 
     assert "Not found: GET /api/items/missing" in said
 
 
-async def test_binary_answers_are_images_and_large_lists_are_cut_by_items_with_a_note(running: Running) -> None:
-    picture = await running.call("picture")
-    assert picture.content == [{"type": "image", "data": base64.b64encode(PNG).decode(), "mimeType": "image/png"}]
+async def test_binary_answers_are_resources_and_large_lists_are_cut_by_items_with_a_note(running: Running) -> None:
+    picture = await running.call("picture", size="small")
+    [sent] = [r for r in running.api.received if r["target"].startswith("/api/picture")]
+    assert sent["target"] == f"/api/picture?size=small&api_key={SECRETS['QUERY_KEY']}"
+    # named by the URL asked for, without the API key that went in the query
+    uri = f"{running.api.base}/api/picture?size=small"
+    resource = {"uri": uri, "mimeType": "image/png", "blob": base64.b64encode(PNG).decode()}
+    assert picture.content == [{"type": "resource", "resource": resource}]
     small = await running.call("list_items", limit=3)
     assert len(json.loads(small.content[0]["text"])) == 3 and len(small.content) == 1
     big = await running.call("list_items", limit=2000)  # ~270 kB, over the 100 kB default cap

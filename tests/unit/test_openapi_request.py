@@ -7,14 +7,27 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from patchbay.connectors.openapi.inputs import build_inputs
 from patchbay.connectors.openapi.models import ArgTarget, Body, Encoding, Operation, Parameter, Plan, Success
-from patchbay.connectors.openapi.request import ArgumentError, build_request, compile_request
+from patchbay.connectors.openapi.request import (
+    ArgumentError,
+    HttpRequest,
+    RequestBuilder,
+    build_request,
+    compile_request,
+)
+from patchbay.connectors.openapi.spec import load_path
+
+REST_API = Path(__file__).parents[1] / "fixtures" / "openapi" / "rest_api.yaml"
 
 STRING = "blue"
 ARRAY = ["blue", "black", "brown"]
@@ -240,3 +253,252 @@ def test_binary_and_text_bodies() -> None:
     plan = plan_for("/b", body=text, method="PUT", body_args={"body": ArgTarget("body", "")})
     request = build_request(plan, {"body": "line\nü"})
     assert request.body == "line\nü".encode() and request.headers["Content-Type"] == "text/plain"
+
+
+def multipart_plan(properties: dict[str, Any], args: dict[str, str], required: tuple[str, ...] = ()) -> Plan:
+    """A multipart operation whose tool arguments (``args``: argument -> property) differ from the API's names."""
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    body = Body("multipart/form-data", schema, required=True)
+    return plan_for(
+        "/up", body=body, method="POST", body_args={a: ArgTarget("body_property", p) for a, p in args.items()}
+    )
+
+
+def test_a_text_file_part_is_sent_as_the_text_given_and_a_binary_one_decoded_from_base64() -> None:
+    properties = {
+        "notes": {"type": "string", "contentMediaType": "text/plain"},
+        "data": {"type": "string", "contentMediaType": "application/vnd.api+json"},
+        "photo": {"type": "string", "contentMediaType": "image/png"},
+    }
+    plan = multipart_plan(properties, {"notes": "notes", "data": "data", "photo": "photo"})
+    text = "hello world\n"  # valid base64 would be decoded by mistake; this is not, and must arrive as it is
+    request = build_request(
+        plan, {"notes": text, "data": '{"a": 1}', "photo": base64.b64encode(b"\x89PNG\x00").decode()}
+    )
+    parts = parts_of(request.body, request.headers["Content-Type"])
+    assert parts["notes"] == ("notes", "text/plain", text.encode())
+    assert parts["data"] == ("data", "application/vnd.api+json", b'{"a": 1}')
+    assert parts["photo"] == ("photo", "image/png", b"\x89PNG\x00")
+
+
+def test_a_text_that_looks_like_base64_is_still_sent_as_text() -> None:
+    plan = multipart_plan({"notes": {"type": "string", "contentMediaType": "text/csv"}}, {"notes": "notes"})
+    request = build_request(plan, {"notes": "abcd"})
+    assert parts_of(request.body, request.headers["Content-Type"])["notes"] == ("notes", "text/csv", b"abcd")
+
+
+def test_a_file_part_takes_content_filename_and_content_type_from_an_object() -> None:
+    properties = {
+        "notes": {"type": "string", "contentMediaType": "text/plain"},
+        "photo": {"type": "string", "contentMediaType": "image/*"},
+    }
+    plan = multipart_plan(properties, {"notes": "notes", "photo": "photo"})
+    arguments = {
+        "notes": {"content": "ü line", "filename": "n.md", "contentType": "text/markdown"},
+        "photo": {"content": base64.b64encode(b"GIF89a").decode(), "filename": "p.gif"},
+    }
+    request = build_request(plan, arguments)
+    parts = parts_of(request.body, request.headers["Content-Type"])
+    assert parts["notes"] == ("n.md", "text/markdown", "ü line".encode())
+    # image/* names no one type: the part says what bytes are, generically
+    assert parts["photo"] == ("p.gif", "application/octet-stream", b"GIF89a")
+
+
+def test_a_bad_file_is_refused_naming_the_argument_not_the_apis_field() -> None:
+    properties = {
+        "file-data": {"type": "string", "contentMediaType": "application/pdf"},
+        "text-data": {"type": "string", "contentMediaType": "text/plain"},
+    }
+    plan = multipart_plan(properties, {"file_data": "file-data", "text_data": "text-data"})
+    with pytest.raises(ArgumentError, match=r"^argument 'file_data': a file's content is not valid base64$"):
+        build_request(plan, {"file_data": "%%% not base64"})
+    with pytest.raises(ArgumentError, match=r"^argument 'text_data': a file must be text, or \{"):
+        build_request(plan, {"text_data": 42})
+    with pytest.raises(ArgumentError, match=r"^argument 'file_data': a content type must be one line$"):
+        build_request(plan, {"file_data": {"content": "", "contentType": "a/b\r\nX-Evil: 1"}})
+
+
+def test_a_multipart_array_is_one_part_per_item_objects_as_json() -> None:
+    properties = {
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "ids": {"type": "array", "items": {"type": "integer"}},
+        "people": {"type": "array", "items": {"type": "object"}},
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+    }
+    plan = multipart_plan(properties, {name: name for name in properties})
+    arguments = {
+        "tags": ["a", "b"],
+        "ids": [1, 2],
+        "people": [{"n": 1}, {"n": [2]}],
+        "files": [base64.b64encode(b"one").decode(), base64.b64encode(b"two").decode()],
+    }
+    request = build_request(plan, arguments)
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode() + request.body
+    )
+    seen = [
+        (part.get_param("name", header="content-disposition"), part.get_content_type(), part.get_payload(decode=True))
+        for part in message.iter_parts()
+    ]
+    assert seen == [
+        ("tags", "text/plain", b"a"),
+        ("tags", "text/plain", b"b"),
+        ("ids", "text/plain", b"1"),
+        ("ids", "text/plain", b"2"),
+        ("people", "application/json", b'{"n":1}'),
+        ("people", "application/json", b'{"n":[2]}'),
+        ("files", "application/octet-stream", b"one"),
+        ("files", "application/octet-stream", b"two"),
+    ]
+
+
+def test_a_path_fragment_is_never_sent_and_the_operation_key_keeps_it() -> None:
+    param = Parameter("id", "path", {}, required=True)
+    plan = plan_for("/cookies/{id}#formNonExploded", (Parameter("q", "query", {}), param))
+    request = build_request(plan, {"id": 3, "q": "x"})
+    assert request.target == "/cookies/3?q=x"
+    assert plan.operation.key == "GET /cookies/{id}#formNonExploded"
+    assert build_request(plan_for("/cookies#form"), {}).target == "/cookies"
+
+
+def optional_body_plan(required: bool) -> Plan:
+    schema = {"allOf": [{"$ref": "#/$defs/Named"}, {"properties": {"note": {"type": "string"}}}]}
+    body = Body("application/json", schema, required=required)
+    args = {"name": "name", "body_id": "id", "note": "note"}
+    return plan_for(
+        "/t", body=body, method="POST", body_args={a: ArgTarget("body_property", p) for a, p in args.items()}
+    )
+
+
+DEFS = {"Named": {"type": "object", "required": ["name", "id"], "properties": {"name": {}, "id": {}}}}
+
+
+def test_an_optional_body_given_in_part_needs_its_required_properties_named() -> None:
+    builder = compile_request(optional_body_plan(required=False), defs=DEFS)
+    with pytest.raises(ArgumentError, match=r"^missing argument 'name', 'body_id': the request body is optional, bu"):
+        builder.build({"note": "hi"})
+    with pytest.raises(ArgumentError, match=r"^missing argument 'body_id'"):
+        builder.build({"note": "hi", "name": "n"})
+    sent = builder.build({"name": "n", "body_id": 1})
+    assert orjson.loads(sent.body) == {"name": "n", "id": 1}
+    nothing = builder.build({})
+    assert nothing.body == b"" and "Content-Type" not in nothing.headers
+
+
+def test_a_required_body_needs_its_required_properties_and_is_sent_empty_when_it_has_none() -> None:
+    builder = compile_request(optional_body_plan(required=True), defs=DEFS)
+    with pytest.raises(ArgumentError, match=r"^missing required argument 'name', 'body_id' \(a required property"):
+        builder.build({})
+    body = Body("application/json", {"type": "object", "properties": {"a": {}}}, required=True)
+    plan = plan_for("/t", body=body, method="POST", body_args={"a": ArgTarget("body_property", "a")})
+    empty = build_request(plan, {})
+    assert empty.body == b"{}" and empty.headers["Content-Type"] == "application/json"
+
+
+def test_an_integer_json_cannot_carry_is_refused_naming_its_argument() -> None:
+    huge = 2**64
+    body = Body("application/json", {"type": "object"}, required=True)
+    plan = plan_for("/t", body=body, method="POST", body_args={"count": ArgTarget("body_property", "count")})
+    with pytest.raises(ArgumentError, match=r"^argument 'count': cannot be written as JSON \(Integer exceeds 64-bit"):
+        build_request(plan, {"count": huge})
+    whole = Body("application/json", {"type": "array"}, required=True)
+    plan = plan_for("/t", body=whole, method="POST", body_args={"items": ArgTarget("body", "")})
+    with pytest.raises(ArgumentError, match=r"^argument 'items': cannot be written as JSON"):
+        build_request(plan, {"items": [1, huge]})
+    content = Parameter("filter", "query", {}, content_type="application/json")
+    with pytest.raises(ArgumentError, match=r"^argument 'filter': cannot be written as JSON"):
+        build_request(plan_for("/s", (content,)), {"filter": {"n": -huge}})
+    nested = Parameter("pairs", "query", {})
+    with pytest.raises(ArgumentError, match=r"^argument 'pairs': cannot be written as JSON"):
+        build_request(plan_for("/s", (nested,)), {"pairs": [[huge]]})
+    form = Body("application/x-www-form-urlencoded", {"type": "object"}, required=True)
+    plan = plan_for("/f", body=form, method="POST", body_args={"meta_data": ArgTarget("body_property", "meta")})
+    with pytest.raises(ArgumentError, match=r"^argument 'meta_data': cannot be written as JSON"):
+        build_request(plan, {"meta_data": {"n": [huge]}})
+
+
+def test_an_empty_path_value_is_refused_as_it_would_change_the_path() -> None:
+    param = Parameter("id", "path", {}, required=True)
+    plan = plan_for("/t/{id}/comments", (param,))
+    for empty in ("", [], {}):
+        with pytest.raises(ArgumentError, match=r"^argument 'id' must not be empty$"):
+            build_request(plan, {"id": empty})
+
+
+def test_an_empty_array_leaves_an_optional_query_parameter_out_and_is_refused_for_a_required_one() -> None:
+    optional = Parameter("tags", "query", {}, style="form", explode=False)
+    required = Parameter("ids", "query", {}, required=True, style="form", explode=True)
+    plan = plan_for("/s", (optional, required))
+    assert build_request(plan, {"tags": [], "ids": [1]}).target == "/s?ids=1"
+    assert build_request(plan, {"tags": [], "ids": [""]}).target == "/s?ids="  # an empty string is a value
+    with pytest.raises(ArgumentError, match=r"^argument 'ids' must not be empty$"):
+        build_request(plan, {"ids": []})
+
+
+def test_an_empty_header_value_is_not_sent() -> None:
+    plan = plan_for("/s", (Parameter("X-Trace", "header", {}), Parameter("X-Tags", "header", {})))
+    request = build_request(plan, {"X-Trace": "", "X-Tags": []})
+    assert set(request.headers) == {"Accept"}
+
+
+def every_style_plan() -> Plan:
+    """One operation with a parameter in every location and style, and a form body with every encoding."""
+    params = [Parameter("p_simple", "path", {}, required=True)]
+    params += [Parameter(f"p_{style}", "path", {}, required=True, style=style) for style in ("label", "matrix")]
+    for style in ("form", "spaceDelimited", "pipeDelimited", "deepObject"):
+        params += [Parameter(f"q_{style}_{explode}", "query", {}, style=style, explode=explode) for explode in (0, 1)]
+    params += [
+        Parameter("q_reserved", "query", {}, allow_reserved=True),
+        Parameter("q_json", "query", {}, content_type="application/json"),
+        Parameter("q_text", "query", {}, content_type="text/plain"),
+        Parameter("X-Simple", "header", {}, required=True),
+        Parameter("X-Exploded", "header", {}, explode=True),
+        Parameter("c_form", "cookie", {}, style="form", explode=False),
+    ]
+    path = "/r/{p_simple}/{p_label}/{p_matrix}#fragment"
+    encoding = {"deep": Encoding(style="deepObject"), "meta": Encoding(content_type="application/json")}
+    body = Body("application/x-www-form-urlencoded", {"required": ["name"]}, required=False, encoding=encoding)
+    properties = {n: ArgTarget("body_property", n) for n in ("name", "deep", "meta", "piped")}
+    return plan_for(path, tuple(params), body=body, method="POST", body_args=properties)
+
+
+def builders() -> list[tuple[RequestBuilder, list[str]]]:
+    spec = load_path(REST_API)
+    made = [(compile_request(every_style_plan()), list(every_style_plan().args))]
+    for operation in spec.operations:
+        args, _ = build_inputs(operation, spec.defs)
+        plan = Plan(operation, args, operation.operation_id or "op")
+        made.append((compile_request(plan, base_path="/api", defs=spec.defs), list(args)))
+    return made
+
+
+BUILDERS = builders()
+# Any JSON a client may send, and more: integers of any size, text with lone surrogates and control characters.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(st.characters(exclude_categories=())),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=600, deadline=None, database=None, derandomize=True)
+@given(st.data())
+def test_any_argument_value_builds_a_request_or_is_refused_with_an_argument_error(data: st.DataObject) -> None:
+    builder, names = data.draw(st.sampled_from(BUILDERS))
+    chosen = data.draw(st.lists(st.sampled_from(names), unique=True)) if names else []
+    arguments = {name: data.draw(JSON_VALUES) for name in chosen}
+    try:
+        request = builder.build(arguments)
+    except ArgumentError as exc:
+        assert str(exc).startswith(("argument '", "missing ", "unknown argument")), exc
+        return
+    assert isinstance(request, HttpRequest)
+    assert request.target.startswith("/") and "#" not in request.target
+    request.target.encode("ascii")  # what goes on the request line
+    for name, value in request.headers.items():
+        (name + value).encode("latin-1")
+        assert value and "\r" not in value and "\n" not in value

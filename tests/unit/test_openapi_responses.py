@@ -1,5 +1,5 @@
 """An API's answers shaped into tool results: structured JSON where the output schema holds, text otherwise,
-binary as images or resources, projection, the size cap with its note, and errors that say what to do."""
+binary as resources, projection, the size cap with its note, and errors that say what to do."""
 
 from __future__ import annotations
 
@@ -53,15 +53,48 @@ def test_arrays_scalars_and_text_are_text_without_structured_content() -> None:
     assert empty.content[0]["text"] == "The API answered 204 No Content, with no content."
 
 
-def test_binary_is_an_image_or_an_embedded_resource_or_a_size_note() -> None:
+def test_binary_images_included_is_an_embedded_resource_named_by_the_url_asked_for() -> None:
     png = b"\x89PNG" + bytes(100)
-    image = shaper().success(200, {"content-type": "image/png"}, png)
-    assert image.content == [{"type": "image", "data": base64.b64encode(png).decode(), "mimeType": "image/png"}]
-    pdf = shaper().success(200, {"content-type": "application/pdf"}, b"%PDF-1.7")
+    shape = shaper(origin="https://api.example.com")
+    image = shape.success(200, {"content-type": "image/png"}, png, target="/files/7/badge?size=small")
+    assert image.content == [
+        {
+            "type": "resource",
+            "resource": {
+                "uri": "https://api.example.com/files/7/badge?size=small",
+                "mimeType": "image/png",
+                "blob": base64.b64encode(png).decode(),
+            },
+        }
+    ]
+    pdf = shape.success(200, {"content-type": "application/pdf"}, b"%PDF-1.7", target="/doc")
     resource = pdf.content[0]["resource"]
     assert resource["mimeType"] == "application/pdf" and base64.b64decode(resource["blob"]) == b"%PDF-1.7"
+    assert resource["uri"] == "https://api.example.com/doc"
+
+
+def test_a_binary_answers_uri_never_carries_a_configured_secret() -> None:
+    shape = shaper(origin="https://api.example.com", secrets=("s3cr3t-key",))
+    result = shape.success(200, {"content-type": "image/gif"}, b"GIF89a", target="/img?sig=s3cr3t-key")
+    assert result.content[0]["resource"]["uri"] == "https://api.example.com/img?sig=[redacted]"
+
+
+def test_binary_over_the_cap_is_a_note_with_its_size_and_media_type_and_no_blob() -> None:
     big = shaper(max_bytes=2048).success(200, {"content-type": "application/zip"}, bytes(10_000))
+    assert big.content == [{"type": "text", "text": big.content[0]["text"]}]
     assert "10,000 bytes of application/zip, more than this tool's limit of 2,048 bytes" in big.content[0]["text"]
+    # base64 of 1,536 bytes is exactly 2,048 characters: it fits; one more byte does not.
+    assert shaper(max_bytes=2048).success(200, {"content-type": "image/png"}, bytes(1536)).content[0]["type"] == (
+        "resource"
+    )
+    assert shaper(max_bytes=2048).success(200, {"content-type": "image/png"}, bytes(1537)).content[0]["type"] == "text"
+
+
+def test_json_declared_but_not_json_is_returned_as_text_not_as_binary() -> None:
+    result = shaper().success(200, JSON, b"{not json")
+    assert result.content == [{"type": "text", "text": "{not json"}]
+    yaml = shaper().success(200, {"content-type": "application/vnd.api+yaml"}, b"a: 1")
+    assert yaml.content == [{"type": "text", "text": "a: 1"}]
 
 
 def test_fields_project_objects_and_every_item_of_arrays() -> None:

@@ -2,15 +2,20 @@
 
 JSON (``application/json`` and any ``+json``) with orjson; ``application/x-www-form-urlencoded`` with each
 property's Encoding style (form by default, deepObject, the delimited styles, or a content type such as JSON);
-``multipart/form-data`` with one part per property, a file given as base64 text or ``{"content": base64,
-"filename": ..., "contentType": ...}``; ``text/*`` as UTF-8; anything binary (``application/octet-stream``, or a
-schema that says so) from base64 text.
+``multipart/form-data`` with one part per property and one per item of an array property (§4.8.15: the Encoding
+applies to each item), a file given as its content or as ``{"content": ..., "filename": ..., "contentType": ...}``;
+``text/*`` as UTF-8; anything binary (``application/octet-stream``, or a schema that says so) from base64 text.
+
+A file's content (3.0 ``format: binary``; 3.1 ``contentMediaType`` without ``contentEncoding``, §4.8.14.3) is the
+text itself when its media type is textual (``text/*``, JSON, XML, YAML ...) and base64 otherwise: a tool's
+arguments are JSON, which carries text but not raw bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -22,10 +27,40 @@ from patchbay.connectors.openapi.models import Body, Encoding
 
 _DEFAULT_ENCODING = Encoding()
 MAX_REF_DEPTH = 32
+# Media types whose content is text a JSON string can carry as it is (RFC 6838 structured syntax suffixes too).
+_TEXTUAL = re.compile(
+    r"^(text/.+|application/(.+[+/])?(json|xml|yaml|x-yaml|javascript|ecmascript|x-www-form-urlencoded|csv"
+    r"|graphql|x-ndjson|jsonl|sql)|.+/.+\+(json|xml|yaml))$"
+)
 
 
 class BodyError(ValueError):
-    """A body value cannot be sent as the media type says (``request.ArgumentError`` wraps it)."""
+    """A body value cannot be sent as the media type says (``request.ArgumentError`` wraps it).
+
+    ``field`` is the body property the problem is in (the API's name for it), or None for the whole body.
+    """
+
+    def __init__(self, problem: str, field: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.field = field
+
+
+def is_textual(media: str) -> bool:
+    """Whether content of ``media`` (an essence: no parameters, lower case) is text, not raw bytes."""
+    return _TEXTUAL.match(media) is not None
+
+
+def dump_json(value: Any) -> bytes:
+    """``value`` as JSON bytes.
+
+    Raises:
+        BodyError: orjson cannot write it (an integer outside the 64-bit range, a nesting deeper than 254).
+    """
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise BodyError(f"cannot be written as JSON ({exc})") from None
 
 
 class BodyWriter:
@@ -61,7 +96,8 @@ def body_writer(body: Body, defs: dict[str, Any]) -> BodyWriter:
         return BodyWriter(body.media_type, body.required, _form_writer(body))
     if media == "multipart/form-data" or media.startswith("multipart/"):
         return BodyWriter(body.media_type, body.required, _multipart_writer(body, schema, defs))
-    if media == "application/octet-stream" or is_file(schema):
+    file_media = file_media_type(schema)
+    if media == "application/octet-stream" or (file_media is not None and not is_textual(file_media)):
         return BodyWriter(body.media_type, body.required, _write_binary)
     return BodyWriter(body.media_type, body.required, _write_text)
 
@@ -79,11 +115,20 @@ def resolve(schema: Any, defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_file(schema: dict[str, Any]) -> bool:
-    """A schema that describes raw bytes: ``format: binary`` (3.0) or ``contentMediaType`` without an encoding
-    (3.1 §4.8.14.3, "Working with binary data")."""
-    if schema.get("format") == "binary":
-        return True
-    return "contentMediaType" in schema and "contentEncoding" not in schema and schema.get("type") in (None, "string")
+    """A schema that describes a file's content: ``format: binary`` (3.0) or ``contentMediaType`` without an
+    encoding (3.1 §4.8.14.3, "Working with binary data")."""
+    return file_media_type(schema) is not None
+
+
+def file_media_type(schema: dict[str, Any]) -> str | None:
+    """The media type of the file ``schema`` describes (``application/octet-stream`` when it names none), or None
+    when it describes no file (a plain string, or content already encoded: ``contentEncoding``)."""
+    if "contentEncoding" in schema or schema.get("type") not in (None, "string"):
+        return None
+    media = schema.get("contentMediaType")
+    if isinstance(media, str) and media.strip():
+        return media.split(";", 1)[0].strip().lower()
+    return "application/octet-stream" if schema.get("format") == "binary" else None
 
 
 # -- JSON, text, binary -------------------------------------------------------------------------------------------
@@ -91,24 +136,42 @@ def is_file(schema: dict[str, Any]) -> bool:
 
 def _write_json(value: Any, headers: dict[str, str]) -> bytes:
     try:
-        return orjson.dumps(value)
-    except TypeError as exc:
-        raise BodyError(f"cannot be written as JSON ({exc})") from None
+        return dump_json(value)
+    except BodyError as exc:
+        if isinstance(value, dict):  # name the property at fault (only now: the call is refused anyway)
+            exc.field = next((str(k) for k, v in value.items() if not _writable(v)), None)
+        raise
+
+
+def _writable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 def _write_text(value: Any, headers: dict[str, str]) -> bytes:
-    return value.encode() if isinstance(value, str) else orjson.dumps(value)
+    return _utf8(value) if isinstance(value, str) else dump_json(value)
 
 
 def _write_binary(value: Any, headers: dict[str, str]) -> bytes:
-    content, _, content_type = _file(value)
+    content, _, content_type = _file(value, binary=True)
     if content_type:
-        headers["Content-Type"] = content_type
+        headers["Content-Type"] = _one_line(content_type)
     return content
 
 
-def _file(value: Any) -> tuple[bytes, str, str]:
-    """(bytes, filename, content type) of a file argument: base64 text or {"content", "filename", "contentType"}."""
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise BodyError("is not valid Unicode text (it holds a lone surrogate)") from None
+
+
+def _file(value: Any, *, binary: bool) -> tuple[bytes, str, str]:
+    """(bytes, filename, content type) of a file argument: its content (base64 when ``binary``, else the text
+    itself), or ``{"content": ..., "filename": ..., "contentType": ...}``."""
     filename = content_type = ""
     if isinstance(value, dict):
         filename = value.get("filename") or ""
@@ -116,8 +179,11 @@ def _file(value: Any) -> tuple[bytes, str, str]:
         if not isinstance(filename, str) or not isinstance(content_type, str):
             raise BodyError("a file's filename and contentType must be text")
         value = value.get("content")
+    shape = "base64 text" if binary else "text"
     if not isinstance(value, str):
-        raise BodyError('a file must be base64 text, or {"content": base64 text, "filename": ..., "contentType": ...}')
+        raise BodyError(f'a file must be {shape}, or {{"content": {shape}, "filename": ..., "contentType": ...}}')
+    if not binary:
+        return _utf8(value), filename, content_type
     try:
         return base64.b64decode(value, validate=True), filename, content_type
     except (binascii.Error, ValueError):
@@ -137,8 +203,18 @@ def _form_writer(body: Body) -> Callable[[Any, dict[str, str]], bytes]:
     def write(value: Any, headers: dict[str, str]) -> bytes:
         if not isinstance(value, dict):
             raise BodyError("a form body must be an object of fields")
-        pieces = [_form_field(str(k), v, encodings.get(str(k), _DEFAULT_ENCODING)) for k, v in value.items()]
-        return "&".join(piece for piece in pieces if piece).encode("ascii")
+        pieces = []
+        for key, item in value.items():
+            name = str(key)
+            try:
+                piece = _form_field(name, item, encodings.get(name, _DEFAULT_ENCODING))
+            except BodyError as exc:
+                raise BodyError(exc.problem, name) from None
+            except UnicodeEncodeError:  # quote() of a lone surrogate
+                raise BodyError("is not valid Unicode text (it holds a lone surrogate)", name) from None
+            if piece:
+                pieces.append(piece)
+        return "&".join(pieces).encode("ascii")
 
     return write
 
@@ -151,7 +227,7 @@ def _form_field(name: str, value: Any, encoding: Encoding) -> str:
     encode = _reserved if encoding.allow_reserved else _strict
     key = _strict(name)
     if encoding.content_type is not None and "json" in encoding.content_type:
-        return f"{key}={_strict(orjson.dumps(value).decode())}"
+        return f"{key}={_strict(dump_json(value).decode())}"
     if isinstance(value, list):
         items = [encode(_text(item)) for item in value]
         if encoding.explode and encoding.style == "form":
@@ -177,7 +253,7 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    return orjson.dumps(value).decode()
+    return dump_json(value).decode()
 
 
 def _strict(text: str) -> str:
@@ -190,12 +266,14 @@ def _reserved(text: str) -> str:
 
 # -- multipart/form-data (RFC 7578) ------------------------------------------------------------------------------
 
+_FIELD, _TEXT_FILE, _BINARY_FILE = range(3)
+
 
 def _multipart_writer(
     body: Body, schema: dict[str, Any], defs: dict[str, Any]
 ) -> Callable[[Any, dict[str, str]], bytes]:
     properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    files = {name for name, sub in (properties or {}).items() if _file_property(resolve(sub, defs), defs)}
+    kinds = {name: _part_kind(resolve(sub, defs), defs) for name, sub in (properties or {}).items()}
     encodings = body.encoding
 
     def write(value: Any, headers: dict[str, str]) -> bytes:
@@ -207,42 +285,76 @@ def _multipart_writer(
         for name, item in value.items():
             if item is None:
                 continue
+            kind = kinds.get(name, (_FIELD, ""))
             encoding = encodings.get(name)
-            for one in item if isinstance(item, list) and name in files else [item]:
-                parts.append(_part(boundary, name, one, name in files, encoding))
+            try:
+                # RFC 7578 §4.3 and OpenAPI 3.1.1 §4.8.15: an array is one part per item, all of the same name.
+                for one in item if isinstance(item, list) else (item,):
+                    parts.append(_part(boundary, name, one, kind, encoding))
+            except BodyError as exc:
+                raise BodyError(exc.problem, name) from None
         parts.append(f"--{boundary}--\r\n".encode("ascii"))
         return b"".join(parts)
 
     return write
 
 
-def _file_property(schema: dict[str, Any], defs: dict[str, Any]) -> bool:
+def _part_kind(schema: dict[str, Any], defs: dict[str, Any]) -> tuple[int, str]:
+    """What a property's parts are (a plain field, a text file, a binary file) and the file's media type."""
     if schema.get("type") == "array":
-        return is_file(resolve(schema.get("items"), defs))
-    return is_file(schema)
+        schema = resolve(schema.get("items"), defs)
+    media = file_media_type(schema)
+    if media is None:
+        return _FIELD, ""
+    return (_TEXT_FILE if is_textual(media) else _BINARY_FILE), media
 
 
-def _part(boundary: str, name: str, value: Any, file: bool, encoding: Encoding | None) -> bytes:
+def _part(boundary: str, name: str, value: Any, kind: tuple[int, str], encoding: Encoding | None) -> bytes:
     disposition = f'form-data; name="{_quoted(name)}"'
-    if file:
-        try:
-            content, filename, content_type = _file(value)
-        except BodyError as exc:
-            raise BodyError(f"argument '{name}': {exc}") from None
+    declared = _concrete(encoding.content_type) if encoding and encoding.content_type else ""
+    if kind[0] != _FIELD:
+        content, filename, given = _file(value, binary=kind[0] == _BINARY_FILE)
         disposition += f'; filename="{_quoted(filename or name)}"'
-        content_type = content_type or (encoding.content_type if encoding else None) or "application/octet-stream"
+        content_type = given or declared or _concrete(kind[1]) or "application/octet-stream"
     elif isinstance(value, str):
-        content, content_type = value.encode(), (encoding.content_type if encoding else None) or "text/plain"
+        content, content_type = _utf8(value), declared or "text/plain"
     elif isinstance(value, dict | list):
-        content, content_type = orjson.dumps(value), (encoding.content_type if encoding else None) or "application/json"
+        # §4.8.15 Encoding contentType default: application/json for an object (and an array within an array).
+        content, content_type = dump_json(value), declared or "application/json"
     else:
-        content, content_type = _text(value).encode(), "text/plain"
-    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n"
+        content, content_type = _text(value).encode(), declared or "text/plain"
+    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {_one_line(content_type)}\r\n\r\n"
+    return head.encode("utf-8", "replace") + content + b"\r\n"
+
+
+def _concrete(content_type: str) -> str:
+    """One media type to label a part with: the first of an Encoding's comma-separated list that has no wildcard
+    (``image/png, image/jpeg`` → ``image/png``; ``image/*`` → "")."""
+    for candidate in content_type.split(","):
+        candidate = candidate.strip()
+        if candidate and "*" not in candidate:
+            return candidate
+    return ""
+
+
+def _one_line(content_type: str) -> str:
     if "\r" in content_type or "\n" in content_type:
-        raise BodyError(f"part {name!r}: a content type must be one line")
-    return head.encode("utf-8") + content + b"\r\n"
+        raise BodyError("a content type must be one line")
+    return content_type
 
 
 def _quoted(text: str) -> str:
     # WHATWG HTML "multipart/form-data encoding algorithm": escape quotes and line breaks in names.
     return text.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def required_properties(schema: Any, defs: dict[str, Any], depth: int = 0) -> set[str]:
+    """The property names an object body schema requires, its ``allOf`` members' included."""
+    schema = resolve(schema, defs)
+    required = schema.get("required")
+    names = {name for name in required if isinstance(name, str)} if isinstance(required, list) else set()
+    members = schema.get("allOf")
+    if isinstance(members, list) and depth < MAX_REF_DEPTH:
+        for member in members:
+            names |= required_properties(member, defs, depth + 1)
+    return names

@@ -117,6 +117,7 @@ class Caller:
                 self.options.strict_output,
                 paging_arguments(plan),
                 self.credentials.secrets,
+                f"{client.scheme}://{client.host_header}",
             )
             self._routes[id(plan)] = Route(
                 plan,
@@ -207,7 +208,9 @@ class Caller:
                     await self.sleep(wait)
                     continue
             path = request.target.partition("?")[0]
-            result = route.shaper.result(status, response.headers, body, method=request.method, path=path)
+            result = route.shaper.result(
+                status, response.headers, body, method=request.method, path=path, target=base.target
+            )
             self.last = Outcome(time.time(), f"the API answered {status}" if status >= 500 else "")
             return result
 

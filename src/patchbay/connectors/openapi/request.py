@@ -5,6 +5,10 @@ its arguments: path parameters in the styles simple, label and matrix; query par
 pipeDelimited and deepObject (``allowReserved`` honoured); headers in simple; cookies in form; parameters described
 by ``content`` as JSON text. Values are percent-encoded per RFC 3986; a path value never adds a ``/`` or a dot
 segment. The body goes as JSON, form-urlencoded, multipart/form-data, text or binary (:mod:`.bodies`).
+
+An empty array or object is undefined (RFC 6570 §2.3, which the styles follow): the parameter is left out, and
+refused when it is required; so is an empty path segment (it would change the path) and an empty header value.
+A value that cannot be written (an integer beyond 64 bits in JSON) is refused naming its argument.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from urllib.parse import quote
 
 import orjson
 
-from patchbay.connectors.openapi.bodies import BodyError, BodyWriter, body_writer
+from patchbay.connectors.openapi.bodies import BodyError, BodyWriter, body_writer, required_properties
 from patchbay.connectors.openapi.models import Parameter, Plan
 
 # RFC 3986 §2.2 reserved characters that ``allowReserved`` lets through; "[", "]" and "#" cannot appear in a query
@@ -35,6 +39,10 @@ _PATH, _QUERY, _HEADER, _COOKIE, _PROPERTY, _BODY, _IGNORED = range(7)
 
 class ArgumentError(ValueError):
     """An argument is missing, unknown or cannot be sent as the operation says; the message names it."""
+
+
+class _Unsendable(ValueError):
+    """A value orjson cannot write; ``build`` names the argument it came from."""
 
 
 @dataclass(slots=True)
@@ -70,7 +78,19 @@ Step = tuple[int, str, Callable[[str, Any], str]]
 class RequestBuilder:
     """Builds requests for one operation: per argument, where it goes and a serialiser made for its style."""
 
-    __slots__ = ("_body", "_headers", "_path", "_required", "_steps", "method", "plan")
+    __slots__ = (
+        "_body",
+        "_body_arg",
+        "_body_args",
+        "_body_required",
+        "_filled",
+        "_headers",
+        "_path",
+        "_required",
+        "_steps",
+        "method",
+        "plan",
+    )
 
     def __init__(self, plan: Plan, base_path: str, defs: dict[str, Any]) -> None:
         operation = plan.operation
@@ -78,11 +98,17 @@ class RequestBuilder:
         self.method = operation.method
         params: dict[tuple[str, str], Parameter] = {(p.name, p.location): p for p in operation.parameters}
         self._steps: dict[str, Step] = {}
+        self._body_arg = "body"
+        self._body_args: dict[str, str] = {}  # body property (the API's name) -> argument
         required: list[tuple[str, str]] = []
         for arg, target in plan.args.items():
             if target.location in ("body", "body_property"):
                 kind = _BODY if target.location == "body" else _PROPERTY
                 self._steps[arg] = (kind, target.name, _unchanged)
+                if kind == _PROPERTY:
+                    self._body_args[target.name] = arg
+                else:
+                    self._body_arg = arg
                 if kind == _BODY and operation.body is not None and operation.body.required:
                     required.append((arg, "the request body"))
                 continue
@@ -93,9 +119,13 @@ class RequestBuilder:
             if param.required or param.location == "path":
                 required.append((arg, f"{param.location} parameter {param.name}"))
         self._required = tuple(required)
-        self._path = _path_parts(base_path + operation.path)
+        self._filled = frozenset(arg for arg, _ in required)  # arguments whose empty value cannot be left out
+        # RFC 3986 §3.5: a fragment is never sent; spec authors write one to put several operations on one path.
+        self._path = _path_parts(base_path + operation.path.partition("#")[0])
         self._headers = {"Accept": _accept(operation.success.media_type if operation.success else None)}
         self._body: BodyWriter | None = body_writer(operation.body, defs) if operation.body is not None else None
+        wanted = required_properties(operation.body.schema, defs) if operation.body is not None else set()
+        self._body_required = tuple(arg for name, arg in self._body_args.items() if name in wanted)
 
     def build(self, arguments: dict[str, Any]) -> HttpRequest:
         """Raises ArgumentError: as :func:`build_request`."""
@@ -109,47 +139,78 @@ class RequestBuilder:
         properties: dict[str, Any] | None = None
         whole: Any = None
         steps = self._steps
-        for arg, value in arguments.items():
-            step = steps.get(arg)
-            if step is None:
-                raise ArgumentError(f"unknown argument '{arg}'; this operation takes {_names(steps)}")
-            if value is None:
-                continue  # null is "not given" for an optional argument
-            kind, name, write = step
-            if kind == _QUERY:
+        arg = ""
+        try:
+            for arg, value in arguments.items():
+                step = steps.get(arg)
+                if step is None:
+                    raise ArgumentError(f"unknown argument '{arg}'; this operation takes {_names(steps)}")
+                if value is None:
+                    continue  # null is "not given" for an optional argument
+                kind, name, write = step
+                if kind >= _PROPERTY:
+                    if kind == _PROPERTY:
+                        if properties is None:
+                            properties = {}
+                        properties[name] = value
+                    elif kind == _BODY:
+                        whole = value
+                    continue  # _IGNORED: a header Patchbay sets itself
                 piece = write(arg, value)
-                if piece:
+                if not piece:
+                    if arg in self._filled:
+                        raise ArgumentError(f"argument '{arg}' must not be empty")
+                    continue  # an undefined (empty) optional value, or an empty header, is left out
+                if kind == _QUERY:
                     query.append(piece)
-            elif kind == _PATH:
-                values[name] = write(arg, value)
-            elif kind == _PROPERTY:
-                if properties is None:
-                    properties = {}
-                properties[name] = value
-            elif kind == _HEADER:
-                headers[name] = write(arg, value)
-            elif kind == _COOKIE:
-                piece = write(arg, value)
-                if piece:
+                elif kind == _PATH:
+                    values[name] = piece
+                elif kind == _HEADER:
+                    headers[name] = piece
+                elif kind == _COOKIE:
                     cookies.append(piece)
-            elif kind == _BODY:
-                whole = value
+        except (_Unsendable, UnicodeEncodeError) as exc:
+            raise ArgumentError(f"argument '{arg}': {_problem(exc)}") from None
         path = _join_path(self._path, values)
         if query:
             path = f"{path}?{'&'.join(query)}"
         if cookies:
             headers["Cookie"] = "; ".join(cookies)
-        body = b""
-        if self._body is not None:
-            try:
-                body = self._body.write(headers, whole if properties is None else properties)
-            except BodyError as exc:
-                raise ArgumentError(str(exc) if properties is not None else f"argument 'body': {exc}") from None
+        if self._body is None:
+            return HttpRequest(self.method, path, headers)
+        if self._body_required and (properties is not None or self._body.required):
+            self._check_body_required(arguments)
+        try:
+            body = self._body.write(headers, whole if properties is None else properties)
+        except BodyError as exc:
+            # A field is a property of a flattened body, or inside the one body argument.
+            where = (
+                self._body_arg if exc.field is None or properties is None else self._body_args.get(exc.field, exc.field)
+            )
+            raise ArgumentError(f"argument '{where}': {exc.problem}") from None
         return HttpRequest(self.method, path, headers, body)
+
+    def _check_body_required(self, arguments: dict[str, Any]) -> None:
+        missing = [arg for arg in self._body_required if arguments.get(arg) is None]
+        if not missing:
+            return
+        names = ", ".join(f"'{arg}'" for arg in missing)
+        if self._body is not None and self._body.required:
+            raise ArgumentError(f"missing required argument {names} (a required property of the request body)")
+        raise ArgumentError(
+            f"missing argument {names}: the request body is optional, but once any of its properties is given, "
+            "the ones it requires must be given too"
+        )
 
 
 def _names(steps: dict[str, Step]) -> str:
     return ", ".join(sorted(steps)) or "no arguments"
+
+
+def _problem(exc: ValueError) -> str:
+    if isinstance(exc, UnicodeEncodeError):
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return str(exc)
 
 
 def _path_parts(path: str) -> list[str]:
@@ -225,8 +286,12 @@ def _serialiser(param: Parameter, encode: Callable[[str], str]) -> Callable[[str
 
     def serialise(arg: str, value: Any) -> str:
         if isinstance(value, list):
+            if not value:
+                return ""  # undefined (RFC 6570 §2.3): no style writes anything for it
             return _array(name, [_checked(arg, encode, _scalar(v)) for v in value], style, explode)
         if isinstance(value, dict):
+            if not value:
+                return ""
             if style == "deepObject":
                 return _deep(name, value, arg, encode)
             pairs = [(_checked(arg, key_encode, str(k)), _checked(arg, encode, _scalar(v))) for k, v in value.items()]
@@ -308,7 +373,10 @@ def _scalar(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise _Unsendable(f"cannot be written as JSON ({exc})") from None
 
 
 def _checked(arg: str, encode: Callable[[str], str], text: str) -> str:

@@ -1,11 +1,13 @@
 """The API's answer as a tool result: what the model reads, within the tool's size cap, and errors it can act on.
 
 A JSON object becomes ``structuredContent`` (when the tool publishes an ``outputSchema`` and the object matches it)
-plus the same JSON as text; other JSON, ``text/*`` and other textual types become text; binary becomes an image or
-an embedded resource (base64). ``fields`` (dotted paths, through arrays) project a JSON answer before the cap. An
-answer over the cap is cut where it can be cut cleanly (items of its main array), else at the byte limit, with a
-note saying how much was cut and how to ask for less. A status other than 2xx is an ``isError`` result with the
-API's own message (RFC 9457 problem details understood) and what to do about it (MCP 2025-11-25 tools: errors).
+plus the same JSON as text; other JSON, ``text/*`` and other textual types become text; binary (images included)
+becomes an embedded resource (base64 ``blob``) named by the request's URL, as the issue's "binary as a resource"
+asks and as every client can keep or show it. ``fields`` (dotted paths, through arrays) project a JSON answer
+before the cap. An answer over the cap is cut where it can be cut cleanly (items of its main array), else at the
+byte limit, with a note saying how much was cut and how to ask for less. A status other than 2xx is an
+``isError`` result with the API's own message (RFC 9457 problem details understood) and what to do about it
+(MCP 2025-11-25 tools: errors).
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ from typing import Any
 
 import orjson
 
+from patchbay.connectors.openapi.bodies import is_textual
 from patchbay.definitions import ToolResult
 
 log = logging.getLogger("patchbay.connectors.openapi")
 
 MESSAGE_CHARS = 500  # of an API's error message, in the tool error
-_TEXTUAL = re.compile(
-    r"^(text/.*|application/(.*[+/])?(xml|yaml|x-yaml|javascript|x-www-form-urlencoded|csv|graphql))$"
-)
 _SPACE = re.compile(r"\s+")
 _MISSING: Any = object()
 
@@ -68,6 +68,7 @@ class Shaper:
     strict: bool = False
     paging: tuple[str, ...] = ()  # the tool's arguments that ask for fewer items (limit, per_page, ...)
     secrets: tuple[str, ...] = ()
+    origin: str = ""  # "https://api.example.com": with a request's target, the URI of a binary answer
     _tree: dict[str, Any] | None = field(default=None, init=False)
     _validator: Any = field(default=None, init=False)
     _warned: bool = field(default=False, init=False)
@@ -76,15 +77,18 @@ class Shaper:
         if self.fields:
             self._tree = _field_tree(self.fields)
 
-    def result(self, status: int, headers: dict[str, str], body: bytes, *, method: str, path: str) -> ToolResult:
-        """The tool result for an answer ``status`` with ``headers`` (lower-case names) and ``body``."""
+    def result(
+        self, status: int, headers: dict[str, str], body: bytes, *, method: str, path: str, target: str = ""
+    ) -> ToolResult:
+        """The tool result for an answer ``status`` with ``headers`` (lower-case names) and ``body``; ``target``
+        is the request's path and query as sent before credentials were added (it names a binary answer)."""
         if 200 <= status < 300:
-            return self.success(status, headers, body)
+            return self.success(status, headers, body, target=target or path)
         return self.failure(status, headers, body, method=method, path=path)
 
     # -- 2xx -------------------------------------------------------------------------------------------------------
 
-    def success(self, status: int, headers: dict[str, str], body: bytes) -> ToolResult:
+    def success(self, status: int, headers: dict[str, str], body: bytes, *, target: str = "") -> ToolResult:
         media = essence(headers.get("content-type", ""))
         if not body:
             return ToolResult(
@@ -97,9 +101,9 @@ class Shaper:
                 pass
             else:
                 return self._json(value, len(body))
-        if not media or _TEXTUAL.match(media):
+        if not media or is_textual(media):
             return self._text(body.decode("utf-8", "replace"), len(body))
-        return self._binary(media, body)
+        return self._binary(media, body, target)
 
     def _json(self, value: Any, size: int) -> ToolResult:
         if self._tree is not None:
@@ -162,18 +166,23 @@ class Shaper:
         note = self._note(size, len(shown), "the beginning")
         return ToolResult([{"type": "text", "text": shown.decode("utf-8", "replace")}, {"type": "text", "text": note}])
 
-    def _binary(self, media: str, body: bytes) -> ToolResult:
-        if len(body) * 4 // 3 > self.max_bytes:
+    def _binary(self, media: str, body: bytes, target: str) -> ToolResult:
+        if (len(body) + 2) // 3 * 4 > self.max_bytes:  # the size of its base64 (RFC 4648 §4)
             text = (
                 f"The API answered {len(body):,} bytes of {media}, more than this tool's limit of "
                 f"{self.max_bytes:,} bytes, so the content is not included. {self._less()}"
             )
             return ToolResult([{"type": "text", "text": text}])
         data = base64.b64encode(body).decode("ascii")
-        if media.startswith("image/"):
-            return ToolResult([{"type": "image", "data": data, "mimeType": media}])
-        uri = f"openapi://{self.label}/{self.tool}"
-        return ToolResult([{"type": "resource", "resource": {"uri": uri, "mimeType": media, "blob": data}}])
+        resource = {"uri": self._uri(target), "mimeType": media, "blob": data}
+        return ToolResult([{"type": "resource", "resource": resource}])
+
+    def _uri(self, target: str) -> str:
+        """The answer's URI: the URL asked for, which names it as long as the API does; credentials the API takes
+        in the query are added after ``target`` is made, and any configured secret is scrubbed all the same."""
+        if not self.origin or not target.startswith("/"):
+            return f"openapi://{self.label}/{self.tool}"
+        return self.scrub(self.origin + target.partition("#")[0])
 
     def _note(self, size: int, shown: int, what: str) -> str:
         return (
