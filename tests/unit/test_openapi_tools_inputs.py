@@ -247,3 +247,21 @@ def test_an_object_body_without_such_rules_is_still_flattened() -> None:
     body = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": False}
     args, _ = build_inputs(Operation("POST", "/t", "op", body=Body("application/json", body, True)), {})
     assert args == {"a": ArgTarget("body_property", "a")}
+
+
+def test_an_optional_flat_body_given_at_all_needs_the_properties_it_requires() -> None:
+    body = {
+        "type": "object",
+        "properties": {"client_id": {"type": "string"}, "secret": {"type": "string"}, "scope": {"type": "string"}},
+        "required": ["client_id", "secret"],
+    }
+    schema = inputs(Parameter("q", "query", {"type": "integer"}), body=Body("application/json", body))
+    assert schema["dependentRequired"] == {
+        "client_id": ["secret"],
+        "secret": ["client_id"],
+        "scope": ["client_id", "secret"],
+    }
+    assert accepts(schema, {}) and accepts(schema, {"q": 1}) and accepts(schema, {"client_id": "a", "secret": "b"})
+    assert not accepts(schema, {"scope": "x"}) and not accepts(schema, {"client_id": "a"})
+    required = inputs(body=Body("application/json", body, required=True))
+    assert "dependentRequired" not in required and required["required"] == ["client_id", "secret"]

@@ -61,7 +61,7 @@ _LENGTHS: dict[str, Callable[[int, Any], bool]] = {
 
 _OBJECT_KEYS = ("properties", "required", "additionalProperties")
 # The top level of an input schema as build_inputs writes it; anything else there leaves every call to jsonschema.
-_TOP_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "$defs"})
+_TOP_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "$defs", "dependentRequired"})
 
 
 class Unsupported(Exception):
@@ -193,9 +193,15 @@ def _fast_object(shape: dict[str, Any], properties: dict[str, Check]) -> Check:
     closed = shape.get("additionalProperties", True) is False
     if not closed and "additionalProperties" in shape and shape["additionalProperties"] is not True:
         return lambda value: False  # an unusual top level: jsonschema decides every call
+    together = shape.get("dependentRequired") or {}
+    if not isinstance(together, dict) or not all(isinstance(names, list) for names in together.values()):
+        return lambda value: False
+    depends = tuple((name, tuple(names)) for name, names in together.items())
 
     def check(value: dict[str, Any]) -> bool:
         if any(name not in value for name in required):
+            return False
+        if any(name in value and any(other not in value for other in others) for name, others in depends):
             return False
         for name, item in value.items():
             test = properties.get(name)

@@ -196,13 +196,14 @@ def _described(schema: Any, description: str, deprecated: bool = False) -> Any:
 
 
 class _Candidate:
-    __slots__ = ("location", "name", "required", "safe", "schema")
+    __slots__ = ("location", "member", "name", "required", "safe", "schema")
 
-    def __init__(self, location: str, name: str, schema: Any, required: bool) -> None:
+    def __init__(self, location: str, name: str, schema: Any, required: bool, member: bool = False) -> None:
         self.location = location
         self.name = name
         self.schema = schema
         self.required = required
+        self.member = member  # a property the body object requires (whether or not the body itself is required)
         self.safe = _safe(name) if location != "body" else "body"
 
 
@@ -244,7 +245,8 @@ def _body_candidates(body: Body, schemas: Schemas) -> list[_Candidate]:
         # OpenAPI 3.1 §4.8.24.1 (readOnly): a read-only property is sent only in responses.
         if isinstance(schema, dict) and schemas.resolve(schema).get("readOnly") is True:
             continue
-        candidates.append(_Candidate("body_property", name, schema, body.required and name in required))
+        member = name in required
+        candidates.append(_Candidate("body_property", name, schema, body.required and member, member))
     return candidates
 
 
@@ -282,6 +284,16 @@ def _arg_names(candidates: list[_Candidate]) -> list[str]:
     return [name or "" for name in names]
 
 
+def _optional_body_members(candidates: list[_Candidate], names: list[str]) -> dict[str, list[str]]:
+    """An optional body is sent once any of its properties is given, and then needs the ones it requires: each
+    body argument depends on those (JSON Schema 2020-12 §6.5.4 dependentRequired)."""
+    body = [(c, n) for c, n in zip(candidates, names, strict=True) if c.location == "body_property"]
+    members = [name for candidate, name in body if candidate.member and not candidate.required]
+    if not members:
+        return {}
+    return {name: [m for m in members if m != name] for _, name in body if [m for m in members if m != name]}
+
+
 def build_inputs(
     operation: Operation, defs: dict[str, JsonSchema], *, schemas: Schemas | None = None
 ) -> tuple[dict[str, ArgTarget], JsonSchema]:
@@ -298,7 +310,8 @@ def build_inputs(
     args: dict[str, ArgTarget] = {}
     properties: dict[str, Any] = {}
     required: list[str] = []
-    for candidate, name in zip(candidates, _arg_names(candidates), strict=True):
+    names = _arg_names(candidates)
+    for candidate, name in zip(candidates, names, strict=True):
         args[name] = ArgTarget(candidate.location, candidate.name)  # type: ignore[arg-type]
         properties[name] = schemas.input(candidate.schema, refs)
         if candidate.required:
@@ -306,6 +319,9 @@ def build_inputs(
     schema: JsonSchema = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required
+    together = _optional_body_members(candidates, names)
+    if together:
+        schema["dependentRequired"] = together
     # An argument the operation does not take is a mistake worth naming, not a value to drop silently.
     schema["additionalProperties"] = False
     reached = schemas.closure(refs)
