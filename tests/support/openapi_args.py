@@ -72,6 +72,10 @@ def inlined(schema: Any, defs: dict[str, Any], depth: int = 0) -> Any:
 def generation_schema(input_schema: dict[str, Any]) -> dict[str, Any]:
     """The input schema without references, ready for hypothesis-jsonschema."""
     out: dict[str, Any] = inlined(input_schema, input_schema.get("$defs", {}))
+    if "dependentRequired" in out:
+        # hypothesis-jsonschema 0.23 knows draft 7's "dependencies" (whose array form means the same) but not
+        # 2019-09's dependentRequired, and would generate arguments the tool refuses.
+        out["dependencies"] = out.pop("dependentRequired")
     return out
 
 
