@@ -164,6 +164,11 @@ class RequestBuilder:
                 if kind == _QUERY:
                     query.append(piece)
                 elif kind == _PATH:
+                    if not piece.strip("."):  # label style: "" is ".", ["", ""] is ".."
+                        raise ArgumentError(
+                            f"argument '{arg}' would put '{piece}' in the path, a dot segment that moves the request "
+                            "elsewhere (RFC 3986 §5.2.4)"
+                        )
                     values[name] = piece
                 elif kind == _HEADER:
                     headers[name] = piece
