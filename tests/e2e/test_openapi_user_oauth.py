@@ -6,12 +6,14 @@ by tests/fixtures/openapi/patchbay_whoami.yaml. A real ``patchbay serve`` with s
 as a tool; people sign in to it, link their own account at the API like a person (tests/support/browser.py) and
 call ``whoami``, which answers with the identity of the token the API was given.
 
-The front's people (alice, bob) and the API's (ada, bea) have different names, so an answer naming ``user:ada``
-can only come from the token ada's link gave, never from the front's own token.
+The front's people (alice, bob, carol, dave) and the API's (ada, cid) have different names, so an answer naming
+``user:ada`` can only come from the token of the account alice linked, never from the front's own token. The tests
+share one front and one API, each test with its own people.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,9 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from patchbay.links.hub import LinkHub
+from patchbay.links.store import LinkStore
+from patchbay.settings import load
 from tests.e2e.conftest import patchbay_cli, run_scenario
 from tests.support.browser import Browser
 from tests.support.oauth_upstream import PASSWORD, run_oauth_upstream
@@ -73,7 +78,7 @@ operations.whoami = { annotations = { readOnlyHint = true } }
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with run_oauth_upstream(tmp_path_factory.mktemp("api"), ("ada", "bea")) as server:
+    with run_oauth_upstream(tmp_path_factory.mktemp("api"), ("ada", "cid")) as server:
         yield server
 
 
@@ -87,15 +92,17 @@ class Front:
         return f"{self.server.base_url}/links/to/api"
 
 
-@pytest.fixture
-def front(tmp_path: Path, upstream: RunningServer) -> Iterator[Front]:
+@pytest.fixture(scope="module")
+def front(tmp_path_factory: pytest.TempPathFactory, upstream: RunningServer) -> Iterator[Front]:
+    """One front for the module; each test has its own people, so no test sees another's links."""
+    folder = tmp_path_factory.mktemp("front")
     spec = SPEC.read_text(encoding="utf-8").replace('default: "8000"', f'default: "{upstream.port}"')
-    (tmp_path / "whoami.openapi.yaml").write_text(spec, encoding="utf-8")
-    config = tmp_path / "patchbay.toml"
-    config.write_text(FRONT.replace("__DB__", str(tmp_path / "front.db")), encoding="utf-8")
-    for person in ("alice", "bob"):
+    (folder / "whoami.openapi.yaml").write_text(spec, encoding="utf-8")
+    config = folder / "patchbay.toml"
+    config.write_text(FRONT.replace("__DB__", str(folder / "front.db")), encoding="utf-8")
+    for person in ("alice", "bob", "carol", "dave"):
         add_user(config, person, PASSWORD)
-    with run_patchbay(config, log_dir=tmp_path, start_timeout=60) as server:
+    with run_patchbay(config, log_dir=folder, start_timeout=60) as server:
         yield Front(server, config)
 
 
@@ -109,6 +116,16 @@ async def link(front: Front, upstream: RunningServer, person: str, account: str)
         outcome = await at_api.authorize(left.location)
     assert outcome.location is None, f"left the flow at {outcome.location}"
     return outcome.html
+
+
+@contextlib.contextmanager
+def front_links(front: Front) -> Iterator[LinkStore]:
+    """The front's credential store, opened as ``patchbay links`` opens it (its key beside the database)."""
+    hub = LinkHub(load(front.config))
+    try:
+        yield hub.store
+    finally:
+        hub.close()
 
 
 def as_person(front: Front, token: str) -> Client:
@@ -186,7 +203,7 @@ def test_before_linking_every_kind_of_client_is_offered_the_front_s_link_page(
     front: Front, upstream: RunningServer
 ) -> None:
     async def scenario() -> dict[str, Any]:
-        token = await user_token(front.server.base_url, "alice", PASSWORD)
+        token = await user_token(front.server.base_url, "carol", PASSWORD)
         seen: dict[str, Any] = {}
         async with as_person(front, token) as client:
             [tool] = (await client.list_tools()).tools
@@ -271,3 +288,43 @@ def test_a_linked_person_calls_the_api_as_their_own_account_until_the_link_is_re
     assert again.is_error is True and again.structured_content is None
     assert front.link_url in link_text(again)
     assert again.meta == {"patchbay/link": front.link_url}
+
+
+def test_an_access_token_the_api_revoked_is_renewed_with_the_linked_refresh_token(
+    front: Front, upstream: RunningServer
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        dave = await user_token(front.server.base_url, "dave", PASSWORD)
+        seen: dict[str, Any] = {}
+        async with as_person(front, dave) as client:
+            await link(front, upstream, "dave", "cid")
+            seen["first"] = await client.call_tool(TOOL, WHOAMI)
+            with front_links(front) as links:
+                seen["before"] = before = links.account("api", "user:dave")
+                assert before is not None
+                registration = links.registration("api", before.issuer)
+            assert registration is not None
+            async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+                # RFC 7009: the API's own OAuth server revokes cid's access token (the refresh token stays valid).
+                form = {"token": before.tokens.access_token, "client_id": registration.client_id}
+                assert (await http.post(f"{upstream.base_url}/revoke", data=form)).status_code == 200
+                headers = {
+                    "Authorization": f"Bearer {before.tokens.access_token}",
+                    "MCP-Protocol-Version": MODERN,
+                    "Mcp-Method": "tools/call",
+                }
+                body = {key: WHOAMI[key] for key in ("jsonrpc", "id", "method", "params")}
+                seen["revoked"] = (await http.post(upstream.url, json=body, headers=headers)).status_code
+            seen["second"] = await client.call_tool(TOOL, WHOAMI)
+        with front_links(front) as links:
+            seen["after"] = links.account("api", "user:dave")
+        return seen
+
+    seen = run_scenario(scenario, timeout=120)
+    assert api_identity(seen["first"])["subject"] == "user:cid"
+    assert seen["revoked"] == 401
+    # The API refused the token the front held; the front renewed it with cid's refresh token and called again.
+    assert api_identity(seen["second"])["subject"] == "user:cid"
+    before, after = seen["before"], seen["after"]
+    assert after is not None and after.tokens.access_token != before.tokens.access_token
+    assert after.tokens.refresh_token not in (None, before.tokens.refresh_token)  # rotated there, replaced here
