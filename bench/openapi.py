@@ -333,7 +333,9 @@ def run(quick: bool = False, *, runs: int | None = None) -> Result:
     loads = {mode: load_runs(mode, runs or (1 if quick else 3)) for mode in MODES}
     try:
         calls = measure_calls(5 if quick else 20, 200 if quick else 500)
-    except (PatchbayError, KeyError) as exc:  # the fixture spec no longer has the tools measured, or fails to load
+    except (PatchbayError, KeyError, AttributeError) as exc:
+        # The fixture spec lost a measured tool or fails to load, or the connector's internals that _parts
+        # times one by one were renamed: the item fails with the reason instead of stopping `python -m bench`.
         raise RuntimeError(f"calls through the openapi connector: {exc!r}") from exc
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Result(date, (before, os.getloadavg()[0]), loads, calls)
