@@ -97,6 +97,7 @@ def front(tmp_path_factory: pytest.TempPathFactory, upstream: RunningServer) -> 
     """One front for the module; each test has its own people, so no test sees another's links."""
     folder = tmp_path_factory.mktemp("front")
     spec = SPEC.read_text(encoding="utf-8").replace('default: "8000"', f'default: "{upstream.port}"')
+    assert f'default: "{upstream.port}"' in spec  # the spec's server is the API this module started
     (folder / "whoami.openapi.yaml").write_text(spec, encoding="utf-8")
     config = folder / "patchbay.toml"
     config.write_text(FRONT.replace("__DB__", str(folder / "front.db")), encoding="utf-8")
