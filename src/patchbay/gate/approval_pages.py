@@ -14,10 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
@@ -49,7 +49,7 @@ def _when(epoch: float | None) -> str:
     return "-" if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def is_own_call(approval: ApprovalView, user: UserView) -> bool:
+def is_own_call(approval: ApprovalView, user: Approver) -> bool:
     return approval.username == user.username or approval.subject == f"user:{user.username}"
 
 
@@ -129,62 +129,105 @@ class ApprovalPages:
         if isinstance(signed, Response):
             return signed
         user, cookie, form = signed
-        decision = form.get("decision")
-        if decision not in ("approve", "deny"):
-            return error_page("Unknown decision", "Choose Approve or Deny.", 400)
-        approval = await self.approvals.run(self.approvals.store.get, approval_id)
-        if approval is None:
-            return error_page("No such approval", "There is no approval request at this address.", 404)
-        refusal = self.refusal(approval, user, decision)
-        if refusal is not None:
-            return error_page("Cannot decide", refusal, 403)
-        if decision == "approve":
-            gone = await self._tool_gone(approval)
-            if gone is not None:
-                self.approvals.decided(approval_id)
-                return error_page("Cannot approve", gone, 409)
-        try:
-            if decision == "approve":
-                store, required = self.approvals.store, self.settings.required_approvals
-                done = await self.approvals.run(store.approve, approval_id, user.username, required)
-            else:
-                done = await self.approvals.run(self.approvals.store.deny, approval_id, user.username)
-        except ApprovalRefused as exc:
-            return error_page("Cannot decide", str(exc), 409)
-        log.info("approval %s: %s by %s (now %s)", approval_id, decision, user.username, done.status)
-        if done.status != "pending":
-            self.approvals.decided(approval_id)
-        self.approvals.audit(
-            "approval.decided",
-            approval_id=approval_id,
-            name=done.tool,
-            subject=done.subject,
-            decided_by=user.username,
-            decision=decision,
-            outcome=done.status,
-        )
-        return self._detail(done, user, decision_token(cookie, approval_id), _notice(done, self.settings))
+        outcome = await decide(self.approvals, self.settings, self.tool_lookup, approval_id, user, form.get("decision"))
+        if outcome.done is None:
+            return error_page(outcome.title, outcome.problem, outcome.status)
+        return self._detail(outcome.done, user, decision_token(cookie, approval_id), outcome.notice)
 
     def refusal(self, approval: ApprovalView, user: UserView, decision: str) -> str | None:
         """Why ``user`` may not make ``decision`` on ``approval``; None when they may."""
-        roles = self.settings.approver_roles
-        if not user.roles & set(roles):
-            return (
-                f"You are signed in as {user.username}, who has none of the approver roles ({', '.join(roles)}). "
-                "Ask an administrator."
-            )
-        if decision == "approve" and not self.settings.allow_self_approval and is_own_call(approval, user):
-            return "You made this call yourself; another approver must approve it ([approvals] allow_self_approval)."
-        return None
+        return refusal(self.settings, approval, user, decision)
 
-    async def _tool_gone(self, approval: ApprovalView) -> str | None:
-        """Issue 11: a tool that disappeared (or changed) while its approval was pending is refused, not run."""
-        current = self.tool_lookup(approval.tool)
-        if current is not None and current[0] == approval.tool_digest:
-            return None
-        await self.approvals.run(self.approvals.store.void, approval.id)
-        what = "no longer exists" if current is None else "has changed"
-        return f"The tool '{approval.tool}' {what} since this call was made, so it can never run. Nothing was approved."
+
+class Approver(Protocol):
+    """Who decides: a signed-in account of the approval page or of the console."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def roles(self) -> Collection[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a decision came to: the approval as now stored and the notice for the approver, or why nothing was
+    recorded (a page title, a sentence for the approver and the HTTP status)."""
+
+    done: ApprovalView | None = None
+    notice: str = ""
+    title: str = ""
+    problem: str = ""
+    status: int = 200
+
+
+def refusal(settings: ApprovalsSettings, approval: ApprovalView, user: Approver, decision: str) -> str | None:
+    """Why ``user`` may not make ``decision`` on ``approval``; None when they may."""
+    roles = settings.approver_roles
+    if not set(user.roles) & set(roles):
+        return (
+            f"You are signed in as {user.username}, who has none of the approver roles ({', '.join(roles)}). "
+            "Ask an administrator."
+        )
+    if decision == "approve" and not settings.allow_self_approval and is_own_call(approval, user):
+        return "You made this call yourself; another approver must approve it ([approvals] allow_self_approval)."
+    return None
+
+
+async def decide(
+    approvals: Approvals,
+    settings: ApprovalsSettings,
+    tool_lookup: ToolLookup,
+    approval_id: str,
+    user: Approver,
+    decision: str | None,
+) -> Outcome:
+    """Record ``user``'s ``decision`` ("approve" or "deny") on one held call, as the approval page and the console
+    both do: the approver roles and self-approval checked, a tool that changed or vanished refused (and the
+    approval voided), the session waiting on it told, and ``approval.decided`` audited."""
+    if decision not in ("approve", "deny"):
+        return Outcome(title="Unknown decision", problem="Choose Approve or Deny.", status=400)
+    approval = await approvals.run(approvals.store.get, approval_id)
+    if approval is None:
+        return Outcome(title="No such approval", problem="There is no approval request at this address.", status=404)
+    refused = refusal(settings, approval, user, decision)
+    if refused is not None:
+        return Outcome(title="Cannot decide", problem=refused, status=403)
+    if decision == "approve":
+        gone = await _tool_gone(approvals, tool_lookup, approval)
+        if gone is not None:
+            approvals.decided(approval_id)
+            return Outcome(title="Cannot approve", problem=gone, status=409)
+    try:
+        if decision == "approve":
+            done = await approvals.run(approvals.store.approve, approval_id, user.username, settings.required_approvals)
+        else:
+            done = await approvals.run(approvals.store.deny, approval_id, user.username)
+    except ApprovalRefused as exc:
+        return Outcome(title="Cannot decide", problem=str(exc), status=409)
+    log.info("approval %s: %s by %s (now %s)", approval_id, decision, user.username, done.status)
+    if done.status != "pending":
+        approvals.decided(approval_id)
+    approvals.audit(
+        "approval.decided",
+        approval_id=approval_id,
+        name=done.tool,
+        subject=done.subject,
+        decided_by=user.username,
+        decision=decision,
+        outcome=done.status,
+    )
+    return Outcome(done, _notice(done, settings))
+
+
+async def _tool_gone(approvals: Approvals, tool_lookup: ToolLookup, approval: ApprovalView) -> str | None:
+    """Issue 11: a tool that disappeared (or changed) while its approval was pending is refused, not run."""
+    current = tool_lookup(approval.tool)
+    if current is not None and current[0] == approval.tool_digest:
+        return None
+    await approvals.run(approvals.store.void, approval.id)
+    what = "no longer exists" if current is None else "has changed"
+    return f"The tool '{approval.tool}' {what} since this call was made, so it can never run. Nothing was approved."
 
 
 def _notice(done: ApprovalView, settings: ApprovalsSettings) -> str:
@@ -193,6 +236,18 @@ def _notice(done: ApprovalView, settings: ApprovalsSettings) -> str:
     if done.status == "denied":
         return "Denied. The call will not run."
     return f"Your approval is recorded; {settings.required_approvals - len(done.approved_by)} more approver(s) needed."
+
+
+def catalog_lookup(catalog: Catalog) -> ToolLookup:
+    """The current digest and client-visible definition of a tool of ``catalog`` by public name."""
+
+    def tool_lookup(name: str) -> tuple[str, dict[str, Any]] | None:
+        if name not in catalog.tools:
+            return None
+        wire = next((t for t in catalog.tools_wire if t.get("name") == name), {})
+        return getattr(catalog, "digests", {}).get(name, ""), wire
+
+    return tool_lookup
 
 
 def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> ApprovalPages:
@@ -228,12 +283,7 @@ def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> A
         throttle = AddressThrottle(login.login_attempts_per_address, login.lockout_seconds)
     dispatcher.approvals = approvals
 
-    def tool_lookup(name: str) -> tuple[str, dict[str, Any]] | None:
-        if name not in catalog.tools:
-            return None
-        wire = next((t for t in catalog.tools_wire if t.get("name") == name), {})
-        return getattr(catalog, "digests", {}).get(name, ""), wire
-
+    tool_lookup = catalog_lookup(catalog)
     signin = PageSignIn(
         users,
         throttle,
