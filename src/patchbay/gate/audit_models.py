@@ -1,4 +1,4 @@
-"""The audit trail's tables (migrations ``audit_0001`` to ``audit_0003``, branch ``audit``).
+"""The audit trail's tables (migrations ``audit_0001`` to ``audit_0004``, branch ``audit``).
 
 ``audit_records`` holds one row per recorded call or event. ``seq`` is assigned in order by the one writer inside
 its write transaction; ``body`` is the full record as canonical JSON text, which the hash chain covers
@@ -30,6 +30,7 @@ class AuditRecord(Base):
         Index("ix_audit_records_subject_ts", "subject", "ts"),
         Index("ix_audit_records_name_ts", "name", "ts"),
         Index("ix_audit_records_outcome_ts", "outcome", "ts"),
+        Index("ix_audit_records_client_ts", "client_id", "ts"),  # audit_0004
     )
 
     # INTEGER on SQLite so the key is the rowid (no second index); never auto-assigned: the writer assigns it.
