@@ -237,18 +237,21 @@ def _warn_if_exposed(host: str, auth_mode: str) -> None:
 
 
 def _print_demo_banner(settings: Any) -> None:
+    # The same steps as the console's Connect page (patchbay.connect_steps), shortened for a terminal.
+    from patchbay.connect_steps import CHATGPT_MENU, CLAUDE_MENU, claude_code_command, inspector_command
+
     url = settings.mcp_url
     port = settings.server.port
     err.print(
         f"\n[bold green]Patchbay demo[/] is serving at [bold]{url}[/]\n\n"
         "  Sign-in: none. This is a local demo: only a loopback Host is accepted.\n"
-        f"  Try it:       npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list\n"
-        f"  Claude Code:  claude mcp add --transport http patchbay-demo {url}\n"
+        f"  Try it:       {inspector_command(url)}\n"
+        f"  Claude Code:  {claude_code_command('patchbay-demo', url)}\n"
         "  ChatGPT and claude.ai need a public HTTPS URL. Expose this port with a tunnel, for example\n"
         f"  `cloudflared tunnel --url http://127.0.0.1:{port}`, restart with PATCHBAY_SERVER__PUBLIC_URL set to the\n"
         "  tunnel's URL, then add <public_url>/mcp as a connector:\n"
-        "    ChatGPT: Settings → Apps & Connectors → Create (developer mode)\n"
-        "    Claude:  Settings → Connectors → Add custom connector\n"
+        f"    ChatGPT: {CHATGPT_MENU}\n"
+        f"    Claude:  {CLAUDE_MENU}\n"
         "  Anyone with the tunnel URL can call every tool until sign-in is set up. See docs/quickstart.md.\n",
         highlight=False,
     )
