@@ -28,7 +28,7 @@ PIP := $(VENV)/bin/python -m pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help venv node demo test lint conformance bench clean postgres mariadb
+.PHONY: help venv node demo test lint conformance bench clean postgres mariadb chromium
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
@@ -73,6 +73,11 @@ mariadb: ## install MariaDB server binaries (Debian mariadb-server) if missing
 	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || \
 	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends mariadb-server; }
 
+# The console's browser tests (tests/e2e/test_console_*.py) drive Debian's chromium with Playwright; Playwright's
+# own browser download is never used (`playwright install` is not run).
+chromium: ## install the Chromium browser (Debian chromium) if missing
+	[ -x /usr/bin/chromium ] || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends chromium; }
+
 # What users install is what we test (tests/install, docs/testing.md): the wheel goes into fresh venvs under
 # build/install/ that never see src/: venv-base (no extras) and one venv per optional extra. A venv is recreated
 # when pyproject.toml changes, so a dependency dropped from it is gone there too; when only src/ changes, just the
@@ -114,7 +119,7 @@ $(INSTALL_DIR)/venv-%/.installed: $(INSTALL_DIR)/venv-%/.created $(WHEEL_STAMP)
 	$(CLEAN_PIP) check
 	touch $@
 
-test: $(VENV_STAMP) $(NODE_STAMP) postgres mariadb ## lint, then the whole test suite (unit, e2e, conformance, clean installs)
+test: $(VENV_STAMP) $(NODE_STAMP) postgres mariadb chromium ## lint, then the whole test suite (unit, e2e, conformance, clean installs)
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
