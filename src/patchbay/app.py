@@ -304,6 +304,9 @@ def create_app(settings: Settings) -> Any:
         from patchbay.links import pages as links_pages
 
         link_pages = links_pages.build(runtime.links, auth, runtime.dispatcher.audit)
+    from patchbay.console import build as build_console
+
+    console = build_console(runtime, auth)  # the operator console at /admin (docs/console.md)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
     sessions = MemorySessionStore(
@@ -330,6 +333,8 @@ def create_app(settings: Settings) -> Any:
         keepalive_seconds=server.sse_keepalive_seconds,
         auth=auth.authenticator if auth is not None else None,
     )
+    if console is not None:
+        console.sessions, console.legacy = sessions, legacy  # counted on the overview
     # [metrics] and [otel] (docs/observability.md); with neither, no hook runs on any call.
     observability = build_observability(settings, runtime, sessions, legacy, approvals)
     runtime.dispatcher.metrics = observability.hook()
@@ -400,6 +405,7 @@ def create_app(settings: Settings) -> Any:
             *(auth.routes() if auth is not None else []),
             *(approvals.routes() if approvals is not None else []),
             *(link_pages.routes() if link_pages is not None else []),
+            *(console.routes() if console is not None else []),
             *observability.routes(),
             Route("/sse", legacy.stream, methods=["GET"]),
             Route("/messages", legacy.post, methods=["POST"]),
@@ -429,4 +435,5 @@ def create_app(settings: Settings) -> Any:
     app.sessions = sessions  # type: ignore[attr-defined]
     app.observability = observability  # type: ignore[attr-defined]
     app.router = router  # type: ignore[attr-defined]  # tests enumerate its routes
+    app.console = console  # type: ignore[attr-defined]
     return app

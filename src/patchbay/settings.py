@@ -271,6 +271,17 @@ class ApprovalsSettings(_Section):
     session_seconds: int = Field(900, ge=60, le=86_400)
 
 
+class ConsoleSettings(_Section):
+    """``[console]``: the operator console at ``/admin`` (docs/console.md)."""
+
+    enabled: bool = True
+    """Serve the console. With [auth] mode = "none" it is served only when [server] host is a loopback address."""
+    session_minutes: int = Field(60, ge=5, le=24 * 60)
+    """How long a sign-in to the console lasts."""
+    reauth_minutes: int = Field(10, ge=1, le=24 * 60)
+    """Dangerous actions (revoking, approving changes, disabling users) need a sign-in at most this long ago."""
+
+
 class VaultSettings(_Section):
     """``[vault]``: the keys that seal secrets at rest, such as linked accounts' upstream tokens (docs/links.md)."""
 
@@ -383,6 +394,7 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     outbound: OutboundSettings = OutboundSettings()
     approvals: ApprovalsSettings = ApprovalsSettings()
+    console: ConsoleSettings = ConsoleSettings()
     manifest: ManifestSettings = ManifestSettings()
     audit: AuditSettings = AuditSettings()
     vault: VaultSettings = VaultSettings()
