@@ -280,6 +280,10 @@ class ConsoleSettings(_Section):
     """How long a sign-in to the console lasts."""
     reauth_minutes: int = Field(10, ge=1, le=24 * 60)
     """Dangerous actions (revoking, approving changes, disabling users) need a sign-in at most this long ago."""
+    export_max_rows: int = Field(100_000, ge=1, le=10_000_000)
+    """An audit export (CSV or JSONL) holds at most this many records, the newest first."""
+    live_minutes: int = Field(10, ge=1, le=24 * 60)
+    """The audit page's live tail closes after this long (the browser reconnects, signed in again)."""
 
 
 class VaultSettings(_Section):
