@@ -1,0 +1,67 @@
+"""Connect: how each client reaches this server (the steps ``patchbay serve`` prints, from the same source), and
+a button that runs the doctor against the public URL and shows its report.
+
+The report is kept in this process for the person who asked (the newest few), and the action answers with a
+redirect to the page (post/redirect/get), so reloading the page never re-runs the doctor. Behind a load balancer the
+redirect may reach another replica; that replica shows the notice but not the report, and the button runs it again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from patchbay.auth.body import Form
+from patchbay.connect_steps import client_setups, is_public_https
+from patchbay.console.connect_doctor import DoctorOutcome, run_doctor
+from patchbay.console.core import Admin, Console, Page, PageResult
+
+# Reports kept per console (one per person, newest first out when full): enough for a team of operators.
+KEPT_REPORTS = 32
+
+
+def register(console: Console) -> None:
+    reports: OrderedDict[str, DoctorOutcome] = OrderedDict()
+
+    @console.page("/connect")
+    async def connect(request: Request, who: Admin) -> PageResult:
+        settings = console.settings
+        return Page(
+            "connect.html",
+            {
+                "mcp_url": settings.mcp_url,
+                "auth_mode": settings.auth.mode,
+                "public": is_public_https(settings.mcp_url),
+                "setups": client_setups(settings),
+                "report": reports.get(who.subject),
+            },
+        )
+
+    @console.action("/connect/doctor")
+    async def doctor(request: Request, who: Admin, form: Form) -> Response:
+        outcome = await run_doctor(console.settings)
+        reports.pop(who.subject, None)
+        reports[who.subject] = outcome
+        while len(reports) > KEPT_REPORTS:
+            reports.popitem(last=False)
+        verdict = _verdict(outcome)
+        console.audit(
+            "console.connect.doctor",
+            by=who.username,
+            subject=who.subject,
+            url=outcome.url,
+            outcome="error" if outcome.error else "ok",
+            verdict=verdict,
+        )
+        return console.redirect(request, "/connect#doctor", f"Doctor: {verdict}.")
+
+
+def _verdict(outcome: DoctorOutcome) -> str:
+    if outcome.error:
+        return f"could not run ({outcome.error})"
+    failing = [client.title for client in outcome.clients if not client.ready]
+    if not failing:
+        return "every client would connect"
+    return "would fail for " + ", ".join(failing)
