@@ -44,6 +44,11 @@ class ManifestKeeper:
         self._synced: tuple[tuple[str, str, str], ...] | None = None
         self._failing = False
 
+    @property
+    def engine(self) -> Engine | None:
+        """The store the versions are kept in; None before ``load``, or when it could not be opened."""
+        return self._engine
+
     async def load(self) -> None:
         """Migrate the store and read the latest approved version.
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import sessionmaker
 
 from patchbay.gate.approval_models import GateApproval
@@ -225,9 +225,21 @@ class ApprovalStore:
             row = session.scalar(query)
             return _view(row, self.clock(), self.redact) if row is not None else None
 
-    def list(self, *, include_all: bool = False, limit: int = 200) -> list[ApprovalView]:
-        """Pending, unexpired approvals (every approval with ``include_all``), newest first."""
-        query = select(GateApproval).order_by(GateApproval.created_at.desc()).limit(limit)
+    def list(
+        self, *, include_all: bool = False, limit: int = 200, before: tuple[float, str] | None = None
+    ) -> list[ApprovalView]:
+        """Pending, unexpired approvals (every approval with ``include_all``), newest first; with ``before`` (the
+        ``created_at`` and ``id`` of the last one of the previous page) only those listed after it."""
+        order = (GateApproval.created_at.desc(), GateApproval.id.desc())
+        query = select(GateApproval).order_by(*order).limit(limit)
+        if before is not None:
+            at, approval_id = before
+            query = query.where(
+                or_(
+                    GateApproval.created_at < at,
+                    and_(GateApproval.created_at == at, GateApproval.id < approval_id),
+                )
+            )
         if not include_all:
             query = query.where(GateApproval.status == "pending", GateApproval.expires_at > self.clock())
         now = self.clock()
