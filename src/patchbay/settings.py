@@ -539,6 +539,7 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "auth": AuthSettings,
         "outbound": OutboundSettings,
         "approvals": ApprovalsSettings,
+        "console": ConsoleSettings,
         "manifest": ManifestSettings,
         "audit": AuditSettings,
         "vault": VaultSettings,

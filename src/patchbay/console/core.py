@@ -247,7 +247,15 @@ class Console:
             return self._sign_in(request, "Your sign-in expired. Sign in again, then submit the form again.", None)
         admin, session = who
         if not same(form.get("csrf") or "", csrf_token(session)):
-            self.audit("console.refused", by=admin.username, path=request.url.path, reason="csrf", outcome="refused")
+            where = request.url.path
+            self.audit(
+                "console.refused",
+                by=admin.username,
+                subject=admin.subject,
+                path=where,
+                reason="csrf",
+                outcome="refused",
+            )
             return self.error(request, admin, session, 403, "Form expired", _EXPIRED)
         if not self.allowed(admin, role):
             return self.error(request, admin, session, 403, "Not allowed", _role_text(admin, role))
@@ -287,7 +295,7 @@ class Console:
         return HTMLResponse(html, status_code=status)
 
     async def _sign_out(self, request: Request, who: Admin, form: Form) -> Response:
-        self.audit("console.sign_out", by=who.username, outcome="ok")
+        self.audit("console.sign_out", by=who.username, subject=who.subject, outcome="ok")
         response = self.redirect(request, "/", "Signed out.")
         for name in (COOKIES.session, MARK_COOKIE):
             response.delete_cookie(name, path=PREFIX)
