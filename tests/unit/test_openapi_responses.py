@@ -44,6 +44,24 @@ def test_strict_output_makes_a_mismatch_an_error() -> None:
     assert result.is_error and "does not match the tool's output schema: at id" in result.content[0]["text"]
 
 
+def test_the_answer_check_agrees_with_jsonschema_where_the_compiled_check_would_not() -> None:
+    # jsonschema reads "pattern" with Python's re: "\\s" refuses U+FEFF (ECMA-262's accepts it), while "$" takes a
+    # final newline (ECMA-262's does not). The answer is structured exactly when jsonschema accepts it.
+    schema = {"type": "object", "properties": {"blank": {"pattern": "^\\s*$"}, "code": {"pattern": "^[A-Z]+$"}}}
+    shape = shaper(output_schema=schema, strict=True)
+    refused = shape.success(200, JSON, orjson.dumps({"blank": "\ufeff"}))
+    assert refused.is_error and "at blank: '\\ufeff' does not match" in refused.content[0]["text"]
+    accepted = shape.success(200, JSON, orjson.dumps({"blank": " ", "code": "AB\n"}))
+    assert accepted.structured == {"blank": " ", "code": "AB\n"}
+
+
+def test_a_schema_the_compiled_check_cannot_take_is_still_checked() -> None:
+    schema = {"type": "object", "patternProperties": {"^n_": {"type": "integer"}}}
+    shape = shaper(output_schema=schema)
+    assert shape.success(200, JSON, b'{"n_a": 1}').structured == {"n_a": 1}
+    assert "structuredContent" not in shape.success(200, JSON, b'{"n_a": "1"}').to_wire()
+
+
 def test_arrays_scalars_and_text_are_text_without_structured_content() -> None:
     for body in (b"[1,2]", b"42", b'"hi"'):
         assert "structuredContent" not in shaper(output_schema=SCHEMA).success(200, JSON, body).to_wire()

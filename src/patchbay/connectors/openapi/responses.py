@@ -21,9 +21,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import orjson
 
 from patchbay.connectors.openapi.bodies import is_textual
+from patchbay.connectors.openapi.checks import Check, compile_accept
 from patchbay.definitions import ToolResult
 
 log = logging.getLogger("patchbay.connectors.openapi")
@@ -70,6 +72,8 @@ class Shaper:
     secrets: tuple[str, ...] = ()
     origin: str = ""  # "https://api.example.com": with a request's target, the URI of a binary answer
     _tree: dict[str, Any] | None = field(default=None, init=False)
+    _accept: Check | None = field(default=None, init=False)
+    _compiled: bool = field(default=False, init=False)
     _validator: Any = field(default=None, init=False)
     _warned: bool = field(default=False, init=False)
 
@@ -125,9 +129,14 @@ class Shaper:
         return ToolResult(content)
 
     def _mismatch(self, value: Any) -> str | None:
+        """None when ``value`` matches the outputSchema, else where and how it first differs (checks.py: the
+        compiled check accepts, ``jsonschema`` finds the mismatch)."""
+        if not self._compiled:
+            self._accept = compile_accept(self.output_schema or {})
+            self._compiled = True
+        if self._accept is not None and self._accept(value):
+            return None
         if self._validator is None:
-            import jsonschema  # type: ignore[import-untyped]
-
             self._validator = jsonschema.Draft202012Validator(self.output_schema)
         error = next(iter(self._validator.iter_errors(value)), None)
         if error is None:
