@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -513,3 +514,67 @@ def test_any_argument_value_builds_a_request_or_is_refused_with_an_argument_erro
     for name, value in request.headers.items():
         (name + value).encode("latin-1")
         assert value and "\r" not in value and "\n" not in value
+
+
+def test_a_dot_inside_a_label_item_is_percent_encoded_so_items_stay_apart() -> None:
+    assert serialised("path", "label", True, ["1.5", "b"]) == ".1%2E5.b"
+    assert serialised("path", "label", False, {"v": "a.b"}) == ".v,a%2Eb"
+    assert serialised("path", "simple", False, ["1.5"]) == "1.5"  # no other style uses "." as a separator
+
+
+def styled_multipart(encoding: Encoding, value: Any) -> list[tuple[str, bytes]]:
+    body = Body("multipart/form-data", {"type": "object"}, required=True, encoding={"p": encoding})
+    plan = plan_for("/m", body=body, method="POST", body_args={"p": ArgTarget("body_property", "p")})
+    request = build_request(plan, {"p": value})
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode() + request.body
+    )
+    return [
+        (part.get_param("name", header="content-disposition"), part.get_payload(decode=True))
+        for part in message.iter_parts()
+    ]
+
+
+def test_a_styled_multipart_property_is_one_part_per_query_name_and_value_without_percent_encoding() -> None:
+    form = Encoding(style="form", explode=False, styled=True)
+    assert styled_multipart(form, ["a b", "c"]) == [("p", b"a b,c")]
+    assert styled_multipart(form, {"R": 100, "G": "x/y"}) == [("p", b"R,100,G,x/y")]
+    exploded = Encoding(style="form", explode=True, styled=True)
+    assert styled_multipart(exploded, ["a", "b"]) == [("p", b"a"), ("p", b"b")]
+    assert styled_multipart(exploded, {"R": 1, "G": 2}) == [("R", b"1"), ("G", b"2")]
+    assert styled_multipart(Encoding(style="pipeDelimited", explode=False, styled=True), ["a", "b"]) == [("p", b"a|b")]
+    assert styled_multipart(Encoding(style="spaceDelimited", explode=False, styled=True), ["a", "b"]) == [("p", b"a b")]
+    assert styled_multipart(Encoding(style="deepObject", explode=True, styled=True), {"R": 1}) == [("p[R]", b"1")]
+    assert styled_multipart(form, "plain") == [("p", b"plain")]
+
+
+def test_an_unstyled_multipart_property_is_sent_in_its_content_type() -> None:
+    unstyled = Encoding(style="form", explode=False, styled=False)  # 3.0, or 3.1 without style fields
+    assert styled_multipart(unstyled, {"R": 1}) == [("p", b'{"R":1}')]
+    assert styled_multipart(unstyled, ["a", "b"]) == [("p", b"a"), ("p", b"b")]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "value", "problem"),
+    [
+        (Encoding(style="deepObject", explode=True), "x", "deepObject is defined only for objects"),
+        (Encoding(style="deepObject", explode=True), ["x"], "deepObject is defined only for objects"),
+        (Encoding(style="spaceDelimited", explode=False), "x", "defined only for arrays and objects"),
+        (Encoding(style="pipeDelimited", explode=True), ["x"], "explode: true is undefined"),
+        (Encoding(style="form", explode=False), ["a,b", "c"], "an item holds ','"),
+        (Encoding(style="pipeDelimited", explode=False), {"k": "a|b"}, "an item holds '|'"),
+    ],
+)
+def test_a_multipart_value_its_style_cannot_carry_is_refused_naming_the_argument(
+    encoding: Encoding, value: Any, problem: str
+) -> None:
+    with pytest.raises(ArgumentError, match=rf"argument 'p': .*{re.escape(problem)}"):
+        styled_multipart(encoding, value)
+
+
+def test_a_form_urlencoded_value_its_style_cannot_carry_is_refused() -> None:
+    body = Body("application/x-www-form-urlencoded", {"type": "object"}, encoding={"p": Encoding(style="deepObject")})
+    plan = plan_for("/f", body=body, method="POST", body_args={"p": ArgTarget("body_property", "p")})
+    with pytest.raises(ArgumentError, match="argument 'p': style deepObject is defined only for objects"):
+        build_request(plan, {"p": "x"})
+    assert build_request(plan, {"p": {"a": "1"}}).body == b"p%5Ba%5D=1"

@@ -265,3 +265,58 @@ def test_an_optional_flat_body_given_at_all_needs_the_properties_it_requires() -
     assert not accepts(schema, {"scope": "x"}) and not accepts(schema, {"client_id": "a"})
     required = inputs(body=Body("application/json", body, required=True))
     assert "dependentRequired" not in required and required["required"] == ["client_id", "secret"]
+
+
+def styled_form_spec(version: str, required: list[str]) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "properties": {"tag": {"type": "string"}, "ids": {"type": "array", "items": {"type": "string"}}},
+        "required": required,
+    }
+    encoding = {"tag": {"style": "deepObject", "explode": True}, "ids": {"style": "pipeDelimited"}}
+    return {
+        "openapi": version,
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/f": {
+                "post": {
+                    "operationId": "f",
+                    "requestBody": {"content": {"multipart/form-data": {"schema": schema, "encoding": encoding}}},
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
+        },
+    }
+
+
+def test_a_3_1_multipart_property_whose_written_style_cannot_carry_its_type_is_not_an_argument() -> None:
+    spec = parse_document(styled_form_spec("3.1.0", []))
+    (operation,) = spec.operations
+    assert operation.body is not None and operation.body.encoding["ids"].styled
+    args, _ = build_inputs(operation, spec.defs)
+    assert set(args) == {"ids"}  # deepObject is undefined for a string: "tag" could never be sent
+
+
+def test_a_3_0_multipart_body_ignores_encoding_styles_so_every_property_stays() -> None:
+    spec = parse_document(styled_form_spec("3.0.3", ["tag"]))
+    (operation,) = spec.operations
+    assert operation.body is not None and not operation.body.encoding["tag"].styled
+    args, _ = build_inputs(operation, spec.defs)
+    assert set(args) == {"tag", "ids"}
+
+
+def test_a_3_1_multipart_style_applies_only_when_written() -> None:
+    document = styled_form_spec("3.1.0", [])
+    media = document["paths"]["/f"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    media["encoding"] = {"tag": {"contentType": "text/plain"}, "ids": {"explode": False}}
+    (operation,) = parse_document(document).operations
+    assert operation.body is not None
+    assert not operation.body.encoding["tag"].styled
+    assert operation.body.encoding["ids"].styled and operation.body.encoding["ids"].style == "form"
+
+
+def test_an_operation_whose_required_form_property_its_style_cannot_carry_is_skipped_with_the_reason() -> None:
+    spec = parse_document(styled_form_spec("3.1.0", ["tag"]))
+    assert not spec.operations
+    (skipped,) = spec.skipped
+    assert "'tag' cannot be sent: style deepObject is defined only for objects" in skipped.reason

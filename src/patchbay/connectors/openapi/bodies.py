@@ -228,6 +228,9 @@ def _form_field(name: str, value: Any, encoding: Encoding) -> str:
     key = _strict(name)
     if encoding.content_type is not None and "json" in encoding.content_type:
         return f"{key}={_strict(dump_json(value).decode())}"
+    problem = undefined_style(encoding, shape_of(value))
+    if problem is not None:
+        raise BodyError(problem)
     if isinstance(value, list):
         items = [encode(_text(item)) for item in value]
         if encoding.explode and encoding.style == "form":
@@ -288,6 +291,9 @@ def _multipart_writer(
             kind = kinds.get(name, (_FIELD, ""))
             encoding = encodings.get(name)
             try:
+                if encoding is not None and encoding.styled and kind[0] == _FIELD:
+                    parts.extend(_text_part(boundary, key, text) for key, text in styled_pairs(name, item, encoding))
+                    continue
                 # RFC 7578 §4.3 and OpenAPI 3.1.1 §4.8.15: an array is one part per item, all of the same name.
                 for one in item if isinstance(item, list) else (item,):
                     parts.append(_part(boundary, name, one, kind, encoding))
@@ -325,6 +331,99 @@ def _part(boundary: str, name: str, value: Any, kind: tuple[int, str], encoding:
         content, content_type = _text(value).encode(), declared or "text/plain"
     head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {_one_line(content_type)}\r\n\r\n"
     return head.encode("utf-8", "replace") + content + b"\r\n"
+
+
+def _text_part(boundary: str, name: str, text: str) -> bytes:
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"\r\nContent-Type: text/plain\r\n\r\n'
+    return head.encode("utf-8", "replace") + _utf8(text) + b"\r\n"
+
+
+# -- style on multipart/form-data parts (OpenAPI 3.2 §4.8.15.1, Appendix C) ----------------------------------------
+
+_JOINERS = {"form": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
+
+
+def undefined_style(encoding: Encoding, shape: str) -> str | None:
+    """Why ``encoding``'s style cannot carry a value of ``shape`` ("primitive", "array", "object"), or None.
+
+    The style table (OpenAPI 3.1.1 §4.8.12.4.1, Style Examples) defines spaceDelimited and pipeDelimited only for
+    non-exploded arrays and objects, and deepObject only for objects; any other combination has no serialisation
+    a server could read.
+    """
+    style = encoding.style
+    if style == "deepObject" and shape != "object":
+        return f"style deepObject is defined only for objects, not for {shape} values"
+    if style in ("spaceDelimited", "pipeDelimited"):
+        if shape == "primitive":
+            return f"style {style} is defined only for arrays and objects, not for single values"
+        if encoding.explode:
+            return f"style {style} with explode: true is undefined"
+    return None
+
+
+def shape_of(value: Any) -> str:
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "primitive"
+
+
+def schema_shape(schema: Any, defs: dict[str, Any]) -> str | None:
+    """What every value of ``schema`` is ("primitive", "array", "object"), or None when it may be several."""
+    schema = resolve(schema, defs)
+    kind = schema.get("type")
+    kinds = {kind} if isinstance(kind, str) else set(kind) if isinstance(kind, list) else set()
+    kinds.discard("null")  # a null value is left out, whatever the style
+    if not kinds:
+        return "object" if "properties" in schema else None
+    shapes = {"array" if k == "array" else "object" if k == "object" else "primitive" for k in kinds}
+    return shapes.pop() if len(shapes) == 1 else None
+
+
+def unsendable_properties(body: Body, defs: dict[str, Any]) -> dict[str, str]:
+    """The form or multipart properties whose Encoding style is undefined for their schema, with the reason."""
+    schema = resolve(body.schema, defs)
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return {}
+    found: dict[str, str] = {}
+    for name, encoding in body.encoding.items():
+        shape = schema_shape(properties.get(name), defs) if name in properties else None
+        problem = undefined_style(encoding, shape) if encoding.styled and shape is not None else None
+        if problem is not None:
+            found[name] = problem
+    return found
+
+
+def styled_pairs(name: str, value: Any, encoding: Encoding) -> list[tuple[str, str]]:
+    """One multipart property in its style as (part name, text) pairs: the query string's names and values, one
+    part each, without percent-encoding (OpenAPI 3.2 Appendix C: "the ?, =, and & characters are not used, and URI
+    percent encoding is not applied").
+
+    Raises:
+        BodyError: the style is undefined for the value, or a joined item holds the character that separates
+            items (with no percent-encoding the API could not tell them apart).
+    """
+    shape = shape_of(value)
+    problem = undefined_style(encoding, shape)
+    if problem is not None:
+        raise BodyError(problem)
+    if shape == "primitive":
+        return [(name, _text(value))]
+    if not value:
+        return []  # an empty array or object is undefined (RFC 6570 §2.3): nothing is sent
+    if shape == "object" and encoding.style == "deepObject":
+        return [(f"{name}[{key}]", _text(item)) for key, item in value.items()]
+    if shape == "array":
+        pieces = [_text(item) for item in value]
+        if encoding.explode:  # form only: the delimited styles were refused above
+            return [(name, piece) for piece in pieces]
+    else:
+        pairs = [(str(key), _text(item)) for key, item in value.items()]
+        if encoding.explode:
+            return pairs
+        pieces = [piece for pair in pairs for piece in pair]
+    joiner = _JOINERS.get(encoding.style, ",")
+    if any(joiner in piece for piece in pieces):
+        raise BodyError(f"an item holds {joiner!r}, which style {encoding.style} uses to separate items")
+    return [(name, joiner.join(pieces))]
 
 
 def _concrete(content_type: str) -> str:

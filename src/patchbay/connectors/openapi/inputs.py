@@ -22,6 +22,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+from patchbay.connectors.openapi.bodies import unsendable_properties
 from patchbay.connectors.openapi.models import ArgTarget, Body, Operation, Parameter, Success
 from patchbay.connectors.openapi.sendable import narrow_value, parameter_schema
 
@@ -240,10 +241,12 @@ def _body_candidates(body: Body, schemas: Schemas) -> list[_Candidate]:
     if shape is None or not shape[0]:
         return [_Candidate("body", "", _described(body.schema, body.description), body.required)]
     properties, required = shape
+    # A property whose Encoding style is undefined for its type could never be sent (bodies.undefined_style).
+    unsendable = unsendable_properties(body, schemas.defs) if body.encoding else {}
     candidates = []
     for name, schema in properties.items():
         # OpenAPI 3.1 §4.8.24.1 (readOnly): a read-only property is sent only in responses.
-        if isinstance(schema, dict) and schemas.resolve(schema).get("readOnly") is True:
+        if name in unsendable or (isinstance(schema, dict) and schemas.resolve(schema).get("readOnly") is True):
             continue
         member = name in required
         candidates.append(_Candidate("body_property", name, schema, body.required and member, member))

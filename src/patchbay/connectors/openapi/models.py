@@ -52,6 +52,11 @@ class Encoding:
     style: str = "form"
     explode: bool = True
     allow_reserved: bool = False
+    # Whether the property is sent in its ``style`` (RFC 6570-like name/value pairs) rather than as content of its
+    # ``contentType``. Always for application/x-www-form-urlencoded; for multipart/form-data only from OpenAPI 3.1
+    # on, when the spec writes ``style``, ``explode`` or ``allowReserved`` (3.1.1 §4.8.15.1: "the presence of at
+    # least one ... is equivalent to using schema with in: query"; 3.0.3 ignores them for multipart).
+    styled: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from patchbay.connectors.openapi.bodies import required_properties, unsendable_properties
 from patchbay.connectors.openapi.models import (
     METHODS,
     Body,
@@ -396,13 +397,19 @@ def request_body(ctx: Context, node: Any, base: str) -> Body | None:
     entry = content[media] if isinstance(content[media], dict) else {}
     raw = entry.get("schema")
     schema = default_schema(media) if raw is None else ctx.schemas.convert(raw, base, "the request body")
-    return Body(
+    converted = Body(
         media_type=media,
         schema=schema,
         required=body.get("required") is True,
         description=text(body.get("description")),
-        encoding=encodings(entry.get("encoding")),
+        encoding=encodings(entry.get("encoding"), media, openapi30=ctx.schemas.openapi30),
     )
+    # An optional property the style cannot carry is left out of the tool's arguments (inputs.py); a required one
+    # makes the operation uncallable.
+    unsendable = unsendable_properties(converted, ctx.schemas.defs)
+    for name in sorted(unsendable.keys() & required_properties(schema, ctx.schemas.defs)):
+        raise OperationError(f"the request body's required property {name!r} cannot be sent: {unsendable[name]}")
+    return converted
 
 
 def default_schema(media: str) -> dict[str, Any]:
@@ -414,20 +421,28 @@ def default_schema(media: str) -> dict[str, Any]:
     return {"type": "string", "contentMediaType": media}
 
 
-def encodings(value: Any) -> dict[str, Encoding]:
+def encodings(value: Any, media: str, *, openapi30: bool) -> dict[str, Encoding]:
+    """The body's Encoding Objects by property. ``styled`` says whether ``style``/``explode`` apply: always for a
+    form-urlencoded body (with query defaults); for multipart/form-data only in 3.1 and later, when one of
+    ``style``, ``explode``, ``allowReserved`` is written (3.1.1 §4.8.15.1; the 3.0.3 Encoding Object: "SHALL be
+    ignored if the request body media type is not application/x-www-form-urlencoded")."""
     if not isinstance(value, dict):
         return {}
+    essence = media.split(";", 1)[0].strip().lower()
+    multipart = essence.startswith("multipart/")
     out: dict[str, Encoding] = {}
     for prop, node in value.items():
         if not isinstance(node, dict):
             continue
         style = text(node.get("style")) or "form"
         explode = node.get("explode")
+        written = any(key in node for key in ("style", "explode", "allowReserved"))
         out[str(prop)] = Encoding(
             content_type=text(node.get("contentType")) or None,
             style=style,
             explode=explode if isinstance(explode, bool) else style == "form",
             allow_reserved=node.get("allowReserved") is True,
+            styled=not multipart or (written and not openapi30 and essence == "multipart/form-data"),
         )
     return out
 

@@ -260,7 +260,7 @@ def _step(param: Parameter) -> Step:
         return (_IGNORED, param.name, _unchanged)
     kind = {"path": _PATH, "query": _QUERY, "header": _HEADER, "cookie": _COOKIE}[location]
     if location == "path":
-        encode: Callable[[str], str] = _encode_path
+        encode: Callable[[str], str] = _encode_label if param.style == "label" else _encode_path
     elif location == "header":
         encode = _header_value
     elif location == "query" and param.allow_reserved:
@@ -406,6 +406,13 @@ def _encode_path(text: str) -> str:
     if text and not text.strip("."):
         return "%2E" * len(text)  # "." and ".." would be dot segments (RFC 3986 §5.2.4) and move the request
     return quote(text, safe="")
+
+
+def _encode_label(text: str) -> str:
+    # "." separates a label value's items (and an exploded object's pairs); RFC 6570 §3.2.5 leaves it unencoded, so
+    # an item holding one would read as two. Percent-encoding an unreserved character keeps its meaning (RFC 3986
+    # §2.3: equivalent once decoded), so a "." inside an item goes as %2E.
+    return quote(text, safe="").replace(".", "%2E")
 
 
 def _header_value(text: str) -> str:
