@@ -147,6 +147,17 @@ class Users:
                 session.execute(delete(AuthBrowserSession).where(AuthBrowserSession.user_id == row.id))
             return _view(row)
 
+    def set_roles(self, username: str, roles: Iterable[str]) -> UserView | None:
+        """Replace a user's roles; None when there is no such user. The store's triggers raise the revocation
+        generation, so tokens already issued carry the new roles on their next request (``patchbay.auth.epoch``).
+        A federated user's roles are set again from the provider's claims at their next sign-in."""
+        with self._write() as session, session.begin():
+            row = session.scalar(select(AuthUser).where(AuthUser.username == username))
+            if row is None:
+                return None
+            row.roles = " ".join(sorted(set(roles)))
+            return _view(row)
+
     def verify(
         self, username: str, password: str, *, device: str | None = None, address_blocked: bool = False
     ) -> Attempt:

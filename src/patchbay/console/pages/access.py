@@ -1,0 +1,110 @@
+"""Access: who may reach this server. Users (add, disable, enable, unlock, roles), API keys (create, shown once;
+revoke), OAuth clients and their grants (revoke), linked upstream accounts (revoke), and a policy playground.
+
+The stores are the authorization server's own (``auth.core``: users, keys, clients, grants) and the links hub's;
+the handlers that change them are in ``patchbay.console.access_actions``. With ``[auth] mode = "none"`` nobody
+signs in: there are no accounts to show, and the playground answers for an anonymous caller only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+
+from patchbay.console import access_actions, access_data
+from patchbay.console.access_actions import SECTIONS
+from patchbay.console.access_data import FormError
+from patchbay.console.core import Admin, Console, Page, PageResult
+
+NO_SIGN_IN = 'Sign-in is off ([auth] mode = "none"): there are no users, API keys, clients or linked accounts.'
+
+
+def _page(section: str, template: str, context: dict[str, Any], status: int = 200) -> Page:
+    base = {"title": "Access", "section": section, "sections": SECTIONS, "off": None}
+    return Page(template, {**base, **context}, status)
+
+
+def register(console: Console) -> None:
+    core = console.runtime.auth.core if console.runtime.auth is not None else None
+
+    @console.page("/access")
+    async def users(request: Request, who: Admin) -> PageResult:
+        if core is None:
+            return _page("users", "access_users.html", {"off": NO_SIGN_IN, "users": []})
+        listed = await core.run(core.users.list)
+        return _page("users", "access_users.html", {"users": listed, "now": time.time()})
+
+    @console.page("/access/keys")
+    async def keys(request: Request, who: Admin) -> PageResult:
+        if core is None:
+            return _page("keys", "access_keys.html", {"off": NO_SIGN_IN, "keys": [], "created": None})
+        return _page("keys", "access_keys.html", {"keys": await core.run(core.keys.list), "created": None})
+
+    @console.page("/access/clients")
+    async def clients(request: Request, who: Admin) -> PageResult:
+        if core is None:
+            return _page("clients", "access_clients.html", {"off": NO_SIGN_IN, "clients": []})
+        return _page("clients", "access_clients.html", {"clients": await core.run(core.clients.list)})
+
+    @console.page("/access/client")
+    async def client(request: Request, who: Admin) -> PageResult:
+        client_id = request.query_params.get("id", "")
+        found = await core.run(core.clients.get, client_id) if core is not None and client_id else None
+        if core is None or found is None:
+            context: dict[str, Any] = {"client": None, "grants": [], "off": None if core is not None else NO_SIGN_IN}
+            return _page("clients", "access_client.html", context, 404)
+        grants = await core.run(access_data.client_grants, core.engine, client_id, time.time())
+        return _page("clients", "access_client.html", {"client": found, "grants": grants})
+
+    @console.page("/access/links")
+    async def links(request: Request, who: Admin) -> PageResult:
+        if core is None:
+            return _page("links", "access_links.html", {"off": NO_SIGN_IN, "accounts": []})
+        subject = request.query_params.get("user", "").strip()[:1024] or None
+        connector = request.query_params.get("connector", "").strip()[:200] or None
+        accounts = await core.run(access_data.link_store(core.engine).accounts, subject, connector)
+        return _page(
+            "links",
+            "access_links.html",
+            {"accounts": accounts, "user": subject or "", "connector": connector or ""},
+        )
+
+    @console.page("/access/policy")
+    async def policy(request: Request, who: Admin) -> PageResult:
+        return await _playground(console, request)
+
+    access_actions.register(console)
+
+
+async def _playground(console: Console, request: Request) -> Page:
+    query = request.query_params
+    form = {k: query.get(k, "") for k in ("kind", "name", "client", "tool", "args")}
+    form["kind"] = form["kind"] or ("user" if console.runtime.auth is not None else "anonymous")
+    context: dict[str, Any] = {"form": form, "answer": None, "problem": None, "asked": "tool" in query}
+    if not context["asked"]:
+        return _page("policy", "access_policy.html", context)
+    runtime = console.runtime
+    try:
+        if not form["tool"] or form["tool"] not in runtime.catalog.tools:
+            raise FormError("tool", f"no tool is named {form['tool'][:200]!r} (see the Tools page)")
+        arguments = access_data.arguments(form["args"])
+        who = access_data.caller(query)
+        if who.kind != "anonymous" and runtime.auth is None:
+            raise FormError("kind", 'with [auth] mode = "none" every caller is anonymous')
+        core = runtime.auth.core if runtime.auth is not None else None
+        scopes = tuple(console.settings.auth.default_scopes)
+        caller = None if core is None else await core.run(access_data.principal, who, core, scopes)
+    except FormError as exc:
+        return _page("policy", "access_policy.html", {**context, "problem": str(exc)}, 400)
+    gate = runtime.dispatcher.gate
+    decision = gate.decide(form["tool"], caller, arguments)
+    answer = {
+        "effect": decision.effect,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "listed": gate.is_listed(form["tool"], caller),
+        "subject": "anonymous" if caller is None else caller.subject,
+    }
+    return _page("policy", "access_policy.html", {**context, "answer": answer})
