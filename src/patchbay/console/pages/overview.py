@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 
 from patchbay.console.core import Admin, Console, Page, PageResult
+from patchbay.console.traffic import Minute, charts, last_hour
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,24 @@ def counts(console: Console) -> dict[str, Any]:
     }
 
 
+async def traffic(console: Console) -> list[Minute] | None:
+    """The last hour per minute, or None when the server keeps no audit trail ([audit] enabled = false)."""
+    recorder = console.runtime.dispatcher.audit
+    if recorder is None:
+        return None
+    minutes: list[Minute] = await anyio.to_thread.run_sync(last_hour, recorder.engine)
+    return minutes
+
+
 def register(console: Console) -> None:
     @console.page("/")
     async def overview(request: Request, who: Admin) -> PageResult:
-        return Page(
-            "overview.html",
-            {"title": "Overview", "connectors": await connector_rows(console), "counts": counts(console)},
-        )
+        minutes = await traffic(console)
+        context = {
+            "title": "Overview",
+            "connectors": await connector_rows(console),
+            "counts": counts(console),
+            "charts": charts(minutes) if minutes is not None else None,
+            "minutes": [m for m in minutes if m.calls] if minutes is not None else [],
+        }
+        return Page("overview.html", context)

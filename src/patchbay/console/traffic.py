@@ -1,0 +1,144 @@
+"""The last hour's calls, errors and latency, per minute, from the audit trail, drawn as small SVG bar charts.
+
+The store aggregates: one range scan of the ``ts`` index over the last hour, grouped per minute in SQL, so the cost
+follows the hour's calls, not the trail's size (a million older records are never read). Only a call's final
+record counts (a write's ``intent`` record is its first half). Latency is read from the record body, the one place
+it is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+
+WINDOW_MINUTES = 60
+ERRORS = ("tool_error", "error", "timed_out", "unrecorded")
+REFUSED = ("denied", "rate_limited")
+_QUERY = """
+SELECT {minute} AS minute, COUNT(*) AS calls,
+       SUM(CASE WHEN outcome IN ('tool_error', 'error', 'timed_out', 'unrecorded') THEN 1 ELSE 0 END) AS errors,
+       SUM(CASE WHEN outcome IN ('denied', 'rate_limited') THEN 1 ELSE 0 END) AS refused,
+       AVG({latency}) AS latency_avg, MAX({latency}) AS latency_max
+FROM audit_records
+WHERE ts >= :start AND ts < :end AND kind = 'call' AND outcome <> 'intent'
+GROUP BY 1 ORDER BY 1
+"""
+# (minute index, latency) per dialect: SQLite's CAST truncates (ts >= start, so towards the earlier minute);
+# PostgreSQL's would round, hence FLOOR there.
+_DIALECTS = {
+    "sqlite": ("CAST((ts - :start) / 60 AS INTEGER)", "json_extract(body, '$.latency_ms')"),
+    "postgresql": (
+        "CAST(FLOOR((ts - :start) / 60) AS INTEGER)",
+        "CAST(CAST(body AS jsonb) ->> 'latency_ms' AS DOUBLE PRECISION)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Minute:
+    start: float
+    calls: int = 0
+    errors: int = 0
+    refused: int = 0
+    latency_avg: float | None = None
+    latency_max: float | None = None
+
+    @property
+    def label(self) -> str:
+        return dt.datetime.fromtimestamp(self.start, dt.UTC).strftime("%H:%M")
+
+
+def last_hour(engine: Engine, now: float | None = None) -> list[Minute]:
+    """The last 60 whole minutes before ``now`` (default: the clock), oldest first, quiet minutes included."""
+    end = (int(time.time() if now is None else now) // 60 + 1) * 60  # the end of the current minute
+    start = end - WINDOW_MINUTES * 60
+    minute_sql, latency_sql = _DIALECTS.get(engine.dialect.name, _DIALECTS["sqlite"])
+    query = text(_QUERY.format(minute=minute_sql, latency=latency_sql))
+    with engine.connect() as connection:
+        rows = connection.execute(query, {"start": float(start), "end": float(end)}).all()
+    found = {int(row.minute): row for row in rows}
+    minutes = []
+    for index in range(WINDOW_MINUTES):
+        row = found.get(index)
+        at = float(start + index * 60)
+        if row is None:
+            minutes.append(Minute(at))
+        else:
+            average = None if row.latency_avg is None else float(row.latency_avg)
+            peak = None if row.latency_max is None else float(row.latency_max)
+            minutes.append(Minute(at, int(row.calls), int(row.errors or 0), int(row.refused or 0), average, peak))
+    return minutes
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One bar chart: ``bars`` in a ``width`` by ``height`` view box; ``summary`` is its text alternative."""
+
+    id: str
+    title: str
+    summary: str
+    bars: list[Bar]
+    peak: str
+    first: str
+    last: str
+    bad: bool = False
+    width: int = 600
+    height: int = 120
+
+
+def chart(
+    minutes: list[Minute], id: str, title: str, values: list[float | None], unit: str, bad: bool = False
+) -> Chart:
+    """A bar per minute of ``values`` (None: nothing that minute), scaled to the largest."""
+    width, height, top = 600, 120, 14  # room above the tallest bar for its scale label
+    peak = max((v for v in values if v is not None), default=0.0)
+    step = width / max(len(values), 1)
+    bars = []
+    for index, (minute, value) in enumerate(zip(minutes, values, strict=True)):
+        if not value:
+            continue
+        tall = (height - top) * value / peak if peak else 0.0
+        bars.append(
+            Bar(
+                round(index * step + 1, 2),
+                round(height - tall, 2),
+                round(step - 2, 2),
+                round(tall, 2),
+                f"{minute.label}: {_fmt(value)} {unit}",
+            )
+        )
+    total = sum(v for v in values if v is not None)
+    busiest = max(range(len(values)), key=lambda i: values[i] or 0.0) if values else 0
+    summary = (
+        f"{title}, per minute over the last hour: none."
+        if not peak
+        else f"{title}, per minute over the last hour: peak {_fmt(peak)} {unit} at {minutes[busiest].label}"
+        + ("" if unit == "ms" else f", {_fmt(total)} in all")
+        + "."
+    )
+    first, last = (minutes[0].label, minutes[-1].label) if minutes else ("", "")
+    return Chart(id, title, summary, bars, f"{_fmt(peak)} {unit}", first, last, bad)
+
+
+def charts(minutes: list[Minute]) -> list[Chart]:
+    return [
+        chart(minutes, "chart-calls", "Calls", [float(m.calls) for m in minutes], "calls"),
+        chart(minutes, "chart-errors", "Errors", [float(m.errors) for m in minutes], "errors", bad=True),
+        chart(minutes, "chart-latency", "Average latency", [m.latency_avg for m in minutes], "ms"),
+    ]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) or value >= 100 else f"{value:,.1f}"
