@@ -1,7 +1,9 @@
 """Pending manifest changes for the console: what ``patchbay manifest status|diff`` shows, one page at a time, with
 a side-by-side diff of each definition; and approving or rejecting them as ``patchbay manifest approve|reject`` do.
 
-Read from the store, as the CLI reads it, so every replica's console shows the same review. An approval records a
+Read from the store, as the CLI reads it, so every replica's console shows the same review; the approved version
+this server already holds stands in for reading it again while it is the latest (10,000 definitions take seconds
+to read). An approval records a
 new version, then this process's keeper loads it at once (``ManifestKeeper.check``): the catalog is rebuilt and
 open streams are told ``notifications/tools/list_changed``, exactly as when the CLI approves and the keeper's poll
 notices; other replicas notice within ``[manifest] poll_seconds``.
@@ -23,13 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio.to_thread
 import orjson
 
-from patchbay.catalog.changes import LEVELS, Change, Risk
+from patchbay.catalog.changes import LEVELS, Change, Risk, diff
 from patchbay.catalog.hidden import escaped
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from patchbay.catalog.manifest import Snapshot
+    from patchbay.catalog.manifest_store import Proposal
 
 PAGE_SIZE = 50
 Mark = Literal["same", "changed", "removed", "added"]
@@ -107,15 +110,15 @@ async def review(runtime: Any) -> Review | None:
     engine = _engine(runtime)
     if engine is None:
         return None
-    return await anyio.to_thread.run_sync(functools.partial(_review, engine, runtime.settings.manifest.mode))
+    mode, known = runtime.settings.manifest.mode, _known(runtime)
+    return await anyio.to_thread.run_sync(functools.partial(_review, engine, mode, known))
 
 
-def _review(engine: Engine, mode: str) -> Review:
-    from patchbay.catalog.manifest_store import REJECTED, read_proposed
-    from patchbay.cli.manifest import pending
+def _review(engine: Engine, mode: str, known: Snapshot | None) -> Review:
+    from patchbay.catalog.manifest_store import REJECTED
 
-    snapshot, changes = pending(engine)
-    rejected = sum(1 for p in read_proposed(engine) if p.state == REJECTED)
+    snapshot, changes, proposals = _pending(engine, known)
+    rejected = sum(1 for p in proposals if p.state == REJECTED)
     return Review(
         mode,
         snapshot.version if snapshot else None,
@@ -124,6 +127,28 @@ def _review(engine: Engine, mode: str) -> Review:
         changes,
         rejected,
     )
+
+
+def _pending(engine: Engine, known: Snapshot | None) -> tuple[Snapshot | None, list[Change], list[Proposal]]:
+    """What ``patchbay manifest diff`` reports (``patchbay.cli.manifest.pending``), without reading every approved
+    definition on each request: the version this server already loaded is used while it is the latest, and only
+    the proposed items are compared (every other item is unchanged by definition)."""
+    from patchbay.catalog.manifest_store import PROPOSED, latest_version, read_proposed, read_snapshot
+
+    snapshot = known if known is not None and known.version == latest_version(engine) else read_snapshot(engine)
+    approved = snapshot.entries if snapshot is not None else {}
+    proposals = read_proposed(engine)
+    keys = {(p.kind, p.name) for p in proposals if p.state == PROPOSED}
+    before = {key: approved[key] for key in keys if key in approved}
+    after = dict(before)
+    for proposal in proposals:
+        if proposal.state != PROPOSED:
+            continue
+        if proposal.item is None:
+            after.pop((proposal.kind, proposal.name), None)
+        else:
+            after[proposal.kind, proposal.name] = proposal.item
+    return snapshot, diff(before, after), proposals
 
 
 def side_by_side(change: Change) -> list[Line]:
@@ -174,18 +199,18 @@ async def approve(runtime: Any, chosen: Sequence[str], everything: str | None, b
     Raises:
         ChangeRefused: nothing chosen, a change not pending or changed since, or another approval came first.
     """
-    engine = _required(runtime)
-    done = await anyio.to_thread.run_sync(functools.partial(_approve, engine, chosen, everything, by))
+    engine, known = _required(runtime), _known(runtime)
+    done = await anyio.to_thread.run_sync(functools.partial(_approve, engine, known, chosen, everything, by))
     if runtime.keeper is not None:
         await runtime.keeper.check()  # load the version now: rebuild and tell clients, as the keeper's poll does
     return done
 
 
-def _approve(engine: Engine, chosen: Sequence[str], everything: str | None, by: str) -> Decided:
+def _approve(engine: Engine, known: Snapshot | None, chosen: Sequence[str], everything: str | None, by: str) -> Decided:
     from patchbay.catalog.manifest import apply, summary
     from patchbay.catalog.manifest_store import VersionConflict, record_version
 
-    snapshot, changes = _pending(engine)
+    snapshot, changes, _ = _pending(engine, known)
     picked = _pick(changes, chosen, everything)
     entries = apply(snapshot.entries if snapshot else {}, picked)
     try:
@@ -204,24 +229,18 @@ async def reject(runtime: Any, chosen: Sequence[str], everything: str | None, by
     Raises:
         ChangeRefused: as for ``approve``.
     """
-    engine = _required(runtime)
-    return await anyio.to_thread.run_sync(functools.partial(_reject, engine, chosen, everything, by))
+    engine, known = _required(runtime), _known(runtime)
+    return await anyio.to_thread.run_sync(functools.partial(_reject, engine, known, chosen, everything, by))
 
 
-def _reject(engine: Engine, chosen: Sequence[str], everything: str | None, by: str) -> Decided:
+def _reject(engine: Engine, known: Snapshot | None, chosen: Sequence[str], everything: str | None, by: str) -> Decided:
     from patchbay.catalog.manifest_store import reject as reject_rows
 
-    _, changes = _pending(engine)
+    _, changes, _ = _pending(engine, known)
     picked = _pick(changes, chosen, everything)
     reject_rows(engine, [(c.kind, c.name) for c in picked], by)
     keys = [key_of(c) for c in picked]
     return Decided(None, keys, " ".join(keys))
-
-
-def _pending(engine: Engine) -> tuple[Snapshot | None, list[Change]]:
-    from patchbay.cli.manifest import pending
-
-    return pending(engine)
 
 
 def _pick(changes: list[Change], chosen: Sequence[str], everything: str | None) -> list[Change]:
@@ -242,6 +261,12 @@ def _pick(changes: list[Change], chosen: Sequence[str], everything: str | None) 
             raise ChangeRefused(f"Not pending (any more): {', '.join(gone)}. Review the changes again.")
         raise ChangeRefused(f"Changed since the page was shown: {', '.join(stale)}. Review the changes again.")
     return [by_choice[c] for c in dict.fromkeys(chosen)]
+
+
+def _known(runtime: Any) -> Snapshot | None:
+    """The approved version this server has loaded (its keeper's)."""
+    manifest = runtime.catalog.manifest
+    return manifest.approved if manifest is not None else None
 
 
 def _engine(runtime: Any) -> Engine | None:
