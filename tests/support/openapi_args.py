@@ -19,7 +19,8 @@ from hypothesis.internal.conjecture import utils as conjecture
 from hypothesis_jsonschema import from_schema
 
 INLINE_DEPTH = 3
-BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# Canonical base64 (RFC 4648 §3.5: the pad bits are zero), so that strict decoders (prism's) accept it too.
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
 _DONE = object()
 
 
