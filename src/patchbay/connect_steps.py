@@ -80,12 +80,7 @@ def client_setups(settings: Settings) -> list[ClientSetup]:
     """The setup of every client the Connect page lists, in the order people usually try them."""
     url = settings.mcp_url
     name = server_label(settings)
-    hosted_blocker = (
-        ""
-        if is_public_https(url)
-        else f"{url} is not a public HTTPS URL: hosted clients cannot reach it. Expose the server through a tunnel "
-        "or a reverse proxy and set server.public_url to that HTTPS address."
-    )
+    hosted_blocker = "" if is_public_https(url) else f"{url} is not a public HTTPS URL, which this client needs."
     return [
         _chatgpt(url, settings.auth.mode, hosted_blocker),
         _claude(url, settings.auth.mode, hosted_blocker),

@@ -71,7 +71,7 @@ def test_without_sign_in_the_api_snippets_carry_no_credential(tmp_path: Path) ->
 def test_a_loopback_url_is_flagged_for_hosted_clients_only(tmp_path: Path) -> None:
     setups = _by_id(_settings(tmp_path))
     for hosted in ("chatgpt", "claude", "responses", "messages"):
-        assert "http://127.0.0.1:8000/mcp is not a public HTTPS URL" in setups[hosted].blocker
+        assert setups[hosted].blocker == "http://127.0.0.1:8000/mcp is not a public HTTPS URL, which this client needs."
     assert setups["claude-code"].blocker == "" and setups["inspector"].blocker == ""
 
 
