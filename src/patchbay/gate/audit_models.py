@@ -30,7 +30,7 @@ class AuditRecord(Base):
         Index("ix_audit_records_subject_ts", "subject", "ts"),
         Index("ix_audit_records_name_ts", "name", "ts"),
         Index("ix_audit_records_outcome_ts", "outcome", "ts"),
-        Index("ix_audit_records_client_ts", "client_id", "ts"),  # audit_0004
+        Index("ix_audit_records_client_ts", "client_id", "ts", "seq"),  # audit_0004 (seq: see there)
     )
 
     # INTEGER on SQLite so the key is the rowid (no second index); never auto-assigned: the writer assigns it.
