@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from bench import (
     audit,
     coldstart,
+    console,
     documents,
     harness,
     openapi,
@@ -74,6 +75,7 @@ def _items() -> list[str]:
     names += ["audit"]  # bench/audit.py: audit trail on vs off at 1,000 calls/s, SQLite and PostgreSQL (no wrk)
     names += ["upstream-client"]  # bench/upstream_client.py: the upstream MCP client's CPU per call (no wrk)
     names += ["openapi"]  # bench/openapi.py: GitHub's spec loaded, tool list tokens, CPU per call (no wrk)
+    names += ["console"]  # bench/console.py: console page weight and time, 10k tools, 1M audit records (no wrk)
     names += list(proxy.ITEMS)  # bench/proxy.py: Patchbay in front of an upstream MCP server, HTTP and stdio
     return names
 
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(_items()))
         return 0
-    no_wrk = {"sql", "store-writes", "policy", "audit", "upstream-client", "openapi"}
+    no_wrk = {"sql", "store-writes", "policy", "audit", "upstream-client", "openapi", "console"}
     if not wrk_available() and not set(_selected(args.only)) <= no_wrk:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -265,6 +267,12 @@ def _run(
             text = openapi.markdown(loaded)
             print(text, flush=True)
             sql_bench.write_doc(text, openapi.HEADING)
+    if "console" in chosen:
+        print("[console] page weight and server time, 10,000 tools, 1,000,000 audit records ...", flush=True)
+        if (paged := _attempt("console", failures, functools.partial(console.run, args.quick, logdir))) is not None:
+            text = console.markdown(paged)
+            print(text, flush=True)
+            sql_bench.write_doc(text, console.HEADING)
     if proxied_items := [name for name in proxy.ITEMS if name in chosen]:
         print("[proxy] Patchbay in front of an upstream MCP server, with the upstream and the peers ...", flush=True)
         run = functools.partial(proxy.run, proxied_items, args.quick, logdir, args.rounds, args.duration)
