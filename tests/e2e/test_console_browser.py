@@ -311,6 +311,25 @@ def test_filtering_the_audit_log_by_tool_shows_only_that_tool(env: Env) -> None:
     browse(env, "admin", steps)
 
 
+def test_the_audit_live_tail_shows_a_new_call_without_a_reload(env: Env) -> None:
+    text = f"live {uuid.uuid4().hex[:10]}"
+
+    async def steps(browser: ConsoleBrowser, page: Page) -> None:
+        await browser.open(page, "/admin/audit?tool=echo")
+        await expect(page.locator("#audit-live[data-live]")).to_have_count(1)
+        newest = await page.locator("#audit-records tbody tr").first.inner_text()
+        loaded = page.url
+        reply = await call(env, env.alice, "echo", {"text": text})
+        assert reply.status_code == 200, reply.text
+        # A row newer than the newest one at load time appears at the top, and the page was not reloaded.
+        await expect(page.locator("#audit-records tbody tr").first).not_to_have_text(newest, timeout=20_000)
+        await expect(page.locator("#audit-records tbody tr").first).to_contain_text("echo")
+        assert page.url == loaded
+        await browser.check(page, "audit-live")
+
+    browse(env, "admin", steps)
+
+
 def test_revoking_a_client_refuses_its_token(env: Env) -> None:
     token = run_scenario(lambda: user_token(env.server.base_url, "alice", PASSWORD, client_name="doomed client"))
     assert run_scenario(lambda: sdk_tool_names(env, token))
