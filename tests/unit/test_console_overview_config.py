@@ -16,7 +16,7 @@ from tests.unit.fixtures.authflow import BASE, TOOLS
 
 from patchbay.app import create_app
 from patchbay.console.redact import HIDDEN, sections
-from patchbay.console.traffic import last_hour
+from patchbay.console.traffic import HourCache, last_hour
 from patchbay.gate.audit_store import write_now
 from patchbay.settings import from_dict
 from patchbay.store import create_engine, upgrade
@@ -59,6 +59,22 @@ def test_the_last_hour_counts_final_call_records_per_minute(tmp_path: Path) -> N
     assert (last.calls, last.errors, last.latency_max) == (1, 1, 5000.0)
     assert sum(m.calls for m in minutes) == 4
     assert all(m.calls == 0 and m.latency_avg is None for m in minutes[1:30] + minutes[31:59])
+
+
+def test_the_hour_cache_reads_only_minutes_that_may_still_change(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    upgrade(engine, "audit@head")
+    write_now(engine, [_call(HOUR_START + 10 * 60, "ok"), _call(NOW - 30, "ok")])
+    cache = HourCache(settle_seconds=120)
+    before = cache.last_hour(engine, now=NOW)
+    # Written late into a settled minute (never happens: the writer is seconds behind): the cache does not look.
+    write_now(engine, [_call(HOUR_START + 10 * 60, "ok"), _call(NOW - 20, "tool_error")])
+    after = cache.last_hour(engine, now=NOW)
+    engine_view = last_hour(engine, now=NOW)
+    engine.dispose()
+    assert before[10].calls == 1 and after[10].calls == 1 and engine_view[10].calls == 2
+    assert (before[58].calls, after[58].calls, after[58].errors) == (1, 2, 1)  # a recent minute is read again
+    assert [m.start for m in after] == [m.start for m in engine_view]
 
 
 @contextlib.asynccontextmanager

@@ -53,15 +53,50 @@ class Minute:
 
 def last_hour(engine: Engine, now: float | None = None) -> list[Minute]:
     """The last 60 whole minutes before ``now`` (default: the clock), oldest first, quiet minutes included."""
+    start, end = _window(now)
+    return _minutes(engine, start, end)
+
+
+class HourCache:
+    """The last hour, asking the store only for the minutes that may still change.
+
+    A minute that ended ``settle_seconds`` ago is final (a call's record is written within seconds of its end), so
+    it is kept and never read again: a page shown every few seconds reads a minute or two of records, not the hour.
+    """
+
+    def __init__(self, settle_seconds: float = 120.0) -> None:
+        self.settle = settle_seconds
+        self.closed: dict[int, Minute] = {}
+
+    def last_hour(self, engine: Engine, now: float | None = None) -> list[Minute]:
+        clock = time.time() if now is None else now
+        start, end = _window(clock)
+        final = clock - self.settle
+        first = start
+        while first in self.closed and first + 60 <= final:
+            first += 60
+        fresh = _minutes(engine, first, end)
+        self.closed = {at: m for at, m in self.closed.items() if at >= start}
+        for minute in fresh:
+            if minute.start + 60 <= final:
+                self.closed[int(minute.start)] = minute
+        return [self.closed[at] for at in range(start, first, 60)] + fresh
+
+
+def _window(now: float | None) -> tuple[int, int]:
     end = (int(time.time() if now is None else now) // 60 + 1) * 60  # the end of the current minute
-    start = end - WINDOW_MINUTES * 60
+    return end - WINDOW_MINUTES * 60, end
+
+
+def _minutes(engine: Engine, start: int, end: int) -> list[Minute]:
+    """Each minute from ``start`` to ``end`` (epoch seconds on minute boundaries), aggregated by the store."""
     minute_sql, latency_sql = _DIALECTS.get(engine.dialect.name, _DIALECTS["sqlite"])
     query = text(_QUERY.format(minute=minute_sql, latency=latency_sql))
     with engine.connect() as connection:
         rows = connection.execute(query, {"start": float(start), "end": float(end)}).all()
     found = {int(row.minute): row for row in rows}
     minutes = []
-    for index in range(WINDOW_MINUTES):
+    for index in range((end - start) // 60):
         row = found.get(index)
         at = float(start + index * 60)
         if row is None:

@@ -9,7 +9,7 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from patchbay.console.core import Admin, Console, Page, PageResult
-from patchbay.console.traffic import Minute, charts, last_hour
+from patchbay.console.traffic import HourCache, Minute, charts
 
 
 @dataclass(frozen=True)
@@ -55,19 +55,21 @@ def counts(console: Console) -> dict[str, Any]:
     }
 
 
-async def traffic(console: Console) -> list[Minute] | None:
+async def traffic(console: Console, cache: HourCache) -> list[Minute] | None:
     """The last hour per minute, or None when the server keeps no audit trail ([audit] enabled = false)."""
     recorder = console.runtime.dispatcher.audit
     if recorder is None:
         return None
-    minutes: list[Minute] = await anyio.to_thread.run_sync(last_hour, recorder.engine)
+    minutes: list[Minute] = await anyio.to_thread.run_sync(cache.last_hour, recorder.engine)
     return minutes
 
 
 def register(console: Console) -> None:
+    cache = HourCache()
+
     @console.page("/")
     async def overview(request: Request, who: Admin) -> PageResult:
-        minutes = await traffic(console)
+        minutes = await traffic(console, cache)
         context = {
             "title": "Overview",
             "connectors": await connector_rows(console),
