@@ -78,7 +78,8 @@ def _uses(schema: Any, keywords: frozenset[str]) -> bool:
 
 def compile_accept(schema: dict[str, Any] | bool) -> Check | None:
     """A predicate true only for values ``jsonschema.Draft202012Validator(schema)`` accepts (false may still be
-    valid: ask ``jsonschema``), or None when ``schema`` is left to ``jsonschema`` alone."""
+    valid: ask ``jsonschema``), or None when ``schema`` is left to ``jsonschema`` alone. Values are what a JSON
+    parser makes (jsonschema-rs would take a tuple for an array, jsonschema would not)."""
     if _uses(schema, _LEFT_TO_JSONSCHEMA):
         return None
     try:
