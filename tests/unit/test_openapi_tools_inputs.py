@@ -125,6 +125,55 @@ def test_a_header_value_is_visible_latin_1_text_with_spaces_only_inside() -> Non
     assert re.search(HEADER_PATTERN, "é") and not re.search(HEADER_PATTERN, "\t")
 
 
+def test_array_items_are_narrowed_like_values_of_their_own_place() -> None:
+    strings = {"type": "array", "items": {"type": "string"}}
+    schema = inputs(
+        Parameter("tags", "query", strings),
+        Parameter("marks", "query", strings, allow_empty=True),
+        Parameter("ids", "path", {"type": "array"}, required=True),
+        Parameter("X-Tags", "header", strings),
+        Parameter("X-Counts", "header", {"type": "array", "items": {"type": "integer"}}),
+        Parameter("c", "cookie", strings),
+    )
+    props = schema["properties"]
+    assert props["tags"]["items"] == {"type": "string", "minLength": 1}
+    assert props["marks"]["items"] == {"type": "string"}
+    assert props["ids"]["items"] == {"minLength": 1}
+    assert props["X_Tags"]["items"] == {"type": "string", "minLength": 1, "pattern": HEADER_PATTERN}
+    assert props["X_Counts"]["items"] == {"type": "integer"}
+    assert props["c"]["items"] == {"type": "string"}
+    assert not accepts(schema, {"ids": ["a"], "tags": [""]}) and accepts(schema, {"ids": ["a"], "marks": [""]})
+    assert not accepts(schema, {"ids": [""]}) and accepts(schema, {"ids": [1, "a"]})
+    assert not accepts(schema, {"ids": ["a"], "X_Tags": ["ok", "☃"]}) and accepts(
+        schema, {"ids": ["a"], "X_Tags": ["ok"]}
+    )
+
+
+def test_a_header_object_member_is_header_text_declared_or_not() -> None:
+    shape = {"type": "object", "properties": {"name": {"type": "string"}, "n": {"type": "integer"}}}
+    schema = inputs(Parameter("id", "path", {"type": "string"}, True), Parameter("X-Who", "header", shape))
+    header = schema["properties"]["X_Who"]
+    assert header["properties"]["name"] == {"type": "string", "minLength": 1, "pattern": HEADER_PATTERN}
+    assert header["properties"]["n"] == {"type": "integer"}
+    base = {"id": "a"}
+    assert accepts(schema, {**base, "X_Who": {"name": "Zoë", "n": 3, "extra": "x", "flag": True}})
+    for bad in ({"name": "☃"}, {"name": ""}, {"extra": "a\nb"}):
+        assert not accepts(schema, {**base, "X_Who": bad}), bad
+    closed = {**shape, "additionalProperties": False}
+    kept = inputs(Parameter("id", "path", {"type": "string"}, True), Parameter("X-Who", "header", closed))
+    assert kept["properties"]["X_Who"]["additionalProperties"] is False
+
+
+def test_items_of_a_referenced_array_are_narrowed_beside_the_reference() -> None:
+    defs = {"Tags": {"type": "array", "items": {"type": "string"}}}
+    schema = inputs(
+        Parameter("id", "path", {"type": "string"}, True), Parameter("t", "query", {"$ref": "#/$defs/Tags"}), defs=defs
+    )
+    assert schema["properties"]["t"] == {"$ref": "#/$defs/Tags", "items": {"type": "string", "minLength": 1}}
+    assert defs["Tags"] == {"type": "array", "items": {"type": "string"}}
+    assert not accepts(schema, {"id": "a", "t": [""]}) and accepts(schema, {"id": "a", "t": ["x"]})
+
+
 def test_a_header_schema_with_its_own_pattern_keeps_it_and_an_integer_header_gets_no_string_rules() -> None:
     schema = inputs(
         Parameter("X-Id", "header", {"type": "string", "pattern": "^[0-9a-f]+$"}),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import secrets
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import orjson
 from patchbay.connectors.openapi.models import Body, Encoding
 
 _DEFAULT_ENCODING = Encoding()
+_BIG_INTEGER = "Integer exceeds 64-bit range"  # orjson's message for an int it cannot write
 MAX_REF_DEPTH = 32
 # Media types whose content is text a JSON string can carry as it is (RFC 6838 structured syntax suffixes too).
 _TEXTUAL = re.compile(
@@ -52,15 +54,25 @@ def is_textual(media: str) -> bool:
 
 
 def dump_json(value: Any) -> bytes:
-    """``value`` as JSON bytes.
+    """``value`` as JSON bytes; integers beyond 64 bits written exactly (RFC 8259 §6 sets no range).
 
     Raises:
-        BodyError: orjson cannot write it (an integer outside the 64-bit range, a nesting deeper than 254).
+        BodyError: it cannot be written as JSON (text with a lone surrogate, a nesting deeper than 254).
     """
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError as exc:
+        if _BIG_INTEGER in str(exc):
+            return _big_json(value)
         raise BodyError(f"cannot be written as JSON ({exc})") from None
+
+
+def _big_json(value: Any) -> bytes:
+    # orjson stops at 64 bits; the standard library writes any integer, and only this rare value pays for it.
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except (ValueError, RecursionError, UnicodeEncodeError) as exc:
+        raise BodyError(f"cannot be written as JSON ({type(exc).__name__})") from None
 
 
 class BodyWriter:
@@ -145,8 +157,8 @@ def _write_json(value: Any, headers: dict[str, str]) -> bytes:
 
 def _writable(value: Any) -> bool:
     try:
-        orjson.dumps(value)
-    except orjson.JSONEncodeError:
+        dump_json(value)
+    except BodyError:
         return False
     return True
 

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
-from patchbay.connectors.openapi.bodies import BodyError, BodyWriter, body_writer, required_properties
+from patchbay.connectors.openapi.bodies import BodyError, BodyWriter, body_writer, dump_json, required_properties
 from patchbay.connectors.openapi.models import Parameter, Plan
 
 # RFC 3986 §2.2 reserved characters that ``allowReserved`` lets through; "[", "]" and "#" cannot appear in a query
@@ -42,7 +40,7 @@ class ArgumentError(ValueError):
 
 
 class _Unsendable(ValueError):
-    """A value orjson cannot write; ``build`` names the argument it came from."""
+    """A value JSON cannot carry; ``build`` names the argument it came from."""
 
 
 @dataclass(slots=True)
@@ -379,9 +377,9 @@ def _scalar(value: Any) -> str:
 
 def _json(value: Any) -> str:
     try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError as exc:
-        raise _Unsendable(f"cannot be written as JSON ({exc})") from None
+        return dump_json(value).decode()
+    except BodyError as exc:
+        raise _Unsendable(exc.problem) from None
 
 
 def _checked(arg: str, encode: Callable[[str], str], text: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from patchbay.connectors.openapi.models import Parameter
 
 JsonSchema = dict[str, Any]
+Resolve = Callable[[JsonSchema], JsonSchema]
 # RFC 9110 §5.5 field-value: visible characters with spaces or tabs only inside. Of obs-text (%x80-FF) only the
 # visible Latin-1 range is admitted (%xA1-FF): C1 controls and NBSP are nothing a person means in a header.
 HEADER_PATTERN = r"^[!-~\u00a1-\u00ff](?:[\t !-~\u00a1-\u00ff]*[!-~\u00a1-\u00ff])?$"
@@ -71,7 +72,7 @@ def _at_least(schema: JsonSchema, key: str, bound: int) -> JsonSchema:
     return {**schema, key: bound}
 
 
-def parameter_schema(parameter: Parameter, schema: Any, resolve: Callable[[JsonSchema], JsonSchema]) -> Any:
+def parameter_schema(parameter: Parameter, schema: Any, resolve: Resolve) -> Any:
     """``schema`` (a parameter's, references unresolved) narrowed to the values its place can carry.
 
     ``resolve`` follows a bare ``$ref`` to the schema it names, to learn the types; the narrowing keywords go beside
@@ -94,6 +95,40 @@ def parameter_schema(parameter: Parameter, schema: Any, resolve: Callable[[JsonS
             schema = _at_least(schema, "minItems", 1)
         if _kinds(shape) == {"object"} and "minProperties" not in shape:
             schema = _at_least(schema, "minProperties", 1)
+    if nonempty:
+        schema = _members_narrowed(schema, shape, place, resolve)
+    return schema
+
+
+def _members_narrowed(schema: JsonSchema, shape: JsonSchema, place: str, resolve: Resolve) -> JsonSchema:
+    """An array's items (and a header object's member values) narrowed like values of their own: each exploded
+    item is one value of the parameter (an empty one is an empty value, and ``[""]`` an empty path segment), and
+    every item or member lands in the header line, so it must be header text too (RFC 9110 §5.5)."""
+    kinds = _kinds(shape)
+    if kinds == {"array"} and "prefixItems" not in shape:
+        items = shape.get("items", {})
+        narrowed = _member(items, place, resolve)
+        if narrowed is not items:
+            schema = {**schema, "items": narrowed}
+    elif kinds == {"object"} and place == "header" and "patternProperties" not in shape:
+        properties = shape.get("properties")
+        properties = properties if isinstance(properties, dict) else {}
+        schema = {**schema, "properties": {name: _member(sub, place, resolve) for name, sub in properties.items()}}
+        if shape.get("additionalProperties", True) is True:
+            # No "type": numbers and booleans stay allowed (they print as ASCII); strings get the header rules.
+            schema["additionalProperties"] = {"minLength": 1, "pattern": HEADER_PATTERN}
+    return schema
+
+
+def _member(schema: Any, place: str, resolve: Resolve) -> Any:
+    if not isinstance(schema, dict):
+        return schema
+    shape = resolve(schema)
+    if not (_may_be(shape, "string") and _admits_nonempty_string(shape)):
+        return schema
+    schema = _at_least(schema, "minLength", 1)
+    if place == "header" and "pattern" not in shape:
+        schema = {**schema, "pattern": HEADER_PATTERN}
     return schema
 
 
