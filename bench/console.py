@@ -216,6 +216,8 @@ def _run(quick: bool, logdir: Path | None) -> dict[str, Any]:
             js_files = _all_scripts(http)
     finally:
         harness.stop(server)
+        for part in folder.glob("store.db*"):  # a million records take hundreds of MB; the log stays
+            part.unlink()
     return {"records": records, "tools": TOOLS, "setup_s": loaded, "start_s": ready, "pages": pages, "js": js_files}
 
 
