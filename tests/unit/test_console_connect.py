@@ -22,11 +22,18 @@ from patchbay.settings import Settings, from_dict
 pytestmark = pytest.mark.anyio
 
 
-def _settings(tmp: Path, *, mode: str = "oauth", public_url: str | None = None, port: int = 8000) -> Settings:
+def _settings(
+    tmp: Path,
+    *,
+    mode: str = "oauth",
+    public_url: str | None = None,
+    port: int = 8000,
+    auth: dict[str, Any] | None = None,
+) -> Settings:
     server: dict[str, Any] = {"name": "Acme Internal!", "port": port}
     if public_url:
         server["public_url"] = public_url
-    data = {"server": server, "store": {"url": f"sqlite:///{tmp / 'c.db'}"}, "auth": {"mode": mode}}
+    data = {"server": server, "store": {"url": f"sqlite:///{tmp / 'c.db'}"}, "auth": {"mode": mode, **(auth or {})}}
     return from_dict(data, base_dir=tmp)
 
 
@@ -97,12 +104,12 @@ def test_the_server_label_is_a_slug_of_the_server_name(tmp_path: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _served(tmp: Path, mode: str) -> AsyncIterator[Settings]:
+async def _served(tmp: Path, mode: str, auth: dict[str, Any] | None = None) -> AsyncIterator[Settings]:
     """A real app on a loopback socket whose public URL is that socket's address."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
-    settings = _settings(tmp, mode=mode, port=sock.getsockname()[1])
+    settings = _settings(tmp, mode=mode, port=sock.getsockname()[1], auth=auth)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
@@ -136,3 +143,16 @@ async def test_the_doctor_gives_up_at_its_deadline(tmp_path: Path) -> None:
         sock.listen(8)  # accepts connections but never answers
         outcome = await run_doctor(_settings(tmp_path, port=sock.getsockname()[1]), deadline=0.5)
     assert outcome.clients == () and outcome.error == "the doctor did not finish within 0.5 s"
+
+
+async def test_the_ssrf_guard_stops_the_doctor_at_a_private_address_the_server_points_it_to(tmp_path: Path) -> None:
+    # The public URL is trusted as configured; the authorization server its metadata names is not: 10.x is private
+    # and [outbound] does not allow it, so the doctor stops there instead of fetching it.
+    external = {"external": {"issuer": "https://10.255.255.1"}}
+    async with _served(tmp_path, "external", external) as settings:
+        outcome = await run_doctor(settings, deadline=20)
+    assert outcome.clients == ()
+    assert outcome.error == (
+        "an outbound request was stopped: 10.255.255.1 is a private (RFC 1918) address; only public addresses "
+        "are fetched"
+    )

@@ -80,7 +80,17 @@ async def run_doctor(
         return DoctorOutcome(url, error=str(exc))
     except FetchError as exc:  # Refused is a FetchError: the guard stopped a request
         return DoctorOutcome(url, error=f"an outbound request was stopped: {exc}")
+    except ExceptionGroup as group:  # the same, from inside the doctor's task group
+        stopped = group.subgroup(FetchError)
+        if stopped is None:
+            raise
+        return DoctorOutcome(url, error=f"an outbound request was stopped: {_first(stopped)}")
     return _shape(report)
+
+
+def _first(group: BaseExceptionGroup[FetchError]) -> BaseException:
+    inner = group.exceptions[0]
+    return _first(inner) if isinstance(inner, BaseExceptionGroup) else inner
 
 
 def _shape(report: Report) -> DoctorOutcome:
