@@ -590,3 +590,15 @@ def test_a_form_urlencoded_value_its_style_cannot_carry_is_refused() -> None:
     with pytest.raises(ArgumentError, match="argument 'p': style deepObject is defined only for objects"):
         build_request(plan, {"p": "x"})
     assert build_request(plan, {"p": {"a": "1"}}).body == b"p%5Ba%5D=1"
+
+
+def test_a_query_value_its_style_cannot_carry_is_refused_naming_the_argument_and_the_rule() -> None:
+    deep = Parameter("filter", "query", {}, style="deepObject", explode=True)
+    piped = Parameter("ids", "query", {}, style="pipeDelimited", explode=False)
+    plan = plan_for("/s", (deep, piped))
+    with pytest.raises(ArgumentError, match=r"^argument 'filter': style deepObject is defined only for objects, not"):
+        build_request(plan, {"filter": "x"})
+    with pytest.raises(ArgumentError, match=r"^argument 'ids': style pipeDelimited is defined only for arrays and"):
+        build_request(plan, {"ids": 3})
+    sent = build_request(plan, {"filter": {"a": "1"}, "ids": ["x", "y"]})
+    assert sent.target == "/s?filter%5Ba%5D=1&ids=x%7Cy"

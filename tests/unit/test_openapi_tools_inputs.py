@@ -369,3 +369,33 @@ def test_an_operation_whose_required_form_property_its_style_cannot_carry_is_ski
     assert not spec.operations
     (skipped,) = spec.skipped
     assert "'tag' cannot be sent: style deepObject is defined only for objects" in skipped.reason
+
+
+def query_style_spec(required: bool) -> dict[str, Any]:
+    params = [
+        {"name": "q", "in": "query", "style": "deepObject", "explode": True, "schema": {"type": "string"}},
+        {"name": "ids", "in": "query", "style": "pipeDelimited", "explode": True, "schema": {"type": "array"}},
+        {"name": "sort", "in": "query", "style": "pipeDelimited", "required": required, "schema": {"type": "array"}},
+        {"name": "f", "in": "query", "style": "deepObject", "explode": True, "schema": {"type": "object"}},
+    ]
+    operation = {"parameters": params, "responses": {"200": {"description": "ok"}}}
+    return {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/s": {"get": operation}}}
+
+
+def test_an_optional_query_parameter_whose_style_cannot_carry_its_type_is_not_an_argument() -> None:
+    [operation] = parse_document(query_style_spec(required=False)).operations
+    _, schema = build_inputs(operation, {})
+    assert sorted(schema["properties"]) == ["f", "sort"]
+
+
+def test_an_operation_requiring_a_query_parameter_its_style_cannot_carry_is_skipped_with_the_reason() -> None:
+    assert parse_document(query_style_spec(required=True)).operations  # pipeDelimited carries an array
+    doc = query_style_spec(required=True)
+    doc["paths"]["/s"]["get"]["parameters"][2]["schema"] = {"type": "string"}
+    spec = parse_document(doc)
+    assert not spec.operations
+    (skipped,) = spec.skipped
+    assert skipped.reason == (
+        "the required query parameter 'sort' cannot be sent: style pipeDelimited is defined only for arrays and "
+        "objects, not for single values"
+    )

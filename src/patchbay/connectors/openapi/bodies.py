@@ -240,7 +240,7 @@ def _form_field(name: str, value: Any, encoding: Encoding) -> str:
     key = _strict(name)
     if encoding.content_type is not None and "json" in encoding.content_type:
         return f"{key}={_strict(dump_json(value).decode())}"
-    problem = undefined_style(encoding, shape_of(value))
+    problem = undefined_style(encoding.style, encoding.explode, shape_of(value))
     if problem is not None:
         raise BodyError(problem)
     if isinstance(value, list):
@@ -355,20 +355,19 @@ def _text_part(boundary: str, name: str, text: str) -> bytes:
 _JOINERS = {"form": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
 
 
-def undefined_style(encoding: Encoding, shape: str) -> str | None:
-    """Why ``encoding``'s style cannot carry a value of ``shape`` ("primitive", "array", "object"), or None.
+def undefined_style(style: str, explode: bool, shape: str) -> str | None:
+    """Why ``style`` (with ``explode``) cannot carry a value of ``shape`` ("primitive", "array", "object"), or None.
 
     The style table (OpenAPI 3.1.1 §4.8.12.4.1, Style Examples) defines spaceDelimited and pipeDelimited only for
     non-exploded arrays and objects, and deepObject only for objects; any other combination has no serialisation
-    a server could read.
+    a server could read. The same table serves query parameters and form or multipart properties.
     """
-    style = encoding.style
     if style == "deepObject" and shape != "object":
         return f"style deepObject is defined only for objects, not for {shape} values"
     if style in ("spaceDelimited", "pipeDelimited"):
         if shape == "primitive":
             return f"style {style} is defined only for arrays and objects, not for single values"
-        if encoding.explode:
+        if explode:
             return f"style {style} with explode: true is undefined"
     return None
 
@@ -398,7 +397,7 @@ def unsendable_properties(body: Body, defs: dict[str, Any]) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, encoding in body.encoding.items():
         shape = schema_shape(properties.get(name), defs) if name in properties else None
-        problem = undefined_style(encoding, shape) if encoding.styled and shape is not None else None
+        problem = undefined_style(encoding.style, encoding.explode, shape) if encoding.styled and shape else None
         if problem is not None:
             found[name] = problem
     return found
@@ -414,7 +413,7 @@ def styled_pairs(name: str, value: Any, encoding: Encoding) -> list[tuple[str, s
             items (with no percent-encoding the API could not tell them apart).
     """
     shape = shape_of(value)
-    problem = undefined_style(encoding, shape)
+    problem = undefined_style(encoding.style, encoding.explode, shape)
     if problem is not None:
         raise BodyError(problem)
     if shape == "primitive":

@@ -22,7 +22,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from patchbay.connectors.openapi.bodies import unsendable_properties
+from patchbay.connectors.openapi.bodies import schema_shape, undefined_style, unsendable_properties
 from patchbay.connectors.openapi.models import ArgTarget, Body, Operation, Parameter, Success
 from patchbay.connectors.openapi.sendable import narrow_value, parameter_schema
 
@@ -256,6 +256,12 @@ def _body_candidates(body: Body, schemas: Schemas) -> list[_Candidate]:
 def _param_candidate(parameter: Parameter, schemas: Schemas) -> _Candidate | None:
     if parameter.location == "header" and parameter.name.lower() in IGNORED_HEADERS:
         return None
+    if parameter.location == "query" and parameter.content_type is None:
+        # A query style undefined for the parameter's type (deepObject on a string ...) has no serialisation a
+        # server could read: the optional parameter is no argument (intake skips an operation requiring one).
+        shape = schema_shape(parameter.schema, schemas.defs)
+        if shape is not None and undefined_style(parameter.style, parameter.explode, shape) is not None:
+            return None
     schema = parameter_schema(parameter, parameter.schema, schemas.resolve)
     schema = _described(schema, parameter.description, parameter.deprecated)
     return _Candidate(parameter.location, parameter.name, schema, parameter.required or parameter.location == "path")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from patchbay.connectors.openapi.bodies import required_properties, unsendable_properties
+from patchbay.connectors.openapi.bodies import required_properties, schema_shape, undefined_style, unsendable_properties
 from patchbay.connectors.openapi.models import (
     METHODS,
     Body,
@@ -308,6 +308,12 @@ def parameter(ctx: Context, node: Any, base: str) -> list[Parameter]:
     schema, content_type = parameter_schema(ctx, node, base, name)
     style = text(node.get("style")) or ("form" if where in ("query", "cookie") else "simple")
     explode = node.get("explode")
+    explode = explode if isinstance(explode, bool) else style == "form"
+    shape = schema_shape(schema, ctx.schemas.defs) if where == "query" and content_type is None else None
+    problem = undefined_style(style, explode, shape) if shape is not None else None
+    if problem is not None and node.get("required") is True:
+        # An optional one is left out of the tool's arguments (inputs.py); a required one cannot be sent at all.
+        raise OperationError(f"the required query parameter {name!r} cannot be sent: {problem}")
     return [
         Parameter(
             name=name,
@@ -316,7 +322,7 @@ def parameter(ctx: Context, node: Any, base: str) -> list[Parameter]:
             required=where == "path" or node.get("required") is True,
             description=text(node.get("description")),
             style=style,
-            explode=explode if isinstance(explode, bool) else style == "form",
+            explode=explode,
             allow_reserved=node.get("allowReserved") is True,
             content_type=content_type,
             deprecated=node.get("deprecated") is True,

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from patchbay.connectors.openapi.bodies import BodyError, BodyWriter, body_writer, dump_json, required_properties
+from patchbay.connectors.openapi.bodies import (
+    BodyError,
+    BodyWriter,
+    body_writer,
+    dump_json,
+    required_properties,
+    shape_of,
+    undefined_style,
+)
 from patchbay.connectors.openapi.models import Parameter, Plan
 
 # RFC 3986 §2.2 reserved characters that ``allowReserved`` lets through; "[", "]" and "#" cannot appear in a query
@@ -287,7 +295,11 @@ def _serialiser(param: Parameter, encode: Callable[[str], str]) -> Callable[[str
     elif location in ("query", "cookie") and style not in ("form", "spaceDelimited", "pipeDelimited", "deepObject"):
         style = "form"
 
+    check = location == "query" and style != "form"  # form writes every shape; the others do not (bodies)
+
     def serialise(arg: str, value: Any) -> str:
+        if check and (problem := undefined_style(style, explode, shape_of(value))) is not None:
+            raise ArgumentError(f"argument '{arg}': {problem}")
         if isinstance(value, list):
             if not value:
                 return ""  # undefined (RFC 6570 §2.3): no style writes anything for it
