@@ -123,6 +123,10 @@ class OpenApiConnector:
     def tools(self) -> Sequence[Tool]:
         return self._built.tools if self._built is not None else []
 
+    def plans(self) -> dict[str, Plan]:
+        """Each selected operation's :class:`Plan` by its connector-local tool name (empty before open)."""
+        return dict(self._built.plans) if self._built is not None else {}
+
     def resources(self) -> Sequence[Resource]:
         return []
 
