@@ -16,6 +16,7 @@ from patchbay.connectors.openapi.models import Parameter
 
 JsonSchema = dict[str, Any]
 Resolve = Callable[[JsonSchema], JsonSchema]
+_SCALARS = ["string", "number", "boolean"]
 # RFC 9110 §5.5 field-value: visible characters with spaces or tabs only inside. Of obs-text (%x80-FF) only the
 # visible Latin-1 range is admitted (%xA1-FF): C1 controls and NBSP are nothing a person means in a header.
 HEADER_PATTERN = r"^[!-~\u00a1-\u00ff](?:[\t !-~\u00a1-\u00ff]*[!-~\u00a1-\u00ff])?$"
@@ -114,9 +115,11 @@ def _members_narrowed(schema: JsonSchema, shape: JsonSchema, place: str, resolve
         properties = shape.get("properties")
         properties = properties if isinstance(properties, dict) else {}
         schema = {**schema, "properties": {name: _member(sub, place, resolve) for name, sub in properties.items()}}
+        # A member's name goes into the line too; the style tables write one level of scalars (numbers and
+        # booleans print as ASCII), so an undeclared member is a scalar in header text.
+        schema["propertyNames"] = {"minLength": 1, "pattern": HEADER_PATTERN}
         if shape.get("additionalProperties", True) is True:
-            # No "type": numbers and booleans stay allowed (they print as ASCII); strings get the header rules.
-            schema["additionalProperties"] = {"minLength": 1, "pattern": HEADER_PATTERN}
+            schema["additionalProperties"] = {"type": _SCALARS, "minLength": 1, "pattern": HEADER_PATTERN}
     return schema
 
 
