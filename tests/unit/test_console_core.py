@@ -128,6 +128,40 @@ async def test_a_form_with_a_missing_or_wrong_csrf_token_is_refused_and_nothing_
         assert right.status_code == 303 and done == ["c"]
 
 
+async def test_a_post_with_an_empty_form_is_refused_for_its_missing_token_not_its_media_type(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        done = add_test_pages(app)
+        await add_user(app, "ada", roles=("admin",))
+        await sign_in(http, "/admin/test", "ada")
+        bare = await http.post("/admin/test/do")  # no body, no Content-Type (curl -X POST, fetch without body)
+        declared = await http.post("/admin/test/do", content=b"", headers={"content-length": "0"})
+        for refused in (bare, declared):
+            assert refused.status_code == 403 and "Form expired" in refused.text
+        assert done == []
+        # A body of another media type is still refused for that, before anything else.
+        typed = await http.post("/admin/test/do", content=b"{}", headers={"content-type": "application/json"})
+        assert typed.status_code == 415 and done == []
+
+
+async def test_signing_out_ends_the_session_so_a_copy_of_its_cookie_signs_nobody_in(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http, client_for(app) as copy:
+        await add_user(app, "ada", roles=("admin",))
+        await sign_in(http, "/admin/", "ada")
+        cookie = http.cookies.get("patchbay_admin", path="/admin")
+        assert cookie
+        copy.cookies.set("patchbay_admin", cookie, path="/admin")
+        assert (await copy.get("/admin/config")).status_code == 200  # the copy works while the session lives
+        token = csrf_of((await http.get("/admin/")).text)
+        out = await http.post("/admin/signout", data={"csrf": token})
+        assert out.status_code == 303
+        after = await copy.get("/admin/config")
+        assert after.status_code == 401 and "Configuration</h1>" not in after.text
+        users = app.runtime.auth.core.users
+        assert users.browser_session_user(cookie) is None
+
+
 async def test_a_token_of_another_session_is_refused(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http, client_for(app) as other:
         done = add_test_pages(app)

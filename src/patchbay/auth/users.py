@@ -235,6 +235,15 @@ class Users:
             user = session.get(AuthUser, row.user_id)
             return _view(user) if user is not None and not user.disabled else None
 
+    def close_browser_session(self, cookie: str | None) -> bool:
+        """End the browser session ``cookie`` names (sign-out), so the cookie no longer signs anyone in even if a
+        copy of it outlives the browser's; False when there was no such session."""
+        if not cookie:
+            return False
+        with self._write() as session, session.begin():
+            done = session.execute(delete(AuthBrowserSession).where(AuthBrowserSession.id_hash == digest(cookie)))
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
     def unlock(self, username: str) -> bool:
         with self._write() as session, session.begin():
             done = session.execute(
