@@ -280,6 +280,28 @@ def test_an_approver_approves_a_held_call_and_it_runs(env: Env) -> None:
     assert env.cards(title) == 1
 
 
+def test_an_approver_denies_a_held_call_and_it_never_runs(env: Env) -> None:
+    title = f"console e2e denied {uuid.uuid4().hex[:10]}"
+    arguments = env.card_args(title)
+    held = run_scenario(lambda: call(env, env.alice, "create_card", arguments)).json()["result"]
+    assert held["isError"] is True and held["_meta"]["patchbay/approval"]["status"] == "pending", held
+
+    async def steps(browser: ConsoleBrowser, page: Page) -> None:
+        await browser.open(page, "/admin/approvals")
+        section = page.locator("section", has_text=title)
+        await expect(section).to_contain_text("alice")
+        async with page.expect_navigation(wait_until="load"):
+            await section.get_by_role("button", name="Deny").click()
+        await expect(page.locator("section", has_text=title)).to_have_count(0)
+        await browser.check(page, "approvals-denied")
+
+    browse(env, "approver", steps, start="/admin/approvals")
+    again = run_scenario(lambda: call(env, env.alice, "create_card", arguments)).json()["result"]
+    text = again["content"][0]["text"]
+    assert again["isError"] is True and "Not run: approver denied this call of 'create_card'" in text, again
+    assert env.cards(title) == 0
+
+
 def test_trying_a_tool_as_a_user_shows_its_result(env: Env) -> None:
     async def steps(browser: ConsoleBrowser, page: Page) -> None:
         await browser.open(page, "/admin/tools/echo")

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Response, async_playwright
@@ -121,8 +120,6 @@ class ConsoleBrowser:
         if any(re.search(pattern, message.text) for pattern in self.expected):
             return
         source = message.location.get("url") or "?"
-        if urlsplit(source).path == "/favicon.ico":
-            return  # the browser's own request for an icon no page asked for: not an error of the page
         self.problems.append(f"{page.url}: console error: {message.text} (from {source})")
 
 
