@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from tests.unit.fixtures.authflow import BASE, TOOLS
 
 from patchbay.app import create_app
@@ -59,6 +60,22 @@ def test_the_last_hour_counts_final_call_records_per_minute(tmp_path: Path) -> N
     assert (last.calls, last.errors, last.latency_max) == (1, 1, 5000.0)
     assert sum(m.calls for m in minutes) == 4
     assert all(m.calls == 0 and m.latency_avg is None for m in minutes[1:30] + minutes[31:59])
+
+
+def test_latency_comes_from_the_duration_column_and_a_record_without_it_counts_only_as_a_call(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    upgrade(engine, "audit@head")
+    write_now(engine, [_call(HOUR_START + 5, "ok", 10.0), _call(HOUR_START + 6, "tool_error", 30.0)])
+    with engine.begin() as connection:
+        # seq 1 as written before audit_0005 (no column), seq 2's column alone says 50: the body is never read.
+        connection.execute(text("UPDATE audit_records SET duration_ms = NULL WHERE seq = 1"))
+        connection.execute(text("UPDATE audit_records SET duration_ms = 50 WHERE seq = 2"))
+    first = last_hour(engine, now=NOW)[0]
+    engine.dispose()
+    assert (first.calls, first.errors) == (2, 1)
+    assert (first.latency_avg, first.latency_max) == (50.0, 50.0)
 
 
 def test_the_hour_cache_reads_only_minutes_that_may_still_change(tmp_path: Path) -> None:

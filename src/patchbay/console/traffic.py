@@ -2,8 +2,8 @@
 
 The store aggregates: one range scan of the ``ts`` index over the last hour, grouped per minute in SQL, so the cost
 follows the hour's calls, not the trail's size (a million older records are never read). Only a call's final
-record counts (a write's ``intent`` record is its first half). Latency is read from the record body, the one place
-it is kept.
+record counts (a write's ``intent`` record is its first half). Latency is the ``duration_ms`` column (audit_0005),
+never the JSON body: a record written before that column has it NULL, so it counts as a call but not for latency.
 """
 
 from __future__ import annotations
@@ -21,19 +21,16 @@ _QUERY = """
 SELECT {minute} AS minute, COUNT(*) AS calls,
        SUM(CASE WHEN outcome IN ('tool_error', 'error', 'timed_out', 'unrecorded') THEN 1 ELSE 0 END) AS errors,
        SUM(CASE WHEN outcome IN ('denied', 'rate_limited') THEN 1 ELSE 0 END) AS refused,
-       AVG({latency}) AS latency_avg, MAX({latency}) AS latency_max
+       AVG(duration_ms) AS latency_avg, MAX(duration_ms) AS latency_max
 FROM audit_records
 WHERE ts >= :start AND ts < :end AND kind = 'call' AND outcome <> 'intent'
 GROUP BY 1 ORDER BY 1
 """
-# (minute index, latency) per dialect: SQLite's CAST truncates (ts >= start, so towards the earlier minute);
-# PostgreSQL's would round, hence FLOOR there.
-_DIALECTS = {
-    "sqlite": ("CAST((ts - :start) / 60 AS INTEGER)", "json_extract(body, '$.latency_ms')"),
-    "postgresql": (
-        "CAST(FLOOR((ts - :start) / 60) AS INTEGER)",
-        "CAST(CAST(body AS jsonb) ->> 'latency_ms' AS DOUBLE PRECISION)",
-    ),
+# The minute index per dialect: SQLite's CAST truncates (ts >= start, so towards the earlier minute); PostgreSQL's
+# would round, hence FLOOR there.
+_MINUTE = {
+    "sqlite": "CAST((ts - :start) / 60 AS INTEGER)",
+    "postgresql": "CAST(FLOOR((ts - :start) / 60) AS INTEGER)",
 }
 
 
@@ -90,8 +87,7 @@ def _window(now: float | None) -> tuple[int, int]:
 
 def _minutes(engine: Engine, start: int, end: int) -> list[Minute]:
     """Each minute from ``start`` to ``end`` (epoch seconds on minute boundaries), aggregated by the store."""
-    minute_sql, latency_sql = _DIALECTS.get(engine.dialect.name, _DIALECTS["sqlite"])
-    query = text(_QUERY.format(minute=minute_sql, latency=latency_sql))
+    query = text(_QUERY.format(minute=_MINUTE.get(engine.dialect.name, _MINUTE["sqlite"])))
     with engine.connect() as connection:
         rows = connection.execute(query, {"start": float(start), "end": float(end)}).all()
     found = {int(row.minute): row for row in rows}

@@ -1,4 +1,4 @@
-"""The audit trail's tables (migrations ``audit_0001`` to ``audit_0004``, branch ``audit``).
+"""The audit trail's tables (migrations ``audit_0001`` to ``audit_0005``, branch ``audit``).
 
 ``audit_records`` holds one row per recorded call or event. ``seq`` is assigned in order by the one writer inside
 its write transaction; ``body`` is the full record as canonical JSON text, which the hash chain covers
@@ -12,7 +12,7 @@ out the same ``seq`` or fork the chain.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from patchbay.store.models import Base
@@ -50,6 +50,9 @@ class AuditRecord(Base):
     # streamable_http | legacy_sse | stdio | in_process (audit_0003); NULL for events and for records written
     # before it, whose bodies have no transport field.
     transport: Mapped[str | None] = mapped_column(String(20))
+    # A call's final record: the body's latency_ms (audit_0005); NULL for intents, events and records written
+    # before it.
+    duration_ms: Mapped[float | None] = mapped_column(Float)
     body: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

@@ -34,9 +34,9 @@ _COPIES = (
     ("outcome", 20),
     ("transport", 20),
 )
-# Every indexed column, in the order of the INSERT below (after seq; then body, prev_hash, hash); `audit verify`
-# holds each against the body.
-INDEXED = ("ts", "kind", *(key for key, _ in _COPIES))
+# Every column copied from the body (the indexed ones, then duration_ms, the body's latency_ms), in the order of
+# the INSERT below (after seq; then body, prev_hash, hash); `audit verify` holds each against the body.
+INDEXED = ("ts", "kind", *(key for key, _ in _COPIES), "duration_ms")
 
 
 def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,6 +47,11 @@ def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
         row[key] = None if value is None else str(value)[:length]
     if row["method"] is None:
         row["method"] = ""
+    latency = record.get("latency_ms")
+    if row["kind"] == "call" and isinstance(latency, int | float) and not isinstance(latency, bool):
+        row["duration_ms"] = float(latency)
+    else:  # an intent, an event, or a value that is not a number (the body keeps whatever it was)
+        row["duration_ms"] = None
     return row
 
 
@@ -56,7 +61,7 @@ def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
 _QMARK = (
     "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
     "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, outcome,"
-    " transport, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    " transport, duration_ms, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1",
     "INSERT INTO audit_chain_head (id, seq, hash) VALUES (?, ?, ?)",
 )
@@ -64,7 +69,8 @@ _QMARK = (
 _FORMAT = (
     "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE",
     "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, outcome,"
-    " transport, body, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+    " transport, duration_ms, body, prev_hash, hash)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
     "UPDATE audit_chain_head SET seq = %s, hash = %s WHERE id = 1",
     "INSERT INTO audit_chain_head (id, seq, hash) VALUES (%s, %s, %s)",
 )
