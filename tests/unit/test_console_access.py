@@ -227,3 +227,82 @@ async def test_the_policy_playground_names_the_deciding_rule(tmp_path: Path) -> 
         assert unknown.status_code == 400 and "no user is named" in unknown.text
         missing = await http.get("/admin/access/policy", params={**asked, "tool": "no_such_tool"})
         assert missing.status_code == 400 and "no tool is named" in missing.text
+
+
+def _insert(app: Any, table: str, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    with app.runtime.auth.core.engine.begin() as connection:
+        connection.execute(text(sql), rows)
+
+
+async def _walk(http: httpx.AsyncClient, first: str, pattern: str) -> list[list[str]]:
+    """The names on each page from ``first`` following Next; checks Previous leads back to the same pages."""
+    pages: list[list[str]] = []
+    urls: list[str] = []
+    url: str | None = first
+    while url is not None:
+        page = await http.get(url)
+        assert page.status_code == 200, page.text
+        pages.append(re.findall(pattern, page.text))
+        urls.append(url)
+        found = re.search(r'<a href="([^"]+)" rel="next">', page.text)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    for index in range(len(pages) - 1, 0, -1):
+        shown = await http.get(urls[index])
+        back = re.search(r'<a href="([^"]+)" rel="prev">', shown.text)
+        assert back is not None, urls[index]
+        earlier = await http.get(back.group(1).replace("&amp;", "&"))
+        assert re.findall(pattern, earlier.text) == pages[index - 1]
+    return pages
+
+
+async def test_the_users_list_comes_50_a_page_in_name_order_with_a_filter(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await signed_in(http, app, "ada", ("admin",))
+        people = [f"person-{n:03d}" for n in range(120)]
+        rows = [{"username": p, "display_name": p, "roles": "", "disabled": False, "failed_logins": 0,
+                 "created_at": 1.0} for p in people]  # fmt: skip
+        _insert(app, "auth_users", rows)
+        pages = await _walk(http, "/admin/access", r"<code>(person-\d+)</code>")
+        assert [len(p) for p in pages] == [49, 50, 21]  # ada, the admin, is first on the first page
+        assert [name for page in pages for name in page] == people
+        filtered = await _walk(http, "/admin/access?q=PERSON-11", r"<code>(person-\d+)</code>")
+        assert filtered == [[f"person-11{n}" for n in range(10)]]
+
+
+async def test_api_keys_and_clients_come_a_page_at_a_time_clients_newest_first(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await signed_in(http, app, "ada", ("admin",))
+        keys = [{"name": f"key-{n:03d}", "key_hash": f"{n:064d}", "hint": "pbk_", "scopes": "", "roles": "",
+                 "created_at": 1.0} for n in range(75)]  # fmt: skip
+        _insert(app, "auth_api_keys", keys)
+        clients = [
+            {
+                "client_id": f"cid-{n:03d}",
+                "kind": "dcr",
+                "name": f"app {n % 3}",
+                "auth_method": "none",
+                "redirect_uris": "[]",
+                "metadata_json": "{}",
+                "created_at": 1000.0 + n // 2,
+            }
+            for n in range(110)
+        ]  # fmt: skip; pairs share a created_at: the id breaks the tie
+        _insert(app, "auth_clients", clients)
+        key_pages = await _walk(http, "/admin/access/keys", r"<td><code>(key-\d+)</code></td>")
+        assert [len(p) for p in key_pages] == [50, 25]
+        assert [k for page in key_pages for k in page] == [k["name"] for k in keys]
+        client_pages = await _walk(http, "/admin/access/clients", r'<code class="muted">(cid-\d+)</code>')
+        assert [len(p) for p in client_pages] == [50, 50, 10]
+        assert [c for page in client_pages for c in page] == [f"cid-{n:03d}" for n in range(109, -1, -1)]
+        app_2 = await _walk(http, "/admin/access/clients?q=app+2", r'<code class="muted">(cid-\d+)</code>')
+        assert [c for page in app_2 for c in page] == [f"cid-{n:03d}" for n in range(109, -1, -1) if n % 3 == 2]
+
+
+async def test_a_damaged_page_link_is_refused_with_the_reason(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await signed_in(http, app, "ada", ("admin",))
+        for path in ("/admin/access", "/admin/access/keys", "/admin/access/clients"):
+            page = await http.get(path, params={"after": "not-a-cursor"})
+            assert page.status_code == 400 and "this page link is damaged" in page.text, path

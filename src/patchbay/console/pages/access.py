@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from patchbay.console import access_actions, access_data
+from patchbay.console import access_actions, access_data, access_pages
 from patchbay.console.access_actions import SECTIONS
 from patchbay.console.access_data import FormError
 from patchbay.console.core import Admin, Console, Page, PageResult
@@ -33,20 +33,28 @@ def register(console: Console) -> None:
     async def users(request: Request, who: Admin) -> PageResult:
         if core is None:
             return _page("users", "access_users.html", {"off": NO_SIGN_IN, "users": []})
-        listed = await core.run(core.users.list)
-        return _page("users", "access_users.html", {"users": listed, "now": time.time()})
+        listed = await _list(core, access_pages.users, request)
+        if isinstance(listed, Page):
+            return _page("users", "access_users.html", {**listed.context, "users": []}, listed.status)
+        return _page("users", "access_users.html", {"users": listed.rows, "listing": listed, "now": time.time()})
 
     @console.page("/access/keys")
     async def keys(request: Request, who: Admin) -> PageResult:
         if core is None:
             return _page("keys", "access_keys.html", {"off": NO_SIGN_IN, "keys": [], "created": None})
-        return _page("keys", "access_keys.html", {"keys": await core.run(core.keys.list), "created": None})
+        listed = await _list(core, access_pages.keys, request)
+        if isinstance(listed, Page):
+            return _page("keys", "access_keys.html", {**listed.context, "keys": [], "created": None}, listed.status)
+        return _page("keys", "access_keys.html", {"keys": listed.rows, "listing": listed, "created": None})
 
     @console.page("/access/clients")
     async def clients(request: Request, who: Admin) -> PageResult:
         if core is None:
             return _page("clients", "access_clients.html", {"off": NO_SIGN_IN, "clients": []})
-        return _page("clients", "access_clients.html", {"clients": await core.run(core.clients.list)})
+        listed = await _list(core, access_pages.clients, request)
+        if isinstance(listed, Page):
+            return _page("clients", "access_clients.html", {**listed.context, "clients": []}, listed.status)
+        return _page("clients", "access_clients.html", {"clients": listed.rows, "listing": listed})
 
     @console.page("/access/client")
     async def client(request: Request, who: Admin) -> PageResult:
@@ -76,6 +84,16 @@ def register(console: Console) -> None:
         return await _playground(console, request)
 
     access_actions.register(console)
+
+
+async def _list(core: Any, read: Any, request: Request) -> access_pages.Listing[Any] | Page:
+    """One page of a list for the request's ``q`` and ``after``; a damaged ``after`` is a 400 saying so."""
+    query, after = request.query_params.get("q", ""), request.query_params.get("after", "")
+    try:
+        listing: access_pages.Listing[Any] = await core.run(read, core.engine, query, after)
+    except FormError as exc:
+        return Page("", {"problem": str(exc), "listing": None}, 400)
+    return listing
 
 
 async def _playground(console: Console, request: Request) -> Page:
