@@ -66,7 +66,8 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _client(row: AuthClient) -> Client:
+def client_view(row: AuthClient) -> Client:
+    """The registered client in ``row``, its stored metadata parsed."""
     metadata = json.loads(row.metadata_json or "{}")
     grants = metadata.get("grant_types") or ["authorization_code", "refresh_token"]
     return Client(
@@ -94,7 +95,7 @@ class Clients:
     def get(self, client_id: str) -> Client | None:
         with self._read() as session:
             row = session.get(AuthClient, client_id)
-            return _client(row) if row is not None else None
+            return client_view(row) if row is not None else None
 
     def save(self, client: Client) -> Client:
         """Insert or replace (config clients at start-up, refreshed metadata documents); keeps last use."""
@@ -112,11 +113,11 @@ class Clients:
             row.metadata_json = json.dumps({**client.metadata, "grant_types": list(client.grant_types)})
             row.revoked_at = self.clock() if client.revoked else None
             session.flush()
-            return _client(row)
+            return client_view(row)
 
     def list(self) -> list[Client]:
         with self._read() as session:
-            return [_client(r) for r in session.scalars(select(AuthClient).order_by(AuthClient.created_at))]
+            return [client_view(r) for r in session.scalars(select(AuthClient).order_by(AuthClient.created_at))]
 
     def touch(self, client_id: str) -> None:
         with self._write() as session, session.begin():

@@ -31,7 +31,8 @@ class KeyView:
     revoked: bool
 
 
-def _view(row: AuthApiKey) -> KeyView:
+def key_view(row: AuthApiKey) -> KeyView:
+    """The API key in ``row`` as callers see it (its hint, never its hash)."""
     return KeyView(
         name=row.name,
         hint=row.hint,
@@ -72,11 +73,11 @@ class ApiKeys:
             )
             session.add(row)
             session.flush()
-            return _view(row), secret
+            return key_view(row), secret
 
     def list(self) -> list[KeyView]:
         with self._read() as session:
-            return [_view(r) for r in session.scalars(select(AuthApiKey).order_by(AuthApiKey.name))]
+            return [key_view(r) for r in session.scalars(select(AuthApiKey).order_by(AuthApiKey.name))]
 
     def revoke(self, name: str) -> bool:
         with self._write() as session, session.begin():

@@ -67,7 +67,8 @@ class Attempt:
     """On success: the device cookie that exempts this browser from the account's lock."""
 
 
-def _view(row: AuthUser) -> UserView:
+def user_view(row: AuthUser) -> UserView:
+    """The account in ``row`` as callers see it (no password hash)."""
     return UserView(
         id=row.id,
         username=row.username,
@@ -121,21 +122,21 @@ class Users:
             )
             session.add(row)
             session.flush()
-            return _view(row)
+            return user_view(row)
 
     def list(self) -> list[UserView]:
         with self._read() as session:
-            return [_view(r) for r in session.scalars(select(AuthUser).order_by(AuthUser.username))]
+            return [user_view(r) for r in session.scalars(select(AuthUser).order_by(AuthUser.username))]
 
     def get(self, user_id: int) -> UserView | None:
         with self._read() as session:
             row = session.get(AuthUser, user_id)
-            return _view(row) if row is not None else None
+            return user_view(row) if row is not None else None
 
     def by_name(self, username: str) -> UserView | None:
         with self._read() as session:
             row = session.scalar(select(AuthUser).where(AuthUser.username == username))
-            return _view(row) if row is not None else None
+            return user_view(row) if row is not None else None
 
     def set_disabled(self, username: str, disabled: bool) -> UserView | None:
         with self._write() as session, session.begin():
@@ -145,7 +146,7 @@ class Users:
             row.disabled = disabled
             if disabled:
                 session.execute(delete(AuthBrowserSession).where(AuthBrowserSession.user_id == row.id))
-            return _view(row)
+            return user_view(row)
 
     def set_roles(self, username: str, roles: Iterable[str]) -> UserView | None:
         """Replace a user's roles; None when there is no such user. The store's triggers raise the revocation
@@ -156,7 +157,7 @@ class Users:
             if row is None:
                 return None
             row.roles = " ".join(sorted(set(roles)))
-            return _view(row)
+            return user_view(row)
 
     def verify(
         self, username: str, password: str, *, device: str | None = None, address_blocked: bool = False
@@ -191,7 +192,7 @@ class Users:
             row.locked_until = None
             if _hasher.check_needs_rehash(row.password_hash):
                 row.password_hash = _hasher.hash(password)
-            return Attempt("ok", _view(row), known=True, device=_device_cookie(row.id, row.password_hash, now))
+            return Attempt("ok", user_view(row), known=True, device=_device_cookie(row.id, row.password_hash, now))
 
     def upsert_federated(
         self, subject: str, username: str, email: str | None, display_name: str, roles: Iterable[str]
@@ -214,7 +215,7 @@ class Users:
             row.display_name = display_name or username
             row.roles = " ".join(sorted(set(roles)))
             session.flush()
-            return _view(row)
+            return user_view(row)
 
     # -- browser sessions of the sign-in pages ---------------------------------------------------------------
 
@@ -233,7 +234,7 @@ class Users:
             if row is None or row.expires_at <= self.clock():
                 return None
             user = session.get(AuthUser, row.user_id)
-            return _view(user) if user is not None and not user.disabled else None
+            return user_view(user) if user is not None and not user.disabled else None
 
     def close_browser_session(self, cookie: str | None) -> bool:
         """End the browser session ``cookie`` names (sign-out), so the cookie no longer signs anyone in even if a

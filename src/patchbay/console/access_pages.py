@@ -20,12 +20,9 @@ from urllib.parse import urlencode
 from sqlalchemy import ColumnElement, Engine, or_, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from patchbay.auth.clients import Client
-from patchbay.auth.clients import _client as client_view
-from patchbay.auth.keys import KeyView
-from patchbay.auth.keys import _view as key_view
-from patchbay.auth.users import UserView
-from patchbay.auth.users import _view as user_view
+from patchbay.auth.clients import Client, client_view
+from patchbay.auth.keys import KeyView, key_view
+from patchbay.auth.users import UserView, user_view
 from patchbay.console.access_data import FormError
 from patchbay.store.models import AuthApiKey, AuthClient, AuthUser
 
