@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -59,6 +60,7 @@ def test_the_last_hour_counts_final_call_records_per_minute(tmp_path: Path) -> N
     assert (middle.calls, middle.errors, middle.refused) == (1, 0, 1)
     assert (last.calls, last.errors, last.latency_max) == (1, 1, 5000.0)
     assert sum(m.calls for m in minutes) == 4
+    assert [m.label for m in minutes] == [dt.datetime.fromtimestamp(m.start, dt.UTC).strftime("%H:%M") for m in minutes]
     assert all(m.calls == 0 and m.latency_avg is None for m in minutes[1:30] + minutes[31:59])
 
 
@@ -128,6 +130,30 @@ async def test_the_overview_shows_each_connector_health_with_its_reason_and_the_
         assert '<span class="value">0</span> MCP sessions' in text
 
 
+def _tools_module(count: int) -> str:
+    lines = ["from patchbay import tool", ""]
+    for index in range(count):
+        lines += ["", "@tool(read_only=True)", f"def t{index}() -> str:", f'    """Tool {index}."""', "    return ''"]
+    return "\n".join(lines)
+
+
+async def test_the_overview_counts_each_connectors_tools_again_after_the_catalog_changes(tmp_path: Path) -> None:
+    module = tmp_path / "counted.py"
+    module.write_text(_tools_module(2), encoding="utf-8")
+    connectors = [{"name": "counted", "type": "python", "path": str(module), "prefix": ""}]
+    row = (
+        '<code>counted</code></td>\n  <td>python</td>\n  <td><span class="badge ok">up</span></td>\n'
+        '  <td class="num">{}<'
+    )
+    async with local_console(tmp_path, {"connectors": connectors}) as http:
+        app = http.app  # type: ignore[attr-defined]
+        assert row.format(2) in (await http.get("/admin/")).text
+        module.write_text(_tools_module(3), encoding="utf-8")
+        await app.runtime.reload()  # what SIGHUP does: the catalog rebuilds with the third tool
+        page = (await http.get("/admin/")).text
+        assert row.format(3) in page and '<span class="value">3</span> tools' in page
+
+
 async def test_the_overview_charts_the_calls_recorded_in_the_last_hour(tmp_path: Path) -> None:
     connectors = [{"name": "t", "type": "python", "path": str(TOOLS), "prefix": ""}]
     async with local_console(tmp_path, {"connectors": connectors}) as http:
@@ -142,6 +168,9 @@ async def test_the_overview_charts_the_calls_recorded_in_the_last_hour(tmp_path:
         assert "Errors, per minute over the last hour: peak 1 errors at" in page
         assert "Average latency, per minute over the last hour: peak 7 ms at" in page
         assert '<td class="num">2</td><td class="num">1</td><td class="num">0</td>' in page  # the table fallback
+        label = dt.datetime.fromtimestamp(now - 1, dt.UTC).strftime("%H:%M")  # the records' minute
+        assert f'height="106.0"><title>{label}: 2 calls</title></rect>' in page  # the tallest bar, scaled to the peak
+        assert '<rect class="bar-bad" x="' in page and f"<title>{label}: 1 errors</title>" in page
 
 
 async def test_without_an_audit_trail_the_overview_says_there_are_no_charts(tmp_path: Path) -> None:

@@ -64,10 +64,16 @@ def number(value: float | int | None) -> str:
 
 
 def environment(static_url: Callable[[str], str]) -> jinja2.Environment:
-    """The console's Jinja2 environment: autoescape on for every template, undefined names are errors."""
+    """The console's Jinja2 environment: autoescape on for every template, undefined names are errors.
+
+    Each template is compiled on first use and kept: the templates ship inside the package and never change while
+    the server runs, so there is no file to stat on every request (``auto_reload``) and no cache to evict from.
+    """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
+        auto_reload=False,
+        cache_size=-1,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
