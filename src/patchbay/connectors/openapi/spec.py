@@ -20,6 +20,7 @@ import orjson
 import yaml  # type: ignore[import-untyped]
 
 from patchbay.connectors.openapi import parse, swagger2
+from patchbay.connectors.openapi.context import Context, OperationError, requirements, text
 from patchbay.connectors.openapi.models import ApiSpec
 from patchbay.connectors.openapi.options import OpenApiOptions
 from patchbay.connectors.openapi.refs import ROOT_URI, Documents, RefError, Resolve, document_base, external_refs
@@ -161,6 +162,38 @@ def parse_document(
             (``paths``, ``security``) is malformed. A bad operation never raises: it is listed in ``skipped``.
     """
     version = version_of(document, source)
+    ctx = _context(document, source, version, resolve, shared=shared)
+    if version == "2.0" or version.startswith("2"):
+        operations, skipped = swagger2.operations(ctx, document)
+        schemes = swagger2.security_schemes(document.get("securityDefinitions"))
+        servers = swagger2.servers(document, source)
+    else:
+        operations, skipped = parse.operations(ctx, document.get("paths"))
+        components = document.get("components")
+        raw = components.get("securitySchemes") if isinstance(components, dict) else None
+        schemes = parse.security_schemes(raw, ctx.documents)
+        servers = parse.servers(document.get("servers")) or ("/",)
+    info = document.get("info")
+    info = info if isinstance(info, dict) else {}
+    return ApiSpec(
+        version=version,
+        title=text(info.get("title")),
+        description=text(info.get("description")),
+        servers=servers,
+        operations=tuple(operations),
+        defs=ctx.schemas.defs,
+        schemes=schemes,
+        skipped=tuple(skipped),
+        source=source,
+    )
+
+
+def _context(document: dict[str, Any], source: str, version: str, resolve: Resolve | None, *, shared: bool) -> Context:
+    """The documents, schema converter and top-level security the operations are converted with.
+
+    Raises:
+        ConfigError: ``paths`` or the top-level ``security`` is malformed.
+    """
     documents = Documents(root_uri(source), document, resolve)
     converter = SchemaConverter(documents, openapi30=not version.startswith(("3.1", "3.2")))
     if shared:
@@ -170,33 +203,10 @@ def parse_document(
         raise ConfigError(f"{source or 'the spec'}: paths must be an object", key="spec")
     top = document.get("security")
     try:
-        security = parse.requirements(top, "security") if top is not None else None
-    except parse.OperationError as exc:
+        security = requirements(top, "security") if top is not None else None
+    except OperationError as exc:
         raise ConfigError(f"{source or 'the spec'}: {exc}", key="spec") from None
-    ctx = parse.Context(documents, converter, security)
-    if version == "2.0" or version.startswith("2"):
-        operations, skipped = swagger2.operations(ctx, document)
-        schemes = swagger2.security_schemes(document.get("securityDefinitions"))
-        servers = swagger2.servers(document, source)
-    else:
-        operations, skipped = parse.operations(ctx, paths)
-        components = document.get("components")
-        raw = components.get("securitySchemes") if isinstance(components, dict) else None
-        schemes = parse.security_schemes(raw, documents)
-        servers = parse.servers(document.get("servers")) or ("/",)
-    info = document.get("info")
-    info = info if isinstance(info, dict) else {}
-    return ApiSpec(
-        version=version,
-        title=parse.text(info.get("title")),
-        description=parse.text(info.get("description")),
-        servers=servers,
-        operations=tuple(operations),
-        defs=converter.defs,
-        schemes=schemes,
-        skipped=tuple(skipped),
-        source=source,
-    )
+    return Context(documents, converter, security)
 
 
 def read_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Any, bool]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from patchbay.connectors.openapi.content import success_status
+from patchbay.connectors.openapi.context import Context, OperationError, text
 from patchbay.connectors.openapi.models import (
     METHODS,
     Body,
@@ -22,19 +24,10 @@ from patchbay.connectors.openapi.models import (
     Skipped,
     Success,
 )
-from patchbay.connectors.openapi.parse import (
-    LOCATIONS,
-    Context,
-    OperationError,
-    extensions,
-    finish,
-    requirements,
-    success_status,
-    text,
-    with_template_parameters,
-)
-from patchbay.connectors.openapi.refs import RefError
-from patchbay.connectors.openapi.schemas import SchemaError
+from patchbay.connectors.openapi.parameters import LOCATIONS, with_template_parameters
+from patchbay.connectors.openapi.paths import operation
+from patchbay.connectors.openapi.paths import operations as walk
+from patchbay.connectors.openapi.refs import Located
 
 # collectionFormat -> (style, explode) for query / formData, and for path / header (OpenAPI 3.0 migration).
 _QUERY_FORMATS = {
@@ -95,80 +88,22 @@ def path_operations(item: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 
 def operations(ctx: Context, document: dict[str, Any]) -> tuple[list[Operation], list[Skipped]]:
-    done: list[Operation] = []
-    skipped: list[Skipped] = []
-    paths = document.get("paths")
-    if not isinstance(paths, dict):
-        return done, skipped
-    consumes, produces = _media_list(document.get("consumes")), _media_list(document.get("produces"))
-    for path, node in paths.items():
-        if not isinstance(path, str) or path.startswith("x-"):
-            continue
-        try:
-            item = ctx.documents.follow(node, ctx.documents.root_base)
-        except RefError as exc:
-            skipped.append(Skipped(f"* {path}", f"the path item cannot be read: {exc}"))
-            continue
-        if not isinstance(item.node, dict):
-            skipped.append(Skipped(f"* {path}", "the path item is not an object"))
-            continue
-        for method, op in path_operations(item.node):
-            key = f"{method} {path}"
-            try:
-                with ctx.schemas.collect() as refs:
-                    operation = convert(ctx, method, path, op, item.node, item.base, (consumes, produces))
-                    ctx.schemas.drain()
-                broken = ctx.schemas.broken(refs)
-                done.append(finish(ctx, operation)) if broken is None else skipped.append(Skipped(key, broken))
-            except (OperationError, SchemaError, RefError) as exc:
-                skipped.append(Skipped(key, str(exc)))
-            except Exception as exc:
-                skipped.append(Skipped(key, f"cannot be converted ({type(exc).__name__}: {str(exc)[:200]})"))
-    return done, skipped
+    return walk(ctx, document.get("paths"), path_operations, convert)
 
 
 def _media_list(value: Any) -> list[str]:
     return [m for m in value if isinstance(m, str)] if isinstance(value, list) else []
 
 
-def convert(
-    ctx: Context,
-    method: str,
-    path: str,
-    op: Any,
-    item: dict[str, Any],
-    base: str,
-    media: tuple[list[str], list[str]],
-) -> Operation:
-    if not path.startswith("/"):
-        raise OperationError("the path does not start with /")
-    if not isinstance(op, dict):
-        raise OperationError("the operation is not an object")
-    consumes = _media_list(op.get("consumes")) or media[0]
-    produces = _media_list(op.get("produces")) or media[1]
-    nodes = _merged(ctx, item.get("parameters"), op.get("parameters"), base)
+def convert(ctx: Context, method: str, path: str, op: dict[str, Any], item: Located) -> Operation:
+    root = ctx.documents.root  # Swagger Object consumes / produces: the defaults of every operation
+    consumes = _media_list(op.get("consumes")) or _media_list(root.get("consumes"))
+    produces = _media_list(op.get("produces")) or _media_list(root.get("produces"))
+    nodes = _merged(ctx, item.node.get("parameters"), op.get("parameters"), item.base)
     params = [_parameter(ctx, node, node_base) for node, node_base in nodes if node.get("in") in LOCATIONS]
     params = with_template_parameters(path, params)
-    security = op.get("security")
-    tags = op.get("tags")
-    op_id = op.get("operationId")
-    return Operation(
-        method=method,
-        path=path,
-        operation_id=op_id if isinstance(op_id, str) and op_id else None,
-        summary=text(op.get("summary")),
-        description=text(op.get("description")),
-        tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
-        deprecated=op.get("deprecated") is True,
-        parameters=tuple(params),
-        body=_body(ctx, nodes, consumes),
-        success=_success(ctx, op.get("responses"), base, produces),
-        security=(requirements(security, "security") if security is not None else ctx.security) or (),
-        idempotency_header=next(
-            (p.name for p in params if p.location == "header" and p.name.lower() == "idempotency-key"), None
-        ),
-        extensions=extensions(op),
-    )
+    content = (_body(ctx, nodes, consumes), _success(ctx, op.get("responses"), item.base, produces))
+    return operation(ctx, method, path, op, item.node, params, content)
 
 
 def _merged(ctx: Context, shared: Any, own: Any, base: str) -> list[tuple[dict[str, Any], str]]:
