@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import Engine
 
 from patchbay.console import audit_data
-from patchbay.console.audit_data import AuditFilter, FilterError, csv_cell, parse_filter
+from patchbay.console.audit_data import AuditFilter, FilterError, parse_filter
+from patchbay.gate.audit_query import csv_cell
 from patchbay.store import create_engine, upgrade
 
 NOW = 1_800_000_000.0

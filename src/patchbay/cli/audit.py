@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +23,8 @@ from sqlalchemy import Engine, Select, inspect, or_, select
 
 from patchbay.cli.common import AdminDemoOpt, admin_config, err, load_settings
 from patchbay.cli.users import auth_store
+from patchbay.gate import audit_query
+from patchbay.gate.audit_query import CSV_COLUMNS, csv_row
 from patchbay.gate.calls import OUTCOMES
 from patchbay.protocol.scope import Transport
 
@@ -45,27 +45,6 @@ app = typer.Typer(help="The audit trail: read it, export it, verify it.", no_arg
 
 PAGE = 500
 KNOWN_OUTCOMES = ("intent", *OUTCOMES)  # a write's intent record, then every outcome a call can have
-# The CSV export's columns, fixed so a SIEM mapping stays valid; every value comes from the record's body.
-CSV_COLUMNS = (
-    "seq",
-    "time",
-    "kind",
-    "method",
-    "name",
-    "outcome",
-    "transport",
-    "subject",
-    "username",
-    "client_id",
-    "client_name",
-    "request_ref",
-    "latency_ms",
-    "result_bytes",
-    "detail",
-    "hash",
-)
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_time(option: str, text: str, now: float) -> float:
@@ -74,20 +53,14 @@ def parse_time(option: str, text: str, now: float) -> float:
     Raises:
         typer.BadParameter: naming the option and the accepted forms.
     """
-    match = _DURATION.match(text.strip())
-    if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    try:
-        parsed = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
+    parsed = audit_query.parse_time(text, now)
+    if parsed is None:
         raise typer.BadParameter(
             f"{text!r} is not a time: use a duration back from now (90s, 30m, 1h, 7d, 2w) or ISO 8601 "
             "(2026-12-01, 2026-12-01T09:30:00Z)",
             param_hint=option,
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
+        )
+    return parsed
 
 
 def _iso(epoch: float) -> str:
@@ -295,22 +268,9 @@ def _write_csv(stream: TextIO, rows: Iterator[Any]) -> int:
     out.writerow(CSV_COLUMNS)
     written = 0
     for row in rows:
-        body = json.loads(row.body)
-        values = {**body, "seq": row.seq, "time": _iso(row.ts), "hash": row.hash}
-        out.writerow([_cell(values.get(column)) for column in CSV_COLUMNS])
+        out.writerow(csv_row(row.body, row.seq, _iso(row.ts), row.hash))
         written += 1
     return written
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        # OWASP "CSV injection": a text cell a spreadsheet would run as a formula is quoted with a leading '.
-        return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-    if isinstance(value, bool | int | float):
-        return json.dumps(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @app.command("verify")

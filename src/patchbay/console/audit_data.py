@@ -15,7 +15,6 @@ import csv
 import datetime as dt
 import io
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -23,7 +22,9 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine, Select, and_, or_, select
 
+from patchbay.gate import audit_query
 from patchbay.gate.audit_models import AuditRecord as R
+from patchbay.gate.audit_query import CSV_COLUMNS, csv_row
 
 __all__ = [
     "CSV_COLUMNS",
@@ -32,7 +33,6 @@ __all__ = [
     "AuditPage",
     "FilterError",
     "Row",
-    "csv_cell",
     "csv_lines",
     "export_rows",
     "is_truncated",
@@ -51,26 +51,6 @@ PAGE_ROWS = 50
 EXPORT_BATCH = 500
 # The longest text a filter field takes: the indexed columns' own bound (patchbay.gate.audit_models).
 MAX_FIELD = 2048
-CSV_COLUMNS = (
-    "seq",
-    "time",
-    "kind",
-    "method",
-    "name",
-    "outcome",
-    "transport",
-    "subject",
-    "username",
-    "client_id",
-    "client_name",
-    "request_ref",
-    "latency_ms",
-    "result_bytes",
-    "detail",
-    "hash",
-)
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _COLUMNS: tuple[Any, ...] = (
     R.seq,
     R.ts,
@@ -165,21 +145,14 @@ def parse_time(field: str, text: str, now: float) -> float:
     Raises:
         FilterError: naming ``field`` and the forms it accepts.
     """
-    text = text.strip()
-    match = _DURATION.match(text)
-    if match:
-        return now - float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
+    parsed = audit_query.parse_time(text, now)
+    if parsed is None:
         raise FilterError(
             field,
-            f"{text[:60]!r} is not a time: give a duration back from now (30m, 1h, 7d) or a date and time "
+            f"{text.strip()[:60]!r} is not a time: give a duration back from now (30m, 1h, 7d) or a date and time "
             "(2026-12-01 or 2026-12-01T09:30, UTC)",
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
+        )
+    return parsed
 
 
 def parse_filter(query: Mapping[str, str], now: float) -> tuple[AuditFilter, Bounds]:
@@ -332,18 +305,6 @@ def jsonl_lines(rows: Iterator[tuple[Row, str, str]]) -> Iterator[str]:
         yield body + "\n"
 
 
-def csv_cell(value: Any) -> str:
-    """One CSV cell. OWASP "CSV Injection": a cell a spreadsheet would run as a formula (starting with = + - @,
-    or a tab or carriage return) gets a leading single quote, so it is shown as text."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-    if isinstance(value, bool | int | float):
-        return json.dumps(value)
-    return csv_cell(json.dumps(value, sort_keys=True, separators=(",", ":")))
-
-
 def csv_lines(rows: Iterator[tuple[Row, str, str]]) -> Iterator[str]:
     """The header, then one line per record; every value comes from the record's body (fixed columns, so a SIEM
     mapping stays valid)."""
@@ -359,6 +320,4 @@ def csv_lines(rows: Iterator[tuple[Row, str, str]]) -> Iterator[str]:
 
     yield line(list(CSV_COLUMNS))
     for row, body, digest in rows:
-        parsed = json.loads(body)
-        values = {**(parsed if isinstance(parsed, dict) else {}), "seq": row.seq, "time": iso(row.ts), "hash": digest}
-        yield line([csv_cell(values.get(column)) for column in CSV_COLUMNS])
+        yield line(csv_row(body, row.seq, iso(row.ts), digest))
