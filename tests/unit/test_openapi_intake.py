@@ -150,6 +150,13 @@ def test_json_pointer_escapes_and_percent_encoding_resolve() -> None:
     assert all(key.replace("_", "").replace(".", "").replace("-", "").isalnum() for key in keys)
 
 
+def test_a_draft_4_tuple_becomes_prefix_items_and_its_additional_items_the_items_after_them() -> None:
+    schemas = {"Extra": {"type": "integer"}}
+    pair = {"type": "array", "items": [{"type": "string"}], "additionalItems": {"$ref": "#/components/schemas/Extra"}}
+    schema = response_schema(api({"/x": {"get": returning(pair)}}, schemas))
+    assert schema == {"type": "array", "prefixItems": [{"type": "string"}], "items": {"$ref": "#/$defs/Extra"}}
+
+
 def test_a_schema_that_needs_no_rewriting_is_shared_not_copied() -> None:
     plain = {"type": "object", "properties": {"name": {"type": "string"}}}
     spec = parse_document(api({"/x": {"get": returning({"$ref": "#/components/schemas/Plain"})}}, {"Plain": plain}))

@@ -60,6 +60,29 @@ def test_a_query_string_is_non_empty_unless_the_parameter_allows_empty_values() 
     assert schema["properties"]["c"] == {"type": "string"}
 
 
+def test_references_inside_every_subschema_keyword_reach_the_tool_schemas_definitions() -> None:
+    inner = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    payload = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"$ref": "#/components/schemas/Inner"},
+    }
+    tail = {"type": "array", "items": {"type": "string"}, "additionalItems": {"$ref": "#/components/schemas/Tail"}}
+    body = {"type": "object", "properties": {"payload": payload, "tail": tail}}
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "T", "version": "1"},
+        "paths": {"/x": {"post": {"requestBody": {"content": {"application/json": {"schema": body}}}}}},
+        "components": {"schemas": {"Inner": inner, "Tail": {"type": "integer"}}},
+    }
+    spec = parse_document(document)
+    _, schema = build_inputs(spec.operations[0], spec.defs)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["payload"]["contentSchema"] == {"$ref": "#/$defs/Inner"}
+    assert schema["properties"]["tail"]["additionalItems"] == {"$ref": "#/$defs/Tail"}
+    assert schema["$defs"] == {"Inner": inner, "Tail": {"type": "integer"}}
+
+
 def test_allow_empty_value_is_read_from_openapi_3_and_swagger_2_query_parameters() -> None:
     def query(document: dict[str, Any]) -> list[Parameter]:
         [operation] = parse_document(document).operations

@@ -24,6 +24,7 @@ from urllib.parse import unquote
 
 from patchbay.connectors.openapi.bodies import schema_shape, undefined_style, unsendable_properties
 from patchbay.connectors.openapi.models import ArgTarget, Body, Operation, Parameter, Success
+from patchbay.connectors.openapi.schemas import SUBSCHEMA, SUBSCHEMA_LIST, SUBSCHEMA_MAP
 from patchbay.connectors.openapi.sendable import narrow_value, parameter_schema
 
 JsonSchema = dict[str, Any]
@@ -34,21 +35,6 @@ IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})
 PRIORITY = ("path", "query", "header", "cookie", "body_property", "body")
 MAX_DESCRIPTION = 600  # characters of a nested schema's description kept; the tool description says the rest
 
-_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
-_ONE = (
-    "items",
-    "additionalProperties",
-    "not",
-    "if",
-    "then",
-    "else",
-    "contains",
-    "propertyNames",
-    "unevaluatedItems",
-    "unevaluatedProperties",
-    "contentSchema",
-)
-_MANY = ("allOf", "anyOf", "oneOf", "prefixItems")
 _DROPPED = frozenset({"xml", "externalDocs", "example", "discriminator", "$schema", "$id", "$comment"})
 # What an output schema keeps: the shape, not the promises a real response may break.
 _OUTPUT_KEEPS = frozenset({"type", "properties", "items", "prefixItems", "$ref", "anyOf", "allOf", "format"})
@@ -166,11 +152,11 @@ def _walk(schema: Any, output: bool, refs: set[str]) -> Any:
         keeps, value = keep(key, value)
         if not keeps:
             continue
-        if key in _MAPS and isinstance(value, dict):
+        if key in SUBSCHEMA_MAP and isinstance(value, dict):
             out[key] = {name: _walk(sub, output, refs) for name, sub in value.items()}
-        elif key in _ONE:
+        elif key in SUBSCHEMA:
             out[key] = _walk(value, output, refs)
-        elif key in _MANY and isinstance(value, list):
+        elif key in SUBSCHEMA_LIST and isinstance(value, list):
             out[key] = [_walk(sub, output, refs) for sub in value]
         else:
             if key == "$ref" and isinstance(value, str):

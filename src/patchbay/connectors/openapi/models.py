@@ -1,11 +1,11 @@
 """The OpenAPI connector's model of an API, whatever the spec's version: what intake produces, tools consume.
 
 Intake (``spec.py``, ``refs.py``, ``schemas.py``, ``paths.py``, ``parse.py``, ``parameters.py``, ``content.py``,
-``swagger2.py``) reads an OpenAPI 3.0 / 3.1 / 3.2 or Swagger 2.0 document and produces one :class:`ApiSpec`: operations with their parameters, body and success
-response, every schema already JSON Schema 2020-12 (OpenAPI's ``nullable``, boolean ``exclusiveMinimum`` and the
-like rewritten), every reference ``{"$ref": "#/$defs/<key>"}`` into the shared :attr:`ApiSpec.defs`. Recursive
-schemas stay references, never expanded. An operation that cannot be converted is left out and listed in
-:attr:`ApiSpec.skipped` with its reason; it never fails the whole spec.
+``swagger2.py``) reads an OpenAPI 3.0 / 3.1 / 3.2 or Swagger 2.0 document and produces one :class:`ApiSpec`:
+operations with their parameters, body and success response, every schema already JSON Schema 2020-12 (OpenAPI's
+``nullable``, boolean ``exclusiveMinimum`` and the like rewritten), every reference ``{"$ref": "#/$defs/<key>"}``
+into the shared :attr:`ApiSpec.defs`. Recursive schemas stay references, never expanded. An operation that cannot
+be converted is left out and listed in :attr:`ApiSpec.skipped` with its reason; it never fails the whole spec.
 
 Tools (``tools.py``, ``naming.py``, ``inputs.py``, ``search.py``) turn operations into MCP tools: each gets a
 :class:`Plan`, the map from its flat argument names to where each value goes in the HTTP request, and calls

@@ -26,9 +26,13 @@ _CLEAN_KEY = re.compile(r"^[A-Za-z0-9._-]{1,120}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _COMPONENT = re.compile(r"^/(?:components/schemas|definitions)/([^/]+)$")
 _DROP = frozenset({"discriminator", "xml", "externalDocs", "nullable", "x-nullable", "example", "$schema", "$id"})
-# Keywords whose value is one schema, a list of schemas, or a name -> schema map (JSON Schema 2020-12 §10, §8.2.4).
-_ONE = frozenset(
+# Keywords whose value is one schema, a list of schemas, or a name -> schema map (JSON Schema 2020-12 §10, §8.2.4,
+# §8.5 contentSchema; draft 4's additionalItems and definitions, which OpenAPI 3.0 and Swagger 2.0 schemas use).
+# ``items`` is a list in draft 4's tuple form. Every walk over a schema's subschemas reads these.
+SUBSCHEMA = frozenset(
     {
+        "items",
+        "additionalProperties",
         "not",
         "if",
         "then",
@@ -38,10 +42,11 @@ _ONE = frozenset(
         "unevaluatedItems",
         "unevaluatedProperties",
         "additionalItems",
+        "contentSchema",
     }
 )
-_MANY = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
-_MAP = frozenset({"properties", "patternProperties", "dependentSchemas", "$defs", "definitions"})
+SUBSCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+SUBSCHEMA_MAP = frozenset({"properties", "patternProperties", "dependentSchemas", "$defs", "definitions"})
 
 
 class SchemaError(ValueError):
@@ -214,15 +219,15 @@ class SchemaConverter:
             return _DROPPED
         if key == "examples":  # JSON Schema: a list of values; some specs put Example Object references here
             return value if isinstance(value, list) and not any(_is_ref(v) for v in value) else _DROPPED
-        if key in _MAP:
+        if key in SUBSCHEMA_MAP:
             if not isinstance(value, dict):
                 raise SchemaError(f"{where}: {key!r} must be an object of schemas")
             return self._map(value, base, f"{where}.{key}", depth)
-        if key in _MANY:
+        if key in SUBSCHEMA_LIST:
             if not isinstance(value, list):
                 raise SchemaError(f"{where}: {key!r} must be a list of schemas")
             return self._many(value, base, f"{where}.{key}", depth)
-        if key in _ONE or key == "additionalProperties" or key == "items":
+        if key in SUBSCHEMA:
             if isinstance(value, bool):
                 return value
             if key == "items" and isinstance(value, list):  # draft 4 tuple form, renamed prefixItems below
@@ -267,8 +272,10 @@ def _dialect(schema: dict[str, Any], original: dict[str, Any]) -> dict[str, Any]
     _formats(out, original)
     if "example" in original and "examples" not in out and not _is_ref(original["example"]):
         out["examples"] = [original["example"]]
-    if isinstance(out.get("items"), list):  # draft 4 tuple validation
+    if isinstance(out.get("items"), list):  # draft 4 tuple validation; 2020-12 §10.3.1.2: items follows prefixItems
         out["prefixItems"] = out.pop("items")
+        if "additionalItems" in out:
+            out["items"] = out.pop("additionalItems")
     if isinstance(original.get("discriminator"), dict):
         prop = original["discriminator"].get("propertyName")
         if isinstance(prop, str) and prop:
