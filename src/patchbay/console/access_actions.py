@@ -44,6 +44,15 @@ def register(console: Console) -> None:
         console.audit(f"console.access.{event}", by=who.username, outcome="refused", **fields)
         return console.redirect(request, path, notice)
 
+    def settle(
+        request: Request, who: Admin, path: str, event: str, found: bool, notice: str, missing: str, **fields: Any
+    ) -> Response:
+        """A one-step change: ``done`` with ``notice`` and ``fields`` when the store ``found`` what it names,
+        ``refused`` with ``missing`` (and no fields: they were not a real name) when not."""
+        if found:
+            return done(request, who, path, event, notice, **fields)
+        return refused(request, who, path, event, missing)
+
     @console.action("/access/users/add", dangerous=True)
     async def add_user(request: Request, who: Admin, form: Form) -> Response:
         username = (form.get("username") or "").strip()
@@ -97,9 +106,9 @@ def register(console: Console) -> None:
     @console.action("/access/users/unlock")
     async def unlock(request: Request, who: Admin, form: Form) -> Response:
         username = form.get("username") or ""
-        if not await core.run(core.users.unlock, username):
-            return refused(request, who, USERS, "user_unlock", f"No user is named {username[:200]!r}.")
-        return done(request, who, USERS, "user_unlock", f"Unlocked {username}.", username=username)
+        found = await core.run(core.users.unlock, username)
+        missing = f"No user is named {username[:200]!r}."
+        return settle(request, who, USERS, "user_unlock", found, f"Unlocked {username}.", missing, username=username)
 
     @console.action("/access/keys/create", dangerous=True)
     async def create_key(request: Request, who: Admin, form: Form) -> Response:
@@ -130,9 +139,9 @@ def register(console: Console) -> None:
     @console.action("/access/keys/revoke", dangerous=True)
     async def revoke_key(request: Request, who: Admin, form: Form) -> Response:
         name = form.get("name") or ""
-        if not await core.run(core.keys.revoke, name):
-            return refused(request, who, KEYS, "key_revoke", f"No live key is named {name[:100]!r}.")
-        return done(request, who, KEYS, "key_revoke", f"Revoked the key {name}.", key_name=name)
+        found = await core.run(core.keys.revoke, name)
+        missing = f"No live key is named {name[:100]!r}."
+        return settle(request, who, KEYS, "key_revoke", found, f"Revoked the key {name}.", missing, key_name=name)
 
     @console.action("/access/clients/revoke", dangerous=True)
     async def revoke_client(request: Request, who: Admin, form: Form) -> Response:

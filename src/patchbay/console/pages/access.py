@@ -29,32 +29,28 @@ def _page(section: str, template: str, context: dict[str, Any], status: int = 20
 def register(console: Console) -> None:
     core = console.runtime.auth.core if console.runtime.auth is not None else None
 
+    async def listed(request: Request, section: str, read: Any, **extra: Any) -> Page:
+        """One page of the list ``section`` (users, keys or clients: the rows' name in its template too) for the
+        request's filter and cursor; ``extra`` goes into the context as it is."""
+        template = f"access_{section}.html"
+        if core is None:
+            return _page(section, template, {"off": NO_SIGN_IN, section: [], **extra})
+        found = await _list(core, read, request)
+        if isinstance(found, Page):
+            return _page(section, template, {**found.context, section: [], **extra}, found.status)
+        return _page(section, template, {section: found.rows, "listing": found, **extra})
+
     @console.page("/access")
     async def users(request: Request, who: Admin) -> PageResult:
-        if core is None:
-            return _page("users", "access_users.html", {"off": NO_SIGN_IN, "users": []})
-        listed = await _list(core, access_pages.users, request)
-        if isinstance(listed, Page):
-            return _page("users", "access_users.html", {**listed.context, "users": []}, listed.status)
-        return _page("users", "access_users.html", {"users": listed.rows, "listing": listed, "now": time.time()})
+        return await listed(request, "users", access_pages.users, now=time.time())
 
     @console.page("/access/keys")
     async def keys(request: Request, who: Admin) -> PageResult:
-        if core is None:
-            return _page("keys", "access_keys.html", {"off": NO_SIGN_IN, "keys": [], "created": None})
-        listed = await _list(core, access_pages.keys, request)
-        if isinstance(listed, Page):
-            return _page("keys", "access_keys.html", {**listed.context, "keys": [], "created": None}, listed.status)
-        return _page("keys", "access_keys.html", {"keys": listed.rows, "listing": listed, "created": None})
+        return await listed(request, "keys", access_pages.keys, created=None)
 
     @console.page("/access/clients")
     async def clients(request: Request, who: Admin) -> PageResult:
-        if core is None:
-            return _page("clients", "access_clients.html", {"off": NO_SIGN_IN, "clients": []})
-        listed = await _list(core, access_pages.clients, request)
-        if isinstance(listed, Page):
-            return _page("clients", "access_clients.html", {**listed.context, "clients": []}, listed.status)
-        return _page("clients", "access_clients.html", {"clients": listed.rows, "listing": listed})
+        return await listed(request, "clients", access_pages.clients)
 
     @console.page("/access/client")
     async def client(request: Request, who: Admin) -> PageResult:
