@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sqlite3
 import statistics
@@ -223,6 +224,7 @@ def _run(quick: bool, logdir: Path | None) -> dict[str, Any]:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, trust_env=False) as http:
             sign_in(http)
             pages = [measure(http, path, 30 if quick else 200) for path in PAGES]
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # how busy the machine was
             js_files = _all_scripts(http)
     finally:
         harness.stop(server)
@@ -237,6 +239,7 @@ def _run(quick: bool, logdir: Path | None) -> dict[str, Any]:
         "start_s": ready,
         "pages": pages,
         "js": js_files,
+        "load": load,
     }
 
 
@@ -282,6 +285,11 @@ def markdown(result: dict[str, Any]) -> str:
         + "".join(f"; `{p.path}` {p.p95_ms:.1f} ms" for p in pages if p.p95_ms > P95_TARGET_MS)
         + ".",
     ]
+    if result.get("load") is not None:
+        lines.append(
+            f"- Load average (1 minute) when the last page was measured: {result['load']:.1f} on "
+            f"{os.cpu_count()} CPUs; above about 1 the machine was shared and the times are directional."
+        )
     return "\n".join(lines) + "\n"
 
 
