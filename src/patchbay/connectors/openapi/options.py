@@ -16,6 +16,13 @@ HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
 HTTP_METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
 
 
+def _valid_header_names(value: dict[str, Value]) -> dict[str, Value]:
+    for name in value:
+        if not _HEADER.match(name):
+            raise ValueError(f"{name!r} is not a valid header name (RFC 9110 §5.1)")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -116,10 +123,7 @@ class ApiAuth(_Strict):
     @field_validator("headers")
     @classmethod
     def _header_names(cls, value: dict[str, Value]) -> dict[str, Value]:
-        for name in value:
-            if not _HEADER.match(name):
-                raise ValueError(f"{name!r} is not a valid header name (RFC 9110 §5.1)")
-        return value
+        return _valid_header_names(value)
 
     @model_validator(mode="after")
     def _complete(self) -> ApiAuth:
@@ -199,10 +203,7 @@ class OpenApiOptions(_Strict):
     @field_validator("spec_headers", "headers")
     @classmethod
     def _header_names(cls, value: dict[str, Value]) -> dict[str, Value]:
-        for name in value:
-            if not _HEADER.match(name):
-                raise ValueError(f"{name!r} is not a valid header name (RFC 9110 §5.1)")
-        return value
+        return _valid_header_names(value)
 
     @field_validator("external_refs")
     @classmethod

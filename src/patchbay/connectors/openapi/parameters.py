@@ -7,6 +7,7 @@ location, §4.8.10.1), path parameters the template names but the spec forgot ad
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -19,16 +20,22 @@ LOCATIONS = ("path", "query", "header", "cookie")
 TEMPLATE = re.compile(r"{([^{}/]+)}")
 
 
-def merged_parameters(ctx: Context, shared: Any, own: Any, base: str) -> list[Parameter]:
-    by_key: dict[tuple[str, str], Parameter] = {}
+def declared(shared: Any, own: Any) -> Iterator[Any]:
+    """The Path Item's parameters, then the operation's (which win by name and location, OpenAPI 3.1 §4.8.10.1;
+    Swagger 2.0 "Path Item Object": the same)."""
     for level in (shared, own):
         if level is None:
             continue
         if not isinstance(level, list):
             raise OperationError("parameters must be a list")
-        for node in level:
-            for param in parameter(ctx, node, base):
-                by_key[(param.name, param.location)] = param
+        yield from level
+
+
+def merged_parameters(ctx: Context, shared: Any, own: Any, base: str) -> list[Parameter]:
+    by_key: dict[tuple[str, str], Parameter] = {}
+    for node in declared(shared, own):
+        for param in parameter(ctx, node, base):
+            by_key[(param.name, param.location)] = param
     return list(by_key.values())
 
 

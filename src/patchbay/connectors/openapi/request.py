@@ -170,12 +170,7 @@ class RequestBuilder:
                 if kind == _QUERY:
                     query.append(piece)
                 elif kind == _PATH:
-                    if not piece.strip("."):  # label style: "" is ".", ["", ""] is ".."
-                        raise ArgumentError(
-                            f"argument '{arg}' would put '{piece}' in the path, a dot segment that moves the request "
-                            "elsewhere (RFC 3986 §5.2.4)"
-                        )
-                    values[name] = piece
+                    values[name] = _segment(arg, piece)
                 elif kind == _HEADER:
                     headers[name] = piece
                 elif kind == _COOKIE:
@@ -187,6 +182,17 @@ class RequestBuilder:
             path = f"{path}?{'&'.join(query)}"
         if cookies:
             headers["Cookie"] = "; ".join(cookies)
+        return self._with_body(path, headers, properties, whole, arguments)
+
+    def _with_body(
+        self,
+        path: str,
+        headers: dict[str, str],
+        properties: dict[str, Any] | None,
+        whole: Any,
+        arguments: dict[str, Any],
+    ) -> HttpRequest:
+        """The request with its body: the body properties given (a flattened body), else the one body argument."""
         if self._body is None:
             return HttpRequest(self.method, path, headers)
         if self._body_required and (properties is not None or self._body.required):
@@ -437,3 +443,12 @@ def _latin1(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _segment(arg: str, piece: str) -> str:
+    if not piece.strip("."):  # label style: "" is ".", ["", ""] is ".."
+        raise ArgumentError(
+            f"argument '{arg}' would put '{piece}' in the path, a dot segment that moves the request elsewhere "
+            "(RFC 3986 §5.2.4)"
+        )
+    return piece

@@ -35,6 +35,14 @@ MAX_INDEXED = 400  # characters of an operation's description indexed
 # BM25's usual constants: term-frequency saturation and length normalisation.
 K1 = 1.2
 B = 0.75
+# The search tools' arguments (shared by every build: nothing mutates a tool's input schema).
+_SEARCH_ARGUMENTS = {
+    "query": {"type": "string", "description": "Words of what you want to do."},
+    "tag": {"type": "string", "description": "Only operations with this tag."},
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+}
+_NAME = {"type": "string", "description": "The operation's name, as search_operations gives it."}
+_ARGUMENTS = {"type": "object", "description": "The operation's arguments."}
 # A word: an acronym (HTTP in HTTPStatus), a capitalised or lower-case run, or digits; camelCase splits itself.
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
@@ -200,7 +208,6 @@ def search_tools(
     api = (api_title.strip() or "the API")[:80]
     count = len(tools)
     local = ToolAnnotations(read_only=True, destructive=False, idempotent=True, open_world=False)
-    name_arg = {"type": "string", "description": "The operation's name, as search_operations gives it."}
     return [
         Tool(
             name="search_operations",
@@ -209,16 +216,7 @@ def search_tools(
                 f"Find operations of {api} ({count} in all) by what they do. Returns names, titles, methods "
                 "and paths, best match first; then describe_operation for an operation's arguments."
             ),
-            input_schema={
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "description": "Words of what you want to do."},
-                    "tag": {"type": "string", "description": "Only operations with this tag."},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-                },
-                "required": ["query"],
-                "additionalProperties": False,
-            },
+            input_schema=_taking(_SEARCH_ARGUMENTS, "query"),
             handler=search.search,
             annotations=local,
         ),
@@ -226,12 +224,7 @@ def search_tools(
             name="describe_operation",
             title="Describe an operation",
             description="One operation's description, method and path, input schema and annotations.",
-            input_schema={
-                "type": "object",
-                "properties": {"name": name_arg},
-                "required": ["name"],
-                "additionalProperties": False,
-            },
+            input_schema=_taking({"name": _NAME}, "name"),
             handler=search.describe,
             annotations=local,
         ),
@@ -242,16 +235,13 @@ def search_tools(
                 "Call one operation with its arguments, as describe_operation gives its input schema. "
                 "Operations that change data are confirmed like any write."
             ),
-            input_schema={
-                "type": "object",
-                "properties": {
-                    "name": name_arg,
-                    "arguments": {"type": "object", "description": "The operation's arguments."},
-                },
-                "required": ["name"],
-                "additionalProperties": False,
-            },
+            input_schema=_taking({"name": _NAME, "arguments": _ARGUMENTS}, "name"),
             handler=search.call,
             annotations=worst_case(tools, open_world),
         ),
     ]
+
+
+def _taking(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    """The input schema of a tool taking ``properties`` and nothing else, ``required`` among them."""
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}

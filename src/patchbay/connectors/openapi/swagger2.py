@@ -24,7 +24,7 @@ from patchbay.connectors.openapi.models import (
     Skipped,
     Success,
 )
-from patchbay.connectors.openapi.parameters import LOCATIONS, with_template_parameters
+from patchbay.connectors.openapi.parameters import LOCATIONS, declared, with_template_parameters
 from patchbay.connectors.openapi.paths import operation
 from patchbay.connectors.openapi.paths import operations as walk
 from patchbay.connectors.openapi.refs import Located
@@ -109,22 +109,17 @@ def convert(ctx: Context, method: str, path: str, op: dict[str, Any], item: Loca
 def _merged(ctx: Context, shared: Any, own: Any, base: str) -> list[tuple[dict[str, Any], str]]:
     """Path-level then operation-level parameters, resolved; the operation's win by (name, in)."""
     by_key: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
-    for level in (shared, own):
-        if level is None:
-            continue
-        if not isinstance(level, list):
-            raise OperationError("parameters must be a list")
-        for node in level:
-            located = ctx.documents.follow(node, base)
-            param = located.node
-            if not isinstance(param, dict):
-                raise OperationError("a parameter is not an object")
-            if not isinstance(param.get("name"), str) or not param["name"]:
-                raise OperationError(f"a parameter (in: {str(param.get('in'))[:20]}) has no name")
-            where = param.get("in")
-            if where not in (*LOCATIONS, "body", "formData"):
-                raise OperationError(f"parameter {param['name']!r} has an unknown location {where!r}")
-            by_key[(param["name"], str(where))] = (param, located.base)
+    for node in declared(shared, own):
+        located = ctx.documents.follow(node, base)
+        param = located.node
+        if not isinstance(param, dict):
+            raise OperationError("a parameter is not an object")
+        if not isinstance(param.get("name"), str) or not param["name"]:
+            raise OperationError(f"a parameter (in: {str(param.get('in'))[:20]}) has no name")
+        where = param.get("in")
+        if where not in (*LOCATIONS, "body", "formData"):
+            raise OperationError(f"parameter {param['name']!r} has an unknown location {where!r}")
+        by_key[(param["name"], str(where))] = (param, located.base)
     return list(by_key.values())
 
 
