@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from tests.support.waiting import until
-from tests.unit.fixtures.console_review import audit_rows, browser, csrf_of, running, sign_in
+from tests.unit.fixtures.console_admin import csrf_of, sign_in
+from tests.unit.fixtures.console_review import audit_rows, browser, running
 
 from patchbay.auth.principal import Principal
 from patchbay.gate.approval_store import HeldCall

@@ -4,7 +4,6 @@ shows each client's steps for the configured public URL and nothing secret."""
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -13,9 +12,9 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from tests.support.forms import next_form
 from tests.support.waiting import until
 from tests.unit.fixtures.authflow import PASSWORD, add_user
+from tests.unit.fixtures.console_admin import csrf_of, sign_in
 
 from patchbay.app import create_app
 from patchbay.settings import from_dict
@@ -56,23 +55,9 @@ def browser(app: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base, timeout=30)
 
 
-async def signed_in(http: httpx.AsyncClient, username: str) -> httpx.Response:
-    """Open /admin/connect, sign in on the page it shows, and return the page the sign-in leads back to."""
-    page = await http.get("/admin/connect")
-    login = next_form(page.text)
-    assert page.status_code == 401 and login is not None and login.has_password, page.text
-    return await http.post(login.action, data=login.filled(username, PASSWORD, ""), follow_redirects=True)
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found is not None, html
-    return found.group(1)
-
-
 async def test_an_admin_sees_every_clients_steps_for_the_public_url(tmp_path: Path, closed_port: int) -> None:
     async with running(tmp_path, closed_port) as app, browser(app) as http:
-        page = await signed_in(http, "root")
+        page = await sign_in(http, "root", "/admin/connect")
         assert page.status_code == 200 and str(page.url).endswith("/admin/connect"), page.text[-1500:]
         for title in ("ChatGPT", "Claude (web and Desktop)", "Claude Code", "OpenAI Responses API",
                       "Anthropic Messages API", "MCP Inspector"):  # fmt: skip
@@ -87,7 +72,7 @@ async def test_an_admin_sees_every_clients_steps_for_the_public_url(tmp_path: Pa
 
 async def test_a_user_without_the_admin_role_gets_403(tmp_path: Path, closed_port: int) -> None:
     async with running(tmp_path, closed_port) as app, browser(app) as http:
-        page = await signed_in(http, "plain")
+        page = await sign_in(http, "plain", "/admin/connect")
         assert page.status_code == 403 and "Run the doctor" not in page.text
 
 
@@ -95,7 +80,7 @@ async def test_the_doctor_button_refuses_a_missing_or_wrong_csrf_token_and_runs_
     tmp_path: Path, closed_port: int
 ) -> None:
     async with running(tmp_path, closed_port) as app, browser(app) as http:
-        page = await signed_in(http, "root")
+        page = await sign_in(http, "root", "/admin/connect")
         token = csrf_of(page.text)
         for form in ({"go": "1"}, {"csrf": "0" * len(token)}, {"csrf": token[:-1]}):
             refused = await http.post("/admin/connect/doctor", data=form)
@@ -108,7 +93,7 @@ async def test_the_doctor_button_runs_the_doctor_shows_its_report_and_is_audited
     tmp_path: Path, closed_port: int
 ) -> None:
     async with running(tmp_path, closed_port) as app, browser(app) as http:
-        page = await signed_in(http, "root")
+        page = await sign_in(http, "root", "/admin/connect")
         ran = await http.post("/admin/connect/doctor", data={"csrf": csrf_of(page.text)})
         assert ran.status_code == 303 and ran.headers["location"] == "/admin/connect#doctor"
         shown = await http.get("/admin/connect")

@@ -3,9 +3,6 @@ rendering, the loopback rule with [auth] mode = "none", and the audit record of 
 
 from __future__ import annotations
 
-import contextlib
-import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from starlette.responses import Response
 from tests.support.forms import next_form
 from tests.support.waiting import until
 from tests.unit.fixtures.authflow import BASE, PASSWORD, add_user, client_for, settings
+from tests.unit.fixtures.console_admin import csrf_of, running, sign_in
 
 from patchbay.app import create_app
 from patchbay.console import Admin, Console, Form, Page, PageResult
@@ -25,20 +23,6 @@ from patchbay.console.signin import MARK_COOKIE
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-@contextlib.asynccontextmanager
-async def running(tmp: Path, **console: Any) -> AsyncIterator[Any]:
-    data = settings(tmp).model_dump(mode="python", exclude_unset=True)
-    data["console"] = console
-    app = create_app(from_dict(data, base_dir=tmp))
-    await app.runtime.start()
-    try:
-        yield app
-    finally:
-        app.sessions.close_all()
-        await app.runtime.stop()
 
 
 def add_test_pages(app: Any) -> list[str]:
@@ -66,27 +50,13 @@ def add_test_pages(app: Any) -> list[str]:
     return done
 
 
-async def sign_in(http: httpx.AsyncClient, path: str, username: str) -> httpx.Response:
-    page = await http.get(path)
-    assert page.status_code == 401, page.text
-    login = next_form(page.text)
-    assert login is not None and login.has_password, page.text
-    return await http.post(login.action, data=login.filled(username, PASSWORD, ""))
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF.search(html)
-    assert found is not None, html
-    return found.group(1)
-
-
 async def test_a_console_page_asks_for_sign_in_and_returns_to_the_page_asked_for(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
         await add_user(app, "ada", roles=("admin",))
         page = await http.get("/admin/config?x=1")
         assert page.status_code == 401 and "Sign in to the Patchbay test console" in page.text
         assert "Configuration" not in page.text  # nothing of the page before sign-in
-        signed = await sign_in(http, "/admin/config?x=1", "ada")
+        signed = await sign_in(http, "ada", "/admin/config?x=1", follow=False)
         assert signed.status_code == 303 and signed.headers["location"] == "/admin/config?x=1"
         shown = await http.get(signed.headers["location"])
         assert shown.status_code == 200 and "<h1>Configuration</h1>" in shown.text
@@ -97,7 +67,7 @@ async def test_a_signed_in_user_without_the_role_gets_403(tmp_path: Path) -> Non
     async with running(tmp_path) as app, client_for(app) as http:
         add_test_pages(app)
         await add_user(app, "bob", roles=("viewer",))
-        await sign_in(http, "/admin/config", "bob")
+        await sign_in(http, "bob", "/admin/config", follow=False)
         refused = await http.get("/admin/config")
         assert refused.status_code == 403 and "does not have the admin role" in refused.text
         assert (await http.get("/admin/test")).status_code == 403
@@ -107,7 +77,7 @@ async def test_an_approver_sees_approver_pages_only(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
         add_test_pages(app)
         await add_user(app, "carol", roles=("approver",))
-        await sign_in(http, "/admin/test", "carol")
+        await sign_in(http, "carol", "/admin/test", follow=False)
         shown = await http.get("/admin/test")
         assert shown.status_code == 200 and "hello carol" in shown.text
         assert (await http.get("/admin/config")).status_code == 403
@@ -118,7 +88,7 @@ async def test_a_form_with_a_missing_or_wrong_csrf_token_is_refused_and_nothing_
     async with running(tmp_path) as app, client_for(app) as http:
         done = add_test_pages(app)
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/test", "ada")
+        await sign_in(http, "ada", "/admin/test", follow=False)
         token = csrf_of((await http.get("/admin/test")).text)
         missing = await http.post("/admin/test/do", data={"what": "a"})
         wrong = await http.post("/admin/test/do", data={"what": "b", "csrf": token[:-1] + "0"})
@@ -134,7 +104,7 @@ async def test_a_post_with_an_empty_form_is_refused_for_its_missing_token_not_it
     async with running(tmp_path) as app, client_for(app) as http:
         done = add_test_pages(app)
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/test", "ada")
+        await sign_in(http, "ada", "/admin/test", follow=False)
         bare = await http.post("/admin/test/do")  # no body, no Content-Type (curl -X POST, fetch without body)
         declared = await http.post("/admin/test/do", content=b"", headers={"content-length": "0"})
         for refused in (bare, declared):
@@ -148,7 +118,7 @@ async def test_a_post_with_an_empty_form_is_refused_for_its_missing_token_not_it
 async def test_signing_out_ends_the_session_so_a_copy_of_its_cookie_signs_nobody_in(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http, client_for(app) as copy:
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/", "ada")
+        await sign_in(http, "ada", "/admin/", follow=False)
         cookie = http.cookies.get("patchbay_admin", path="/admin")
         assert cookie
         copy.cookies.set("patchbay_admin", cookie, path="/admin")
@@ -166,8 +136,8 @@ async def test_a_token_of_another_session_is_refused(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http, client_for(app) as other:
         done = add_test_pages(app)
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/test", "ada")
-        await sign_in(other, "/admin/test", "ada")
+        await sign_in(http, "ada", "/admin/test", follow=False)
+        await sign_in(other, "ada", "/admin/test", follow=False)
         theirs = csrf_of((await other.get("/admin/test")).text)
         refused = await http.post("/admin/test/do", data={"what": "x", "csrf": theirs})
         assert refused.status_code == 403 and done == []
@@ -177,7 +147,7 @@ async def test_a_form_posted_from_another_origin_is_refused(tmp_path: Path) -> N
     async with running(tmp_path) as app, client_for(app) as http:
         done = add_test_pages(app)
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/test", "ada")
+        await sign_in(http, "ada", "/admin/test", follow=False)
         token = csrf_of((await http.get("/admin/test")).text)
         refused = await http.post(
             "/admin/test/do", data={"what": "x", "csrf": token}, headers={"origin": "https://evil.example"}
@@ -189,7 +159,7 @@ async def test_a_dangerous_action_without_a_recent_sign_in_asks_to_sign_in_again
     async with running(tmp_path) as app, client_for(app) as http:
         done = add_test_pages(app)
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/test", "ada")
+        await sign_in(http, "ada", "/admin/test", follow=False)
         http.cookies.delete(MARK_COOKIE, path="/admin")  # what the browser holds once the mark has expired
         token = csrf_of((await http.get("/admin/test")).text)
         asked = await http.post("/admin/test/danger", data={"csrf": token}, headers={"referer": f"{BASE}/admin/test"})
@@ -220,12 +190,12 @@ async def test_every_console_response_carries_the_security_headers(tmp_path: Pat
         await add_user(app, "ada", roles=("admin",))
         await add_user(app, "bob", roles=())
         answers = [await http.get("/admin/"), await http.get("/admin")]  # sign-in page, redirect
-        signed = await sign_in(http, "/admin/", "ada")
+        signed = await sign_in(http, "ada", "/admin/", follow=False)
         answers += [signed, await http.get("/admin/"), await http.get("/admin/config")]
         answers.append(await http.get("/admin/static/console.js"))
         answers.append(await http.post("/admin/test/do", data={}))  # refused: no token
         async with client_for(app) as other:
-            await sign_in(other, "/admin/", "bob")
+            await sign_in(other, "bob", "/admin/", follow=False)
             answers.append(await other.get("/admin/config"))  # 403
         for answer in answers:
             headers = answer.headers
@@ -246,7 +216,7 @@ async def test_the_session_cookie_is_strict_httponly_scoped_and_secure_on_https(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://mcp.example.com") as http:
             await add_user(app, "ada", roles=("admin",))
-            signed = await sign_in(http, "/admin/", "ada")
+            signed = await sign_in(http, "ada", "/admin/", follow=False)
             cookies = [v.lower() for k, v in signed.headers.multi_items() if k == "set-cookie"]
             session = next(c for c in cookies if c.startswith("patchbay_admin="))
             for part in ("samesite=strict", "httponly", "path=/admin", "secure", "max-age=3600"):
@@ -259,7 +229,7 @@ async def test_the_session_cookie_is_strict_httponly_scoped_and_secure_on_https(
 async def test_a_partial_request_gets_only_the_main_block(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/", "ada")
+        await sign_in(http, "ada", "/admin/", follow=False)
         whole = await http.get("/admin/config")
         part = await http.get("/admin/config", headers={"x-console-partial": "1"})
         frame = ("<html", 'aria-label="Console sections"', "Skip to content")
@@ -272,7 +242,7 @@ async def test_a_notice_after_an_action_is_shown_once(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
         add_test_pages(app)
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/test", "ada")
+        await sign_in(http, "ada", "/admin/test", follow=False)
         token = csrf_of((await http.get("/admin/test")).text)
         done = await http.post("/admin/test/do", data={"csrf": token}, follow_redirects=True)
         assert 'role="status">Done it.</p>' in done.text
@@ -283,7 +253,7 @@ async def test_an_action_is_recorded_in_the_audit_trail(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
         add_test_pages(app)
         await add_user(app, "ada", roles=("admin",))
-        await sign_in(http, "/admin/test", "ada")
+        await sign_in(http, "ada", "/admin/test", follow=False)
         token = csrf_of((await http.get("/admin/test")).text)
         await http.post("/admin/test/do", data={"csrf": token})
         await http.post("/admin/test/do", data={"csrf": "forged"})
@@ -324,6 +294,6 @@ async def test_with_auth_none_the_console_is_off_unless_the_server_listens_on_lo
 
 
 async def test_a_disabled_console_serves_nothing(tmp_path: Path) -> None:
-    async with running(tmp_path, enabled=False) as app, client_for(app) as http:
+    async with running(tmp_path, console={"enabled": False}) as app, client_for(app) as http:
         assert app.console is None
         assert (await http.get("/admin/")).status_code == 404

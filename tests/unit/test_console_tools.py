@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.waiting import until
-from tests.unit.fixtures.console_review import audit_rows, browser, csrf_of, running, sign_in
+from tests.unit.fixtures.console_admin import csrf_of, sign_in
+from tests.unit.fixtures.console_review import audit_rows, browser, running
 
 from patchbay.connectors.openapi.tokens import estimate_tokens
 
