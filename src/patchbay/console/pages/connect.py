@@ -9,14 +9,17 @@ redirect may reach another replica; that replica shows the notice but not the re
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from patchbay.auth.body import Form
 from patchbay.connect_steps import client_setups, is_public_https
-from patchbay.console.connect_doctor import DoctorOutcome, run_doctor
 from patchbay.console.core import Admin, Console, Page, PageResult
+
+if TYPE_CHECKING:
+    from patchbay.console.connect_doctor import DoctorOutcome
 
 # Reports kept per console (one per person, newest first out when full): enough for a team of operators.
 KEPT_REPORTS = 32
@@ -41,6 +44,9 @@ def register(console: Console) -> None:
 
     @console.action("/connect/doctor")
     async def doctor(request: Request, who: Admin, form: Form) -> Response:
+        # Imported when the button is used: the doctor brings httpx, which a server otherwise never loads.
+        from patchbay.console.connect_doctor import run_doctor
+
         outcome = await run_doctor(console.settings)
         reports.pop(who.subject, None)
         reports[who.subject] = outcome
