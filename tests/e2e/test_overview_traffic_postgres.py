@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from patchbay.console.traffic import last_hour
 from patchbay.gate.audit_store import write_now
 from patchbay.store import create_engine, upgrade
-from tests.support.postgres import PostgresMissing, PostgresServer, postgres_cluster
+from tests.support.postgres import PostgresServer
 from tests.unit.test_console_overview_config import HOUR_START, NOW, _call
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PostgresServer]:
-    try:
-        cluster = postgres_cluster()
-        server = cluster.__enter__()
-    except PostgresMissing as exc:
-        pytest.fail(str(exc))
-    try:
-        yield server
-    finally:
-        cluster.__exit__(None, None, None)
-
 
 RECORDS = [
     _call(HOUR_START - 1, "ok"),
