@@ -2,7 +2,8 @@
 #
 # Everything a test needs is installed by `make test` itself: the Python venv (.venv), the pinned npm clients and
 # conformance suite (tests/e2e/node), the built wheel in clean venvs (build/install/), and from apt only the
-# database servers the tests start (postgresql, mariadb-server). Steps re-run only when their inputs change (stamps).
+# servers the tests start (postgresql, mariadb-server, redis-server, haproxy). Steps re-run only when their inputs
+# change (stamps).
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -28,7 +29,7 @@ PIP := $(VENV)/bin/python -m pip --disable-pip-version-check
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help venv node demo test lint conformance bench clean postgres mariadb chromium
+.PHONY: help venv node demo test lint conformance bench clean postgres mariadb chromium redis haproxy
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
@@ -73,6 +74,16 @@ mariadb: ## install MariaDB server binaries (Debian mariadb-server) if missing
 	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || \
 	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends mariadb-server; }
 
+# The fleet's tests start a throwaway redis-server on a free loopback port (tests/support/redis_server.py).
+redis: ## install the Redis server (Debian redis-server) if missing
+	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || \
+	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends redis-server; }
+
+# The fleet's end-to-end tests put replicas behind a real HAProxy doing plain round-robin (tests/e2e/test_fleet_*.py).
+haproxy: ## install HAProxy (Debian haproxy) if missing
+	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || \
+	  { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends haproxy; }
+
 # The console's browser tests (tests/e2e/test_console_*.py) drive Debian's chromium with Playwright; Playwright's
 # own browser download is never used (`playwright install` is not run).
 chromium: ## install the Chromium browser (Debian chromium) if missing
@@ -83,7 +94,7 @@ chromium: ## install the Chromium browser (Debian chromium) if missing
 # when pyproject.toml changes, so a dependency dropped from it is gone there too; when only src/ changes, just the
 # wheel is rebuilt and reinstalled. `make test` runs these tests with the rest of the suite.
 INSTALL_DIR := build/install
-INSTALL_EXTRAS := sql-postgres sql-mysql documents-embeddings otel
+INSTALL_EXTRAS := sql-postgres sql-mysql documents-embeddings otel fleet
 INSTALL_VENVS := $(addprefix $(INSTALL_DIR)/venv-,base $(INSTALL_EXTRAS))
 WHEEL_STAMP := $(INSTALL_DIR)/dist/.built
 PACKAGE_FILES := $(shell find src -type f ! -name '*.py[co]' ! -path '*/__pycache__/*')
@@ -119,7 +130,7 @@ $(INSTALL_DIR)/venv-%/.installed: $(INSTALL_DIR)/venv-%/.created $(WHEEL_STAMP)
 	$(CLEAN_PIP) check
 	touch $@
 
-test: $(VENV_STAMP) $(NODE_STAMP) postgres mariadb chromium ## lint, then the whole test suite (unit, e2e, conformance, clean installs)
+test: $(VENV_STAMP) $(NODE_STAMP) postgres mariadb chromium redis haproxy ## lint, then the whole test suite (unit, e2e, conformance, clean installs)
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -131,7 +142,7 @@ lint: $(VENV_STAMP) ## ruff (lint + format check) and mypy
 conformance: $(VENV_STAMP) $(NODE_STAMP) ## only the official MCP conformance suite against Patchbay
 	$(VENV)/bin/pytest tests/conformance -v $(PYTEST_ARGS)
 
-bench: $(VENV_STAMP) postgres ## benchmarks (installs wrk with apt-get if missing)
+bench: $(VENV_STAMP) postgres redis haproxy ## benchmarks (installs wrk with apt-get if missing)
 	command -v wrk >/dev/null || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends wrk; }
 	$(MAKE) --no-print-directory bench-peers || echo "bench peers not installed: the proxy section quotes perf-baseline.md"
 	$(VENV)/bin/python -m bench

@@ -25,6 +25,7 @@ from patchbay.connectors.base import Connector, ConnectorEnv, Diagnosable, Reloa
 from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
+from patchbay.fleet import Fleet, build_fleet
 from patchbay.gate.approvals import approvals_wanted
 from patchbay.gate.audit import build_recorder
 from patchbay.gate.limits import build_limits
@@ -73,8 +74,11 @@ class Runtime:
     keeper: ManifestKeeper | None = field(init=False, default=None)
     # The upstream credential store connectors share (patchbay.links); opens nothing until a connector uses it.
     links: LinkHub = field(init=False)
+    # This replica's link to the fleet's Redis ([redis] url); None on a single node.
+    fleet: Fleet | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        self.fleet = build_fleet(self.settings)
         self.links = LinkHub(self.settings)
         self.connectors = build_connectors(
             self.settings,
@@ -351,6 +355,8 @@ def create_app(settings: Settings) -> Any:
         ok = all(c["ok"] for c in connectors.values())
         audit = runtime.dispatcher.audit.health() if runtime.dispatcher.audit is not None else None
         ok = ok and (audit is None or audit["ok"])
+        fleet = runtime.fleet.health() if runtime.fleet is not None else None
+        ok = ok and (fleet is None or fleet["ok"])
         body = {
             "status": "ok" if ok else "degraded",
             "connectors": connectors,
@@ -358,6 +364,8 @@ def create_app(settings: Settings) -> Any:
             "tools": len(runtime.catalog.tools),
             "sessions": len(sessions),
         }
+        if fleet is not None:
+            body["redis"] = fleet
         # Degraded is 503 so that monitoring and rolling deploys see it. A load balancer in front of replicas
         # that share the broken system asks with ?degraded=ok, so it keeps routing to replicas that serve the
         # other tools instead of to none at all (docs/connectors.md, "When a source is down").
@@ -367,6 +375,8 @@ def create_app(settings: Settings) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
+            if runtime.fleet is not None:  # before the runtime: its parts use the fleet as they start
+                await runtime.fleet.start()
             await runtime.start()
             await observability.start()
         except (ConnectorError, ConfigError) as exc:
@@ -386,6 +396,8 @@ def create_app(settings: Settings) -> Any:
             legacy.close_all()
             await observability.stop()
             await runtime.stop()
+            if runtime.fleet is not None:
+                await runtime.fleet.stop()
             runtime.links.close()
             if approvals is not None:
                 approvals.approvals.close()

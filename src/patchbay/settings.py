@@ -59,7 +59,10 @@ class ServerSettings(_Section):
     """The URL users paste into ChatGPT or Claude, without /mcp; defaults to http://host:port."""
     secret: SecretStr | None = None
     """Signs multi round-trip request states. Give every replica the same value (PATCHBAY_SERVER__SECRET);
-    unset, each process makes a random one and a restart ends round trips in progress."""
+    unset, each process makes a random one and a restart ends round trips in progress. A fleet ([redis] url)
+    requires it: it also seals 2025-era session ids."""
+    previous_secrets: list[SecretStr] = []
+    """Former values of secret, still accepted to open session ids and round-trip states (rotation)."""
     allowed_hosts: list[str] = []
     """Extra Host header values to accept besides public_url's host and loopback; "*" turns the Host check off."""
     allowed_origins: list[str] = []
@@ -286,6 +289,23 @@ class ConsoleSettings(_Section):
     """The audit page's live tail closes after this long (the browser reconnects, signed in again)."""
 
 
+class RedisSettings(_Section):
+    """``[redis]``: the shared store that makes several replicas one fleet (docs/deploy.md); unset, a single node."""
+
+    url: SecretStr | None = None
+    """redis://[:password@]host[:port][/db], rediss:// for TLS or unix:///path; unset: single node, no Redis."""
+    key_prefix: str = Field("pb:", min_length=1, max_length=64)
+    """Every key and channel starts with it, so several fleets can share one Redis."""
+    timeout_ms: int = Field(500, ge=10, le=60_000)
+    """Longest wait for one Redis command; while Redis is unreachable calls fail at once instead."""
+    session_lifetime_seconds: int = Field(30 * 24 * 3600, ge=60)
+    """Absolute lifetime of a 2025-era session id (sealed, so any replica opens it)."""
+    event_ttl_seconds: int = Field(600, ge=1)
+    """How long a stream's events stay resumable with Last-Event-ID."""
+    event_max: int = Field(1000, ge=1)
+    """Events kept per stream for resumption (the oldest go first)."""
+
+
 class VaultSettings(_Section):
     """``[vault]``: the keys that seal secrets at rest, such as linked accounts' upstream tokens (docs/links.md)."""
 
@@ -402,6 +422,7 @@ class Settings(_Section):
     manifest: ManifestSettings = ManifestSettings()
     audit: AuditSettings = AuditSettings()
     vault: VaultSettings = VaultSettings()
+    redis: RedisSettings = RedisSettings()
     metrics: MetricsSettings = MetricsSettings()
     otel: OtelSettings = OtelSettings()
     connectors: list[ConnectorSettings] = []
@@ -482,9 +503,36 @@ def from_dict(
                 file=source,
                 key="connectors.name",
             )
+    _check_redis(settings, source)
     check_policy(settings.policy, names, source, declared_roles(settings))
     check_limits(settings.limits, names, source, declared_roles(settings))
     return settings
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _check_redis(settings: Settings, source: str) -> None:
+    """A fleet needs a usable Redis URL and one shared secret; the URL is never echoed (it may hold a password)."""
+    if settings.redis.url is None:
+        return
+    url = settings.redis.url.get_secret_value()
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"{source}: redis.url: the scheme must be redis://, rediss:// (TLS) or unix://, "
+            f"got {scheme + '://' if scheme else 'no scheme'}",
+            file=source,
+            key="redis.url",
+        )
+    if settings.server.secret is None:
+        raise ConfigError(
+            f"{source}: server.secret: [redis] url makes this server one replica of a fleet, which needs "
+            "server.secret set to the same value on every replica (PATCHBAY_SERVER__SECRET); "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            file=source,
+            key="server.secret",
+        )
 
 
 def declared_roles(settings: Settings) -> set[str]:
@@ -543,6 +591,7 @@ def _check_unknown(data: dict[str, Any], source: str, env_sources: dict[str, str
         "manifest": ManifestSettings,
         "audit": AuditSettings,
         "vault": VaultSettings,
+        "redis": RedisSettings,
         "metrics": MetricsSettings,
         "otel": OtelSettings,
         "gate": GateSettings,
