@@ -36,16 +36,16 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def new(store: MemorySessionStore, version: str = "2025-11-25") -> str:
-    return store.create(version, {}, {"name": "t", "version": "1"}).id
+    return store.open(version, {}, {"name": "t", "version": "1"}).id
 
 
 def test_a_session_idle_past_the_limit_is_gone(clock: Clock) -> None:
     store = MemorySessionStore(idle_seconds=60)
     sid = new(store)
     clock.now += 59
-    assert store.get(sid) is not None
+    assert store.lookup(sid) is not None
     clock.now += 61
-    assert store.get(sid) is None
+    assert store.lookup(sid) is None
     assert len(store) == 0
 
 
@@ -54,8 +54,8 @@ def test_get_touches_so_a_used_session_does_not_expire(clock: Clock) -> None:
     sid = new(store)
     for _ in range(5):
         clock.now += 50
-        assert store.get(sid) is not None
-    assert store.get(sid).last_seen == clock.now  # type: ignore[union-attr]
+        assert store.lookup(sid) is not None
+    assert store.lookup(sid).last_seen == clock.now  # type: ignore[union-attr]
 
 
 def test_creating_a_session_sweeps_expired_ones(clock: Clock) -> None:
@@ -66,24 +66,24 @@ def test_creating_a_session_sweeps_expired_ones(clock: Clock) -> None:
     clock.now += 40  # the first three are now 70 s idle, the fourth 40 s
     new(store)
     assert len(store) == 2
-    assert store.get(fresh) is not None
-    assert all(store.get(s) is None for s in stale)
+    assert store.lookup(fresh) is not None
+    assert all(store.lookup(s) is None for s in stale)
 
 
 def test_the_cap_evicts_the_least_recently_used(clock: Clock) -> None:
     store = MemorySessionStore(max_sessions=3)
     a, b, c = new(store), new(store), new(store)
     clock.now += 1
-    assert store.get(a) is not None  # a is now the most recently used; b the least
+    assert store.lookup(a) is not None  # a is now the most recently used; b the least
     d = new(store)
     assert len(store) == 3
-    assert store.get(b) is None
-    assert all(store.get(s) is not None for s in (a, c, d))
+    assert store.lookup(b) is None
+    assert all(store.lookup(s) is not None for s in (a, c, d))
 
 
 def test_an_evicted_session_is_closed(clock: Clock) -> None:
     store = MemorySessionStore(max_sessions=1)
-    first = store.create("2025-11-25", {}, None)
+    first = store.open("2025-11-25", {}, None)
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     first.standalone = queue
     new(store)
@@ -105,26 +105,26 @@ class _Client:
 @pytest.mark.anyio
 async def test_delete_cancels_pending_answers_and_running_requests() -> None:
     store = MemorySessionStore()
-    session = store.create("2025-11-25", {"sampling": {}}, None)
+    session = store.open("2025-11-25", {"sampling": {}}, None)
     client = _Client()
 
     asking = asyncio.ensure_future(session.outstanding().ask(client.send, "sampling/createMessage", {}))
     await client.received.wait()  # the request is on its way to the client
     running = asyncio.ensure_future(asyncio.Event().wait())
     session.inflight = {1: running}
-    assert store.delete(session.id) is True
+    assert store.discard(session.id) is True
     with pytest.raises(asyncio.CancelledError):
         await asking
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert store.get(session.id) is None
-    assert store.delete(session.id) is False
+    assert store.lookup(session.id) is None
+    assert store.discard(session.id) is False
 
 
 def test_answers_reach_the_request_that_waits_for_them() -> None:
     async def scenario() -> None:
         store = MemorySessionStore()
-        session = store.create("2025-11-25", {}, None)
+        session = store.open("2025-11-25", {}, None)
         client = _Client()
 
         assert session.answer({"jsonrpc": "2.0", "id": "srv-1", "result": {}}) is False  # nothing asked yet
@@ -168,11 +168,11 @@ def test_ten_thousand_sessions_fit_and_the_next_one_evicts_the_least_recently_us
     store = MemorySessionStore(max_sessions=10_000)
     ids = [new(store) for _ in range(10_000)]
     assert len(store) == 10_000
-    assert all(store.get(i) is not None for i in ids)
+    assert all(store.lookup(i) is not None for i in ids)
     extra = new(store)  # the cap evicts the least recently used: the first one got
     assert len(store) == 10_000
-    assert store.get(ids[0]) is None
-    assert store.get(extra) is not None
+    assert store.lookup(ids[0]) is None
+    assert store.lookup(extra) is not None
 
 
 def test_close_all_empties_the_store() -> None:
@@ -184,17 +184,17 @@ def test_close_all_empties_the_store() -> None:
 
 
 def owned(store: MemorySessionStore, owner: str | None) -> str:
-    return store.create("2025-11-25", {}, None, owner).id
+    return store.open("2025-11-25", {}, None, owner).id
 
 
 def test_a_principal_at_its_cap_loses_its_own_oldest_session_only() -> None:
     store = MemorySessionStore(max_sessions=100, max_per_owner=2)
     bob = owned(store, "bob")
     a1, a2 = owned(store, "alice"), owned(store, "alice")
-    assert store.get(a1) is not None  # a1 is now alice's most recently used
+    assert store.lookup(a1) is not None  # a1 is now alice's most recently used
     a3 = owned(store, "alice")
-    assert store.get(a2) is None
-    assert all(store.get(s) is not None for s in (a1, a3, bob))
+    assert store.lookup(a2) is None
+    assert all(store.lookup(s) is not None for s in (a1, a3, bob))
     assert store.count("alice") == 2 and store.count("bob") == 1
 
 
@@ -202,9 +202,9 @@ def test_anonymous_callers_are_one_principal_and_cannot_evict_a_signed_in_users_
     store = MemorySessionStore(max_sessions=10, max_per_owner=5)
     alice = owned(store, "alice")
     anonymous = [owned(store, None) for _ in range(100)]
-    assert store.get(alice) is not None
+    assert store.lookup(alice) is not None
     assert store.count(None) == 5
-    assert all(store.get(s) is not None for s in anonymous[-5:])
+    assert all(store.lookup(s) is not None for s in anonymous[-5:])
 
 
 def test_a_full_store_evicts_from_the_principal_holding_the_most() -> None:
@@ -212,27 +212,27 @@ def test_a_full_store_evicts_from_the_principal_holding_the_most() -> None:
     store = MemorySessionStore(max_sessions=4, max_per_owner=4)
     alice, bob = owned(store, "alice"), owned(store, "bob")
     crowd = [owned(store, None) for _ in range(10)]
-    assert store.get(alice) is not None and store.get(bob) is not None
-    assert [store.get(s) is not None for s in crowd] == [False] * 8 + [True] * 2
+    assert store.lookup(alice) is not None and store.lookup(bob) is not None
+    assert [store.lookup(s) is not None for s in crowd] == [False] * 8 + [True] * 2
     carol = owned(store, "carol")  # the store is full: the crowd, holding the most, gives one up
-    assert store.get(carol) is not None and store.get(alice) is not None and store.get(bob) is not None
+    assert store.lookup(carol) is not None and store.lookup(alice) is not None and store.lookup(bob) is not None
     assert store.count(None) == 1
 
 
 def test_among_equals_a_full_store_evicts_the_least_recently_used() -> None:
     store = MemorySessionStore(max_sessions=3)
     a, b, c = owned(store, "a"), owned(store, "b"), owned(store, "c")
-    assert store.get(a) is not None  # b is now the least recently used
+    assert store.lookup(a) is not None  # b is now the least recently used
     d = owned(store, "d")
-    assert store.get(b) is None
-    assert all(store.get(s) is not None for s in (a, c, d))
+    assert store.lookup(b) is None
+    assert all(store.lookup(s) is not None for s in (a, c, d))
 
 
 def test_counts_follow_deletes_and_expiry(clock: Clock) -> None:
     store = MemorySessionStore(idle_seconds=60, max_per_owner=3)
     first = owned(store, "alice")
     owned(store, "alice")
-    store.delete(first)
+    store.discard(first)
     assert store.count("alice") == 1
     clock.now += 61
     owned(store, "bob")  # creating sweeps the expired
@@ -252,7 +252,7 @@ def test_a_session_belongs_to_the_principal_and_the_client_that_opened_it() -> N
 def test_a_new_session_keeps_what_the_handshake_declared_and_logs_at_info() -> None:
     store = MemorySessionStore()
     caps = {"sampling": {}, "elicitation": {"url": {}}}
-    session = store.create("2025-06-18", caps, {"name": "c", "version": "2"})
+    session = store.open("2025-06-18", caps, {"name": "c", "version": "2"})
     assert session.version == "2025-06-18"
     assert session.client_caps == caps
     assert session.client_info == {"name": "c", "version": "2"}
@@ -260,7 +260,7 @@ def test_a_new_session_keeps_what_the_handshake_declared_and_logs_at_info() -> N
 
 
 def test_a_session_keeps_the_events_of_its_32_most_recent_streams_for_replay() -> None:
-    session = MemorySessionStore().create("2025-11-25", {}, None)
+    session = MemorySessionStore().open("2025-11-25", {}, None)
     logs = [session.new_stream() for _ in range(32)]
     assert session.streams is not None and list(session.streams) == [log.id for log in logs]
     newest = session.new_stream()
@@ -271,19 +271,19 @@ def test_sessions_idle_for_half_an_hour_expire_by_default(clock: Clock) -> None:
     store = MemorySessionStore()
     sid = new(store)
     clock.now += 1799
-    assert store.get(sid) is not None
+    assert store.lookup(sid) is not None
     clock.now += 1801
-    assert store.get(sid) is None
+    assert store.lookup(sid) is None
 
 
 def test_among_principals_holding_the_most_a_full_store_evicts_the_creators_own_session_first() -> None:
     store = MemorySessionStore(max_sessions=4)
-    a1 = store.create("2025-11-25", {}, None, owner="a").id
-    b1 = store.create("2025-11-25", {}, None, owner="b").id
-    store.create("2025-11-25", {}, None, owner="b")
-    a2 = store.create("2025-11-25", {}, None, owner="a").id
-    assert store.get(a1) is not None  # the store's least recently used session is now b's
-    store.create("2025-11-25", {}, None, owner="a")  # a and b hold two each: a gives up its own oldest
-    assert store.get(a2) is None
-    assert store.get(b1) is not None and store.get(a1) is not None
+    a1 = store.open("2025-11-25", {}, None, owner="a").id
+    b1 = store.open("2025-11-25", {}, None, owner="b").id
+    store.open("2025-11-25", {}, None, owner="b")
+    a2 = store.open("2025-11-25", {}, None, owner="a").id
+    assert store.lookup(a1) is not None  # the store's least recently used session is now b's
+    store.open("2025-11-25", {}, None, owner="a")  # a and b hold two each: a gives up its own oldest
+    assert store.lookup(a2) is None
+    assert store.lookup(b1) is not None and store.lookup(a1) is not None
     assert (store.count("a"), store.count("b")) == (2, 2)

@@ -81,7 +81,7 @@ def test_a_second_get_stream_on_a_session_is_409_until_the_first_ends(tmp_path: 
                     with anyio.fail_after(5):  # a second stream let through would never end
                         second = await http.get(server.url, headers=headers)
                     assert_rpc_error(second, 409, -32600)
-                session = server.app.sessions.get(sid)
+                session = server.app.sessions.lookup(sid)
                 await anyio.to_thread.run_sync(wait_until, lambda: session.standalone is None)
                 async with http.stream("GET", server.url, headers=headers) as again:
                     assert again.status_code == 200

@@ -164,7 +164,7 @@ class Dispatcher:
 
         answers: dict[str, Any] = {}
         if "requestState" in params:
-            opened, scope.carried = self.signer.open_with_carry(params["requestState"], digest())
+            opened, scope.carried = await self.signer.open_once(params["requestState"], digest())
             answers.update(opened)
         responses = params.get("inputResponses")
         if responses is not None:
@@ -441,7 +441,7 @@ class Dispatcher:
         if not isinstance(level, str) or level not in LOG_RANK:
             raise jsonrpc.invalid_params(f"Unknown log level {level!r}; use one of {', '.join(LOG_RANK)}")
         if scope.session is not None:
-            scope.session.log_level = level
+            await scope.session.set_level(level)
         return {}
 
     async def subscribe(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
@@ -449,13 +449,13 @@ class Dispatcher:
         if self.on_subscribe is not None:
             await _guarded(self.on_subscribe(uri), f"subscribing to {uri}")
         if scope.session is not None:
-            scope.session.subscribe(uri)
+            await scope.session.subscribe(uri)
         return {}
 
     async def unsubscribe(self, params: dict[str, Any], scope: CallScope) -> dict[str, Any]:
         uri = _uri(params)
         if scope.session is not None:
-            scope.session.unsubscribe(uri)
+            await scope.session.unsubscribe(uri)
         return {}
 
 

@@ -17,11 +17,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Outstanding:
-    __slots__ = ("_futures", "_next")
+    __slots__ = ("_futures", "_next", "_prefix")
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "srv-") -> None:
         self._futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._next = 0
+        self._prefix = prefix  # a fleet's replicas each use their own, so ids to one client never collide
 
     async def ask(self, send: Send, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send ``method`` to the client through ``send`` and return its result.
@@ -30,7 +31,7 @@ class Outstanding:
             ToolError: the client answered with an error (declined, or cannot do it).
         """
         self._next += 1
-        request_id = f"srv-{self._next}"
+        request_id = f"{self._prefix}{self._next}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._futures[request_id] = future
         try:

@@ -131,8 +131,7 @@ async def _answer(
     """The encoded answer to one batch member, or None for notifications and client responses."""
     if not isinstance(message, dict) or not isinstance(message.get("method"), str):
         if isinstance(message, dict) and session is not None and "id" in message:
-            session.answer(message)
-            return None
+            return await _client_answer(session, message)
         error = {"code": jsonrpc.INVALID_REQUEST, "message": "Invalid Request"}
         return orjson.dumps(jsonrpc.error_response(None, error))
     if "id" not in message:
@@ -159,3 +158,14 @@ async def _answer(
         return orjson.dumps(jsonrpc.result_response(message["id"], result))
     except RpcError as exc:
         return orjson.dumps(jsonrpc.error_response(message["id"], exc.to_error()))
+
+
+async def _client_answer(session: Session, message: dict[str, Any]) -> bytes | None:
+    """Hand a client's response to the request waiting for it, on this replica or (a fleet) another one."""
+    if session.answer(message) or session.shared is None:
+        return None
+    try:
+        await session.shared.answer(session, message)
+    except RpcError as exc:  # the fleet's store is down: say so rather than lose the answer silently
+        return orjson.dumps(jsonrpc.error_response(message.get("id"), exc.to_error()))
+    return None

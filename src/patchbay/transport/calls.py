@@ -12,11 +12,30 @@ from patchbay.transport.sessions import Session
 
 def asker(session: Session, reply: Reply) -> Any:
     """Requests to the client travel on this call's stream; the answers come back through the session."""
+    shared = session.shared
+    if shared is None:
 
-    async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
-        return await session.outstanding().ask(reply.emit, method, params)
+        async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
+            return await session.outstanding().ask(reply.emit, method, params)
 
-    return ask
+        return ask
+
+    async def ask_in_fleet(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        # The answer may be POSTed to any replica: say which one waits before the client can see the request.
+        sent: list[str] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            await shared.asking(session, message["id"])
+            sent.append(message["id"])
+            await reply.emit(message)
+
+        try:
+            return await session.outstanding().ask(send, method, params)
+        finally:
+            for request_id in sent:
+                await shared.asked(session, request_id)
+
+    return ask_in_fleet
 
 
 class DisconnectWatch:

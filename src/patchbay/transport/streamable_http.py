@@ -230,7 +230,7 @@ class StreamableHTTP:
         version = requested if requested in versions.HANDSHAKE_VERSIONS else versions.LATEST_HANDSHAKE
         caps = params.get("capabilities")
         client_caps = caps if isinstance(caps, dict) else {}
-        session = self.sessions.create(version, client_caps, params.get("clientInfo"), owner_of(principal))
+        session = await self.sessions.create(version, client_caps, params.get("clientInfo"), owner_of(principal))
         result = self.dispatcher.initialize_result(version)
         extra = [(SESSION_HEADER, session.id.encode())]
         response = jsonrpc.result_response(request_id, result)
@@ -251,7 +251,7 @@ class StreamableHTTP:
         send: Send,
         principal: Any = None,
     ) -> None:
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         if session is None and SESSION_HEADER in headers:
             raise RpcError(jsonrpc.SESSION_NOT_FOUND, "Session not found: initialize a new session", status=404)
         header = headers.get(b"mcp-protocol-version")
@@ -304,10 +304,13 @@ class StreamableHTTP:
         if session is not None and sse_ok:
             scope.ask_client = asker(session, reply)
         task = asyncio.current_task()
+        untrack = None
         if session is not None and task is not None:
             if session.inflight is None:
                 session.inflight = {}
             session.inflight[request_id] = task
+            if session.shared is not None:  # a fleet: a cancellation may land on another replica
+                untrack = session.shared.track(session, request_id)
         try:
             result = await self.dispatcher.dispatch(method, params, scope)
             await reply.finish(jsonrpc.result_response(request_id, result), extra=retry_after(scope))
@@ -325,6 +328,8 @@ class StreamableHTTP:
         finally:
             if session is not None and session.inflight is not None:
                 session.inflight.pop(request_id, None)
+            if untrack is not None:
+                untrack()
 
     async def modern(
         self,
@@ -410,21 +415,28 @@ class StreamableHTTP:
         await reply.finish(jsonrpc.result_response(request_id, result), extra=retry_after(scope))
 
     async def batch(self, messages: list[Any], headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         header = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
         await self.batches.serve(send, messages, session, SESSION_HEADER in headers, header, principal)
 
     async def notification(
         self, method: str, params: dict[str, Any], headers: dict[bytes, bytes], send: Send, principal: Any = None
     ) -> None:
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         if session is None and SESSION_HEADER in headers:
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
-        if method == "notifications/cancelled" and session is not None and session.inflight:
-            task = session.inflight.get(params.get("requestId"))
+        if method == "notifications/cancelled" and session is not None:
+            request_id = params.get("requestId")
+            task = session.inflight.get(request_id) if session.inflight else None
             if task is not None:
                 task.cancel(CLIENT_CANCELLED)
+            elif session.shared is not None:  # the request may run on another replica of the fleet
+                try:
+                    await session.shared.cancel(session, request_id)
+                except RpcError as exc:
+                    await _transport_error(send, exc)
+                    return
         await http.send_empty(send, 202)
 
     async def client_response(
@@ -439,12 +451,16 @@ class StreamableHTTP:
                 "Invalid Request: a message needs a method, or an id with a result or error",
             )
             return
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         if session is None and SESSION_HEADER in headers:
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
-        if session is not None:
-            session.answer(message)
+        if session is not None and not session.answer(message) and session.shared is not None:
+            try:  # the request it answers may wait on another replica of the fleet
+                await session.shared.answer(session, message)
+            except RpcError as exc:
+                await _transport_error(send, exc)
+                return
         await http.send_empty(send, 202)
 
     # -- GET and DELETE ------------------------------------------------------------------------------------
@@ -463,7 +479,7 @@ class StreamableHTTP:
                 extra=[(b"allow", b"GET, POST, DELETE")],
             )
             return
-        session = self._session(headers, principal)
+        session = await self._session(headers, principal)
         if session is None:
             if SESSION_HEADER in headers:
                 await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
@@ -490,21 +506,42 @@ class StreamableHTTP:
                 "Conflict: this session already has an open GET stream",
             )
             return
-        await self.streams.standalone(session, send, receive)
+        if session.shared is None:
+            await self.streams.standalone(session, send, receive)
+            return
+        try:  # a fleet: one GET stream per session across every replica
+            claimed = await session.shared.claim_stream(session)
+        except RpcError as exc:
+            await _transport_error(send, exc)
+            return
+        if not claimed:
+            await http.rpc_error(
+                send, 409, None, jsonrpc.INVALID_REQUEST, "Conflict: this session already has an open GET stream"
+            )
+            return
+        try:
+            await self.streams.standalone(session, send, receive)
+        finally:
+            await session.shared.release_stream(session)
 
     async def delete(self, headers: dict[bytes, bytes], send: Send, principal: Any = None) -> None:
         if SESSION_HEADER not in headers:
             await http.rpc_error(send, 400, None, jsonrpc.INVALID_REQUEST, "Bad Request: DELETE needs Mcp-Session-Id")
             return
-        session = self._session(headers, principal)
-        if session is None or not self.sessions.delete(session.id):
+        session = await self._session(headers, principal)
+        try:
+            deleted = session is not None and await self.sessions.delete(session.id)
+        except RpcError as exc:
+            await _transport_error(send, exc)
+            return
+        if not deleted:
             await http.rpc_error(send, 404, None, jsonrpc.SESSION_NOT_FOUND, "Session not found")
             return
         await http.send_empty(send, 200)
 
-    def _session(self, headers: dict[bytes, bytes], principal: Principal | None) -> Session | None:
+    async def _session(self, headers: dict[bytes, bytes], principal: Principal | None) -> Session | None:
         session_id = headers.get(SESSION_HEADER)
-        session = self.sessions.get(session_id.decode("latin-1")) if session_id else None
+        session = await self.sessions.get(session_id.decode("latin-1")) if session_id else None
         # MCP security best practices (session hijacking): someone else's session is answered exactly like an
         # unknown one (404), so a leaked or guessed id neither works nor confirms that it exists.
         if session is None or session.owner != owner_of(principal):
@@ -516,6 +553,11 @@ async def _refuse(send: Send, rejection: Rejection) -> None:
     """RFC 6750 §3 / MCP authorization: 401 or 403 with a WWW-Authenticate challenge and a JSON-RPC error body."""
     extra = [(b"www-authenticate", rejection.challenge.encode("latin-1", "replace"))]
     await http.rpc_error(send, rejection.status, None, jsonrpc.INVALID_REQUEST, rejection.message, extra=extra)
+
+
+async def _transport_error(send: Send, exc: RpcError) -> None:
+    """A refusal where the transport answers (no JSON-RPC request id): e.g. 503 while a fleet's Redis is down."""
+    await http.rpc_error(send, exc.status, None, exc.code, exc.message)
 
 
 def _modern_envelope(meta: dict[str, Any]) -> bool:
