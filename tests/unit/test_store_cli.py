@@ -17,6 +17,7 @@ COMMANDS = [
     ["tokens", "revoke", "--user", "bob"],
     ["index"],
     ["serve"],
+    ["store", "upgrade"],
 ]
 
 
