@@ -15,6 +15,7 @@ from patchbay.cli import links as links_cmd
 from patchbay.cli import manifest as manifest_cmd
 from patchbay.cli import policy as policy_cmd
 from patchbay.cli import serve as serve_cmd
+from patchbay.cli import store as store_cmd
 from patchbay.cli import tokens as tokens_cmd
 from patchbay.cli import tools as tools_cmd
 from patchbay.cli import users as users_cmd
@@ -42,6 +43,7 @@ app.add_typer(manifest_cmd.app, name="manifest")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(links_cmd.app, name="links")
 app.add_typer(links_cmd.vault_app, name="vault")
+app.add_typer(store_cmd.app, name="store")
 
 
 @app.command("version")
