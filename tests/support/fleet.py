@@ -12,6 +12,7 @@ is stopped with a deadline on exit.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -23,12 +24,15 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import httpx2
 
 from tests.support.postgres import PostgresServer, postgres_cluster
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.servers import LOOPBACK, ServerStartError, _die_with_parent, free_port, stop_process
 
-__all__ = ["SERVED_BY", "Fleet", "Replica", "run_fleet"]
+__all__ = ["SERVED_BY", "Fleet", "Replica", "message_of", "modern_request", "open_session", "run_fleet", "tool_text"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVERYTHING = REPO_ROOT / "tests" / "conformance" / "everything.py"
@@ -342,3 +346,63 @@ def _stop_all(fleet: Fleet) -> None:
         proc.send_signal(signal.SIGTERM)
     for proc in procs:
         stop_process(proc)
+
+
+# -- the wire, as a client without an SDK speaks it (load and failure tests) ------------------------------------
+
+MODERN = "2026-07-28"
+LATEST = "2025-11-25"
+ACCEPT = "application/json, text/event-stream"
+
+
+def modern_request(method: str, params: dict[str, Any], rid: int | str = 1) -> tuple[dict[str, Any], dict[str, str]]:
+    """A 2026-07-28 request (no session: the version and client in _meta and headers) and its headers."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "fleet-e2e", "version": "1"},
+    }
+    body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": {**params, "_meta": meta}}
+    headers = {"content-type": "application/json", "accept": ACCEPT, "mcp-protocol-version": MODERN}
+    headers["mcp-method"] = method
+    if method == "tools/call":
+        headers["mcp-name"] = str(params["name"])
+    return body, headers
+
+
+def legacy_headers(session: str) -> dict[str, str]:
+    return {"content-type": "application/json", "accept": ACCEPT, "mcp-session-id": session,
+            "mcp-protocol-version": LATEST}  # fmt: skip
+
+
+def message_of(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON-RPC response in a JSON body, or the last message of an SSE body (notifications come before it)."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:].strip() for line in response.text.splitlines() if line.startswith("data:")]
+        messages = [json.loads(d) for d in data if d]
+        return dict(messages[-1]) if messages else {}
+    return dict(response.json())
+
+
+async def open_session(http: httpx2.AsyncClient, url: str) -> str:
+    """initialize + notifications/initialized (2025-11-25); the session id."""
+    hello = {"protocolVersion": LATEST, "capabilities": {}, "clientInfo": {"name": "fleet-e2e", "version": "1"}}
+    reply = await http.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello},
+        headers={"content-type": "application/json", "accept": ACCEPT},
+    )
+    assert reply.status_code == 200, reply.text
+    session = reply.headers["mcp-session-id"]
+    done = await http.post(
+        url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=legacy_headers(session)
+    )
+    assert done.status_code == 202, done.text
+    return session
+
+
+def tool_text(message: dict[str, Any]) -> str:
+    """The text of a successful tools/call response; AssertionError naming what came instead."""
+    result = message.get("result")
+    assert isinstance(result, dict) and result.get("isError") is False, message
+    return str(result["content"][0]["text"])
