@@ -2,6 +2,9 @@
 
 Deprecated by the spec but still used by some clients (the OpenAI Responses API accepts it; older Claude
 builds). Every response travels on the event stream; the POST is answered ``202 Accepted`` at once.
+
+In a fleet the stream lives on one replica; a POST reaching another is checked there and forwarded to it
+(patchbay.fleet.fanout.LegacyRelay).
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from patchbay.transport.streams import end_queue
 
 if TYPE_CHECKING:  # the authenticator pulls in the store; serving without sign-in never imports it
     from patchbay.auth.bearer import Authenticator
+    from patchbay.fleet.fanout import Holder, LegacyRelay
 
 log = logging.getLogger("patchbay.transport.sse")
 MAX_STREAMS = 1000
+_NOBODY = object()  # the owner of a session that exists nowhere: never equal to a caller's
 
 
 class _Stream:
@@ -72,6 +77,13 @@ class LegacySSE:
         self.max_body = max_body
         self.keepalive = keepalive_seconds
         self.streams: dict[str, _Stream] = {}
+        self.relay: LegacyRelay | None = None
+        fleet = getattr(runtime, "fleet", None)
+        if fleet is not None:  # imported only in a fleet: a single node never loads redis
+            from patchbay.fleet.fanout import LegacyRelay
+
+            # Three keep-alive intervals: a stream's record outlives one late refresh, not a dead replica for long.
+            self.relay = LegacyRelay(fleet.link, fleet.bus, fleet.replica_id, self._delivered, 3 * keepalive_seconds)
 
     def _refused(self, request: Request) -> Response | None:
         # The Host was checked by transport.edge in front of these routes; the Origin is the transport's to judge.
@@ -114,6 +126,9 @@ class LegacySSE:
             if hub is not None
             else None
         )
+        relay = self.relay
+        if relay is not None:
+            await relay.hold(session_id, stream.owner)
 
         async def events() -> Any:
             try:
@@ -123,12 +138,16 @@ class LegacySSE:
                         item = await asyncio.wait_for(stream.queue.get(), self.keepalive)
                     except TimeoutError:
                         item = KEEPALIVE
+                        if relay is not None:
+                            await relay.hold(session_id, stream.owner)
                     if item is None:
                         break
                     yield item
             finally:
                 if remove is not None:
                     remove()
+                if relay is not None:
+                    relay.release(session_id)
                 self._drop(session_id)
 
         return StreamingResponse(
@@ -155,11 +174,18 @@ class LegacySSE:
             return Response(status_code=400)
         if body is None:
             return _error(413, None, jsonrpc.INVALID_REQUEST, f"Request body larger than {self.max_body} bytes")
-        session_id = request.query_params.get("session_id") or request.query_params.get("sessionId")
-        stream = self.streams.get(session_id or "")
+        session_id = request.query_params.get("session_id") or request.query_params.get("sessionId") or ""
+        stream = self.streams.get(session_id)
+        holder: Holder | None = None
+        if stream is None and self.relay is not None and session_id:
+            try:  # a fleet: the stream may live on another replica
+                holder = await self.relay.holder(session_id)
+            except RpcError as exc:
+                return _error(exc.status, None, exc.code, exc.message)
+        owner = owner_of(principal)
         # MCP security best practices (session hijacking): only the principal that opened the stream may post to
         # it; anyone else is told the session does not exist.
-        if stream is None or stream.owner != owner_of(principal):
+        if (stream.owner if stream is not None else holder.owner if holder is not None else _NOBODY) != owner:
             return _error(404, None, jsonrpc.SESSION_NOT_FOUND, "Unknown or closed session_id: open GET /sse first")
         try:
             message = orjson.loads(body)
@@ -167,20 +193,38 @@ class LegacySSE:
             return _error(400, None, jsonrpc.PARSE_ERROR, "Parse error: the body is not valid JSON")
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return _error(400, None, jsonrpc.INVALID_REQUEST, "Invalid Request: expected a JSON-RPC 2.0 object")
-        if "method" not in message:
-            stream.requests.answer(message)
-            return Response(status_code=202)
-        if "id" in message:
+        if "method" in message and "id" in message:
             method = message.get("method")
             if principal is None and self.auth is not None and not self.auth.anonymous_allowed(str(method)):
                 refusal = self.auth.missing()
                 response = _error(refusal.status, message.get("id"), jsonrpc.INVALID_REQUEST, refusal.message)
                 response.headers["WWW-Authenticate"] = refusal.challenge
                 return response
+        if stream is not None:
+            self._accept(stream, message, principal)
+        elif holder is not None and self.relay is not None and "id" in message:  # a notification needs no one
+            try:
+                await self.relay.forward(holder, session_id, owner, principal, message)
+            except RpcError as exc:
+                return _error(exc.status, None, exc.code, exc.message)
+        return Response(status_code=202) if "method" not in message else Response("Accepted", status_code=202)
+
+    def _accept(self, stream: _Stream, message: dict[str, Any], principal: Any) -> None:
+        """Serve a checked message on its stream: an answer to a request of ours, or a request to run."""
+        if "method" not in message:
+            stream.requests.answer(message)
+        elif "id" in message:
             task = asyncio.create_task(self._handle(stream, message, principal))
             stream.tasks.add(task)
             task.add_done_callback(stream.tasks.discard)
-        return Response("Accepted", status_code=202)
+
+    def _delivered(self, session_id: str, owner: str | None, message: dict[str, Any], principal: Any) -> None:
+        """A message another replica checked and forwarded (fleet); the owner is checked again where it is known."""
+        stream = self.streams.get(session_id)
+        if stream is None or stream.owner != owner:
+            log.info("a forwarded message for legacy SSE session %s was dropped: no such stream here", session_id[:8])
+            return
+        self._accept(stream, message, principal)
 
     async def _handle(self, stream: _Stream, message: dict[str, Any], principal: Any = None) -> None:
         request_id, method = message["id"], message.get("method")
