@@ -109,7 +109,7 @@ class Runtime:
         key = hashlib.sha256(b"patchbay request state\0" + secret).digest() if secret else secrets.token_bytes(32)
         self.dispatcher = Dispatcher(self.catalog, info, state_key=key)
         self.dispatcher.gate = build_gate(self.settings, self.catalog)
-        self.dispatcher.limits = build_limits(self.settings, self.catalog)
+        self.dispatcher.limits = build_limits(self.settings, self.catalog, self.fleet)
         self.dispatcher.audit = build_recorder(self.settings, self.catalog)
         self.dispatcher.on_subscribe = self.subscribe_upstream
 
@@ -281,6 +281,10 @@ def _build_auth(settings: Settings, runtime: Runtime) -> Any:
 
     auth = AuthServer(settings, runtime.catalog)
     runtime.auth = auth
+    if runtime.fleet is not None:  # before the pages that sign people in take its throttle
+        from patchbay.fleet.notices import share_auth
+
+        share_auth(runtime.fleet, auth)
     runtime.catalog.security = auth.policy.schemes
     runtime.dispatcher.gate.access = auth.policy  # scopes and public tools become rules of the one policy
     if runtime.dispatcher.audit is not None:
@@ -303,6 +307,10 @@ def create_app(settings: Settings) -> Any:
         approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth)
         if runtime.dispatcher.audit is not None:
             approvals.approvals.audit = runtime.dispatcher.audit.event
+    if runtime.fleet is not None:  # MRTR states, manifest and approval notices shared by the fleet
+        from patchbay.fleet.notices import share_runtime
+
+        share_runtime(runtime.fleet, runtime)
     link_pages = None
     if links_wanted(settings) and auth is not None:  # account linking (docs/links.md)
         from patchbay.links import pages as links_pages

@@ -27,7 +27,7 @@ from patchbay.auth.core import Core
 from patchbay.auth.crypto import CHALLENGE, digest, new_secret, same
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.grants import Pending
-from patchbay.auth.lockout import AddressThrottle
+from patchbay.auth.lockout import AddressThrottle, Throttle
 from patchbay.auth.pages import PageContext, consent_page, error_page, login_page
 from patchbay.auth.users import DEVICE_SECONDS, Attempt, UserView
 
@@ -55,7 +55,7 @@ class Authorization:
     upstream_name: str | None = None
     upstream_origin: str | None = None
     local_login: bool = True
-    throttle: AddressThrottle = field(init=False)
+    throttle: Throttle = field(init=False)  # the fleet's SharedThrottle on a fleet
 
     def __post_init__(self) -> None:
         auth = self.core.config.settings
@@ -228,10 +228,10 @@ class Authorization:
             username,
             form.get("password") or "",
             device=request.cookies.get(DEVICE_COOKIE),
-            address_blocked=self.throttle.blocked(address),
+            address_blocked=await self.throttle.blocked(address),
         )
         if attempt.outcome != "ok" or attempt.user is None:
-            self._log_refusal(attempt, username, address)
+            await self._log_refusal(attempt, username, address)
             core.audit("auth.sign_in", username=username.strip()[:100], outcome=attempt.outcome, address=address)
             return self.login_form(ctx, DISABLED if attempt.outcome == "disabled" else REFUSED, 401)
         core.audit(
@@ -243,11 +243,11 @@ class Authorization:
             self._set_cookie(response, DEVICE_COOKIE, attempt.device, DEVICE_SECONDS)
         return response
 
-    def _log_refusal(self, attempt: Attempt, username: str, address: str) -> None:
+    async def _log_refusal(self, attempt: Attempt, username: str, address: str) -> None:
         """Failures and locks go to the log with the name tried and the address, never the password."""
         name = username.strip()[:100]
         if attempt.outcome != "throttled":  # a throttled address's tries do not prolong its throttle
-            blocks = self.throttle.failed(address)
+            blocks = await self.throttle.failed(address)
             log.warning(
                 "sign-in failed: user=%r known=%s address=%s outcome=%s", name, attempt.known, address, attempt.outcome
             )

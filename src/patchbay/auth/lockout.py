@@ -9,6 +9,9 @@ Sheet, "Protect against automated attacks"; NIST SP 800-63B §5.2.2 rate limitin
   account before (its *device cookie*, OWASP "Slow down online guessing attacks with device cookies") is not
   held by the lock, so strangers' guesses cannot keep the owner out.
 
+In a fleet (``[redis] url``) the per-address count lives in Redis (:class:`patchbay.fleet.limits.SharedThrottle`),
+so N replicas do not give one address N times the guesses; the per-account lock is a row of the shared store.
+
 Every refusal looks the same to the person signing in (one message, one status, one password hash computed), so
 the page does not tell which accounts exist or which are locked. Failures and locks are logged; passwords never.
 """
@@ -18,8 +21,24 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 MAX_ADDRESSES = 10_000
+
+
+class Throttle(Protocol):
+    """Failed sign-ins per client address: :class:`AddressThrottle` in one process, a Redis window in a fleet."""
+
+    limit: int
+    window: float
+
+    async def blocked(self, address: str) -> bool:
+        """Whether ``address`` made ``limit`` failed sign-ins within the last ``window`` seconds."""
+        ...
+
+    async def failed(self, address: str) -> bool:
+        """Count a failure; True when it is the one that blocks the address (for the log)."""
+        ...
 
 
 class AddressThrottle:
@@ -40,11 +59,11 @@ class AddressThrottle:
             return None
         return recent
 
-    def blocked(self, address: str) -> bool:
+    async def blocked(self, address: str) -> bool:
         recent = self._recent(address, self.clock())
         return recent is not None and len(recent) >= self.limit
 
-    def failed(self, address: str) -> bool:
+    async def failed(self, address: str) -> bool:
         """Count a failure; True when it is the one that blocks the address (for the log)."""
         now = self.clock()
         recent = self._recent(address, now)

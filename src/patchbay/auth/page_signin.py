@@ -34,7 +34,7 @@ from patchbay.auth.authorize import DISABLED, REFUSED
 from patchbay.auth.body import Form, read_form
 from patchbay.auth.crypto import new_secret, same
 from patchbay.auth.errors import OAuthError
-from patchbay.auth.lockout import AddressThrottle
+from patchbay.auth.lockout import Throttle
 from patchbay.auth.pages import _page, error_page
 from patchbay.auth.redirects import csp_source
 from patchbay.auth.users import Users, UserView
@@ -88,7 +88,7 @@ class PageSignIn:
     """
 
     users: Users
-    throttle: AddressThrottle
+    throttle: Throttle
     run: Run
     cookies: PageCookies
     prefix: str
@@ -216,11 +216,11 @@ class PageSignIn:
             return self.page(key, "Sign in with your organisation's account.", 400)
         address = request.client.host if request.client else "unknown"
         username, password = form.get("username") or "", form.get("password") or ""
-        blocked = self.throttle.blocked(address)
+        blocked = await self.throttle.blocked(address)
         attempt = await self.run(lambda: self.users.verify(username, password, address_blocked=blocked))
         if attempt.outcome != "ok" or attempt.user is None:
             if attempt.outcome != "throttled":
-                self.throttle.failed(address)
+                await self.throttle.failed(address)
             log.warning(
                 "sign-in at %s failed: user=%r address=%s outcome=%s",
                 self.prefix,

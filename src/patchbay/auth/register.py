@@ -12,7 +12,7 @@ import collections
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,14 +32,15 @@ GRANT_TYPES = {"authorization_code", "refresh_token"}
 
 
 class RateLimit:
-    """At most ``per_minute`` events per key in any sliding minute (in-process; a fleet multiplies it)."""
+    """At most ``per_minute`` events per key in any sliding minute, in this process (a fleet shares one window per
+    key in Redis instead: :class:`patchbay.fleet.limits.SharedRateLimit`)."""
 
     def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
         self.per_minute = per_minute
         self.clock = clock
         self.events: dict[str, collections.deque[float]] = {}
 
-    def allow(self, key: str) -> bool:
+    async def allow(self, key: str) -> bool:
         now = self.clock()
         if len(self.events) > 10_000:
             self.events.clear()
@@ -50,6 +51,12 @@ class RateLimit:
             return False
         window.append(now)
         return True
+
+
+class Limiter(Protocol):
+    async def allow(self, key: str) -> bool:
+        """Count one event of ``key``; False (and nothing counted) when its budget is spent."""
+        ...
 
 
 def _strings(metadata: dict[str, Any], key: str, default: list[str]) -> list[str]:
@@ -129,13 +136,15 @@ def _plain(value: Any) -> bool:
 @dataclass
 class Registration:
     core: Core
-    limiter: RateLimit = field(init=False)
+    # A fleet's shared throttle (patchbay.fleet.limits.SharedRateLimit); None: this process's own RateLimit.
+    shared: Limiter | None = None
+    limiter: Limiter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.limiter = RateLimit(self.core.config.settings.registration_per_minute)
+        self.limiter = self.shared or RateLimit(self.core.config.settings.registration_per_minute)
 
     async def handle(self, request: Request) -> Response:
-        if not self.limiter.allow(request.client.host if request.client else "?"):
+        if not await self.limiter.allow(request.client.host if request.client else "?"):
             return JSONResponse(
                 {"error": "invalid_request", "error_description": "too many registrations; try again in a minute"},
                 status_code=429,

@@ -27,7 +27,7 @@ from patchbay.auth.errors import OAuthError
 from patchbay.auth.introspect import Introspection
 from patchbay.auth.metadata import Discovery, authorization_server, cors_preflight, protected_resource
 from patchbay.auth.redirects import check_redirect_uri
-from patchbay.auth.register import Registration
+from patchbay.auth.register import Limiter, Registration
 from patchbay.auth.revoke import Revocation
 from patchbay.auth.token import TokenEndpoint
 from patchbay.auth.users import dummy_hash
@@ -103,6 +103,8 @@ class AuthServer:
         self.policy = ToolAccessPolicy(config.prm_url if advertise else None, config.default_scopes, advertise)
         self.discovery = Discovery(None, None)
         self._configured_clients = self._config_clients()
+        # The registration throttle a fleet shares (patchbay.fleet.limits); None: one per process.
+        self.registrations: Limiter | None = None
 
     def _config_clients(self) -> list[Client]:
         """``[[auth.clients]]`` as client records; a missing secret variable is a config error."""
@@ -205,7 +207,7 @@ class AuthServer:
             Route("/introspect", Introspection(core, authz).handle, methods=["POST"]),
         ]
         if self.settings.auth.registration:
-            endpoints.append(Route("/register", Registration(core).handle, methods=["POST"]))
+            endpoints.append(Route("/register", Registration(core, self.registrations).handle, methods=["POST"]))
         if self.upstream is not None:
             endpoints += self.upstream.routes(authz)
         cors_paths = [r.path for r in well_known] + ["/token", "/revoke", "/introspect", "/register"]

@@ -6,6 +6,10 @@ An approval is a new row in ``gate_manifest_versions``, written by ``patchbay ma
 when it moved, it loads that version, and the runtime rebuilds the catalog and publishes ``list_changed`` to open
 streams for every list whose served form changed. A change that is only proposed changes nothing served, so it
 publishes nothing.
+
+In a fleet the replica that loads a new version first tells the others at once (``announce``, a ``manifest``
+notice on the fleet's bus, patchbay.fleet.notices); each then runs :meth:`ManifestKeeper.check` without waiting
+for its poll. The poll stays, for approvals whose notice never came (the CLI, SQL by hand, Redis down).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio.to_thread
@@ -43,6 +47,10 @@ class ManifestKeeper:
         self._task: asyncio.Task[None] | None = None
         self._synced: tuple[tuple[str, str, str], ...] | None = None
         self._failing = False
+        # Tells the other replicas that a version was loaded here (None on a single node); never raises.
+        self.announce: Callable[[int], Awaitable[None]] | None = None
+        # One check at a time: a notice and the poll may both ask for one.
+        self._checking = asyncio.Lock()
 
     @property
     def engine(self) -> Engine | None:
@@ -132,6 +140,7 @@ class ManifestKeeper:
             )
         manifest.approved = await _run(functools.partial(_read_latest, engine))
         self.rebuild()
+        await self._announce()
 
     def start(self) -> None:
         """Poll for approvals made elsewhere until ``stop``."""
@@ -156,20 +165,31 @@ class ManifestKeeper:
             except Exception as exc:  # the store is down for a moment: keep serving what was approved
                 self._report(exc)
 
-    async def check(self) -> None:
-        """Load a version approved elsewhere, then store what changed since the last settle."""
+    async def check(self, *, announce: bool = True) -> None:
+        """Load a version approved elsewhere, then store what changed since the last settle.
+
+        ``announce`` (not for a check another replica's notice asked for): tell the fleet when a version loaded.
+        """
         from patchbay.catalog.manifest_store import latest_version
 
         engine = self._engine
         if engine is None:
             return
-        known = self.manifest.approved.version if self.manifest.approved is not None else 0
-        if await _run(functools.partial(latest_version, engine)) != known:
-            self.manifest.approved = await _run(functools.partial(_read_latest, engine))
-            log.info("manifest version %s approved; serving it", getattr(self.manifest.approved, "version", 0))
-            self.rebuild()
-        await self.settle()
-        self._failing = False
+        async with self._checking:
+            known = self.manifest.approved.version if self.manifest.approved is not None else 0
+            moved = await _run(functools.partial(latest_version, engine)) != known
+            if moved:
+                self.manifest.approved = await _run(functools.partial(_read_latest, engine))
+                log.info("manifest version %s approved; serving it", getattr(self.manifest.approved, "version", 0))
+                self.rebuild()
+            await self.settle()
+            self._failing = False
+        if moved and announce:
+            await self._announce()
+
+    async def _announce(self) -> None:
+        if self.announce is not None and self.manifest.approved is not None:
+            await self.announce(self.manifest.approved.version)
 
     def _report(self, exc: Exception) -> None:
         if not self._failing:  # once per outage, not once a second

@@ -5,7 +5,9 @@ A 2025-11-25 session that was answered with -32042 is remembered here by approva
 (approved, denied, voided or expired). Then the notification goes over that session's open GET stream, and nowhere
 else: when the stream is gone, nothing is sent. Decisions on this process's page complete at once; decisions made
 elsewhere (``patchbay approvals approve``, another replica's page) are found by a poll of the waiting ids, which runs
-only while some session here is waiting.
+only while some session here is waiting. In a fleet a decision made here is also announced on the fleet's bus
+(``announce``, an ``approval`` notice, patchbay.fleet.notices), so the replica holding the session completes it at
+once; the poll stays for decisions nobody announced (the CLI, Redis down).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class ElicitationWaits:
     # approval id -> the patchbay.transport.sessions.Session that got its URL elicitation
     _waiting: dict[str, Any] = field(default_factory=dict)
     _poller: asyncio.Task[None] | None = None
+    # Tells the other replicas that ``approval_id`` was decided here (None on a single node); never raises.
+    announce: Callable[[str], None] | None = None
 
     def add(self, approval_id: str, session: Any) -> None:
         """Remember that ``session`` got the URL elicitation of ``approval_id`` (the newest session wins)."""
@@ -39,6 +43,12 @@ class ElicitationWaits:
         self._waiting[approval_id] = session
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    def decided(self, approval_id: str) -> bool:
+        """An approval was decided in this process: complete it here and tell the other replicas."""
+        if self.announce is not None:
+            self.announce(approval_id)
+        return self.complete(approval_id)
 
     def complete(self, approval_id: str) -> bool:
         """Send the notification for a decided approval; whether a waiting session's open stream took it."""

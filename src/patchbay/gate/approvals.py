@@ -117,7 +117,7 @@ class Approvals:
 
     def decided(self, approval_id: str) -> None:
         """An approval was decided in this process: the session that got its URL elicitation is told now."""
-        self.elicitations.complete(approval_id)
+        self.elicitations.decided(approval_id)
 
     def link(self, approval_id: str) -> str:
         return f"{self.public_url}/approvals/{approval_id}"

@@ -359,8 +359,12 @@ def _owners(catalog: Catalog) -> dict[str, tuple[str, str]]:
     return owners
 
 
-def build_limits(settings: Settings, catalog: Catalog) -> Limits:
-    """The limits for ``settings`` over ``catalog``: ``[[limits]]``, the timeouts and the result caps."""
+def build_limits(settings: Settings, catalog: Catalog, fleet: Any = None) -> Limits:
+    """The limits for ``settings`` over ``catalog``: ``[[limits]]``, the timeouts and the result caps.
+
+    Rate budgets live in this process, or in Redis when ``fleet`` (a patchbay.fleet.Fleet) is given, so that N
+    replicas share one budget. Concurrency caps are per replica by nature: a slot is a call running here.
+    """
     gate = settings.gate
     connectors = [c for c in settings.connectors if c.enabled]
     timeouts = Timeouts(
@@ -374,4 +378,11 @@ def build_limits(settings: Settings, catalog: Catalog) -> Limits:
         timeouts,
         result_bytes=gate.max_result_bytes,
         profile_bytes=limits_by_profile(gate.client_result_bytes),
+        store=_fleet_store(fleet) if fleet is not None and settings.limits else None,
     )
+
+
+def _fleet_store(fleet: Any) -> RateStore:
+    from patchbay.fleet.limits import RedisRateStore
+
+    return RedisRateStore(fleet.link, fleet.replicas.live)

@@ -3,6 +3,10 @@
 The client holds the state between rounds, so it is attacker-controlled: it is an HMAC-SHA256-signed blob bound
 to the request (method, target name, a digest of the arguments), the caller, and a short lifetime. It carries the
 answers given in earlier rounds, so the server keeps nothing between them.
+
+Each state is good for one retry. A single process remembers the states used; a fleet records them in Redis
+(:class:`patchbay.fleet.limits.SharedNonces`, given as ``spent``) so a state used on one replica is refused on
+every other, and refuses states while Redis is down rather than risk a replay.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,6 +25,7 @@ from patchbay.errors import RpcError
 from patchbay.protocol import jsonrpc
 
 TTL_SECONDS = 600
+USED = "Invalid requestState: already used; start the request again"
 
 
 def _b64(data: bytes) -> str:
@@ -35,16 +41,35 @@ def request_digest(method: str, target: str, arguments: Any, principal: str) -> 
     return hashlib.sha256(body).hexdigest()[:32]
 
 
+class SpentStates(Protocol):
+    async def spend(self, nonce: str, expiry: float) -> bool:
+        """Record ``nonce`` as used until ``expiry`` (epoch seconds); False when it was used before.
+
+        Raises:
+            RpcError: the record cannot be reached (the state is then refused).
+        """
+        ...
+
+
 class StateSigner:
     """Seals and opens request states with a server key.
 
     Each state is good for one retry: a replayed state (for example the round that confirmed a delete) is
-    refused. The record of used states lives in this process; replicas of a fleet share the key
-    (``server.secret``) but not that record.
+    refused. The record of used states lives in this process, or in ``spent`` (a fleet's shared record). States
+    signed with one of ``previous_keys`` (from ``server.previous_secrets``) are still accepted.
     """
 
-    def __init__(self, key: bytes, *, max_remembered: int = 100_000) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        max_remembered: int = 100_000,
+        previous_keys: Sequence[bytes] = (),
+        spent: SpentStates | None = None,
+    ) -> None:
         self._key = key
+        self._keys = (key, *previous_keys)
+        self.spent = spent
         self._used: dict[str, float] = {}  # nonce -> expiry, oldest first
         self._max_remembered = max_remembered
 
@@ -72,8 +97,28 @@ class StateSigner:
         """The answers carried in ``state`` and the ``carry`` it was sealed with (None if none).
 
         Raises:
-            RpcError: -32602 when the state is malformed, forged, expired or made for another request.
+            RpcError: -32602 when the state is malformed, forged, expired, used or made for another request.
         """
+        data = self._verify(state, digest)
+        self._spend(str(data.get("n", "")), float(data["e"]))
+        answers = data.get("a")
+        return (answers if isinstance(answers, dict) else {}), data.get("c")
+
+    async def open_once(self, state: Any, digest: str) -> tuple[dict[str, Any], Any]:
+        """As :meth:`open_with_carry`, spending the state in the shared record when there is one.
+
+        Raises:
+            RpcError: -32602 as for :meth:`open_with_carry`; the shared record's error when it cannot be reached.
+        """
+        if self.spent is None:
+            return self.open_with_carry(state, digest)
+        data = self._verify(state, digest)
+        if not await self.spent.spend(str(data.get("n", "")), float(data["e"])):
+            raise jsonrpc.invalid_params(USED)
+        answers = data.get("a")
+        return (answers if isinstance(answers, dict) else {}), data.get("c")
+
+    def _verify(self, state: Any, digest: str) -> dict[str, Any]:
         if not isinstance(state, str) or state.count(".") != 1:
             raise jsonrpc.invalid_params("Invalid requestState: not a state this server issued")
         body, mac = state.split(".")
@@ -82,22 +127,19 @@ class StateSigner:
             given = _unb64(mac)
         except ValueError:
             raise jsonrpc.invalid_params("Invalid requestState: not a state this server issued") from None
-        expected = hmac.new(self._key, payload, hashlib.sha256).digest()
-        if not hmac.compare_digest(given, expected):
+        if not any(hmac.compare_digest(given, hmac.new(k, payload, hashlib.sha256).digest()) for k in self._keys):
             raise jsonrpc.invalid_params(
                 "Invalid requestState: not signed by this server (altered, or issued before a restart or by another "
                 "replica without the same server.secret); start the request again"
             )
-        data = orjson.loads(payload)
+        data: dict[str, Any] = orjson.loads(payload)  # signed by us, so one of our own objects
         if data.get("e", 0) < time.time():
             raise jsonrpc.invalid_params("Invalid requestState: expired; start the request again")
         if data.get("d") != digest:
             raise RpcError(
                 jsonrpc.INVALID_PARAMS, "Invalid requestState: it belongs to a different request", status=400
             )
-        self._spend(str(data.get("n", "")), float(data["e"]))
-        answers = data.get("a")
-        return (answers if isinstance(answers, dict) else {}), data.get("c")
+        return data
 
     def _spend(self, nonce: str, expiry: float) -> None:
         now = time.time()
@@ -107,5 +149,5 @@ class StateSigner:
                 break
             del self._used[oldest]
         if nonce in self._used:
-            raise jsonrpc.invalid_params("Invalid requestState: already used; start the request again")
+            raise jsonrpc.invalid_params(USED)
         self._used[nonce] = expiry

@@ -2,13 +2,12 @@
 a button that runs the doctor against the public URL and shows its report.
 
 The report is kept in this process for the person who asked (the newest few), and the action answers with a
-redirect to the page (post/redirect/get), so reloading the page never re-runs the doctor. Behind a load balancer the
-redirect may reach another replica; that replica shows the notice but not the report, and the button runs it again.
+redirect to the page (post/redirect/get), so reloading the page never re-runs the doctor. In a fleet the report is
+kept in Redis (patchbay.fleet.notices.DoctorReports), so the redirect shows it on whichever replica it reaches.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -17,16 +16,14 @@ from starlette.responses import Response
 from patchbay.auth.body import Form
 from patchbay.connect_steps import client_setups, is_public_https
 from patchbay.console.core import Admin, Console, Page, PageResult
+from patchbay.fleet.notices import DoctorReports
 
 if TYPE_CHECKING:
     from patchbay.console.connect_doctor import DoctorOutcome
 
-# Reports kept per console (one per person, newest first out when full): enough for a team of operators.
-KEPT_REPORTS = 32
-
 
 def register(console: Console) -> None:
-    reports: OrderedDict[str, DoctorOutcome] = OrderedDict()
+    reports = DoctorReports(console.runtime.fleet)
 
     @console.page("/connect")
     async def connect(request: Request, who: Admin) -> PageResult:
@@ -38,7 +35,7 @@ def register(console: Console) -> None:
                 "auth_mode": settings.auth.mode,
                 "public": is_public_https(settings.mcp_url),
                 "setups": client_setups(settings),
-                "report": reports.get(who.subject),
+                "report": await reports.get(who.subject),
             },
         )
 
@@ -48,10 +45,7 @@ def register(console: Console) -> None:
         from patchbay.console.connect_doctor import run_doctor
 
         outcome = await run_doctor(console.settings)
-        reports.pop(who.subject, None)
-        reports[who.subject] = outcome
-        while len(reports) > KEPT_REPORTS:
-            reports.popitem(last=False)
+        await reports.put(who.subject, outcome)
         verdict = _verdict(outcome)
         console.audit(
             "console.connect.doctor",
