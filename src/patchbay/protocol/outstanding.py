@@ -53,6 +53,10 @@ class Outstanding:
         future.set_result(message)
         return True
 
+    def __len__(self) -> int:
+        """How many requests await an answer."""
+        return len(self._futures)
+
     def cancel_all(self) -> None:
         for future in self._futures.values():
             future.cancel()

@@ -36,6 +36,9 @@ def owner_of(principal: Principal | None) -> str | None:
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
+CLIENT_CANCELLED = "cancelled by the client (notifications/cancelled)"  # the reason a task is cancelled with
+
+
 def _memory_log(session: Session) -> EventLog:
     return EventLog()
 

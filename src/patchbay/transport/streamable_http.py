@@ -31,7 +31,7 @@ from patchbay.transport.headers import check_param_headers, check_routing_header
 from patchbay.transport.http import Receive, Scope, Send
 from patchbay.transport.reply import Reply, retry_after
 from patchbay.transport.security import HostGuard
-from patchbay.transport.sessions import Session, SessionStore, owner_of
+from patchbay.transport.sessions import CLIENT_CANCELLED, Session, SessionStore, owner_of
 from patchbay.transport.streams import Streams
 
 if TYPE_CHECKING:  # the authenticator pulls in the store; serving without sign-in never imports it
@@ -41,7 +41,6 @@ log = logging.getLogger("patchbay.transport")
 
 SESSION_HEADER = b"mcp-session-id"
 WATCH_AFTER_SECONDS = 0.05
-CLIENT_CANCELLED = "cancelled by the client (notifications/cancelled)"
 
 
 class StreamableHTTP:
