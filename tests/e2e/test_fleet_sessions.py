@@ -108,7 +108,7 @@ async def full_session(fleet: Fleet, key: str, era: str, served: Served, person:
         ) as client,
     ):
         names = {t.name for t in (await client.list_tools()).tools}
-        out = {
+        out: dict[str, Any] = {
             "version": client.protocol_version,
             "names": names,
             "progress_text": text_of(
