@@ -78,8 +78,7 @@ async def replicas(url: str, prefix: str, *, timeout_ms: int = 300) -> AsyncIter
     settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": timeout_ms})
     fleets = [Fleet(settings) for _ in range(2)]
     stores = [
-        FleetSessionStore(f.link, f.bus, f.replica_id, SealedIds([SECRET]), 3600, stream_lock_seconds=2)
-        for f in fleets
+        FleetSessionStore(f.link, f.bus, f.replica_id, SealedIds([SECRET]), 3600, stream_lock_seconds=2) for f in fleets
     ]
     try:
         for fleet in fleets:

@@ -185,6 +185,8 @@ def _add_gauges(found: Observability, runtime: Any, sessions: Any, legacy: Any, 
             "Calls answered before their audit record was committed.",
             lambda: float(audit.late),
         )
+    if runtime.fleet is not None:
+        _fleet_metrics(metrics, runtime)
     if approvals is not None:
         found.pending_approvals = _pending_counter(approvals.approvals.store)
         metrics.gauge(
@@ -206,3 +208,16 @@ def _pending_counter(store: Any) -> Any:
             return int(connection.scalar(query) or 0)
 
     return count
+
+
+def _fleet_metrics(metrics: Metrics, runtime: Any) -> None:
+    from patchbay.fleet.limits import RedisRateStore
+
+    store = runtime.dispatcher.limits.store
+    if isinstance(store, RedisRateStore):
+        outage = store.outage
+        metrics.counter_reading(
+            "patchbay_rate_limit_degraded_total",
+            "Rate-limit checks a replica answered alone (its share of the limit) while Redis was unreachable.",
+            lambda: float(outage.local_checks),
+        )

@@ -1,0 +1,186 @@
+"""Two Patchbay replicas on loopback (uvicorn), one Redis, one secret: a 2025 session's requests, answers,
+cancellations and GET stream work whichever replica each HTTP request lands on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2 as httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from fixtures.wire import (
+    JSON_POST,
+    TOOLS_FILE,
+    LiveServer,
+    initialize_body,
+    live_server,
+    request,
+)
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.waiting import until
+
+from patchbay.fleet.sessions import SealedIds
+from patchbay.settings import from_dict
+
+pytestmark = pytest.mark.anyio
+SECRET = "fleet-routing-secret-0123456789"
+
+
+@contextlib.contextmanager
+def two_replicas(base: Path, url: str, prefix: str) -> Iterator[tuple[LiveServer, LiveServer]]:
+    data: dict[str, Any] = {
+        "server": {"name": "patchbay-fleet-unit", "secret": SECRET},
+        "store": {"url": "sqlite:///:memory:"},
+        "redis": {"url": url, "key_prefix": prefix, "timeout_ms": 300},
+        "connectors": [{"name": "fx", "type": "python", "path": str(TOOLS_FILE), "prefix": ""}],
+    }
+    with live_server(from_dict(data, base_dir=base)) as a, live_server(from_dict(data, base_dir=base)) as b:
+        yield a, b
+
+
+@contextlib.asynccontextmanager
+async def fleet(base: Path, url: str, prefix: str) -> AsyncIterator[tuple[str, str, httpx.AsyncClient]]:
+    """The replicas' /mcp URLs, subscribed to the bus, and a client."""
+    with two_replicas(base, url, prefix) as (a, b):
+        for replica in (a, b):
+            await until(replica.app.runtime.fleet.bus.subscribed.is_set, "the replica to join the bus")
+        async with httpx.AsyncClient(timeout=20) as http:
+            yield a.url, b.url, http
+
+
+async def open_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
+    response = await http.post(url, json=initialize_body(), headers=JSON_POST)
+    assert response.status_code == 200, response.text
+    return {**JSON_POST, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+
+
+def sid_of(headers: dict[str, str]) -> str:
+    sealed = SealedIds([SECRET.encode()]).unseal(headers["mcp-session-id"])
+    assert sealed is not None
+    return sealed.sid
+
+
+async def events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    async for line in response.aiter_lines():
+        if line.startswith("data: ") and len(line) > 6:
+            yield orjson.loads(line[6:])
+
+
+async def test_a_session_opened_on_a_serves_calls_on_b_and_a_delete_on_a_ends_it_on_b(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
+        headers = await open_session(http, a)
+        call = request("tools/call", {"name": "echo", "arguments": {"text": "via B"}}, 2)
+        response = await http.post(b, json=call, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["result"]["content"] == [{"type": "text", "text": "via B"}]
+        assert (await http.delete(a, headers=headers)).status_code == 200
+        gone = await http.post(b, json=call, headers=headers)
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == -32001
+        assert (await http.delete(b, headers=headers)).status_code == 404
+
+
+async def test_an_elicitation_asked_on_a_and_answered_via_b_completes_on_a(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
+        headers = await open_session(http, a)
+        call = request("tools/call", {"name": "ask_name", "arguments": {}}, "ask-1")
+        with anyio.fail_after(20):
+            async with http.stream("POST", a, json=call, headers=headers) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                stream = events(response)
+                asked = await anext(stream)
+                assert asked["method"] == "elicitation/create"
+                answer = {
+                    "jsonrpc": "2.0",
+                    "id": asked["id"],
+                    "result": {"action": "accept", "content": {"name": "Ada"}},
+                }
+                assert (await http.post(b, json=answer, headers=headers)).status_code == 202
+                result = await anext(stream)
+        assert result["id"] == "ask-1"
+        assert result["result"]["content"] == [{"type": "text", "text": "Hello, Ada!"}]
+
+
+async def test_notifications_cancelled_sent_to_b_cancels_the_call_running_on_a(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
+        headers = await open_session(http, a)
+        # "hang" returns only when cancelled (each replica loads its own copy of the tools module: no flags here).
+        call = asyncio.ensure_future(
+            http.post(a, json=request("tools/call", {"name": "hang", "arguments": {}}, "slow-1"), headers=headers)
+        )
+        redis = aioredis.Redis.from_url(redis_url)
+        key = f"{redis_prefix}infl:{sid_of(headers)}"
+        try:
+            await until(lambda: redis.hget(key, orjson.dumps("slow-1")), "A to register the running call")
+            assert not call.done()
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow-1"}}
+            assert (await http.post(b, json=cancel, headers=headers)).status_code == 202
+            with anyio.fail_after(10):
+                response = await call
+            await until(lambda: _gone(redis, key), "A to unregister the cancelled call")
+        finally:
+            await redis.aclose()
+        assert response.status_code == 202 and response.content == b""  # MCP: a cancelled request gets no answer
+
+
+async def _gone(redis: Any, key: str) -> bool:
+    return not await redis.exists(key)
+
+
+async def get_status(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> int:
+    stream = {**headers, "accept": "text/event-stream"}
+    async with http.stream("GET", url, headers=stream) as response:
+        return response.status_code
+
+
+async def test_one_get_stream_per_session_across_replicas_until_it_ends(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
+        headers = await open_session(http, a)
+        stream = {**headers, "accept": "text/event-stream"}
+        async with http.stream("GET", a, headers=stream) as held:
+            assert held.status_code == 200
+            refused = await http.get(b, headers=stream)
+            assert refused.status_code == 409 and "already has an open GET stream" in refused.text
+        # A saw the client go and released the lock: B now opens the stream.
+        await until(lambda: _is(get_status(http, b, headers), 200), "B to open the GET stream after A's ended")
+
+
+async def _is(status: Any, wanted: int) -> bool:
+    return bool(await status == wanted)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path / "redis") as server:
+        yield server
+
+
+async def test_with_redis_stopped_a_sealed_session_still_calls_tools_and_set_level_fails_fast(
+    tmp_path: Path, own_redis: RedisServer, redis_prefix: str
+) -> None:
+    async with fleet(tmp_path, own_redis.url, redis_prefix) as (a, b, http):
+        headers = await open_session(http, a)
+        own_redis.stop()
+        with anyio.fail_after(10):  # bounded: Redis down must never hang a request
+            call = request("tools/call", {"name": "echo", "arguments": {"text": "still"}}, 3)
+            served = await http.post(b, json=call, headers=headers)
+            level = await http.post(b, json=request("logging/setLevel", {"level": "debug"}, 4), headers=headers)
+            stream = await http.get(b, headers={**headers, "accept": "text/event-stream"})
+        assert served.status_code == 200 and served.json()["result"]["content"][0]["text"] == "still"
+        error = level.json()["error"]
+        assert "shared store (Redis) is unreachable" in error["message"]
+        assert stream.status_code == 503 and "unreachable" in stream.json()["error"]["message"]
+        assert own_redis.password not in level.text + stream.text
