@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,7 +258,7 @@ class Fleet:
         log = (self.folder / "haproxy.log").open("ab")
         with log:
             self.haproxy = subprocess.Popen(
-                ["haproxy", "-db", "-f", str(config)],
+                [_haproxy(), "-db", "-f", str(config)],
                 cwd=self.folder,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -269,6 +270,13 @@ class Fleet:
     def describe(self) -> str:
         """The tail of every replica's log, for an assertion message."""
         return "\n".join(f"--- {r.name} ({r.log_path}) ---\n{r.log_tail()}" for r in self.replicas)
+
+
+def _haproxy() -> str:
+    found = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(found).exists():
+        raise ServerStartError("haproxy is not installed: run `make haproxy` (Debian package haproxy)")
+    return found
 
 
 def _wait_healthy(replica: Replica, timeout: float) -> None:
