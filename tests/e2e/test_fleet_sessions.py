@@ -49,12 +49,15 @@ class Served:
     """Which replica answered each request, as HAProxy said: (JSON-RPC method or HTTP verb, session id, replica)."""
 
     seen: list[tuple[str, str | None, str]] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # replicas that answered a GET with Last-Event-ID
 
     async def record(self, response: httpx2.Response) -> None:
         request = response.request
         body = json.loads(request.content) if request.content else {}
         what = body.get("method", "result" if "result" in body else request.method) if isinstance(body, dict) else "?"
         self.seen.append((str(what), request.headers.get("mcp-session-id"), response.headers.get(SERVED_BY, "")))
+        if request.headers.get("last-event-id"):
+            self.resumed.append(response.headers.get(SERVED_BY, ""))
 
     def client(self, key: str) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
@@ -144,6 +147,7 @@ def test_python_sdk_2025_session_works_while_its_requests_alternate_between_repl
     assert out["version"] == "2025-11-25"
     assert_full_session(out, person, "py")
     assert out["resumed"] == "Reconnection test completed"
+    assert served.resumed, "the SDK resumed the ended stream with Last-Event-ID"
     sessions = {sid for _, sid, _ in served.seen if sid}
     assert len(sessions) == 1, served.seen  # one session from initialize to DELETE, never a new one
     [session] = sessions
