@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -40,8 +40,11 @@ from patchbay.transport.edge import Edge
 from patchbay.transport.http import Receive, Scope, Send
 from patchbay.transport.legacy_sse import LegacySSE
 from patchbay.transport.security import HostGuard
-from patchbay.transport.sessions import MemorySessionStore
+from patchbay.transport.sessions import MemorySessionStore, SessionStore
 from patchbay.transport.streamable_http import StreamableHTTP
+
+if TYPE_CHECKING:  # a fleet's modules import redis; a single node never loads them
+    from patchbay.fleet.events import FleetEvents
 
 log = logging.getLogger("patchbay")
 
@@ -195,7 +198,8 @@ class Runtime:
         for attr, method in LIST_CHANGED:
             if getattr(self.catalog, attr) != before[attr] and method not in sent:
                 sent.add(method)
-                self.hub.publish(method)
+                # Local: every replica of a fleet rebuilds its own catalog and tells its own streams.
+                self.hub.publish(method, local=True)
 
     def resource_updated(self, uri: str) -> None:
         self.hub.publish("notifications/resources/updated", {"uri": uri})
@@ -321,12 +325,23 @@ def create_app(settings: Settings) -> Any:
     console = build_console(runtime, auth)  # the operator console at /admin (docs/console.md)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
-    sessions = MemorySessionStore(
-        idle_seconds=server.session_idle_seconds,
-        max_sessions=server.max_sessions,
-        # Without sign-in every caller is the same (anonymous) principal: only the store's own cap applies.
-        max_per_owner=server.max_sessions_per_principal if auth is not None else None,
-    )
+    sessions: SessionStore
+    events: FleetEvents | None = None
+    if runtime.fleet is not None:  # sealed session ids any replica opens; their state in Redis (docs/deploy.md)
+        from patchbay.fleet.events import fleet_events
+        from patchbay.fleet.fanout import HubBridge
+        from patchbay.fleet.sessions import fleet_store
+
+        events = fleet_events(settings, runtime.fleet)  # streams resumable on any replica
+        sessions = fleet_store(settings, runtime.fleet, events)
+        HubBridge(runtime.hub, runtime.fleet.bus)  # notifications reach every replica's streams
+    else:
+        sessions = MemorySessionStore(
+            idle_seconds=server.session_idle_seconds,
+            max_sessions=server.max_sessions,
+            # Without sign-in every caller is the same (anonymous) principal: only the store's own cap applies.
+            max_per_owner=server.max_sessions_per_principal if auth is not None else None,
+        )
     mcp = StreamableHTTP(
         runtime.dispatcher,
         sessions,
@@ -345,6 +360,8 @@ def create_app(settings: Settings) -> Any:
         keepalive_seconds=server.sse_keepalive_seconds,
         auth=auth.authenticator if auth is not None else None,
     )
+    if events is not None:
+        mcp.streams.shared = events
     if console is not None:
         console.sessions, console.legacy = sessions, legacy  # counted on the overview
     # [metrics] and [otel] (docs/observability.md); with neither, no hook runs on any call.
@@ -404,6 +421,8 @@ def create_app(settings: Settings) -> Any:
             legacy.close_all()
             await observability.stop()
             await runtime.stop()
+            if events is not None:
+                await events.close()
             if runtime.fleet is not None:
                 await runtime.fleet.stop()
             runtime.links.close()

@@ -494,7 +494,7 @@ class StreamableHTTP:
             return
         last_event = headers.get(b"last-event-id")
         if last_event is not None:
-            await self.streams.resume(session, last_event.decode("latin-1"), send)
+            await self.streams.resume(session, last_event.decode("latin-1"), send, receive)
             return
         if session.standalone is not None:
             await http.rpc_error(

@@ -1,0 +1,126 @@
+"""Legacy HTTP+SSE (MCP 2024-11-05) without sticky sessions: the stream opened on replica A, the messages posted
+to replica B, and every answer arrives on A's stream; only the principal that opened the stream may post to it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2 as httpx
+import pytest
+from fixtures.fleet_streams import Event, call, events, fleet_settings, two_replicas
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.anyio
+INIT = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "legacy", "version": "1"}}
+
+
+async def next_message(stream: AsyncIterator[Event]) -> dict[str, Any]:
+    with anyio.fail_after(10):
+        async for event in stream:
+            if event.data:
+                message: dict[str, Any] = json.loads(event.data)
+                return message
+    raise AssertionError("the stream ended")
+
+
+async def endpoint_of(lines: AsyncIterator[str]) -> str:
+    with anyio.fail_after(10):
+        async for line in lines:
+            if line.startswith("data:"):
+                return line[5:].strip()
+    raise AssertionError("no endpoint event")
+
+
+async def test_messages_posted_to_b_are_answered_on_the_stream_held_by_a(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    async with (
+        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        async with http.stream("GET", f"{a.base}/sse") as stream:
+            assert stream.status_code == 200
+            lines = stream.aiter_lines()
+            endpoint = await endpoint_of(lines)
+            assert endpoint.startswith("/messages?session_id=")
+            replies = events(lines)
+            posted = await http.post(
+                f"{b.base}{endpoint}", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": INIT}
+            )
+            assert posted.status_code == 202
+            assert (await next_message(replies))["result"]["protocolVersion"] == "2024-11-05"
+            posted = await http.post(f"{b.base}{endpoint}", json=call("whoami", 2))
+            assert posted.status_code == 202
+            answer = await next_message(replies)
+            assert answer["id"] == 2 and answer["result"]["content"][0]["text"] == "anonymous"
+        link = a.app.runtime.fleet.link
+        key = link.key("sse", endpoint.partition("session_id=")[2])
+
+        async def forgotten() -> bool:
+            return not await link.do(lambda c: c.exists(key))
+
+        await until(forgotten, "replica A forgets the stream the client closed")
+        gone = await http.post(f"{b.base}{endpoint}", json=call("whoami", 3))
+        assert gone.status_code == 404  # the stream closed: unknown on every replica
+        assert gone.json()["error"]["code"] == -32001
+
+
+async def test_another_principal_cannot_post_to_a_stream_held_elsewhere(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    settings = fleet_settings(tmp_path, redis_url, redis_prefix, auth={"mode": "api_key"})
+    async with two_replicas(settings) as (a, b):
+        core = a.app.runtime.auth.core
+        key_a = (await core.run(core.keys.create, "key-a", ["mcp"]))[1]
+        key_b = (await core.run(core.keys.create, "key-b", ["mcp"]))[1]
+        async with httpx.AsyncClient(timeout=10) as http:
+            bearer_a, bearer_b = {"authorization": f"Bearer {key_a}"}, {"authorization": f"Bearer {key_b}"}
+            async with http.stream("GET", f"{a.base}/sse", headers=bearer_a) as stream:
+                lines = stream.aiter_lines()
+                endpoint = await endpoint_of(lines)
+                replies = events(lines)
+                stolen = await http.post(f"{b.base}{endpoint}", json=call("whoami", 1), headers=bearer_b)
+                assert stolen.status_code == 404
+                unknown = await http.post(
+                    f"{b.base}/messages?session_id=nope", json=call("whoami", 1), headers=bearer_a
+                )
+                assert stolen.json() == unknown.json()  # nothing tells key B that the session exists
+                anonymous = await http.post(f"{b.base}{endpoint}", json=call("whoami", 2))
+                assert anonymous.status_code == 401
+                mine = await http.post(f"{b.base}{endpoint}", json=call("whoami", 3), headers=bearer_a)
+                assert mine.status_code == 202
+                answer = await next_message(replies)
+                assert answer["id"] == 3  # the refused messages never reached the stream
+                assert answer["result"]["content"][0]["text"] == "key:key-a"
+
+
+async def test_a_forwarded_message_for_another_owner_is_dropped_by_the_holder(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """The holder checks the owner again: a message on the bus naming the wrong owner never runs."""
+    async with (
+        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
+        httpx.AsyncClient(timeout=10) as http,
+        http.stream("GET", f"{a.base}/sse") as stream,
+    ):
+        lines = stream.aiter_lines()
+        endpoint = await endpoint_of(lines)
+        replies = events(lines)
+        session_id = endpoint.partition("session_id=")[2]
+        bus = b.app.runtime.fleet.bus
+        forged = call("whoami", 1)
+        await bus.send_to(
+            a.app.runtime.fleet.replica_id,
+            "legacy_post",
+            sid=session_id,
+            owner="f" * 64,
+            principal=None,
+            message=forged,
+        )
+        assert (await http.post(f"{b.base}{endpoint}", json=call("whoami", 2))).status_code == 202
+        answer = await next_message(replies)
+        assert answer["id"] == 2  # the forged message (sent first, on the same channel) did not run
