@@ -13,10 +13,12 @@ import anyio
 import httpx2 as httpx
 import pytest
 from fixtures.fleet_streams import Event, call, events, fleet_settings, open_session, two_replicas
+from fixtures.wire import modern_request
 
 pytestmark = pytest.mark.anyio
 UPDATED = "notifications/resources/updated"
 TOOLS_CHANGED = "notifications/tools/list_changed"
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
 
 def messages(seen: list[Event]) -> list[dict[str, Any]]:
@@ -119,3 +121,30 @@ async def test_a_get_stream_reconnected_on_b_gets_what_it_missed_then_goes_on_li
         assert updates == ["fleet://mark", "fleet://doc", "fleet://mark"]
         ids = [int((e.id or "_-1").rpartition("_")[2]) for e in seen if e.data]
         assert ids == sorted(ids) and len(set(ids)) == len(ids) and ids[0] == int(last.rpartition("_")[2])
+
+
+async def test_a_resource_updated_on_a_reaches_a_2026_listen_stream_on_b_once(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    async with (
+        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        body, headers = modern_request(
+            "subscriptions/listen",
+            {"notifications": {"resourceSubscriptions": ["fleet://doc", "fleet://mark"]}},
+            request_id="listen-1",
+        )
+        writer = await open_session(http, a.mcp)
+        seen: list[Event] = []
+        async with http.stream("POST", b.mcp, json=body, headers=headers) as stream:
+            assert stream.status_code == 200
+            lines = events(stream.aiter_lines())
+            with anyio.fail_after(10):
+                seen.append(await anext(lines))  # the acknowledgement: the subscription is listening
+            assert (await http.post(a.mcp, json=call("touch", 1, uri="fleet://doc"), headers=writer)).is_success
+            assert (await http.post(a.mcp, json=call("touch", 2, uri="fleet://mark"), headers=writer)).is_success
+            await until_mark(lines, seen)
+        updates = [m for m in messages(seen) if m.get("method") == UPDATED]
+        assert [m["params"]["uri"] for m in updates] == ["fleet://doc", "fleet://mark"]
+        assert all(m["params"]["_meta"][SUBSCRIPTION_ID] == "listen-1" for m in updates)
