@@ -323,3 +323,43 @@ async def test_an_answer_over_the_message_cap_fails_the_call_with_the_cap() -> N
                 await pool.call("tools/call", {"name": "big"}, timeout=5)
         finally:
             await pool.close()
+
+
+async def test_a_prepared_header_block_replaces_a_fixed_header_and_refuses_a_line_break() -> None:
+    async with serving(Origin()) as origin:
+        client = OriginClient(origin.url, headers={"X-Api-Key": "fixed"})
+        try:
+            block = client.prepare({"x-api-key": "mine", "Content-Type": "application/json"})
+            for n in range(2):
+                _, body = await client.fetch("POST", block, str(n).encode(), 100)
+                assert body == f"ok:{n}".encode()
+            assert [seen.headers["x-api-key"] for seen in origin.seen] == ["mine", "mine"]
+            with pytest.raises(Refused) as refused:
+                client.prepare({"Authorization": "Bearer s3cret\nX-Evil: 1"})
+            assert "s3cret" not in str(refused.value)
+        finally:
+            await client.aclose()
+
+
+async def test_each_tool_call_carries_its_own_name_and_the_credentials_of_the_moment() -> None:
+    async def echo(origin: Origin, seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        message = orjson.loads(seen.body)
+        answer = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": []}}
+        writer.write(reply("200 OK", orjson.dumps(answer), "Content-Type: application/json"))
+        return True
+
+    async with serving(Origin(modern(echo))) as origin:
+        pool = pool_for(origin.url)
+        try:
+            for token, name in [("one", "a"), ("one", "b"), ("one", "a"), ("two", "a")]:
+                headers = {"Authorization": f"Bearer {token}"}
+                await pool.call("tools/call", {"name": name}, headers=headers, timeout=5)
+            calls = [seen.headers for seen in origin.seen if seen.headers.get("mcp-method") == "tools/call"]
+            assert [(h["mcp-name"], h["authorization"]) for h in calls] == [
+                ("a", "Bearer one"),
+                ("b", "Bearer one"),
+                ("a", "Bearer one"),
+                ("a", "Bearer two"),
+            ]
+        finally:
+            await pool.close()

@@ -32,7 +32,17 @@ _BAD_VALUE = re.compile(r"[\r\n\0]")
 # RFC 9112 §3.2.1 origin-form: "/" then visible ASCII without '"' or a fragment; anything else is encoded first.
 _TARGET = re.compile(r"/[!$-~]*")
 
-__all__ = ["ConnectionFailed", "OriginClient", "Response", "TooLarge"]
+__all__ = ["ConnectionFailed", "HeaderBlock", "OriginClient", "Response", "TooLarge"]
+
+
+class HeaderBlock:
+    """Header lines checked and encoded once (the client's fixed headers merged in) by
+    :meth:`OriginClient.prepare`, for a caller that sends the same headers on many requests."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: bytes) -> None:
+        self.lines = lines
 
 
 class OriginClient:
@@ -85,7 +95,12 @@ class OriginClient:
     # -- requests ---------------------------------------------------------------------------------------------
 
     async def request(
-        self, method: str, headers: Mapping[str, str], body: bytes = b"", *, target: str | None = None
+        self,
+        method: str,
+        headers: Mapping[str, str] | HeaderBlock,
+        body: bytes = b"",
+        *,
+        target: str | None = None,
     ) -> Response:
         """Send ``method`` to the URL and return once the response head is in; end it with ``aclose()``.
 
@@ -111,7 +126,13 @@ class OriginClient:
         return await conn.send(head, body)  # from here on the connection gives the slot back
 
     async def fetch(
-        self, method: str, headers: Mapping[str, str], body: bytes, cap: int, *, target: str | None = None
+        self,
+        method: str,
+        headers: Mapping[str, str] | HeaderBlock,
+        body: bytes,
+        cap: int,
+        *,
+        target: str | None = None,
     ) -> tuple[Response, bytes]:
         """:meth:`request` plus the whole body (at most ``cap`` bytes); the response is already closed.
 
@@ -124,15 +145,24 @@ class OriginClient:
         finally:
             await response.aclose()
 
-    def _head(self, method: str, headers: Mapping[str, str], body: bytes, target: str) -> bytes:
-        length = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT", "PATCH") else ""
-        start = f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\n{length}".encode("ascii")
+    def prepare(self, headers: Mapping[str, str]) -> HeaderBlock:
+        """``headers`` with the fixed ones, checked and encoded once for many :meth:`request` calls.
+
+        Raises:
+            Refused: a header name or value that cannot be sent.
+        """
         if any(name.lower() in self._fixed_names for name in headers):
             # A per-request value replaces a fixed one of the same name (sent once, as httpx merges them).
             lowered = {name.lower() for name in headers}
             kept = {name: value for name, value in self._fixed_headers.items() if name.lower() not in lowered}
-            return start + _encode_headers({**kept, **headers}) + b"\r\n"
-        return start + self._fixed + _encode_headers(headers) + b"\r\n"
+            return HeaderBlock(_encode_headers({**kept, **headers}))
+        return HeaderBlock(self._fixed + _encode_headers(headers))
+
+    def _head(self, method: str, headers: Mapping[str, str] | HeaderBlock, body: bytes, target: str) -> bytes:
+        length = f"Content-Length: {len(body)}\r\n" if body or method in ("POST", "PUT", "PATCH") else ""
+        start = f"{method} {target} HTTP/1.1\r\nHost: {self.host_header}\r\n{length}".encode("ascii")
+        block = headers if isinstance(headers, HeaderBlock) else self.prepare(headers)
+        return start + block.lines + b"\r\n"
 
     async def _connection(self) -> Http1Connection:
         if self._closed:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from patchbay.outbound import FetchError
-from patchbay.outbound.origin import OriginClient, Response, TooLarge
+from patchbay.outbound.origin import HeaderBlock, OriginClient, Response, TooLarge
 from patchbay.protocol.versions import MODERN, at_least
 from patchbay.upstream.errors import SessionLost, UpstreamError, UpstreamUnauthorized, UpstreamUnavailable
 from patchbay.upstream.sse import events
@@ -45,6 +45,7 @@ LISTEN_BACKOFF_MAX = 30.0
 CLOSE_TIMEOUT = 5.0
 DRAIN_SECONDS = 2.0
 NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+MAX_BLOCKS = 256  # encoded header blocks kept per channel
 # What a server answers a request it cannot serve in this era (2025-only: no session; 2026-only: no such method).
 NOT_THIS_ERA = (400, 404, 405)
 
@@ -60,6 +61,7 @@ class HttpChannel:
         self._session: UpstreamSession | None = None
         self._listener: asyncio.Task[None] | None = None
         self._host = client.host
+        self._blocks: dict[tuple[Any, ...], HeaderBlock] = {}
 
     def bind(self, session: UpstreamSession) -> None:
         self._session = session
@@ -71,6 +73,29 @@ class HttpChannel:
     def update_headers(self, headers: Mapping[str, str]) -> None:
         if headers != self.auth_headers:
             self.auth_headers = dict(headers)
+            self._blocks.clear()
+
+    def _block(self, message: dict[str, Any]) -> HeaderBlock:
+        """The encoded headers of a request, built once per method, name and session state: every proxied call
+        of a tool sends the same ones.
+
+        Raises:
+            Refused: a configured header cannot be sent.
+        """
+        session = self._session
+        method = message.get("method")
+        param = NAME_PARAM.get(method) if isinstance(method, str) else None
+        name = (message.get("params") or {}).get(param) if param else None
+        if not isinstance(name, str):
+            name = None  # only a string becomes Mcp-Name
+        state = (session.modern, session.protocol_version) if session is not None else None
+        key = (method, name, state, self.session_id)
+        block = self._blocks.get(key)
+        if block is None:
+            if len(self._blocks) >= MAX_BLOCKS:  # resources/read names any URI: the table stays bounded
+                self._blocks.clear()
+            block = self._blocks[key] = self.client.prepare(self._headers(message))
+        return block
 
     def _headers(self, message: dict[str, Any]) -> dict[str, str]:
         headers = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json", **self.auth_headers}
@@ -94,15 +119,14 @@ class HttpChannel:
 
     async def send(self, message: dict[str, Any], call: Call | None) -> None:
         body = orjson.dumps(message)
-        headers = self._headers(message)
         if call is None:
-            await self._post_other(body, headers)
+            await self._post_other(body, self._headers(message))
             if message.get("method") == "notifications/initialized":
                 self._start_listening()
             return
         call.delivered = True
         try:
-            response = await self.client.request("POST", headers, body)
+            response = await self.client.request("POST", self._block(message), body)
         except FetchError as exc:
             raise UpstreamUnavailable(f"could not reach {self._host}: {exc}") from None
         answered = False

@@ -23,6 +23,7 @@ from patchbay.context import Context
 from patchbay.errors import RpcError, ToolError
 from patchbay.links import Credentials, LinkRequired, LinkUnavailable
 from patchbay.links.answer import link_answer
+from patchbay.protocol.jsonrpc import METHOD_NOT_FOUND, MISSING_CLIENT_CAPABILITY
 from patchbay.protocol.scope import InputRequired
 from patchbay.protocol.versions import META_CLIENT_CAPS, META_LOG_LEVEL
 from patchbay.upstream import (
@@ -36,6 +37,8 @@ from patchbay.upstream import (
 
 MAX_INPUT_ROUNDS = 8  # a 2026-07-28 upstream that keeps asking is stopped, not followed forever
 UPSTREAM_STATE = "upstream"  # where the upstream's requestState is kept inside ours (InputRequired.carry)
+# What an upstream may ask a client, and the client capability each needs (MCP 2025-11-25 client features).
+ASKABLE = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
 
 OnRequest = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -195,7 +198,14 @@ class Proxy:
     async def _bridged(
         self, method: str, params: dict[str, Any], ctx: Context, identity: str, headers: dict[str, str]
     ) -> dict[str, Any]:
-        """A 2026-07-28 client: run the upstream call in the background; park it when it asks the client."""
+        """A 2026-07-28 client: run the upstream call in the background; park it when it asks the client.
+
+        A client that declared none of the capabilities an upstream can ask for (and answers nothing) could not
+        answer a parked question: its call runs inline, and a question is refused as ``Context.ask`` refuses one.
+        """
+        caps = ctx.client_capabilities
+        if not any(kind in caps for kind in ASKABLE.values()) and not ctx.input_answers:
+            return await self._rounds(method, params, ctx, identity, headers, _cannot_ask)
         principal = str(ctx.principal or "")
         entry = self.bridge.resume(ctx.input_answers, principal)
         if entry is None:
@@ -224,6 +234,19 @@ def _meta(caps: dict[str, Any] | None) -> dict[str, Any]:
     if caps is not None:
         meta[META_CLIENT_CAPS] = caps
     return meta
+
+
+async def _cannot_ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """An upstream's question to a 2026-07-28 client that declared no capability to answer it."""
+    needed = ASKABLE.get(method)
+    if needed is None:
+        raise UpstreamError(METHOD_NOT_FOUND, f"Method not found: {method}")
+    # MCP 2026-07-28: the same error a server gets for a request needing a capability the client lacks.
+    raise UpstreamError(
+        MISSING_CLIENT_CAPABILITY,
+        f"This request needs the client capability '{needed}'",
+        {"requiredCapabilities": {needed: {}}},
+    )
 
 
 async def _ask(ctx: Context, method: str, params: dict[str, Any]) -> dict[str, Any]:
