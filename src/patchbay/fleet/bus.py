@@ -40,6 +40,7 @@ class Bus:
         self._handlers: dict[str, list[Handler]] = {}
         self._resync: list[Resync] = []
         self._reader: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def on(self, kind: str, handler: Handler) -> None:
         """Run ``handler(message)`` for every message of ``kind`` another replica sends here."""
@@ -67,10 +68,14 @@ class Bus:
 
     async def start(self) -> None:
         if self._reader is None:
+            self._stopping = False
             self._reader = asyncio.create_task(self._read(), name="patchbay-fleet-bus")
 
     async def stop(self) -> None:
         if self._reader is not None:
+            # The flag too: a cancellation that lands inside redis-py's read can be absorbed there; the reader
+            # then sees the flag at its next poll.
+            self._stopping = True
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
@@ -83,7 +88,7 @@ class Bus:
 
     async def _read(self) -> None:
         delay, missed = BACKOFF_FIRST, False
-        while True:
+        while not self._stopping:
             pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.everyone, self.mine)
@@ -93,7 +98,7 @@ class Bus:
                     log.info("fleet bus resubscribed; re-reading shared state")
                     await self._run_resync()
                 delay, missed = BACKOFF_FIRST, False
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
                     if message is not None and message.get("type") == "message":
                         await self._deliver(message["channel"], message["data"])

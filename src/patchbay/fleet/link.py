@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -52,7 +52,8 @@ def redact(url: str) -> str:
         user = userinfo.partition(":")[0]
         netloc = f"{user}:***@{hostport}"
     query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Built by hand: urlunsplit drops the empty authority of unix:///path.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class RedisLink:
@@ -77,6 +78,7 @@ class RedisLink:
         self._probing = False
         self._on_up: list[Callable[[], Any]] = []
         self._prober: asyncio.Task[None] | None = None
+        self._closing = False
         self._callbacks: set[asyncio.Task[Any]] = set()  # on_up coroutines in flight (held against GC)
 
     def key(self, *parts: str) -> str:
@@ -142,10 +144,12 @@ class RedisLink:
     async def start(self) -> None:
         """Start probing once a second while down, so the link comes back without waiting for traffic."""
         if self._prober is None:
+            self._closing = False
             self._prober = asyncio.create_task(self._probe_loop(), name="patchbay-redis-probe")
 
     async def close(self) -> None:
         if self._prober is not None:
+            self._closing = True  # redis-py can absorb a cancellation that lands inside a command
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
@@ -154,7 +158,7 @@ class RedisLink:
             await self.client.aclose()
 
     async def _probe_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(PROBE_SECONDS / 4)
             if not self.up and not self._probing and time.monotonic() >= self._next_probe:
                 await self.probe()

@@ -50,6 +50,7 @@ class Replicas:
         self._beat = link.script(_BEAT)
         self._live = 1
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def live(self) -> int:
         """How many replicas were alive at the last heartbeat (at least this one; kept while Redis is down)."""
@@ -77,11 +78,13 @@ class Replicas:
         with contextlib.suppress(FleetUnavailable):  # a replica may start while Redis is down; readiness says so
             await self.beat()
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="patchbay-fleet-heartbeat")
 
     async def stop(self) -> None:
         """Stop beating and leave the fleet at once (the others see it at their next beat, not after the TTL)."""
         if self._task is not None:
+            self._stopping = True  # as for the bus: redis-py can absorb a cancellation that lands in a command
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -96,7 +99,7 @@ class Replicas:
         await pipe.execute()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(BEAT_SECONDS)
             with contextlib.suppress(FleetUnavailable):
                 await self.beat()
