@@ -72,7 +72,8 @@ class Bridge:
             return await answer
 
         task: asyncio.Task[dict[str, Any]] = asyncio.create_task(run(on_request), name="patchbay-upstream-call")
-        parked.append(Parked(secrets.token_urlsafe(18), principal, task, questions, self.clock() + self.ttl))
+        # The id is drawn when the call is first parked: most calls end without asking anything.
+        parked.append(Parked("", principal, task, questions, self.clock() + self.ttl))
         return parked[0]
 
     async def next_step(self, entry: Parked) -> dict[str, Any] | tuple[str, dict[str, Any]]:
@@ -100,6 +101,7 @@ class Bridge:
             self._parked.pop(entry.id, None)
             return entry.task.result()
         method, params, answer = entry.questions.get_nowait()
+        entry.id = entry.id or secrets.token_urlsafe(18)
         entry.asked += 1
         entry.key, entry.answer = f"upstream-{entry.id}-{entry.asked}", answer
         entry.expires_at = self.clock() + self.ttl
