@@ -47,9 +47,7 @@ def test_a_redis_url_with_another_scheme_is_refused_without_echoing_it(url: str)
 def test_the_redis_url_and_previous_secrets_come_from_the_file_or_the_environment(tmp_path: Path) -> None:
     path = write(tmp_path, '[server]\nprevious_secrets = ["old-one"]\n\n[redis]\nkey_prefix = "acme:"\n')
 
-    settings = load(
-        path, env={"PATCHBAY_REDIS__URL": "rediss://:pw@cache:6380/2", "PATCHBAY_SERVER__SECRET": SECRET}
-    )
+    settings = load(path, env={"PATCHBAY_REDIS__URL": "rediss://:pw@cache:6380/2", "PATCHBAY_SERVER__SECRET": SECRET})
 
     assert settings.redis.url is not None and settings.redis.url.get_secret_value() == "rediss://:pw@cache:6380/2"
     assert settings.redis.key_prefix == "acme:"
@@ -83,8 +81,10 @@ def test_a_fleet_without_the_redis_package_says_which_extra_to_install(monkeypat
 
 
 def test_a_single_node_server_never_imports_redis(tmp_path: Path) -> None:
+    # The fleet's modules load without redis too: single-node code catches FleetUnavailable without the extra.
     program = (
         "import sys\n"
+        "import patchbay.fleet.bus, patchbay.fleet.link, patchbay.fleet.replicas\n"
         "from patchbay.app import create_app\n"
         "from patchbay.settings import from_dict\n"
         "app = create_app(from_dict({'store': {'url': 'sqlite:///:memory:'}}))\n"

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from patchbay.fleet.link import OUTAGE, RedisLink
+from patchbay.fleet.link import RedisLink
 
 log = logging.getLogger("patchbay.fleet")
 
@@ -102,14 +102,14 @@ class Bus:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL_SECONDS)
                     if message is not None and message.get("type") == "message":
                         await self._deliver(message["channel"], message["data"])
-            except OUTAGE as exc:
+            except self.link.outage as exc:
                 self.subscribed.clear()
                 if not missed:
                     log.warning("fleet bus lost its subscription (%s); resubscribing", exc)
                 self.link.mark_down(exc)
                 missed = True
             finally:
-                with contextlib.suppress(*OUTAGE):
+                with contextlib.suppress(*self.link.outage):
                     await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_CAP)

@@ -13,22 +13,26 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+if TYPE_CHECKING:  # redis is imported only when a fleet is built: single-node code may import FleetUnavailable
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("patchbay.fleet")
 
 T = TypeVar("T")
 PROBE_SECONDS = 1.0
-# What "Redis is unreachable" looks like from redis-py: refused or reset connections, timeouts, a server that is
-# still loading its data (BusyLoadingError is a ConnectionError) or a wrong password (AuthenticationError, too).
-OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+Outage = tuple[type[BaseException], ...]
+
+
+def outage_errors() -> Outage:
+    """What "Redis is unreachable" looks like from redis-py: refused or reset connections, timeouts, a server still
+    loading its data (BusyLoadingError is a ConnectionError) or a wrong password (AuthenticationError, too)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 
 class FleetUnavailable(Exception):
@@ -60,6 +64,11 @@ class RedisLink:
     """The fleet's Redis client with outage handling; ``key()`` builds every key under the fleet's prefix."""
 
     def __init__(self, url: str, *, key_prefix: str = "pb:", timeout_ms: int = 500) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.outage = outage_errors()
         self.where = redact(url)
         self.prefix = key_prefix
         self.timeout = timeout_ms / 1000
@@ -102,7 +111,7 @@ class RedisLink:
             self._probing, self._next_probe = True, now + PROBE_SECONDS
             try:
                 result = await fn(self.client)
-            except OUTAGE as exc:
+            except self.outage as exc:
                 self.last_error = _describe(exc)
                 raise FleetUnavailable from None
             finally:
@@ -111,7 +120,7 @@ class RedisLink:
             return result
         try:
             return await fn(self.client)
-        except OUTAGE as exc:
+        except self.outage as exc:
             self.mark_down(exc)
             raise FleetUnavailable from None
 
@@ -154,7 +163,7 @@ class RedisLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
             self._prober = None
-        with contextlib.suppress(*OUTAGE):
+        with contextlib.suppress(*self.outage):
             await self.client.aclose()
 
     async def _probe_loop(self) -> None:

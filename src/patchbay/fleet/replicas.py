@@ -14,11 +14,14 @@ import logging
 import os
 import socket
 import time
+from typing import TYPE_CHECKING
 
 import orjson
-import redis.asyncio as aioredis
 
 from patchbay.fleet.link import FleetUnavailable, RedisLink
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("patchbay.fleet")
 
