@@ -145,6 +145,8 @@ def test_each_patchbay_service_environment_loads_through_the_settings(service: s
     assert loaded.public_url == "http://localhost:8080"
     password = env["POSTGRES_PASSWORD"]
     assert f":{password}@" in loaded.store_url
+    # A replica may be killed outright: every read waits for its audit record's commit (docs/deploy.md).
+    assert loaded.audit.read_window_ms == 0
 
 
 def test_a_misspelled_variable_in_the_env_file_would_be_refused() -> None:

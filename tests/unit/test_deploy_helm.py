@@ -146,6 +146,14 @@ def test_container_environment_names_real_settings_keys(tmp_path: Path) -> None:
     assert loaded.store_url.startswith("postgresql+psycopg://") and len(loaded.vault.keys) == 1
 
 
+def test_default_config_makes_every_read_wait_for_its_audit_commit_so_a_killed_pod_loses_no_record(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "patchbay.toml"
+    config.write_text(_kind(_render(REQUIRED), "ConfigMap")["data"]["patchbay.toml"])
+    assert settings_mod.load(config, env={}).audit.read_window_ms == 0
+
+
 def test_values_yaml_matches_its_schema_and_bad_values_are_refused() -> None:
     schema = yaml.safe_load((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
