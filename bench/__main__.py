@@ -29,6 +29,8 @@ from bench import (
     coldstart,
     console,
     documents,
+    fleet,
+    fleet_report,
     harness,
     openapi,
     policy,
@@ -77,6 +79,7 @@ def _items() -> list[str]:
     names += ["openapi"]  # bench/openapi.py: GitHub's spec loaded, tool list tokens, CPU per call (no wrk)
     names += ["console"]  # bench/console.py: console page weight and time, 10k tools, 1M audit records (no wrk)
     names += list(proxy.ITEMS)  # bench/proxy.py: Patchbay in front of an upstream MCP server, HTTP and stdio
+    names += list(fleet.ITEMS)  # bench/fleet.py: Redis per call, Redis vs memory sessions, replicas, capacity
     return names
 
 
@@ -280,6 +283,11 @@ def _run(
             text = proxy.markdown(proxied, meta["date"])
             print(text, flush=True)
             sql_bench.write_doc(text, proxy.HEADING)
+    if fleet_items := [name for name in fleet.ITEMS if name in chosen]:
+        print("[fleet] shared state per call, 1 vs 2 replicas behind HAProxy, capacity model ...", flush=True)
+        run = functools.partial(fleet.run, fleet_items, args.quick, logdir, args.rounds, args.duration)
+        if (fleet_result := _attempt("fleet", failures, run)) is not None:
+            print(fleet_report.write(fleet_result, meta["date"]), flush=True)
     docs_result = None
     if "documents" in chosen:
         docs_run = functools.partial(documents.run, 10_000 if args.quick else documents.DEFAULT_DOCS, 1_000, logdir)

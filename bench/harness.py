@@ -53,6 +53,8 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     started_at: float
+    cpu: int = SERVER_CPU
+    """The CPU it is pinned to (when pinning is possible)."""
 
     @property
     def pid(self) -> int:
@@ -70,12 +72,12 @@ class Server:
         return ""
 
 
-def spawn(name: str, argv: Sequence[str], port: int, log: Path, cwd: Path) -> Server:
+def spawn(name: str, argv: Sequence[str], port: int, log: Path, cwd: Path, cpu: int = SERVER_CPU) -> Server:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         started_at = time.perf_counter()
         proc = subprocess.Popen(
-            pinned(argv, SERVER_CPU),
+            pinned(argv, cpu),
             cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -83,7 +85,7 @@ def spawn(name: str, argv: Sequence[str], port: int, log: Path, cwd: Path) -> Se
             start_new_session=True,  # Ctrl-C reaches only the harness, which then stops the server itself
         )
     _running.append(proc)
-    return Server(name, port, proc, log, started_at)
+    return Server(name, port, proc, log, started_at, cpu)
 
 
 def stop(server: Server, grace: float = 5.0) -> None:
