@@ -82,6 +82,8 @@ class Level:
     replica_share: list[float] = field(default_factory=list)
     """Each replica's share of the replicas' CPU (how evenly round-robin spread the work)."""
     others_cpu0_pct: float = 0.0
+    redis_outages: int = 0
+    """Times a replica logged Redis as unreachable during the level (its calls then skip Redis: fewer commands)."""
 
 
 @dataclass
@@ -323,8 +325,19 @@ def _sample(svc: Services, servers: list[harness.Server], lb: harness.Server | N
     }
 
 
+def _outages(servers: list[harness.Server], offsets: list[int]) -> int:
+    """How often the replicas logged Redis as unreachable after ``offsets`` (their log sizes before a level)."""
+    count = 0
+    for server, offset in zip(servers, offsets, strict=True):
+        with server.log.open("rb") as log:
+            log.seek(offset)
+            count += log.read().count(b"is unreachable")
+    return count
+
+
 def _level(svc: Services, servers: list[harness.Server], lb: harness.Server | None, port: int,
            env: dict[str, str], connections: int, duration_s: float) -> Level:  # fmt: skip
+    offsets = [s.log_size() for s in servers]
     before = _sample(svc, servers, lb)
     run = harness.run_wrk(port, LUA, env, connections, duration_s)
     after = _sample(svc, servers, lb)
@@ -348,6 +361,7 @@ def _level(svc: Services, servers: list[harness.Server], lb: harness.Server | No
         haproxy_cpu_us=(after["haproxy"] - before["haproxy"]) / calls * 1e6,
         replica_share=[s / sum(spent) if sum(spent) else 0.0 for s in spent],
         others_cpu0_pct=_share(after["busy"], before["busy"], harness.SERVER_CPU, on_cpu0, run.duration_s),
+        redis_outages=_outages(servers, offsets),
     )
 
 
@@ -372,6 +386,7 @@ def summary(run: Run) -> str:
     for lv in run.levels:
         cmds = sum(v for k, v in lv.redis_cmds.items() if k != ROUND_TRIPS)
         errors = f" ERRORS {lv.errors}" if lv.errors else ""
+        errors += f" REDIS UNREACHABLE {lv.redis_outages}x" if lv.redis_outages else ""
         trips = lv.redis_cmds.get(ROUND_TRIPS, 0.0)
         cells.append(
             f"c={lv.connections}: {lv.rps:,.0f} req/s {lv.cpu_us:,.0f} µs/call"

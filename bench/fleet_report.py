@@ -10,6 +10,7 @@ import json
 import math
 import statistics
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ HEADING = "## Fleet: shared state, replicas and capacity"
 CAPACITY_HEADING = "## Capacity model"
 DEPLOY = REPO / "docs" / "deploy.md"
 UTILISATION = 0.6  # a replica's CPU target: headroom for bursts, GC and a peer's share while one is replaced
-EXAMPLE_RATE = 1000.0
+EXAMPLE_RATE = 5000.0
 EXAMPLE_MIX = {"modern": 0.7, "session-json": 0.3}
 CPU_LEVEL = 16
 LABELS = {
@@ -165,8 +166,23 @@ def _setup(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _outage_notes(result: dict[str, Any]) -> list[str]:
+    """Levels during which a replica logged Redis as unreachable: their Redis figures are low, not cheap."""
+    notes = [
+        f"- {run['case']} ({run['topology']}), round {run['round']}, c={lv['connections']}: a replica logged Redis "
+        f"as unreachable {lv['redis_outages']} time(s); calls in those windows skipped Redis."
+        for run in result["runs"]
+        for lv in run["levels"]
+        if lv.get("redis_outages")
+    ]
+    if notes:
+        notes.insert(0, "**Redis outages during the run** (see the replicas' logs for the cause):\n")
+        notes.append("")
+    return notes
+
+
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"{HEADING}\n", *_setup(result)]
+    lines = [f"{HEADING}\n", *_setup(result), *_outage_notes(result)]
     if redis_rows := _redis_rows(result):
         lines += [
             f"### Redis per call (c={CPU_LEVEL})\n",
@@ -231,22 +247,22 @@ def _example(inputs: dict[str, dict[str, float]]) -> list[str]:
         return sum(inputs[case][name] * share for case, share in mix.items())
 
     cpu, rate = blend("cpu_us"), EXAMPLE_RATE
-    busy = rate * cpu / 1e6
     needed = math.ceil(rate * cpu / (1e6 * UTILISATION))
-    return [
-        f"**Worked example.** {rate:,.0f} calls/s at peak, {EXAMPLE_MIX['modern']:.0%} from 2026-07-28 clients and",
-        f"{EXAMPLE_MIX['session-json']:.0%} from 2025-era sessions, audit on. CPU per call:",
-        f"{EXAMPLE_MIX['modern']:g} {TIMES} {inputs['modern/redis']['cpu_us']:,.0f} µs +",
-        f"{EXAMPLE_MIX['session-json']:g} {TIMES} {inputs['session-json/redis']['cpu_us']:,.0f} µs = {cpu:,.0f} µs,",
-        f"so {busy:.2f} cores are busy; ⌈{rate:,.0f} {TIMES} {cpu:,.0f} ÷ (10⁶ {TIMES} {UTILISATION:g})⌉ =",
-        f"**{needed} replicas**, plus one so that losing",
-        f"one (a deploy, a node) keeps the rest under the target: run **{needed + 1}**. Redis sees",
-        f"{rate * blend('trips'):,.0f} round trips/s ({rate * blend('cmds'):,.0f} commands/s, about",
-        f"{rate * blend('redis_cpu_us') / 1e6:.2f} of a core); PostgreSQL {rate * blend('xacts'):,.0f} transactions/s,",
-        f"{rate * blend('wal_bytes') / 1e6:.1f} MB/s of WAL and about {rate * blend('pg_cpu_us') / 1e6:.2f} of a core.",
-        "Proxied calls cost the upstream's time on top (its own server, not counted here) and more of Patchbay's",
-        'CPU: use their row for the share of calls that go to `type = "mcp"` or `openapi` connectors.',
-    ]
+    modern, session = EXAMPLE_MIX["modern"], EXAMPLE_MIX["session-json"]
+    text = (
+        f"**Worked example.** {rate:,.0f} calls/s at peak, {modern:.0%} from 2026-07-28 clients and {session:.0%} "
+        f"from 2025-era sessions, audit on. CPU per call: {modern:g} {TIMES} {inputs['modern/redis']['cpu_us']:,.0f} "
+        f"µs + {session:g} {TIMES} {inputs['session-json/redis']['cpu_us']:,.0f} µs = {cpu:,.0f} µs, so "
+        f"{rate * cpu / 1e6:.1f} cores are busy; ⌈{rate:,.0f} {TIMES} {cpu:,.0f} ÷ (10⁶ {TIMES} {UTILISATION:g})⌉ = "
+        f"{needed}, plus one so that losing one (a deploy, a node) keeps the rest under the target: "
+        f"**{needed + 1} replicas** of one core. Redis sees {rate * blend('trips'):,.0f} round trips/s "
+        f"({rate * blend('cmds'):,.0f} commands/s, about {rate * blend('redis_cpu_us') / 1e6:.2f} of a core); "
+        f"PostgreSQL {rate * blend('xacts'):,.0f} transactions/s, {rate * blend('wal_bytes') / 1e6:.1f} MB/s of WAL "
+        f"and about {rate * blend('pg_cpu_us') / 1e6:.2f} of a core. Proxied calls cost more of Patchbay's CPU and "
+        "the upstream's time on top (its own server, not counted here): use their row for the share of calls that "
+        'go to `type = "mcp"` or `openapi` connectors.'
+    )
+    return textwrap.wrap(text, 116, break_on_hyphens=False)
 
 
 def capacity_section(result: dict[str, Any], date: str) -> str:
@@ -263,8 +279,8 @@ def capacity_section(result: dict[str, Any], date: str) -> str:
         "",
         f"with a target utilisation of {UTILISATION:g} (headroom for bursts and garbage collection) and one replica",
         "spare for a rollout or a lost node. Redis and PostgreSQL grow linearly with the same peak: multiply the",
-        "per-call figures below by the calls per second. Redis is rarely the limit (a core of Redis serves about",
-        "100,000 simple commands/s); PostgreSQL's share is mostly the audit trail, written in group commits.\n",
+        "per-call figures below by the calls per second; PostgreSQL's share is mostly the audit trail, written in",
+        "group commits (the audit-off row shows the difference).\n",
         *_capacity_table(inputs),
         *_example(inputs),
         "",
