@@ -32,6 +32,7 @@ WORK = ROOT / "build" / "mutate"
 MODULES_FILE = Path(__file__).resolve().parent / "modules.toml"
 # Test folders a unit test may import from (tests.support, the unit fixtures, the document fixtures).
 TEST_FOLDERS = ("unit", "support", "fixtures")
+TEST_FILES = ("__init__.py", "conftest.py")
 # mutmut's exit codes (mutmut/stats.py), folded into the columns we report.
 STATUS = {1: "killed", 3: "killed", 37: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout"}
 STATUS |= {152: "timeout", 255: "timeout", 5: "no tests", 33: "no tests", 34: "skipped"}
@@ -91,7 +92,9 @@ def prepare(group: Group, files: list[str], fresh: bool) -> Path:
     _link(work / "src", ROOT / "src")
     for folder in TEST_FOLDERS:
         _link(work / "tests" / folder, ROOT / "tests" / folder)
-    shutil.copy2(ROOT / "tests" / "__init__.py", work / "tests" / "__init__.py")
+    # tests/conftest.py holds fixtures every suite shares (a real redis-server for the fleet's tests).
+    for name in TEST_FILES:
+        shutil.copy2(ROOT / "tests" / name, work / "tests" / name)
     settings = {
         "source_paths": ["src"],
         "only_mutate": files,

@@ -1,0 +1,367 @@
+"""The fleet's session store and router without HTTP: two stores on one real redis-server play replicas A and B.
+
+Covers what the HTTP tests (test_fleet_routing.py) reach only slowly or not at all: where each answer and
+cancellation goes, what Redis holds and for how long, expiry and eviction of this replica's sessions, and the
+GET stream lock's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from tests.support.redis_server import RedisServer, redis_server
+from tests.support.waiting import until
+
+from patchbay.errors import RpcError
+from patchbay.fleet import Fleet
+from patchbay.fleet.routing import REGISTRY_TTL_MS
+from patchbay.fleet.sessions import FleetSessionStore, SealedIds
+from patchbay.settings import RedisSettings
+from patchbay.transport.sessions import CLIENT_CANCELLED, Session
+
+pytestmark = pytest.mark.anyio
+SECRET = b"store-routing-secret"
+CAPS = {"sampling": {}}
+INFO = {"name": "unit-client", "version": "2.1"}
+LIFETIME = 3600
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    url: str, prefix: str, *, clock: Callable[[], float] = time.time, local_max: int = 1024
+) -> AsyncIterator[tuple[FleetSessionStore, FleetSessionStore, aioredis.Redis]]:
+    """Replicas A and B joined to the bus, and a plain client to look into Redis."""
+    settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": 300})
+    fleets = [Fleet(settings) for _ in range(2)]
+    stores = [
+        FleetSessionStore(
+            f.link, f.bus, f.replica_id, SealedIds([SECRET], clock=clock), LIFETIME, stream_lock_seconds=0.2,
+            local_max=local_max,
+        )
+        for f in fleets
+    ]  # fmt: skip
+    redis = aioredis.Redis.from_url(url)
+    try:
+        for fleet in fleets:
+            await fleet.start()
+            await until(fleet.bus.subscribed.is_set, "the replica to join the bus")
+        yield stores[0], stores[1], redis
+    finally:
+        await redis.aclose()
+        for store, fleet in zip(stores, fleets, strict=True):
+            store.close_all()
+            await fleet.stop()
+
+
+async def ask(session: Session) -> tuple[str, asyncio.Task[dict[str, Any]]]:
+    """Ask the client something the way a tool call does; the request's id and the task awaiting its answer."""
+    sent: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    shared = session.shared
+    assert shared is not None
+
+    async def send(message: dict[str, Any]) -> None:
+        await shared.asking(session, message["id"])
+        sent.set_result(message["id"])
+
+    waiting = asyncio.ensure_future(session.outstanding().ask(send, "sampling/createMessage", {}))
+    return await sent, waiting
+
+
+def answer_to(request_id: str, text: str = "yes") -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": {"text": text}}
+
+
+async def test_an_answer_posted_to_b_reaches_the_request_waiting_on_a(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        request_id, waiting = await ask(session)
+        assert request_id.startswith(f"srv-{a.replica_id}-")
+        key = f"{redis_prefix}pend:{session.sid}"
+        assert await redis.hget(key, request_id) == a.replica_id.encode()
+        assert 0 < await redis.pttl(key) <= REGISTRY_TTL_MS
+        assert on_b.answer(answer_to(request_id)) is False  # B's own copy of the session waits for nothing
+        assert await b.answer(on_b, answer_to(request_id, "via B")) is True
+        assert await asyncio.wait_for(waiting, 20) == {"text": "via B"}
+        await a.asked(session, request_id)
+        assert await redis.hget(key, request_id) is None
+        assert await b.answer(on_b, answer_to(request_id)) is False  # nobody waits any more
+
+
+async def test_an_answer_for_this_replica_is_handed_over_at_once(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        request_id, waiting = await ask(session)
+        assert await a.answer(session, answer_to(request_id, "here")) is True
+        assert session.answer(answer_to(request_id, "late")) is False  # answered already, not via the bus
+        assert await asyncio.wait_for(waiting, 20) == {"text": "here"}
+
+
+async def test_an_answer_routed_to_a_replica_nobody_waits_on_is_logged(
+    redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        request_id, waiting = await ask(session)
+        assert await b.answer(on_b, answer_to(request_id, "first")) is True
+        assert await asyncio.wait_for(waiting, 20) == {"text": "first"}
+        with caplog.at_level(logging.INFO, logger="patchbay.fleet"):
+            assert await b.answer(on_b, answer_to(request_id, "again")) is True  # still registered: A is asked
+            await until(lambda: "found no request waiting for it" in caplog.text, "A to log the late answer")
+        assert "fleet: an answer routed here found no request waiting for it (already answered?)" in caplog.messages
+
+
+async def test_two_replicas_number_their_requests_to_one_client_apart(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        on_a_id, _ = await ask(session)
+        on_b_id, _ = await ask(on_b)
+        assert on_a_id == f"srv-{a.replica_id}-1" and on_b_id == f"srv-{b.replica_id}-1"
+        assert a.replica_id != b.replica_id
+
+
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+
+async def run_tracked(store: FleetSessionStore, session: Session, request_id: Any) -> asyncio.Task[None]:
+    task = asyncio.ensure_future(hang())
+    session.inflight = {request_id: task}
+    untrack = store.track(session, request_id)
+    task.add_done_callback(lambda _: untrack())
+    return task
+
+
+async def test_a_cancellation_sent_to_b_cancels_the_registered_call_on_a(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        task = await run_tracked(a, session, "slow-1")
+        key = f"{redis_prefix}infl:{session.sid}"
+        await until(lambda: redis.hget(key, b'"slow-1"'), "A to register the running call")
+        assert await redis.hget(key, b'"slow-1"') == a.replica_id.encode()
+        assert 0 < await redis.pttl(key) <= REGISTRY_TTL_MS
+        assert await b.cancel(on_b, "slow-1") is True
+        await until(task.done, "the call on A to be cancelled")
+        with pytest.raises(asyncio.CancelledError, match=re.escape(CLIENT_CANCELLED)):
+            task.result()
+        await until(lambda: _gone(redis, key), "A to unregister the cancelled call")
+
+
+async def _gone(redis: aioredis.Redis, key: str) -> bool:
+    return not await redis.exists(key)
+
+
+async def test_a_cancellation_for_a_call_not_registered_yet_is_broadcast(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        task = asyncio.ensure_future(hang())
+        session.inflight = {7: task, 8: asyncio.ensure_future(hang())}
+        assert await b.cancel(on_b, 7) is False
+        await until(task.done, "the broadcast cancellation to reach A")
+        with pytest.raises(asyncio.CancelledError, match=re.escape(CLIENT_CANCELLED)):
+            task.result()
+        assert not session.inflight[8].done()
+        session.inflight[8].cancel()
+
+
+async def test_a_session_deleted_on_a_ends_its_plumbing_on_both_replicas(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        await session.set_level("debug")
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        on_a_stream, on_b_stream = asyncio.Queue[bytes](), asyncio.Queue[bytes]()
+        session.standalone, on_b.standalone = on_a_stream, on_b_stream
+        assert await a.delete(session.id) is True
+        assert on_a_stream.get_nowait() == b""  # closed at once on A
+        await until(lambda: not on_b_stream.empty(), "B to end its stream of the deleted session")
+        assert on_b_stream.get_nowait() == b""
+        assert await redis.exists(f"{redis_prefix}s:{session.sid}") == 0  # its state goes with it
+        assert a.find(session.sid) is None
+
+
+async def test_the_denylist_and_the_state_last_as_long_as_the_session(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, _, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        sealed = a.ids.unseal(session.id)
+        assert sealed is not None and sealed.exp - sealed.iat == LIFETIME
+        await session.subscribe("kanban://board")
+        assert await redis.pexpiretime(f"{redis_prefix}s:{session.sid}") == sealed.exp * 1000
+        assert await a.delete(session.id) is True
+        expires = await redis.pexpiretime(f"{redis_prefix}sdel:{session.sid}")
+        # Within a minute of the session's own end: the run between sealing and deleting takes far less.
+        assert abs(expires - sealed.exp * 1000) < 60_000
+
+
+async def test_state_saved_for_a_session_this_replica_forgot_lasts_a_full_lifetime(
+    redis_url: str, redis_prefix: str
+) -> None:
+    now = [time.time()]
+    async with replicas(redis_url, redis_prefix, clock=lambda: now[0]) as (a, _, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        now[0] += 100
+        await session.set_level("debug")  # held here: the session's own end
+        key = f"{redis_prefix}s:{session.sid}"
+        assert await redis.pexpiretime(key) == (int(now[0] - 100) + LIFETIME) * 1000
+        a.close_all()
+        await a.save(session)  # no longer held here: a lifetime from now
+        assert await redis.pexpiretime(key) == (int(now[0]) + LIFETIME) * 1000
+
+
+async def test_a_session_held_here_past_its_end_is_unknown_and_closed(redis_url: str, redis_prefix: str) -> None:
+    now = [time.time()]
+    async with replicas(redis_url, redis_prefix, clock=lambda: now[0]) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        assert await a.get(session.id) is session
+        session.standalone = asyncio.Queue()
+        now[0] += LIFETIME
+        assert await a.get(session.id) is None
+        assert session.standalone.get_nowait() == b""
+        assert a.find(session.sid) is None
+
+
+async def test_idle_sessions_beyond_the_local_cap_are_dropped_least_recent_first_and_come_back_from_their_id(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with replicas(redis_url, redis_prefix, local_max=2) as (a, _, _redis):
+        first = await a.create("2025-11-25", CAPS, INFO)
+        second = await a.create("2025-11-25", CAPS, INFO)
+        assert await a.get(first.id) is first  # now the most recent
+        third = await a.create("2025-11-25", CAPS, INFO)
+        assert a.find(second.sid) is None
+        assert a.find(first.sid) is first and a.find(third.sid) is third
+        back = await a.get(second.id)
+        assert back is not None and back is not second and back.sid == second.sid
+
+
+async def test_sessions_with_live_plumbing_are_kept_and_counted(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix, local_max=2) as (a, _, _redis):
+        streaming = await a.create("2025-11-25", CAPS, INFO)
+        streaming.standalone = asyncio.Queue()
+        asking = await a.create("2025-11-25", CAPS, INFO)
+        _, waiting = await ask(asking)
+        idle = await a.create("2025-11-25", CAPS, INFO)
+        assert a.find(streaming.sid) is streaming and a.find(asking.sid) is asking
+        assert a.find(idle.sid) is None  # over the cap: the idle one makes room, however new
+        assert len(a) == 2
+        back = await a.get(idle.id)
+        assert back is not None and back.sid == idle.sid
+        waiting.cancel()
+
+
+async def test_corrupt_state_in_redis_falls_back_to_the_defaults(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        key = f"{redis_prefix}s:{session.sid}"
+        await redis.hset(key, mapping={"subs": b'[1, "kanban://board", null]', "x": b'{"c": ["not", "caps"]}'})
+        on_b = await b.get(session.id)
+        assert on_b is not None and on_b.subscriptions == {"kanban://board"} and on_b.log_level == "info"
+        assert on_b.client_caps == CAPS
+        await redis.hset(key, mapping={"subs": b"not json", "x": b"not json", "level": b"error"})
+        on_b = await b.get(session.id)
+        assert on_b is not None and on_b.subscriptions is None and on_b.client_caps == CAPS
+        assert on_b.log_level == "error"
+        await redis.hset(key, mapping={"subs": b'{"kanban://board": 1}'})
+        on_b = await b.get(session.id)
+        assert on_b is not None and on_b.subscriptions is None
+
+
+async def test_large_capabilities_leave_only_their_names_and_a_short_client_name_in_the_id(
+    redis_url: str, redis_prefix: str
+) -> None:
+    experimental = {f"f{i}": {"x": "y" * 20} for i in range(60)}
+    big = {"sampling": {}, "roots": {"listChanged": True}, "experimental": experimental}
+    info = {"name": "n" * 100, "version": 3, "title": "dropped"}
+    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+        session = await a.create("2025-11-25", big, info)
+        assert (session.client_caps, session.client_info) == (big, info)  # this replica keeps all of it
+        sealed = a.ids.unseal(session.id)
+        assert sealed is not None and sealed.spilled
+        assert sealed.caps == {"experimental": {}, "roots": {}, "sampling": {}}
+        assert sealed.client_info == {"name": "n" * 64, "version": "3"}
+        on_b = await b.get(session.id)
+        assert on_b is not None and (on_b.client_caps, on_b.client_info) == (big, info)
+
+
+async def test_capabilities_that_just_fit_stay_in_the_id(redis_url: str, redis_prefix: str) -> None:
+    info = {"name": "c"}
+    room = 1024 - len(b'{"name":"c"}') - len(b'{"experimental":{"pad":""}}')
+    async with replicas(redis_url, redis_prefix) as (a, _, _redis):
+        fits = await a.create("2025-11-25", {"experimental": {"pad": "p" * room}}, info)
+        over = await a.create("2025-11-25", {"experimental": {"pad": "p" * (room + 1)}}, info)
+        assert (sealed := a.ids.unseal(fits.id)) is not None and not sealed.spilled
+        assert sealed.caps == {"experimental": {"pad": "p" * room}}
+        assert (sealed := a.ids.unseal(over.id)) is not None and sealed.spilled
+        assert sealed.caps == {"experimental": {}}
+
+
+async def test_the_get_stream_lock_expires_by_itself_and_is_kept_alive_while_held(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        key = f"{redis_prefix}get:{session.sid}"
+        assert await a.claim_stream(session) is True
+        assert await redis.get(key) == a.replica_id.encode()
+        assert 0 < await redis.pttl(key) <= 1000  # never under a second, whatever the keepalive
+        await redis.pexpire(key, 300)
+        await b.keep_stream(on_b)  # not B's: unchanged
+        assert await redis.pttl(key) <= 300
+        await a.keep_stream(session)
+        assert await redis.pttl(key) > 300
+        await redis.pexpire(key, 500)
+        await until(lambda: _ttl_above(redis, key, 500), "A's keeper to refresh the lock")
+        await a.release_stream(session)
+        assert await redis.exists(key) == 0
+
+
+async def _ttl_above(redis: aioredis.Redis, key: str, floor: int) -> bool:
+    return bool(await redis.pttl(key) > floor)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path / "redis") as server:
+        yield server
+
+
+async def test_with_redis_down_routing_fails_fast_with_503_and_forgetting_is_quiet(
+    own_redis: RedisServer, redis_prefix: str
+) -> None:
+    async with replicas(own_redis.url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        own_redis.stop()
+        checks: list[tuple[str, Any]] = [
+            ("asking the client (sampling, elicitation, roots)", a.asking(session, "srv-1")),
+            ("answering a request from the server", a.answer(session, answer_to("srv-1"))),
+            ("cancelling a request running on another replica", a.cancel(session, 1)),
+            ("the session's GET stream", a.keep_stream(session)),
+            ("changing the session's log level or subscriptions", a.save(session)),
+        ]
+        for what, call in checks:
+            with pytest.raises(RpcError) as refused:
+                await asyncio.wait_for(call, 5)
+            assert refused.value.status == 503 and what in refused.value.message
+        await asyncio.wait_for(a.asked(session, "srv-1"), 5)
+        await asyncio.wait_for(a.release_stream(session), 5)
+        await asyncio.wait_for(a.router.ended(session.sid), 5)
