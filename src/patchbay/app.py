@@ -315,6 +315,9 @@ def create_app(settings: Settings) -> Any:
         from patchbay.fleet.notices import share_runtime
 
         share_runtime(runtime.fleet, runtime)
+        from patchbay.connectors.mcp.bridge import tag_replica
+
+        tag_replica(runtime.connectors, runtime.fleet.replica_id)  # a retry on another replica is told so
     link_pages = None
     if links_wanted(settings) and auth is not None:  # account linking (docs/links.md)
         from patchbay.links import pages as links_pages

@@ -6,6 +6,9 @@ its input request keyed ``upstream-<id>-<n>``. The client answers by retrying; t
 ``requestState`` (bound to the tool, its arguments and the caller), and the retry delivers the answer to the
 parked call, which goes on. A parked call is bound to the principal that started it, expires, and the table is
 bounded: an expired or evicted call is cancelled upstream.
+
+In a fleet the parked call stays in the replica that started it, and the id begins with that replica's id, so a
+retry that the load balancer sends to another replica is refused saying so (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from patchbay.errors import ToolError
 
 KEY = re.compile(r"^upstream-([A-Za-z0-9_-]{16,64})-(\d+)$")
+REPLICA = re.compile(r"^r-[0-9a-f]{10}")  # patchbay.fleet.new_replica_id
 # A question the upstream asked: (method, params, where the client's answer goes).
 Question = tuple[str, dict[str, Any], "asyncio.Future[dict[str, Any]]"]
 
@@ -53,6 +57,8 @@ class Bridge:
         self.ttl = ttl
         self.clock = clock
         self._parked: OrderedDict[str, Parked] = OrderedDict()
+        # This process's fleet replica id (patchbay.fleet), "" on a single node: the first part of every id.
+        self.replica = ""
 
     def __len__(self) -> int:
         return len(self._parked)
@@ -101,7 +107,7 @@ class Bridge:
             self._parked.pop(entry.id, None)
             return entry.task.result()
         method, params, answer = entry.questions.get_nowait()
-        entry.id = entry.id or secrets.token_urlsafe(18)
+        entry.id = entry.id or self.replica + secrets.token_urlsafe(18)
         entry.asked += 1
         entry.key, entry.answer = f"upstream-{entry.id}-{entry.asked}", answer
         entry.expires_at = self.clock() + self.ttl
@@ -127,12 +133,24 @@ class Bridge:
                 entry.answer.set_result(answer if isinstance(answer, dict) else {})
             self._parked.pop(entry.id, None)
             return entry
+        if any(self._elsewhere(k) for k in answers):
+            raise ToolError(
+                "This answer reached another replica of the fleet than the one holding the upstream server's "
+                "question (an upstream MCP server's questions to a 2026-07-28 client are answered on the replica "
+                "that asked them); call the tool again."
+            )
         if any(KEY.match(k) for k in answers):
             raise ToolError(
                 "The upstream server's question for this call is no longer waiting (it expired or the server "
                 "restarted); call the tool again."
             )
         return None
+
+    def _elsewhere(self, key: str) -> bool:
+        """``key`` names a question parked by another replica of this fleet."""
+        found = KEY.match(key)
+        replica = REPLICA.match(found.group(1)) if found is not None and self.replica else None
+        return replica is not None and replica.group(0) != self.replica
 
     def drop(self, entry: Parked) -> None:
         self._parked.pop(entry.id, None)
@@ -153,6 +171,14 @@ class Bridge:
         now = self.clock()
         for entry in [e for e in self._parked.values() if e.expires_at <= now]:
             self.drop(entry)
+
+
+def tag_replica(connectors: Iterable[object], replica: str) -> None:
+    """Make every upstream MCP connector's parked ids begin with this fleet replica's id."""
+    for connector in connectors:
+        bridge = getattr(connector, "bridge", None)
+        if isinstance(bridge, Bridge):
+            bridge.replica = replica
 
 
 async def settle(task: asyncio.Task[Any]) -> None:
