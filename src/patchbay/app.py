@@ -308,7 +308,7 @@ def create_app(settings: Settings) -> Any:
     if approvals_wanted(settings):  # the page and its sign-in stack load only when some call can be held
         from patchbay.gate import approval_pages
 
-        approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth)
+        approvals = approval_pages.build(settings, runtime.dispatcher, runtime.catalog, auth, runtime.fleet)
         if runtime.dispatcher.audit is not None:
             approvals.approvals.audit = runtime.dispatcher.audit.event
     if runtime.fleet is not None:  # MRTR states, manifest and approval notices shared by the fleet

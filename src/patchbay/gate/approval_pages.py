@@ -250,11 +250,21 @@ def catalog_lookup(catalog: Catalog) -> ToolLookup:
     return tool_lookup
 
 
-def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> ApprovalPages:
+def _throttle(limit: int, window: float, fleet: Any) -> Any:
+    """The sign-in throttle per address: this process's, or in a fleet one budget for every replica."""
+    if fleet is None:
+        return AddressThrottle(limit, window)
+    from patchbay.fleet.limits import SharedThrottle
+
+    return SharedThrottle(fleet.link, fleet.replicas.live, limit, window)
+
+
+def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any, fleet: Any = None) -> ApprovalPages:
     """The approvals and their page for an app: given to ``dispatcher.approvals``; routes from ``routes()``.
 
     With sign-in on, the store, accounts and sign-in throttle are the authorization server's; without it, the
-    store is opened here (an approver still signs in with a local account, if the store has one).
+    store is opened here (an approver still signs in with a local account, if the store has one), and in a
+    ``fleet`` (patchbay.fleet.Fleet) the throttle per address is the fleet's.
     """
     from patchbay.gate.approval_store import redactor
     from patchbay.store import create_engine
@@ -280,7 +290,7 @@ def build(settings: Settings, dispatcher: Any, catalog: Catalog, auth: Any) -> A
     else:
         login = settings.auth
         users = Users(engine, max_attempts=login.login_attempts, lockout=login.lockout_seconds)
-        throttle = AddressThrottle(login.login_attempts_per_address, login.lockout_seconds)
+        throttle = _throttle(login.login_attempts_per_address, login.lockout_seconds, fleet)
     dispatcher.approvals = approvals
 
     tool_lookup = catalog_lookup(catalog)
