@@ -72,6 +72,12 @@ class Context:
         ``requestState``; None on a first round."""
         return self._scope.carried
 
+    @property
+    def progress_requested(self) -> bool:
+        """Whether :meth:`report_progress` reaches the client (it sent a progress token and can be sent to)."""
+        scope = self._scope
+        return scope.progress_token is not None and scope.send is not None
+
     async def report_progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Send ``notifications/progress`` if the client asked for progress on this request; else do nothing."""
         scope = self._scope

@@ -185,8 +185,12 @@ class HttpChannel:
         kind = response.headers.get("content-type", "")
         if kind.startswith("text/event-stream"):
             return await self._read_stream(response, call)
-        body = await self._body(response, self.max_bytes)
-        await self._deliver(body, call)
+        message = self._parse(await self._body(response, self.max_bytes))
+        assert self._session is not None
+        if isinstance(message, dict) and "method" not in message:
+            self._session.resolve(message)  # the answer alone, as nearly always: nothing to route or await
+        else:
+            await self._route(message, call)
         if not call.future.done():
             raise UpstreamUnavailable(f"{self._host} answered HTTP {status} without a JSON-RPC response")
 
@@ -207,11 +211,17 @@ class HttpChannel:
         except TooLarge:
             raise UpstreamUnavailable(f"{self._host} sent a message larger than {cap} bytes") from None
 
-    async def _deliver(self, body: bytes, call: Call | None) -> None:
+    def _parse(self, body: bytes) -> Any:
         try:
-            message = orjson.loads(body)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             raise UpstreamUnavailable(f"{self._host} answered with a body that is not JSON") from None
+
+    async def _deliver(self, body: bytes, call: Call | None) -> None:
+        await self._route(self._parse(body), call)
+
+    async def _route(self, message: Any, call: Call | None) -> None:
+        """Hand each message of a JSON body (one, or a batch) to the session."""
         assert self._session is not None
         for one in message if isinstance(message, list) else [message]:
             await self._session.receive(one, call)

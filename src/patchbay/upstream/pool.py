@@ -138,15 +138,18 @@ class UpstreamPool:
         on_progress: ProgressHandler | None = None,
         on_message: NotificationHandler | None = None,
         on_request: ServerRequestHandler | None = None,
+        session: UpstreamSession | None = None,
     ) -> dict[str, Any]:
         """``session()`` + ``request()``, retried once on a new session when the session was lost before the
-        upstream saw the request.
+        upstream saw the request. ``session``: the one ``session(identity, headers)`` just gave the caller, used
+        while it lives (a proxied call asks for it once, not twice).
 
         Raises:
             UpstreamError, UpstreamTimeout, UpstreamUnavailable, InputNeeded: as ``UpstreamSession.request``.
         """
         for attempt in (0, 1):
-            session = await self.session(identity, headers)
+            if session is None or session.lost is not None:
+                session = await self.session(identity, headers)
             try:
                 return await session.request(
                     method,
@@ -160,6 +163,7 @@ class UpstreamPool:
                 self._drop(identity, session)
                 if lost.delivered or attempt:
                     raise
+                session = None
                 log.info("upstream %s: session lost (%s); retrying on a new session", self.name, lost)
         raise AssertionError("unreachable")  # pragma: no cover
 

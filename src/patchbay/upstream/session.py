@@ -234,13 +234,14 @@ class UpstreamSession:
             return
         method = message.get("method")
         if not isinstance(method, str):
-            self._resolve(message)
+            self.resolve(message)
         elif "id" in message:
             self._serve(message, method, call)
         else:
             await self._notification(method, message.get("params") or {}, call)
 
-    def _resolve(self, message: dict[str, Any]) -> None:
+    def resolve(self, message: dict[str, Any]) -> None:
+        """Settle the request ``message`` (a JSON-RPC response) answers; an unknown or settled id is ignored."""
         pending = self.pending.get(message.get("id"))  # type: ignore[arg-type]
         if pending is None or pending.future.done():
             log.debug("upstream answered an id with no request in flight; ignored")

@@ -30,6 +30,7 @@ from patchbay.upstream import (
     InputNeeded,
     UpstreamError,
     UpstreamPool,
+    UpstreamSession,
     UpstreamTimeout,
     UpstreamUnauthorized,
     UpstreamUnavailable,
@@ -39,6 +40,7 @@ MAX_INPUT_ROUNDS = 8  # a 2026-07-28 upstream that keeps asking is stopped, not 
 UPSTREAM_STATE = "upstream"  # where the upstream's requestState is kept inside ours (InputRequired.carry)
 # What an upstream may ask a client, and the client capability each needs (MCP 2025-11-25 client features).
 ASKABLE = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation", "roots/list": "roots"}
+ANSWERS = frozenset(ASKABLE.values())
 
 OnRequest = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -82,13 +84,19 @@ class Proxy:
         async with self.in_flight:
             self.active.add(ctx)
             try:
-                modern = (await self.pool.session(identity, headers)).modern
-                if ctx.era == "modern" and modern:
-                    return await self._passed_through(method, params, ctx, identity, headers)
+                # Looked up once: its era picks the path, and the request goes out on it.
+                session = await self.pool.session(identity, headers)
                 if ctx.era == "modern":
-                    return await self._bridged(method, params, ctx, identity, headers)
-                caps = ctx.client_capabilities if modern else None
-                return await self._rounds(method, params, ctx, identity, headers, partial(_ask, ctx), caps=caps)
+                    if session.modern:
+                        return await self._passed_through(method, params, ctx, identity, headers, session)
+                    if _can_answer(ctx):
+                        return await self._bridged(method, params, ctx, identity, headers, session)
+                    # It could not answer a parked question: the call runs inline, and a question is refused
+                    # as Context.ask refuses one.
+                    return await self._rounds(method, params, ctx, identity, headers, _cannot_ask, session=session)
+                caps = ctx.client_capabilities if session.modern else None
+                ask = partial(_ask, ctx)
+                return await self._rounds(method, params, ctx, identity, headers, ask, caps=caps, session=session)
             except UpstreamTimeout:
                 raise ToolError(
                     f"The upstream server '{self.name}' did not answer within {self.timeout:g} seconds; "
@@ -137,11 +145,17 @@ class Proxy:
         sink: dict[str, Any] | None = None,
         *,
         caps: dict[str, Any] | None = None,
+        session: UpstreamSession | None = None,
     ) -> dict[str, Any]:
         """Send the request; while a 2026-07-28 upstream answers ``input_required``, ask the client and resend.
-        ``caps``: the client capabilities to declare to a 2026-07-28 upstream (None: Patchbay's own)."""
+        ``caps``: the client capabilities to declare to a 2026-07-28 upstream (None: Patchbay's own). ``sink``:
+        where a parked call's progress and logs go (the client's current round); without one, ``ctx``.
+        ``session``: the upstream session to send on while it lives."""
         params = {**params, "_meta": _meta(caps)}
         sent = params
+        # The upstream is asked for progress only when someone may want it: the client asked on this request,
+        # or a parked call's later round may ask (MCP 2025-11-25 basic/utilities/progress: the token is optional).
+        relay = sink is not None or ctx.progress_requested
         for _ in range(MAX_INPUT_ROUNDS):
             try:
                 return await self.pool.call(
@@ -150,9 +164,10 @@ class Proxy:
                     identity=identity,
                     headers=headers,
                     timeout=self.timeout,
-                    on_progress=lambda p: _progress(sink["ctx"] if sink else ctx, p),
+                    on_progress=(lambda p: _progress(sink["ctx"] if sink else ctx, p)) if relay else None,
                     on_message=lambda m, p: _message(sink["ctx"] if sink else ctx, p),
                     on_request=on_request,
+                    session=session,
                 )
             except InputNeeded as need:
                 answers = {
@@ -164,7 +179,13 @@ class Proxy:
         raise ToolError(f"The upstream server '{self.name}' kept asking for input; the call was stopped.")
 
     async def _passed_through(
-        self, method: str, params: dict[str, Any], ctx: Context, identity: str, headers: dict[str, str]
+        self,
+        method: str,
+        params: dict[str, Any],
+        ctx: Context,
+        identity: str,
+        headers: dict[str, str],
+        session: UpstreamSession,
     ) -> dict[str, Any]:
         """A 2026-07-28 client of a 2026-07-28 upstream (MCP 2026-07-28 basic/patterns/mrtr), transparently: the
         client's capabilities and this round's ``inputResponses`` go upstream as sent, with the upstream's
@@ -188,31 +209,32 @@ class Proxy:
                 identity=identity,
                 headers=headers,
                 timeout=self.timeout,
-                on_progress=lambda p: _progress(ctx, p),
+                on_progress=(lambda p: _progress(ctx, p)) if ctx.progress_requested else None,
                 on_message=lambda m, p: _message(ctx, p),
+                session=session,
             )
         except InputNeeded as need:
             state = need.request_state
             raise InputRequired(need.requests, {UPSTREAM_STATE: state} if isinstance(state, str) else None) from None
 
     async def _bridged(
-        self, method: str, params: dict[str, Any], ctx: Context, identity: str, headers: dict[str, str]
+        self,
+        method: str,
+        params: dict[str, Any],
+        ctx: Context,
+        identity: str,
+        headers: dict[str, str],
+        session: UpstreamSession,
     ) -> dict[str, Any]:
-        """A 2026-07-28 client: run the upstream call in the background; park it when it asks the client.
-
-        A client that declared none of the capabilities an upstream can ask for (and answers nothing) could not
-        answer a parked question: its call runs inline, and a question is refused as ``Context.ask`` refuses one.
-        """
-        caps = ctx.client_capabilities
-        if not any(kind in caps for kind in ASKABLE.values()) and not ctx.input_answers:
-            return await self._rounds(method, params, ctx, identity, headers, _cannot_ask)
+        """A 2026-07-28 client that can answer (:func:`_can_answer`): run the upstream call in the background;
+        park it when it asks the client."""
         principal = str(ctx.principal or "")
         entry = self.bridge.resume(ctx.input_answers, principal)
         if entry is None:
             sink: dict[str, Any] = {"ctx": ctx}
 
             def run(on_request: OnRequest) -> Awaitable[dict[str, Any]]:
-                return self._rounds(method, params, ctx, identity, headers, on_request, sink)
+                return self._rounds(method, params, ctx, identity, headers, on_request, sink, session=session)
 
             entry = self.bridge.start(principal, run)
             entry.sink = sink
@@ -225,6 +247,11 @@ class Proxy:
             return step
         key, request = step
         raise InputRequired({key: request})
+
+
+def _can_answer(ctx: Context) -> bool:
+    """A 2026-07-28 client declared a capability an upstream can ask for, or is answering a parked question."""
+    return not ctx.client_capabilities.keys().isdisjoint(ANSWERS) or bool(ctx.input_answers)
 
 
 def _meta(caps: dict[str, Any] | None) -> dict[str, Any]:
