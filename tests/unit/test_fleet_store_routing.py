@@ -33,6 +33,8 @@ SECRET = b"store-routing-secret"
 CAPS = {"sampling": {}}
 INFO = {"name": "unit-client", "version": "2.1"}
 LIFETIME = 3600
+# Bounds a wait for one Redis round trip on loopback; only a failing wait reaches it (short, so mutants die fast).
+WAIT = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +94,7 @@ async def test_an_answer_posted_to_b_reaches_the_request_waiting_on_a(redis_url:
         assert 0 < await redis.pttl(key) <= REGISTRY_TTL_MS
         assert on_b.answer(answer_to(request_id)) is False  # B's own copy of the session waits for nothing
         assert await b.answer(on_b, answer_to(request_id, "via B")) is True
-        assert await asyncio.wait_for(waiting, 20) == {"text": "via B"}
+        assert await asyncio.wait_for(waiting, WAIT) == {"text": "via B"}
         await a.asked(session, request_id)
         assert await redis.hget(key, request_id) is None
         assert await b.answer(on_b, answer_to(request_id)) is False  # nobody waits any more
@@ -104,7 +106,7 @@ async def test_an_answer_for_this_replica_is_handed_over_at_once(redis_url: str,
         request_id, waiting = await ask(session)
         assert await a.answer(session, answer_to(request_id, "here")) is True
         assert session.answer(answer_to(request_id, "late")) is False  # answered already, not via the bus
-        assert await asyncio.wait_for(waiting, 20) == {"text": "here"}
+        assert await asyncio.wait_for(waiting, WAIT) == {"text": "here"}
 
 
 async def test_an_answer_routed_to_a_replica_nobody_waits_on_is_logged(
@@ -116,10 +118,10 @@ async def test_an_answer_routed_to_a_replica_nobody_waits_on_is_logged(
         assert on_b is not None
         request_id, waiting = await ask(session)
         assert await b.answer(on_b, answer_to(request_id, "first")) is True
-        assert await asyncio.wait_for(waiting, 20) == {"text": "first"}
+        assert await asyncio.wait_for(waiting, WAIT) == {"text": "first"}
         with caplog.at_level(logging.INFO, logger="patchbay.fleet"):
             assert await b.answer(on_b, answer_to(request_id, "again")) is True  # still registered: A is asked
-            await until(lambda: "found no request waiting for it" in caplog.text, "A to log the late answer")
+            await until(lambda: "found no request waiting for it" in caplog.text, "A to log the late answer", WAIT)
         assert "fleet: an answer routed here found no request waiting for it (already answered?)" in caplog.messages
 
 
@@ -153,14 +155,14 @@ async def test_a_cancellation_sent_to_b_cancels_the_registered_call_on_a(redis_u
         assert on_b is not None
         task = await run_tracked(a, session, "slow-1")
         key = f"{redis_prefix}infl:{session.sid}"
-        await until(lambda: redis.hget(key, b'"slow-1"'), "A to register the running call")
+        await until(lambda: redis.hget(key, b'"slow-1"'), "A to register the running call", WAIT)
         assert await redis.hget(key, b'"slow-1"') == a.replica_id.encode()
         assert 0 < await redis.pttl(key) <= REGISTRY_TTL_MS
         assert await b.cancel(on_b, "slow-1") is True
-        await until(task.done, "the call on A to be cancelled")
+        await until(task.done, "the call on A to be cancelled", WAIT)
         with pytest.raises(asyncio.CancelledError, match=re.escape(CLIENT_CANCELLED)):
             task.result()
-        await until(lambda: _gone(redis, key), "A to unregister the cancelled call")
+        await until(lambda: _gone(redis, key), "A to unregister the cancelled call", WAIT)
 
 
 async def _gone(redis: aioredis.Redis, key: str) -> bool:
@@ -175,7 +177,7 @@ async def test_a_cancellation_for_a_call_not_registered_yet_is_broadcast(redis_u
         task = asyncio.ensure_future(hang())
         session.inflight = {7: task, 8: asyncio.ensure_future(hang())}
         assert await b.cancel(on_b, 7) is False
-        await until(task.done, "the broadcast cancellation to reach A")
+        await until(task.done, "the broadcast cancellation to reach A", WAIT)
         with pytest.raises(asyncio.CancelledError, match=re.escape(CLIENT_CANCELLED)):
             task.result()
         assert not session.inflight[8].done()
@@ -192,7 +194,7 @@ async def test_a_session_deleted_on_a_ends_its_plumbing_on_both_replicas(redis_u
         session.standalone, on_b.standalone = on_a_stream, on_b_stream
         assert await a.delete(session.id) is True
         assert on_a_stream.get_nowait() == b""  # closed at once on A
-        await until(lambda: not on_b_stream.empty(), "B to end its stream of the deleted session")
+        await until(lambda: not on_b_stream.empty(), "B to end its stream of the deleted session", WAIT)
         assert on_b_stream.get_nowait() == b""
         assert await redis.exists(f"{redis_prefix}s:{session.sid}") == 0  # its state goes with it
         assert a.find(session.sid) is None
@@ -330,7 +332,7 @@ async def test_the_get_stream_lock_expires_by_itself_and_is_kept_alive_while_hel
         await a.keep_stream(session)
         assert await redis.pttl(key) > 300
         await redis.pexpire(key, 500)
-        await until(lambda: _ttl_above(redis, key, 500), "A's keeper to refresh the lock")
+        await until(lambda: _ttl_above(redis, key, 500), "A's keeper to refresh the lock", WAIT)
         await a.release_stream(session)
         assert await redis.exists(key) == 0
 
@@ -356,12 +358,17 @@ async def test_with_redis_down_routing_fails_fast_with_503_and_forgetting_is_qui
             ("answering a request from the server", a.answer(session, answer_to("srv-1"))),
             ("cancelling a request running on another replica", a.cancel(session, 1)),
             ("the session's GET stream", a.keep_stream(session)),
+            ("the session's GET stream", a.claim_stream(session)),
+            ("ending a session (DELETE)", a.delete(session.id)),
             ("changing the session's log level or subscriptions", a.save(session)),
         ]
         for what, call in checks:
             with pytest.raises(RpcError) as refused:
                 await asyncio.wait_for(call, 5)
-            assert refused.value.status == 503 and what in refused.value.message
+            assert refused.value.status == 503
+            assert refused.value.message == (
+                f"The fleet's shared store (Redis) is unreachable: {what} is unavailable; try again shortly"
+            )
         await asyncio.wait_for(a.asked(session, "srv-1"), 5)
         await asyncio.wait_for(a.release_stream(session), 5)
         await asyncio.wait_for(a.router.ended(session.sid), 5)
