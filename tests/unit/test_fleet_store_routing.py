@@ -372,3 +372,26 @@ async def test_with_redis_down_routing_fails_fast_with_503_and_forgetting_is_qui
         await asyncio.wait_for(a.asked(session, "srv-1"), 5)
         await asyncio.wait_for(a.release_stream(session), 5)
         await asyncio.wait_for(a.router.ended(session.sid), 5)
+
+
+async def test_with_redis_down_subscription_changes_are_refused_and_undone_and_no_ops_still_succeed(
+    own_redis: RedisServer, redis_prefix: str
+) -> None:
+    async with replicas(own_redis.url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        await session.subscribe("kanban://board")
+        own_redis.stop()
+        with pytest.raises(RpcError):
+            await asyncio.wait_for(session.subscribe("kanban://card/1"), WAIT)
+        assert session.subscriptions == {"kanban://board"}
+        with pytest.raises(RpcError):
+            await asyncio.wait_for(session.unsubscribe("kanban://board"), WAIT)
+        assert session.subscriptions == {"kanban://board"}
+        await session.subscribe("kanban://board")  # nothing changes, so nothing to store
+        await session.unsubscribe("kanban://card/1")
+        assert session.subscriptions == {"kanban://board"}
+        fresh = await a.create("2025-11-25", CAPS, INFO)
+        with pytest.raises(RpcError):
+            await asyncio.wait_for(fresh.subscribe("kanban://board"), WAIT)
+        assert fresh.subscriptions == set()
+        await fresh.unsubscribe("kanban://board")

@@ -7,6 +7,7 @@ reference/mcp-requirements.md §3.1 Sessions, R-013; field-problems E2.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import pytest
@@ -287,3 +288,11 @@ def test_among_principals_holding_the_most_a_full_store_evicts_the_creators_own_
     assert store.lookup(a2) is None
     assert store.lookup(b1) is not None and store.lookup(a1) is not None
     assert (store.count("a"), store.count("b")) == (2, 2)
+
+
+def test_the_owner_digest_is_the_same_in_every_version() -> None:
+    # A fleet's sealed session ids carry it: a rolling upgrade that changed it would cut every client off from its
+    # session (each replica would answer "unknown session" to the principal that opened it).
+    alice = Principal("user:alice", "user", client_id="chatgpt")
+    assert owner_of(alice) == hashlib.sha256(b"user\x00user:alice\x00chatgpt").hexdigest()
+    assert owner_of(Principal("key:ci", "api_key")) == hashlib.sha256(b"api_key\x00key:ci\x00").hexdigest()
