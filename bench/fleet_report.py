@@ -148,7 +148,7 @@ def _capacity_rows(inputs: dict[str, dict[str, float]]) -> list[str]:
     ]
 
 
-def _setup(result: dict[str, Any]) -> list[str]:
+def _setup(result: dict[str, Any], date: str) -> list[str]:
     rounds = len({r["round"] for r in result["runs"]})
     before, after = result["load"]
     return [
@@ -161,7 +161,8 @@ def _setup(result: dict[str, Any]) -> list[str]:
         "commands are `INFO commandstats` deltas over every call of a level, round trips are its",
         "`total_writes_processed` (a pipeline's replies leave in one write). *Others on CPU 0* is the share of",
         "CPU 0 other processes of this shared machine took: above ~10 % the row is noisy.",
-        f"{result.get('redis_version') or 'redis-server'}; load average {before[0]:.2f} before,",
+        f"Measured {date or 'at an unrecorded date'}, {result.get('redis_version') or 'redis-server'}; load average "
+        f"{before[0]:.2f} before,",
         f"{after[0]:.2f} after.\n",
     ]
 
@@ -181,8 +182,8 @@ def _outage_notes(result: dict[str, Any]) -> list[str]:
     return notes
 
 
-def markdown(result: dict[str, Any]) -> str:
-    lines = [f"{HEADING}\n", *_setup(result), *_outage_notes(result)]
+def markdown(result: dict[str, Any], date: str = "") -> str:
+    lines = [f"{HEADING}\n", *_setup(result, date), *_outage_notes(result)]
     if redis_rows := _redis_rows(result):
         lines += [
             f"### Redis per call (c={CPU_LEVEL})\n",
@@ -192,7 +193,9 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "A 2026-07-28 call touches Redis only for `[[limits]]` (none here). A 2025 session call reads its",
             "mutable state and the DELETE denylist in one pipelined round trip; an SSE answer also appends its",
-            "events to the stream kept for `Last-Event-ID` resumption, batched off the response path.\n",
+            "events to the stream kept for `Last-Event-ID` resumption, batched off the response path. A call still",
+            "running after 50 ms also registers for cancellation from another replica (HSET + PEXPIRE, then HDEL):",
+            "rare at c=16, frequent once a replica is saturated (the c=64 rows of the replica table).\n",
         ]
     if cpu_rows := _cpu_rows(result):
         lines += [
@@ -332,7 +335,7 @@ def write_capacity(section: str) -> None:
 
 def write(result: dict[str, Any], date: str) -> str:
     """Both documents from one run; the performance section's text (to print)."""
-    text = markdown(result)
+    text = markdown(result, date)
     write_doc(text, HEADING)
     if capacity_inputs(result) and "fleet-capacity" in result["items"]:
         write_capacity(capacity_section(result, date))
@@ -347,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = json.loads(args.source.read_text())
     if args.no_doc:
-        print(markdown(result))
+        print(markdown(result, args.date))
         print(capacity_section(result, args.date))
     else:
         print(write(result, args.date))
