@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,13 @@ def redis_url(redis_server: RedisServer) -> str:
 def redis_prefix() -> str:
     """A key prefix of this test's own (``[redis] key_prefix``), so tests sharing the server never meet."""
     return unique_prefix()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, for outage tests: the test may stop and start it at will."""
+    try:
+        with start_redis(tmp_path / "redis") as server:
+            yield server
+    except RedisMissing as exc:
+        pytest.fail(str(exc))

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.redis_server import RedisServer, redis_server
+from fixtures.fleet_stores import fleets
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
 from patchbay.fleet import Fleet
 from patchbay.fleet.link import FleetUnavailable
-from patchbay.settings import RedisSettings
 
 pytestmark = pytest.mark.anyio
-
-
-@contextlib.asynccontextmanager
-async def fleets(url: str, prefix: str, count: int) -> AsyncIterator[list[Fleet]]:
-    """``count`` started replicas on one Redis, each subscribed before this yields."""
-    settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": 300})
-    started = [Fleet(settings) for _ in range(count)]
-    try:
-        for fleet in started:
-            await fleet.start()
-        for fleet in started:
-            await until(fleet.bus.subscribed.is_set, f"{fleet.replica_id} to subscribe")
-        yield started
-    finally:
-        for fleet in started:
-            await fleet.stop()
 
 
 def recorder(fleet: Fleet, *kinds: str) -> dict[str, list[dict[str, Any]]]:
@@ -39,12 +20,6 @@ def recorder(fleet: Fleet, *kinds: str) -> dict[str, list[dict[str, Any]]]:
     for kind in kinds:
         fleet.bus.on(kind, seen[kind].append)
     return seen
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 async def test_a_broadcast_reaches_the_other_replica_and_not_its_sender(redis_url: str, redis_prefix: str) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
 from patchbay.errors import RpcError
@@ -34,12 +33,6 @@ async def links(url: str, prefix: str, count: int = 2) -> AsyncIterator[list[Red
     finally:
         for link in made:
             await link.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 async def admitted(store: RedisRateStore, key: str, rate: Rate, burst: int, tries: int) -> int:

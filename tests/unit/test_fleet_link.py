@@ -3,31 +3,25 @@ a second, recovery callbacks, Lua scripts, and a password that never shows."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
-from tests.support.redis_server import PASSWORD, RedisServer, redis_server
+from tests.support.redis_server import PASSWORD, RedisServer
 from tests.support.waiting import until
 
 from patchbay.fleet import Fleet
-from patchbay.fleet.link import FleetUnavailable, RedisLink, redact
+from patchbay.fleet.bus import Bus
+from patchbay.fleet.link import FleetBusy, FleetUnavailable, RedisLink, redact
 from patchbay.settings import RedisSettings
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT_MS = 300
 NOT_A_HANG = 10.0  # seconds: bounds a call that must fail within about the timeout, on a busy 2-core machine
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which it may stop and start."""
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.fixture
@@ -163,6 +157,85 @@ async def test_the_password_never_shows_in_logs_health_or_errors(
     shown = [str(raised.value), str(healthy), str(down), caplog.text]
     assert "is unreachable" in caplog.text
     assert all(PASSWORD not in text for text in shown)  # ... never its password
+
+
+async def test_more_concurrent_commands_than_connections_wait_their_turn_and_all_succeed(
+    own_redis: RedisServer,
+) -> None:
+    link = RedisLink(own_redis.url, key_prefix="t:", timeout_ms=2000, max_connections=4)
+    running, most = 0, 0
+
+    async def incr(client: Any) -> Any:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            return await client.incr("t:n")
+        finally:
+            running -= 1
+
+    try:
+        results = await asyncio.gather(*(link.do(incr) for _ in range(200)))
+        assert link.up
+        assert sorted(results) == list(range(1, 201))
+        assert most == 4  # the pool was full all along, and never more than full
+        clients = await link.do(lambda client: client.client_list())
+    finally:
+        await link.close()
+    assert sum(1 for c in clients if c["cmd"] == "incr") <= 4  # the link opened no connection beyond its bound
+
+
+async def test_a_command_that_waits_in_vain_for_a_connection_is_busy_not_an_outage(own_redis: RedisServer) -> None:
+    link = RedisLink(own_redis.url, key_prefix="t:", timeout_ms=TIMEOUT_MS, max_connections=1)
+    release, holding = asyncio.Event(), asyncio.Event()
+
+    async def hold(client: Any) -> Any:
+        await client.ping()
+        holding.set()
+        await release.wait()
+
+    try:
+        held = asyncio.ensure_future(link.do(hold))
+        await until(holding.is_set, "the only connection to be taken")
+        with anyio.fail_after(NOT_A_HANG), pytest.raises(FleetBusy) as raised:
+            await link.do(lambda client: client.ping())
+        assert link.up and link.last_error == ""
+        release.set()
+        await held
+        assert await link.do(lambda client: client.ping()) is True
+    finally:
+        await link.close()
+    assert isinstance(raised.value, FleetUnavailable)  # callers that catch an outage catch this too
+    assert "busy" in str(raised.value) and PASSWORD not in str(raised.value)
+
+
+async def test_the_bus_keeps_hearing_while_every_command_connection_is_busy(own_redis: RedisServer) -> None:
+    busy = RedisLink(own_redis.url, key_prefix="t:", timeout_ms=TIMEOUT_MS, max_connections=1)
+    sender = RedisLink(own_redis.url, key_prefix="t:", timeout_ms=TIMEOUT_MS)
+    bus = Bus(busy, "r-listening")
+    heard: list[dict[str, Any]] = []
+    bus.on("hello", heard.append)
+    release, holding = asyncio.Event(), asyncio.Event()
+
+    async def hold(client: Any) -> Any:
+        await client.ping()
+        holding.set()
+        await release.wait()
+
+    held = asyncio.ensure_future(busy.do(hold))
+    try:
+        await until(holding.is_set, "the only command connection to be taken")
+        await bus.start()
+        await until(bus.subscribed.is_set, "the bus to subscribe on its own connection")
+        await Bus(sender, "r-talking").broadcast("hello", n=1)
+        await until(lambda: len(heard) == 1, "the broadcast to arrive")
+    finally:
+        release.set()
+        await held
+        await bus.stop()
+        await busy.close()
+        await sender.close()
+    assert heard[0]["n"] == 1 and busy.up
 
 
 def test_redact_hides_the_password_in_every_url_form() -> None:

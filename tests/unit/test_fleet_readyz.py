@@ -3,25 +3,18 @@ down: 503 for monitoring, 200 with ?degraded=ok for a load balancer, and never t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
-from tests.support.redis_server import PASSWORD, RedisServer, redis_server
+from tests.support.redis_server import PASSWORD, RedisServer
 from tests.support.waiting import until
 from tests.unit.fixtures.wire import live_server, settings_for
 
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 def fleet_settings(tmp_path: Path, url: str) -> Any:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import orjson
 import pytest
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer
 
 from patchbay.fleet import Fleet
 from patchbay.fleet.link import FleetUnavailable
@@ -19,12 +16,6 @@ pytestmark = pytest.mark.anyio
 
 def settings(url: str, prefix: str = "pb:") -> RedisSettings:
     return RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": 300})
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 async def test_two_replicas_count_two_and_one_after_the_other_leaves(redis_url: str, redis_prefix: str) -> None:

@@ -22,7 +22,7 @@ from fixtures.wire import (
     live_server,
     request,
 )
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
 from patchbay.fleet.sessions import SealedIds
@@ -160,12 +160,6 @@ async def test_one_get_stream_per_session_across_replicas_until_it_ends(
 
 async def _is(status: Any, wanted: int) -> bool:
     return bool(await status == wanted)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 async def test_with_redis_stopped_a_sealed_session_still_calls_tools_and_set_level_fails_fast(

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import anyio
 import pytest
-from tests.support.redis_server import RedisServer, redis_server
+from fixtures.fleet_stores import session_stores
+from tests.support.redis_server import RedisServer
 
 from patchbay.auth.principal import Principal
 from patchbay.errors import RpcError
-from patchbay.fleet import Fleet
 from patchbay.fleet.sessions import FleetSessionStore, Sealed, SealedIds
-from patchbay.settings import RedisSettings
 from patchbay.transport.sessions import owner_of
 
 SECRET, OLD, OTHER = b"the-current-secret", b"the-previous-secret", b"another-fleets-secret"
@@ -72,22 +69,9 @@ def test_a_rotated_secret_still_opens_ids_and_a_removed_one_does_not() -> None:
     assert SealedIds([OTHER]).unseal(before) is None
 
 
-@contextlib.asynccontextmanager
-async def replicas(url: str, prefix: str, *, timeout_ms: int = 300) -> AsyncIterator[list[FleetSessionStore]]:
+def replicas(url: str, prefix: str) -> contextlib.AbstractAsyncContextManager[list[FleetSessionStore]]:
     """Replicas A and B: each its own Redis link and bus, one secret, one Redis."""
-    settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": timeout_ms})
-    fleets = [Fleet(settings) for _ in range(2)]
-    stores = [
-        FleetSessionStore(f.link, f.bus, f.replica_id, SealedIds([SECRET]), 3600, stream_lock_seconds=2) for f in fleets
-    ]
-    try:
-        for fleet in fleets:
-            await fleet.start()
-        yield stores
-    finally:
-        for store, fleet in zip(stores, fleets, strict=True):
-            store.close_all()
-            await fleet.stop()
+    return session_stores(url, prefix, SECRET, stream_lock_seconds=2)
 
 
 ALICE = owner_of(Principal(kind="user", subject="alice", client_id="chatgpt"))
@@ -157,12 +141,6 @@ async def test_the_get_stream_lock_is_one_per_session_across_replicas(redis_url:
         await a.release_stream(opened)
         assert await b.claim_stream(on_b) is True
         await b.release_stream(on_b)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.mark.anyio

@@ -12,20 +12,18 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from tests.support.redis_server import RedisServer, redis_server
+from fixtures.fleet_stores import session_stores
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
 from patchbay.errors import RpcError
-from patchbay.fleet import Fleet
 from patchbay.fleet.routing import REGISTRY_TTL_MS
-from patchbay.fleet.sessions import FleetSessionStore, SealedIds
-from patchbay.settings import RedisSettings
+from patchbay.fleet.sessions import LOCAL_MAX, FleetSessionStore
 from patchbay.transport.sessions import CLIENT_CANCELLED, Session
 
 pytestmark = pytest.mark.anyio
@@ -39,29 +37,18 @@ WAIT = 5.0
 
 @contextlib.asynccontextmanager
 async def replicas(
-    url: str, prefix: str, *, clock: Callable[[], float] = time.time, local_max: int = 1024
+    url: str, prefix: str, *, clock: Callable[[], float] = time.time, local_max: int = LOCAL_MAX
 ) -> AsyncIterator[tuple[FleetSessionStore, FleetSessionStore, aioredis.Redis]]:
     """Replicas A and B joined to the bus, and a plain client to look into Redis."""
-    settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": 300})
-    fleets = [Fleet(settings) for _ in range(2)]
-    stores = [
-        FleetSessionStore(
-            f.link, f.bus, f.replica_id, SealedIds([SECRET], clock=clock), LIFETIME, stream_lock_seconds=0.2,
-            local_max=local_max,
-        )
-        for f in fleets
-    ]  # fmt: skip
+    stores = session_stores(
+        url, prefix, SECRET, stream_lock_seconds=0.2, lifetime=LIFETIME, clock=clock, local_max=local_max
+    )
     redis = aioredis.Redis.from_url(url)
     try:
-        for fleet in fleets:
-            await fleet.start()
-            await until(fleet.bus.subscribed.is_set, "the replica to join the bus")
-        yield stores[0], stores[1], redis
+        async with stores as (a, b):
+            yield a, b, redis
     finally:
         await redis.aclose()
-        for store, fleet in zip(stores, fleets, strict=True):
-            store.close_all()
-            await fleet.stop()
 
 
 async def ask(session: Session) -> tuple[str, asyncio.Task[dict[str, Any]]]:
@@ -339,12 +326,6 @@ async def test_the_get_stream_lock_expires_by_itself_and_is_kept_alive_while_hel
 
 async def _ttl_above(redis: aioredis.Redis, key: str, floor: int) -> bool:
     return bool(await redis.pttl(key) > floor)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis") as server:
-        yield server
 
 
 async def test_with_redis_down_routing_fails_fast_with_503_and_forgetting_is_quiet(
