@@ -89,7 +89,7 @@ class Bus:
     async def _read(self) -> None:
         delay, missed = BACKOFF_FIRST, False
         while not self._stopping:
-            pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.link.subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.everyone, self.mine)
                 self.subscribed.set()

@@ -4,6 +4,11 @@ Every part of the fleet (sessions, events, limits, the bus, heartbeats) talks to
 so that an outage is noticed once and every caller then fails at once with :class:`FleetUnavailable` instead of
 each request waiting ``timeout_ms`` on a dead socket. While the link is down, at most one command a second goes to
 Redis (the probe); the first that succeeds marks the link up again and runs the ``on_up`` callbacks.
+
+Concurrency is bounded: at most ``MAX_CONNECTIONS`` commands are in flight on a replica's pool, and a command beyond
+that waits up to ``timeout_ms`` for a free connection. A busy pool is load, not an outage: a command that waited in
+vain fails with :class:`FleetBusy` and the link stays up (redis-py's default pool would raise "Too many connections",
+which looks like a connection failure and would take the link down for every request).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ log = logging.getLogger("patchbay.fleet")
 
 T = TypeVar("T")
 PROBE_SECONDS = 1.0
+# Connections a replica opens to Redis for commands (the bus holds one more of its own). One command takes ~0.1 ms
+# of Redis time, so even c=64 rarely waits; a fleet of N replicas opens at most N times this many (Redis allows 10,000).
+MAX_CONNECTIONS = 32
 Outage = tuple[type[BaseException], ...]
 
 
@@ -47,6 +55,14 @@ class FleetUnavailable(Exception):
         super().__init__(f"The fleet's shared store (Redis) is unreachable{part}; try again shortly")
 
 
+class FleetBusy(FleetUnavailable):
+    """Every connection to Redis stayed busy for ``timeout_ms``: this command failed, but Redis is not down."""
+
+    def __init__(self, what: str = "") -> None:
+        Exception.__init__(self, "The fleet's shared store (Redis) is busy; try again shortly")
+        self.what = what
+
+
 def redact(url: str) -> str:
     """``url`` without its password (``redis://:***@host:6379/0``), for logs and health reports."""
     parts = urlsplit(url)
@@ -63,23 +79,25 @@ def redact(url: str) -> str:
 class RedisLink:
     """The fleet's Redis client with outage handling; ``key()`` builds every key under the fleet's prefix."""
 
-    def __init__(self, url: str, *, key_prefix: str = "pb:", timeout_ms: int = 500) -> None:
+    def __init__(
+        self, url: str, *, key_prefix: str = "pb:", timeout_ms: int = 500, max_connections: int = MAX_CONNECTIONS
+    ) -> None:
         import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
 
         self.outage = outage_errors()
         self.where = redact(url)
         self.prefix = key_prefix
         self.timeout = timeout_ms / 1000
-        # No client-side retries: one attempt bounded by the timeout, then the link is down and callers fail fast.
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
+        self.max_connections = max_connections
+        # The pool may open a spare connection or two beyond the slots (e.g. a script load racing a command); it
+        # waits rather than raises when they are all taken, as a safety net: the slots already bound the load.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections + 2, timeout=self.timeout, **_options(self.timeout)
         )
+        self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        # The bus's subscription holds its connection for good: its own client, so it never waits for a slot.
+        self.subscriber: aioredis.Redis = aioredis.Redis.from_url(url, **_options(self.timeout))
+        self._slots = asyncio.Semaphore(max_connections)
         self.up = True
         self.down_since: float | None = None
         self.last_error = ""
@@ -99,30 +117,48 @@ class RedisLink:
         self._on_up.append(callback)
 
     async def do(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
-        """``await fn(client)``, bounded by the timeout.
+        """``await fn(client)``, bounded by the timeout; ``fn`` uses one connection at a time (one command or one
+        pipeline after another).
 
         Raises:
+            FleetBusy: every connection stayed busy for the timeout (the link stays up).
             FleetUnavailable: Redis is down (this call found out, or an earlier one did and no probe is due).
         """
         if not self.up:
-            now = time.monotonic()
-            if self._probing or now < self._next_probe:
-                raise FleetUnavailable
-            self._probing, self._next_probe = True, now + PROBE_SECONDS
-            try:
-                result = await fn(self.client)
-            except self.outage as exc:
-                self.last_error = _describe(exc)
-                raise FleetUnavailable from None
-            finally:
-                self._probing = False
-            self._mark_up()
-            return result
+            return await self._probe_with(fn)
+        await self._take_slot()
         try:
             return await fn(self.client)
         except self.outage as exc:
             self.mark_down(exc)
             raise FleetUnavailable from None
+        finally:
+            self._slots.release()
+
+    async def _take_slot(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # never suspends while a slot is free: the hot path stays one call
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise FleetBusy from None
+
+    async def _probe_with(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        if self._probing or now < self._next_probe:
+            raise FleetUnavailable
+        self._probing, self._next_probe = True, now + PROBE_SECONDS
+        try:
+            result = await fn(self.client)
+        except self.outage as exc:
+            self.last_error = _describe(exc)
+            raise FleetUnavailable from None
+        finally:
+            self._probing = False
+        self._mark_up()
+        return result
 
     def script(self, lua: str) -> Callable[[Sequence[str], Sequence[Any]], Awaitable[Any]]:
         """A Lua script run with EVALSHA (EVAL after NOSCRIPT, e.g. after a Redis restart) through :meth:`do`."""
@@ -165,6 +201,8 @@ class RedisLink:
             self._prober = None
         with contextlib.suppress(*self.outage):
             await self.client.aclose()
+        with contextlib.suppress(*self.outage):
+            await self.subscriber.aclose()
 
     async def _probe_loop(self) -> None:
         while not self._closing:
@@ -191,6 +229,20 @@ class RedisLink:
         self._callbacks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("a redis on_up callback failed", exc_info=task.exception())
+
+
+def _options(timeout: float) -> dict[str, Any]:
+    """Connection options: bytes answers, and no client-side retries: one attempt bounded by the timeout, then the
+    link is down and callers fail fast."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": False,
+    }
 
 
 def _describe(exc: BaseException) -> str:
