@@ -37,6 +37,7 @@ class Upstream:
     hosts: set[str] = field(default_factory=set)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    hung: asyncio.Event = field(default_factory=asyncio.Event)  # a "hang" call arrived
     listens: bool = False  # offer the GET stream (one list_changed notification on it)
 
     async def mcp(self, request: Request) -> Response:
@@ -71,6 +72,7 @@ class Upstream:
                 self.cancel_seen.set()
             return Response(status_code=202)
         if body["params"]["name"] == "hang":
+            self.hung.set()
             await self.release.wait()
         self.echoes += 1
         result = {"content": [{"type": "text", "text": "echo"}], "isError": False}
@@ -151,6 +153,67 @@ async def test_a_timeout_sends_notifications_cancelled_with_the_upstream_id(upst
             await state.cancel_seen.wait()
         assert state.cancelled == [hung_id]
         assert state.echoes == 0
+    finally:
+        await pool.close()
+
+
+async def test_a_shorter_deadline_given_later_fires_first_and_leaves_the_task_uncancelled(
+    upstream: tuple[str, Upstream],
+) -> None:
+    base, state = upstream
+    pool = pool_for(f"{base}/mcp")
+    try:
+        session = await pool.session()
+        patient = asyncio.ensure_future(session.request("tools/call", {"name": "hang"}, timeout=60))
+        async with asyncio.timeout(10):  # bounds the test only: the 0.3 s deadline must fire long before
+            with pytest.raises(UpstreamTimeout):
+                await session.request("tools/call", {"name": "hang"}, timeout=0.3)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # the deadline took its own cancellation back
+        assert not patient.done()
+        state.release.set()
+        async with asyncio.timeout(10):
+            assert (await patient)["content"][0]["text"] == "echo"
+    finally:
+        await pool.close()
+
+
+async def test_a_deadline_later_than_an_answered_calls_still_fires(upstream: tuple[str, Upstream]) -> None:
+    base, _ = upstream
+    pool = pool_for(f"{base}/mcp")
+    try:
+        session = await pool.session()
+        await session.request("tools/call", {"name": "echo"}, timeout=0.3)  # its deadline sets the timer
+        async with asyncio.timeout(10):
+            with pytest.raises(UpstreamTimeout):
+                await session.request("tools/call", {"name": "hang"}, timeout=0.5)
+    finally:
+        await pool.close()
+
+
+async def test_the_callers_own_timeout_and_cancellation_are_not_taken_for_the_upstreams(
+    upstream: tuple[str, Upstream],
+) -> None:
+    base, state = upstream
+    pool = pool_for(f"{base}/mcp")
+    try:
+        session = await pool.session()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await session.request("tools/call", {"name": "hang"}, timeout=60)
+        async with asyncio.timeout(10):
+            await state.cancel_seen.wait()
+        state.cancel_seen.clear()
+        state.hung.clear()
+        waiting = asyncio.ensure_future(session.request("tools/call", {"name": "hang"}, timeout=60))
+        async with asyncio.timeout(10):
+            await state.hung.wait()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        async with asyncio.timeout(10):
+            await state.cancel_seen.wait()
+        assert len(state.cancelled) == 2 and session.pending == {}  # both cancelled upstream
     finally:
         await pool.close()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ log = logging.getLogger("patchbay.upstream")
 METHOD_NOT_FOUND = -32601
 MAX_IN_FLIGHT = 4096
 CANCEL_SEND_TIMEOUT = 5.0
+ALARM_SLACK = 0.001  # a loop timer may fire up to its clock resolution early
 
 
 @dataclass(slots=True, eq=False)
@@ -60,6 +62,10 @@ class Call:
     delivered: bool = False
     # A long-lived request (``subscriptions/listen``): it does not keep the session or its process in use.
     background: bool = False
+    # The loop time by which it must be answered, and the task awaiting it (None: no deadline).
+    deadline: float = 0.0
+    task: asyncio.Task[Any] | None = None
+    expired: bool = False
 
 
 class Channel(Protocol):
@@ -109,6 +115,10 @@ class UpstreamSession:
         self._next_id = 1
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving: dict[Any, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One timer for every deadline in flight, set for the nearest (see _watch).
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = math.inf
 
     @property
     def alive(self) -> bool:
@@ -145,25 +155,34 @@ class UpstreamSession:
             raise SessionLost(self.lost, delivered=False)
         if len(self.pending) >= self.max_in_flight:
             raise UpstreamUnavailable(f"more than {self.max_in_flight} requests are in flight to this upstream")
+        loop = self._loop
+        if loop is None:  # the session lives on one loop; asking for it costs a getpid() on Python 3.11
+            loop = self._loop = asyncio.get_running_loop()
         rid = self._next_id
         self._next_id += 1
-        call = Call(rid, method, asyncio.get_running_loop().create_future(), on_progress, on_message, on_request)
+        call = Call(rid, method, loop.create_future(), on_progress, on_message, on_request)
         call.background = background
         message = {"jsonrpc": "2.0", "id": rid, "method": method, "params": self._params(rid, params, on_progress)}
         self.pending[rid] = call
         if on_progress is not None:
             self._progress[rid] = call
+        cancelling = 0
+        if timeout is not None:
+            task = call.task = asyncio.current_task(loop)
+            assert task is not None
+            cancelling = task.cancelling()
+            self._watch(call, loop.time() + timeout)
         try:
-            async with asyncio.timeout(timeout):
-                await self.channel.send(message, call)
-                result = await call.future
-        except TimeoutError:
-            self._cancel_upstream(call, "timed out")
-            raise UpstreamTimeout(f"the upstream did not answer {method} within {timeout:g} s") from None
+            await self.channel.send(message, call)
+            result = await call.future
         except asyncio.CancelledError:
+            if _disarm(call, cancelling):
+                self._cancel_upstream(call, "timed out")
+                raise UpstreamTimeout(f"the upstream did not answer {method} within {timeout:g} s") from None
             self._cancel_upstream(call, "cancelled by the client")
             raise
         finally:
+            _disarm(call, cancelling)  # the deadline passed as the request ended otherwise: take its cancel back
             self.pending.pop(rid, None)
             self._progress.pop(rid, None)
             if call.future.done() and not call.future.cancelled():
@@ -172,6 +191,34 @@ class UpstreamSession:
             # MCP 2026-07-28 basic/patterns/mrtr: the caller answers and sends the request again.
             raise InputNeeded(result.get("inputRequests") or {}, result.get("requestState"))
         return result
+
+    def _watch(self, call: Call, deadline: float) -> None:
+        """Give ``call`` a deadline. asyncio.timeout would start and stop a loop timer per request (and ask
+        for the loop thrice); deadlines of one session are nearly always later than those before them, so one timer
+        set for the nearest serves them all and is rarely moved."""
+        call.deadline = deadline
+        if deadline < self._alarm_at:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            assert self._loop is not None
+            self._alarm, self._alarm_at = self._loop.call_at(deadline, self._expire), deadline
+
+    def _expire(self) -> None:
+        """Cancel the requests whose deadline passed; set the timer for the nearest one left."""
+        self._alarm, self._alarm_at = None, math.inf
+        assert self._loop is not None
+        now = self._loop.time() + ALARM_SLACK
+        nearest = math.inf
+        for call in self.pending.values():
+            if call.task is None or call.expired:
+                continue
+            if call.deadline <= now:
+                call.expired = True
+                call.task.cancel()
+            elif call.deadline < nearest:
+                nearest = call.deadline
+        if nearest < math.inf:  # a lost session's HTTP requests still run, and keep their deadlines
+            self._alarm, self._alarm_at = self._loop.call_at(nearest, self._expire), nearest
 
     def _params(self, rid: int, params: dict[str, Any] | None, on_progress: ProgressHandler | None) -> dict[str, Any]:
         out = dict(params) if params else {}
@@ -420,6 +467,15 @@ class UpstreamSession:
             if task is not current:
                 task.cancel()
         await self.channel.close()
+
+
+def _disarm(call: Call, cancelling: int) -> bool:
+    """Take back the cancellation ``call``'s deadline sent its task, if it did; True when nothing else cancelled
+    the task meanwhile, so the cancellation is a timeout (as asyncio.timeout decides)."""
+    if not call.expired or call.task is None:
+        return False
+    call.expired = False
+    return call.task.uncancel() <= cancelling
 
 
 class NotModern(Exception):
