@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2 as httpx
 import pytest
-from fixtures.fleet_streams import Event, call, events, fleet_settings, open_session, two_replicas
+from fixtures.fleet_streams import Event, call, events, fleet, open_session
 
 pytestmark = pytest.mark.anyio
 
@@ -28,10 +27,7 @@ def results_of(seen: list[Event]) -> list[Any]:
 async def test_a_stream_cut_on_a_resumes_on_b_with_every_remaining_event_once_in_order(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
         session = await open_session(http, a.mcp)
         seen: list[Event] = []
         with anyio.fail_after(10):
@@ -63,10 +59,7 @@ async def test_another_sessions_event_id_is_unknown_on_every_replica(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     (tmp_path / "go").touch()
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
         owner = await open_session(http, a.mcp)
         done = await http.post(a.mcp, json=call("ticks", 1, count=2), headers=owner)
         first = next(e for e in [*_parse(done.text)] if e.id)
@@ -83,10 +76,7 @@ async def test_another_sessions_event_id_is_unknown_on_every_replica(
 
 
 async def test_ids_that_name_nothing_are_404_without_hanging(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (_, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (_, b, http):
         session = await open_session(http, b.mcp)
         for last in ("nope", "abcdef_3", "_1", "abc_", "0123456789ab_0", "zz:zz_1", "get-x_1"):
             with anyio.fail_after(5):

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import anyio
-import httpx2 as httpx
 import pytest
-from fixtures.fleet_streams import Event, call, events, fleet_settings, open_session, two_replicas
+from fixtures.fleet_streams import Event, call, events, fleet, open_session
 from tests.support.redis_server import redis_server
 from tests.support.waiting import until
 
@@ -30,10 +29,7 @@ async def next_update(stream: object, seen: list[Event]) -> str:
 async def test_without_redis_resumption_fails_fast_and_local_streams_go_on(tmp_path: Path) -> None:
     (tmp_path / "go").touch()
     with redis_server(tmp_path / "redis") as redis:
-        async with (
-            two_replicas(fleet_settings(tmp_path, redis.url, "outage:")) as (a, b),
-            httpx.AsyncClient(timeout=10) as http,
-        ):
+        async with fleet(tmp_path, redis.url, "outage:") as (a, b, http):
             session = await open_session(http, a.mcp)
             done = await http.post(a.mcp, json=call("ticks", 1, count=2), headers=session)
             event_id = next(line[3:].strip() for line in done.text.splitlines() if line.startswith("id:"))

@@ -4,6 +4,7 @@ standalone GET stream continues its event ids on another replica after a reconne
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 import pytest
-from fixtures.fleet_streams import Event, call, events, fleet_settings, open_session, two_replicas
+from fixtures.fleet_streams import Event, call, events, fleet, open_session
 from fixtures.wire import modern_request
 
 pytestmark = pytest.mark.anyio
@@ -42,24 +43,37 @@ async def subscribe(http: httpx.AsyncClient, url: str, session: dict[str, str], 
         assert response.status_code == 200 and "result" in response.json(), response.text
 
 
+@contextlib.asynccontextmanager
+async def listening(
+    http: httpx.AsyncClient, method: str, url: str, seen: list[Event], **request: Any
+) -> AsyncIterator[AsyncIterator[Event]]:
+    """The events of a stream once its first (a GET's priming event, a listen's acknowledgement, kept in ``seen``)
+    says it is open and listening."""
+    async with http.stream(method, url, **request) as stream:
+        assert stream.status_code == 200
+        lines = events(stream.aiter_lines())
+        with anyio.fail_after(10):
+            seen.append(await anext(lines))
+        yield lines
+
+
+async def touch(http: httpx.AsyncClient, url: str, session: dict[str, str], request_id: int, uri: str) -> None:
+    response = await http.post(url, json=call("touch", request_id, uri=uri), headers=session)
+    assert response.is_success, response.text
+
+
 async def test_a_resource_updated_on_a_reaches_a_get_stream_on_b_once(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
         session = await open_session(http, b.mcp)
         await subscribe(http, b.mcp, session, "fleet://doc", "fleet://mark")
         writer = await open_session(http, a.mcp)
         seen: list[Event] = []
-        async with http.stream("GET", b.mcp, headers={**session, "accept": "text/event-stream"}) as stream:
-            assert stream.status_code == 200
-            lines = events(stream.aiter_lines())
-            with anyio.fail_after(10):
-                seen.append(await anext(lines))  # the priming event: the stream is open and listening
-            assert (await http.post(a.mcp, json=call("touch", 1, uri="fleet://doc"), headers=writer)).is_success
-            assert (await http.post(a.mcp, json=call("touch", 2, uri="fleet://mark"), headers=writer)).is_success
+        get = {**session, "accept": "text/event-stream"}
+        async with listening(http, "GET", b.mcp, seen, headers=get) as lines:
+            await touch(http, a.mcp, writer, 1, "fleet://doc")
+            await touch(http, a.mcp, writer, 2, "fleet://mark")
             await until_mark(lines, seen)
         updates = [m["params"]["uri"] for m in messages(seen) if m.get("method") == UPDATED]
         assert updates == ["fleet://doc", "fleet://mark"]
@@ -69,22 +83,17 @@ async def test_a_resource_updated_on_a_reaches_a_get_stream_on_b_once(
 async def test_a_list_change_each_replica_makes_itself_arrives_once(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
         session = await open_session(http, b.mcp)
         await subscribe(http, b.mcp, session, "fleet://mark")
         on_a = await open_session(http, a.mcp)
         seen: list[Event] = []
-        async with http.stream("GET", b.mcp, headers={**session, "accept": "text/event-stream"}) as stream:
-            lines = events(stream.aiter_lines())
-            with anyio.fail_after(10):
-                seen.append(await anext(lines))
+        get = {**session, "accept": "text/event-stream"}
+        async with listening(http, "GET", b.mcp, seen, headers=get) as lines:
             # Both replicas rebuild their own catalog (as after a manifest approval or a reload).
             assert (await http.post(a.mcp, json=call("toggle", 1), headers=on_a)).is_success
             assert (await http.post(b.mcp, json=call("toggle", 2), headers=session)).is_success
-            assert (await http.post(a.mcp, json=call("touch", 3, uri="fleet://mark"), headers=on_a)).is_success
+            await touch(http, a.mcp, on_a, 3, "fleet://mark")
             await until_mark(lines, seen)
         methods = [m.get("method") for m in messages(seen)]
         assert methods.count(TOOLS_CHANGED) == 1, methods
@@ -93,18 +102,13 @@ async def test_a_list_change_each_replica_makes_itself_arrives_once(
 async def test_a_get_stream_reconnected_on_b_gets_what_it_missed_then_goes_on_live(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
         session = await open_session(http, a.mcp)
         await subscribe(http, a.mcp, session, "fleet://doc", "fleet://mark")
         first: list[Event] = []
-        async with http.stream("GET", a.mcp, headers={**session, "accept": "text/event-stream"}) as stream:
-            lines = events(stream.aiter_lines())
-            with anyio.fail_after(10):
-                first.append(await anext(lines))
-            assert (await http.post(a.mcp, json=call("touch", 1, uri="fleet://mark"), headers=session)).is_success
+        get = {**session, "accept": "text/event-stream"}
+        async with listening(http, "GET", a.mcp, first, headers=get) as lines:
+            await touch(http, a.mcp, session, 1, "fleet://mark")
             await until_mark(lines, first)
         last = first[-1].id
         assert last is not None and last.startswith("get_")
@@ -114,8 +118,8 @@ async def test_a_get_stream_reconnected_on_b_gets_what_it_missed_then_goes_on_li
             assert stream.status_code == 200
             lines = events(stream.aiter_lines())
             await until_mark(lines, seen)  # replayed from Redis: what followed the priming event on A
-            assert (await http.post(b.mcp, json=call("touch", 2, uri="fleet://doc"), headers=session)).is_success
-            assert (await http.post(a.mcp, json=call("touch", 3, uri="fleet://mark"), headers=session)).is_success
+            await touch(http, b.mcp, session, 2, "fleet://doc")
+            await touch(http, a.mcp, session, 3, "fleet://mark")
             await until_mark(lines, seen)
         updates = [m["params"]["uri"] for m in messages(seen) if m.get("method") == UPDATED]
         assert updates == ["fleet://mark", "fleet://doc", "fleet://mark"]
@@ -126,10 +130,7 @@ async def test_a_get_stream_reconnected_on_b_gets_what_it_missed_then_goes_on_li
 async def test_a_resource_updated_on_a_reaches_a_2026_listen_stream_on_b_once(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
         body, headers = modern_request(
             "subscriptions/listen",
             {"notifications": {"resourceSubscriptions": ["fleet://doc", "fleet://mark"]}},
@@ -137,13 +138,9 @@ async def test_a_resource_updated_on_a_reaches_a_2026_listen_stream_on_b_once(
         )
         writer = await open_session(http, a.mcp)
         seen: list[Event] = []
-        async with http.stream("POST", b.mcp, json=body, headers=headers) as stream:
-            assert stream.status_code == 200
-            lines = events(stream.aiter_lines())
-            with anyio.fail_after(10):
-                seen.append(await anext(lines))  # the acknowledgement: the subscription is listening
-            assert (await http.post(a.mcp, json=call("touch", 1, uri="fleet://doc"), headers=writer)).is_success
-            assert (await http.post(a.mcp, json=call("touch", 2, uri="fleet://mark"), headers=writer)).is_success
+        async with listening(http, "POST", b.mcp, seen, json=body, headers=headers) as lines:
+            await touch(http, a.mcp, writer, 1, "fleet://doc")
+            await touch(http, a.mcp, writer, 2, "fleet://mark")
             await until_mark(lines, seen)
         updates = [m for m in messages(seen) if m.get("method") == UPDATED]
         assert [m["params"]["uri"] for m in updates] == ["fleet://doc", "fleet://mark"]

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 import pytest
-from fixtures.fleet_streams import Event, call, events, fleet_settings, two_replicas
+from fixtures.fleet_streams import Event, call, events, fleet, fleet_settings, two_replicas
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -38,10 +38,7 @@ async def endpoint_of(lines: AsyncIterator[str]) -> str:
 async def test_messages_posted_to_b_are_answered_on_the_stream_held_by_a(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
-    ):
+    async with fleet(tmp_path, redis_url, redis_prefix) as (a, b, http):
         async with http.stream("GET", f"{a.base}/sse") as stream:
             assert stream.status_code == 200
             lines = stream.aiter_lines()
@@ -103,8 +100,7 @@ async def test_a_forwarded_message_for_another_owner_is_dropped_by_the_holder(
 ) -> None:
     """The holder checks the owner again: a message on the bus naming the wrong owner never runs."""
     async with (
-        two_replicas(fleet_settings(tmp_path, redis_url, redis_prefix)) as (a, b),
-        httpx.AsyncClient(timeout=10) as http,
+        fleet(tmp_path, redis_url, redis_prefix) as (a, b, http),
         http.stream("GET", f"{a.base}/sse") as stream,
     ):
         lines = stream.aiter_lines()

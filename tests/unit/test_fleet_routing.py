@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,50 +14,22 @@ import httpx2 as httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from fixtures.wire import (
-    JSON_POST,
-    TOOLS_FILE,
-    LiveServer,
-    initialize_body,
-    live_server,
-    request,
-)
+from fixtures.fleet_streams import SECRET, open_session
+from fixtures.fleet_streams import fleet as pair
+from fixtures.wire import TOOLS_FILE, request
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
 from patchbay.fleet.sessions import SealedIds
-from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
-SECRET = "fleet-routing-secret-0123456789"
-
-
-@contextlib.contextmanager
-def two_replicas(base: Path, url: str, prefix: str) -> Iterator[tuple[LiveServer, LiveServer]]:
-    data: dict[str, Any] = {
-        "server": {"name": "patchbay-fleet-unit", "secret": SECRET},
-        "store": {"url": "sqlite:///:memory:"},
-        "redis": {"url": url, "key_prefix": prefix, "timeout_ms": 300},
-        "connectors": [{"name": "fx", "type": "python", "path": str(TOOLS_FILE), "prefix": ""}],
-    }
-    with live_server(from_dict(data, base_dir=base)) as a, live_server(from_dict(data, base_dir=base)) as b:
-        yield a, b
 
 
 @contextlib.asynccontextmanager
 async def fleet(base: Path, url: str, prefix: str) -> AsyncIterator[tuple[str, str, httpx.AsyncClient]]:
-    """The replicas' /mcp URLs, subscribed to the bus, and a client."""
-    with two_replicas(base, url, prefix) as (a, b):
-        for replica in (a, b):
-            await until(replica.app.runtime.fleet.bus.subscribed.is_set, "the replica to join the bus")
-        async with httpx.AsyncClient(timeout=20) as http:
-            yield a.url, b.url, http
-
-
-async def open_session(http: httpx.AsyncClient, url: str) -> dict[str, str]:
-    response = await http.post(url, json=initialize_body(), headers=JSON_POST)
-    assert response.status_code == 200, response.text
-    return {**JSON_POST, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    """The replicas' /mcp URLs, serving tests/unit/fixtures/tools.py, bridged by the bus, and a client."""
+    async with pair(base, url, prefix, tools=TOOLS_FILE) as (a, b, http):
+        yield a.mcp, b.mcp, http
 
 
 def sid_of(headers: dict[str, str]) -> str:
