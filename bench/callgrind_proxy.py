@@ -8,7 +8,8 @@ Patchbay process runs under valgrind (the upstream is another process), and only
 the difference divided by the difference in calls is the cost of one call, start-up and toggling cancelled out.
 
 Paths: ``proxy-modern`` (a 2026-07-28 client through the mcp connector), ``proxy-session`` (a 2025 session
-client), ``direct-modern`` and ``direct-session`` (the same ``add`` served by a python connector: the hop is the
+client), ``stdio-modern`` and ``stdio-session`` (the same upstream as a stdio child, which valgrind does not
+follow), ``direct-modern`` and ``direct-session`` (the same ``add`` served by a python connector: the hop is the
 proxy count minus the direct one).
 
 Run: python -m bench.callgrind_proxy [--paths proxy-modern,direct-modern] [--calls 200,800] [--out DIR]
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -34,7 +36,7 @@ from typing import Any
 from bench import wire
 from bench.configs import PATCHBAY_CONFIG, REPO
 
-PATHS = ("proxy-modern", "proxy-session", "direct-modern", "direct-session")
+PATHS = ("proxy-modern", "proxy-session", "stdio-modern", "stdio-session", "direct-modern", "direct-session")
 WARM_CALLS = 300
 READY_S = 30.0
 
@@ -183,11 +185,18 @@ def _start_upstream(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"the upstream did not start; see {workdir / 'upstream.log'}")
 
 
-def _proxy_config(workdir: Path, url: str) -> Path:
-    config = workdir / "proxy.toml"
+def _proxy_config(workdir: Path, url: str, kind: str) -> Path:
+    """The front's config: the upstream at ``url``, or (``kind`` "stdio") the same server as a child process."""
+    if kind == "stdio":
+        argv = [sys.executable, "-m", "bench.servers.counted_upstream", "--stdio"]
+        argv += ["--handshakes", str(workdir / "stdio-handshakes.json")]
+        where = f"command = {json.dumps(argv)}\ncwd = {json.dumps(str(REPO))}"
+    else:
+        where = f'url = "{url}"'
+    config = workdir / f"{kind}.toml"
     config.write_text(
         '[server]\nname = "callgrind"\n\n[[connectors]]\nname = "up"\ntype = "mcp"\nprefix = ""\n'
-        f'protocol = "2025-11-25"\nurl = "{url}"\n'
+        f'protocol = "2025-11-25"\n{where}\n'
     )
     return config
 
@@ -233,9 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     upstream, url = _start_upstream(workdir) if any(p.startswith("proxy") for p in paths) else (None, "")
     try:
-        config = _proxy_config(workdir, url) if upstream else PATCHBAY_CONFIG
         for path in paths:
-            used = config if path.startswith("proxy") else PATCHBAY_CONFIG
+            kind = path.split("-")[0]
+            used = PATCHBAY_CONFIG if kind == "direct" else _proxy_config(workdir, url, kind)
             few, many = _count(path, low, used, workdir), _count(path, high, used, workdir)
             print(f"{path:15} {(many - few) // (high - low):>9,} instructions per call", flush=True)
     finally:

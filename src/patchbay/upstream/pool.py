@@ -40,6 +40,7 @@ class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     session: UpstreamSession | None = None
     used: float = 0.0
+    headers: Mapping[str, str] | None = None  # what the session last sent (None: not known)
 
 
 class UpstreamPool:
@@ -104,7 +105,8 @@ class UpstreamPool:
         if slot is not None and slot.session is not None and slot.session.lost is None:
             slot.used = now
             self._slots.move_to_end(identity)
-            if headers is not None:
+            if headers is not None and headers != slot.headers:  # a refreshed token: the next request sends it
+                slot.headers = dict(headers)
                 self._opener.update_headers(slot.session, headers)
             return slot.session
         if self._closed:
@@ -115,6 +117,7 @@ class UpstreamPool:
             if slot.session is None or slot.session.lost is not None:
                 try:
                     slot.session = await self._opener.open(identity, headers or {}, self._handlers)
+                    slot.headers = dict(headers) if headers is not None else None
                 except UpstreamUnavailable as exc:
                     self._problem = str(exc)
                     raise

@@ -138,6 +138,7 @@ class StdioProcess:
         self._lock = asyncio.Lock()
         self._last_touch = 0.0
         self._users = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the last start()
 
     # -- the transport's side ----------------------------------------------------------------------------------
 
@@ -150,6 +151,7 @@ class StdioProcess:
         Raises:
             ProcessUnavailable: in a crash loop, after :meth:`stop`, or the command cannot be executed.
         """
+        self._loop = asyncio.get_running_loop()
         async with self._lock:
             while True:
                 child = self._child
@@ -167,7 +169,8 @@ class StdioProcess:
 
     def touch(self) -> None:
         """Report activity: restarts the idle-shutdown timer."""
-        self._last_touch = asyncio.get_running_loop().time()
+        # Every request and answer touches: the loop start() ran on is kept, as asking for it costs a getpid().
+        self._last_touch = (self._loop or asyncio.get_running_loop()).time()
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator[None]:

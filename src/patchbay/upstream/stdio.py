@@ -129,7 +129,10 @@ class StdioChannel:
                 )
             return
         self.process.touch()
-        await session.receive(message, None)
+        if isinstance(message, dict) and "method" not in message:
+            session.resolve(message)  # an answer, as nearly always: nothing to route or await
+        else:
+            await session.receive(message, None)
 
     def _oversized(self, session: UpstreamSession) -> None:
         session.lose(f"the process sent a message larger than {self.max_line_bytes} bytes; the session was ended")
