@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from bench import harness, wire
 from bench.configs import BENCH, REPO, patchbay_argv
-from bench.throughput import ID_STRIDE, LUA, _share
+from bench.throughput import LUA, Setting, _share, wrk_env
 
 ITEMS = ("fleet-redis-calls", "fleet-cpu", "fleet-replicas", "fleet-capacity")
 Era = Literal["modern", "session-json", "session-sse"]
@@ -296,23 +296,6 @@ def _prepare(port: int, era: Era) -> dict[str, str]:
     return headers
 
 
-def _env(era: Era, headers: dict[str, str], run_index: int) -> dict[str, str]:
-    return {
-        "BENCH_PATH": "/mcp",
-        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items()),
-        "BENCH_BODY": _body(era),
-        "BENCH_EXPECT": wire.EXPECT,
-        "BENCH_ID_BASE": str(run_index * ID_STRIDE),
-    }
-
-
-@dataclass(frozen=True)
-class Setting:
-    levels: list[int]
-    duration_s: float
-    warmup_s: float
-
-
 def _sample(svc: Services, servers: list[harness.Server], lb: harness.Server | None) -> dict[str, Any]:
     return {
         "replicas": [harness.cpu_seconds(s.pid) for s in servers],
@@ -370,10 +353,11 @@ def _drive(svc: Services, servers: list[harness.Server], lb: harness.Server | No
     port = (lb or servers[0]).port
     headers = _prepare(port, era)
     if setting.warmup_s > 0:
-        harness.run_wrk(port, LUA, _env(era, headers, base), 16, setting.warmup_s)
+        harness.run_wrk(port, LUA, wrk_env(_body(era), headers, base), 16, setting.warmup_s)
     xacts_before = svc.settled_xacts()
     for index, connections in enumerate(setting.levels, start=1):
-        level = _level(svc, servers, lb, port, _env(era, headers, base + index), connections, setting.duration_s)
+        env = wrk_env(_body(era), headers, base + index)
+        level = _level(svc, servers, lb, port, env, connections, setting.duration_s)
         run.levels.append(level)
     calls = sum(lv.calls for lv in run.levels)
     run.pg_xacts_per_call = (svc.settled_xacts() - xacts_before) / calls if calls else None

@@ -39,7 +39,7 @@ from typing import Any, Literal
 from bench import harness, wire
 from bench.configs import REPO, patchbay_argv
 from bench.servers.counted_upstream import read_counts
-from bench.throughput import ID_STRIDE, LUA, _share
+from bench.throughput import LUA, Setting, _share, wrk_env
 
 HEADING = "## Upstream MCP servers behind Patchbay"
 ITEMS = ("patchbay-proxy-http", "patchbay-proxy-stdio")
@@ -192,16 +192,6 @@ def _probe_until_ok(front: Front, era: Era, headers: dict[str, str]) -> None:
     raise RuntimeError(f"{front.server.name} ({era}): no good add(1, 2) answer: {problem}\n{front.server.log_tail()}")
 
 
-def _wrk_env(era: Era, headers: dict[str, str], run_index: int) -> dict[str, str]:
-    return {
-        "BENCH_PATH": "/mcp",
-        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items()),
-        "BENCH_BODY": _body(era),
-        "BENCH_EXPECT": wire.EXPECT,
-        "BENCH_ID_BASE": str(run_index * ID_STRIDE),
-    }
-
-
 # -- measuring ------------------------------------------------------------------------------------------------
 
 
@@ -250,24 +240,17 @@ def _drive(kind: str, front: Front, eras: tuple[Era, ...], setting: Setting, rou
         _probe_until_ok(front, era, headers)
         base = (round_no * 10 + era_index) * 100
         if setting.warmup_s > 0:
-            harness.run_wrk(front.server.port, LUA, _wrk_env(era, headers, base), 16, setting.warmup_s)
+            harness.run_wrk(front.server.port, LUA, wrk_env(_body(era), headers, base), 16, setting.warmup_s)
         before = read_counts(front.counts)
         run = Run(kind, era, round_no)
         for index, connections in enumerate(setting.levels, start=1):
-            env = _wrk_env(era, headers, base + index)
+            env = wrk_env(_body(era), headers, base + index)
             run.levels.append(_level(front, env, connections, setting.duration_s))
         after = read_counts(front.counts)
         run.handshakes = {method: after.get(method, 0) - before.get(method, 0) for method in after}
         print(_summary(run), flush=True)
         runs.append(run)
     return runs
-
-
-@dataclass(frozen=True)
-class Setting:
-    levels: list[int]
-    duration_s: float
-    warmup_s: float
 
 
 def _summary(run: Run) -> str:

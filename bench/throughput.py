@@ -62,14 +62,32 @@ def _probe(cfg: Config, port: int, session_id: str | None) -> wire.Reply:
     return reply
 
 
-def _wrk_env(cfg: Config, session_id: str | None) -> dict[str, str]:
-    headers = "\n".join(f"{k}: {v}" for k, v in cfg.headers(session_id).items())
+@dataclass(frozen=True)
+class Setting:
+    """How a benchmark item drives wrk: the concurrency levels, seconds per level, and the warm-up before them."""
+
+    levels: list[int]
+    duration_s: float
+    warmup_s: float
+
+
+def wrk_env(body: str, headers: dict[str, str], run_index: int) -> dict[str, str]:
+    """wrk's environment for lua/mcp_call.lua: POST ``body`` (a call template) to /mcp with ``headers``, numbering
+    the requests from run ``run_index``'s own id base."""
+    return _with_id_base(_call_env(body, headers), run_index)
+
+
+def _call_env(body: str, headers: dict[str, str]) -> dict[str, str]:
     return {
         "BENCH_PATH": "/mcp",
-        "BENCH_HEADERS": headers,
-        "BENCH_BODY": cfg.body_template(),
+        "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items()),
+        "BENCH_BODY": body,
         "BENCH_EXPECT": wire.EXPECT,
     }
+
+
+def _wrk_env(cfg: Config, session_id: str | None) -> dict[str, str]:
+    return _call_env(cfg.body_template(), cfg.headers(session_id))
 
 
 def _with_id_base(env: dict[str, str], run_index: int) -> dict[str, str]:
