@@ -9,6 +9,7 @@ import anyio
 import pytest
 from fixtures.fleet_stores import session_stores
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import until
 
 from patchbay.auth.principal import Principal
 from patchbay.errors import RpcError
@@ -97,8 +98,12 @@ async def test_a_session_deleted_on_a_is_unknown_on_b(redis_url: str, redis_pref
         on_b = await b.get(opened.id)
         assert on_b is not None
         assert await a.delete(opened.id) is True
-        assert await b.get(opened.id) is None
         assert await a.get(opened.id) is None
+
+        async def refused_on_b() -> bool:
+            return await b.get(opened.id) is None
+
+        await until(refused_on_b, "B to refuse the session deleted on A")
         assert await b.delete(opened.id) is False  # deleted once only
 
 
@@ -112,8 +117,13 @@ async def test_log_level_and_subscriptions_set_on_a_are_seen_on_b(redis_url: str
         await opened.subscribe("kanban://board")
         await opened.subscribe("kanban://card/1")
         await opened.unsubscribe("kanban://card/1")
-        on_b = await b.get(opened.id)
-        assert on_b is not None and on_b.log_level == "debug" and on_b.subscriptions == {"kanban://board"}
+
+        async def changed_on_b() -> bool:
+            on_b = await b.get(opened.id)
+            assert on_b is not None
+            return on_b.log_level == "debug" and on_b.subscriptions == {"kanban://board"}
+
+        await until(changed_on_b, "B to see the level and subscriptions set on A")
 
 
 @pytest.mark.anyio

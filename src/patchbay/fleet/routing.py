@@ -52,7 +52,6 @@ class Router:
         self._tasks: set[asyncio.Task[Any]] = set()
         bus.on(ANSWER, self._on_answer)
         bus.on(CANCEL, self._on_cancel)
-        bus.on(ENDED, self._on_ended)
 
     # -- requests to the client ---------------------------------------------------------------------------
 
@@ -155,14 +154,10 @@ class Router:
     # -- DELETE -------------------------------------------------------------------------------------------
 
     async def ended(self, sid: str) -> None:
-        """Tell the other replicas a session was deleted, so they end its streams and running requests."""
-        with contextlib.suppress(FleetUnavailable):  # else the denylist still refuses it everywhere
+        """Tell the other replicas a session was deleted, so they end its streams and running requests and refuse
+        its id (the session store handles the message)."""
+        with contextlib.suppress(FleetUnavailable):  # else the denylist refuses it everywhere within CACHE_SECONDS
             await self.bus.broadcast(ENDED, sid=sid)
-
-    def _on_ended(self, message: dict[str, Any]) -> None:
-        session = self.find(str(message.get("sid")))
-        if session is not None:
-            session.close()
 
     def _spawn(self, work: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(work)

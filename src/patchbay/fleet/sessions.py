@@ -1,37 +1,37 @@
 """2025-era sessions across a fleet: sealed, self-describing session ids, with Redis only for what cannot be sealed.
 
-``Mcp-Session-Id`` is ``pb1.`` + base64url(key id ‖ nonce ‖ AES-256-GCM ciphertext) of a compact JSON payload:
-the random session id (``sid``), its owner digest, the negotiated version, the client's capabilities and name,
-when it was issued and when it expires. Any replica opens it without a lookup, so a killed replica or a Redis
+``Mcp-Session-Id`` is a sealed payload (``patchbay.fleet.sealed``): the random session id (``sid``), its owner
+digest, the negotiated version, the client's capabilities and name, when it was issued and when it expires. Any
+replica opens it without a lookup, so a killed replica or a Redis
 restart never answers "session not found" (clients do not re-initialise after a 404). Redis holds the mutable
 state (log level, subscriptions), the DELETE denylist, the one-GET-stream lock and the routing of answers and
 cancellations (``patchbay.fleet.routing``). docs/deploy.md, "Sessions across replicas", says why.
+
+A replica keeps what it read of a session's shared state and serves that session's next requests without Redis
+for up to ``CACHE_SECONDS``: every change (log level, subscriptions, DELETE) is broadcast on the bus, and a replica
+drops its copy when one arrives, when the bus resubscribes (messages may have been missed) or Redis comes back.
+The short lifetime bounds how long a lost message can leave a copy stale. A DELETE'd session is remembered as
+ended for good (its id can never become valid again).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from patchbay.fleet.bus import Bus
 from patchbay.fleet.link import FleetUnavailable, RedisLink
-from patchbay.fleet.routing import Router, unavailable
+from patchbay.fleet.routing import ENDED, Router, unavailable
+from patchbay.fleet.sealed import Sealed, SealedIds, fit
 from patchbay.transport.sessions import EventLogFactory, Session
 
 if TYPE_CHECKING:
@@ -40,118 +40,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("patchbay.fleet")
 
-PREFIX = "pb1."
-AAD = b"patchbay-session-v1"
-KEY_ID_BYTES = 2
-NONCE_BYTES = 12  # NIST SP 800-38D §8.2: 96-bit random nonces
-TAG_BYTES = 16
-MAX_ID_CHARS = 4096  # a sealed id stays far below this; longer ones are refused before decoding
-SEAL_BUDGET = 1024  # payload bytes; past this the full capabilities live in Redis (see _fit)
-KNOWN_CAPS = ("elicitation", "experimental", "extensions", "roots", "sampling", "tasks")
 LOCAL_MAX = 1024
+# How long a replica trusts its copy of a session's shared state without asking Redis. Changes are broadcast and drop
+# the copies at once; this only bounds a copy's staleness when a bus message is lost without the bus noticing.
+CACHE_SECONDS = 2.0
+ENDED_MAX = 4096  # DELETE'd sessions remembered here (the most recent); older ones are asked of Redis again
+STATE = "session_state"  # bus kind: a session's log level or subscriptions changed; drop your copy
 
-
-@dataclass(frozen=True, slots=True)
-class Sealed:
-    """What a session id carries."""
-
-    sid: str
-    owner: str | None
-    version: str
-    caps: dict[str, Any]
-    client_info: dict[str, Any] | None
-    iat: int
-    exp: int
-    spilled: bool = False  # the full capabilities did not fit and are kept in Redis (field "x")
-
-
-class SealedIds:
-    """Seals session payloads under a key ring: the first secret seals, every secret unseals (rotation)."""
-
-    def __init__(self, secrets_: Sequence[bytes], *, clock: Callable[[], float] = time.time) -> None:
-        """Raises:
-        ValueError: no secret.
-        """
-        if not secrets_:
-            raise ValueError("sealed session ids need at least one secret (server.secret)")
-        self.clock = clock
-        keys = [_derive(secret) for secret in secrets_]
-        self._primary = (_key_id(keys[0]), AESGCM(keys[0]))
-        self._ring: dict[bytes, list[AESGCM]] = {}
-        for key in keys:  # two ids may collide in 2 bytes: try each key under it
-            self._ring.setdefault(_key_id(key), []).append(AESGCM(key))
-
-    def seal(self, sealed: Sealed) -> str:
-        payload = {"s": sealed.sid, "o": sealed.owner, "v": sealed.version, "c": sealed.caps, "t": sealed.iat}
-        payload["e"] = sealed.exp
-        if sealed.client_info is not None:
-            payload["i"] = sealed.client_info
-        if sealed.spilled:
-            payload["x"] = 1
-        key_id, aead = self._primary
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        return PREFIX + _b64(key_id + nonce + aead.encrypt(nonce, orjson.dumps(payload), AAD))
-
-    def unseal(self, session_id: str) -> Sealed | None:
-        """The payload of ``session_id``, or None: malformed, tampered, sealed under a key not in the ring, or
-        expired. Never raises: whatever a client sends is at worst an unknown session."""
-        if not session_id.startswith(PREFIX) or len(session_id) > MAX_ID_CHARS:
-            return None
-        text = session_id[len(PREFIX) :]
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            return None
-        # One id, one spelling: the last character's unused bits must be zero (RFC 4648 §3.5, canonical encoding).
-        if len(raw) < KEY_ID_BYTES + NONCE_BYTES + TAG_BYTES or _b64(raw) != text:
-            return None
-        nonce, sealed = raw[KEY_ID_BYTES : KEY_ID_BYTES + NONCE_BYTES], raw[KEY_ID_BYTES + NONCE_BYTES :]
-        for aead in self._ring.get(raw[:KEY_ID_BYTES], ()):
-            try:
-                plain = aead.decrypt(nonce, sealed, AAD)
-            except InvalidTag:
-                continue
-            return self._parse(plain)
-        return None
-
-    def _parse(self, plain: bytes) -> Sealed | None:
-        try:
-            data = orjson.loads(plain)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        sid, owner, version, caps, iat, exp = (data.get(k) for k in ("s", "o", "v", "c", "t", "e"))
-        info = data.get("i")
-        if not (isinstance(sid, str) and isinstance(version, str) and isinstance(caps, dict)):
-            return None
-        if not (isinstance(iat, int) and isinstance(exp, int)) or (owner is not None and not isinstance(owner, str)):
-            return None
-        if exp <= self.clock():
-            return None
-        return Sealed(sid, owner, version, caps, info if isinstance(info, dict) else None, iat, exp, "x" in data)
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _derive(secret: bytes) -> bytes:
-    # RFC 5869: one AES-256 key per configured secret, bound to this use by HKDF's info.
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"patchbay session ids v1").derive(secret)
-
-
-def _key_id(key: bytes) -> bytes:
-    return hashlib.sha256(b"patchbay key id\x00" + key).digest()[:KEY_ID_BYTES]
-
-
-def _fit(caps: dict[str, Any], info: Any) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
-    """What goes into the seal: all of it when small; otherwise which known capabilities the client has (their
-    settings go to Redis) and a shortened name, so the id stays short and works while Redis is down."""
-    client = {k: str(info[k])[:64] for k in ("name", "version") if k in info} if isinstance(info, dict) else None
-    if len(orjson.dumps(caps)) + len(orjson.dumps(client)) <= SEAL_BUDGET:
-        return caps, client, False
-    return {k: {} for k in KNOWN_CAPS if k in caps}, client, True
+__all__ = ["FleetSessionStore", "Sealed", "SealedIds", "fleet_store"]
 
 
 @dataclass(slots=True)
@@ -159,6 +55,9 @@ class _Local:
     session: Session
     exp: int
     spilled: bool
+    fresh_until: float = 0.0  # monotonic: until then the session's shared state here is the cached copy
+    epoch: int = 0  # the store's epoch when the copy was read; a resync moves the epoch on
+    changes: int = 0  # change notices received: a read that overlapped one may be older than the change
 
 
 class FleetSessionStore:
@@ -187,7 +86,15 @@ class FleetSessionStore:
         self._local: OrderedDict[str, _Local] = OrderedDict()  # by session id as sent, least recently used first
         self._by_sid: dict[str, _Local] = {}
         self._keepers: dict[str, asyncio.Task[None]] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()  # sids DELETE'd (here or elsewhere), newest last
+        self.bus = bus
+        self.cache_seconds = CACHE_SECONDS
+        self._epoch = 0
         self.router = Router(link, bus, replica_id, self.find)
+        bus.on(ENDED, self._on_ended)
+        bus.on(STATE, self._on_state)
+        bus.on_resync(self.drop_cached)
+        link.on_up(self.drop_cached)
         self.request_prefix = self.router.request_prefix
         self._keep = link.script(_KEEP_IF_MINE)
         self._release = link.script(_DELETE_IF_MINE)
@@ -198,10 +105,11 @@ class FleetSessionStore:
         self, version: str, client_caps: dict[str, Any], client_info: Any, owner: str | None = None
     ) -> Session:
         now = int(self.ids.clock())
-        caps, info, spilled = _fit(client_caps, client_info)
+        caps, info, spilled = fit(client_caps, client_info)
         sealed = Sealed(secrets.token_hex(16), owner, version, caps, info, now, now + self.lifetime, spilled)
         session_id = self.ids.seal(sealed)
         entry = self._remember(session_id, sealed)
+        self._cached(entry, self._epoch, 0)  # nothing shared yet but what this replica writes below
         if spilled:  # best effort: without it the session still works, knowing only which capabilities exist
             entry.session.client_caps, entry.session.client_info = client_caps, client_info
             full = orjson.dumps({"c": client_caps, "i": client_info})
@@ -216,7 +124,7 @@ class FleetSessionStore:
         entry = self._local.get(session_id)
         if entry is None:
             sealed = self.ids.unseal(session_id)
-            if sealed is None:
+            if sealed is None or sealed.sid in self._ended:
                 return None
             entry = self._by_sid.get(sealed.sid) or self._remember(session_id, sealed)
         elif entry.exp <= self.ids.clock():
@@ -224,17 +132,43 @@ class FleetSessionStore:
             return None
         else:
             self._local.move_to_end(session_id)
-        session = entry.session
+        if self._fresh(entry):
+            return entry.session
+        return await self._refresh(entry)
+
+    async def _refresh(self, entry: _Local) -> Session | None:
+        """Read whether the session ended elsewhere and the state another replica may have changed (one round
+        trip), and keep the copy unless a change notice or a resync overlapped the read."""
+        session, epoch, changes = entry.session, self._epoch, entry.changes
         key_del, key_state = self.link.key("sdel", session.sid), self._state(session.sid)
-        try:  # one round trip: ended elsewhere? and the state another replica may have changed
+        try:
             ended, state = await self.link.do(lambda c: _read(c, key_del, key_state))
         except FleetUnavailable:
             return session  # the seal is proof enough; its state is the last known here
         if ended:
-            self._forget(entry)
+            self._end(session.sid)
             return None
         _apply(session, state)
+        self._cached(entry, epoch, changes)
         return session
+
+    def _fresh(self, entry: _Local) -> bool:
+        # Only while the bus listens: a copy is trusted because changes would have been heard.
+        return (
+            entry.fresh_until > time.monotonic()
+            and entry.epoch == self._epoch
+            and self.link.up
+            and self.bus.subscribed.is_set()
+        )
+
+    def _cached(self, entry: _Local, epoch: int, changes: int) -> None:
+        if epoch == self._epoch and changes == entry.changes:
+            entry.epoch, entry.fresh_until = epoch, time.monotonic() + self.cache_seconds
+
+    def drop_cached(self) -> None:
+        """Stop trusting every copy of shared state (the bus may have missed changes); the next request of each
+        session reads Redis again."""
+        self._epoch += 1
 
     async def delete(self, session_id: str) -> bool:
         sealed = self.ids.unseal(session_id)
@@ -246,9 +180,7 @@ class FleetSessionStore:
             first = await self.link.do(lambda c: _deny(c, key_del, key_state, ttl_ms))
         except FleetUnavailable:
             raise unavailable("ending a session (DELETE)") from None
-        entry = self._by_sid.get(sealed.sid)
-        if entry is not None:
-            self._forget(entry)
+        self._end(sealed.sid)
         await self.router.ended(sealed.sid)
         return bool(first)
 
@@ -261,6 +193,8 @@ class FleetSessionStore:
             await self.link.do(lambda c: _write(c, key, fields, exp_ms))
         except FleetUnavailable:
             raise unavailable("changing the session's log level or subscriptions") from None
+        with contextlib.suppress(FleetUnavailable):  # saved: other replicas' copies go stale in CACHE_SECONDS
+            await self.bus.broadcast(STATE, sid=session.sid)
 
     def __len__(self) -> int:
         return sum(1 for entry in self._local.values() if _live(entry.session))
@@ -271,6 +205,25 @@ class FleetSessionStore:
         for task in self._keepers.values():
             task.cancel()
         self._keepers.clear()
+
+    def _on_state(self, message: dict[str, Any]) -> None:
+        entry = self._by_sid.get(str(message.get("sid")))
+        if entry is not None:
+            entry.changes += 1
+            entry.fresh_until = 0.0
+
+    def _on_ended(self, message: dict[str, Any]) -> None:
+        self._end(str(message.get("sid")))
+
+    def _end(self, sid: str) -> None:
+        """The session was DELETE'd: close its plumbing here and refuse its id from now on without asking Redis."""
+        self._ended[sid] = None
+        self._ended.move_to_end(sid)
+        if len(self._ended) > ENDED_MAX:
+            self._ended.popitem(last=False)
+        entry = self._by_sid.get(sid)
+        if entry is not None:
+            self._forget(entry)
 
     def find(self, sid: str) -> Session | None:
         """The session with this random id if this replica holds it (for answers routed here)."""
