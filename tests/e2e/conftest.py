@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -26,7 +25,7 @@ import pytest
 
 from tests.support.node import NODE_MODULES, node22, node_env
 from tests.support.postgres import PostgresMissing, PostgresServer, postgres_cluster
-from tests.support.servers import LOOPBACK, RunningServer, ServerStartError, free_port, run_patchbay
+from tests.support.servers import LOOPBACK, RunningServer, ServerStartError, free_port, run_patchbay, wait_healthz
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parents[1]
@@ -87,20 +86,12 @@ def run_demo(demo_dir: Path, log_dir: Path, start_timeout: float = 20.0) -> Iter
 
 
 def wait_healthy(server: RunningServer, timeout: float) -> None:
-    """Raises ServerStartError unless GET /healthz answers 200 within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.proc.poll() is not None:
-            raise ServerStartError(f"patchbay exited with {server.proc.returncode}:\n{server.log_tail()}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            _opener.open(f"{server.base_url}/healthz", timeout=1.0) as resp,
-        ):
-            if resp.status == 200:
-                return
-        if time.monotonic() >= deadline:
-            raise ServerStartError(f"{server.base_url}/healthz not 200 within {timeout} s:\n{server.log_tail()}")
-        time.sleep(0.05)
+    """Raises ServerStartError, with the tail of the server's log, unless GET /healthz answers 200 within `timeout`
+    seconds."""
+    try:
+        wait_healthz(server.proc, server.base_url, timeout)
+    except ServerStartError as exc:
+        raise ServerStartError(f"{exc}:\n{server.log_tail()}") from None
 
 
 def stop(server: RunningServer) -> None:

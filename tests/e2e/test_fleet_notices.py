@@ -55,9 +55,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture(scope="module")
 def api_key(fleet: Fleet) -> str:
-    made = fleet.cli("keys", "create", "--name", "notices")
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
+    return fleet.api_key("notices")
 
 
 async def tools_list_status(http: httpx2.AsyncClient, url: str, token: str) -> int:

@@ -39,9 +39,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture(scope="module")
 def api_key(fleet: Fleet) -> str:
-    made = fleet.cli("keys", "create", "--name", "sessions")
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
+    return fleet.api_key("sessions")
 
 
 @dataclass

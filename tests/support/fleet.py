@@ -31,7 +31,7 @@ import httpx2
 
 from tests.support.postgres import PostgresServer, postgres_cluster
 from tests.support.redis_server import RedisServer, redis_server
-from tests.support.servers import LOOPBACK, ServerStartError, _die_with_parent, free_port, stop_process
+from tests.support.servers import LOOPBACK, ServerStartError, _die_with_parent, free_port, stop_process, wait_healthz
 
 __all__ = ["SERVED_BY", "Fleet", "Replica", "message_of", "modern_request", "open_session", "run_fleet", "tool_text"]
 
@@ -234,6 +234,12 @@ class Fleet:
             check=False,
         )
 
+    def api_key(self, name: str) -> str:
+        """A new API key named ``name``, made with `patchbay keys create` against the shared store."""
+        made = self.cli("keys", "create", "--name", name)
+        assert made.returncode == 0, made.stderr
+        return made.stdout.strip()
+
     def _start(self, replica: Replica) -> None:
         cmd = [sys.executable, "-m", "patchbay", "serve", "--config", str(self.config)]
         cmd += ["--host", LOOPBACK, "--port", str(replica.port)]
@@ -280,19 +286,10 @@ def _haproxy() -> str:
 
 
 def _wait_healthy(replica: Replica, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if replica.proc is None or replica.proc.poll() is not None:
-            raise ServerStartError(f"{replica.name} exited before it was healthy:\n{replica.log_tail()}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            _opener.open(f"{replica.base_url}/healthz", timeout=1.0) as resp,
-        ):
-            if resp.status == 200:
-                return
-        if time.monotonic() >= deadline:
-            raise ServerStartError(f"{replica.name} not healthy within {timeout} s:\n{replica.log_tail()}")
-        time.sleep(0.05)
+    try:
+        wait_healthz(replica.proc, replica.base_url, timeout)
+    except ServerStartError as exc:
+        raise ServerStartError(f"{replica.name}: {exc}:\n{replica.log_tail()}") from None
 
 
 def write_config(folder: Path, *, store_url: str, redis_url: str, public_url: str, rate: int) -> tuple[Path, Path]:

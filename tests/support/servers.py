@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunningServer", "ServerStartError", "free_port", "run_patchbay"]
+__all__ = ["RunningServer", "ServerStartError", "free_port", "run_patchbay", "wait_healthz"]
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -147,20 +147,28 @@ def _start(config_path: Path, env: Mapping[str, str], extra_args: Sequence[str],
 
 
 def _wait_healthy(server: RunningServer, timeout: float) -> None:
-    health_url = f"{server.base_url}/healthz"
+    wait_healthz(server.proc, server.base_url, timeout)
+
+
+def wait_healthz(proc: subprocess.Popen[bytes] | None, base_url: str, timeout: float) -> None:
+    """Return once ``GET base_url/healthz`` answers 200.
+
+    Raises:
+        ServerStartError: the process exited (or was never started) first, or no 200 came within ``timeout``
+            seconds. The message does not carry the log: callers add the tail they have.
+    """
+    health_url = f"{base_url}/healthz"
     deadline = time.monotonic() + timeout
     while True:
-        code = server.proc.poll()
-        if code is not None:
+        if proc is None:
+            raise ServerStartError("patchbay was not started")
+        if (code := proc.poll()) is not None:
             raise ServerStartError(f"patchbay exited with code {code} before it was healthy")
-        try:
-            with _opener.open(health_url, timeout=1.0) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        with contextlib.suppress(urllib.error.URLError, OSError), _opener.open(health_url, timeout=1.0) as resp:
+            if resp.status == 200:
+                return
         if time.monotonic() >= deadline:
-            raise ServerStartError(f"GET {health_url} did not answer 200 within {timeout:.0f} s")
+            raise ServerStartError(f"GET {health_url} did not answer 200 within {timeout:g} s")
         time.sleep(_POLL_INTERVAL)
 
 
