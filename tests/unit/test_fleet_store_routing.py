@@ -156,6 +156,25 @@ async def _gone(redis: aioredis.Redis, key: str) -> bool:
     return not await redis.exists(key)
 
 
+async def test_running_calls_registered_together_cost_one_round_trip_and_their_removal_one_more(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, _, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        registry, key = a.router.running, f"{redis_prefix}infl:{session.sid}"
+        before = registry.pipelines
+        for n in range(20):  # as when 20 calls pass the mark in one turn of a busy event loop
+            registry.put(key, str(n).encode(), a.replica_id.encode())
+        await until(lambda: registry.writer is None, "the registrations to be written", WAIT)
+        assert await redis.hlen(key) == 20
+        assert 0 < await redis.pttl(key) <= REGISTRY_TTL_MS
+        for n in range(20):
+            registry.put(key, str(n).encode(), None)
+        await until(lambda: registry.writer is None, "the removals to be written", WAIT)
+        assert await redis.exists(key) == 0
+        assert registry.pipelines - before == 2
+
+
 async def test_a_cancellation_for_a_call_not_registered_yet_is_broadcast(redis_url: str, redis_prefix: str) -> None:
     async with replicas(redis_url, redis_prefix) as (a, b, _redis):
         session = await a.create("2025-11-25", CAPS, INFO)

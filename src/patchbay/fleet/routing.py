@@ -6,6 +6,8 @@ before the client can see it; its answer, POSTed to any replica, is looked up th
 replica that waits (bus kind ``answer``). A client request that runs longer than ``TRACK_AFTER_SECONDS`` is
 registered in ``{p}infl:{sid}`` so that a cancellation landing elsewhere reaches it (bus kind ``cancel``); quick
 requests never pay a Redis round trip, and a cancellation for one not registered (yet) is broadcast instead.
+Registrations and their removals are written in the background, all those due at once in one pipeline: under load,
+when many requests pass the mark together, they cost one round trip, not one each.
 Progress notifications need nothing here: they ride the request's own response stream.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -49,7 +52,7 @@ class Router:
         self.replica_id = replica_id
         self.find = find
         self.request_prefix = f"srv-{replica_id}-"  # ids of requests to a client never collide across replicas
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.running = Registry(link)
         bus.on(ANSWER, self._on_answer)
         bus.on(CANCEL, self._on_cancel)
 
@@ -104,28 +107,21 @@ class Router:
         returns what to call when it ends."""
         field = orjson.dumps(request_id)
         key = self.link.key("infl", session.sid)
-        registered: list[asyncio.Task[Any]] = []
+        registered = False
 
         def register() -> None:
-            registered.append(self._spawn(self._register(key, field)))
+            nonlocal registered
+            registered = True
+            self.running.put(key, field, self.replica_id.encode())
 
         handle = asyncio.get_running_loop().call_later(TRACK_AFTER_SECONDS, register)
 
         def untrack() -> None:
             handle.cancel()
             if registered:
-                self._spawn(self._unregister(key, field, registered[0]))
+                self.running.put(key, field, None)
 
         return untrack
-
-    async def _register(self, key: str, field: bytes) -> None:
-        with contextlib.suppress(FleetUnavailable):  # a cancellation landing elsewhere is then broadcast
-            await self.link.do(lambda c: _hset(c, key, field, self.replica_id.encode()))
-
-    async def _unregister(self, key: str, field: bytes, registering: asyncio.Task[Any]) -> None:
-        await registering
-        with contextlib.suppress(FleetUnavailable):
-            await self.link.do(lambda c: c.hdel(key, field))
 
     async def cancel(self, session: Session, request_id: Any) -> bool:
         """Send ``notifications/cancelled`` for ``request_id`` to the replica running it (or to all, when it has
@@ -159,11 +155,43 @@ class Router:
         with contextlib.suppress(FleetUnavailable):  # else the denylist refuses it everywhere within CACHE_SECONDS
             await self.bus.broadcast(ENDED, sid=sid)
 
-    def _spawn(self, work: Any) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+
+class Registry:
+    """Writes to the registries of running requests, in order, in the background: every write queued while the
+    previous pipeline was out goes in the next one. Best effort: while Redis is down they are dropped (a
+    cancellation for an unregistered request is broadcast; a stale entry names a replica that ignores it)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self.queued: list[tuple[str, bytes, bytes | None]] = []  # (key, field, replica or None to remove)
+        self.writer: asyncio.Task[None] | None = None
+        self.pipelines = 0  # round trips sent
+
+    def put(self, key: str, field: bytes, value: bytes | None) -> None:
+        self.queued.append((key, field, value))
+        if self.writer is None:
+            self.writer = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self.queued:
+                batch, self.queued = self.queued, []
+                self.pipelines += 1
+                with contextlib.suppress(FleetUnavailable):
+                    await self.link.do(functools.partial(_apply_writes, batch=batch))
+        finally:
+            self.writer = None
+
+
+async def _apply_writes(client: Any, batch: list[tuple[str, bytes, bytes | None]]) -> None:
+    async with client.pipeline(transaction=False) as pipe:
+        for key, field, value in batch:
+            if value is None:
+                pipe.hdel(key, field)
+            else:
+                pipe.hset(key, field, value)
+                pipe.pexpire(key, REGISTRY_TTL_MS)
+        await pipe.execute()
 
 
 def _text(value: bytes | str | None) -> str | None:
