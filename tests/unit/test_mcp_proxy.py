@@ -12,7 +12,7 @@ import orjson
 import pytest
 from mcp.server.mcpserver import Context as SdkContext
 from mcp.server.mcpserver import MCPServer
-from tests.support.loopback_asgi import serving
+from tests.support.loopback_asgi import PostTap, serving
 
 from patchbay.connectors.mcp.bridge import Bridge
 from patchbay.connectors.mcp.proxy import Proxy
@@ -38,35 +38,17 @@ def sdk_server() -> MCPServer:
     return server
 
 
-class Recording:
+class Recording(PostTap):
     """Keeps the ``params._meta`` of every ``tools/call`` POSTed to the app it wraps."""
 
     def __init__(self, app: ASGI) -> None:
-        self.app = app
+        super().__init__(app)
         self.metas: list[dict[str, Any]] = []
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            return await self.app(scope, receive, send)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+    def seen(self, body: bytes) -> None:
         request = orjson.loads(body)
         if isinstance(request, dict) and request.get("method") == "tools/call":
             self.metas.append(request["params"].get("_meta") or {})
-        given = False
-
-        async def replay() -> Any:
-            nonlocal given
-            if not given:
-                given = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import InputRequiredResult
-from tests.support.loopback_asgi import serving
+from tests.support.loopback_asgi import PostTap, serving
 
 from patchbay.upstream import InputNeeded, Target, UpstreamPool
 from patchbay.upstream.target import Protocol
@@ -48,34 +48,16 @@ def sdk_server() -> MCPServer:
     return server
 
 
-class Counting:
+class Counting(PostTap):
     """Counts the JSON-RPC methods POSTed to the app it wraps."""
 
     def __init__(self, app: ASGI) -> None:
-        self.app = app
+        super().__init__(app)
         self.methods: Counter[str] = Counter()
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            return await self.app(scope, receive, send)
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+    def seen(self, body: bytes) -> None:
         with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
             self.methods[orjson.loads(body).get("method") or "response"] += 1
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 @pytest.fixture
