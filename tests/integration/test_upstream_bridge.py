@@ -12,10 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conformance.test_conformance import CONFIG as FIXTURE
-from tests.integration.test_upstream_mcp import readyz, wait_for
-from tests.integration.test_upstream_passthrough import call
-from tests.support.servers import RunningServer, run_patchbay
+from tests.integration.test_upstream_passthrough import call, fronted
+from tests.support.servers import RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +35,8 @@ PROMPT = {"prompt": "Capital of France?"}
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    folder = tmp_path_factory.mktemp("bridge")
-    with run_patchbay(FIXTURE, log_dir=folder / "fixture") as fixture:
-        config = folder / "front.toml"
-        config.write_text(FRONT.replace("__URL__", fixture.url))
-        with run_patchbay(config, log_dir=folder / "front", start_timeout=60) as server:
-            wait_for(lambda: readyz(server)["connectors"]["fx"]["ok"], "the fronted fixture")
-            yield server
+    with fronted(tmp_path_factory.mktemp("bridge"), FRONT) as (_, server):
+        yield server
 
 
 def test_a_2026_client_that_can_sample_answers_a_2025_upstream_through_input_required(front: RunningServer) -> None:

@@ -9,7 +9,9 @@ HTTP statuses, compared with what the fixture answers directly.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -37,15 +39,22 @@ url = "__URL__"
 ALL_CAPS = {"elicitation": {}, "sampling": {}, "roots": {}}
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, RunningServer]]:
-    folder = tmp_path_factory.mktemp("passthrough")
+@contextlib.contextmanager
+def fronted(folder: Path, front_config: str = FRONT) -> Iterator[tuple[RunningServer, RunningServer]]:
+    """The conformance fixture served by its own Patchbay, and a front whose connector ``fx`` proxies it
+    (``front_config`` with ``__URL__`` standing for the fixture's URL), once the front reports it up."""
     with run_patchbay(FIXTURE, log_dir=folder / "fixture") as fixture:
         config = folder / "front.toml"
-        config.write_text(FRONT.replace("__URL__", fixture.url))
+        config.write_text(front_config.replace("__URL__", fixture.url))
         with run_patchbay(config, log_dir=folder / "front", start_timeout=60) as front:
             wait_for(lambda: readyz(front)["connectors"]["fx"]["ok"], "the fronted fixture")
             yield fixture, front
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, RunningServer]]:
+    with fronted(tmp_path_factory.mktemp("passthrough")) as both:
+        yield both
 
 
 def call(
