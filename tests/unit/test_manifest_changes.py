@@ -260,3 +260,118 @@ def test_the_json_form_names_both_digests_and_definitions() -> None:
     assert body["approved_digest"] == wire_digest(tool())
     assert body["proposed_digest"] == wire_digest(tool(description="New words."))
     assert body["proposed"]["description"] == "New words." and body["risk"] == "medium"
+
+
+def test_a_changed_field_is_shown_from_its_approved_to_its_proposed_value() -> None:
+    change = one(tool(), tool(description="New words.", icons=[{"src": "https://example.com/i.png"}]))
+    assert change.details == [
+        'description: "Look a customer up by id." → "New words."',
+        'icons: "null" → "[{"src":"https://example.com/i.png"}]"',
+    ]
+
+
+def test_a_long_value_is_cut_to_80_characters_in_its_detail_line() -> None:
+    exact, longer = "x" * 80, "y" * 81
+    assert one(tool(), tool(description=exact)).details == [f'description: "Look a customer up by id." → "{exact}"']
+    assert one(tool(), tool(description=longer)).details == [
+        f'description: "Look a customer up by id." → "{"y" * 77}..."'
+    ]
+
+
+def test_a_schema_word_change_shows_where_and_what_changed() -> None:
+    change = one(tool(), edited(("inputSchema", "properties", "id", "description"), "The customer id"))
+    assert change.details == ['inputSchema $.id description: "null" → "The customer id"']
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "level"),
+    [
+        ("icons", [{"src": "https://example.com/i.png"}], "low"),
+        ("execution", {"taskSupport": "required"}, "low"),
+        ("_meta", {"openai/outputTemplate": "ui://x"}, "medium"),
+        ("securitySchemes", [{"type": "noauth"}], "medium"),
+    ],
+)
+def test_icons_and_execution_are_low_risk_and_any_other_field_medium(field: str, value: Any, level: str) -> None:
+    assert labels(one(tool(), tool(**{field: value}))) == {f"{field} changed": level}
+
+
+def test_a_template_is_known_by_its_uri_so_a_new_name_is_a_change_to_review() -> None:
+    before = {"uriTemplate": "crm://tickets/{id}", "name": "ticket", "mimeType": "application/json"}
+    after = {**before, "name": "support_ticket"}
+    key = ("template", "crm://tickets/{id}")
+    [change] = diff({key: item(before, "template")}, {key: item(after, "template")})
+    assert labels(change) == {"name changed": "medium"}
+    assert change.details == ['name: "ticket" → "support_ticket"']
+
+
+def test_hints_absent_before_are_compared_with_the_values_clients_assume() -> None:
+    change = one(tool(annotations=None), tool(annotations={"readOnlyHint": True, "openWorldHint": True}))
+    assert labels(change) == {"annotation readOnlyHint false → true": "medium"}
+    assert change.details == ["annotations.readOnlyHint: false → true"]
+
+
+def test_spelling_out_a_hint_clients_already_assume_is_still_a_change_to_review() -> None:
+    change = one(tool(), tool(annotations={**READ_ONLY, "title": None}))
+    assert labels(change) == {"definition changed": "medium"}
+    assert not change.hold
+
+
+def test_a_result_field_that_becomes_required_narrows_the_output_and_is_served() -> None:
+    change = one(tool(), edited(("outputSchema", "required"), ["name", "email", "phone"]))
+    assert labels(change) == {"output schema narrowed": "medium"}
+    assert not change.hold
+
+
+def test_an_output_schema_change_that_cannot_be_judged_holds_the_tool() -> None:
+    change = one(tool(), edited(("outputSchema", "properties", "name", "anyOf"), [{"type": "string"}]))
+    assert labels(change) == {"output schema changed": "medium"}
+    assert change.hold
+
+
+def test_an_input_schema_change_that_cannot_be_judged_holds_the_tool() -> None:
+    change = one(tool(), edited(("inputSchema", "properties", "id", "anyOf"), [{"type": "string"}]))
+    assert labels(change) == {"input schema changed": "medium"}
+    assert change.details == ["inputSchema $.id: anyOf changed"]
+    assert change.hold
+
+
+def test_a_possible_rename_is_the_first_label_of_its_level() -> None:
+    found = {c.name: c for c in changes([tool("lookup")], [tool("find_customer")])}
+    assert [r.label for r in found["find_customer"].risks] == ["possible rename of lookup", "new tool"]
+    assert render([found["find_customer"]]).splitlines()[1:3] == [
+        "  [medium] possible rename of lookup",
+        "  [medium] new tool",
+    ]
+
+
+def test_a_rename_is_found_whatever_the_key_order_of_the_stored_definition() -> None:
+    stored = dict(sorted(tool("lookup").items()))  # the store keeps definitions in canonical (sorted) order
+    old = Item("tool", "lookup", wire_digest(stored), visible(stored), "crm")
+    found = {
+        c.name: c for c in diff({("tool", "lookup"): old}, {("tool", "find_customer"): item(tool("find_customer"))})
+    }
+    assert found["find_customer"].renamed_from == "lookup"
+
+
+def test_a_new_tool_like_the_approved_form_of_a_changed_tool_is_not_a_rename() -> None:
+    found = {c.name: c for c in changes([tool("lookup")], [tool("lookup", description="Edited."), tool("copy")])}
+    assert (found["lookup"].status, found["copy"].status) == ("changed", "new")
+    assert found["copy"].renamed_from is None
+    assert labels(found["copy"]) == {"new tool": "medium"}
+    assert labels(found["lookup"]) == {"description changed": "medium"}
+
+
+def test_a_changed_tool_like_a_removed_one_is_not_a_rename() -> None:
+    before = [tool("lookup"), tool("old", description="Look it up.")]
+    found = {c.name: c for c in changes(before, [tool("lookup", description="Look it up.")])}
+    assert labels(found["lookup"]) == {"description changed": "medium"} and found["lookup"].renamed_from is None
+    assert labels(found["old"]) == {"removed": "low"}
+
+
+def test_a_change_without_risks_is_low_and_names_the_connector_of_its_item() -> None:
+    new, old = item(tool()), item(tool("gone"))
+    assert Change("tool", "lookup", "changed", old, new).level == "low"
+    assert Change("tool", "lookup", "new", None, new).connector == "crm"
+    assert Change("tool", "gone", "removed", old, None).connector == "crm"
+    assert Change("tool", "none", "removed", None, None).connector == ""

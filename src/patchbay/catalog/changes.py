@@ -119,7 +119,8 @@ def _schema_change(change: Change, key: str, old: Any, new: Any) -> None:
         change.details.append(f"{key} {w.path} {w.key}: {_text(w.old)} → {_text(w.new)}")
     if words:
         change.risks.append(Risk("low", f"{side} schema text changed"))
-    effects = {f.effect for f in findings}
+    # A result field that must now be present narrows the results: each of them was valid under the old schema.
+    effects = {"narrowed" if side == "output" and f.effect == "breaking" else f.effect for f in findings}
     for effect in ("breaking", "narrowed", "widened", "changed"):
         if effect in effects:
             label = _schema_label(side, effect)
@@ -129,11 +130,7 @@ def _schema_change(change: Change, key: str, old: Any, new: Any) -> None:
 
 
 def _schema_label(side: str, effect: str) -> str:
-    if side == "input" and effect == "breaking":
-        return "breaking: new required argument"
-    if side == "output" and effect == "breaking":
-        return "output narrowed"  # a result that must now hold a field is still a valid old result
-    return f"{side} schema {effect}"
+    return "breaking: new required argument" if effect == "breaking" else f"{side} schema {effect}"
 
 
 def _breaks_contract(side: str, findings: Iterable[Finding]) -> bool:
