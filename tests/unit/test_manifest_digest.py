@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from patchbay.catalog.digest import canonical, definition_digest, manifest_digest, visible, wire_digest
+from patchbay.catalog.digest import canonical, definition_digest, key_of, manifest_digest, visible, wire_digest
 
 TOOL: dict[str, Any] = {
     "name": "crm_close_ticket",
@@ -103,3 +104,34 @@ def test_the_manifest_digest_ignores_listing_order_but_not_content() -> None:
 def test_values_json_has_no_form_for_are_digested_as_the_wire_carries_them() -> None:
     # orjson sends NaN and infinity as null: a tool serving such a schema must still be digestible.
     assert canonical({"d": float("nan"), "m": float("inf"), "t": (1, 2)}) == b'{"d":null,"m":null,"t":[1,2]}'
+
+
+def test_the_manifest_digest_is_sha256_of_the_versioned_jcs_of_the_sorted_triples() -> None:
+    entries = [("tool", "b", "2" * 64), ("prompt", "z", "1" * 64), ("tool", "a", "3" * 64)]
+    body = f'[["prompt","z","{"1" * 64}"],["tool","a","{"3" * 64}"],["tool","b","{"2" * 64}"]]'
+    assert manifest_digest(entries) == hashlib.sha256(b"pb-manifest-v1:" + body.encode()).hexdigest()
+
+
+def test_a_negative_int64_bound_is_canonicalised_as_a_double_too() -> None:
+    assert canonical({"minimum": -(2**63)}) == b'{"minimum":-9223372036854776000}'
+
+
+def test_the_largest_safe_integer_stays_an_integer_and_the_next_one_becomes_a_double() -> None:
+    assert (
+        canonical({"n": [2**53 - 1, 2**53 + 1, -(2**53 + 1)]})
+        == b'{"n":[9007199254740991,9007199254740992,-9007199254740992]}'
+    )
+
+
+def test_a_datetime_is_digested_as_the_iso_text_the_wire_carries() -> None:
+    moment = datetime(2026, 12, 7, 6, 30, tzinfo=UTC)
+    assert (
+        canonical({"default": moment, "n": 2**63}) == b'{"default":"2026-12-07T06:30:00+00:00","n":9223372036854776000}'
+    )
+
+
+def test_a_template_is_known_by_its_uri_template_and_the_rest_by_name() -> None:
+    template = {"uriTemplate": "crm://tickets/{id}", "name": "ticket"}
+    assert key_of("template", template) == "crm://tickets/{id}"
+    assert key_of("tool", TOOL) == "crm_close_ticket"
+    assert key_of("prompt", {"name": "summary", "uriTemplate": "x://{y}"}) == "summary"

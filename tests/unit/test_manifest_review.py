@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from patchbay.app import Runtime
-from patchbay.catalog.manifest import Key, apply
+from patchbay.catalog.changes import Item, diff
+from patchbay.catalog.digest import visible, wire_digest
+from patchbay.catalog.manifest import Key, Manifest, Snapshot, apply, digest_of, summary
 from patchbay.catalog.manifest_store import (
     PROPOSED,
     REJECTED,
@@ -279,7 +281,6 @@ def test_bad_manifest_settings_name_the_file_the_key_and_what_is_allowed(
 
 
 def test_the_store_round_trips_versions_proposals_and_rejections(tmp_path: Path) -> None:
-    from patchbay.catalog.changes import Item, diff
     from patchbay.catalog.manifest_store import VersionConflict, latest_version, sync_proposed
     from patchbay.store import upgrade
 
@@ -313,3 +314,70 @@ def test_the_store_round_trips_versions_proposals_and_rejections(tmp_path: Path)
     record_version(engine, later, previous=1, by="ada", mode="review", note="~tool:a")
     assert read_proposed(engine) == []  # settled by the approval
     engine.dispose()
+
+
+def observed_tool(
+    name: str, description: str, connector: str = "one", required: tuple[str, ...] = ()
+) -> tuple[Item, dict[str, Any]]:
+    schema = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": list(required)}
+    wire = {"name": name, "description": description, "inputSchema": schema}
+    return Item("tool", name, wire_digest(wire), visible(wire), connector), wire
+
+
+def approved_as_version_1(*pairs: tuple[Item, dict[str, Any]]) -> Snapshot:
+    entries = {("tool", item.name): item for item, _ in pairs}
+    return Snapshot(1, digest_of(entries.values()), "ada", 0.0, "review", "", entries)
+
+
+def test_review_mode_serves_approved_definitions_in_the_published_order_and_hides_the_rest() -> None:
+    kept, edited, held, gone = (
+        observed_tool("kept", "Kept."),
+        observed_tool("edited", "Old."),
+        observed_tool("held", "Held."),
+        observed_tool("gone", "Gone."),
+    )
+    manifest = Manifest("review")
+    assert manifest.review({("tool", "kept"): kept}, frozenset()) == {}  # nothing approved yet: nothing served
+    manifest.approved = approved_as_version_1(kept, edited, held, gone)
+    observed = {
+        ("tool", "new"): observed_tool("new", "New."),
+        ("tool", "held"): observed_tool("held", "Held.", required=("x",)),
+        ("tool", "edited"): observed_tool("edited", "New words."),
+        ("tool", "kept"): kept,
+    }
+    served = manifest.review(observed, frozenset())
+    assert list(served) == [("tool", "edited"), ("tool", "kept")]
+    assert served[("tool", "edited")] == edited[0].definition and served[("tool", "kept")] is kept[1]
+    assert [(c.name, c.status, c.hold) for c in manifest.pending] == [
+        ("edited", "changed", False),
+        ("gone", "removed", False),
+        ("held", "changed", True),
+        ("new", "new", False),
+    ]
+    assert [c.name for c in manifest.held()] == ["held"]
+
+
+def test_open_mode_serves_what_is_published_in_its_order_and_lists_it_as_pending() -> None:
+    manifest = Manifest("open")
+    manifest.approved = approved_as_version_1(observed_tool("a", "A."))
+    observed = {("tool", "b"): observed_tool("b", "B."), ("tool", "a"): observed_tool("a", "A, edited.")}
+    served = manifest.review(observed, frozenset())
+    assert list(served.items()) == [(key, wire) for key, (_, wire) in observed.items()]
+    assert [(c.name, c.status) for c in manifest.pending] == [("a", "changed"), ("b", "new")]
+
+
+def test_the_approved_items_of_a_connector_that_is_down_are_absent_not_removed() -> None:
+    up, down = observed_tool("a", "A.", "one"), observed_tool("b", "B.", "two")
+    manifest = Manifest("review")
+    manifest.approved = approved_as_version_1(up, down)
+    assert manifest.review({("tool", "a"): up}, frozenset({"two"})) == {("tool", "a"): up[1]}
+    assert manifest.pending == [] and manifest.effective() == {("tool", "a"): up[0]}
+    manifest.review({("tool", "a"): up}, frozenset())
+    assert [(c.name, c.status) for c in manifest.pending] == [("b", "removed")]
+
+
+def test_the_history_line_marks_new_changed_and_removed_items() -> None:
+    a, b, c = observed_tool("a", "A."), observed_tool("b", "B."), observed_tool("c", "C.")
+    approved = {("tool", "b"): b[0], ("tool", "c"): c[0]}
+    observed = {("tool", "a"): a[0], ("tool", "b"): observed_tool("b", "B, edited.")[0]}
+    assert summary(diff(approved, observed)) == "+tool:a ~tool:b -tool:c"
