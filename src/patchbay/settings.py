@@ -304,6 +304,8 @@ class RedisSettings(_Section):
     """How long a stream's events stay resumable with Last-Event-ID."""
     event_max: int = Field(1000, ge=1)
     """Events kept per stream for resumption (the oldest go first)."""
+    event_queue_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024, le=4 * 1024**3)
+    """Events waiting to be written to Redis, at most, in bytes; a stream whose event does not fit cannot be resumed."""
 
 
 class VaultSettings(_Section):

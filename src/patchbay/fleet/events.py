@@ -9,6 +9,11 @@ Event ``{stream}_{n}`` is the Redis entry ``1-{n}``, so the id a client holds na
 parses the same on every replica. Appending never waits for Redis: one writer task per process pipelines the
 queued entries in order, after the live client got the event. An entry that cannot be written marks its stream
 lost (logged once): the live client is unaffected, and a later resume of that stream is refused with the reason.
+
+The queue is bounded (``[redis] event_queue_bytes`` and ``MAX_ENTRIES``): when Redis is slower than the replica
+produces events, the stream whose event does not fit is lost the same way, its queued entries are dropped, and the
+other streams keep being written. A lost stream's ``lost`` entry carries the last id handed out on it, rewritten
+as more are, so a stream that never ends (the standalone GET stream) is marked too.
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ LOST: Final = b"lost"  # some of the stream's events could not be written: it ca
 OWNER: Final = b"r"  # on a stream's first entry: the replica writing it (a resume stops waiting once it is gone)
 GET_STREAM: Final = "get"  # the session's standalone GET stream, continued across reconnects
 BATCH: Final = 256
+MAX_ENTRIES: Final = 65_536  # queued entries at most, whatever their size (one batch of writes is BATCH)
+ENTRY_COST: Final = 320  # bytes an entry costs in memory besides its event: tuple, dict, deque slot
+LOST_REASON: Final = (
+    "some of this stream's events could not be stored for resumption (Redis was unreachable or fell behind); "
+    "it cannot be resumed"
+)
 _STREAM_NAME = re.compile(r"[0-9a-f]{12}|get")
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
@@ -51,13 +62,16 @@ Entries = list[tuple[bytes, dict[bytes, bytes]]]
 class RedisEventLog(EventLog):
     """One stream's events, written to Redis; keeps none in memory (``events`` stays empty)."""
 
-    __slots__ = ("_seq", "_writer", "broken", "key")
+    __slots__ = ("_seq", "_writer", "broken", "key", "lost_at", "marked", "queued")
 
     def __init__(self, writer: _Writer, key: str, stream: str, start: int = 0) -> None:
         super().__init__(limit=0)
         self.id = stream
         self.key = key
         self.broken = False  # an entry could not be written: the stream cannot be resumed
+        self.lost_at = -1  # once broken: the id its lost entry is to carry (the last one handed out)
+        self.marked = -1  # the id of the lost entry last written
+        self.queued = 0  # its entries in the writer's queue
         self._writer = writer
         self._seq = start
 
@@ -76,21 +90,47 @@ class RedisEventLog(EventLog):
             self._wake()
 
 
-class _Writer:
-    """Writes queued entries in order, one pipeline per batch, in a task that runs only while there is work."""
+Queued = tuple[RedisEventLog, int, dict[bytes, bytes], int]  # stream, seq, fields, cost in bytes
 
-    def __init__(self, link: RedisLink, replica_id: str, ttl: int, maxlen: int) -> None:
+
+class _Writer:
+    """Writes queued entries in order, one pipeline per batch, in a task that runs only while there is work.
+
+    The queue holds at most ``max_bytes`` (events plus ENTRY_COST each, counting the batch being written) and
+    MAX_ENTRIES entries; an event that does not fit loses its stream instead of waiting or growing the queue.
+    """
+
+    def __init__(self, link: RedisLink, replica_id: str, ttl: int, maxlen: int, max_bytes: int) -> None:
         self.link = link
         self.replica_id = replica_id
         self.ttl = ttl
         self.maxlen = maxlen
-        self._queue: deque[tuple[RedisEventLog, int, dict[bytes, bytes]]] = deque()
+        self.max_bytes = max_bytes
+        self.queued_bytes = 0  # queued and in-flight entries' cost
+        self.peak_bytes = 0
+        self._queue: deque[Queued] = deque()
+        self._lost: dict[RedisEventLog, None] = {}  # lost streams whose lost entry is to be (re)written
         self._task: asyncio.Task[None] | None = None
         self._warned = False
+        link.on_up(self.kick)
 
     def put(self, stream: RedisEventLog, seq: int, fields: dict[bytes, bytes]) -> None:
-        self._queue.append((stream, seq, fields))
-        if self._task is None:
+        if stream.broken:
+            self._mark(stream, seq)
+            return
+        cost = ENTRY_COST + sum(len(value) for value in fields.values())
+        if self.queued_bytes + cost > self.max_bytes or len(self._queue) >= MAX_ENTRIES:
+            self._overflow(stream, seq)
+            return
+        self._queue.append((stream, seq, fields, cost))
+        stream.queued += 1
+        self.queued_bytes += cost
+        self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
+        self.kick()
+
+    def kick(self) -> None:
+        """Start the writing task if there is work and none runs (also when Redis answers again)."""
+        if self._task is None and (self._queue or self._lost):
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="patchbay-event-writer")
 
     async def idle(self) -> None:
@@ -98,18 +138,56 @@ class _Writer:
         while self._task is not None:
             await asyncio.shield(self._task)
 
+    def _overflow(self, stream: RedisEventLog, seq: int) -> None:
+        """Lose ``stream``: drop its queued entries (room for the others) and have its lost entry written."""
+        stream.broken = True
+        if stream.queued:
+            kept: deque[Queued] = deque()
+            for item in self._queue:
+                if item[0] is stream:
+                    self.queued_bytes -= item[3]
+                else:
+                    kept.append(item)
+            self._queue, stream.queued = kept, 0
+        self._mark(stream, seq)
+        self._warn("more events wait for Redis than [redis] event_queue_bytes holds")
+
+    def _mark(self, stream: RedisEventLog, seq: int) -> None:
+        stream.lost_at = max(stream.lost_at, seq)
+        self._lost[stream] = None
+        self.kick()
+
     async def _drain(self) -> None:
         try:
             await asyncio.sleep(0)  # the live client's flush, scheduled by the same append, goes first
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
-                await self._write(batch)
+            while self._queue or self._lost:
+                batch = self._take()
+                markers = [s for s in self._lost if s.lost_at > s.marked]
+                self._lost.clear()
+                try:
+                    await self._write(batch, markers)
+                finally:
+                    self.queued_bytes -= sum(cost for *_, cost in batch)
+                if self._lost and not self.link.up:
+                    break  # lost entries wait for Redis: the next event or the link coming up writes them
         finally:
             self._task = None
 
-    async def _write(self, batch: list[tuple[RedisEventLog, int, dict[bytes, bytes]]]) -> None:
-        # A lost stream writes nothing more but its last entry, which says it was lost.
-        wanted = [(s, seq, {LOST: b"1"} if s.broken else f) for s, seq, f in batch if not s.broken or END in f]
+    def _take(self) -> list[Queued]:
+        """The next batch; entries of a stream lost meanwhile are dropped (they would leave a gap)."""
+        batch: list[Queued] = []
+        while self._queue and len(batch) < BATCH:
+            item = self._queue.popleft()
+            item[0].queued -= 1
+            if item[0].broken:
+                self.queued_bytes -= item[3]
+                self._mark(item[0], item[1])
+            else:
+                batch.append(item)
+        return batch
+
+    async def _write(self, batch: list[Queued], markers: list[RedisEventLog]) -> None:
+        wanted = [(s, seq, f) for s, seq, f, _ in batch] + [(s, s.lost_at, {LOST: b"1"}) for s in markers]
         if not wanted:
             return
 
@@ -126,18 +204,29 @@ class _Writer:
         try:
             results = await self.link.do(commands)
         except FleetUnavailable:
-            for stream, _, _ in wanted:
+            for stream, seq, _ in wanted:
                 stream.broken = True
+                self._lost[stream] = None
+                stream.lost_at = max(stream.lost_at, seq)
             self._warn("Redis is unreachable")
             return
-        failed = [str(r) for r in results[: len(wanted)] if isinstance(r, Exception)]
-        for (stream, _, _), result in zip(wanted, results, strict=False):
+        self._settle(wanted, results)
+
+    def _settle(self, wanted: list[tuple[RedisEventLog, int, dict[bytes, bytes]]], results: list[Any]) -> None:
+        failed = ""
+        for (stream, seq, fields), result in zip(wanted, results, strict=False):
+            if LOST in fields:
+                # Written, or refused for good (an id below the stream's last): either way not retried.
+                stream.marked = max(stream.marked, seq)
             if isinstance(result, Exception):
-                stream.broken = True
+                failed = failed or str(result)
+                if not stream.broken:
+                    stream.broken = True
+                    self._mark(stream, seq)
         if failed:
-            self._warn(failed[0])
-        else:
-            self._warned = False
+            self._warn(failed)
+        elif not self._queue:
+            self._warned = False  # caught up: the next trouble is worth a warning again
 
     def _warn(self, why: str) -> None:
         if not self._warned:
@@ -152,10 +241,18 @@ class FleetEvents:
     """
 
     def __init__(
-        self, link: RedisLink, replica_id: str, url: str, *, ttl_seconds: int, max_events: int, keepalive: float
+        self,
+        link: RedisLink,
+        replica_id: str,
+        url: str,
+        *,
+        ttl_seconds: int,
+        max_events: int,
+        keepalive: float,
+        queue_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.link = link
-        self.writer = _Writer(link, replica_id, ttl_seconds, max_events)
+        self.writer = _Writer(link, replica_id, ttl_seconds, max_events, queue_bytes)
         self.keepalive = keepalive
         self.max_events = max_events
         # Blocking reads (XREAD BLOCK) wait up to a keep-alive interval, longer than the link's command timeout.
@@ -215,13 +312,19 @@ class FleetEvents:
         the framed events that followed ``after`` (a reconnect's Last-Event-ID) for the new stream to send first.
 
         Raises:
-            RpcError: 503 when Redis is unreachable.
+            RpcError: 503 when Redis is unreachable; 404 when what followed ``after`` was lost or is no longer kept.
         """
         key = self.key(session, GET_STREAM)
         missed, last = await self._read(lambda c: _after_and_last(c, key, after, self.max_events))
+        if after is not None and _lost_since(missed, last, after):
+            raise _unknown(f"{GET_STREAM}_{after}", LOST_REASON)
         start = _seq(last[0][0]) + 1 if last else 1
+        stream = RedisEventLog(self.writer, key, GET_STREAM, start)
+        if last and LOST in last[0][1]:
+            # An empty event above the lost entry: a resume from the new stream's priming id is then not refused.
+            stream.append(b"")
         frames = [fields[DATA] for _, fields in missed if fields.get(DATA)]
-        return RedisEventLog(self.writer, key, GET_STREAM, start), frames
+        return stream, frames
 
     async def follow(self, key: str, position: int) -> Entries:
         """Entries after ``position``, waiting up to a keep-alive interval for one; [] when none came."""
@@ -279,7 +382,7 @@ def _gap(entries: Entries, after: int) -> str:
     if not entries:
         return ""
     if LOST in entries[0][1]:
-        return "some of this stream's events were lost while Redis was unreachable; it cannot be resumed"
+        return LOST_REASON
     if _seq(entries[0][0]) != after + 1:
         return "the events that followed it are no longer kept (see [redis] event_max)"
     return ""
@@ -300,7 +403,17 @@ async def _send_entries(send: Send, entries: Entries, position: int) -> tuple[in
 
 def _ended(last: Entries) -> str:
     """Why nothing follows an id beyond the stream's last event, or "" while the stream goes on."""
-    return "the stream has ended and nothing follows it" if last and (END in last[0][1] or LOST in last[0][1]) else ""
+    if last and LOST in last[0][1]:
+        return LOST_REASON  # what follows, if the stream goes on, is not being stored
+    return "the stream has ended and nothing follows it" if last and END in last[0][1] else ""
+
+
+def _lost_since(missed: Entries, last: Entries, after: int) -> bool:
+    """Whether events of the GET stream that followed ``after`` were lost: a lost entry after it, or the stream's
+    last entry is a lost one at or before it (the client got events live that were not stored)."""
+    if any(LOST in fields for _, fields in missed):
+        return True
+    return bool(last) and LOST in last[0][1] and _seq(last[0][0]) <= after
 
 
 async def _ends_and_after(client: aioredis.Redis, key: str, after: int) -> tuple[Entries, Entries, Entries]:
@@ -323,7 +436,8 @@ async def _after_and_last(client: aioredis.Redis, key: str, after: int | None, c
 
 
 def fleet_events(settings: Settings, fleet: Fleet) -> FleetEvents:
-    """This replica's event logs in the fleet's Redis (``[redis] event_ttl_seconds`` and ``event_max``)."""
+    """This replica's event logs in the fleet's Redis (``[redis] event_ttl_seconds``, ``event_max`` and
+    ``event_queue_bytes``)."""
     url = settings.redis.url
     assert url is not None  # a fleet exists only with [redis] url
     return FleetEvents(
@@ -333,4 +447,5 @@ def fleet_events(settings: Settings, fleet: Fleet) -> FleetEvents:
         ttl_seconds=settings.redis.event_ttl_seconds,
         max_events=settings.redis.event_max,
         keepalive=settings.server.sse_keepalive_seconds,
+        queue_bytes=settings.redis.event_queue_bytes,
     )

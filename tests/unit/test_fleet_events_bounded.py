@@ -1,0 +1,187 @@
+"""The event writer's queue is bounded: when Redis is slower than a replica produces events, the stream whose event
+does not fit is lost (its queued entries dropped, a ``lost`` entry written, a warning logged once) while the live
+client is never held up and the other streams keep being written. Real redis-server, no HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any, cast
+
+import anyio
+import anyio.lowlevel
+import pytest
+import redis.asyncio as aioredis
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import until
+
+from patchbay.errors import RpcError
+from patchbay.fleet import Fleet
+from patchbay.fleet.events import ENTRY_COST, LOST, LOST_REASON, FleetEvents, RedisEventLog
+from patchbay.settings import RedisSettings
+from patchbay.transport.sessions import Session
+
+pytestmark = pytest.mark.anyio
+
+BOUND = 64 * 1024  # the smallest [redis] event_queue_bytes allowed
+
+
+@contextlib.asynccontextmanager
+async def events_of(url: str, prefix: str, *, timeout_ms: int = 300) -> AsyncIterator[FleetEvents]:
+    """One replica's FleetEvents with a queue of BOUND bytes, on a started fleet link."""
+    settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": timeout_ms})
+    fleet = Fleet(settings)
+    await fleet.start()
+    events = FleetEvents(
+        fleet.link, fleet.replica_id, url, ttl_seconds=60, max_events=1000, keepalive=0.3, queue_bytes=BOUND
+    )
+    try:
+        yield events
+    finally:
+        await events.close()
+        await fleet.stop()
+
+
+def a_session() -> Session:
+    # FleetEvents only reads the session's random id (the key of its streams).
+    return cast(Session, SimpleNamespace(sid=secrets.token_hex(16)))
+
+
+def event(n: int, size: int = 0) -> bytes:
+    return f"id: x\nevent: message\ndata: {n} {'x' * size}\n\n".encode()
+
+
+async def replayed(events: FleetEvents, session: Session, last_event: str) -> list[bytes]:
+    """The chunks a resume from ``last_event`` sends (keep-alives left out)."""
+    chunks: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        body = message.get("body", b"")
+        if body and not body.startswith(b":"):
+            chunks.append(body)
+
+    with anyio.fail_after(10):
+        await events.replay(session, last_event, send)
+    return chunks
+
+
+async def refusal(events: FleetEvents, session: Session, last_event: str) -> RpcError:
+    with pytest.raises(RpcError) as refused:
+        await replayed(events, session, last_event)
+    return refused.value
+
+
+async def test_a_stream_producing_past_the_bound_before_the_writer_runs_is_lost_alone(
+    redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with events_of(redis_url, redis_prefix) as events:
+        session = a_session()
+        calm, hog = events(session), events(session)
+        assert isinstance(calm, RedisEventLog) and isinstance(hog, RedisEventLog)
+        for n in range(3):
+            calm.append(event(n))
+        with caplog.at_level(logging.WARNING, logger="patchbay.fleet"):
+            for n in range(200):  # 200 x 2 KiB, all before the writer gets a turn: three times the bound
+                hog.append(event(n, 2048))
+                assert events.writer.queued_bytes <= BOUND
+        assert hog.broken and not calm.broken
+        assert hog.next_id() == f"{hog.id}_200"  # every event was taken (the live client had each at once)
+        # The hog's queued entries were dropped: only the calm stream's are left.
+        assert events.writer.queued_bytes == sum(ENTRY_COST + len(event(n)) for n in range(3))
+        assert BOUND - ENTRY_COST - len(event(0, 2048)) < events.writer.peak_bytes <= BOUND
+        for n in range(3, 6):
+            calm.append(event(n))
+        calm.finish()
+        hog.finish()
+        await events.writer.idle()
+        assert events.writer.queued_bytes == 0
+
+        refused = await refusal(events, session, f"{hog.id}_5")
+        assert refused.status == 404 and LOST_REASON in refused.message
+        assert await replayed(events, session, f"{calm.id}_2") == [event(n) for n in range(3, 6)]
+    warnings = [r.getMessage() for r in caplog.records if "could not be stored" in r.getMessage()]
+    assert len(warnings) == 1 and "event_queue_bytes" in warnings[0]
+    assert "@" not in warnings[0] and redis_url not in warnings[0]
+
+
+async def test_a_get_stream_that_never_ends_is_marked_lost_and_a_new_one_resumes(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with events_of(redis_url, redis_prefix) as events:
+        session = a_session()
+        get, missed = await events.open_get(session, None)
+        assert missed == [] and isinstance(get, RedisEventLog)
+        for n in range(3):
+            get.append(event(n))
+        await events.writer.idle()
+        for n in range(3, 100):  # never finished, as a GET stream is not
+            get.append(event(n, 2048))
+        assert get.broken
+        await events.writer.idle()
+
+        key = events.key(session, "get")
+        client: aioredis.Redis = events.link.client
+        last = await client.xrevrange(key, "+", "-", count=1)
+        assert LOST in last[0][1]  # marked although it never ended
+        for after in (1, 2, 50, 99):
+            with pytest.raises(RpcError) as refused:
+                await events.open_get(session, after)
+            assert refused.value.status == 404 and LOST_REASON in refused.value.message
+
+        fresh, missed = await events.open_get(session, None)  # a new GET stream, without Last-Event-ID
+        priming = int(fresh.next_id().rpartition("_")[2]) - 1  # the id its priming event carries
+        assert priming > 99  # above every id the lost stream handed out: a client never sees one twice
+        await events.writer.idle()
+        _, missed = await events.open_get(session, priming)  # dropped before any event: resumes
+        assert missed == []
+        fresh.append(event(100))
+        await events.writer.idle()
+        again, missed = await events.open_get(session, priming)
+        assert missed == [event(100)] and not again.broken
+
+
+async def test_a_paused_redis_keeps_the_queue_within_the_bound_and_the_other_streams_whole(
+    own_redis: RedisServer, redis_prefix: str
+) -> None:
+    # Slow, not down: the link's timeout outlasts the pause, so only the bound can lose a stream.
+    async with events_of(own_redis.url, redis_prefix, timeout_ms=30_000) as events:
+        session = a_session()
+        calm, hog = events(session), events(session)
+        assert isinstance(calm, RedisEventLog) and isinstance(hog, RedisEventLog)
+        calm.append(event(0))
+        await events.writer.idle()
+        own_redis.command("CLIENT", "PAUSE", "60000", "WRITE")
+        try:
+            calm.append(event(1))
+            await until(lambda: calm.queued == 0, "the writer to take a batch and wait for Redis")
+            for n in range(2000):  # bounded: the hog fills the queue long before this ends
+                if BOUND - events.writer.queued_bytes > 4096:  # the calm stream's events always fit
+                    calm.append(event(int(calm.next_id().rpartition("_")[2])))
+                hog.append(event(n, 1024))
+                await anyio.lowlevel.checkpoint()  # the writer runs, but its pipeline waits for Redis
+                assert events.writer.queued_bytes <= BOUND
+                if hog.broken:
+                    break
+            assert hog.broken and not calm.broken
+            assert events.writer.peak_bytes <= BOUND
+            sent = int(calm.next_id().rpartition("_")[2])
+        finally:
+            own_redis.command("CLIENT", "UNPAUSE")
+        calm.finish()
+        hog.finish()
+        with anyio.fail_after(20):
+            await events.writer.idle()
+        assert events.writer.queued_bytes == 0
+        assert await replayed(events, session, f"{calm.id}_0") == [event(n) for n in range(1, sent)]
+        refused = await refusal(events, session, f"{hog.id}_0")
+        assert refused.status == 404 and LOST_REASON in refused.message
+
+
+def test_the_queue_bound_is_a_validated_redis_setting() -> None:
+    assert RedisSettings().event_queue_bytes == 64 * 1024 * 1024
+    for wrong in (0, 1024, 5 * 1024**3):
+        with pytest.raises(ValueError, match="event_queue_bytes"):
+            RedisSettings.model_validate({"event_queue_bytes": wrong})
