@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -250,3 +251,80 @@ async def test_a_call_needing_approval_is_refused_when_no_approvals_are_configur
         result = (await call_modern(http, "tools/call", params)).json()["result"]
         assert result["isError"] is True
         assert "needs approval by writes (connector crm)" in result["content"][0]["text"]
+
+
+async def test_a_denied_call_is_logged_with_tool_caller_and_rule_never_the_arguments(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rules = [{"id": "no-crm", "subjects": ["*"], "tools": ["crm_*"], "effect": "deny"}]
+    async with gate_for(rules) as gate:
+        with caplog.at_level(logging.INFO, logger="patchbay.gate"):
+            for principal in (user("ada"), None):
+                decision = gate.decide("crm_close_ticket", principal, {"id": 7, "priority": "secret-priority"})
+                gate.refuse("crm_close_ticket", principal, decision)
+    records = [r for r in caplog.records if r.name == "patchbay.gate"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.INFO, "tools/call crm_close_ticket by user:ada denied by no-crm"),
+        (logging.INFO, "tools/call crm_close_ticket by anonymous denied by no-crm"),
+    ]
+
+
+async def test_sign_in_refusals_name_the_tool_and_the_missing_scope() -> None:
+    crm = {"tool_scopes": {"close_ticket": ["crm.write"]}}
+    async with gate_for([], crm=crm) as gate:
+        gate.access = ToolAccessPolicy("https://mcp.example.com/prm", ("mcp",), advertise=True)
+        weak = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        assert weak.reason == "it needs the scope(s) crm.write; sign in again to grant them"
+        text = gate.refuse("crm_close_ticket", user("ada"), weak)["content"][0]["text"]
+        assert text == (
+            "Permission required: The tool 'crm_close_ticket' needs the scope(s): crm.write. Sign in again to grant it."
+        )
+        anonymous = gate.decide("crm_list_customers", None, {})
+        assert (anonymous.rule, anonymous.reason) == ("scopes", "you need to sign in to use this tool")
+        text = gate.refuse("crm_list_customers", None, anonymous)["content"][0]["text"]
+        assert text == "Authentication required: you need to sign in to use this tool."
+
+
+async def test_a_deny_rule_refusal_is_never_turned_into_a_sign_in_challenge() -> None:
+    rules = [{"id": "no-files", "subjects": ["*"], "tools": ["files_*"], "effect": "deny"}]
+    async with gate_for(rules) as gate:
+        gate.access = ToolAccessPolicy("https://mcp.example.com/prm", ("mcp",), advertise=True)
+        decision = gate.decide("files_read_file", None, {"path": "a"})
+        assert (decision.effect, decision.rule) == ("deny", "no-files")
+        refusal = gate.refuse("files_read_file", None, decision)
+        assert "_meta" not in refusal
+        assert refusal["content"][0]["text"] == "You may not call 'files_read_file': denied by no-files."
+
+
+async def test_a_held_call_without_approvals_says_nobody_can_approve_it() -> None:
+    async with gate_for([], crm={"writes": "approve"}) as gate:
+        held = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        refusal = gate.refuse("crm_close_ticket", user("ada"), held)
+        assert refusal["isError"] is True
+        assert refusal["content"][0]["text"] == (
+            "'crm_close_ticket' needs approval by writes (connector crm): writes need approval, "
+            "and this server takes no approvals, so it cannot run."
+        )
+
+
+async def test_tool_facts_name_the_write_switch_and_the_rules_covering_each_tool() -> None:
+    rules = [{"id": "crm-ops", "subjects": ["role:ops"], "tools": ["crm_*"], "effect": "approve"}]
+    async with gate_for(rules, gate={"writes": "approve"}, crm={"writes": "off"}) as gate:
+        close, write = gate.facts("crm_close_ticket"), gate.facts("files_write_file")
+        assert close is not None and write is not None
+        assert (close.connector, close.write, close.writes, close.writes_rule) == (
+            "crm",
+            True,
+            "off",
+            "writes (connector crm)",
+        )
+        assert [r.name for r in close.rules] == ["crm-ops"]
+        assert (write.connector, write.writes, write.writes_rule, write.rules) == (
+            "files",
+            "approve",
+            "writes (global)",
+            (),
+        )
+        listing = gate.facts("crm_list_customers")
+        assert listing is not None and listing.write is False
+        assert gate.facts("crm_nothing") is None
