@@ -328,3 +328,18 @@ async def test_tool_facts_name_the_write_switch_and_the_rules_covering_each_tool
         listing = gate.facts("crm_list_customers")
         assert listing is not None and listing.write is False
         assert gate.facts("crm_nothing") is None
+
+
+async def test_a_callers_view_is_built_once_per_catalog_and_at_most_cache_size_callers_are_kept() -> None:
+    async with gate_for(EXAMPLE_RULES) as built:
+        assert built.cache_size == 4096
+        gate = Gate(built.catalog, built.rules, built.settings, cache_size=2)
+        ada, bob, cy = user("ada"), user("bob"), user("cy")
+        first = gate.listed(ada)
+        assert gate.listed(ada) is first
+        assert gate.listed(user("ada")) is first  # an equal principal from another token lookup shares the view
+        bobs = gate.listed(bob)
+        gate.listed(cy)  # a third caller: the oldest (ada) goes
+        assert gate.listed(bob) is bobs
+        again = gate.listed(ada)
+        assert again is not first and again == first
