@@ -1,13 +1,15 @@
 """The event writer's queue is bounded: when Redis is slower than a replica produces events, the stream whose event
 does not fit is lost (its queued entries dropped, a ``lost`` entry written, a warning logged once) while the live
-client is never held up and the other streams keep being written. Real redis-server, no HTTP."""
+client is never held up and the other streams keep being written. Real redis-server, replicas on loopback."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -15,6 +17,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
+from fixtures.fleet_streams import Event, call, fleet, open_session
+from fixtures.fleet_streams import events as sse_events
+from fixtures.wire import parse_sse
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
@@ -185,3 +190,54 @@ def test_the_queue_bound_is_a_validated_redis_setting() -> None:
     for wrong in (0, 1024, 5 * 1024**3):
         with pytest.raises(ValueError, match="event_queue_bytes"):
             RedisSettings.model_validate({"event_queue_bytes": wrong})
+
+
+FLOOD = '''
+from patchbay import Context, tool
+
+
+@tool(read_only=True, open_world=False)
+async def flood(ctx: Context, count: int, size: int) -> str:
+    """Logs count messages of size bytes, as fast as the stream takes them."""
+    for i in range(count):
+        await ctx.info(f"{i} " + "x" * size)
+    return "flooded"
+'''
+
+
+async def test_a_live_client_gets_every_event_while_redis_is_paused_and_its_stream_is_lost(
+    tmp_path: Path, own_redis: RedisServer, redis_prefix: str
+) -> None:
+    tools = tmp_path / "flood_tools.py"
+    tools.write_text(FLOOD)
+    redis = {"url": own_redis.url, "key_prefix": redis_prefix, "timeout_ms": 30_000, "event_queue_bytes": BOUND}
+    async with fleet(tmp_path, own_redis.url, redis_prefix, tools=tools, redis=redis) as (a, b, http):
+        session = await open_session(http, a.mcp)
+        done = await http.post(a.mcp, json=call("flood", 1, count=3, size=10), headers=session)
+        calm = parse_sse(done.text)  # a stream written before the pause
+        assert calm[0].id is not None
+        writer = a.app.sessions.events.writer
+        await writer.idle()
+        own_redis.command("CLIENT", "PAUSE", "60000", "WRITE")
+        try:
+            seen: list[Event] = []
+            flood = call("flood", 2, count=200, size=2048)  # six times the bound
+            with anyio.fail_after(20):
+                async with http.stream("POST", a.mcp, json=flood, headers=session) as streamed:
+                    seen = [each async for each in sse_events(streamed.aiter_lines())]
+            assert writer.peak_bytes <= BOUND
+        finally:
+            own_redis.command("CLIENT", "UNPAUSE")
+        messages = [json.loads(e.data) for e in seen if e.data]
+        logged = [m["params"]["data"].partition(" ")[0] for m in messages if m.get("method") == "notifications/message"]
+        assert logged == [str(i) for i in range(200)]  # live: every event, in order, Redis paused or not
+        assert messages[-1]["result"]["content"][0]["text"] == "flooded"
+        with anyio.fail_after(20):
+            await writer.idle()
+
+        get = {**session, "accept": "text/event-stream"}
+        lost = await http.get(b.mcp, headers={**get, "last-event-id": seen[10].id or ""})
+        assert lost.status_code == 404 and LOST_REASON in lost.json()["error"]["message"]
+        whole = await http.get(b.mcp, headers={**get, "last-event-id": calm[0].id})
+        assert whole.status_code == 200
+        assert [e.data for e in parse_sse(whole.text) if e.data] == [e.data for e in calm[1:] if e.data]
