@@ -177,3 +177,23 @@ async def test_with_redis_down_sealed_sessions_still_open_and_state_changes_fail
         assert refused.value.status == 503
         assert "shared store (Redis) is unreachable" in refused.value.message
         assert "fleet-Pa55" not in refused.value.message and str(own_redis.port) not in refused.value.message
+
+
+@pytest.mark.anyio
+async def test_with_redis_down_a_refused_subscription_change_leaves_the_subscriptions_as_they_were(
+    own_redis: RedisServer, redis_prefix: str
+) -> None:
+    async with replicas(own_redis.url, redis_prefix) as (a, _):
+        opened = await a.create("2025-11-25", CAPS, INFO, ALICE)
+        await opened.subscribe("kanban://board")
+        own_redis.stop()
+        with anyio.fail_after(5):  # bounded: an outage must never hang a request
+            with pytest.raises(RpcError):
+                await opened.subscribe("kanban://card/1")
+            assert opened.subscriptions == {"kanban://board"}  # the client was told it failed: not subscribed
+            with pytest.raises(RpcError):
+                await opened.unsubscribe("kanban://board")
+            assert opened.subscriptions == {"kanban://board"}  # still subscribed, as the refusal said
+            with pytest.raises(RpcError):
+                await opened.set_level("error")
+            assert opened.log_level == "info"

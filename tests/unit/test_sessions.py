@@ -16,7 +16,8 @@ from patchbay.auth.principal import Principal
 from patchbay.errors import ToolError
 from patchbay.protocol.outstanding import Outstanding
 from patchbay.transport import sessions
-from patchbay.transport.sessions import MemorySessionStore, owner_of
+from patchbay.transport.sessions import MemorySessionStore, Session, owner_of
+from patchbay.transport.sse import EventLog
 
 
 class Clock:
@@ -132,6 +133,7 @@ def test_answers_reach_the_request_that_waits_for_them() -> None:
         asking = asyncio.ensure_future(session.outstanding().ask(client.send, "roots/list", {}))
         await client.received.wait()
         request_id = client.sent[0]["id"]
+        assert request_id == "srv-1"  # a single node's scheme; a fleet's replicas add their own id after "srv-"
         assert client.sent[0]["method"] == "roots/list"
         assert session.answer({"jsonrpc": "2.0", "id": "unknown", "result": {}}) is False
         assert session.answer({"jsonrpc": "2.0", "id": request_id, "result": {"ok": True}}) is True
@@ -166,7 +168,7 @@ def test_session_ids_are_unique_url_safe_and_long() -> None:
 
 def test_ten_thousand_sessions_fit_and_the_next_one_evicts_the_least_recently_used() -> None:
     # How fast this is belongs to `make bench`, not to a wall-clock threshold in a test.
-    store = MemorySessionStore(max_sessions=10_000)
+    store = MemorySessionStore()  # the default cap, as docs/configuration.md gives for server.max_sessions
     ids = [new(store) for _ in range(10_000)]
     assert len(store) == 10_000
     assert all(store.lookup(i) is not None for i in ids)
@@ -271,10 +273,20 @@ def test_a_session_keeps_the_events_of_its_32_most_recent_streams_for_replay() -
 def test_sessions_idle_for_half_an_hour_expire_by_default(clock: Clock) -> None:
     store = MemorySessionStore()
     sid = new(store)
-    clock.now += 1799
+    clock.now += 1800
     assert store.lookup(sid) is not None
-    clock.now += 1801
+    clock.now += 1800.5
     assert store.lookup(sid) is None
+
+
+def test_a_session_idle_exactly_the_limit_is_still_live_and_not_swept(clock: Clock) -> None:
+    # "Unused this long is ended" counts from the limit on: a request at exactly the limit still finds it.
+    store = MemorySessionStore(idle_seconds=60)
+    first, second = new(store), new(store)
+    clock.now += 60
+    new(store)  # creating sweeps only sessions idle for longer than the limit
+    assert len(store) == 3
+    assert store.lookup(first) is not None and store.lookup(second) is not None
 
 
 def test_among_principals_holding_the_most_a_full_store_evicts_the_creators_own_session_first() -> None:
@@ -296,3 +308,72 @@ def test_the_owner_digest_is_the_same_in_every_version() -> None:
     alice = Principal("user:alice", "user", client_id="chatgpt")
     assert owner_of(alice) == hashlib.sha256(b"user\x00user:alice\x00chatgpt").hexdigest()
     assert owner_of(Principal("key:ci", "api_key")) == hashlib.sha256(b"api_key\x00key:ci\x00").hexdigest()
+
+
+@pytest.mark.anyio
+async def test_the_async_store_interface_opens_finds_touches_and_ends_sessions(clock: Clock) -> None:
+    store = MemorySessionStore(idle_seconds=60)
+    caps = {"roots": {"listChanged": True}}
+    session = await store.create("2025-06-18", caps, {"name": "c", "version": "3"}, "alice")
+    assert (session.version, session.client_caps, session.client_info) == (
+        "2025-06-18",
+        caps,
+        {"name": "c", "version": "3"},
+    )
+    assert session.owner == "alice" and store.count("alice") == 1
+    clock.now += 50
+    assert await store.get(session.id) is session
+    assert session.last_seen == clock.now
+    await store.save(session)  # the object is the state: nothing to write, nothing changes
+    assert await store.get(session.id) is session and len(store) == 1
+    assert await store.get("unknown") is None
+    assert await store.delete(session.id) is True
+    assert await store.get(session.id) is None
+    assert await store.delete(session.id) is False
+    assert len(store) == 0 and store.count("alice") == 0
+
+
+def test_a_notification_reaches_the_open_get_stream_and_is_dropped_without_one() -> None:
+    session = MemorySessionStore().open("2025-11-25", {}, None)
+    message = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+    assert session.notify(message) is False  # no GET stream open: the client is not listening
+    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2)
+    session.standalone = queue
+    assert session.notify(message) is True
+    assert (
+        queue.get_nowait() == b'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\n\n'
+    )
+    assert session.notify(message) is True and session.notify(message) is True
+    assert session.notify(message) is False  # the stream is full: dropped, not queued
+    assert queue.qsize() == 2
+
+
+@pytest.mark.anyio
+async def test_subscriptions_and_the_level_change_on_a_single_node() -> None:
+    session = MemorySessionStore().open("2025-11-25", {}, None)
+    await session.unsubscribe("kanban://board")  # nothing subscribed yet: nothing to do, no error
+    assert session.subscriptions is None
+    await session.subscribe("kanban://board")
+    await session.subscribe("kanban://board")
+    await session.subscribe("kanban://card/1")
+    assert session.subscriptions == {"kanban://board", "kanban://card/1"}
+    await session.unsubscribe("kanban://card/2")
+    await session.unsubscribe("kanban://card/1")
+    assert session.subscriptions == {"kanban://board"}
+    await session.set_level("debug")
+    assert session.log_level == "debug"
+
+
+def test_a_new_streams_event_log_is_made_for_the_session_that_opens_it() -> None:
+    # A fleet's factory keys the log by the session's shared id (patchbay.fleet.events): it must be given the session.
+    session = MemorySessionStore().open("2025-11-25", {}, None)
+    given: list[Session] = []
+
+    def factory(opening: Session) -> EventLog:
+        given.append(opening)
+        return EventLog()
+
+    session.events = factory
+    log = session.new_stream()
+    assert given == [session]
+    assert session.streams == {log.id: log}
