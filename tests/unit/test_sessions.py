@@ -163,7 +163,6 @@ def test_session_ids_are_unique_url_safe_and_long() -> None:
     store = MemorySessionStore()
     ids = {new(store) for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(len(i) >= 32 and all(0x21 <= ord(ch) <= 0x7E for ch in i) for i in ids)
     # docs/protocol.md: 192 random bits, URL-safe: 24 bytes are 32 characters of base64url, no padding.
     url_safe = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     assert all(len(i) == 32 and set(i) <= url_safe for i in ids)
