@@ -79,14 +79,14 @@ class RedisEventLog(EventLog):
         return f"{self.id}_{self._seq}"
 
     def append(self, framed: bytes) -> None:
-        self._writer.put(self, self._seq, {DATA: framed})
+        self._writer.put(self, self._seq, {DATA: framed}, len(framed))
         self._seq += 1
         self._wake()
 
     def finish(self) -> None:
         if not self.done:
             self.done = True
-            self._writer.put(self, self._seq, {END: b"1"})
+            self._writer.put(self, self._seq, {END: b"1"}, 1)
             self._wake()
 
 
@@ -114,19 +114,23 @@ class _Writer:
         self._warned = False
         link.on_up(self.kick)
 
-    def put(self, stream: RedisEventLog, seq: int, fields: dict[bytes, bytes]) -> None:
+    def put(self, stream: RedisEventLog, seq: int, fields: dict[bytes, bytes], size: int) -> None:
+        """Queue ``fields`` (``size`` bytes of values) as entry ``seq`` of ``stream``, or lose the stream."""
         if stream.broken:
             self._mark(stream, seq)
             return
-        cost = ENTRY_COST + sum(len(value) for value in fields.values())
-        if self.queued_bytes + cost > self.max_bytes or len(self._queue) >= MAX_ENTRIES:
+        cost = ENTRY_COST + size
+        queued = self.queued_bytes + cost
+        if queued > self.max_bytes or len(self._queue) >= MAX_ENTRIES:
             self._overflow(stream, seq)
             return
         self._queue.append((stream, seq, fields, cost))
         stream.queued += 1
-        self.queued_bytes += cost
-        self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
-        self.kick()
+        self.queued_bytes = queued
+        if queued > self.peak_bytes:
+            self.peak_bytes = queued
+        if self._task is None:
+            self.kick()
 
     def kick(self) -> None:
         """Start the writing task if there is work and none runs (also when Redis answers again)."""
