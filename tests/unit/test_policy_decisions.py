@@ -270,14 +270,17 @@ async def test_a_denied_call_is_logged_with_tool_caller_and_rule_never_the_argum
 
 
 async def test_sign_in_refusals_name_the_tool_and_the_missing_scope() -> None:
-    crm = {"tool_scopes": {"close_ticket": ["crm.write"]}}
+    crm = {"tool_scopes": {"close_ticket": ["crm.write", "crm.admin"]}}
     async with gate_for([], crm=crm) as gate:
         gate.access = ToolAccessPolicy("https://mcp.example.com/prm", ("mcp",), advertise=True)
-        weak = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        weak = gate.decide("crm_close_ticket", user("ada", scopes=("mcp", "crm.admin")), {"id": 1})
         assert weak.reason == "it needs the scope(s) crm.write; sign in again to grant them"
-        text = gate.refuse("crm_close_ticket", user("ada"), weak)["content"][0]["text"]
+        weaker = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        assert weaker.reason == "it needs the scope(s) crm.write crm.admin; sign in again to grant them"
+        text = gate.refuse("crm_close_ticket", user("ada"), weaker)["content"][0]["text"]
         assert text == (
-            "Permission required: The tool 'crm_close_ticket' needs the scope(s): crm.write. Sign in again to grant it."
+            "Permission required: The tool 'crm_close_ticket' needs the scope(s): crm.write crm.admin. "
+            "Sign in again to grant it."
         )
         anonymous = gate.decide("crm_list_customers", None, {})
         assert (anonymous.rule, anonymous.reason) == ("scopes", "you need to sign in to use this tool")
@@ -343,3 +346,35 @@ async def test_a_callers_view_is_built_once_per_catalog_and_at_most_cache_size_c
         assert gate.listed(bob) is bobs
         again = gate.listed(ada)
         assert again is not first and again == first
+
+
+async def test_each_decision_names_its_rule_and_gives_the_documented_reason() -> None:
+    async with gate_for([], gate={"writes": "off"}) as gate:
+        off = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        assert (off.effect, off.rule, off.reason) == (
+            "deny",
+            "writes (global)",
+            "denied by writes (global): write tools are off",
+        )
+        allowed = gate.decide("crm_list_customers", user("ada"), {})
+        assert (allowed.effect, allowed.rule, allowed.reason) == (
+            "allow",
+            "default",
+            "allowed by default (no rule matches)",
+        )
+        unknown = gate.decide("crm_nothing", user("ada"), {})
+        assert (unknown.effect, unknown.rule, unknown.reason) == (
+            "deny",
+            "unknown",
+            "there is no tool named 'crm_nothing'",
+        )
+    async with gate_for([], gate={"default": "deny", "writes": "approve"}) as gate:
+        refused = gate.decide("crm_list_customers", user("ada"), {})
+        assert refused.reason == 'denied by default (no rule allows it and [gate] default = "deny")'
+    async with gate_for([{"subjects": ["*"], "effect": "allow"}], gate={"writes": "approve"}) as gate:
+        held = gate.decide("crm_close_ticket", user("ada"), {"id": 1})
+        assert (held.effect, held.rule, held.reason) == (
+            "approve",
+            "writes (global)",
+            "needs approval by writes (global): writes need approval",
+        )
