@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 
 from patchbay import settings as settings_mod
 from patchbay.cli import app
-from patchbay.gate import audit_chain
+from patchbay.gate import audit_chain, audit_verify
 from patchbay.gate.audit_chain import read_checkpoints
 from patchbay.gate.audit_retention import DAY, prune, read_anchor
 from patchbay.gate.audit_store import write_now
@@ -348,3 +349,253 @@ def test_closing_the_server_recorder_checkpoints_the_records_since_the_last_chec
     trail.sql("DELETE FROM audit_records WHERE seq = 2")
     trail.sql("UPDATE audit_chain_head SET seq = 1, hash = (SELECT hash FROM audit_records WHERE seq = 1)")
     assert problems(trail.verify()) == {("truncated", 2)}
+
+
+# -- what each finding says, and the edges of each check ----------------------------------------------------------
+
+
+def details(report: Report) -> list[tuple[str, int | None, str]]:
+    return [(f.problem, f.seq, f.detail) for f in report.findings]
+
+
+def test_each_finding_says_what_happened_in_words(trail: Trail) -> None:
+    trail.sql("UPDATE audit_records SET body = replace(body, '\"i\":2', '\"i\":20') WHERE seq = 2")
+    trail.sql("UPDATE audit_records SET outcome = 'ok' WHERE seq = 3")
+    trail.sql(
+        "UPDATE audit_records SET body = 'wiped', hash = ? WHERE seq = 4",
+        audit_chain.link(trail.heads[2][1], 4, "wiped"),
+    )
+    trail.sql("DELETE FROM audit_records WHERE seq IN (6, 7)")
+    assert details(trail.verify()) == [
+        ("edited", 2, "seq 2: the hash does not match the record: it was edited"),
+        ("column_edited", 3, "seq 3: column outcome disagrees with the record's body"),
+        ("bad_body", 4, "seq 4: the body is not a JSON audit record"),
+        ("chain_broken", 5, "seq 5: prev_hash is not the hash of record 4: a record was inserted or replaced"),
+        ("missing", 8, "seqs 6..7 missing before seq 8: records were deleted"),
+    ]
+
+
+def test_one_missing_record_is_named_alone(trail: Trail) -> None:
+    trail.sql("DELETE FROM audit_records WHERE seq = 7")
+    assert details(trail.verify()) == [("missing", 8, "seq 7 missing before seq 8: records were deleted")]
+
+
+def test_a_replaced_prev_hash_is_a_broken_chain_there_and_after(trail: Trail) -> None:
+    # A prev_hash that is not even hex: the record cannot be re-hashed, so it is reported edited too.
+    trail.sql("UPDATE audit_records SET prev_hash = 'not a hash', hash = '' WHERE seq = 4")
+    assert details(trail.verify()) == [
+        ("chain_broken", 4, "seq 4: prev_hash is not the hash of record 3: a record was inserted or replaced"),
+        ("edited", 4, "seq 4: the hash does not match the record: it was edited"),
+        ("chain_broken", 5, "seq 5: prev_hash is not the hash of record 4: a record was inserted or replaced"),
+    ]
+
+
+def test_a_column_wiped_to_null_is_reported(trail: Trail) -> None:
+    trail.sql("UPDATE audit_records SET subject = NULL WHERE seq = 6")
+    assert details(trail.verify()) == [("column_edited", 6, "seq 6: column subject disagrees with the record's body")]
+
+
+def test_a_rewritten_chain_names_the_checkpoint_line_and_both_hashes(trail: Trail) -> None:
+    trail.sql("UPDATE audit_records SET hash = ? WHERE seq = 5", "cd" * 32)
+    report = trail.verify()
+    assert (
+        "checkpoint_mismatch",
+        5,
+        f"checkpoint line 1 holds hash {trail.heads[4][1][:16]}… for seq 5, the store cdcdcdcdcdcdcdcd…: "
+        "the chain up to here was rewritten",
+    ) in details(report)
+
+
+def test_a_cut_tail_is_reported_at_the_furthest_checkpoint_beyond_it(trail: Trail) -> None:
+    trail.sql("DELETE FROM audit_records WHERE seq > 3")
+    assert details(trail.verify()) == [
+        (
+            "truncated",
+            10,
+            "checkpoint line 2 covers seq 10, but the trail ends at seq 3: records were cut off the end",
+        ),
+        ("head_mismatch", 10, "the chain head says seq 10, the last record is seq 3: records were cut off the end"),
+    ]
+
+
+def test_an_emptied_trail_ends_at_seq_0(trail: Trail) -> None:
+    trail.sql("DELETE FROM audit_records")
+    report = trail.verify()
+    assert (report.records, report.first_seq, report.last_seq, report.last_hash) == (0, None, None, None)
+    assert details(report) == [
+        ("truncated", 10, "checkpoint line 2 covers seq 10, but the trail ends at seq 0: records were cut off the end"),
+        ("head_mismatch", 10, "the chain head says seq 10, the last record is seq 0: records were cut off the end"),
+    ]
+
+
+def test_a_head_behind_the_last_record_means_records_were_added_outside_the_writer(trail: Trail) -> None:
+    trail.sql("UPDATE audit_chain_head SET seq = 8")
+    assert details(trail.verify()) == [
+        (
+            "head_mismatch",
+            8,
+            "the chain head says seq 8, the last record is seq 10: records were added outside the audit writer",
+        )
+    ]
+
+
+def test_each_bad_signature_says_why_and_the_good_checkpoints_after_it_still_count(trail: Trail) -> None:
+    lines = trail.checkpoints.read_text().splitlines()
+    other_key = audit_chain.checkpoint_body(3, trail.heads[2][1], 3, 1_000_003.1, b"another key of 16+ bytes")
+    unsigned = audit_chain.checkpoint_body(4, trail.heads[3][1], 4, 1_000_004.1, None)
+    altered = {**json.loads(lines[0]), "count": 1}
+    trail.checkpoints.write_text(
+        "".join(json.dumps(c) + "\n" for c in (other_key, unsigned, altered))
+        + "not json patchbay.audit.checkpoint\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    report = trail.verify()
+    assert details(report) == [
+        (
+            "bad_signature",
+            3,
+            f"checkpoint line 1 was signed with key {audit_chain.key_id(b'another key of 16+ bytes')}, not the "
+            f"configured key {audit_chain.key_id(KEY.encode())}",
+        ),
+        (
+            "bad_signature",
+            4,
+            "checkpoint line 2 is unsigned, but a key is configured: it was not written by this server",
+        ),
+        (
+            "bad_signature",
+            5,
+            "checkpoint line 3: the signature does not match its content (the checkpoint was altered)",
+        ),
+        ("bad_checkpoint", None, "checkpoint line 4: not a checkpoint object"),
+    ]
+    assert report.checkpoints == 5
+    assert report.notes == [
+        "1 checkpoint(s) are unsigned: whoever can write the checkpoint file could have forged them"
+    ]
+    trail.sql("DELETE FROM audit_records WHERE seq > 7")
+    assert ("truncated", 10) in problems(trail.verify())  # the good checkpoints after the bad ones are used
+
+
+def test_the_notes_count_unchecked_and_unsigned_checkpoints(trail: Trail) -> None:
+    assert trail.verify().notes == []
+    assert trail.verify(key=None).notes == [
+        "2 signed checkpoint(s) not checked: no key configured ([audit] checkpoint_key_env)"
+    ]
+    # Every checkpoint failing its signature is reported as that, not as "no checkpoints given".
+    assert trail.verify(key="another key, 32 bytes long......").notes == []
+    unsigned = [audit_chain.checkpoint_body(seq, head, 5, 1_000_000.0 + seq, None) for seq, head in trail.heads[4::5]]
+    trail.checkpoints.write_text("".join(json.dumps(c) + "\n" for c in unsigned))
+    assert trail.verify(key=None).notes == [
+        "2 checkpoint(s) are unsigned: whoever can write the checkpoint file could have forged them"
+    ]
+
+
+def test_without_checkpoints_verify_says_a_cut_tail_goes_unseen_whatever_else_it_finds(trail: Trail) -> None:
+    trail.checkpoints.unlink()
+    note = "no checkpoints given: records cut off the end of the trail cannot be detected"
+    assert trail.verify().notes == [note]
+    trail.sql("UPDATE audit_records SET body = replace(body, '\"i\":4', '\"i\":40') WHERE seq = 4")
+    report = trail.verify()
+    assert problems(report) == {("edited", 4)}
+    assert report.notes == [note]
+
+
+def test_the_json_report_has_every_documented_field(tmp_path: Path) -> None:
+    trail = write_trail(tmp_path, 12, every=4)
+    now = 1_000_009.5 + DAY
+    engine = create_engine(trail.settings.store_url)
+    try:
+        prune(engine, 1, checkpoints=trail.checkpoints, key=KEY.encode(), now=now)
+    finally:
+        engine.dispose()
+    trail.sql("UPDATE audit_records SET name = 'renamed' WHERE seq = 10")
+    assert trail.verify(keep_days=1, now=now).as_dict() == {
+        "intact": False,
+        "records": 4,
+        "first_seq": 9,
+        "last_seq": 12,
+        "last_hash": trail.heads[11][1],
+        "anchor": {"seq": 8, "hash": trail.heads[7][1]},
+        "checkpoints": 3,
+        "findings": [
+            {"problem": "column_edited", "seq": 10, "detail": "seq 10: column name disagrees with the record's body"}
+        ],
+        "notes": [],
+    }
+
+
+def _anchor_at(trail: Trail, seq: int, head: str) -> None:
+    trail.sql("DELETE FROM audit_records WHERE seq <= ?", seq)
+    trail.sql("INSERT INTO audit_anchor (id, seq, hash, cutoff, pruned_at) VALUES (1, ?, ?, 0, 0)", seq, head)
+
+
+def test_an_anchor_at_a_checkpoints_seq_but_not_its_hash_is_unconfirmed(trail: Trail) -> None:
+    _anchor_at(trail, 5, "ef" * 32)
+    assert details(trail.verify()) == [
+        ("chain_broken", 6, "seq 6: prev_hash is not the hash of record 5: a record was inserted or replaced"),
+        (
+            "anchor_unconfirmed",
+            5,
+            "records up to seq 5 were removed, but no checkpoint confirms that point: they were deleted by something "
+            "other than retention pruning",
+        ),
+    ]
+
+
+def test_an_anchor_checkpoint_is_judged_against_keep_days_to_the_second(trail: Trail) -> None:
+    _anchor_at(trail, 5, trail.heads[4][1])
+    written = 1_000_005.1  # the checkpoint at seq 5
+    assert details(trail.verify(keep_days=1, now=written + DAY - 1)) == [
+        (
+            "pruned_early",
+            5,
+            "records up to seq 5 were removed, but their checkpoint is younger than keep_days (1): they were deleted "
+            "before their retention ended",
+        )
+    ]
+    assert trail.verify(keep_days=1, now=written + DAY).intact
+    # keep_days = 0 keeps records forever: an anchor is never early, even by a clock that is behind.
+    assert trail.verify(keep_days=0, now=written - 100).intact
+
+
+def test_verify_judges_the_anchor_by_the_clock_and_keeps_forever_by_default(tmp_path: Path) -> None:
+    trail = write_trail(tmp_path, start=time.time())
+    _anchor_at(trail, 5, trail.heads[4][1])
+    engine = create_engine(trail.settings.store_url)
+    try:
+        lines = trail.checkpoints.read_text().splitlines()
+        assert verify(engine, read_checkpoints(lines), key=KEY.encode()).intact
+        assert problems(verify(engine, read_checkpoints(lines), key=KEY.encode(), keep_days=1)) == {("pruned_early", 5)}
+    finally:
+        engine.dispose()
+
+
+def test_an_unsigned_anchor_checkpoint_without_a_time_counts_as_written_now(trail: Trail) -> None:
+    _anchor_at(trail, 5, trail.heads[4][1])
+    checkpoint = {k: v for k, v in audit_chain.checkpoint_body(5, trail.heads[4][1], 5, 0.0, None).items() if k != "ts"}
+    trail.checkpoints.write_text(json.dumps(checkpoint) + "\n")
+    assert problems(trail.verify(key=None, keep_days=1, now=2_000_000.0)) == {("pruned_early", 5)}
+
+
+def test_verify_reads_the_trail_a_page_at_a_time(trail: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import event
+
+    monkeypatch.setattr(audit_verify, "PAGE", 4)
+    engine = create_engine(trail.settings.store_url)
+    pages: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM audit_records" in statement:
+            pages.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        lines = trail.checkpoints.read_text().splitlines()
+        report = verify(engine, read_checkpoints(lines), key=KEY.encode())
+    finally:
+        engine.dispose()
+    assert report.intact, report.findings
+    assert (report.records, report.first_seq, report.last_seq) == (10, 1, 10)
+    assert len(pages) == 4  # 4 + 4 + 2 records, then an empty page
