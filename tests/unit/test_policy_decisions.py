@@ -378,3 +378,14 @@ async def test_each_decision_names_its_rule_and_gives_the_documented_reason() ->
             "writes (global)",
             "needs approval by writes (global): writes need approval",
         )
+
+
+async def test_a_connector_going_down_drops_its_tools_and_leaves_the_others_owned_by_their_connector() -> None:
+    rules = [{"id": "no-files", "subjects": ["*"], "connectors": ["files"], "kinds": ["write"], "effect": "deny"}]
+    async with gate_for(rules) as gate:
+        catalog = gate.catalog
+        catalog.is_up = lambda name: name != "crm"  # crm (mounted first) is down: its system is unreachable
+        catalog.rebuild()
+        assert names(gate, user("ada")) == {"files_read_file"}
+        assert gate.decide("files_write_file", user("ada"), {"path": "a", "text": "b"}).rule == "no-files"
+        assert gate.decide("crm_list_customers", user("ada"), {}).rule == "unknown"
