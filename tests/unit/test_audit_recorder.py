@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
+import json
 import sqlite3
 import threading
 import time
@@ -116,6 +118,49 @@ def test_arguments_over_the_cap_are_cut_to_a_marker_after_redaction() -> None:
     assert set(cut) == {TRUNCATED_KEY, "bytes"}
     assert cut["bytes"] == len(orjson.dumps({"note": "é" * 100, "token": REDACTED}))
     assert len(cut[TRUNCATED_KEY].encode()) <= 64 and "never-shown" not in cut[TRUNCATED_KEY]
+
+
+def test_secrets_declared_for_any_property_or_by_a_boolean_schema_are_handled() -> None:
+    redact = Redactor(["token"], 4096)
+    schema = {
+        "type": "object",
+        "properties": {"open": True, "tags": {"type": "array"}},
+        "additionalProperties": {"type": "string", "format": "password"},
+    }
+    arguments = {"open": "kept", "tags": [{"token": "t"}, "x"], "anything": "hidden", 7: {"token": "t"}}
+    assert redact(arguments, schema) == {
+        "open": "kept",
+        "tags": [{"token": REDACTED}, "x"],
+        "anything": REDACTED,
+        7: REDACTED,
+    }
+    assert redact({"tags": [{"token": "t"}], 7: "seven"}, None) == {"tags": [{"token": REDACTED}], 7: "seven"}
+
+
+def test_arguments_exactly_at_the_cap_are_kept_whole() -> None:
+    arguments = {"note": "x" * 10}
+    size = len(orjson.dumps(arguments))
+    assert Redactor([], size)(arguments, None) == arguments
+    assert Redactor([], size - 1)(arguments, None) == {
+        TRUNCATED_KEY: orjson.dumps(arguments)[: size - 1].decode(),
+        "bytes": size,
+    }
+
+
+def test_the_cut_is_taken_from_compact_json_whatever_the_values() -> None:
+    # A value JSON has no type for is written as its str (Python tools may pass one), a non-string key as text.
+    cut = Redactor([], 24)({"price": decimal.Decimal("1.50"), 3: "three", "note": "y" * 50}, None)
+    assert cut == {
+        TRUNCATED_KEY: '{"price":"1.50","3":"thr',
+        "bytes": len('{"price":"1.50","3":"three","note":"' + "y" * 50 + '"}'),
+    }
+
+
+def test_integers_beyond_64_bits_are_capped_as_the_standard_library_writes_them() -> None:
+    arguments = {"big": 2**70, "name": "é" * 20, "price": decimal.Decimal("1.50")}
+    text = json.dumps(arguments, default=str, ensure_ascii=False).encode()
+    assert Redactor([], len(text))(arguments, None) == arguments
+    assert Redactor([], 50)(arguments, None) == {TRUNCATED_KEY: text[:50].decode(errors="ignore"), "bytes": len(text)}
 
 
 async def test_concurrent_records_get_consecutive_seqs_in_arrival_order_on_an_unbroken_chain(
