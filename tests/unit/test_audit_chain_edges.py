@@ -54,9 +54,8 @@ def test_plain_records_are_written_without_the_slow_exact_path(monkeypatch: pyte
 
 def test_floats_orjson_writes_otherwise_take_the_exact_path() -> None:
     # 1.5e-06: orjson writes "1.5e-6", RFC 8785 "0.0000015"; 1.0: "1.0" against "1".
-    body = canonical({"tiny": 1.5e-06, "whole": (1.0, 2)})
-    assert '"tiny":0.0000015' in body
-    assert '"whole":[1,2]' in body
+    assert '"tiny":0.0000015' in canonical({"tiny": 1.5e-06})
+    assert '"whole":[1,2]' in canonical({"whole": (1.0, 2)})
 
 
 def test_values_json_cannot_hold_are_written_in_the_documented_form() -> None:
@@ -291,3 +290,9 @@ def test_the_server_checkpointer_names_the_config_file_in_a_key_error(tmp_path: 
     with pytest.raises(ConfigError) as error:
         audit_chain.checkpointer(settings, {"MY_AUDIT_KEY": "short"})
     assert str(error.value).startswith(f"{settings.source}: environment variable MY_AUDIT_KEY: ")
+
+
+def test_a_body_that_is_no_json_or_has_no_exact_form_is_not_canonical() -> None:
+    assert not audit_chain.is_canonical("wiped")
+    assert not audit_chain.is_canonical('{"n":9007199254740993}')
+    assert audit_chain.is_canonical('{"n":9007199254740991}')
