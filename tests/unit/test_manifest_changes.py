@@ -279,8 +279,9 @@ def test_a_long_value_is_cut_to_80_characters_in_its_detail_line() -> None:
 
 
 def test_a_schema_word_change_shows_where_and_what_changed() -> None:
-    change = one(tool(), edited(("inputSchema", "properties", "id", "description"), "The customer id"))
-    assert change.details == ['inputSchema $.id description: "null" → "The customer id"']
+    before = edited(("inputSchema", "properties", "id", "description"), "The id")
+    change = one(before, edited(("inputSchema", "properties", "id", "description"), "The customer id"))
+    assert change.details == ['inputSchema $.id description: "The id" → "The customer id"']
 
 
 @pytest.mark.parametrize(
@@ -375,3 +376,29 @@ def test_a_change_without_risks_is_low_and_names_the_connector_of_its_item() -> 
     assert Change("tool", "lookup", "new", None, new).connector == "crm"
     assert Change("tool", "gone", "removed", old, None).connector == "crm"
     assert Change("tool", "none", "removed", None, None).connector == ""
+
+
+def test_a_tool_that_starts_declaring_an_output_schema_is_still_served() -> None:
+    before = {k: v for k, v in tool().items() if k != "outputSchema"}
+    change = one(before, tool())
+    assert labels(change) == {"output schema narrowed": "medium"}
+    assert change.details[0] == "outputSchema $: type any → object"
+    assert not change.hold
+
+
+def test_a_tool_that_drops_its_output_schema_is_held() -> None:
+    after = {k: v for k, v in tool().items() if k != "outputSchema"}
+    change = one(tool(), after)
+    assert labels(change) == {"output schema narrowed": "medium", "output schema widened": "medium"}
+    assert change.details[0] == "outputSchema $: type object → any"
+    assert change.hold
+
+
+def test_a_tool_that_drops_its_annotations_is_compared_with_the_values_clients_assume() -> None:
+    after = {k: v for k, v in tool().items() if k != "annotations"}
+    assert labels(one(tool(), after)) == {
+        "annotation readOnlyHint true → false": "high",
+        "annotation destructiveHint false → true": "high",
+        "annotation idempotentHint true → false": "medium",
+        "annotation openWorldHint false → true": "medium",
+    }
