@@ -33,7 +33,7 @@ from patchbay.transport import legacy_sse
 
 pytestmark = pytest.mark.anyio
 
-DEADLINE = 10.0
+DEADLINE = 30.0  # generous: mutation runs share two cores with other work
 VIEW_TOOLS = Path(__file__).parent / "fixtures" / "legacy_tools.py"
 JSON = {"content-type": "application/json"}
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
@@ -78,7 +78,7 @@ def bearer(key: str) -> dict[str, str]:
 async def served(config: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     """The app behind uvicorn on a loopback port (its lifespan run) and a client for it."""
     app = create_app(config)
-    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=DEADLINE) as http:
+    async with serving(app) as base, httpx.AsyncClient(base_url=base, timeout=2 * DEADLINE) as http:
         assert (await http.get("/healthz")).status_code == 200  # answered once the lifespan has started
         yield app, http
 
@@ -261,7 +261,12 @@ async def test_a_notification_is_accepted_and_runs_nothing(tmp_path: Path) -> No
 
 async def test_a_post_must_be_json_by_its_content_type(tmp_path: Path) -> None:
     async with served(settings(tmp_path)) as (_, http), opened(http) as stream:
-        for accepted in ("application/json; charset=utf-8", "Application/JSON", "application/json ; charset=utf-8"):
+        for accepted in (
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/json ; charset=utf-8",
+            "application/json; charset=utf-8; profile=mcp",
+        ):
             posted = await stream.post(request("ping", None, 1), **{"content-type": accepted})
             assert posted.status_code == 202, accepted
             assert await stream.message() == {"jsonrpc": "2.0", "id": 1, "result": {}}
@@ -337,9 +342,11 @@ async def test_a_fault_inside_the_server_is_an_internal_error_on_the_stream_and_
 
 
 async def test_closing_the_stream_cancels_its_calls_and_forgets_its_session(tmp_path: Path) -> None:
-    async with served(settings(tmp_path)) as (_, http):
+    async with served(settings(tmp_path)) as (app, http):
         tools = sys.modules[TOOLS_MODULE]
+        listeners = app.runtime.hub.listener_count
         async with opened(http) as stream:
+            assert app.runtime.hub.listener_count == listeners + 1  # told when the server shuts down
             posted = await stream.post(call("hang", 1))
             assert posted.status_code == 202
             assert await anyio.to_thread.run_sync(tools.HANG_STARTED.wait, DEADLINE)
@@ -347,6 +354,16 @@ async def test_closing_the_stream_cancels_its_calls_and_forgets_its_session(tmp_
         assert await anyio.to_thread.run_sync(tools.HANG_CANCELLED.wait, DEADLINE)
         gone = await http.post(endpoint, json=request("ping", None, 2), headers=JSON)
         assert gone.status_code == 404 and gone.json() == UNKNOWN_SESSION
+        assert app.runtime.hub.listener_count == listeners
+
+
+async def test_a_list_change_leaves_the_stream_open(tmp_path: Path) -> None:
+    """Only shutdown ends a legacy stream; list changes are published on the same hub."""
+    async with served(settings(tmp_path)) as (_, http), opened(http) as stream:
+        _, toggled = await stream.ask(call("toggle_tool", 1))
+        assert toggled["result"]["content"][0]["text"] == "toggled"
+        _, answer = await stream.ask(request("ping", None, 2))
+        assert answer == {"jsonrpc": "2.0", "id": 2, "result": {}}
 
 
 async def test_shutting_down_ends_every_open_stream(tmp_path: Path) -> None:
