@@ -12,6 +12,7 @@ import anyio
 import httpx2 as httpx
 import pytest
 from fixtures.fleet_streams import Event, call, events, fleet, fleet_settings, two_replicas
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -120,3 +121,46 @@ async def test_a_forwarded_message_for_another_owner_is_dropped_by_the_holder(
         assert (await http.post(f"{b.base}{endpoint}", json=call("whoami", 2))).status_code == 202
         answer = await next_message(replies)
         assert answer["id"] == 2  # the forged message (sent first, on the same channel) did not run
+
+
+async def test_the_holders_record_lives_three_keep_alives_and_each_keep_alive_renews_it(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """A dead replica's streams are forgotten within three keep-alive intervals (at least 1 s); a live one's never."""
+    settings = fleet_settings(tmp_path, redis_url, redis_prefix, auth={"mode": "api_key"})  # keep-alive 0.3 s
+    async with two_replicas(settings) as (a, b), httpx.AsyncClient(timeout=10) as http:
+        core = a.app.runtime.auth.core
+        bearer = {"authorization": f"Bearer {(await core.run(core.keys.create, 'key-a', ['mcp']))[1]}"}
+        async with http.stream("GET", f"{a.base}/sse", headers=bearer) as stream:
+            lines = stream.aiter_lines()
+            endpoint = await endpoint_of(lines)
+            link = a.app.runtime.fleet.link
+            key = link.key("sse", endpoint.partition("session_id=")[2])
+            assert 0 < await link.do(lambda c: c.pttl(key)) <= 1000
+            keep_alives = 0
+            with anyio.fail_after(10):
+                async for line in lines:  # five keep-alives: past the first record's lifetime
+                    keep_alives += line == ": keep-alive"
+                    if keep_alives == 5:
+                        break
+            mine = await http.post(f"{b.base}{endpoint}", json=call("whoami", 1), headers=bearer)
+            assert mine.status_code == 202
+            answer = await next_message(events(lines))
+            assert answer["id"] == 1 and answer["result"]["content"][0]["text"] == "key:key-a"
+
+
+async def test_with_redis_down_a_post_for_a_stream_held_elsewhere_is_503(
+    tmp_path: Path, own_redis: RedisServer, redis_prefix: str
+) -> None:
+    async with (
+        fleet(tmp_path, own_redis.url, redis_prefix) as (a, b, http),
+        http.stream("GET", f"{a.base}/sse") as stream,
+    ):
+        endpoint = await endpoint_of(stream.aiter_lines())
+        own_redis.stop()
+        with anyio.fail_after(10):  # bounded: an outage must never hang a request
+            refused = await http.post(f"{b.base}{endpoint}", json=call("whoami", 1))
+        assert refused.status_code == 503
+        error = refused.json()["error"]
+        assert refused.json()["id"] is None and error["code"] == -32603
+        assert "reaching this SSE session's stream" in error["message"], error
