@@ -189,6 +189,25 @@ def test_only_a_2025_11_25_session_declaring_url_elicitation_gets_32042_and_hear
     asyncio.run(scenario())
 
 
+def test_a_decision_made_outside_this_process_reaches_the_waiting_session_through_the_poll(
+    approvals: Approvals,
+) -> None:
+    async def scenario() -> None:
+        session = Session("s2", "2025-11-25", {"elicitation": {"url": {}}}, None)
+        session.standalone = asyncio.Queue(maxsize=10)
+        call = scope(version="2025-11-25", caps={"elicitation": {"url": {}}})
+        call.session = session
+        approvals.elicitations.poll_seconds = 0.01
+        with pytest.raises(RpcError) as raised:
+            await approvals.admit(TOOL, DIGEST, {"title": "Ship"}, call, DECISION)
+        approval_id = raised.value.data["elicitations"][0]["elicitationId"]
+        approvals.store.deny(approval_id, "ada")  # as `patchbay approvals deny` does, in another process
+        frame = await asyncio.wait_for(session.standalone.get(), 10)
+        assert b'"elicitationId":"' + approval_id.encode() + b'"' in frame
+
+    asyncio.run(scenario())
+
+
 def test_url_elicitation_declared_on_an_older_version_or_without_url_mode_gets_the_link_as_a_result(
     approvals: Approvals,
 ) -> None:
@@ -213,9 +232,14 @@ def test_a_2026_client_is_asked_to_open_the_link_and_told_when_it_cancelled_or_i
     cancelled.input_responses = {INPUT_KEY: {"action": "cancel"}}
     text = f"Not run: the approval link was cancelled in the client. The request stays open at {URL}{approval_id}."
     assert admit(approvals, {"title": "Ship"}, cancelled) == refusal(approval_id, "pending", text)
-    accepted = scope(era="modern", version="2026-07-28", caps=caps)
-    accepted.input_responses = {INPUT_KEY: {"action": "accept"}}
-    assert admit(approvals, {"title": "Ship"}, accepted) == held_result(approval_id)
+    declined = scope(era="modern", version="2026-07-28", caps=caps)
+    declined.input_responses = {INPUT_KEY: {"action": "decline"}}
+    text = text.replace("was cancelled", "was declined")
+    assert admit(approvals, {"title": "Ship"}, declined) == refusal(approval_id, "pending", text)
+    for answer in ({"action": "accept"}, "not an object"):
+        accepted = scope(era="modern", version="2026-07-28", caps=caps)
+        accepted.input_responses = {INPUT_KEY: answer}
+        assert admit(approvals, {"title": "Ship"}, accepted) == held_result(approval_id)
 
 
 def test_a_denial_names_who_denied_when_and_until_when_and_lapses_exactly_at_expiry(
@@ -233,6 +257,15 @@ def test_a_denial_names_who_denied_when_and_until_when_and_lapses_exactly_at_exp
     again = admit(approvals, {"title": "Ship"})
     assert held_id(again) != approval_id
     assert again["content"][0]["text"].startswith("The earlier denial of this call has lapsed. Approval needed (")
+
+
+def test_another_tool_called_with_the_same_arguments_needs_its_own_approval(approvals: Approvals) -> None:
+    approval_id = held_id(admit(approvals, {"title": "Ship"}))
+    approvals.store.approve(approval_id, "ada")
+    call = scope()
+    other = asyncio.run(approvals.admit("delete_card", DIGEST, {"title": "Ship"}, call, DECISION))
+    assert call.approved_arguments is None and held_id(other) != approval_id
+    assert approvals.store.get(approval_id).status == "approved"  # type: ignore[union-attr]
 
 
 def test_a_granted_call_whose_tool_changed_is_refused_voided_and_logged(
@@ -279,6 +312,7 @@ def test_an_expired_or_used_request_is_asked_for_again_saying_why(approvals: App
     assert approvals.store.get(expired).status == "expired"  # type: ignore[union-attr]
     again = admit(approvals, {"title": "Ship"})
     assert again["content"][0]["text"].startswith("The earlier approval request for this call expired. Approval")
+    assert approvals.store.get(expired).status == "expired"  # type: ignore[union-attr]  # left as it was, not voided
 
     used = held_id(admit(approvals, {"title": "Used"}))
     approvals.store.approve(used, "ada")
@@ -449,6 +483,18 @@ def test_the_pending_list_returns_200_at_most_by_default(tmp_path: Path, clock: 
 
 
 # What is stored and shown
+
+
+def test_an_id_drawn_again_after_a_leading_dash_has_128_random_bits_too(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchbay.gate import approval_store
+
+    draw = approval_store.secrets.token_urlsafe
+    drawn = iter(["-looks-like-an-option"])
+    monkeypatch.setattr(approval_store.secrets, "token_urlsafe", lambda n: next(drawn, None) or draw(n))
+    approval_id = hold(store(tmp_path, clock))
+    assert len(approval_id) == 22 and not approval_id.startswith("-")
 
 
 def test_the_rule_is_kept_to_200_characters_and_nothing_shown_is_ever_cut(tmp_path: Path, clock: Clock) -> None:
