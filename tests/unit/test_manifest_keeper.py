@@ -236,6 +236,7 @@ async def test_the_poll_serves_an_approval_made_elsewhere_until_stopped(url: str
     await server.start()
     server.keeper.start()
     try:
+        assert server.keeper._task is not None and server.keeper._task.get_name() == "patchbay-manifest"
         server.publish("a", "a v2")
         await wait_for(lambda: len(read_proposed(engine)) == 1)
         approve_elsewhere(engine)
@@ -416,3 +417,18 @@ def test_a_stored_entry_of_an_unknown_kind_is_refused_by_name(engine: Engine) ->
         connection.execute(text("UPDATE gate_manifest_entries SET kind = 'widget'"))
     with pytest.raises(ValueError, match=r"^gate_manifest: unknown kind 'widget' for 'a'$"):
         read_snapshot(engine)
+
+
+async def test_a_single_server_without_a_fleet_follows_approvals_made_elsewhere(url: str, engine: Engine) -> None:
+    server = server_for(url, "review", "a")
+    server.keeper.announce = None
+    await server.start()
+    try:
+        server.publish("a", "a v2")
+        await server.keeper.settle()
+        approve_elsewhere(engine)
+        await server.keeper.check()
+        assert server.served[("tool", "a")] == server.tools[("tool", "a")][1]
+        assert server.announced == []
+    finally:
+        await server.keeper.stop()
