@@ -1,7 +1,7 @@
 """Instructions per proxied ``tools/call``, counted by valgrind's callgrind: a load-independent measure of Patchbay's
 own CPU on the proxy path (issue 13), for finding and checking hot-path savings on a busy machine.
 
-The ASGI app is driven in-process (no HTTP server in front of it, audit off) against bench/servers/
+The ASGI app is driven in-process (no HTTP server in front of it) against bench/servers/
 counted_upstream.py on loopback, the same upstream `make bench` uses, pinned to the 2025-11-25 era. Only the
 Patchbay process runs under valgrind (the upstream is another process), and only the timed loop is instrumented
 (``callgrind_control -i on/off``). Each path is counted twice, with a small and a large number of sequential calls:
@@ -12,7 +12,13 @@ client), ``stdio-modern`` and ``stdio-session`` (the same upstream as a stdio ch
 follow), ``direct-modern`` and ``direct-session`` (the same ``add`` served by a python connector: the hop is the
 proxy count minus the direct one).
 
-Run: python -m bench.callgrind_proxy [--paths proxy-modern,direct-modern] [--calls 200,800] [--out DIR]
+``--audit off`` (the default) sets ``PATCHBAY_AUDIT__ENABLED=false`` in the driven process; ``--audit on`` keeps the
+trail on, as ``make bench`` runs it: the configs have no ``[store]`` and no sign-in, so records go to the in-memory
+trail, and the audit writer's thread is counted with the event loop's (callgrind counts every thread).
+``--audit off,on`` counts each path both ways.
+
+Run: python -m bench.callgrind_proxy [--paths proxy-modern,direct-modern] [--calls 200,800] [--audit off,on]
+     [--out DIR]
 Needs valgrind (callgrind_control on PATH). A benchmark aid, never a test.
 """
 
@@ -201,13 +207,13 @@ def _proxy_config(workdir: Path, url: str, kind: str) -> Path:
     return config
 
 
-def _count(path: str, calls: int, config: Path, workdir: Path) -> int:
+def _count(path: str, calls: int, config: Path, workdir: Path, audit: str) -> int:
     """Instructions executed by ``calls`` sequential calls (plus the toggling, which cancels out)."""
-    out = workdir / f"{path}-{calls}.callgrind"
+    out = workdir / f"{path}-audit-{audit}-{calls}.callgrind"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     argv += [sys.executable, "-m", "bench.callgrind_proxy", "--drive", path, "--n", str(calls), "--config", str(config)]
-    env = {**os.environ, "PATCHBAY_AUDIT__ENABLED": "false"}
-    log = workdir / f"{path}-{calls}.log"
+    env = {**os.environ, "PATCHBAY_AUDIT__ENABLED": "false" if audit == "off" else "true"}
+    log = workdir / f"{path}-audit-{audit}-{calls}.log"
     with log.open("w") as sink:
         done = subprocess.run(argv, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
@@ -222,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.callgrind_proxy", description=__doc__.splitlines()[0])
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated, of: " + ", ".join(PATHS))
     parser.add_argument("--calls", default="200,800", help="the two call counts whose difference is measured")
+    parser.add_argument("--audit", default="off", help="the audit trail in the driven process: off, on or off,on")
     parser.add_argument("--out", type=Path, help="where callgrind's files are kept (default: a temporary folder)")
     parser.add_argument("--drive", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -235,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     paths = [p for p in args.paths.split(",") if p]
     if unknown := [p for p in paths if p not in PATHS]:
         parser.error(f"unknown paths {unknown}; choose from {', '.join(PATHS)}")
+    audits = [a for a in args.audit.split(",") if a]
+    if not audits or any(a not in ("off", "on") for a in audits):
+        parser.error(f"--audit takes off, on or off,on, not {args.audit!r}")
     low, high = sorted(int(n) for n in args.calls.split(","))
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("valgrind (with callgrind_control) is not installed: apt-get install valgrind")
@@ -245,8 +255,10 @@ def main(argv: list[str] | None = None) -> None:
         for path in paths:
             kind = path.split("-")[0]
             used = PATCHBAY_CONFIG if kind == "direct" else _proxy_config(workdir, url, kind)
-            few, many = _count(path, low, used, workdir), _count(path, high, used, workdir)
-            print(f"{path:15} {(many - few) // (high - low):>9,} instructions per call", flush=True)
+            for audit in audits:
+                few, many = _count(path, low, used, workdir, audit), _count(path, high, used, workdir, audit)
+                per_call = (many - few) // (high - low)
+                print(f"{path:15} audit {audit:3} {per_call:>9,} instructions per call", flush=True)
     finally:
         if upstream is not None:
             upstream.terminate()
