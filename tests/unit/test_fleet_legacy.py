@@ -4,6 +4,7 @@ to replica B, and every answer arrives on A's stream; only the principal that op
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,10 @@ async def test_another_principal_cannot_post_to_a_stream_held_elsewhere(
 
 
 async def test_a_forwarded_message_for_another_owner_is_dropped_by_the_holder(
-    tmp_path: Path, redis_url: str, redis_prefix: str
+    tmp_path: Path, redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The holder checks the owner again: a message on the bus naming the wrong owner never runs."""
+    caplog.set_level(logging.INFO, logger="patchbay.transport.sse")
     async with (
         fleet(tmp_path, redis_url, redis_prefix) as (a, b, http),
         http.stream("GET", f"{a.base}/sse") as stream,
@@ -121,6 +123,8 @@ async def test_a_forwarded_message_for_another_owner_is_dropped_by_the_holder(
         assert (await http.post(f"{b.base}{endpoint}", json=call("whoami", 2))).status_code == 202
         answer = await next_message(replies)
         assert answer["id"] == 2  # the forged message (sent first, on the same channel) did not run
+    dropped = [r.getMessage() for r in caplog.records if r.name == "patchbay.transport.sse"]
+    assert dropped == [f"a forwarded message for legacy SSE session {session_id[:8]} was dropped: no such stream here"]
 
 
 async def test_the_holders_record_lives_three_keep_alives_and_each_keep_alive_renews_it(
