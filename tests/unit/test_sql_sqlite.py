@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from sqlalchemy import event as sa_event
 
 from patchbay.app import Runtime
 from patchbay.connectors.sql import SqlConnector
@@ -244,6 +245,29 @@ async def test_fetch_record_by_simple_and_composite_keys(rt: Runtime) -> None:
     assert pair["record"]["note"] == "one-x"
     assert "composite" in await fails(rt, "fetch_record", table="pairs", key=1)
     assert "['a', 'b']" in await fails(rt, "fetch_record", table="pairs", key={"a": 1})
+
+
+async def test_fetch_record_answers_in_text_with_its_key_and_cut_values(rt: Runtime) -> None:
+    long = await call(rt, "fetch_record", table="notes", key="2")
+    assert long["structuredContent"]["key"] == {"id": 2}
+    cut = "1 value(s) longer than 100 characters were cut (ending in …): row 0 body (5,000 characters)."
+    assert long["structuredContent"]["notes"] == [f"{cut} Select a substring of the column to read the rest."]
+    lines = long["content"][0]["text"].splitlines()
+    assert lines[:3] == ["main.notes {'id': 2}", "| column | value |", "|---|---|"]
+    assert f"| body | {'x' * 100}… |" in lines and lines[-1].startswith(cut)
+    missing = await call(rt, "fetch_record", table="customers", key=999)
+    assert missing["structuredContent"]["key"] == {"id": 999}
+    assert missing["content"][0]["text"] == "No row in main.customers with key {'id': 999}."
+
+
+async def test_describe_table_names_every_column_of_a_composite_foreign_key(rt: Runtime, db: Path) -> None:
+    with sqlite3.connect(db) as conn:  # created after start-up: describe_table looks again for a new table
+        conn.execute(
+            "CREATE TABLE pair_notes (id INTEGER PRIMARY KEY, a INTEGER, b TEXT, "
+            "FOREIGN KEY (a, b) REFERENCES pairs (a, b))"
+        )
+    described = (await call(rt, "describe_table", table="pair_notes"))["content"][0]["text"].splitlines()
+    assert described[-2:] == ["a, b → main.pairs(a, b)", "Rows: about 0 (count)."]
 
 
 async def test_list_and_describe_answer_in_text_too(rt: Runtime, tmp_path: Path, db: Path) -> None:
@@ -573,3 +597,80 @@ def test_options_reject_ambiguous_sources() -> None:
         SqlOptions.model_validate({"url": "sqlite:///a.db", "page_size": 600})
     with pytest.raises(ValidationError, match="built-in tool"):
         SqlOptions.model_validate({"url": "sqlite:///a.db", "actions": [{**ACTIONS[1], "name": "query"}]})
+
+
+# -- key values checked against the key column's type ---------------------------------------------------------
+
+TYPED_KEYS = [
+    "CREATE TABLE days (day DATE PRIMARY KEY, label TEXT)",
+    "INSERT INTO days VALUES ('2026-03-01', 'spring')",
+    "CREATE TABLE ratios (r REAL PRIMARY KEY, label TEXT)",
+    "INSERT INTO ratios VALUES (1.5, 'one and a half'), (3.0, 'three')",
+    "CREATE TABLE codes (code TEXT PRIMARY KEY, label TEXT)",
+    "INSERT INTO codes VALUES ('5', 'five')",
+    "CREATE TABLE amounts (amount NUMERIC PRIMARY KEY, label TEXT)",
+    "INSERT INTO amounts VALUES (7, 'seven')",
+    "CREATE TABLE loose (a INTEGER, b TEXT)",
+]
+
+
+async def _label(rt: Runtime, table: str, key: Any) -> Any:
+    found = await ok(rt, "fetch_record", table=table, key=key)
+    return found["record"]["label"] if found["found"] else None
+
+
+async def test_fetch_record_turns_each_key_into_its_column_type(rt: Runtime, db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        for statement in TYPED_KEYS:
+            conn.execute(statement)
+    assert await _label(rt, "days", "2026-03-01") == "spring"  # an ISO date string, parsed as a date
+    assert await _label(rt, "ratios", "1.5") == "one and a half"  # a numeric string for a REAL key
+    assert await _label(rt, "ratios", 3) == "three"  # an integer for a REAL key
+    assert await _label(rt, "codes", 5) == "five"  # a number for a TEXT key
+    assert await _label(rt, "amounts", 7) == await _label(rt, "amounts", "7") == "seven"  # a NUMERIC key (Decimal)
+    nulled = await ok(rt, "fetch_record", table="pairs", key={"a": None, "b": "x"})  # looked up (IS NULL), not refused
+    assert nulled["found"] is False and nulled["key"] == {"a": None, "b": "x"}
+    for table, key, shown in [("days", "March", "'March'"), ("days", 20260301, "20260301"), ("ratios", "x", "'x'")]:
+        column, kind = ("day", "DATE") if table == "days" else ("r", "REAL")
+        assert await fails(rt, "fetch_record", table=table, key=key) == (
+            f"the key value {shown} does not fit column {column} ({kind})"
+        )
+    assert await fails(rt, "fetch_record", table="loose", key=1) == (
+        "main.loose has no primary key; use query with a WHERE clause instead"
+    )
+
+
+async def test_fetch_record_takes_every_64_bit_key_and_refuses_wider_ones(rt: Runtime) -> None:
+    for edge in (-(2**63), 2**63 - 1):
+        assert (await ok(rt, "fetch_record", table="customers", key=edge))["found"] is False
+    for wide in (-(2**63) - 1, 2**63):
+        assert await fails(rt, "fetch_record", table="customers", key=wide) == (
+            f"the key value {wide} does not fit column id (INTEGER)"
+        )
+    long = "9" * 400  # what the refusal echoes of a value is bounded
+    refusal = await fails(rt, "fetch_record", table="customers", key=long)
+    assert len(refusal) == 300 and refusal.startswith("the key value '999")
+
+
+async def test_query_asks_the_database_for_no_more_rows_than_the_page_needs(rt: Runtime) -> None:
+    connector = rt.connectors[0]
+    assert isinstance(connector, SqlConnector) and connector._db is not None
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = connector._db._read
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        page = await ok(rt, "query", sql="SELECT n FROM big ORDER BY n", limit=10, offset=20)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    assert page["rows"][0] == [21] and page["next_offset"] == 30
+    # The page (rows 21-30) and one more row, to know whether more follow: never the whole table.
+    assert [s for s in sent if "big" in s] == ['SELECT n FROM "main"."big" ORDER BY n LIMIT 31']
+
+
+async def test_an_unknown_table_is_refused_with_a_sentence(rt: Runtime) -> None:
+    text = await fails(rt, "describe_table", table="nowhere")
+    assert text == "No table 'nowhere' is available; call list_tables to see them"  # a sentence: capital first
