@@ -10,6 +10,7 @@ import pytest
 
 from patchbay.catalog.changes import Change, Item, diff
 from patchbay.catalog.digest import Kind, visible, wire_digest
+from patchbay.catalog.hidden import escaped
 from patchbay.catalog.report import change_json, render
 
 READ_ONLY = {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False}
@@ -223,6 +224,7 @@ def test_a_new_tool_with_another_definition_is_not_a_rename() -> None:
 def test_zero_width_and_bidi_characters_are_high_risk_and_shown_escaped(text: str, escape: str) -> None:
     change = one(tool(), tool(description=text))
     assert labels(change)["hidden text"] == "high"
+    assert change.details[-1] == f"hidden text in $.description: {escaped(text)}"  # no tag message to add
     shown = render([change])
     assert escape in shown
     assert text not in shown  # never the raw invisible characters

@@ -381,3 +381,10 @@ def test_the_history_line_marks_new_changed_and_removed_items() -> None:
     approved = {("tool", "b"): b[0], ("tool", "c"): c[0]}
     observed = {("tool", "a"): a[0], ("tool", "b"): observed_tool("b", "B, edited.")[0]}
     assert summary(diff(approved, observed)) == "+tool:a ~tool:b -tool:c"
+
+
+def test_a_manifest_not_reviewed_yet_has_nothing_observed_pending_or_held() -> None:
+    manifest = Manifest("review")
+    assert (manifest.observed, manifest.pending, manifest.held(), manifest.down) == ({}, [], [], frozenset())
+    manifest.approved = approved_as_version_1(observed_tool("a", "A.", "one"))
+    assert manifest.effective() == {("tool", "a"): manifest.approved.entries[("tool", "a")]}
