@@ -148,3 +148,24 @@ def test_a_row_held_before_sealing_stays_readable_redacted_and_runs(tmp_path: Pa
     assert admit(gate, arguments, call) is None
     assert call.approved_arguments == arguments
     engine.dispose()
+
+
+def test_a_pending_row_held_before_sealing_can_be_approved_or_denied_and_is_shown_redacted(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "gate_0002")
+    arguments = orjson.dumps({"service": "billing", "password": "old-secret"}).decode()
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        for approval_id in ("old1", "old2"):
+            conn.execute(
+                "INSERT INTO gate_approvals (id, status, subject, username, client_id, tool, tool_digest, args_digest,"
+                " arguments, rule, reason, approved_by, created_at, expires_at)"
+                " VALUES (?, 'pending', 'user:alice', 'alice', 'client-1', ?, ?, ?, ?, 'r', 'r', '', ?, ?)",
+                (approval_id, TOOL, DIGEST, "0" * 64, arguments, 1.0, 4e9),
+            )
+    upgrade(engine)
+    store = ApprovalStore(engine, redact=redactor())
+    shown = {"service": "billing", "password": "[redacted]"}
+    approved, denied = store.approve("old1", "ada"), store.deny("old2", "ada")
+    assert (approved.status, approved.shown, approved.hidden) == ("approved", shown, 1)
+    assert (denied.status, denied.shown, denied.hidden) == ("denied", shown, 1)
+    engine.dispose()

@@ -529,11 +529,12 @@ def test_held_arguments_are_sealed_under_the_approval_id_and_can_be_resealed_und
     approvals = store(tmp_path, clock, old)
     approval_id = hold(approvals, arguments={"title": "Ship"})
     approvals.approve(approval_id, "ada")
+    approvals.deny(hold(approvals, 1), "ada")  # decided rows are re-sealed too
     with sqlite3.connect(tmp_path / "store.db") as conn:
         (sealed,) = conn.execute("SELECT arguments FROM gate_approvals WHERE id = ?", (approval_id,)).fetchone()
     assert old.open(sealed, context=f"approval:{approval_id}") == b'{"title":"Ship"}'  # the documented context
     approvals.vault = Vault([new_key, old_key])
-    assert approvals.reseal() == 1 and approvals.reseal() == 0
+    assert approvals.reseal() == 2 and approvals.reseal() == 0
     approvals.vault = new
     assert approvals.consume(approval_id, DIGEST) == {"title": "Ship"}
 
