@@ -357,13 +357,12 @@ class AuditRecorder:
     def _write(self, batch: list[_Pending], connection: Connection) -> list[tuple[int, str]]:
         records = []
         for pending in batch:
-            record = pending.record
+            record = pending.record  # the recorder's own dict: nobody else holds it, so it is redacted in place
             if "arguments" in record:
                 try:
-                    arguments = self._redact(record["arguments"], pending.schema)
+                    record["arguments"] = self._redact(record["arguments"], pending.schema)
                 except Exception as exc:  # one odd value must not cost the batch its records
-                    arguments = {"[unrecordable]": type(exc).__name__}
-                record = {**record, "arguments": arguments}
+                    record["arguments"] = {"[unrecordable]": type(exc).__name__}
             records.append(record)
         linked = append(connection, records)
         if self._memory_cap is not None and linked and linked[-1][0] % 1000 < len(linked):

@@ -296,9 +296,10 @@ class Dispatcher:
     async def _limited(self, call: Call, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         seconds = self.limits.timeout(call)
         async with self.limits.slot(call):
+            if seconds is None:
+                return await work()
             try:
-                async with asyncio.timeout(seconds):
-                    return await work()
+                return await _within(seconds, work)
             except TimeoutError:  # handlers turn their own exceptions into results: this is the deadline
                 call.outcome, call.detail = "timed_out", f"{seconds:g} s"
         text = f"'{call.name}' did not finish within {seconds:g} seconds and was stopped."
@@ -457,6 +458,39 @@ class Dispatcher:
         if scope.session is not None:
             await scope.session.unsubscribe(uri)
         return {}
+
+
+async def _within(seconds: float, work: Callable[[], Awaitable[T]]) -> T:
+    """``await work()``, cancelled after ``seconds`` and then raising TimeoutError: the contract of
+    ``asyncio.timeout`` (Python 3.11 asyncio/timeouts.py: a cancellation from elsewhere stays a CancelledError, the
+    timer's own cancel is taken back with ``uncancel``), as one loop timer. The gate arms one per call, and the
+    context manager's object, states and second running-loop lookup cost about as much as the timer itself.
+
+    Raises:
+        TimeoutError: ``work`` did not finish within ``seconds``.
+    """
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("a deadline needs a running task")
+    cancelling = task.cancelling()
+    fired: list[bool] = []
+    handle = task.get_loop().call_later(seconds, _expire, task, fired)
+    try:
+        result = await work()
+    except BaseException as exc:
+        handle.cancel()
+        if fired and task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
+            raise TimeoutError from exc
+        raise
+    handle.cancel()
+    if fired:
+        task.uncancel()
+    return result
+
+
+def _expire(task: asyncio.Task[Any], fired: list[bool]) -> None:
+    fired.append(True)
+    task.cancel()
 
 
 async def _guarded(work: Awaitable[T], what: str) -> T:
