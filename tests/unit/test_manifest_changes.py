@@ -404,3 +404,10 @@ def test_a_tool_that_drops_its_annotations_is_compared_with_the_values_clients_a
         "annotation idempotentHint true → false": "medium",
         "annotation openWorldHint false → true": "medium",
     }
+
+
+def test_a_rename_to_a_name_that_sorts_later_is_found_too_and_labelled_on_both_sides() -> None:
+    found = {c.name: c for c in changes([tool("lookup")], [tool("search")])}
+    assert labels(found["search"]) == {"possible rename of lookup": "medium", "new tool": "medium"}
+    assert labels(found["lookup"]) == {"removed": "low", "possible rename to search": "medium"}
+    assert found["search"].renamed_from == "lookup"
