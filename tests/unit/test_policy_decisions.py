@@ -389,3 +389,22 @@ async def test_a_connector_going_down_drops_its_tools_and_leaves_the_others_owne
         assert names(gate, user("ada")) == {"files_read_file"}
         assert gate.decide("files_write_file", user("ada"), {"path": "a", "text": "b"}).rule == "no-files"
         assert gate.decide("crm_list_customers", user("ada"), {}).rule == "unknown"
+
+
+async def test_a_conditional_deny_alone_neither_lists_a_tool_under_default_deny_nor_hides_it_under_allow() -> None:
+    rules = [
+        {
+            "subjects": ["role:sales"],
+            "tools": ["crm_close_ticket"],
+            "effect": "deny",
+            "when": {"priority": {"eq": "urgent"}},
+        }
+    ]
+    sam = user("sam", "sales")
+    async with gate_for(rules, gate={"default": "deny"}) as gate:
+        assert names(gate, sam) == set()
+        assert gate.decide("crm_close_ticket", sam, {"id": 1, "priority": "low"}).rule == "default"
+    async with gate_for(rules) as gate:
+        assert "crm_close_ticket" in names(gate, sam)
+        assert gate.decide("crm_close_ticket", sam, {"id": 1, "priority": "urgent"}).rule == "policy[0]"
+        assert gate.decide("crm_close_ticket", sam, {"id": 1, "priority": "low"}).effect == "allow"
