@@ -15,7 +15,9 @@ proxy count minus the direct one).
 ``--audit off`` (the default) sets ``PATCHBAY_AUDIT__ENABLED=false`` in the driven process; ``--audit on`` keeps the
 trail on, as ``make bench`` runs it: the configs have no ``[store]`` and no sign-in, so records go to the in-memory
 trail, and the audit writer's thread is counted with the event loop's (callgrind counts every thread).
-``--audit off,on`` counts each path both ways.
+``--audit off,on`` counts each path both ways. ``--concurrency 16`` sends the calls in waves of 16 at once, so the
+audit writer's group commits hold about as many records as under ``make bench``'s c=16 (sequential calls under
+valgrind's slowdown commit one record each, which overstates the per-commit share).
 
 Run: python -m bench.callgrind_proxy [--paths proxy-modern,direct-modern] [--calls 200,800] [--audit off,on]
      [--out DIR]
@@ -143,7 +145,7 @@ async def _instrument(state: str) -> None:
     await toggle.wait()
 
 
-async def _drive(path: str, calls: int, config: Path) -> None:
+async def _drive(path: str, calls: int, config: Path, concurrency: int) -> None:
     from patchbay.app import create_app
     from patchbay.settings import load
 
@@ -155,8 +157,9 @@ async def _drive(path: str, calls: int, config: Path) -> None:
         for i in range(WARM_CALLS):
             await driver.call(i)
         await _instrument("on")
-        for i in range(calls):
-            await driver.call(WARM_CALLS + i)
+        for first in range(0, calls, concurrency):
+            wave = range(WARM_CALLS + first, WARM_CALLS + min(first + concurrency, calls))
+            await asyncio.gather(*(driver.call(i) for i in wave))
         await _instrument("off")
 
     await _lifespan(app, body)
@@ -207,13 +210,14 @@ def _proxy_config(workdir: Path, url: str, kind: str) -> Path:
     return config
 
 
-def _count(path: str, calls: int, config: Path, workdir: Path, audit: str) -> int:
-    """Instructions executed by ``calls`` sequential calls (plus the toggling, which cancels out)."""
-    out = workdir / f"{path}-audit-{audit}-{calls}.callgrind"
+def _count(path: str, calls: int, config: Path, workdir: Path, audit: str, concurrency: int) -> int:
+    """Instructions executed by ``calls`` calls, ``concurrency`` at a time (plus the toggling, which cancels out)."""
+    out = workdir / f"{path}-audit-{audit}-c{concurrency}-{calls}.callgrind"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
     argv += [sys.executable, "-m", "bench.callgrind_proxy", "--drive", path, "--n", str(calls), "--config", str(config)]
+    argv += ["--concurrency", str(concurrency)]
     env = {**os.environ, "PATCHBAY_AUDIT__ENABLED": "false" if audit == "off" else "true"}
-    log = workdir / f"{path}-audit-{audit}-{calls}.log"
+    log = workdir / f"{path}-audit-{audit}-c{concurrency}-{calls}.log"
     with log.open("w") as sink:
         done = subprocess.run(argv, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
@@ -229,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated, of: " + ", ".join(PATHS))
     parser.add_argument("--calls", default="200,800", help="the two call counts whose difference is measured")
     parser.add_argument("--audit", default="off", help="the audit trail in the driven process: off, on or off,on")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="calls in flight at once (waves of this many; default 1)"
+    )
     parser.add_argument("--out", type=Path, help="where callgrind's files are kept (default: a temporary folder)")
     parser.add_argument("--drive", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.drive:
         import uvloop
 
-        uvloop.run(_drive(args.drive, args.n, args.config))
+        uvloop.run(_drive(args.drive, args.n, args.config, args.concurrency))
         return
     paths = [p for p in args.paths.split(",") if p]
     if unknown := [p for p in paths if p not in PATHS]:
@@ -256,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
             kind = path.split("-")[0]
             used = PATCHBAY_CONFIG if kind == "direct" else _proxy_config(workdir, url, kind)
             for audit in audits:
-                few, many = _count(path, low, used, workdir, audit), _count(path, high, used, workdir, audit)
+                few = _count(path, low, used, workdir, audit, args.concurrency)
+                many = _count(path, high, used, workdir, audit, args.concurrency)
                 per_call = (many - few) // (high - low)
                 print(f"{path:15} audit {audit:3} {per_call:>9,} instructions per call", flush=True)
     finally:
