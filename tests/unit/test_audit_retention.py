@@ -151,8 +151,9 @@ def test_records_a_crash_left_at_or_below_the_anchor_are_deleted_by_the_next_run
 
 def test_deletion_in_chunks_stops_at_the_anchor(trail: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_retention, "CHUNK", 3)
-    assert prune(trail.engine, 1, now=START + 8.5 + DAY) == 8
-    assert trail.seqs() == [9, 10]
+    # 1..3, 4..6, then the anchor's own record alone.
+    assert prune(trail.engine, 1, now=START + 7.5 + DAY) == 7
+    assert trail.seqs() == [8, 9, 10]
     assert verify(trail.engine).intact
 
 
