@@ -288,11 +288,9 @@ class AuditRecorder:
         """Queue ``record`` and wait for its commit, at most ``seconds``. ``early`` (a read with a window): return
         at once while the writer keeps up, i.e. no queued record is older than the read window."""
         schema = self.schemas(call.name) if self.schemas is not None and call.method == "tools/call" else None
-        if early and self._keeping_up():
-            # Nobody waits for this commit: no future, and no wake-up of the event loop when it lands.
-            self._enqueue(record, schema, None, asyncio.get_running_loop())
-            return 0
         loop = asyncio.get_running_loop()
+        if early and self._queued_in_window(record, schema, loop):
+            return 0
         future: asyncio.Future[int] = loop.create_future()
         # A waiter that gave up (timeout, cancellation) no longer reads the future: mark its error as seen.
         future.add_done_callback(lambda done: done.cancelled() or done.exception())
@@ -313,6 +311,7 @@ class AuditRecorder:
         schema: Any,
         future: asyncio.Future[int] | None,
         loop: asyncio.AbstractEventLoop | None = None,
+        at: float | None = None,
     ) -> None:
         with self._lock:
             if len(self._queue) >= self.settings.queue_size:
@@ -320,7 +319,7 @@ class AuditRecorder:
                 if future is not None:
                     future.set_exception(AuditUnavailable("the audit queue is full (the store is too slow)"))
                 return
-            self._queue.append(_Pending(record, schema, loop, future, time.monotonic()))
+            self._queue.append(_Pending(record, schema, loop, future, time.monotonic() if at is None else at))
             if future is None and loop is not None and self._linger > 0:
                 if self._flush_handle is None and not self._busy:
                     self._flush_handle = loop.call_later(self._linger, self._flush)
@@ -332,14 +331,21 @@ class AuditRecorder:
             self._flush_handle = None
             self._kick()
 
-    def _keeping_up(self) -> bool:
+    def _queued_in_window(self, record: dict[str, Any], schema: Any, loop: asyncio.AbstractEventLoop) -> bool:
+        """Queue a read's ``record`` with nobody waiting for its commit (no future, no wake-up of the event loop
+        when it lands) if the writer keeps up: no record queued or in flight is older than the read window. One
+        lock and one clock reading for the check and the append. False (nothing queued): the read must wait."""
         if self.problem is not None:
             return False
+        now = time.monotonic()
         with self._lock:
-            oldest = self._flight_since if self._flight_since is not None else None
+            oldest = self._flight_since
             if self._queue and (oldest is None or self._queue[0].at < oldest):
                 oldest = self._queue[0].at
-        return oldest is None or time.monotonic() - oldest < self._read_window
+            if oldest is not None and now - oldest >= self._read_window:
+                return False
+            self._enqueue(record, schema, None, loop, now)  # the lock is re-entrant
+        return True
 
     def _kick(self) -> None:
         """Start a commit of what is queued unless one is running (its end starts the next). Holds the lock."""
