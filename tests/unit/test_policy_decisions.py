@@ -322,6 +322,7 @@ async def test_tool_facts_name_the_write_switch_and_the_rules_covering_each_tool
             "writes (connector crm)",
         )
         assert [r.name for r in close.rules] == ["crm-ops"]
+        assert (close.name, write.name) == ("crm_close_ticket", "files_write_file")
         assert (write.connector, write.writes, write.writes_rule, write.rules) == (
             "files",
             "approve",
