@@ -432,3 +432,27 @@ async def test_a_single_server_without_a_fleet_follows_approvals_made_elsewhere(
         assert server.announced == []
     finally:
         await server.keeper.stop()
+
+
+def test_rejecting_a_tool_leaves_a_prompt_of_the_same_name_proposed(engine: Engine) -> None:
+    prompt = Item("prompt", "a", "9" * 64, {"name": "a"}, "docs")
+    sync_proposed(engine, diff({}, {("tool", "a"): published("a", "A")[0], ("prompt", "a"): prompt}))
+    assert reject(engine, [("tool", "a")], "ada") == 1
+    assert [(p.kind, p.state) for p in read_proposed(engine)] == [("prompt", PROPOSED), ("tool", REJECTED)]
+
+
+async def test_a_store_url_no_driver_reads_is_named_in_the_refusal() -> None:
+    server = server_for("nosuchdb://host/patchbay", "review", "a")
+    with pytest.raises(ConfigError) as caught:
+        await server.keeper.load()
+    assert str(caught.value) == (
+        '[manifest] mode = "review" needs the store, which cannot be used: '
+        "NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:nosuchdb"
+    )
+
+
+def test_an_error_without_a_message_is_reported_by_its_type_alone() -> None:
+    from patchbay.catalog.keeper import _brief
+
+    assert _brief(TimeoutError()) == "TimeoutError: "
+    assert _brief(OSError("disk full\nand more detail")) == "OSError: disk full"
