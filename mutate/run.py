@@ -3,8 +3,8 @@
 mutmut reads its settings from ./pyproject.toml and keeps its mutants and results in ./mutants, so each group gets
 a workspace, build/mutate/<group>/, holding links to src/ and to the test folders it needs and a pyproject.toml that
 is the repository's plus a [tool.mutmut] table for the group. Results are cached there between runs: a mutant is
-tested again when its function changed, and every mutant that survived or timed out last time is tested again
-(the tests may have changed since). `FRESH=1` starts a workspace from nothing.
+tested again when its function changed, and every mutant that survived, timed out or had no test last time is
+tested again (the tests may have changed since). `FRESH=1` starts a workspace from nothing.
 
     python -m mutate.run [--modules sql-guard,auth/token.py] [--fresh] [--timeout SECONDS]
 
@@ -37,6 +37,9 @@ TEST_FILES = ("__init__.py", "conftest.py")
 STATUS = {1: "killed", 3: "killed", 37: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout"}
 STATUS |= {152: "timeout", 255: "timeout", 5: "no tests", 33: "no tests", 34: "skipped"}
 RETRY = {"survived", "timeout", "suspicious"}
+# Tested again on every run: the tests may have changed since (a "no tests" verdict is stale once a test reaches
+# the function; mutmut itself never re-runs it).
+RESET = RETRY | {"no tests"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def _reset_doubtful(meta_path: Path) -> None:
     meta = json.loads(meta_path.read_text())
     codes = meta["exit_code_by_key"]
     for key, code in codes.items():
-        if STATUS.get(code, "suspicious") in RETRY:
+        if STATUS.get(code, "suspicious") in RESET:
             codes[key] = None
     meta_path.write_text(json.dumps(meta, indent=4))
 
