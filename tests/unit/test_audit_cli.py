@@ -175,6 +175,9 @@ def test_tail_follow_prints_records_written_after_it_started(config: Path) -> No
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **ENV},
+        # A run started in the background by a non-interactive shell (`make mutate &`) inherits SIGINT ignored:
+        # give the command the default handler, as a terminal would, so Ctrl-C below stops it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True)
