@@ -456,3 +456,23 @@ def test_an_error_without_a_message_is_reported_by_its_type_alone() -> None:
 
     assert _brief(TimeoutError()) == "TimeoutError: "
     assert _brief(OSError("disk full\nand more detail")) == "OSError: disk full"
+
+
+async def test_open_mode_records_its_first_version_at_the_next_check_when_the_store_failed_at_start(
+    url: str, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = server_for(url, "open", "a")
+    await server.keeper.load()
+    server.rebuild()
+    rename_table(engine, "gate_manifest_versions", "away")
+    with caplog.at_level(logging.WARNING, "patchbay.manifest"):
+        await server.keeper.settle()  # open mode serves on, without a version
+    rename_table(engine, "away", "gate_manifest_versions")
+    try:
+        assert server.manifest.approved is None and list(server.served) == [("tool", "a")]
+        assert len(caplog.records) == 1
+        await server.keeper.check()
+        assert [(v.version, v.note) for v in history(engine)] == [(1, "+tool:a")]
+        assert server.announced == [1]
+    finally:
+        await server.keeper.stop()
