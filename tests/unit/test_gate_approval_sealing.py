@@ -165,6 +165,7 @@ def test_a_pending_row_held_before_sealing_can_be_approved_or_denied_and_is_show
     upgrade(engine)
     store = ApprovalStore(engine, redact=redactor())
     shown = {"service": "billing", "password": "[redacted]"}
+    assert [(view.id, view.shown, view.hidden) for view in store.list()] == [("old2", shown, 1), ("old1", shown, 1)]
     approved, denied = store.approve("old1", "ada"), store.deny("old2", "ada")
     assert (approved.status, approved.shown, approved.hidden) == ("approved", shown, 1)
     assert (denied.status, denied.shown, denied.hidden) == ("denied", shown, 1)

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,19 @@ def logged(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
 def test_a_held_call_is_answered_word_for_word_and_migrates_the_store_on_first_use(approvals: Approvals) -> None:
     result = admit(approvals, {"title": "Ship"})
     assert result == held_result(held_id(result))
+
+
+def test_times_are_told_in_utc_whatever_the_servers_time_zone(
+    approvals: Approvals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    time.tzset()
+    try:
+        result = admit(approvals, {"title": "Ship"})
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert result == held_result(held_id(result))  # "before 1970-01-12 14:01 UTC", not 19:31
 
 
 def test_a_held_call_records_who_called_through_which_client_and_is_audited_and_logged(
