@@ -409,3 +409,12 @@ async def test_a_conditional_deny_alone_neither_lists_a_tool_under_default_deny_
         assert "crm_close_ticket" in names(gate, sam)
         assert gate.decide("crm_close_ticket", sam, {"id": 1, "priority": "urgent"}).rule == "policy[0]"
         assert gate.decide("crm_close_ticket", sam, {"id": 1, "priority": "low"}).effect == "allow"
+
+
+async def test_a_gate_built_with_sign_in_checks_applies_them_from_the_first_call() -> None:
+    async with gate_for([]) as built:
+        gate = Gate(built.catalog, access=ToolAccessPolicy(None, ("mcp",), advertise=True))
+        assert gate.per_caller
+        refused = gate.decide("crm_list_customers", None, {})
+        assert (refused.effect, refused.rule) == ("deny", "scopes")
+        assert gate.decide("crm_list_customers", user("ada"), {}).effect == "allow"
