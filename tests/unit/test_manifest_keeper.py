@@ -152,7 +152,7 @@ async def test_the_first_start_in_review_mode_records_what_is_served_as_version_
 async def test_open_mode_records_the_first_start_and_each_change_as_an_automatic_version(
     url: str, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = server_for(url, "open", "a")
+    server = server_for(url, "open", "a", "b")
     with caplog.at_level(logging.WARNING, "patchbay.manifest"):
         await server.start()
     try:
@@ -160,8 +160,10 @@ async def test_open_mode_records_the_first_start_and_each_change_as_an_automatic
         await server.keeper.settle()
         assert [(v.version, v.approved_by, v.mode, v.note) for v in history(engine)] == [
             (2, "auto (open mode)", "open", "~tool:a"),
-            (1, "auto (open mode)", "open", "+tool:a"),
+            (1, "auto (open mode)", "open", "+tool:a +tool:b"),
         ]
+        latest = read_snapshot(engine)
+        assert latest is not None and latest.entries == {k: item for k, (item, _) in server.tools.items()}
         assert server.manifest.approved is not None and server.manifest.approved.version == 2
         assert server.manifest.pending == [] and read_proposed(engine) == []
         assert server.announced == [1, 2]
@@ -364,6 +366,7 @@ def test_proposals_are_read_by_kind_then_name_with_when_they_were_observed(engin
     wires = {("tool", "b"): published("b", "B")[0], ("tool", "a"): published("a", "A")[0]}
     prompt = Item("prompt", "z", "9" * 64, {"name": "z"}, "docs")
     before = time.time()
+    sync_proposed(engine, diff({}, {("tool", "b"): wires[("tool", "b")]}))  # stored before a
     sync_proposed(engine, diff({}, {**wires, ("prompt", "z"): prompt}))
     found = read_proposed(engine)
     assert [(p.kind, p.name, p.connector, p.state, p.decided_by) for p in found] == [
