@@ -76,6 +76,8 @@ def test_without_checkpoints_a_trail_entirely_past_its_days_is_pruned_to_its_las
     assert prune(trail.engine, 1, now=START + 100 + DAY) == 10
     anchor = read_anchor(trail.engine)
     assert anchor is not None and (anchor.seq, anchor.hash) == trail.heads[9]
+    emptied = verify(trail.engine)  # nothing kept: the trail ends at the anchor, where the chain head is
+    assert emptied.intact and (emptied.records, emptied.last_seq) == (0, None)
     write_now(trail.engine, [{"kind": "event", "method": "auth.sign_in"}])
     assert trail.seqs() == [11]
     assert verify(trail.engine).intact
