@@ -20,7 +20,8 @@ from fixtures.wire import TOOLS_FILE, request
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
-from patchbay.fleet.sessions import SealedIds
+from patchbay.fleet.sessions import FleetSessionStore, SealedIds
+from patchbay.transport import streams as streams_module
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +30,14 @@ pytestmark = pytest.mark.anyio
 async def fleet(base: Path, url: str, prefix: str) -> AsyncIterator[tuple[str, str, httpx.AsyncClient]]:
     """The replicas' /mcp URLs, serving tests/unit/fixtures/tools.py, bridged by the bus, and a client."""
     async with pair(base, url, prefix, tools=TOOLS_FILE) as (a, b, http):
+        yield a.mcp, b.mcp, http
+
+
+@contextlib.asynccontextmanager
+async def slow_keepalive(base: Path, url: str, prefix: str) -> AsyncIterator[tuple[str, str, httpx.AsyncClient]]:
+    """``fleet`` with a 5 s keep-alive: the GET stream's lock (twice that) outlives any stall of a loaded machine."""
+    server = {"name": "fleet-streams", "secret": SECRET, "sse_keepalive_seconds": 5}
+    async with pair(base, url, prefix, tools=TOOLS_FILE, server=server) as (a, b, http):
         yield a.mcp, b.mcp, http
 
 
@@ -128,6 +137,56 @@ async def test_one_get_stream_per_session_across_replicas_until_it_ends(
             assert refused.status_code == 409 and "already has an open GET stream" in refused.text
         # A saw the client go and released the lock: B now opens the stream.
         await until(lambda: _is(get_status(http, b, headers), 200), "B to open the GET stream after A's ended")
+
+
+async def _first_event_id(lines: AsyncIterator[str]) -> str:
+    """The first event id read from ``lines``, which the caller keeps: a dropped iterator closes the stream."""
+    async for line in lines:
+        if line.startswith("id: "):
+            return line[4:]
+    raise AssertionError("the GET stream ended before its first event")
+
+
+async def test_a_get_stream_resumed_on_b_waits_for_a_to_let_go_of_the_old_connection(
+    tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = asyncio.Event()  # B tried to claim the stream while A still held it
+    claim = FleetSessionStore.claim_stream
+
+    async def watched(self: FleetSessionStore, session: Any) -> bool:
+        claimed = await claim(self, session)
+        if not claimed:
+            refused.set()
+        return claimed
+
+    monkeypatch.setattr(FleetSessionStore, "claim_stream", watched)
+    async with slow_keepalive(tmp_path, redis_url, redis_prefix) as (a, b, http):
+        headers = await open_session(http, a)
+        stream = {**headers, "accept": "text/event-stream"}
+        async with http.stream("GET", a, headers=stream) as held:
+            assert held.status_code == 200
+            lines = held.aiter_lines()
+            resumed = {**stream, "last-event-id": await _first_event_id(lines)}
+            resume = asyncio.ensure_future(get_status(http, b, resumed))
+            async with asyncio.timeout(20):
+                await refused.wait()
+            assert not resume.done()  # not refused at once: the client's old connection is still closing on A
+        assert await resume == 200  # A saw the client go and let go: B resumes the stream
+
+
+async def test_a_get_stream_resume_is_refused_while_the_old_connection_stays_open(
+    tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams_module, "RESUME_WAIT_SECONDS", 0.2)
+    async with slow_keepalive(tmp_path, redis_url, redis_prefix) as (a, b, http):
+        headers = await open_session(http, a)
+        stream = {**headers, "accept": "text/event-stream"}
+        async with http.stream("GET", a, headers=stream) as held:
+            lines = held.aiter_lines()
+            resumed = {**stream, "last-event-id": await _first_event_id(lines)}
+            async with asyncio.timeout(30):  # a 200 would be a second stream that never ends
+                refused = await http.get(b, headers=resumed)
+            assert refused.status_code == 409 and "already has an open GET stream" in refused.text
 
 
 async def _is(status: Any, wanted: int) -> bool:

@@ -23,6 +23,10 @@ from patchbay.transport.sessions import Session
 from patchbay.transport.sse import KEEPALIVE, SSE_HEADERS, EventLog, frame, priming
 
 GET_STREAM = "get"  # in a fleet, the standalone GET stream's event ids are get_<n>
+# A client resuming its GET stream has lost the old connection, but the replica that served it may not have seen
+# the disconnect yet: the resume waits this long for that replica to let go before answering 409.
+RESUME_WAIT_SECONDS = 3.0
+RESUME_POLL_SECONDS = 0.05
 
 
 class SharedEvents(Protocol):
@@ -141,7 +145,7 @@ class Streams:
         shared = session.shared
         assert shared is not None
         try:
-            claimed = session.standalone is None and await shared.claim_stream(session)
+            claimed = await self._claim_for_resume(session)
         except RpcError as exc:
             await http.rpc_error(send, exc.status, None, exc.code, exc.message)
             return
@@ -155,6 +159,18 @@ class Streams:
         finally:
             with contextlib.suppress(RpcError):
                 await shared.release_stream(session)
+
+    async def _claim_for_resume(self, session: Session) -> bool:
+        """Claim the session's GET stream, waiting up to ``RESUME_WAIT_SECONDS`` for its old connection to end."""
+        shared = session.shared
+        assert shared is not None
+        deadline = asyncio.get_running_loop().time() + RESUME_WAIT_SECONDS
+        while True:
+            if session.standalone is None and await shared.claim_stream(session):
+                return True
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(RESUME_POLL_SECONDS)
 
     async def listen(self, request_id: Any, params: dict[str, Any], send: Send, receive: Receive) -> None:
         wanted = subscriptions.listen_filter(params)
