@@ -108,8 +108,20 @@ def prepare(group: Group, files: list[str], fresh: bool) -> Path:
     table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
     (work / "pyproject.toml").write_text(f"{(ROOT / 'pyproject.toml').read_text()}\n[tool.mutmut]\n{table}\n")
     for file in files:
+        _drop_unmutated(work / "mutants" / file)
         _reset_doubtful(work / "mutants" / f"{file}.meta")
     return work
+
+
+def _drop_unmutated(copy: Path) -> None:
+    """Remove a plain copy of a module left by a run that mutated only other modules of its group.
+
+    mutmut copies the modules it was not asked to mutate unchanged; a later run that does ask for them would take
+    the copy as up to date, mutate nothing and record that no test reaches them.
+    """
+    if copy.exists() and "__mutmut_" not in copy.read_text():
+        copy.unlink()
+        copy.with_name(f"{copy.name}.meta").unlink(missing_ok=True)
 
 
 def _link(link: Path, target: Path) -> None:
