@@ -546,7 +546,11 @@ def test_an_anchor_at_a_checkpoints_seq_but_not_its_hash_is_unconfirmed(trail: T
 
 def test_an_anchor_checkpoint_is_judged_against_keep_days_to_the_second(trail: Trail) -> None:
     _anchor_at(trail, 5, trail.heads[4][1])
-    written = 1_000_005.1  # the checkpoint at seq 5
+    # The checkpoint at seq 5, written at a time binary floating point holds exactly, so "now - keep_days" can
+    # equal it to the last bit.
+    written = 1_000_005.5
+    checkpoint = audit_chain.checkpoint_body(5, trail.heads[4][1], 5, written, KEY.encode())
+    trail.checkpoints.write_text(json.dumps(checkpoint) + "\n")
     assert details(trail.verify(keep_days=1, now=written + DAY - 1)) == [
         (
             "pruned_early",
