@@ -309,6 +309,14 @@ ROW_ACTIONS: list[dict[str, Any]] = [
 ]
 
 
+def _recorder(ran_on: list[str], name: str) -> Any:
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "big" in statement:
+            ran_on.append(name)
+
+    return record
+
+
 async def test_actions_that_return_rows_show_them_capped_at_max_rows_and_cut(tmp_path: Path, db: Path) -> None:
     runtime = runtime_for(tmp_path, db, max_value_chars=16, max_rows=3, page_size=3, actions=ROW_ACTIONS)
     await runtime.start()
@@ -330,9 +338,23 @@ async def test_actions_that_return_rows_show_them_capped_at_max_rows_and_cut(tmp
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:  # committed, all four rows
             assert conn.execute("SELECT count(*) FROM tickets WHERE id <= 4 AND status = 'closed'").fetchone() == (4,)
         conn.close()
-        labels = await ok(runtime, "labels", n=1)
+        connector = runtime.connectors[0]
+        assert isinstance(connector, SqlConnector) and connector._db is not None
+        engines = {"read": connector._db._read, "write": connector._db._write}
+        ran_on: list[str] = []
+        listeners = {name: _recorder(ran_on, name) for name in engines}
+        for name, engine in engines.items():
+            sa_event.listen(engine, "before_cursor_execute", listeners[name])
+        try:
+            read = await call(runtime, "labels", n=1)
+        finally:
+            for name, engine in engines.items():
+                sa_event.remove(engine, "before_cursor_execute", listeners[name])
+        assert ran_on == ["read"]  # a read-only action runs behind the read-only wall (docs/sql.md)
+        labels = read["structuredContent"]
         assert labels["affected_rows"] is None and [row[0] for row in labels["rows"]] == [1, 2, 3]
         assert labels["rows"][0][1] == "row 1 and some m…" and "longer than 16 characters" in labels["notes"][0]
+        assert read["content"][0]["text"].splitlines()[:2] == ["| n | label |", "|---|---|"]  # nothing "affected"
     finally:
         await runtime.stop()
 
