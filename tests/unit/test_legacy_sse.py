@@ -98,15 +98,16 @@ class Stream:
             return await anext(self.lines)
 
     async def message(self) -> dict[str, Any]:
-        """The next ``message`` event's JSON; keep-alive comments are skipped."""
-        while True:
-            line = await self.line()
-            if line == "event: message":
-                data = await self.line()
-                assert data.startswith("data: "), data
-                assert await self.line() == ""
-                return dict(orjson.loads(data.removeprefix("data: ")))
-            assert line in ("", ": keep-alive"), line
+        """The next ``message`` event's JSON; keep-alive comments are skipped, but not for longer than DEADLINE."""
+        with anyio.fail_after(DEADLINE):
+            while True:
+                line = await self.line()
+                if line == "event: message":
+                    data = await self.line()
+                    assert data.startswith("data: "), data
+                    assert await self.line() == ""
+                    return dict(orjson.loads(data.removeprefix("data: ")))
+                assert line in ("", ": keep-alive"), line
 
     async def post(self, body: Any, *, url: str | None = None, **headers: str) -> httpx.Response:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
@@ -118,11 +119,14 @@ class Stream:
         posted = await self.post(body)
         assert (posted.status_code, posted.text) == (202, "Accepted")
         before = []
-        while True:
-            message = await self.message()
-            if message.get("id") == body["id"] and "method" not in message:
-                return before, message
-            before.append(message)
+        # One deadline for the whole wait: an answer that never comes (say, one sent with the wrong id) must fail
+        # the test, not leave it reading keep-alives and other messages forever.
+        with anyio.fail_after(DEADLINE):
+            while True:
+                message = await self.message()
+                if message.get("id") == body["id"] and "method" not in message:
+                    return before, message
+                before.append(message)
 
 
 async def forgotten(stream: Stream) -> None:
