@@ -1,0 +1,405 @@
+"""/mcp details the era and error tests leave out: CORS for browser-based clients, sign-in on /mcp, the text of
+each refusal, Accept wildcards, an SSE-only initialize, and what a call's audit record says about its request.
+
+reference/mcp-requirements.md §3.1, §3.6, R-011, R-015, R-018; docs/protocol.md "Security checks on every HTTP
+request"; docs/auth.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2 as httpx
+import pytest
+from fixtures.wire import (
+    JSON_POST,
+    LATEST,
+    META_CAPS,
+    META_INFO,
+    MODERN,
+    TOOLS_FILE,
+    assert_json,
+    assert_rpc_error,
+    assert_still_serving,
+    client_for,
+    initialize_body,
+    modern_request,
+    open_session,
+    parse_sse,
+    request,
+    running,
+    settings_for,
+)
+
+from fixtures import authflow
+from patchbay.settings import from_dict
+
+pytestmark = pytest.mark.anyio
+
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+SESSION_NOT_FOUND = -32001
+INSPECTOR = "http://localhost:6274"  # the MCP Inspector's web UI, a loopback origin
+SSE_ONLY = {"content-type": "application/json", "accept": "text/event-stream"}
+STREAM = {"accept": "text/event-stream"}
+GONE = {"mcp-session-id": "no-such-session", "mcp-protocol-version": LATEST}
+MISSING_TOKEN = "Authentication required: send Authorization: Bearer <token>"
+
+
+async def test_a_preflight_from_an_allowed_origin_is_204_and_echoes_the_requested_headers(
+    client: httpx.AsyncClient,
+) -> None:
+    """Mcp-Param-* names depend on the tool, so a preflight's requested headers are allowed as asked."""
+    asked = {"origin": INSPECTOR, "access-control-request-method": "POST"}
+    response = await client.options("/mcp", headers={**asked, "access-control-request-headers": "mcp-param-region"})
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == INSPECTOR
+    assert response.headers["access-control-allow-headers"] == "mcp-param-region"
+    assert response.headers["access-control-allow-methods"] == "GET, POST, DELETE, OPTIONS"
+    plain = await client.options("/mcp", headers=asked)
+    assert plain.status_code == 204
+    assert "Mcp-Session-Id" in plain.headers["access-control-allow-headers"]
+
+
+async def test_answers_to_an_allowed_origin_carry_cors_headers_and_no_others_do(client: httpx.AsyncClient) -> None:
+    """docs/protocol.md: CORS headers only for an Origin that passed the check, so the session id is readable."""
+    response = await client.post("/mcp", json=initialize_body(), headers={**JSON_POST, "origin": INSPECTOR})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == INSPECTOR
+    assert "Mcp-Session-Id" in response.headers["access-control-expose-headers"]
+    assert response.headers["vary"] == "Origin"
+    without = await client.post("/mcp", json=initialize_body(), headers=JSON_POST)
+    assert without.status_code == 200
+    assert "access-control-allow-origin" not in without.headers
+
+
+async def test_a_refused_host_or_origin_is_named_in_the_refusal(client: httpx.AsyncClient) -> None:
+    host = await client.post("/mcp", json=request("ping"), headers={**JSON_POST, "host": "evil.example"})
+    assert "'evil.example'" in assert_rpc_error(host, 421, INVALID_REQUEST)["message"]
+    origin = await client.post("/mcp", json=request("ping"), headers={**JSON_POST, "origin": "https://evil.example"})
+    assert "'https://evil.example'" in assert_rpc_error(origin, 403, INVALID_REQUEST)["message"]
+
+
+REFUSALS = [
+    pytest.param(
+        "POST",
+        {"content-type": "application/json", "accept": "text/html"},
+        b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        (406, INVALID_REQUEST, None),
+        "Not Acceptable: the client must accept application/json and text/event-stream",
+        id="not-acceptable",
+    ),
+    pytest.param(
+        "POST",
+        {"content-type": "text/plain"},
+        b'{"jsonrpc":"2.0","id":1,"method":"ping"}',
+        (415, INVALID_REQUEST, None),
+        "Unsupported Media Type: send Content-Type: application/json",
+        id="not-json",
+    ),
+    pytest.param("POST", {}, b"{", (400, -32700, None), "Parse error: the body is not valid JSON", id="parse-error"),
+    pytest.param(
+        "POST",
+        {},
+        b'{"jsonrpc":"2.0","id":3,"method":"ping","params":[1]}',
+        (400, INVALID_REQUEST, 3),
+        "Invalid Request: method must be a string and params an object",
+        id="params-not-an-object",
+    ),
+    pytest.param(
+        "POST",
+        {},
+        b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}',
+        (400, INVALID_REQUEST, None),
+        "Invalid Request: id must be a string or number",
+        id="float-id",
+    ),
+    pytest.param(
+        "POST",
+        {},
+        b'{"jsonrpc":"2.0","result":{}}',
+        (400, INVALID_REQUEST, None),
+        "Invalid Request: a message needs a method, or an id with a result or error",
+        id="result-without-id",
+    ),
+    pytest.param(
+        "POST",
+        GONE,
+        b'{"jsonrpc":"2.0","id":4,"method":"tools/list"}',
+        (404, SESSION_NOT_FOUND, 4),
+        "Session not found: initialize a new session",
+        id="request-unknown-session",
+    ),
+    pytest.param(
+        "POST",
+        GONE,
+        b'{"jsonrpc":"2.0","method":"notifications/initialized"}',
+        (404, SESSION_NOT_FOUND, None),
+        "Session not found",
+        id="notification-unknown-session",
+    ),
+    pytest.param(
+        "POST",
+        GONE,
+        b'{"jsonrpc":"2.0","id":"srv-1","result":{}}',
+        (404, SESSION_NOT_FOUND, None),
+        "Session not found",
+        id="answer-unknown-session",
+    ),
+    pytest.param(
+        "POST",
+        {"mcp-protocol-version": MODERN},
+        b'{"jsonrpc":"2.0","id":5,"method":"tools/list"}',
+        (400, INVALID_PARAMS, 5),
+        "A 2026-07-28 request must carry params._meta['io.modelcontextprotocol/protocolVersion'] "
+        "and ['io.modelcontextprotocol/clientCapabilities']",
+        id="2026-header-without-meta",
+    ),
+    pytest.param(
+        "POST",
+        {},
+        b'{"jsonrpc":"2.0","id":6,"method":"initialize","params":{}}',
+        (400, INVALID_PARAMS, 6),
+        "initialize needs params.protocolVersion",
+        id="initialize-without-version",
+    ),
+    pytest.param("GET", {}, b"", (404, SESSION_NOT_FOUND, None), "Session not found", id="stream-unknown-session"),
+    pytest.param(
+        "DELETE", {}, b"", (400, INVALID_REQUEST, None), "Bad Request: DELETE needs Mcp-Session-Id", id="delete-no-id"
+    ),
+    pytest.param("DELETE", GONE, b"", (404, SESSION_NOT_FOUND, None), "Session not found", id="delete-unknown-session"),
+]
+
+
+@pytest.mark.parametrize(("method", "headers", "content", "answer", "message"), REFUSALS)
+async def test_each_refusal_says_what_was_wrong(
+    client: httpx.AsyncClient,
+    method: str,
+    headers: dict[str, str],
+    content: bytes,
+    answer: tuple[int, int, Any],
+    message: str,
+) -> None:
+    """R-018: a JSON-RPC error body with the status the spec names, and a message a person can act on."""
+    base = {**JSON_POST, **STREAM} if method == "GET" else JSON_POST
+    if method == "GET" and not headers:
+        headers = GONE
+    response = await client.request(method, "/mcp", content=content or None, headers={**base, **headers})
+    status, code, request_id = answer
+    assert assert_rpc_error(response, status, code, request_id)["message"] == message
+    await assert_still_serving(client)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "allow", "message"),
+    [
+        ("PUT", {}, "GET, POST, DELETE, OPTIONS", "Method PUT not allowed on the MCP endpoint"),
+        (
+            "GET",
+            {"accept": "application/json"},
+            "GET, POST, DELETE",
+            "This MCP endpoint takes POST; GET opens an event stream and needs Accept: text/event-stream and an "
+            "Mcp-Session-Id",
+        ),
+        ("GET", STREAM, "POST", "No standalone stream without a session: initialize first"),
+    ],
+    ids=["other-method", "get-without-event-stream", "get-without-session"],
+)
+async def test_a_405_names_the_methods_allowed(
+    client: httpx.AsyncClient, method: str, headers: dict[str, str], allow: str, message: str
+) -> None:
+    """RFC 9110 §15.5.6: a 405 carries Allow; R-015: a GET that cannot open a stream is 405."""
+    response = await client.request(method, "/mcp", headers=headers)
+    assert assert_rpc_error(response, 405, INVALID_REQUEST)["message"] == message
+    assert response.headers["allow"] == allow
+
+
+async def test_a_body_over_the_limit_names_the_limit(tmp_path: Path) -> None:
+    async with running(settings_for(tmp_path, max_body_bytes=2000)) as app, client_for(app) as http:
+        body = request("tools/call", {"name": "echo", "arguments": {"text": "x" * 2000}})
+        response = await http.post("/mcp", json=body, headers=JSON_POST)
+        error = assert_rpc_error(response, 413, INVALID_REQUEST)
+        assert error["message"] == "Request body larger than 2000 bytes"
+
+
+async def test_2026_meta_of_the_wrong_shape_or_version_is_refused_with_its_own_text(client: httpx.AsyncClient) -> None:
+    body, headers = modern_request("tools/list", request_id=7)
+    body["params"]["_meta"][META_CAPS] = []
+    error = assert_rpc_error(await client.post("/mcp", json=body, headers=headers), 400, INVALID_PARAMS, 7)
+    assert error["message"] == (
+        "params._meta must carry io.modelcontextprotocol/protocolVersion (a string) and "
+        "io.modelcontextprotocol/clientCapabilities (an object)"
+    )
+    body, headers = modern_request("tools/list", request_id=8)
+    body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2099-01-01"
+    headers["mcp-protocol-version"] = "2099-01-01"
+    error = assert_rpc_error(await client.post("/mcp", json=body, headers=headers), 400, -32022, 8)
+    assert error["message"] == "Unsupported protocol version"
+
+
+async def test_accept_application_wildcard_gets_json_and_any_type_gets_progress_as_sse(
+    client: httpx.AsyncClient,
+) -> None:
+    """RFC 9110 §12.5.1: application/* accepts JSON; */* accepts the event stream too."""
+    json_only = {"content-type": "application/json", "accept": "application/*"}
+    listed = await client.post("/mcp", json=request("tools/list", {}, 3), headers=json_only)
+    assert assert_json(listed)["id"] == 3
+    body = request("tools/call", {"name": "progress", "_meta": {"progressToken": "t"}}, 4)
+    anything = await client.post("/mcp", json=body, headers={"content-type": "application/json", "accept": "*/*"})
+    assert anything.headers["content-type"].startswith("text/event-stream")
+    sent = [json.loads(e.data) for e in parse_sse(anything.text) if e.data]
+    assert [m.get("method") for m in sent[:-1]] == ["notifications/progress"] * 3
+    assert sent[-1]["id"] == 4
+
+
+async def test_an_sse_only_client_is_initialized_over_sse_and_gets_its_session_id(client: httpx.AsyncClient) -> None:
+    response = await client.post("/mcp", json=initialize_body(request_id=1), headers=SSE_ONLY)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    [answer] = [json.loads(e.data) for e in parse_sse(response.text) if e.data]
+    assert answer["id"] == 1 and answer["result"]["protocolVersion"] == LATEST
+    session = {**JSON_POST, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
+    listed = await client.post("/mcp", json=request("tools/list", {}, 2), headers=session)
+    assert listed.status_code == 200 and "tools" in assert_json(listed)["result"]
+
+
+async def test_a_bug_of_ours_is_a_json_500_without_its_detail_and_is_logged(
+    client: httpx.AsyncClient, app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """STYLE.md habit 5: nothing leaks a stack trace to a client."""
+
+    async def broken(*args: Any) -> Any:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(app.runtime.dispatcher, "dispatch", broken)
+    with caplog.at_level(logging.ERROR, logger="patchbay.transport"):
+        response = await client.post("/mcp", json=request("tools/list", {}, 5), headers=JSON_POST)
+    assert assert_rpc_error(response, 500, -32603)["message"] == "Internal error"
+    assert "secret detail" not in response.text
+    logged = [r for r in caplog.records if r.name == "patchbay.transport"]
+    assert [r.getMessage() for r in logged] == ["unhandled error on POST /mcp"]
+    assert logged[0].exc_info is not None
+
+
+async def test_a_sessionless_cancellation_or_answer_is_accepted_and_logs_no_error(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """R-011: 202 with no body; without a session there is nothing to cancel or to answer."""
+    messages = [
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}},
+        {"jsonrpc": "2.0", "id": "srv-1", "result": {}},
+    ]
+    with caplog.at_level(logging.WARNING, logger="patchbay"):
+        for message in messages:
+            response = await client.post("/mcp", json=message, headers=JSON_POST)
+            assert response.status_code == 202 and response.content == b""
+        listed = await client.post("/mcp", json=request("tools/call", {"name": "quiet"}, 9), headers=JSON_POST)
+    assert assert_json(listed)["result"]["content"][0]["text"] == "quiet 2025-03-26"  # the headerless default
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_batch_without_a_session_or_version_header_is_served_as_2025_03_26(client: httpx.AsyncClient) -> None:
+    """MCP 2025-06-18 transports: a request without MCP-Protocol-Version is taken as 2025-03-26, batches included."""
+    response = await client.post("/mcp", json=[request("tools/list", {}, 1), request("ping", {}, 2)], headers=JSON_POST)
+    assert response.status_code == 200, response.text
+    assert sorted(a["id"] for a in assert_json(response)) == [1, 2]
+
+
+# -- sign-in on /mcp --------------------------------------------------------------------------------------------
+
+
+async def test_without_public_tools_a_request_without_a_valid_token_is_401_with_a_challenge(tmp_path: Path) -> None:
+    """RFC 6750 §3, MCP authorization: 401, WWW-Authenticate pointing at the resource metadata, a JSON body."""
+    async with authflow.running(tmp_path) as app, authflow.client_for(app) as http:
+        for sent in ({}, {"authorization": "Bearer not-a-token"}):
+            response = await http.post("/mcp", json=request("tools/list", {}, 1), headers={**JSON_POST, **sent})
+            error = assert_rpc_error(response, 401, INVALID_REQUEST)
+            challenge = response.headers["www-authenticate"]
+            assert challenge.startswith('Bearer resource_metadata="http'), challenge
+            if not sent:
+                assert error["message"] == MISSING_TOKEN
+                assert "error=" not in challenge
+            else:
+                assert 'error="invalid_token"' in challenge
+
+
+async def test_with_public_tools_an_anonymous_caller_may_only_discover_and_call_tools(tmp_path: Path) -> None:
+    """docs/auth.md mixed auth: anonymous requests reach discovery and tools/call only; no batch gets round it."""
+    async with (
+        authflow.running(tmp_path, connector={"public_tools": ["search"]}) as app,
+        authflow.client_for(app) as http,
+    ):
+        called = await http.post(
+            "/mcp", json=request("tools/call", {"name": "search", "arguments": {"query": "q"}}, 1), headers=JSON_POST
+        )
+        assert assert_json(called)["result"]["content"][0]["text"] == "results for q"
+        for refused in (request("resources/list", {}, 2), [request("tools/list", {}, 3)]):
+            response = await http.post("/mcp", json=refused, headers=JSON_POST)
+            assert assert_rpc_error(response, 401, INVALID_REQUEST)["message"] == MISSING_TOKEN
+            assert response.headers["www-authenticate"].startswith("Bearer resource_metadata=")
+
+
+async def test_a_signed_in_callers_principal_reaches_the_tool_in_every_kind_of_request(tmp_path: Path) -> None:
+    async with (
+        authflow.running(tmp_path, connector={"public_tools": ["search"]}) as app,
+        authflow.client_for(app) as http,
+    ):
+        core = app.runtime.auth.core
+        _, key = await core.run(core.keys.create, "key-a", ["mcp"])
+        auth = {**JSON_POST, "authorization": f"Bearer {key}"}
+        whoami = {"name": "whoami", "arguments": {}}
+        opened = await http.post("/mcp", json=initialize_body("2025-03-26"), headers=auth)
+        session = {**auth, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-03-26"}
+
+        sessionless = await http.post("/mcp", json=request("tools/call", whoami, 1), headers=auth)
+        in_session = await http.post("/mcp", json=request("tools/call", whoami, 2), headers=session)
+        batch = await http.post("/mcp", json=[request("tools/call", whoami, 3)], headers=session)
+        body, headers = modern_request("tools/call", whoami, request_id=4)
+        modern = await http.post("/mcp", json=body, headers={**headers, "authorization": f"Bearer {key}"})
+
+        answers = [assert_json(sessionless), assert_json(in_session), assert_json(batch)[0], assert_json(modern)]
+        assert [a["id"] for a in answers] == [1, 2, 3, 4]
+        assert [a["result"]["structuredContent"]["subject"] for a in answers] == ["key:key-a"] * 4
+
+
+# -- what the audit trail learns from the HTTP request ----------------------------------------------------------
+
+
+async def test_a_calls_audit_record_names_the_transport_request_and_client_in_both_eras(tmp_path: Path) -> None:
+    database = tmp_path / "store.db"
+    settings = from_dict(
+        {
+            "store": {"url": f"sqlite:///{database}"},
+            "connectors": [{"name": "fx", "type": "python", "path": str(TOOLS_FILE), "prefix": ""}],
+        },
+        base_dir=tmp_path,
+    )
+    echo = {"name": "echo", "arguments": {"text": "hi"}}
+    async with running(settings) as app, client_for(app) as http:
+        session = await open_session(http)
+        legacy = await http.post(
+            "/mcp", json=request("tools/call", echo, 11), headers={**session, "x-request-id": "r-25"}
+        )
+        assert legacy.status_code == 200, legacy.text
+        body, headers = modern_request("tools/call", echo, request_id=12)
+        body["params"]["_meta"][META_INFO] = {"name": "modern-client", "version": "2.0"}
+        modern = await http.post("/mcp", json=body, headers={**headers, "x-request-id": "r-26"})
+        assert modern.status_code == 200, modern.text
+        records: list[dict[str, Any]] = []
+        with anyio.fail_after(5):  # a read's record may trail its answer by [audit] read_window_ms
+            while len(records) < 2:
+                with contextlib.closing(sqlite3.connect(database)) as db:
+                    rows = db.execute("SELECT body FROM audit_records WHERE kind = 'call' ORDER BY seq").fetchall()
+                records = [json.loads(row[0]) for row in rows]
+                await anyio.sleep(0.02)
+    fields = ("jsonrpc_id", "transport", "request_ref", "era", "protocol_version", "client_info")
+    assert [tuple(r[f] for f in fields) for r in records] == [
+        (11, "streamable_http", "r-25", "legacy", LATEST, {"name": "unit-test", "version": "1.0.0"}),
+        (12, "streamable_http", "r-26", "modern", MODERN, {"name": "modern-client", "version": "2.0"}),
+    ]
