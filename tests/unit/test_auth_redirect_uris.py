@@ -60,6 +60,8 @@ async def test_redirect_uris_of_real_clients_are_accepted(tmp_path: Path, uri: s
         ("https://user:pw@a.example/cb", "user information"),
         ("https:///cb", "has no host"),
         ("https://a_b.example/cb", "has no valid host"),
+        ("https://[::1/cb", "has no valid host"),
+        ("https://[zz]/cb", "has no valid host"),
         ("https://a.example:99999/cb", "invalid port"),
         ("http://127.0.0.1.evil.example/cb", "loopback"),
         ("javascript:alert(1)", "javascript"),
@@ -113,3 +115,18 @@ def test_a_configured_client_with_a_hostile_redirect_uri_is_a_config_error(tmp_p
         create_app(settings(tmp_path, auth={"clients": clients}))
     assert refused.value.key == "auth.clients[0].redirect_uris[1]"
     assert "has no valid host" in str(refused.value) and "Allowed:" in str(refused.value)
+
+
+async def test_a_malformed_bracketed_host_is_refused_at_every_endpoint_not_a_server_error(tmp_path: Path) -> None:
+    # urllib raises ValueError for "[zz]" or an unclosed "[": each endpoint answers its own refusal instead.
+    async with running(tmp_path) as app, client_for(app) as http:
+        flow = Flow(http)
+        await flow.register()
+        for uri in ("https://[zz]/cb", "https://[::1/cb"):
+            page = await http.get(flow.authorize_url(redirect_uri=uri), follow_redirects=False)
+            assert page.status_code == 400 and "location" not in page.headers
+        stranger = Flow(http, client_id="https://[zz]/client.json")
+        page = await http.get(stranger.authorize_url(), follow_redirects=False)
+        assert page.status_code == 400 and "location" not in page.headers
+        token = await stranger.redeem("pb_ac_x")
+        assert token.status_code == 401 and token.json()["error"] == "invalid_client"

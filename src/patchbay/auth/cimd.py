@@ -28,7 +28,10 @@ _MAX_AGE = re.compile(r"max-age=(\d+)")
 
 
 def is_metadata_url(client_id: str) -> bool:
-    parts = urlsplit(client_id)
+    try:
+        parts = urlsplit(client_id)
+    except ValueError:  # an unclosed or invalid bracketed host: not a URL we could fetch
+        return False
     return parts.scheme == "https" and bool(parts.hostname) and parts.path not in ("", "/")
 
 

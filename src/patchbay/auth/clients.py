@@ -51,7 +51,10 @@ class Client:
 
 
 def _loopback_parts(uri: str) -> tuple[str, str, str, str] | None:
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # an unclosed or invalid bracketed host: no loopback URI, and no registered one either
+        return None
     if parts.scheme != "http" or not is_loopback_host(parts.hostname or ""):
         return None
     return parts.scheme, (parts.hostname or "").lower(), parts.path, parts.query

@@ -55,7 +55,7 @@ class ApiKeys:
         self, name: str, scopes: Iterable[str], roles: Iterable[str] = (), days: float | None = None
     ) -> tuple[KeyView, str]:
         """A new key; the secret is returned once and never stored. Raises ValueError for a bad or taken name."""
-        if not KEY_NAME.match(name):
+        if not KEY_NAME.fullmatch(name):  # not .match: "$" also matches before a final newline
             raise ValueError("a key name is 1-100 of A-Z a-z 0-9 _ . - (starting with a letter or digit)")
         secret = new_secret(KEY_PREFIX)
         now = self.clock()

@@ -48,7 +48,10 @@ def check_redirect_uri(uri: Any, code: ErrorCode = "invalid_redirect_uri") -> st
         raise OAuthError(code, f"each redirect URI must be a non-empty string of at most {MAX_LENGTH} characters")
     if not _URI_CHARS.fullmatch(uri) or _BAD_ESCAPE.search(uri):
         raise _refuse(uri, "only RFC 3986 URI characters are allowed (no spaces, quotes, '#' or '\\')", code)
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # urllib refuses an unclosed or invalid bracketed host ("https://[::1/cb")
+        raise _refuse(uri, "has no valid host name or IP address", code) from None
     scheme = parts.scheme.lower()
     if not scheme:
         raise _refuse(uri, "must be an absolute URI", code)
