@@ -25,7 +25,7 @@ from tests.support.waiting import until
 
 from patchbay.errors import RpcError
 from patchbay.fleet import Fleet
-from patchbay.fleet.events import ENTRY_COST, LOST, LOST_REASON, FleetEvents, RedisEventLog
+from patchbay.fleet.events import ENTRY_COST, LOST, LOST_REASON, TRIMMED_REASON, FleetEvents, RedisEventLog
 from patchbay.settings import RedisSettings
 from patchbay.transport.sessions import Session
 
@@ -35,13 +35,15 @@ BOUND = 64 * 1024  # the smallest [redis] event_queue_bytes allowed
 
 
 @contextlib.asynccontextmanager
-async def events_of(url: str, prefix: str, *, timeout_ms: int = 300) -> AsyncIterator[FleetEvents]:
+async def events_of(
+    url: str, prefix: str, *, timeout_ms: int = 300, max_events: int = 1000
+) -> AsyncIterator[FleetEvents]:
     """One replica's FleetEvents with a queue of BOUND bytes, on a started fleet link."""
     settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": timeout_ms})
     fleet = Fleet(settings)
     await fleet.start()
     events = FleetEvents(
-        fleet.link, fleet.replica_id, url, ttl_seconds=60, max_events=1000, keepalive=0.3, queue_bytes=BOUND
+        fleet.link, fleet.replica_id, url, ttl_seconds=60, max_events=max_events, keepalive=0.3, queue_bytes=BOUND
     )
     try:
         yield events
@@ -241,3 +243,35 @@ async def test_a_live_client_gets_every_event_while_redis_is_paused_and_its_stre
         whole = await http.get(b.mcp, headers={**get, "last-event-id": calm[0].id})
         assert whole.status_code == 200
         assert [e.data for e in parse_sse(whole.text) if e.data] == [e.data for e in calm[1:] if e.data]
+
+
+async def test_a_get_reconnect_past_what_event_max_keeps_is_refused_and_a_kept_one_gets_every_event(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with events_of(redis_url, redis_prefix, max_events=10) as events:
+        session = a_session()
+        get, _ = await events.open_get(session, None)
+        for n in range(1, 301):
+            get.append(event(n))
+            if n % 50 == 0:
+                await events.writer.idle()  # trimmed as it goes, as a long-lived stream is
+        await events.writer.idle()
+        client: aioredis.Redis = events.link.client
+        kept = await client.xrange(events.key(session, "get"), "-", "+")
+        first = int(kept[0][0].partition(b"-")[2])
+        assert first > 1 and int(kept[-1][0].partition(b"-")[2]) == 300  # trimmed: the first events are gone
+
+        # Events after 1 were trimmed: replaying what is left would skip them without a word.
+        for after in (1, first - 2):
+            with pytest.raises(RpcError) as refused:
+                await events.open_get(session, after)
+            assert refused.value.status == 404 and TRIMMED_REASON in refused.value.message
+            assert f"get_{after}" in refused.value.message
+
+        # Everything after a kept id is replayed, all of it: trimming is approximate, so Redis may keep more than
+        # event_max entries, and none of them may be cut off.
+        _, missed = await events.open_get(session, first - 1)
+        assert missed == [fields[b"d"] for _, fields in kept]
+        assert missed[0] == event(first) and missed[-1] == event(300)
+        _, missed = await events.open_get(session, 297)
+        assert missed == [event(298), event(299), event(300)]

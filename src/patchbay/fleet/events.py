@@ -55,6 +55,7 @@ LOST_REASON: Final = (
     "some of this stream's events could not be stored for resumption (Redis was unreachable or fell behind); "
     "it cannot be resumed"
 )
+TRIMMED_REASON: Final = "the events that followed it are no longer kept (see [redis] event_max)"
 _STREAM_NAME = re.compile(r"[0-9a-f]{12}|get")
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
@@ -319,9 +320,12 @@ class FleetEvents:
             RpcError: 503 when Redis is unreachable; 404 when what followed ``after`` was lost or is no longer kept.
         """
         key = self.key(session, GET_STREAM)
-        missed, last = await self._read(lambda c: _after_and_last(c, key, after, self.max_events))
+        missed, last = await self._read(lambda c: _after_and_last(c, key, after))
         if after is not None and _lost_since(missed, last, after):
             raise _unknown(f"{GET_STREAM}_{after}", LOST_REASON)
+        if after is not None and missed and _seq(missed[0][0]) != after + 1:
+            # Trimmed past ``after`` ([redis] event_max): replaying the rest would skip events without a word.
+            raise _unknown(f"{GET_STREAM}_{after}", TRIMMED_REASON)
         start = _seq(last[0][0]) + 1 if last else 1
         stream = RedisEventLog(self.writer, key, GET_STREAM, start)
         if last and LOST in last[0][1]:
@@ -388,7 +392,7 @@ def _gap(entries: Entries, after: int) -> str:
     if LOST in entries[0][1]:
         return LOST_REASON
     if _seq(entries[0][0]) != after + 1:
-        return "the events that followed it are no longer kept (see [redis] event_max)"
+        return TRIMMED_REASON
     return ""
 
 
@@ -430,10 +434,12 @@ async def _ends_and_after(client: aioredis.Redis, key: str, after: int) -> tuple
     return first, entries, last
 
 
-async def _after_and_last(client: aioredis.Redis, key: str, after: int | None, count: int) -> tuple[Entries, Entries]:
+async def _after_and_last(client: aioredis.Redis, key: str, after: int | None) -> tuple[Entries, Entries]:
+    """Every entry after ``after`` and the last entry, in one round trip. No COUNT: the stream is trimmed to about
+    ``event_max`` entries (approximately, so it may hold a few more), and a reconnect must get all of them."""
     pipe = client.pipeline(transaction=False)
     if after is not None:
-        pipe.xrange(key, f"(1-{after}", "+", count=count)
+        pipe.xrange(key, f"(1-{after}", "+")
     pipe.xrevrange(key, "+", "-", count=1)
     found = await pipe.execute()
     return (found[0] if after is not None else []), found[-1]
