@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from patchbay.connectors.documents.chunking import Chunk
-from patchbay.connectors.documents.index import SCHEMA_VERSION, DocumentRecord, Index
+from patchbay.connectors.documents.index import SCHEMA_VERSION, DocumentRecord, Index, query_terms
 
 
 def record(key: str, title: str, *, acl: tuple[str, ...] = (), public: bool = False) -> DocumentRecord:
@@ -78,5 +78,117 @@ def test_a_passage_found_by_meaning_alone_shows_its_opening_words(tmp_path: Path
         snippets = [hit.snippet for hit in index.hits(conn, page, "")]
         opening = " ".join(["Rota", *(f"word{n}" for n in range(23))])
         assert snippets == [f"{opening} …", "Alpha Short text here."]
+    finally:
+        index.close()
+
+
+def test_an_opening_of_exactly_a_snippet_s_length_is_not_marked_as_cut(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        exact = " ".join(["X", "marks", "the", "spot:"] + [f"step{n}" for n in range(20)])
+        put(index, (record("a", "Map"), [Chunk("Map", exact)]))
+        conn = index._reader()
+        [hit] = index.hits(conn, index.readable_docs(conn, [1], None), "")
+        assert hit.snippet == exact
+    finally:
+        index.close()
+
+
+def test_a_snippet_shows_the_words_around_the_match_not_the_opening(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        words = [f"word{n}" for n in range(60)]
+        words[40] = "zeppelin"
+        put(index, (record("a", "Alpha"), [Chunk("Alpha", " ".join(words))]))
+        hits, more = index.search(["zeppelin"], None, 10, 0)
+        [hit] = hits
+        assert not more
+        around = " ".join(words[29:53])
+        assert hit.snippet == f"…{around}…", "24 words around the match, marked as cut at both ends"
+    finally:
+        index.close()
+
+
+def test_a_passage_removed_between_ranking_and_snippets_gets_an_empty_snippet(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        put(
+            index,
+            (record("a", "Alpha"), [Chunk("Alpha", "Kept passage.")]),
+            (record("b", "Beta"), [Chunk("Beta", "Removed passage.")]),
+        )
+        conn = index._reader()
+        page = index.readable_docs(conn, [1, 2], None)
+        with index.writer() as writer, writer.batch():
+            writer.remove([2])
+        assert [(hit.title, hit.snippet) for hit in index.hits(conn, page, "")] == [
+            ("Alpha", "Kept passage."),
+            ("Beta", ""),
+        ]
+    finally:
+        index.close()
+
+
+def test_a_document_s_title_is_indexed_with_its_first_passage_only(tmp_path: Path) -> None:
+    """The title column weighs most in BM25 (title, then headings, then text): it counts once per document."""
+    path = tmp_path / "docs.sqlite"
+    index = Index(path)
+    try:
+        chunks = [Chunk("Zeppelin handbook", "Envelope."), Chunk("Gas cells", "Cells."), Chunk("Crew", "Six.")]
+        put(index, (record("a", "Zeppelin handbook"), chunks))
+        with sqlite3.connect(path) as conn:
+            rows = conn.execute("SELECT seq, title FROM chunks ORDER BY seq").fetchall()
+        assert rows == [(0, "Zeppelin handbook"), (1, ""), (2, "")]
+    finally:
+        index.close()
+
+
+def test_fetching_joins_the_passages_in_order_and_keeps_access_fields(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        chunks = [Chunk("Leave", "# Leave\n\nFirst."), Chunk("Leave", ""), Chunk("Leave > Sick", "## Sick\n\nThird.")]
+        put(
+            index,
+            (record("a", "Leave", acl=("role:hr", "user:alice"), public=True), chunks),
+            (record("b", "Open"), [Chunk("Open", "Anyone.")]),
+        )
+        document = index.get("kb:a")
+        assert document is not None
+        assert document.text == "# Leave\n\nFirst.\n\n## Sick\n\nThird."
+        assert (document.acl, document.public) == (("role:hr", "user:alice"), True)
+        assert (document.doc_id, document.source, document.kind, document.title) == ("kb:a", "kb", "markdown", "Leave")
+        other = index.get("kb:b")
+        assert other is not None and (other.acl, other.public, other.text) == ((), False, "Anyone.")
+        assert index.get("kb:missing") is None
+    finally:
+        index.close()
+
+
+def test_query_terms_drop_stopwords_unless_nothing_else_is_left() -> None:
+    assert query_terms("What is the Zeppelin's range? The zeppelin!") == ["zeppelin", "s", "range"]
+    assert query_terms("What is it") == ["what", "is", "it"]
+    assert query_terms("?!") == []
+
+
+def test_when_every_word_is_common_passages_holding_all_of_them_come_first(tmp_path: Path) -> None:
+    """Past 1,000 passages a word in more than 1,000 of them is common. With a rarer word, the common one is left
+    out of the ranking; when all are common, passages holding all of them come first, then those holding any."""
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        put(
+            index,
+            (record("filler", "Filler"), [Chunk("", f"paperwork {n}") for n in range(3000)]),
+            (record("series-a", "Series A"), [Chunk("", f"alpha {n}") for n in range(1001)]),
+            (record("report", "Alpha report"), [Chunk("", "alpha notes")]),
+            *((record(f"both{n}", f"Both {n}"), [Chunk("", "alpha beta")]) for n in range(3)),
+            *((record(f"beta{n}", f"Beta {n}"), [Chunk("", f"beta {n}")]) for n in range(2)),
+        )
+        rare_beta = titles(index, "alpha beta")
+        assert sorted(rare_beta) == ["Beta 0", "Beta 1", "Both 0", "Both 1", "Both 2"], "ranked by beta alone"
+        put(index, (record("series-b", "Series B"), [Chunk("", f"beta {n}") for n in range(1001)]))
+        both_common = titles(index, "alpha beta")
+        assert sorted(both_common[:3]) == ["Both 0", "Both 1", "Both 2"]
+        assert both_common[3] == "Alpha report", "then by any of the words: the title match ranks first"
+        assert sorted(both_common[4:]) == ["Beta 0", "Beta 1", "Series A", "Series B"]
     finally:
         index.close()

@@ -274,3 +274,69 @@ async def test_queries_mixing_common_and_rare_words_rank_by_the_rare_ones(tmp_pa
         assert len(both) == 10 and all(int(r["title"].split()[1]) % 3 == 0 for r in both)
     finally:
         await docs.close()
+
+
+async def test_a_source_removed_from_the_config_leaves_the_index(tmp_path: Path) -> None:
+    kept, old = tmp_path / "kb", tmp_path / "old"
+    for folder in (kept, old):
+        folder.mkdir()
+    (kept / "a.md").write_text("# Alpha\n\nKept words.")
+    (old / "b.md").write_text("# Beta\n\nRetired words.")
+    (old / "c.md").write_text("# Gamma\n\nRetired too.")
+    (old / "bad.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    first = connector(tmp_path, [{"name": "kb", "folder": str(kept)}, {"name": "old", "folder": str(old)}])
+    await first.open()
+    assert counts(first.last_report) == (3, 0, 0, 0, 1)  # type: ignore[arg-type]
+    await first.close()
+    docs = connector(tmp_path, [{"name": "kb", "folder": str(kept)}])
+    await docs.open()
+    try:
+        assert counts(docs.last_report) == (0, 0, 1, 2, 0)  # type: ignore[arg-type]
+        assert await ids_for(docs, "retired") == []
+        assert len(await ids_for(docs, "kept")) == 1
+        with sqlite3.connect(docs.index_file) as conn:
+            left = conn.execute("SELECT source FROM documents UNION ALL SELECT source FROM skipped").fetchall()
+        assert left == [("kb",)], "the source's documents and its skipped files are gone"
+    finally:
+        await docs.close()
+
+
+async def test_a_file_whose_size_and_time_are_unchanged_is_not_read_again(tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    page = folder / "a.md"
+    page.write_text("# Alpha\n\nOriginal words.")
+    before = page.stat()
+    docs = connector(tmp_path, [{"name": "kb", "folder": str(folder)}])
+    await docs.open()
+    try:
+        page.write_text("# Alpha\n\nReplaced words.")  # the same length, and the old time put back
+        os.utime(page, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert counts(await anyio.to_thread.run_sync(docs.reindex)) == (0, 0, 1, 0, 0)
+        assert len(await ids_for(docs, "original")) == 1, "the file was not opened: its stat said unchanged"
+        assert await ids_for(docs, "replaced") == []
+    finally:
+        await docs.close()
+
+
+async def test_an_access_list_changed_in_the_config_keeps_every_entry(tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Alpha\n\nBudget plans.")
+    docs = connector(tmp_path, [{"name": "kb", "folder": str(folder)}])
+    await docs.open()
+    await docs.close()
+    changed = connector(tmp_path, [{"name": "kb", "folder": str(folder), "allow": ["role:finance", "user:erin"]}])
+    await changed.open()
+    try:
+        assert counts(changed.last_report) == (0, 0, 1, 0, 0)  # type: ignore[arg-type]
+        search = next(t for t in changed.tools() if t.name == "search")
+        for principal in ({"subject": "dave", "roles": ["finance"]}, {"subject": "erin", "roles": []}):
+            scope = CallScope(
+                era="legacy", version="2025-11-25", request_id=1, method="tools/call", client_caps={},
+                principal=principal,
+            )  # fmt: skip
+            result = await search.handler({"query": "budget"}, Context(scope))
+            assert [r["title"] for r in result.structured["results"]] == ["Alpha"], principal
+    finally:
+        await changed.close()
