@@ -3,17 +3,21 @@ working (to the second), and what a replay or a revocation takes with it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from patchbay.auth.crypto import KEY_PREFIX, digest
+from patchbay.auth.clients import Client, Clients
+from patchbay.auth.crypto import KEY_PREFIX, digest, s256
+from patchbay.auth.errors import OAuthError
+from patchbay.auth.grants import AccessInfo, Grants, Lifetimes, Pending, TokenSet
 from patchbay.auth.keys import ApiKeys, KeyView
 from patchbay.auth.principal import Principal
+from patchbay.auth.users import Users
 from patchbay.store import create_engine, upgrade
-from patchbay.store.models import AuthApiKey
+from patchbay.store.models import AuthApiKey, AuthCode, AuthConsent, AuthRequest, AuthToken
 
 NOW = 1_800_000_000.0
 
@@ -126,3 +130,360 @@ def test_a_revoked_key_stops_and_is_revoked_once(keys: ApiKeys, clock: Clock) ->
     assert keys.lookup(secret) is None
     assert keys.lookup(other) is not None
     assert [(k.name, k.revoked) for k in keys.list()] == [("ci", True), ("other", False)]
+
+
+# -- grants -------------------------------------------------------------------------------------------------------
+
+MCP = "http://127.0.0.1:8000/mcp"
+VERIFIER = "v" * 43
+REDIRECT = "https://a.example/cb"
+LIFE = Lifetimes(access=100, refresh=1000, code=10, request=50)
+
+
+@pytest.fixture
+def users(engine: object, clock: Clock) -> Users:
+    return Users(engine, clock)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def grants(engine: object, clock: Clock) -> Grants:
+    return Grants(engine, clock, LIFE)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def alice(users: Users) -> int:
+    return users.add("alice", "correct horse battery", roles=("ops", "sales")).id
+
+
+def pending(scope: str = "mcp", client_id: str = "app") -> Pending:
+    return Pending(client_id, REDIRECT, "st", s256(VERIFIER), scope, MCP, csrf_hash="c" * 64)
+
+
+def tokens(grants: Grants, user_id: int, scope: str = "mcp", refresh: bool = True) -> TokenSet:
+    code = grants.issue_code(pending(scope), user_id)
+    return grants.redeem_code(code, "app", REDIRECT, VERIFIER, MCP, refresh)
+
+
+def grant_refused(call: Callable[[], object]) -> OAuthError:
+    with pytest.raises(OAuthError) as refused:
+        call()
+    return refused.value
+
+
+def rows(engine: object, model: type) -> list:  # type: ignore[type-arg]
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        return list(connection.execute(select(model)).all())
+
+
+def test_a_pending_request_lives_for_its_lifetime_and_expired_ones_are_swept(
+    grants: Grants, clock: Clock, engine: object, alice: int
+) -> None:
+    first = grants.open_request(pending())
+    assert grants.request(first) == pending()
+    clock.now = NOW + 49.999
+    assert grants.request(first) == pending()
+    grants.sign_in(first, alice)
+    assert grants.request(first) == Pending(**{**_fields(pending()), "user_id": alice})
+    clock.now = NOW + 50
+    assert grants.request(first) is None
+    second = grants.open_request(pending("other"))  # the first expired at NOW + 50, not before: kept
+    assert len(rows(engine, AuthRequest)) == 2
+    clock.now = NOW + 50.001
+    grants.open_request(pending())
+    assert [r.scope for r in rows(engine, AuthRequest)] == ["other", "mcp"]
+    grants.close_request(second)
+    assert grants.request(second) is None and len(rows(engine, AuthRequest)) == 1
+
+
+def _fields(value: Pending) -> dict[str, object]:
+    return {name: getattr(value, name) for name in Pending.__slots__}  # type: ignore[attr-defined]
+
+
+def test_an_upstream_state_is_single_use_and_dies_with_its_request(grants: Grants, clock: Clock, alice: int) -> None:
+    handle = grants.open_request(pending())
+    grants.start_upstream(handle, "state-1", "verifier-1", "nonce-1")
+    found = grants.upstream_request("state-1")
+    assert found is not None
+    id_hash, request, verifier, nonce = found
+    assert id_hash == digest(handle) and request == pending() and (verifier, nonce) == ("verifier-1", "nonce-1")
+    assert grants.upstream_request("state-1") is None
+    grants.sign_in_by_hash(id_hash, alice)
+    assert grants.request(handle) is not None and grants.request(handle).user_id == alice  # type: ignore[union-attr]
+    grants.start_upstream(handle, "state-2", "verifier-2", "nonce-2")
+    assert grants.upstream_request("nope") is None
+    clock.now = NOW + 50
+    assert grants.upstream_request("state-2") is None
+
+
+@pytest.mark.parametrize(("verifier", "nonce"), [("", "n"), ("v", "")])
+def test_an_upstream_request_without_its_verifier_or_nonce_is_not_found(
+    grants: Grants, verifier: str, nonce: str
+) -> None:
+    handle = grants.open_request(pending())
+    grants.start_upstream(handle, "state", verifier, nonce)
+    assert grants.upstream_request("state") is None
+
+
+def test_consent_covers_the_scopes_given_and_grows(grants: Grants, users: Users, alice: int) -> None:
+    bob = users.add("bob", "correct horse battery").id
+    assert not grants.consented(alice, "app", "mcp")
+    grants.remember_consent(alice, "app", "mcp")
+    assert grants.consented(alice, "app", "mcp") and grants.consented(alice, "app", "")
+    assert not grants.consented(alice, "app", "mcp kb.read")
+    assert not grants.consented(alice, "other", "mcp") and not grants.consented(bob, "app", "mcp")
+    grants.remember_consent(alice, "app", "kb.read docs")
+    assert grants.consented(alice, "app", "mcp kb.read docs")
+    grants.remember_consent(alice, "other", "mcp")
+    grants.remember_consent(bob, "app", "mcp")
+    assert grants.forget_consent(alice, "other") == 1
+    assert grants.consented(alice, "app", "mcp") and not grants.consented(alice, "other", "mcp")
+    grants.remember_consent(alice, "other", "mcp")
+    assert grants.forget_consent(alice) == 2
+    assert not grants.consented(alice, "app", "mcp") and grants.consented(bob, "app", "mcp")
+
+
+def test_remembered_scopes_are_stored_sorted_once(grants: Grants, engine: object, alice: int) -> None:
+    grants.remember_consent(alice, "app", "mcp b")
+    grants.remember_consent(alice, "app", "a mcp")
+    assert [r.scope for r in rows(engine, AuthConsent)] == ["a b mcp"]
+
+
+def test_a_code_is_redeemed_once_for_tokens_of_the_configured_lifetimes(
+    grants: Grants, clock: Clock, engine: object, alice: int
+) -> None:
+    code = grants.issue_code(pending("mcp docs"), alice)
+    (stored,) = rows(engine, AuthCode)
+    assert stored.expires_at == NOW + 10 and stored.code_hash == digest(code) and len(stored.grant_id) == 32
+    issued = grants.redeem_code(code, "app", None, VERIFIER, None, refresh=True)
+    assert issued.expires_in == 100 and issued.scope == "mcp docs" and issued.refresh_token is not None
+    assert issued.to_json() == {
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": 100,
+        "scope": "mcp docs",
+        "refresh_token": issued.refresh_token,
+    }
+    by_kind = {r.kind: r for r in rows(engine, AuthToken)}
+    assert by_kind["access"].expires_at == NOW + 100 and by_kind["refresh"].expires_at == NOW + 1000
+    assert by_kind["access"].token_hash == digest(issued.access_token)
+    assert {r.grant_id for r in by_kind.values()} == {stored.grant_id}
+    assert {(r.client_id, r.user_id, r.scope, r.resource, r.created_at) for r in by_kind.values()} == {
+        ("app", alice, "mcp docs", MCP, NOW)
+    }
+
+
+def test_a_refresh_token_comes_only_for_the_refresh_grant_or_offline_access(grants: Grants, alice: int) -> None:
+    plain = tokens(grants, alice, "mcp", refresh=False)
+    assert plain.refresh_token is None and "refresh_token" not in plain.to_json()
+    assert tokens(grants, alice, "mcp offline_access", refresh=False).refresh_token is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            {"client_id": "other"},
+            OAuthError("invalid_grant", "the authorization code is invalid or was issued to another client"),
+        ),
+        (
+            {"code": "pb_ac_unknown"},
+            OAuthError("invalid_grant", "the authorization code is invalid or was issued to another client"),
+        ),
+        (
+            {"redirect_uri": REDIRECT + "/x"},
+            OAuthError("invalid_grant", "redirect_uri differs from the one in the authorization request"),
+        ),
+        (
+            {"verifier": "w" * 43},
+            OAuthError("invalid_grant", "code_verifier does not match the code_challenge (PKCE S256)"),
+        ),
+        (
+            {"resource": MCP + "/x"},
+            OAuthError("invalid_target", "resource differs from the one in the authorization request"),
+        ),
+    ],
+)
+def test_a_code_redeemed_wrongly_is_refused_and_still_works(
+    grants: Grants, alice: int, change: dict[str, str], error: OAuthError
+) -> None:
+    code = grants.issue_code(pending(), alice)
+    asked = {"code": code, "client_id": "app", "redirect_uri": REDIRECT, "verifier": VERIFIER, "resource": MCP}
+    assert grant_refused(lambda: grants.redeem_code(**{**asked, **change}, refresh=False)) == error
+    assert grants.redeem_code(**asked, refresh=False).access_token
+
+
+def test_a_code_expires_after_its_lifetime_to_the_second(grants: Grants, clock: Clock, alice: int) -> None:
+    early, late = grants.issue_code(pending(), alice), grants.issue_code(pending(), alice)
+    clock.now = NOW + 9.999
+    assert grants.redeem_code(early, "app", None, VERIFIER, None, refresh=False)
+    clock.now = NOW + 10
+    refused = grant_refused(lambda: grants.redeem_code(late, "app", None, VERIFIER, None, refresh=False))
+    assert refused == OAuthError("invalid_grant", "the authorization code has expired")
+
+
+def test_a_replayed_code_revokes_every_token_of_its_grant_and_only_those(
+    grants: Grants, engine: object, alice: int
+) -> None:
+    code = grants.issue_code(pending(), alice)
+    first = grants.redeem_code(code, "app", None, VERIFIER, None, refresh=True)
+    refreshed = grants.refresh(first.refresh_token or "", "app", None, None)
+    bystander = tokens(grants, alice)
+    replay = grant_refused(lambda: grants.redeem_code(code, "app", None, VERIFIER, None, refresh=True))
+    assert replay == OAuthError("invalid_grant", "the authorization code was already used; its tokens are revoked")
+    assert grants.access(first.access_token) is None and grants.access(refreshed.access_token) is None
+    assert grants.access(bystander.access_token) is not None
+    assert (
+        grant_refused(lambda: grants.refresh(refreshed.refresh_token or "", "app", None, None)).error == "invalid_grant"
+    )
+
+
+def test_a_refresh_rotates_keeps_or_narrows_the_scopes_and_never_widens_them(
+    grants: Grants, clock: Clock, engine: object, alice: int
+) -> None:
+    first = tokens(grants, alice, "mcp docs")
+    clock.now += 5
+    same = grants.refresh(first.refresh_token or "", "app", None, MCP)
+    assert same.scope == "mcp docs" and same.refresh_token not in (None, first.refresh_token)
+    assert same.expires_in == 100
+    used = {r.token_hash: r.used_at for r in rows(engine, AuthToken)}
+    assert used[digest(first.refresh_token or "")] == NOW + 5
+    narrower = grants.refresh(same.refresh_token or "", "app", "docs", None)
+    assert narrower.scope == "docs"
+    wider = grant_refused(lambda: grants.refresh(narrower.refresh_token or "", "app", "docs mcp", None))
+    assert wider == OAuthError("invalid_scope", "a refresh cannot add scopes that were not granted")
+    other = grant_refused(lambda: grants.refresh(narrower.refresh_token or "", "app", None, MCP + "/x"))
+    assert other == OAuthError("invalid_target", "resource differs from the one this grant was issued for")
+    assert grants.refresh(narrower.refresh_token or "", "app", "docs", MCP).scope == "docs"
+
+
+@pytest.mark.parametrize("token", ["access", "unknown", "other client"])
+def test_only_the_clients_own_refresh_token_refreshes(grants: Grants, alice: int, token: str) -> None:
+    issued = tokens(grants, alice)
+    value = {"access": issued.access_token, "unknown": "pb_rt_x", "other client": issued.refresh_token or ""}
+    client = "other" if token == "other client" else "app"
+    refused = grant_refused(lambda: grants.refresh(value[token], client, None, None))
+    assert refused == OAuthError("invalid_grant", "the refresh token is invalid or was issued to another client")
+    assert grants.refresh(issued.refresh_token or "", "app", None, None).access_token
+
+
+def test_a_refresh_token_expires_to_the_second_and_a_revoked_one_is_refused(
+    grants: Grants, clock: Clock, alice: int
+) -> None:
+    early, late, revoked = tokens(grants, alice), tokens(grants, alice), tokens(grants, alice)
+    assert grants.revoke(revoked.access_token, "app") is True
+    assert grants.refresh(revoked.refresh_token or "", "app", None, None)  # revoking the access token alone
+    clock.now = NOW + 999.999
+    assert grants.refresh(early.refresh_token or "", "app", None, None)
+    clock.now = NOW + 1000
+    expired = OAuthError("invalid_grant", "the refresh token has expired or was revoked")
+    assert grant_refused(lambda: grants.refresh(late.refresh_token or "", "app", None, None)) == expired
+
+
+def test_a_reused_refresh_token_revokes_the_grant(grants: Grants, alice: int) -> None:
+    first = tokens(grants, alice)
+    second = grants.refresh(first.refresh_token or "", "app", None, None)
+    reuse = grant_refused(lambda: grants.refresh(first.refresh_token or "", "app", None, None))
+    assert reuse == OAuthError("invalid_grant", "the refresh token was already used; the grant is revoked")
+    assert grants.access(second.access_token) is None
+    revoked = OAuthError("invalid_grant", "the refresh token has expired or was revoked")
+    assert grant_refused(lambda: grants.refresh(second.refresh_token or "", "app", None, None)) == revoked
+
+
+def test_a_disabled_account_cannot_refresh_or_use_its_tokens(grants: Grants, users: Users, alice: int) -> None:
+    issued = tokens(grants, alice)
+    users.set_disabled("alice", True)
+    disabled = OAuthError("invalid_grant", "the account behind this grant is disabled")
+    assert grant_refused(lambda: grants.refresh(issued.refresh_token or "", "app", None, None)) == disabled
+    assert grants.access(issued.access_token) is None
+    info, active = grants.describe(issued.access_token) or (None, None)
+    assert active is False and info is not None and info.username == "alice"
+
+
+def test_an_access_token_describes_who_for_what_and_until_when(
+    grants: Grants, clock: Clock, engine: object, alice: int
+) -> None:
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    clients.save(Client("app", "config", "The App", (REDIRECT,)))
+    issued = tokens(grants, alice, "mcp docs")
+    expected = AccessInfo(
+        client_id="app",
+        user_id=alice,
+        username="alice",
+        roles=frozenset({"ops", "sales"}),
+        scope="mcp docs",
+        resource=MCP,
+        created_at=NOW,
+        expires_at=NOW + 100,
+        client_name="The App",
+    )
+    assert grants.access(issued.access_token) == expected
+    assert grants.access(issued.refresh_token or "") is None
+    assert grants.access("pb_at_unknown") is None
+    clock.now = NOW + 99.999
+    assert grants.access(issued.access_token) is not None
+    clock.now = NOW + 100
+    assert grants.access(issued.access_token) is None
+
+
+def test_an_access_token_of_an_unregistered_client_has_no_client_name(grants: Grants, alice: int) -> None:
+    info = grants.access(tokens(grants, alice).access_token)
+    assert info is not None and info.client_name is None
+
+
+def test_introspection_describes_both_kinds_and_says_which_are_active(grants: Grants, clock: Clock, alice: int) -> None:
+    issued = tokens(grants, alice)
+    access = grants.describe(issued.access_token)
+    refresh = grants.describe(issued.refresh_token or "")
+    assert access is not None and refresh is not None
+    assert access == (
+        AccessInfo("app", alice, "alice", frozenset({"ops", "sales"}), "mcp", MCP, NOW, NOW + 100, "access"),
+        True,
+    )
+    assert refresh == (
+        AccessInfo("app", alice, "alice", frozenset({"ops", "sales"}), "mcp", MCP, NOW, NOW + 1000, "refresh"),
+        True,
+    )
+    assert grants.describe("pb_at_unknown") is None
+    grants.refresh(issued.refresh_token or "", "app", None, None)
+    assert grants.describe(issued.refresh_token or "") == (refresh[0], False)  # rotated: used
+    assert grants.describe(issued.access_token) == access  # a used refresh token does not end its access token
+    clock.now = NOW + 100
+    assert grants.describe(issued.access_token) == (access[0], False)
+
+
+def test_revoking_a_refresh_token_revokes_its_grant_and_an_access_token_only_itself(
+    grants: Grants, clock: Clock, engine: object, alice: int
+) -> None:
+    one, two, three = tokens(grants, alice), tokens(grants, alice), tokens(grants, alice)
+    assert grants.revoke(one.refresh_token or "", "other") is False
+    assert grants.revoke("pb_rt_unknown", "app") is False
+    assert grants.access(one.access_token) is not None
+    assert grants.revoke(one.refresh_token or "", "app") is True
+    assert grants.access(one.access_token) is None
+    clock.now += 7
+    assert grants.revoke(two.access_token, "app") is True
+    clock.now += 7
+    assert grants.revoke(two.access_token, "app") is True  # again: still revoked, at the first time
+    revoked = {r.token_hash: r.revoked_at for r in rows(engine, AuthToken)}
+    assert revoked[digest(two.access_token)] == NOW + 7
+    assert revoked[digest(two.refresh_token or "")] is None
+    assert grants.access(three.access_token) is not None
+
+
+def test_revoking_a_user_or_a_client_counts_what_was_still_live(
+    grants: Grants, users: Users, engine: object, alice: int
+) -> None:
+    bob = users.add("bob", "correct horse battery").id
+    tokens(grants, alice)
+    tokens(grants, alice, refresh=False)
+    kept = tokens(grants, bob)
+    assert grants.grants_of([alice]) == 2
+    assert grants.grants_of([alice, bob]) == 3
+    assert grants.revoke_user(alice) == 3
+    assert grants.revoke_user(alice) == 0
+    assert grants.grants_of([alice]) == 0
+    assert grants.access(kept.access_token) is not None
+    assert grants.revoke_client("other") == 0
+    assert grants.revoke_client("app") == 2
+    assert grants.access(kept.access_token) is None
+    assert grants.grants_of([bob]) == 0
