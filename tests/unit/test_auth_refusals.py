@@ -285,3 +285,65 @@ async def test_registration_is_rate_limited_per_address(tmp_path: Path) -> None:
 def _error_text(html: str) -> str:
     start = html.index('id="login-error">') + len('id="login-error">')
     return html[start : html.index("</p>", start)]
+
+
+async def test_token_requests_missing_what_their_grant_needs_say_what(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        flow = Flow(http)
+        await flow.register()
+        answers = {
+            "no verifier": await flow.token(grant_type="authorization_code", code="pb_ac_x"),
+            "no code": await flow.token(grant_type="authorization_code", code_verifier="v" * 43),
+            "no refresh token": await flow.token(grant_type="refresh_token"),
+            "password grant": await flow.token(grant_type="password", username="alice", password=PASSWORD),
+            "no grant": await flow.token(code="pb_ac_x"),
+            "other resource": await flow.redeem("pb_ac_x", resource="https://other.example/mcp"),
+            "one of two resources": await flow.token(
+                grant_type="refresh_token", refresh_token="pb_rt_x", resource="https://other.example/mcp"
+            ),
+        }
+    said = {case: (r.status_code, r.json()) for case, r in answers.items()}
+    code_needs = {"error": "invalid_request", "error_description": "authorization_code needs code and code_verifier"}
+    unsupported = {"error": "unsupported_grant_type", "error_description": "use authorization_code or refresh_token"}
+    target = {
+        "error": "invalid_target",
+        "error_description": f"resource must be this server's MCP URL, {BASE}/mcp",
+    }
+    assert said == {
+        "no verifier": (400, code_needs),
+        "no code": (400, code_needs),
+        "no refresh token": (
+            400,
+            {"error": "invalid_request", "error_description": "refresh_token grant needs refresh_token"},
+        ),
+        "password grant": (400, unsupported),
+        "no grant": (400, unsupported),
+        "other resource": (400, target),
+        "one of two resources": (400, target),
+    }
+    assert all(r.headers["cache-control"] == "no-store" for r in answers.values())
+
+
+async def test_issued_and_refreshed_tokens_are_audited_mark_the_client_used_and_are_never_cached(
+    tmp_path: Path,
+) -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        core.audit = lambda method, **fields: events.append((method, fields))
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        assert core.clients.get(flow.client_id).last_used_at is None
+        response = await flow.redeem(await flow.code())
+        assert core.clients.get(flow.client_id).last_used_at is not None
+        refreshed = await flow.refresh(response.json()["refresh_token"])
+    for answer in (response, refreshed):
+        assert answer.status_code == 200
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["pragma"] == "no-cache"
+        assert answer.headers["access-control-allow-origin"] == "*"
+    tokens = [(m, f) for m, f in events if m.startswith("auth.token")]
+    assert tokens == [
+        ("auth.token_issued", {"client_id": flow.client_id, "outcome": "ok"}),
+        ("auth.token_refreshed", {"client_id": flow.client_id, "outcome": "ok"}),
+    ]
