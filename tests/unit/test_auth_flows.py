@@ -189,3 +189,62 @@ async def test_secrets_never_reach_the_logs(tmp_path: Path, caplog: pytest.LogCa
     text = caplog.text + json.dumps([r.args for r in caplog.records], default=str)
     for secret in (tokens["access_token"], tokens["refresh_token"], flow.client_secret or "-", "correct horse"):
         assert secret not in text
+
+
+async def test_a_registration_answers_the_client_its_id_and_secret_and_is_audited(tmp_path: Path) -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        core.clock = lambda: 1_800_000_000.25
+        core.audit = lambda method, **fields: events.append((method, fields))
+        body = {"redirect_uris": [CLAUDE_REDIRECT], "client_name": "Claude", "token_endpoint_auth_method": "none"}
+        public = await http.post("/register", json=body)
+        confidential = await http.post("/register", json={**body, "token_endpoint_auth_method": "client_secret_post"})
+        refused = await http.post("/register", json={**body, "redirect_uris": []})
+        stored = core.clients.get(confidential.json()["client_id"])
+    for answer in (public, confidential, refused):
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["access-control-allow-origin"] == "*"
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_redirect_uri"
+    assert public.status_code == 201
+    registered = public.json()
+    client_id = registered.pop("client_id")
+    assert client_id.startswith("pb_client_") and len(client_id) == 40
+    assert registered == {
+        "redirect_uris": [CLAUDE_REDIRECT],
+        "client_name": "Claude",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "client_id_issued_at": 1_800_000_000,
+    }
+    secret = confidential.json()["client_secret"]
+    assert confidential.json()["client_secret_expires_at"] == 0
+    assert stored is not None and stored.auth_method == "client_secret_post" and stored.name == "Claude"
+    assert stored.kind == "dcr" and stored.redirect_uris == (CLAUDE_REDIRECT,) and stored.secret_hash != secret
+    assert events == [
+        ("auth.client_registered", {"client_id": client_id, "client_name": "Claude", "outcome": "ok"}),
+        (
+            "auth.client_registered",
+            {"client_id": confidential.json()["client_id"], "client_name": "Claude", "outcome": "ok"},
+        ),
+    ]
+
+
+async def test_registrations_that_never_got_a_token_are_pruned_after_the_configured_days(tmp_path: Path) -> None:
+    now = [1_800_000_000.0]
+    body = {"redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none"}
+    async with running(tmp_path, auth={"unused_client_days": 2}) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        core.clock = lambda: now[0]
+        await add_user(app)
+        unused = (await http.post("/register", json=body)).json()["client_id"]
+        flow = Flow(http)
+        await flow.register(redirect_uri=CLAUDE_REDIRECT)
+        await core.run(core.clients.touch, flow.client_id)  # it obtained a token
+        now[0] += 2 * 86_400
+        await http.post("/register", json=body)
+        assert core.clients.get(unused) is not None  # exactly the configured age: kept
+        now[0] += 1
+        await http.post("/register", json=body)
+        assert core.clients.get(unused) is None
+        assert core.clients.get(flow.client_id) is not None

@@ -187,3 +187,49 @@ async def test_a_revocation_by_the_cli_in_another_process_refuses_the_next_reque
         refused = await call(http, token, "tools/list")
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+
+async def test_the_revocation_endpoint_answers_every_token_alike_and_audits_without_it(tmp_path: Path) -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        core.audit = lambda method, **fields: events.append((method, fields))
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("none")
+        tokens = await flow.tokens()
+        other = Flow(http)
+        await other.register("none")
+        # RFC 7009 §2.2: someone else's token or an unknown one gets the same 200, and stays valid.
+        foreign = await http.post("/revoke", data={"token": tokens["access_token"], "client_id": other.client_id})
+        unknown = await http.post("/revoke", data={"token": "pb_at_nobody", "client_id": flow.client_id})
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 200
+        empty = await http.post("/revoke", data={"token": "", "client_id": flow.client_id})
+        mine = await http.post("/revoke", data={"token": tokens["access_token"], "client_id": flow.client_id})
+        assert (await call(http, tokens["access_token"], "tools/list")).status_code == 401
+    for answer in (foreign, unknown, mine):
+        assert answer.status_code == 200 and answer.content == b""
+        assert answer.headers["cache-control"] == "no-store" and answer.headers["access-control-allow-origin"] == "*"
+    assert empty.status_code == 400 and empty.json() == {
+        "error": "invalid_request",
+        "error_description": "send the token to revoke in the token parameter",
+    }
+    revoked = [(m, f) for m, f in events if m == "auth.token_revoked"]
+    assert revoked == [
+        ("auth.token_revoked", {"client_id": other.client_id, "outcome": "ok"}),
+        ("auth.token_revoked", {"client_id": flow.client_id, "outcome": "ok"}),
+        ("auth.token_revoked", {"client_id": flow.client_id, "outcome": "ok"}),
+    ]
+
+
+async def test_a_revocation_form_holds_at_most_twenty_fields(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        flow = Flow(http)
+        await flow.register("none")
+        fields = {"token": "pb_at_x", "client_id": flow.client_id} | {f"x{i}": "1" for i in range(18)}
+        twenty = await http.post("/revoke", data=fields)
+        twenty_one = await http.post("/revoke", data={**fields, "x18": "1"})
+    assert twenty.status_code == 200
+    assert (
+        twenty_one.status_code == 400 and twenty_one.json()["error_description"] == "the form has more than 20 fields"
+    )
