@@ -192,3 +192,58 @@ def test_when_every_word_is_common_passages_holding_all_of_them_come_first(tmp_p
         assert sorted(both_common[4:]) == ["Beta 0", "Beta 1", "Series A", "Series B"]
     finally:
         index.close()
+
+
+def open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path`` (Linux: /proc/self/fd)."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if fd.exists() and fd.resolve() == path.resolve())
+
+
+def test_searches_on_one_thread_share_one_read_connection(tmp_path: Path) -> None:
+    path = tmp_path / "docs.sqlite"
+    index = Index(path)
+    try:
+        put(index, (record("a", "Alpha"), [Chunk("Alpha", "Shared words.")]))
+        assert titles(index, "shared") == ["Alpha"]
+        opened = open_files(path)
+        for _ in range(5):
+            assert titles(index, "shared") == ["Alpha"]
+        assert open_files(path) <= opened, "no new connection, so no new file descriptor, per search"
+    finally:
+        index.close()
+
+
+def test_a_closed_index_opens_a_new_read_connection_when_searched_again(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    put(index, (record("a", "Alpha"), [Chunk("Alpha", "Reopened words.")]))
+    assert titles(index, "reopened") == ["Alpha"]
+    index.close()
+    try:
+        assert titles(index, "reopened") == ["Alpha"]
+    finally:
+        index.close()
+
+
+def test_an_index_opens_while_an_indexing_run_holds_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "docs.sqlite"
+    index = Index(path)
+    try:
+        with index.writer() as writer, writer.batch():
+            writer.put(record("a", "Alpha"), [Chunk("Alpha", "Pending words.")])
+            second = Index(path)  # a server starting while `patchbay index` runs: no write, so no wait
+            try:
+                assert titles(second, "pending") == [], "the run's writes are not committed yet"
+            finally:
+                second.close()
+        assert titles(index, "pending") == ["Alpha"]
+    finally:
+        index.close()
+
+
+def test_the_index_folder_is_made_when_missing(tmp_path: Path) -> None:
+    index = Index(tmp_path / "state" / "indexes" / "docs.sqlite")
+    try:
+        assert index.count() == 0
+    finally:
+        index.close()
