@@ -29,12 +29,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, Engine, event
 
 from patchbay.definitions import ToolResult
 from patchbay.errors import ConfigError
 from patchbay.gate.audit_redact import Redactor
-from patchbay.gate.audit_store import append
+from patchbay.gate.audit_store import append_rows
 from patchbay.gate.calls import Call
 from patchbay.protocol.scope import CallScope
 from patchbay.settings import AuditSettings
@@ -116,6 +116,8 @@ class AuditRecorder:
         self.engine = engine
         self.source = "<config>"  # the config file, for errors
         self._path = write_path(engine)
+        self._paramstyle = engine.dialect.paramstyle
+        self._sqlite = engine.url.get_backend_name() == "sqlite"
         self._redact = Redactor(settings.redact_fields, settings.max_argument_bytes)
         self._lock = threading.RLock()
         self._queue: list[_Pending] = []
@@ -354,13 +356,43 @@ class AuditRecorder:
         batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
         self._busy = True
         self._flight_since = batch[0].at
-        job = functools.partial(self._write, batch)
         done: Future[list[tuple[int, str]]] = (
-            self._path.submit(job) if self._thread is None else self._thread.submit(self._path.run_sync, job)
+            self._path.submit(functools.partial(self._write_on, batch))
+            if self._thread is None
+            else self._thread.submit(self._transaction, batch)
         )
         done.add_done_callback(functools.partial(self._done, batch))
 
-    def _write(self, batch: list[_Pending], connection: Connection) -> list[tuple[int, str]]:
+    def _write_on(self, batch: list[_Pending], connection: Connection) -> list[tuple[int, str]]:
+        # A SQLite file: one job of its write path's group commit, beside the other writers of this process.
+        return self._write(batch, connection.connection.driver_connection)
+
+    def _transaction(self, batch: list[_Pending]) -> list[tuple[int, str]]:
+        """One batch in one transaction on the recorder's own thread (PostgreSQL, in-memory SQLite).
+
+        Driven on the driver's connection, checked out of the engine's pool as usual (so its checkout hooks run):
+        a SQLAlchemy Connection's begin and commit, their events and the BEGIN hook cost the writer more than the
+        statements themselves, and it shares the event loop's GIL (docs/performance.md, audit trail).
+        """
+        pooled = self._path.engine.raw_connection()
+        try:
+            driver: Any = pooled.driver_connection
+            if self._sqlite:  # the connect hook hands transaction control to us (patchbay.store.engine)
+                driver.execute("BEGIN IMMEDIATE")
+            try:
+                linked = self._write(batch, driver)
+                driver.commit()
+            except BaseException:
+                try:
+                    driver.rollback()
+                except Exception:  # a broken connection (the server went away): the pool opens a new one
+                    pooled.invalidate()
+                raise
+            return linked
+        finally:
+            pooled.close()
+
+    def _write(self, batch: list[_Pending], driver: Any) -> list[tuple[int, str]]:
         records = []
         for pending in batch:
             record = pending.record  # the recorder's own dict: nobody else holds it, so it is redacted in place
@@ -370,11 +402,13 @@ class AuditRecorder:
                 except Exception as exc:  # one odd value must not cost the batch its records
                     record["arguments"] = {"[unrecordable]": type(exc).__name__}
             records.append(record)
-        linked = append(connection, records)
+        linked = append_rows(driver, self._paramstyle, records)
         if self._memory_cap is not None and linked and linked[-1][0] % 1000 < len(linked):
-            connection.execute(
-                text("DELETE FROM audit_records WHERE seq <= :cut"), {"cut": linked[-1][0] - self._memory_cap}
-            )
+            cursor = driver.cursor()
+            try:  # qmark: an in-memory store is SQLite
+                cursor.execute("DELETE FROM audit_records WHERE seq <= ?", (linked[-1][0] - self._memory_cap,))
+            finally:
+                cursor.close()
         return linked
 
     def _done(self, batch: list[_Pending], done: Future[list[tuple[int, str]]]) -> None:

@@ -63,6 +63,11 @@ GENESIS: Final = "0" * 64
 _DOMAIN: Final = b"pb-audit-chain-v1\n"
 # RFC 8785 §3.2.2.3: JSON numbers are IEEE 754 doubles; an integer beyond ±(2**53 - 1) has no exact JCS form.
 _SAFE_INTEGER: Final = 2**53 - 1
+# A float is written in plain decimal notation by Python's repr (and orjson) from 1e-4 up to 1e16 exclusive
+# (every float from 2**52 up is integral): the same test as "e" not in repr(value), without the repr. NaN and the
+# infinities fail the comparison.
+_PLAIN_MIN: Final = 1e-4
+_PLAIN_MAX: Final = 1e16
 _LENGTH: Final = struct.Struct(">I")
 _SEQ: Final = struct.Struct(">Q")
 _PREV_LENGTH: Final = _LENGTH.pack(64)  # prev_hash is always 64 ASCII hex digits (checked in link)
@@ -103,9 +108,13 @@ def canonical(record: Mapping[str, Any]) -> str:
         # The writer's hot path: for values like these orjson's sorted output is byte for byte the JCS text
         # (tests/unit/test_audit_chain.py holds the two against each other), at a twentieth of the cost.
         try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+            text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # e.g. a lone surrogate in a string: the exact path decides
             pass
+        else:
+            # ASCII text has ASCII keys, which sort alike both ways: only other text needs its keys looked at.
+            if text.isascii() or _keys_sort_alike(value):
+                return text.decode("utf-8")
     try:
         return rfc8785.dumps(value).decode("utf-8")
     except (rfc8785.CanonicalizationError, TypeError, ValueError):
@@ -113,17 +122,26 @@ def canonical(record: Mapping[str, Any]) -> str:
 
 
 def _plain(value: Any) -> bool:
-    """Whether orjson's sorted output of ``value`` is its RFC 8785 text: JSON types only; integers JavaScript
-    holds exactly; floats that both write in plain decimal notation (not integral, no exponent); keys that sort
-    alike by code point (orjson) and by UTF-16 code unit (JCS), i.e. none at or above U+E000."""
+    """Whether orjson's sorted output of ``value`` is its RFC 8785 text, but for the order of keys at or above
+    U+E000 (:func:`_keys_sort_alike`): JSON types only; string keys; integers JavaScript holds exactly; floats that
+    both write in plain decimal notation (not integral, no exponent)."""
     kind = type(value)
     if kind is dict:
-        # Loops, not all() over a generator, and strings decided inline: every record passes here on the writer's
-        # thread, and most of its values are strings.
+        # Loops with the scalars decided inline, not a call per value: every record passes here on the writer's
+        # thread, and most of its values are strings, numbers and None.
         for key, item in value.items():
-            if type(key) is not str or not (key.isascii() or max(key) < "\ue000"):
+            if type(key) is not str:
                 return False
-            if type(item) is not str and item is not None and not _plain(item):
+            kind = type(item)
+            if kind is str or item is None or kind is bool:
+                continue
+            if kind is int:
+                if not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
+                    return False
+            elif kind is float:
+                if not _PLAIN_MIN <= abs(item) < _PLAIN_MAX or item.is_integer():
+                    return False
+            elif not _plain(item):
                 return False
         return True
     if kind is str or kind is bool or value is None:
@@ -131,10 +149,20 @@ def _plain(value: Any) -> bool:
     if kind is int:
         return bool(-_SAFE_INTEGER <= value <= _SAFE_INTEGER)
     if kind is float:
-        return math.isfinite(value) and not value.is_integer() and "e" not in repr(value)
+        return bool(_PLAIN_MIN <= abs(value) < _PLAIN_MAX) and not value.is_integer()
     if kind is list:
         return all(type(item) is str or _plain(item) for item in value)
     return False
+
+
+def _keys_sort_alike(value: Any) -> bool:
+    """Whether every key in ``value`` sorts alike by code point and by UTF-16 code unit: none at or above
+    U+E000."""
+    if type(value) is dict:
+        return all((key.isascii() or max(key) < "\ue000") and _keys_sort_alike(v) for key, v in value.items())
+    if type(value) is list:
+        return all(_keys_sort_alike(item) for item in value)
+    return True
 
 
 def is_canonical(body: str) -> bool:

@@ -20,6 +20,8 @@ __all__ = ["REDACTED", "TRUNCATED_KEY", "Redactor"]
 REDACTED = "[redacted]"
 # The marker object that stands for arguments over the cap: {"[truncated]": <prefix of the JSON text>, "bytes": n}.
 TRUNCATED_KEY = "[truncated]"
+# Argument names whose verdict a Redactor remembers at most.
+_KNOWN_NAMES = 4096
 
 
 def _norm(name: str) -> str:
@@ -30,6 +32,7 @@ class Redactor:
     def __init__(self, fields: Iterable[str], max_bytes: int) -> None:
         self.fields = frozenset(_norm(f) for f in fields)
         self.max_bytes = max_bytes
+        self._known: dict[str, bool] = {}
 
     def __call__(self, arguments: Mapping[str, Any], schema: Mapping[str, Any] | None) -> Any:
         """The arguments as the audit trail keeps them."""
@@ -60,12 +63,24 @@ class Redactor:
         out: dict[Any, Any] = {}
         for key, item in value.items():
             sub = properties.get(key, extra)
-            sub = sub if isinstance(sub, Mapping) else None
-            if _secret(sub) or (isinstance(key, str) and _norm(key) in self.fields):
+            # type() first: schemas are dicts, and the ABC check costs more than the rest of the loop.
+            sub = sub if type(sub) is dict or isinstance(sub, Mapping) else None
+            if _secret(sub) or (isinstance(key, str) and self._named(key)):
                 out[key] = REDACTED
-            else:
+            elif isinstance(item, dict | list):
                 out[key] = self._value(item, sub)
+            else:
+                out[key] = item
         return out
+
+    def _named(self, key: str) -> bool:
+        # Argument names repeat call after call: remembered, up to a bound (clients choose them).
+        found = self._known.get(key)
+        if found is None:
+            found = _norm(key) in self.fields
+            if len(self._known) < _KNOWN_NAMES:
+                self._known[key] = found
+        return found
 
 
 def _secret(schema: Mapping[str, Any] | None) -> bool:

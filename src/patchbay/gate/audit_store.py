@@ -21,7 +21,7 @@ from patchbay.gate import audit_chain
 from patchbay.gate.audit_models import CLIENT_ID_LENGTH, NAME_LENGTH, SUBJECT_LENGTH
 from patchbay.store import write_path
 
-__all__ = ["INDEXED", "append", "columns_of", "write_now"]
+__all__ = ["INDEXED", "append", "append_rows", "columns_of", "write_now"]
 
 # The indexed copies of body fields, and the length each column holds (longer values are cut; body keeps all).
 _COPIES = (
@@ -41,18 +41,21 @@ INDEXED = ("ts", "kind", *(key for key, _ in _COPIES), "duration_ms")
 
 def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
     """The indexed columns for ``record``: copies of its fields, cut to the column's length."""
-    row: dict[str, Any] = {"ts": float(record["ts"]), "kind": str(record["kind"])}
-    for key, length in _COPIES:
-        value = record.get(key)
-        row[key] = None if value is None else str(value)[:length]
-    if row["method"] is None:
-        row["method"] = ""
+    return dict(zip(INDEXED, _copies(record), strict=True))
+
+
+def _copies(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    # columns_of's values in INDEXED order, as the writer inserts them (no dict: it runs once per record).
+    kind = str(record["kind"])
+    cut = [None if (value := record.get(key)) is None else str(value)[:length] for key, length in _COPIES]
+    if cut[1] is None:  # method
+        cut[1] = ""
     latency = record.get("latency_ms")
-    if row["kind"] == "call" and isinstance(latency, int | float) and not isinstance(latency, bool):
-        row["duration_ms"] = float(latency)
+    if kind == "call" and isinstance(latency, int | float) and not isinstance(latency, bool):
+        duration = float(latency)
     else:  # an intent, an event, or a value that is not a number (the body keeps whatever it was)
-        row["duration_ms"] = None
-    return row
+        duration = None
+    return (float(record["ts"]), kind, *cut, duration)
 
 
 # Fixed statements sent straight to the driver: building them with SQLAlchemy Core took about a millisecond per
@@ -81,8 +84,18 @@ def append(connection: Connection, records: Sequence[Mapping[str, Any]]) -> list
 
     Must run inside a write transaction (it is the caller's to commit).
     """
-    head_sql, insert_sql, move_sql, start_sql = _QMARK if connection.dialect.paramstyle == "qmark" else _FORMAT
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    driver = connection.connection.driver_connection
+    return append_rows(driver, connection.dialect.paramstyle, records)
+
+
+def append_rows(driver: Any, paramstyle: str, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+    """:func:`append` on the driver's own connection (sqlite3, psycopg ...), whose ``paramstyle`` is the
+    dialect's: for the audit writer, which runs its transactions on the driver connection directly.
+
+    Must run inside a write transaction (it is the caller's to commit).
+    """
+    head_sql, insert_sql, move_sql, start_sql = _QMARK if paramstyle == "qmark" else _FORMAT
+    cursor = driver.cursor()
     try:
         cursor.execute(head_sql)
         head = cursor.fetchone()
@@ -97,8 +110,7 @@ def append(connection: Connection, records: Sequence[Mapping[str, Any]]) -> list
             seq += 1
             body = audit_chain.canonical(record)
             digest = audit_chain.link(prev, seq, body)
-            copies = columns_of(record)
-            rows.append((seq, *(copies[c] for c in INDEXED), body, prev, digest))
+            rows.append((seq, *_copies(record), body, prev, digest))
             linked.append((seq, digest))
             prev = digest
         if rows:
