@@ -26,8 +26,7 @@ from patchbay.connectors.lifecycle import Backoff, OnFailure, Supervisor
 from patchbay.connectors.registry import load_type
 from patchbay.errors import ConfigError, ConnectorError
 from patchbay.fleet import Fleet, build_fleet
-from patchbay.gate.approvals import approvals_wanted
-from patchbay.gate.audit import build_recorder
+from patchbay.gate import approvals_wanted
 from patchbay.gate.limits import build_limits
 from patchbay.gate.policy import build_gate
 from patchbay.links.hub import LinkHub, links_wanted
@@ -45,6 +44,7 @@ from patchbay.transport.streamable_http import StreamableHTTP
 
 if TYPE_CHECKING:  # a fleet's modules import redis; a single node never loads them
     from patchbay.fleet.events import FleetEvents
+    from patchbay.gate.audit import AuditRecorder
 
 log = logging.getLogger("patchbay")
 
@@ -113,7 +113,7 @@ class Runtime:
         self.dispatcher = Dispatcher(self.catalog, info, state_key=key)
         self.dispatcher.gate = build_gate(self.settings, self.catalog)
         self.dispatcher.limits = build_limits(self.settings, self.catalog, self.fleet)
-        self.dispatcher.audit = build_recorder(self.settings, self.catalog)
+        self.dispatcher.audit = _build_recorder(self.settings, self.catalog)
         self.dispatcher.on_subscribe = self.subscribe_upstream
 
     async def start(self, on_failure: OnFailure | None = None) -> None:
@@ -273,6 +273,14 @@ def _build_keeper(settings: Settings, catalog: Catalog, rebuild: Any) -> Manifes
     return ManifestKeeper(catalog.manifest, settings.store_url, poll_seconds=manifest.poll_seconds, rebuild=rebuild)
 
 
+def _build_recorder(settings: Settings, catalog: Catalog) -> AuditRecorder | None:
+    if not settings.audit.enabled:  # the recorder's module imports SQLAlchemy: not for a server that records nothing
+        return None
+    from patchbay.gate.audit import build_recorder
+
+    return build_recorder(settings, catalog)
+
+
 def _mounted(connector: Connector, entry: ConnectorSettings) -> Mounted:
     return Mounted(connector, entry.tool_prefix, entry.scopes, entry.tool_scopes, entry.public_tools)
 
@@ -323,9 +331,11 @@ def create_app(settings: Settings) -> Any:
         from patchbay.links import pages as links_pages
 
         link_pages = links_pages.build(runtime.links, auth, runtime.dispatcher.audit)
-    from patchbay.console import build as build_console
+    console = None
+    if settings.console.enabled:  # the operator console at /admin (docs/console.md); its pages import jinja2
+        from patchbay.console import build as build_console
 
-    console = build_console(runtime, auth)  # the operator console at /admin (docs/console.md)
+        console = build_console(runtime, auth)
     server = settings.server
     guard = HostGuard(settings.public_url, server.allowed_hosts, server.allowed_origins, server.probe_hosts)
     sessions: SessionStore

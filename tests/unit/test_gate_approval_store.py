@@ -19,9 +19,9 @@ import pytest
 
 from patchbay.auth.principal import Principal
 from patchbay.errors import RpcError
-from patchbay.gate import Decision
+from patchbay.gate import Decision, approvals_wanted
 from patchbay.gate.approval_store import ApprovalRefused, ApprovalStore, HeldCall, hidden_note, redactor
-from patchbay.gate.approvals import INPUT_KEY, META_KEY, Approvals, approvals_wanted, arguments_digest
+from patchbay.gate.approvals import INPUT_KEY, META_KEY, Approvals, arguments_digest
 from patchbay.protocol.scope import CallScope, InputRequired
 from patchbay.settings import ApprovalsSettings, from_dict
 from patchbay.store import create_engine, upgrade

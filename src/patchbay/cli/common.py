@@ -4,18 +4,49 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from patchbay import settings as settings_mod
 from patchbay.errors import ConfigError
 from patchbay.settings import Settings
 from patchbay.transport.security import HOSTED_CLIENT_ORIGINS
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class Stderr:
+    """rich's console on stderr, made when something is first printed: a server that starts cleanly never loads
+    rich (~50 modules; docs/performance.md, idle memory)."""
+
+    def __init__(self) -> None:
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+def escape(markup: str) -> str:
+    """``rich.markup.escape``, importing rich only when a message is printed."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(markup)
+
+
+err = Stderr()
 DEMO_DIR_ENV = "PATCHBAY_DEMO_DIR"
 DEMO_HANDBOOK = Path(__file__).resolve().parent.parent / "demo" / "handbook"
 # Stands for "the demo's settings" where a command passes its --config path on (see `admin_config`).

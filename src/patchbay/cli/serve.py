@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.markup import escape
 
 from patchbay import logs
-from patchbay.cli.common import check_store, err, load_settings
+from patchbay.cli.common import check_store, err, escape, load_settings
 from patchbay.errors import ConfigError, ConnectorError
 
 log = logging.getLogger("patchbay")

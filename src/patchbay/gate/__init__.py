@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["Decision", "Effect"]
+if TYPE_CHECKING:
+    from patchbay.settings import Settings
+
+__all__ = ["Decision", "Effect", "approvals_wanted"]
 
 Effect = Literal["allow", "deny", "approve"]
 
@@ -25,3 +28,13 @@ class Decision:
     effect: Effect
     rule: str
     reason: str
+
+
+def approvals_wanted(settings: Settings) -> bool:
+    """Whether any call can be held: a [[policy]] rule or a writes switch says ``approve``. (Here, not in
+    ``gate.approvals``: a server that holds nothing never imports the approval store, its vault or SQLAlchemy.)"""
+    return (
+        settings.gate.writes == "approve"
+        or any(rule.effect == "approve" for rule in settings.policy)
+        or any(connector.writes == "approve" for connector in settings.connectors)
+    )

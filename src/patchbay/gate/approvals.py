@@ -37,7 +37,7 @@ from patchbay.gate.approval_store import ApprovalStore, ApprovalView, HeldCall, 
 from patchbay.gate.audit_redact import Redactor
 from patchbay.protocol import jsonrpc
 from patchbay.protocol.scope import CallScope, InputRequired
-from patchbay.settings import ApprovalsSettings, Settings
+from patchbay.settings import ApprovalsSettings
 from patchbay.vault import Vault, VaultError
 
 log = logging.getLogger("patchbay.gate")
@@ -46,15 +46,6 @@ URL_ELICITATION_REQUIRED = -32042  # MCP 2025-11-25 client/elicitation
 META_KEY = "patchbay/approval"
 INPUT_KEY = "patchbay_approval"  # the MRTR input request's key
 ANONYMOUS = "anonymous"
-
-
-def approvals_wanted(settings: Settings) -> bool:
-    """Whether any call can be held: a [[policy]] rule or a writes switch says ``approve``."""
-    return (
-        settings.gate.writes == "approve"
-        or any(rule.effect == "approve" for rule in settings.policy)
-        or any(connector.writes == "approve" for connector in settings.connectors)
-    )
 
 
 def arguments_digest(arguments: dict[str, Any]) -> str:
