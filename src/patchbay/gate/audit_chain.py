@@ -46,12 +46,15 @@ __all__ = [
     "GENESIS",
     "Checkpointer",
     "canonical",
+    "canonical_bytes",
+    "check_link",
     "checkpoint_body",
     "checkpoint_path",
     "checkpointer",
     "is_canonical",
     "key_id",
     "link",
+    "link_checked",
     "load_key",
     "read_checkpoints",
     "signature_ok",
@@ -80,14 +83,29 @@ def link(prev_hash: str, seq: int, body: str) -> str:
     Raises:
         ValueError: ``prev_hash`` is not 64 lowercase hex digits or ``seq`` is not in 1..2**63-1.
     """
+    check_link(prev_hash, seq, seq)
+    return link_checked(prev_hash, seq, body.encode("utf-8"))
+
+
+def check_link(prev_hash: str, first: int, last: int) -> None:
+    """The checks :func:`link` makes, for records ``first`` to ``last`` following ``prev_hash``.
+
+    Raises:
+        ValueError: ``prev_hash`` is not 64 lowercase hex digits or a seq is not in 1..2**63-1.
+    """
     if len(prev_hash) != 64 or prev_hash.strip("0123456789abcdef"):
         raise ValueError("prev_hash must be 64 lowercase hex digits")
-    if not 1 <= seq < 2**63:
-        raise ValueError(f"seq must be between 1 and 2**63-1, got {seq}")
-    text = body.encode("utf-8")
+    for seq in (first, last):
+        if not 1 <= seq < 2**63:
+            raise ValueError(f"seq must be between 1 and 2**63-1, got {seq}")
+
+
+def link_checked(prev_hash: str, seq: int, body: bytes) -> str:
+    """:func:`link` of a ``prev_hash`` and ``seq`` that passed :func:`check_link`, ``body`` as UTF-8: for the
+    writer, which checks the head it reads once per batch, then links each record to the hash it just made."""
     # One buffer, one hash call: the writer links every record, and three updates cost more than the copy.
     return hashlib.sha256(
-        b"".join((_DOMAIN, _PREV_LENGTH, prev_hash.encode("ascii"), _SEQ.pack(seq), _LENGTH.pack(len(text)), text))
+        b"".join((_DOMAIN, _PREV_LENGTH, prev_hash.encode("ascii"), _SEQ.pack(seq), _LENGTH.pack(len(body)), body))
     ).hexdigest()
 
 
@@ -99,6 +117,11 @@ def canonical(record: Mapping[str, Any]) -> str:
     the number type), a non-string key its ``str``, bytes and other objects their ``str`` — so a record is always
     written.
     """
+    return canonical_bytes(record).decode("utf-8")
+
+
+def canonical_bytes(record: Mapping[str, Any]) -> bytes:
+    """:func:`canonical` as UTF-8, the bytes the chain hashes (the writer hashes them before decoding once)."""
     value: dict[str, Any] = {
         "canonical_form_version": CANONICAL_FORM_VERSION,
         "chain_algorithm": CHAIN_ALGORITHM,
@@ -114,11 +137,11 @@ def canonical(record: Mapping[str, Any]) -> str:
         else:
             # ASCII text has ASCII keys, which sort alike both ways: only other text needs its keys looked at.
             if text.isascii() or _keys_sort_alike(value):
-                return text.decode("utf-8")
+                return text
     try:
-        return rfc8785.dumps(value).decode("utf-8")
+        return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError):
-        return rfc8785.dumps(_representable(value)).decode("utf-8")
+        return rfc8785.dumps(_representable(value))
 
 
 def _plain(value: Any) -> bool:

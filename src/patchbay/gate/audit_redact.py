@@ -36,7 +36,7 @@ class Redactor:
 
     def __call__(self, arguments: Mapping[str, Any], schema: Mapping[str, Any] | None) -> Any:
         """The arguments as the audit trail keeps them."""
-        redacted = self._value(dict(arguments), schema)
+        redacted = self._object(dict(arguments), schema)
         try:
             text = orjson.dumps(redacted, default=str, option=orjson.OPT_NON_STR_KEYS)
         except TypeError:  # what orjson cannot write (an integer beyond 64 bits): the standard library can
@@ -60,30 +60,28 @@ class Redactor:
         if not isinstance(properties, Mapping):
             properties = {}
         extra = schema.get("additionalProperties") if isinstance(schema, Mapping) else None
+        known, fields = self._known, self.fields
         out: dict[Any, Any] = {}
+        # Once per argument of every recorded call, on the writer's thread: the secret checks (schema, then
+        # name) are inline, and type() comes before the ABC check (schemas are dicts, and the ABC check costs
+        # more than the rest of the loop).
         for key, item in value.items():
             sub = properties.get(key, extra)
-            # type() first: schemas are dicts, and the ABC check costs more than the rest of the loop.
-            sub = sub if type(sub) is dict or isinstance(sub, Mapping) else None
-            if _secret(sub) or (isinstance(key, str) and self._named(key)):
+            if type(sub) is not dict and not isinstance(sub, Mapping):
+                sub = None
+            elif sub.get("format") == "password" or sub.get("writeOnly") is True:
                 out[key] = REDACTED
-            elif isinstance(item, dict | list):
-                out[key] = self._value(item, sub)
-            else:
-                out[key] = item
+                continue
+            if isinstance(key, str):
+                # Argument names repeat call after call: their verdict is remembered, up to a bound (clients
+                # choose the names).
+                named = known.get(key)
+                if named is None:
+                    named = _norm(key) in fields
+                    if len(known) < _KNOWN_NAMES:
+                        known[key] = named
+                if named:
+                    out[key] = REDACTED
+                    continue
+            out[key] = self._value(item, sub) if isinstance(item, dict | list) else item
         return out
-
-    def _named(self, key: str) -> bool:
-        # Argument names repeat call after call: remembered, up to a bound (clients choose them).
-        found = self._known.get(key)
-        if found is None:
-            found = _norm(key) in self.fields
-            if len(self._known) < _KNOWN_NAMES:
-                self._known[key] = found
-        return found
-
-
-def _secret(schema: Mapping[str, Any] | None) -> bool:
-    if schema is None:
-        return False
-    return schema.get("format") == "password" or schema.get("writeOnly") is True

@@ -104,13 +104,15 @@ def append_rows(driver: Any, paramstyle: str, records: Sequence[Mapping[str, Any
             seq, prev = 0, audit_chain.GENESIS
         else:
             seq, prev = int(head[0]), str(head[1]) or audit_chain.GENESIS
+        if records:  # link's checks, once per batch: every later prev is a hash made here
+            audit_chain.check_link(prev, seq + 1, seq + len(records))
         rows: list[tuple[Any, ...]] = []
         linked: list[tuple[int, str]] = []
         for record in records:
             seq += 1
-            body = audit_chain.canonical(record)
-            digest = audit_chain.link(prev, seq, body)
-            rows.append((seq, *_copies(record), body, prev, digest))
+            body = audit_chain.canonical_bytes(record)
+            digest = audit_chain.link_checked(prev, seq, body)
+            rows.append((seq, *_copies(record), body.decode("utf-8"), prev, digest))
             linked.append((seq, digest))
             prev = digest
         if rows:
