@@ -7,10 +7,15 @@ request"; docs/auth.md.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +27,16 @@ from fixtures.wire import (
     LATEST,
     META_CAPS,
     META_INFO,
+    META_LOG_LEVEL,
     MODERN,
     TOOLS_FILE,
+    TOOLS_MODULE,
     assert_json,
     assert_rpc_error,
     assert_still_serving,
     client_for,
     initialize_body,
+    live_server,
     modern_request,
     open_session,
     parse_sse,
@@ -151,6 +159,22 @@ REFUSALS = [
         (404, SESSION_NOT_FOUND, None),
         "Session not found",
         id="answer-unknown-session",
+    ),
+    pytest.param(
+        "POST",
+        {**GONE, "mcp-protocol-version": "2025-03-26"},
+        b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]',
+        (404, SESSION_NOT_FOUND, None),
+        "Session not found",
+        id="batch-unknown-session",
+    ),
+    pytest.param(
+        "POST",
+        {},
+        b"42",
+        (400, INVALID_REQUEST, None),
+        "Invalid Request: expected a JSON-RPC 2.0 message object",
+        id="not-an-object",
     ),
     pytest.param(
         "POST",
@@ -403,3 +427,127 @@ async def test_a_calls_audit_record_names_the_transport_request_and_client_in_bo
         (11, "streamable_http", "r-25", "legacy", LATEST, {"name": "unit-test", "version": "1.0.0"}),
         (12, "streamable_http", "r-26", "modern", MODERN, {"name": "modern-client", "version": "2.0"}),
     ]
+
+
+async def test_the_owner_of_a_signed_in_session_is_served_on_every_method(tmp_path: Path) -> None:
+    """A session belongs to the principal that opened it (test_auth_session_binding.py); its owner's
+    notifications, answers, resumed streams and DELETE are all served."""
+    settings = from_dict(
+        {
+            "server": {"name": "patchbay-unit"},
+            "store": {"url": f"sqlite:///{tmp_path / 'auth.db'}"},
+            "auth": {"mode": "oauth"},
+            "connectors": [{"name": "fx", "type": "python", "path": str(TOOLS_FILE), "prefix": ""}],
+        },
+        base_dir=tmp_path,
+    )
+    async with running(settings) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        _, key = await core.run(core.keys.create, "key-a", ["mcp"])
+        auth = {**JSON_POST, "authorization": f"Bearer {key}"}
+        opened = await http.post("/mcp", json=initialize_body(), headers=auth)
+        session = {**auth, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
+        note = await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+        answer = await http.post("/mcp", json={"jsonrpc": "2.0", "id": "srv-1", "result": {}}, headers=session)
+        assert (note.status_code, answer.status_code) == (202, 202)
+
+        sys.modules[TOOLS_MODULE].RELEASE.set()  # the tool ends its POST stream early, then returns
+        polled = await http.post("/mcp", json=request("tools/call", {"name": "polling"}, 70), headers=session)
+        priming = parse_sse(polled.text)[0]
+        resumed = await http.get("/mcp", headers={**session, **STREAM, "last-event-id": priming.id or ""})
+        assert resumed.status_code == 200
+        assert "polling done" in resumed.text
+        assert (await http.delete("/mcp", headers=session)).status_code == 200
+
+
+@pytest.mark.parametrize(("version", "primed"), [("2025-11-25", True), ("2025-06-18", False)])
+async def test_only_a_2025_11_25_stream_starts_with_a_priming_event_with_the_documented_retry(
+    client: httpx.AsyncClient, version: str, primed: bool
+) -> None:
+    """docs/protocol.md: in 2025-11-25 sessions each stream starts with a priming event (an id, empty data,
+    ``retry: 1000``); clients of earlier versions do not expect one."""
+    headers = await open_session(client, version)
+    body = request("tools/call", {"name": "progress", "_meta": {"progressToken": "t"}}, 3)
+    first = parse_sse((await client.post("/mcp", json=body, headers=headers)).text)[0]
+    if primed:
+        assert first.id and (first.data, first.retry) == ("", 1000)
+    else:
+        assert json.loads(first.data)["method"] == "notifications/progress" and first.retry is None
+
+
+async def test_an_unknown_method_is_named_in_its_error_in_both_eras(client: httpx.AsyncClient) -> None:
+    headers = await open_session(client)
+    legacy = await client.post("/mcp", json=request("nope/nothing", {}, 9), headers=headers)
+    assert assert_rpc_error(legacy, 200, -32601, 9)["message"] == "Method not found: nope/nothing"
+    body, modern_headers = modern_request("nope/nothing", request_id=10)
+    modern = await client.post("/mcp", json=body, headers=modern_headers)
+    assert assert_rpc_error(modern, 404, -32601, 10)["message"] == "Method not found: nope/nothing"
+
+
+async def test_a_2026_json_only_client_gets_json_and_a_log_level_that_is_not_a_string_sends_no_logs(
+    client: httpx.AsyncClient,
+) -> None:
+    body, headers = modern_request("tools/call", {"name": "progress", "arguments": {}}, progressToken="p")
+    response = await client.post("/mcp", json=body, headers={**headers, "accept": "application/json"})
+    assert assert_json(response)["result"]["content"][0]["text"] == "progress done"
+    body, headers = modern_request("tools/call", {"name": "chatty", "arguments": {}}, **{META_LOG_LEVEL: 5})
+    chatty = await client.post("/mcp", json=body, headers=headers)
+    assert assert_json(chatty)["result"]["content"][0]["text"] == "chatty done"
+
+
+async def test_a_session_forgets_each_request_once_it_is_answered(client: httpx.AsyncClient, app: Any) -> None:
+    """A session tracks its running requests for notifications/cancelled; answered ones must not pile up."""
+    headers = await open_session(client)
+    for request_id in range(3):
+        body = request("tools/call", {"name": "quiet"}, request_id)
+        assert (await client.post("/mcp", json=body, headers=headers)).status_code == 200
+    assert app.sessions.lookup(headers["mcp-session-id"]).inflight == {}
+
+
+@pytest.mark.parametrize("era", ["2025", "2026"])
+async def test_a_cancellation_that_is_not_the_clients_propagates(client: httpx.AsyncClient, era: str) -> None:
+    """Only the client's own cancellation (notifications/cancelled in 2025, closing the stream in 2026) ends a
+    request quietly; any other cancellation of the task serving it (a server shutting down) must propagate."""
+    tools = sys.modules[TOOLS_MODULE]
+    tools.HANG_STARTED.clear()
+    tools.HANG_CANCELLED.clear()
+    if era == "2025":
+        headers = await open_session(client)
+        body = request("tools/call", {"name": "hang", "arguments": {}}, "h-1")
+    else:
+        body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}}, request_id="h-1")
+    call = asyncio.ensure_future(client.post("/mcp", json=body, headers=headers))
+    assert await anyio.to_thread.run_sync(tools.HANG_STARTED.wait, 5.0), "the tool never started"
+    call.cancel()
+    with anyio.fail_after(5), pytest.raises(asyncio.CancelledError):
+        await call
+    assert tools.HANG_CANCELLED.is_set()
+
+
+def test_closing_the_stream_of_a_2026_call_cancels_it_and_logs_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """§2.6 item 10: the client closing the response stream is cancellation; the server says so in its log."""
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "closed the stream" in r.getMessage()]
+
+    with caplog.at_level(logging.INFO, logger="patchbay.transport"), live_server(settings_for(tmp_path)) as server:
+        tools = sys.modules[TOOLS_MODULE]
+        tools.HANG_STARTED.clear()
+        tools.HANG_CANCELLED.clear()
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(timeout=10) as http, anyio.create_task_group() as group:
+                body, headers = modern_request("tools/call", {"name": "hang", "arguments": {}}, request_id="gone-1")
+                group.start_soon(functools.partial(http.post, server.url, json=body, headers=headers))
+                assert await anyio.to_thread.run_sync(tools.HANG_STARTED.wait, 5.0), "the tool never started"
+                group.cancel_scope.cancel()  # drops the connection mid-request
+            assert await anyio.to_thread.run_sync(tools.HANG_CANCELLED.wait, 5.0), "the call went on running"
+
+        anyio.run(scenario)
+        deadline = time.monotonic() + 5
+        while not said():  # the log line follows the tool's cancellation
+            assert time.monotonic() < deadline, "nothing was logged"
+            threading.Event().wait(0.01)
+    assert said() == ["call 'gone-1' cancelled: the client closed the stream"]
