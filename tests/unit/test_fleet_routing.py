@@ -204,8 +204,25 @@ async def test_with_redis_stopped_a_sealed_session_still_calls_tools_and_set_lev
             served = await http.post(b, json=call, headers=headers)
             level = await http.post(b, json=request("logging/setLevel", {"level": "debug"}, 4), headers=headers)
             stream = await http.get(b, headers={**headers, "accept": "text/event-stream"})
+            # What only Redis can route or record: an answer or a cancellation for a request B does not hold,
+            # and ending the session everywhere.
+            answer = await http.post(b, json={"jsonrpc": "2.0", "id": "srv-9", "result": {}}, headers=headers)
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99}}
+            cancelled = await http.post(b, json=cancel, headers=headers)
+            ended = await http.delete(b, headers=headers)
         assert served.status_code == 200 and served.json()["result"]["content"][0]["text"] == "still"
         error = level.json()["error"]
         assert "shared store (Redis) is unreachable" in error["message"]
-        assert stream.status_code == 503 and "unreachable" in stream.json()["error"]["message"]
         assert own_redis.password not in level.text + stream.text
+        refusals = [
+            (stream, "the session's GET stream"),
+            (answer, "answering a request from the server"),
+            (cancelled, "cancelling a request running on another replica"),
+            (ended, "ending a session (DELETE)"),
+        ]
+        for refused, what in refusals:
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["id"] is None and refused.json()["error"] == {
+                "code": -32603,
+                "message": f"The fleet's shared store (Redis) is unreachable: {what} is unavailable; try again shortly",
+            }
