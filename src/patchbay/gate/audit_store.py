@@ -60,23 +60,36 @@ def _copies(record: Mapping[str, Any]) -> tuple[Any, ...]:
 
 # Fixed statements sent straight to the driver: building them with SQLAlchemy Core took about a millisecond per
 # commit on the writer's thread (statement construction and cache keys), fifty times the SQLite commit itself.
-# (read the head, insert a record, move the head, start a missing head) for "?" drivers (sqlite3) ...
+# (read the head, move the head, start a missing head) for "?" drivers (sqlite3) ...
 _QMARK = (
     "SELECT seq, hash FROM audit_chain_head WHERE id = 1",
-    "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, outcome,"
-    " transport, duration_ms, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1",
     "INSERT INTO audit_chain_head (id, seq, hash) VALUES (?, ?, ?)",
 )
 # ... and for "%s" drivers (psycopg, pg8000), which lock the head row for the transaction.
 _FORMAT = (
     "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE",
-    "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, outcome,"
-    " transport, duration_ms, body, prev_hash, hash)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
     "UPDATE audit_chain_head SET seq = %s, hash = %s WHERE id = 1",
     "INSERT INTO audit_chain_head (id, seq, hash) VALUES (%s, %s, %s)",
 )
+_INSERT = (
+    "INSERT INTO audit_records (seq, ts, kind, request_ref, method, name, subject, client_id, client_name, outcome,"
+    " transport, duration_ms, body, prev_hash, hash) VALUES "
+)
+_WIDTH = 15  # values per row
+# Rows per INSERT statement: a batch goes as a few multi-row statements of these sizes (at most 64 x 15 = 960
+# parameters: under the 999 of SQLite before 3.32), not one statement per row. executemany steps each row on
+# its own, letting the GIL go and taking it back around every step, which the event loop's thread feels; a few
+# fixed sizes keep the statements in the driver's statement cache.
+_CHUNKS = (64, 32, 16, 8, 4, 2, 1)
+
+
+def _inserts(mark: str) -> dict[int, str]:
+    row = "(" + ", ".join([mark] * _WIDTH) + ")"
+    return {size: _INSERT + ", ".join([row] * size) for size in _CHUNKS}
+
+
+_INSERTS = {"qmark": _inserts("?"), "format": _inserts("%s")}
 
 
 def append(connection: Connection, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
@@ -94,7 +107,8 @@ def append_rows(driver: Any, paramstyle: str, records: Sequence[Mapping[str, Any
 
     Must run inside a write transaction (it is the caller's to commit).
     """
-    head_sql, insert_sql, move_sql, start_sql = _QMARK if paramstyle == "qmark" else _FORMAT
+    head_sql, move_sql, start_sql = _QMARK if paramstyle == "qmark" else _FORMAT
+    inserts = _INSERTS["qmark" if paramstyle == "qmark" else "format"]
     cursor = driver.cursor()
     try:
         cursor.execute(head_sql)
@@ -106,21 +120,29 @@ def append_rows(driver: Any, paramstyle: str, records: Sequence[Mapping[str, Any
             seq, prev = int(head[0]), str(head[1]) or audit_chain.GENESIS
         if records:  # link's checks, once per batch: every later prev is a hash made here
             audit_chain.check_link(prev, seq + 1, seq + len(records))
-        rows: list[tuple[Any, ...]] = []
+        values: list[Any] = []  # the rows' values one after the other, as the multi-row INSERTs take them
         linked: list[tuple[int, str]] = []
         for record in records:
             seq += 1
             body = audit_chain.canonical_bytes(record)
             digest = audit_chain.link_checked(prev, seq, body)
-            rows.append((seq, *_copies(record), body.decode("utf-8"), prev, digest))
+            values += (seq, *_copies(record), body.decode("utf-8"), prev, digest)
             linked.append((seq, digest))
             prev = digest
-        if rows:
-            cursor.executemany(insert_sql, rows)
+        if linked:
+            _insert(cursor, inserts, values)
             cursor.execute(move_sql, (seq, prev))
     finally:
         cursor.close()
     return linked
+
+
+def _insert(cursor: Any, inserts: dict[int, str], values: list[Any]) -> None:
+    start, rows = 0, len(values) // _WIDTH
+    for size in _CHUNKS:
+        while rows >= size:
+            cursor.execute(inserts[size], values[start : start + size * _WIDTH])
+            start, rows = start + size * _WIDTH, rows - size
 
 
 def write_now(engine: Engine, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
