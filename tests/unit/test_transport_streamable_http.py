@@ -551,3 +551,36 @@ def test_closing_the_stream_of_a_2026_call_cancels_it_and_logs_why(
             assert time.monotonic() < deadline, "nothing was logged"
             threading.Event().wait(0.01)
     assert said() == ["call 'gone-1' cancelled: the client closed the stream"]
+
+
+def test_a_tool_asks_the_client_on_its_post_stream_and_gets_the_answer_posted_back(tmp_path: Path) -> None:
+    """§3.1: in a 2025 session a server→client request (elicitation) travels on the call's SSE stream; the
+    client POSTs its answer (202) and the result follows on the same stream."""
+    with live_server(settings_for(tmp_path)) as server:
+
+        async def scenario() -> dict[str, Any]:
+            async with httpx.AsyncClient(timeout=10) as http:
+                headers = await open_session(http, url=server.url)
+                call = request("tools/call", {"name": "ask_name", "arguments": {}}, "ask-1")
+                with anyio.fail_after(10):
+                    async with http.stream("POST", server.url, json=call, headers=headers) as response:
+                        assert response.headers["content-type"].startswith("text/event-stream")
+                        lines = response.aiter_lines()
+                        sent = (
+                            json.loads(line[5:])
+                            async for line in lines
+                            if line.startswith("data:") and line[5:].strip()
+                        )
+                        asked = await anext(sent)
+                        assert asked["method"] == "elicitation/create" and asked["id"] is not None
+                        answer = {"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept"}}
+                        answer["result"]["content"] = {"name": "Ada"}
+                        posted = await http.post(server.url, json=answer, headers=headers)
+                        assert posted.status_code == 202 and posted.content == b""
+                        result = await anext(sent)
+                        assert [m async for m in sent] == []  # the result ends the stream
+                        return result
+
+        result = anyio.run(scenario)
+    assert result == {"jsonrpc": "2.0", "id": "ask-1", "result": result["result"]}
+    assert result["result"]["content"] == [{"type": "text", "text": "Hello, Ada!"}]
