@@ -247,3 +247,42 @@ def test_the_index_folder_is_made_when_missing(tmp_path: Path) -> None:
         assert index.count() == 0
     finally:
         index.close()
+
+
+def test_a_page_says_more_follow_only_when_they_do(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        put(index, *((record(f"d{n}", f"Doc {n}"), [Chunk("", f"ledger {n}")]) for n in range(10)))
+        hits, more = index.search(["ledger"], None, 10, 0)
+        assert (len(hits), more) == (10, False)
+        put(index, (record("d10", "Doc 10"), [Chunk("", "ledger 10")]))
+        hits, more = index.search(["ledger"], None, 10, 0)
+        assert (len(hits), more) == (10, True)
+        hits, more = index.search(["ledger"], None, 10, 10)
+        assert (len(hits), more) == (1, False)
+    finally:
+        index.close()
+
+
+def test_a_page_trimmed_by_access_still_says_more_follow(tmp_path: Path) -> None:
+    """The best 50 passages hold 40 hidden documents and 10 readable ones: a full page, but more readable ones
+    follow further down, so the next batch of passages is read before answering."""
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        hidden = (
+            (record(f"board{n}", f"Minutes {n}", acl=("role:board",)), [Chunk("", "budget budget budget")])
+            for n in range(40)
+        )
+        readable = (
+            (record(f"open{n}", f"Canteen {n}"), [Chunk("", f"The canteen menu {n} mentions the budget once.")])
+            for n in range(15)
+        )
+        put(index, *hidden, *readable)
+        first, more = index.search(["budget"], None, 10, 0)
+        assert [hit.title.split()[0] for hit in first] == ["Canteen"] * 10
+        assert more
+        rest, more = index.search(["budget"], None, 10, 10)
+        assert [hit.title.split()[0] for hit in rest] == ["Canteen"] * 5
+        assert not more
+    finally:
+        index.close()
