@@ -194,14 +194,19 @@ async def test_a_key_expiring_sooner_is_cached_only_until_it_expires(make_core: 
 
 
 async def test_a_token_without_the_required_scopes_is_403_naming_what_to_ask_for(make_core: Any) -> None:
-    core = make_core(scopes_supported=["mcp", "admin"], required_scopes=["admin"])
-    _, weak = core.keys.create("weak", ["mcp"])
-    _, strong = core.keys.create("strong", ["admin"])
+    core = make_core(scopes_supported=["mcp", "admin", "audit"], required_scopes=["admin", "audit"])
+    _, weak = core.keys.create("weak", ["mcp", "audit"])
+    _, strong = core.keys.create("strong", ["admin", "audit"])
     auth = own(core)
     for _ in range(2):  # verified, then from the cache: the scope check applies to both
         refused = await auth.authenticate(f"Bearer {weak}".encode())
-        description = "This server needs the scopes: admin"
-        assert refused == Rejection(403, auth.challenge("insufficient_scope", description, "admin mcp"), description)
+        description = "This server needs the scopes: admin audit"
+        assert isinstance(refused, Rejection)
+        assert refused.status == 403 and refused.message == description
+        assert refused.challenge.startswith(
+            f'Bearer resource_metadata="{PRM}", scope="admin audit mcp", error="insufficient_scope", '
+        )
+        assert refused.challenge.endswith(f'error_description="{description}"')
         assert isinstance(await auth.authenticate(f"Bearer {strong}".encode()), Principal)
 
 
