@@ -22,13 +22,14 @@ from starlette.responses import RedirectResponse, Response
 
 from patchbay.auth.body import Form, read_form
 from patchbay.auth.cimd import MetadataDocuments, is_metadata_url
-from patchbay.auth.clients import Client, is_loopback_host
+from patchbay.auth.clients import Client
 from patchbay.auth.core import Core
 from patchbay.auth.crypto import CHALLENGE, digest, new_secret, same
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.grants import Pending
 from patchbay.auth.lockout import AddressThrottle, Throttle
-from patchbay.auth.pages import PageContext, consent_page, error_page, login_page
+from patchbay.auth.pages import DISABLED, REFUSED, PageContext, consent_page, error_page, login_page
+from patchbay.auth.redirects import is_loopback_host
 from patchbay.auth.users import DEVICE_SECONDS, Attempt, UserView
 
 log = logging.getLogger("patchbay.auth")
@@ -36,10 +37,6 @@ SESSION_COOKIE = "patchbay_session"
 SESSION_SECONDS = 8 * 3600
 CSRF_COOKIE = "patchbay_csrf_"
 DEVICE_COOKIE = "patchbay_device"
-# One message for a wrong name, a wrong password, a locked account and a throttled address: the page must not
-# tell which accounts exist or are locked (see patchbay.auth.lockout).
-REFUSED = "Wrong username or password, or too many attempts. Check them and try again in a few minutes."
-DISABLED = "This account is disabled. Ask your administrator."
 
 
 def redirect(uri: str, params: dict[str, str | None]) -> Response:

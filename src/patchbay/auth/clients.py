@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import sessionmaker
 
+from patchbay.auth.redirects import is_loopback_host
 from patchbay.store import writer
 from patchbay.store.models import AuthClient
 
@@ -58,15 +58,6 @@ def _loopback_parts(uri: str) -> tuple[str, str, str, str] | None:
     if parts.scheme != "http" or not is_loopback_host(parts.hostname or ""):
         return None
     return parts.scheme, (parts.hostname or "").lower(), parts.path, parts.query
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def client_view(row: AuthClient) -> Client:

@@ -30,17 +30,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from patchbay.auth.authorize import DISABLED, REFUSED
 from patchbay.auth.body import Form, read_form
 from patchbay.auth.crypto import new_secret, same
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.lockout import Throttle
-from patchbay.auth.pages import _page, error_page
+from patchbay.auth.pages import DISABLED, REFUSED, _page, error_page
 from patchbay.auth.redirects import csp_source
-from patchbay.auth.users import Users, UserView
 
 if TYPE_CHECKING:
     from patchbay.auth.oidc import UpstreamLogin
+    from patchbay.auth.users import Users, UserView  # the account store imports argon2 and SQLAlchemy
 
 log = logging.getLogger("patchbay.auth")
 CALLBACK_PATH = "/authorize/callback"

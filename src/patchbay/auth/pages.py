@@ -14,6 +14,11 @@ from starlette.responses import HTMLResponse
 
 from patchbay.auth.redirects import csp_source
 
+# One message for a wrong name, a wrong password, a locked account and a throttled address: the page must not
+# tell which accounts exist or are locked (see patchbay.auth.lockout).
+REFUSED = "Wrong username or password, or too many attempts. Check them and try again in a few minutes."
+DISABLED = "This account is disabled. Ask your administrator."
+
 STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1b1d21}
 main{max-width:26rem;margin:8vh auto;background:#fff;padding:2rem;border-radius:.75rem;

@@ -18,7 +18,6 @@ import re
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from patchbay.auth.clients import is_loopback_host
 from patchbay.auth.errors import ErrorCode, OAuthError
 
 MAX_LENGTH = 2000
@@ -31,6 +30,16 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 # A DNS name (RFC 1123 §2.1 labels) or a dotted IPv4 address; IPv6 literals are checked with ipaddress.
 _HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def is_loopback_host(host: str) -> bool:
+    # Here rather than with the client store (auth.clients): the sign-in pages check redirects without SQLAlchemy.
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _refuse(uri: str, why: str, code: ErrorCode) -> OAuthError:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from patchbay.auth.body import Form
-from patchbay.console import access_data, access_pages
+from patchbay.console import access_data
 from patchbay.console.access_data import FormError
 from patchbay.console.core import LOCAL_COOKIE, Admin, Console, Page
 from patchbay.console.signin import COOKIES
@@ -121,6 +121,8 @@ def register(console: Console) -> None:
         except (FormError, ValueError) as exc:
             return refused(request, who, KEYS, "key_create", f"No key created: {exc}.", key_name=name[:100])
         console.audit("console.access.key_create", by=who.username, key_name=name, roles=roles, outcome="ok")
+        from patchbay.console import access_pages  # SQLAlchemy: only once sign-in (core) is on
+
         listed = await core.run(access_pages.keys, core.engine, "", "")
         page = Page(
             "access_keys.html",

@@ -10,13 +10,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import Engine, func, select
+from typing import TYPE_CHECKING, Any
 
 from patchbay.auth.principal import Principal
-from patchbay.links.store import LinkStore
-from patchbay.store.models import AuthToken, AuthUser
+
+if TYPE_CHECKING:  # the stores load with sign-in (which the lists need); the form checks need neither
+    from sqlalchemy import Engine
+
+    from patchbay.links.store import LinkStore
 
 __all__ = ["FormError", "GrantRow", "arguments", "caller", "client_grants", "days", "link_store", "principal", "roles"]
 
@@ -47,6 +48,10 @@ class GrantRow:
 
 def client_grants(engine: Engine, client_id: str, now: float) -> list[GrantRow]:
     """The client's grants that still hold a live token (newest first, at most ``MAX_GRANTS``)."""
+    from sqlalchemy import func, select
+
+    from patchbay.store.models import AuthToken, AuthUser
+
     query = (
         select(
             AuthToken.grant_id,
@@ -69,6 +74,7 @@ def client_grants(engine: Engine, client_id: str, now: float) -> list[GrantRow]:
 def link_store(engine: Engine) -> LinkStore:
     """The linked accounts, for listing and removing: neither opens a sealed token, so (as `patchbay links`) a
     throwaway vault key keeps the page free of the configured one."""
+    from patchbay.links.store import LinkStore
     from patchbay.vault import Vault
 
     return LinkStore(engine, Vault.ephemeral())

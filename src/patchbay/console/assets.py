@@ -11,9 +11,12 @@ import hashlib
 import mimetypes
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
 from starlette.responses import Response
+
+if TYPE_CHECKING:
+    import jinja2
 
 HERE = Path(__file__).parent
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
@@ -69,6 +72,8 @@ def environment(static_url: Callable[[str], str]) -> jinja2.Environment:
     Each template is compiled on first use and kept: the templates ship inside the package and never change while
     the server runs, so there is no file to stat on every request (``auto_reload``) and no cache to evict from.
     """
+    import jinja2  # with the first page shown: a server nobody opens the console of never loads it
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -31,6 +31,8 @@ from patchbay.console.security import csrf_token, same_origin, secure
 from patchbay.console.signin import COOKIES, MARK_COOKIE, PREFIX, ConsoleSignIn
 
 if TYPE_CHECKING:
+    import jinja2
+
     from patchbay.app import Runtime
     from patchbay.auth.users import UserView
 
@@ -90,7 +92,6 @@ class Console:
         self.signin = signin
         self.off = off
         self.static = Static()
-        self.templates: jinja2.Environment = environment(self.static.url)
         self.nav_pages: list[tuple[str, str, str]] = []  # (name, title, role) in navigation order
         self.page_roles: dict[str, str] = {}  # page path (under /admin) → role
         self._routes: list[BaseRoute] = []
@@ -98,6 +99,11 @@ class Console:
         self.sessions: Any = None
         self.legacy: Any = None
         self.action("/signout", role="")(self._sign_out)
+
+    @functools.cached_property
+    def templates(self) -> jinja2.Environment:
+        """The pages' templates, made when the first page is rendered."""
+        return environment(self.static.url)
 
     # -- registration ---------------------------------------------------------------------------------------
 

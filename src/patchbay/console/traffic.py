@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from html import escape
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 WINDOW_MINUTES = 60
 ERRORS = ("tool_error", "error", "timed_out", "unrecorded")
@@ -89,6 +91,8 @@ def _window(now: float | None) -> tuple[int, int]:
 
 def _minutes(engine: Engine, start: int, end: int) -> list[Minute]:
     """Each minute from ``start`` to ``end`` (epoch seconds on minute boundaries), aggregated by the store."""
+    from sqlalchemy import text  # only with [audit] on, which loads SQLAlchemy anyway
+
     query = text(_QUERY.format(minute=_MINUTE.get(engine.dialect.name, _MINUTE["sqlite"])))
     with engine.connect() as connection:
         rows = connection.execute(query, {"start": float(start), "end": float(end)}).all()

@@ -9,14 +9,17 @@ signs in: there are no accounts to show, and the playground answers for an anony
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
-from patchbay.console import access_actions, access_data, access_pages
+from patchbay.console import access_actions, access_data
 from patchbay.console.access_actions import SECTIONS
 from patchbay.console.access_data import FormError
 from patchbay.console.core import Admin, Console, Page, PageResult
+
+if TYPE_CHECKING:  # the lists' queries (SQLAlchemy) load with the first list shown
+    from patchbay.console import access_pages
 
 NO_SIGN_IN = 'Sign-in is off ([auth] mode = "none"): there are no users, API keys, clients or linked accounts.'
 
@@ -42,14 +45,20 @@ def register(console: Console) -> None:
 
     @console.page("/access")
     async def users(request: Request, who: Admin) -> PageResult:
+        from patchbay.console import access_pages
+
         return await listed(request, "users", access_pages.users, now=time.time())
 
     @console.page("/access/keys")
     async def keys(request: Request, who: Admin) -> PageResult:
+        from patchbay.console import access_pages
+
         return await listed(request, "keys", access_pages.keys, created=None)
 
     @console.page("/access/clients")
     async def clients(request: Request, who: Admin) -> PageResult:
+        from patchbay.console import access_pages
+
         return await listed(request, "clients", access_pages.clients)
 
     @console.page("/access/client")

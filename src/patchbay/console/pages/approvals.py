@@ -8,9 +8,7 @@ from starlette.responses import Response
 
 from patchbay.auth.body import Form
 from patchbay.console.answer import answer
-from patchbay.console.approval_queue import pending
 from patchbay.console.core import Admin, Console, Page, PageResult
-from patchbay.gate.approval_pages import APPROVAL_ID, catalog_lookup, decide
 
 MAX_CURSOR = 100
 
@@ -24,6 +22,9 @@ def register(console: Console) -> None:
 
     @console.action("/approvals/{approval_id}/decide", role="approver")
     async def decide_one(request: Request, who: Admin, form: Form) -> Response:
+        # The approval store (SQLAlchemy, the vault's cryptography) loads when a call is decided, not at start.
+        from patchbay.gate.approval_pages import APPROVAL_ID, catalog_lookup, decide
+
         approval_id, decision = request.path_params["approval_id"], form.get("decision")
         held = runtime.dispatcher.approvals
         if held is None or not APPROVAL_ID.match(approval_id):
@@ -66,6 +67,8 @@ async def _context(console: Console, who: Admin, before: str = "") -> dict[str, 
         "approver_roles": settings.approver_roles,
     }
     if held is not None:
+        from patchbay.console.approval_queue import pending
+
         queue = await pending(held, who.username, before[:MAX_CURSOR])
         context["rows"] = queue.rows
         context["next_url"] = f"/admin/approvals?before={queue.next_before}" if queue.next_before else None

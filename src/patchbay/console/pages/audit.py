@@ -13,19 +13,23 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 import orjson
-from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from patchbay.console import audit_data
-from patchbay.console.audit_data import AuditFilter, Bounds, FilterError, Row
 from patchbay.console.core import Admin, Console, Page, PageResult
 from patchbay.gate.calls import OUTCOMES
+
+# The trail's queries (audit_data: SQLAlchemy and the audit tables) load with the first request for this page:
+# a server with [audit] enabled = false never needs them, and one with it on has SQLAlchemy loaded already.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from patchbay.console.audit_data import AuditFilter, Bounds, Row
 
 OUTCOME_CHOICES = ("intent", *OUTCOMES)
 POLL_SECONDS = 1.0
@@ -37,6 +41,8 @@ OFF = "The audit trail is off ([audit] enabled = false): there is nothing to sho
 
 def cells(row: Row) -> list[Any]:
     """A record's cells in the table's column order (the page and the live tail show the same)."""
+    from patchbay.console import audit_data
+
     client = row.client_name or row.client_id
     return [row.seq, audit_data.iso(row.ts), row.method, row.name, row.subject, client, row.outcome]
 
@@ -55,17 +61,21 @@ def _cursor(request: Request, name: str) -> int | None:
 
 
 def _filter(request: Request) -> tuple[AuditFilter, Bounds | None, str | None]:
+    from patchbay.console import audit_data
+
     try:
         chosen, bounds = audit_data.parse_filter(request.query_params, time.time())
-    except FilterError as exc:
+    except audit_data.FilterError as exc:
         given = {k: (request.query_params.get(k) or "")[:200] for k in ("user", "client", "tool", "outcome")}
-        return AuditFilter(**given), None, str(exc)
+        return audit_data.AuditFilter(**given), None, str(exc)
     return chosen, bounds, None
 
 
 def register(console: Console) -> None:
     @console.page("/audit")
     async def audit_page(request: Request, who: Admin) -> PageResult:
+        from patchbay.console import audit_data
+
         chosen, bounds, problem = _filter(request)
         context: dict[str, Any] = {
             "title": "Audit",
@@ -107,6 +117,8 @@ def register(console: Console) -> None:
 
     @console.page("/audit/{seq:int}")
     async def audit_record(request: Request, who: Admin) -> PageResult:
+        from patchbay.console import audit_data
+
         engine = _engine(console)
         if engine is None:
             return Page("audit.html", {"title": "Audit", "off": OFF}, 404)
@@ -121,6 +133,8 @@ def register(console: Console) -> None:
 
     @console.page("/audit/live")
     async def audit_live(request: Request, who: Admin) -> PageResult:
+        from patchbay.console import audit_data
+
         engine = _engine(console)
         _, bounds, problem = _filter(request)
         if engine is None or bounds is None:
@@ -136,6 +150,8 @@ def register(console: Console) -> None:
 
     @console.page("/audit/export.{fmt:str}")
     async def audit_export(request: Request, who: Admin) -> PageResult:
+        from patchbay.console import audit_data
+
         fmt = request.path_params["fmt"]
         engine = _engine(console)
         chosen, bounds, problem = _filter(request)
@@ -164,6 +180,8 @@ def _choices(current: str) -> list[tuple[str, str]]:
 
 async def _in_thread(lines: Iterator[str]) -> AsyncIterator[str]:
     """``lines`` read in a worker thread, a batch at a time: the event loop never waits on the store."""
+    from patchbay.console import audit_data
+
     take: Callable[[], list[str]] = lambda: list(itertools.islice(lines, audit_data.EXPORT_BATCH))  # noqa: E731
     while True:
         batch = await anyio.to_thread.run_sync(take)
@@ -173,6 +191,8 @@ async def _in_thread(lines: Iterator[str]) -> AsyncIterator[str]:
 
 
 async def _tail(console: Console, request: Request, engine: Engine, bounds: Bounds, start: int) -> AsyncIterator[str]:
+    from patchbay.console import audit_data
+
     minutes = console.settings.console.live_minutes
     deadline = time.monotonic() + minutes * 60
     beat = checked = time.monotonic()
