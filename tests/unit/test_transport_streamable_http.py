@@ -584,3 +584,39 @@ def test_a_tool_asks_the_client_on_its_post_stream_and_gets_the_answer_posted_ba
         result = anyio.run(scenario)
     assert result == {"jsonrpc": "2.0", "id": "ask-1", "result": result["result"]}
     assert result["result"]["content"] == [{"type": "text", "text": "Hello, Ada!"}]
+
+
+async def test_a_2026_error_from_a_method_answers_the_requests_id(client: httpx.AsyncClient) -> None:
+    """JSON-RPC 2.0 §5: an error answers the id of the request it refuses, here one its handler raised."""
+    body, headers = modern_request("tools/list", {"cursor": "bogus"}, request_id="list-7")
+    response = await client.post("/mcp", json=body, headers=headers)
+    assert assert_rpc_error(response, 400, INVALID_PARAMS, "list-7")["message"]
+
+
+PROGRESS_PROBE = '''
+from patchbay import Context, tool
+
+
+@tool(read_only=True, open_world=False)
+async def probe(ctx: Context) -> str:
+    """Whether progress would reach the caller."""
+    return f"progress requested: {ctx.progress_requested}"
+'''
+
+
+@pytest.mark.parametrize("era", ["2025", "2026"])
+async def test_a_client_that_takes_only_json_is_not_offered_progress(tmp_path: Path, era: str) -> None:
+    """``ctx.progress_requested`` is true only when progress reaches the client: one that accepts only JSON has
+    no stream to carry it, whatever progress token it sent."""
+    (tmp_path / "probe_tools.py").write_text(PROGRESS_PROBE)
+    connector = {"name": "probe", "type": "python", "path": str(tmp_path / "probe_tools.py"), "prefix": ""}
+    settings = from_dict({"store": {"url": "sqlite:///:memory:"}, "connectors": [connector]}, base_dir=tmp_path)
+    async with running(settings) as app, client_for(app) as http:
+        for accept, requested in (("application/json", False), ("application/json, text/event-stream", True)):
+            if era == "2025":
+                body = request("tools/call", {"name": "probe", "arguments": {}, "_meta": {"progressToken": "p"}})
+                headers = {"content-type": "application/json"}
+            else:
+                body, headers = modern_request("tools/call", {"name": "probe", "arguments": {}}, progressToken="p")
+            response = await http.post("/mcp", json=body, headers={**headers, "accept": accept})
+            assert assert_json(response)["result"]["content"][0]["text"] == f"progress requested: {requested}"
