@@ -286,3 +286,18 @@ def test_a_page_trimmed_by_access_still_says_more_follow(tmp_path: Path) -> None
         assert not more
     finally:
         index.close()
+
+
+def test_a_word_in_exactly_a_thousand_passages_still_ranks(tmp_path: Path) -> None:
+    """Common means in more than 1,000 passages (once the index holds more than 1,000)."""
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        put(
+            index,
+            (record("filler", "Filler"), [Chunk("", f"paperwork {n}") for n in range(3000)]),
+            (record("series-a", "Series A"), [Chunk("", f"alpha {n}") for n in range(1000)]),
+            (record("beta", "Beta"), [Chunk("", "beta")]),
+        )
+        assert sorted(titles(index, "alpha beta")) == ["Beta", "Series A"]
+    finally:
+        index.close()

@@ -340,3 +340,22 @@ async def test_an_access_list_changed_in_the_config_keeps_every_entry(tmp_path: 
             assert [r["title"] for r in result.structured["results"]] == ["Alpha"], principal
     finally:
         await changed.close()
+
+
+async def test_a_skipped_file_whose_size_and_time_are_unchanged_is_not_retried(tmp_path: Path) -> None:
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    page = folder / "notes.txt"
+    page.write_bytes(b"\x00\x01 binary texts")
+    before = page.stat()
+    docs = connector(tmp_path, [{"name": "kb", "folder": str(folder)}])
+    await docs.open()
+    try:
+        assert counts(docs.last_report) == (0, 0, 0, 0, 1)  # type: ignore[arg-type]
+        page.write_bytes(b"readable words!")  # the same length (15 bytes), and the old time put back
+        os.utime(page, ns=(before.st_atime_ns, before.st_mtime_ns))
+        again = await anyio.to_thread.run_sync(docs.reindex)
+        assert counts(again) == (0, 0, 0, 0, 1), "not read again: its stat says it has not changed"
+        assert await ids_for(docs, "readable") == []
+    finally:
+        await docs.close()
