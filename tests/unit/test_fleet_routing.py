@@ -134,7 +134,8 @@ async def test_one_get_stream_per_session_across_replicas_until_it_ends(
         async with http.stream("GET", a, headers=stream) as held:
             assert held.status_code == 200
             refused = await http.get(b, headers=stream)
-            assert refused.status_code == 409 and "already has an open GET stream" in refused.text
+            assert refused.status_code == 409
+            assert refused.json()["error"]["message"] == "Conflict: this session already has an open GET stream"
         # A saw the client go and released the lock: B now opens the stream.
         await until(lambda: _is(get_status(http, b, headers), 200), "B to open the GET stream after A's ended")
 
@@ -186,7 +187,8 @@ async def test_a_get_stream_resume_is_refused_while_the_old_connection_stays_ope
             resumed = {**stream, "last-event-id": await _first_event_id(lines)}
             async with asyncio.timeout(30):  # a 200 would be a second stream that never ends
                 refused = await http.get(b, headers=resumed)
-            assert refused.status_code == 409 and "already has an open GET stream" in refused.text
+            assert refused.status_code == 409
+            assert refused.json()["error"]["message"] == "Conflict: this session already has an open GET stream"
 
 
 async def _is(status: Any, wanted: int) -> bool:

@@ -80,7 +80,8 @@ def test_a_second_get_stream_on_a_session_is_409_until_the_first_ends(tmp_path: 
                     assert first.status_code == 200
                     with anyio.fail_after(5):  # a second stream let through would never end
                         second = await http.get(server.url, headers=headers)
-                    assert_rpc_error(second, 409, -32600)
+                    error = assert_rpc_error(second, 409, -32600)
+                    assert error["message"] == "Conflict: this session already has an open GET stream"
                 session = server.app.sessions.lookup(sid)
                 await anyio.to_thread.run_sync(wait_until, lambda: session.standalone is None)
                 async with http.stream("GET", server.url, headers=headers) as again:
