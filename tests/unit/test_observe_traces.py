@@ -161,6 +161,20 @@ def test_calls_are_exported_as_semconv_spans_parented_on_meta_traceparent(tmp_pa
     assert list(points[0].explicit_bounds) == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
 
 
+def test_a_2025_era_call_is_parented_on_its_meta_traceparent_too(tmp_path: Path) -> None:
+    """SEP-414 reads ``params._meta`` of any request, not only of 2026-07-28 ones."""
+    with collector() as otlp, live_server(settings_for(tmp_path, otlp.url)) as server:
+        meta = {"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN}-01"}
+        body = request("tools/call", {"name": "echo", "arguments": {"text": "hi"}, "_meta": meta}, 5)
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=DEADLINE) as http:
+            answered = http.post("/mcp", json=body, headers=JSON_POST)
+            assert answered.status_code == 200 and answered.json()["result"]["isError"] is False
+        tracing = server.app.observability.tracing
+        [span] = otlp.wait_for("spans", 1, tracing.flush)
+    assert span.trace_id.hex() == TRACE_ID and span.parent_span_id.hex() == PARENT_SPAN
+    assert attributes(span)["mcp.protocol.version"] == "2025-03-26"
+
+
 def test_with_otel_off_no_opentelemetry_module_is_loaded(tmp_path: Path) -> None:
     script = f"""
 import sys, anyio, httpx2 as httpx
