@@ -620,3 +620,15 @@ async def test_a_client_that_takes_only_json_is_not_offered_progress(tmp_path: P
                 body, headers = modern_request("tools/call", {"name": "probe", "arguments": {}}, progressToken="p")
             response = await http.post("/mcp", json=body, headers={**headers, "accept": accept})
             assert assert_json(response)["result"]["content"][0]["text"] == f"progress requested: {requested}"
+
+
+async def test_a_2026_call_is_judged_by_the_capabilities_its_own_meta_declares(client: httpx.AsyncClient) -> None:
+    """2026-07-28 has no session to remember capabilities: each request's _meta declares them. A tool that asks
+    the user is refused without elicitation (-32021) and asks for input with it."""
+    body, headers = modern_request("tools/call", {"name": "ask_name", "arguments": {}}, request_id=1)
+    body["params"]["_meta"][META_CAPS] = {"sampling": {}}
+    refused = await client.post("/mcp", json=body, headers=headers)
+    assert assert_rpc_error(refused, 400, -32021, 1)["data"]["requiredCapabilities"] == {"elicitation": {}}
+    body["params"]["_meta"][META_CAPS] = {"elicitation": {}}
+    asked = await client.post("/mcp", json=body, headers=headers)
+    assert assert_json(asked)["result"]["resultType"] == "input_required"
