@@ -301,3 +301,33 @@ def test_a_word_in_exactly_a_thousand_passages_still_ranks(tmp_path: Path) -> No
         assert sorted(titles(index, "alpha beta")) == ["Beta", "Series A"]
     finally:
         index.close()
+
+
+def test_putting_a_document_again_replaces_it(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        put(index, (record("a", "Alpha"), [Chunk("Alpha", "First draft."), Chunk("Alpha", "Appendix.")]))
+        put(index, (record("a", "Alpha"), [Chunk("Alpha", "Final text.")]))
+        assert (index.count(), titles(index, "draft"), titles(index, "final")) == (1, [], ["Alpha"])
+        document = index.get("kb:a")
+        assert document is not None and document.text == "Final text."
+    finally:
+        index.close()
+
+
+def test_readable_documents_ranked_below_thousands_of_hidden_ones_are_found(tmp_path: Path) -> None:
+    """Passage ids go to SQLite in batches (it limits bound parameters): every batch is read."""
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        hidden = (
+            (record(f"board{n}", f"Minutes {n}", acl=("role:board",)), [Chunk("", "budget budget budget")])
+            for n in range(2000)
+        )
+        readable = (
+            (record(f"open{n}", f"Canteen {n}"), [Chunk("", "The canteen mentions the budget.")]) for n in range(3)
+        )
+        put(index, *hidden, *readable)
+        assert sorted(titles(index, "budget")) == ["Canteen 0", "Canteen 1", "Canteen 2"]
+        assert len(titles(index, "budget", frozenset({"role:board"}))) == 10
+    finally:
+        index.close()
