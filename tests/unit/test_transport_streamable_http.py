@@ -632,3 +632,21 @@ async def test_a_2026_call_is_judged_by_the_capabilities_its_own_meta_declares(c
     body["params"]["_meta"][META_CAPS] = {"elicitation": {}}
     asked = await client.post("/mcp", json=body, headers=headers)
     assert assert_json(asked)["result"]["resultType"] == "input_required"
+
+
+async def test_a_public_url_outside_latin_1_still_gets_a_401_with_a_challenge(tmp_path: Path) -> None:
+    """HTTP header values are Latin-1 at most: a public_url with an internationalised host (not in punycode) is
+    replaced where it cannot be written, never turned into a 500."""
+    settings = from_dict(
+        {
+            "server": {"name": "patchbay-unit", "public_url": "https://例え.example"},
+            "store": {"url": f"sqlite:///{tmp_path / 'auth.db'}"},
+            "auth": {"mode": "oauth"},
+            "connectors": [{"name": "t", "type": "python", "path": str(authflow.TOOLS), "prefix": ""}],
+        },
+        base_dir=tmp_path,
+    )
+    async with running(settings) as app, client_for(app) as http:
+        response = await http.post("/mcp", json=request("tools/list", {}, 1), headers=JSON_POST)
+        assert assert_rpc_error(response, 401, INVALID_REQUEST)["message"] == MISSING_TOKEN
+        assert response.headers["www-authenticate"].startswith('Bearer resource_metadata="https://??.example/')
