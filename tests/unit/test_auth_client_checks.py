@@ -301,6 +301,8 @@ def test_a_metadata_document_describes_a_public_client() -> None:
         grant_types=("authorization_code",),
     )
     assert client.metadata == {"client_uri": "https://client.example"}
+    logo = parse_document(URL, {**document, "logo_uri": "https://client.example/logo.png"})
+    assert logo.metadata == {"client_uri": "https://client.example", "logo_uri": "https://client.example/logo.png"}
 
 
 def test_a_metadata_document_without_a_name_or_grants_gets_the_host_and_both_grants() -> None:
