@@ -117,6 +117,8 @@ class AuditRecorder:
         self.source = "<config>"  # the config file, for errors
         self._path = write_path(engine)
         self._paramstyle = engine.dialect.paramstyle
+        # The writer's pooled connection between two batches that follow each other (_transaction).
+        self._held: Any = None
         self._sqlite = engine.url.get_backend_name() == "sqlite"
         self._redact = Redactor(settings.redact_fields, settings.max_argument_bytes)
         self._lock = threading.RLock()
@@ -372,9 +374,12 @@ class AuditRecorder:
 
         Driven on the driver's connection, checked out of the engine's pool as usual (so its checkout hooks run):
         a SQLAlchemy Connection's begin and commit, their events and the BEGIN hook cost the writer more than the
-        statements themselves, and it shares the event loop's GIL (docs/performance.md, audit trail).
+        statements themselves, and it shares the event loop's GIL (docs/performance.md, audit trail). While more
+        records wait, the connection is kept for the next batch (a checkout and its return cost four times the
+        BEGIN and COMMIT of an in-memory store); it goes back to the pool, here on the writer's thread, once the
+        queue is empty or a batch fails.
         """
-        pooled = self._path.engine.raw_connection()
+        pooled, self._held = self._held or self._path.engine.raw_connection(), None
         try:
             driver: Any = pooled.driver_connection
             if self._sqlite:  # the connect hook hands transaction control to us (patchbay.store.engine)
@@ -388,9 +393,15 @@ class AuditRecorder:
                 except Exception:  # a broken connection (the server went away): the pool opens a new one
                     pooled.invalidate()
                 raise
-            return linked
-        finally:
+        except BaseException:
             pooled.close()
+            raise
+        with self._lock:
+            if self._queue:  # _done starts the next batch at once: it runs on this connection
+                self._held, pooled = pooled, None
+        if pooled is not None:
+            pooled.close()
+        return linked
 
     def _write(self, batch: list[_Pending], driver: Any) -> list[tuple[int, str]]:
         records = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -22,6 +22,7 @@ REDACTED = "[redacted]"
 TRUNCATED_KEY = "[truncated]"
 # Argument names whose verdict a Redactor remembers at most.
 _KNOWN_NAMES = 4096
+_CONTAINERS = (dict, list)
 
 
 def _norm(name: str) -> str:
@@ -56,18 +57,19 @@ class Redactor:
         return value
 
     def _object(self, value: dict[Any, Any], schema: Mapping[str, Any] | None) -> dict[Any, Any]:
-        properties = schema.get("properties") if isinstance(schema, Mapping) else None
-        if not isinstance(properties, Mapping):
-            properties = {}
-        extra = schema.get("additionalProperties") if isinstance(schema, Mapping) else None
+        if _is_mapping(schema):
+            properties, extra = schema.get("properties"), schema.get("additionalProperties")
+            if not _is_mapping(properties):
+                properties = {}
+        else:
+            properties, extra = {}, None
         known, fields = self._known, self.fields
         out: dict[Any, Any] = {}
         # Once per argument of every recorded call, on the writer's thread: the secret checks (schema, then
-        # name) are inline, and type() comes before the ABC check (schemas are dicts, and the ABC check costs
-        # more than the rest of the loop).
+        # name) are inline.
         for key, item in value.items():
             sub = properties.get(key, extra)
-            if type(sub) is not dict and not isinstance(sub, Mapping):
+            if type(sub) is not dict and not isinstance(sub, Mapping):  # _is_mapping, inline
                 sub = None
             elif sub.get("format") == "password" or sub.get("writeOnly") is True:
                 out[key] = REDACTED
@@ -83,5 +85,10 @@ class Redactor:
                 if named:
                     out[key] = REDACTED
                     continue
-            out[key] = self._value(item, sub) if isinstance(item, dict | list) else item
+            out[key] = self._value(item, sub) if isinstance(item, _CONTAINERS) else item
         return out
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    # type() first: schemas are dicts, and the ABC check costs more than the rest of a redaction.
+    return type(value) is dict or isinstance(value, Mapping)

@@ -37,6 +37,7 @@ _COPIES = (
 # Every column copied from the body (the indexed ones, then duration_ms, the body's latency_ms), in the order of
 # the INSERT below (after seq; then body, prev_hash, hash); `audit verify` holds each against the body.
 INDEXED = ("ts", "kind", *(key for key, _ in _COPIES), "duration_ms")
+_NUMBERS = (int, float)  # a tuple: isinstance is cheaper with one than with int | float
 
 
 def columns_of(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def _copies(record: Mapping[str, Any]) -> tuple[Any, ...]:
     if cut[1] is None:  # method
         cut[1] = ""
     latency = record.get("latency_ms")
-    if kind == "call" and isinstance(latency, int | float) and not isinstance(latency, bool):
+    if kind == "call" and isinstance(latency, _NUMBERS) and not isinstance(latency, bool):
         duration = float(latency)
     else:  # an intent, an event, or a value that is not a number (the body keeps whatever it was)
         duration = None
