@@ -89,7 +89,8 @@ def test_a_taken_name_is_refused_even_after_revocation(keys: ApiKeys) -> None:
 
 
 def test_a_key_is_its_principal_and_records_when_it_was_last_used(keys: ApiKeys, clock: Clock) -> None:
-    _, secret = keys.create("ci", ["mcp"], ["robot"], days=2)
+    view, secret = keys.create("ci", ["mcp"], ["robot"], days=2)
+    assert view.expires_at == NOW + 2 * 86_400 and keys.list()[0].expires_at == NOW + 2 * 86_400
     clock.now += 60
     assert keys.lookup(secret) == Principal(
         subject="key:ci",
