@@ -56,6 +56,16 @@ async def test_an_address_whose_failures_all_aged_out_is_forgotten() -> None:
     assert list(throttle.failures["a"]) == [1090.0]
 
 
+async def test_failures_older_than_the_window_do_not_count_towards_the_next_block() -> None:
+    clock = Clock()
+    throttle = AddressThrottle(2, 60, clock)
+    await throttle.failed("a")
+    clock.now += 100  # nothing asked in between: the old failure is dropped when the next one is counted
+    assert await throttle.failed("a") is False
+    assert list(throttle.failures["a"]) == [1100.0]
+    assert await throttle.failed("a") is True
+
+
 def fill(throttle: AddressThrottle, clock: Clock, count: int) -> None:
     for i in range(count):
         throttle.failures[f"10.{i}"] = collections.deque([clock.now + i])
