@@ -75,7 +75,13 @@ async def test_a_public_client_sends_only_its_id() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Basic !!!", "Basic " + base64.b64encode(b"\xff\xfe:x").decode(), "Basic " + base64.b64encode(b"x").decode()],
+    [
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),
+        "Basic " + base64.b64encode(b"x").decode(),
+        # Valid credentials behind a character outside the base64 alphabet: refused, not skipped over.
+        "Basic !" + base64.b64encode(b"app%3Apublic:").decode(),
+    ],
 )
 async def test_malformed_basic_credentials_are_invalid_client_with_a_basic_challenge(header: str) -> None:
     assert await refused(header) == OAuthError(
