@@ -650,3 +650,12 @@ async def test_a_public_url_outside_latin_1_still_gets_a_401_with_a_challenge(tm
         response = await http.post("/mcp", json=request("tools/list", {}, 1), headers=JSON_POST)
         assert assert_rpc_error(response, 401, INVALID_REQUEST)["message"] == MISSING_TOKEN
         assert response.headers["www-authenticate"].startswith('Bearer resource_metadata="https://??.example/')
+
+
+async def test_a_get_with_no_accept_header_at_all_is_405_json(client: httpx.AsyncClient) -> None:
+    """R-015, R-018: httpx sends Accept: */* unless told not to; a bare GET (curl -H 'Accept:') is a 405 too."""
+    bare = client.build_request("GET", "/mcp")
+    del bare.headers["accept"]
+    response = await client.send(bare)
+    assert assert_rpc_error(response, 405, INVALID_REQUEST)["message"].startswith("This MCP endpoint takes POST")
+    assert response.headers["allow"] == "GET, POST, DELETE"
