@@ -29,7 +29,8 @@ SECRET = "pb_cs_the secret:+%"
 PUBLIC = Client("app:public", "dcr", "Public", ("https://a.example/cb",))
 CONFIDENTIAL = Client("app:conf", "dcr", "Conf", ("https://a.example/cb",), "client_secret_basic", digest(SECRET))
 GONE = Client("app:gone", "dcr", "Gone", ("https://a.example/cb",), revoked=True)
-KNOWN = {c.client_id: c for c in (PUBLIC, CONFIDENTIAL, GONE)}
+COLONS = Client("plain", "config", "Plain", ("https://a.example/cb",), "client_secret_basic", digest("s3:cr:et"))
+KNOWN = {c.client_id: c for c in (PUBLIC, CONFIDENTIAL, GONE, COLONS)}
 URL = "https://client.example/oauth/client.json"
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="patchbay"'}
 
@@ -66,6 +67,11 @@ async def test_a_confidential_client_may_send_its_secret_either_way() -> None:
     assert await authenticated("basic  " + basic("app:conf", SECRET).split()[1]) is CONFIDENTIAL
     assert await authenticated(basic("app:conf", SECRET), client_id="app:conf") is CONFIDENTIAL
     assert await authenticated(client_id="app:conf", client_secret=SECRET) is CONFIDENTIAL
+
+
+async def test_a_secret_with_colons_sent_without_form_encoding_is_split_at_the_first_colon() -> None:
+    # Many clients skip RFC 6749 §2.3.1's form-encoding; a client_id has no ":", a secret may.
+    assert await authenticated("Basic " + base64.b64encode(b"plain:s3:cr:et").decode()) is COLONS
 
 
 async def test_a_public_client_sends_only_its_id() -> None:
