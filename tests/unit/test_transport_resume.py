@@ -29,6 +29,7 @@ from fixtures.wire import (
 )
 
 pytestmark = pytest.mark.anyio
+DEADLINE = 10  # seconds; a GET resume that hangs fails instead
 
 
 def release_event() -> Any:
@@ -51,7 +52,10 @@ async def test_a_closed_stream_is_primed_and_the_result_is_replayed_on_get(clien
     assert results(response.text) == []  # the result did not travel on the closed stream
     assert events[-1].retry is not None  # the server says when to come back before it closes
 
-    resumed = await client.get("/mcp", headers={**headers, "accept": "text/event-stream", "last-event-id": priming.id})
+    with anyio.fail_after(DEADLINE):  # in-process, a GET that streams instead of replaying would never return
+        resumed = await client.get(
+            "/mcp", headers={**headers, "accept": "text/event-stream", "last-event-id": priming.id}
+        )
     assert resumed.status_code == 200
     assert resumed.headers["content-type"].startswith("text/event-stream")
     replayed = results(resumed.text)
@@ -64,7 +68,8 @@ async def test_a_closed_stream_is_primed_and_the_result_is_replayed_on_get(clien
 async def test_an_unknown_last_event_id_is_404(client: httpx.AsyncClient) -> None:
     headers = {**(await open_session(client)), "accept": "text/event-stream"}
     for last in ("nope", "abcdef_3", "_1", "abc_"):
-        response = await client.get("/mcp", headers={**headers, "last-event-id": last})
+        with anyio.fail_after(DEADLINE):
+            response = await client.get("/mcp", headers={**headers, "last-event-id": last})
         assert response.status_code == 404, last
         assert_json(response)
 
@@ -75,7 +80,8 @@ async def test_a_last_event_id_from_another_session_is_404(client: httpx.AsyncCl
     response = await client.post("/mcp", json=request("tools/call", {"name": "polling"}), headers=owner)
     priming_id = parse_sse(response.text)[0].id
     other = await open_session(client)
-    stolen = await client.get("/mcp", headers={**other, "accept": "text/event-stream", "last-event-id": priming_id})
+    with anyio.fail_after(DEADLINE):
+        stolen = await client.get("/mcp", headers={**other, "accept": "text/event-stream", "last-event-id": priming_id})
     assert stolen.status_code == 404
 
 
@@ -130,5 +136,6 @@ async def test_a_session_keeps_only_recent_streams_for_replay(tmp_path: Path) ->
         first_id = parse_sse(first.text)[0].id
         for _ in range(40):
             await http.post("/mcp", json=request("tools/call", {"name": "polling"}), headers=headers)
-        old = await http.get("/mcp", headers={**headers, "accept": "text/event-stream", "last-event-id": first_id})
+        with anyio.fail_after(DEADLINE):
+            old = await http.get("/mcp", headers={**headers, "accept": "text/event-stream", "last-event-id": first_id})
         assert old.status_code == 404  # evicted: memory per session stays bounded

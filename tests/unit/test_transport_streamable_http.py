@@ -454,7 +454,8 @@ async def test_the_owner_of_a_signed_in_session_is_served_on_every_method(tmp_pa
         sys.modules[TOOLS_MODULE].RELEASE.set()  # the tool ends its POST stream early, then returns
         polled = await http.post("/mcp", json=request("tools/call", {"name": "polling"}, 70), headers=session)
         priming = parse_sse(polled.text)[0]
-        resumed = await http.get("/mcp", headers={**session, **STREAM, "last-event-id": priming.id or ""})
+        with anyio.fail_after(10):  # in-process, a GET that streams instead of replaying would never return
+            resumed = await http.get("/mcp", headers={**session, **STREAM, "last-event-id": priming.id or ""})
         assert resumed.status_code == 200
         assert "polling done" in resumed.text
         assert (await http.delete("/mcp", headers=session)).status_code == 200
