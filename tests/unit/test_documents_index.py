@@ -331,3 +331,17 @@ def test_readable_documents_ranked_below_thousands_of_hidden_ones_are_found(tmp_
         assert len(titles(index, "budget", frozenset({"role:board"}))) == 10
     finally:
         index.close()
+
+
+def test_a_page_far_down_the_results_is_served(tmp_path: Path) -> None:
+    index = Index(tmp_path / "docs.sqlite")
+    try:
+        put(index, *((record(f"d{n}", f"Doc {n}"), [Chunk("", f"ledger {n}")]) for n in range(215)))
+        seen: list[str] = []
+        for offset in range(0, 220, 10):
+            hits, more = index.search(["ledger"], None, 10, offset)
+            seen += [hit.doc_id for hit in hits]
+            assert more == (offset + 10 < 215)
+        assert sorted(seen) == sorted(f"kb:d{n}" for n in range(215))
+    finally:
+        index.close()
