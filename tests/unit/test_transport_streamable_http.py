@@ -1,5 +1,6 @@
-"""/mcp details the era and error tests leave out: CORS for browser-based clients, sign-in on /mcp, the text of
-each refusal, Accept wildcards, an SSE-only initialize, and what a call's audit record says about its request.
+"""/mcp details the era and error tests leave out: CORS for browser-based clients, sign-in on /mcp and a session's
+owner, the text of each refusal, Accept wildcards, an SSE-only initialize, priming, a server→client request on the
+POST stream, which cancellations end a call quietly, and what a call's audit record says about its request.
 
 reference/mcp-requirements.md §3.1, §3.6, R-011, R-015, R-018; docs/protocol.md "Security checks on every HTTP
 request"; docs/auth.md.
