@@ -399,11 +399,6 @@ class Index:
     def count(self) -> int:
         return int(self._reader().execute("SELECT count(*) FROM documents").fetchone()[0])
 
-    def skipped(self) -> list[tuple[str, str, str]]:
-        """(source, path, reason) of every file the last runs could not read."""
-        rows = self._reader().execute("SELECT source, path, reason FROM skipped ORDER BY source, path")
-        return [(r[0], r[1], r[2]) for r in rows]
-
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
 
