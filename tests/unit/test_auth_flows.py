@@ -88,7 +88,7 @@ async def test_refresh_without_scope_rotates_and_keeps_the_grant(tmp_path: Path)
         await add_user(app)
         flow = Flow(http)
         await flow.register()
-        first = await flow.tokens()
+        first = await flow.tokens(scope="mcp docs.write")
         refreshed = await flow.refresh(first["refresh_token"])  # no scope, no resource
         assert refreshed.status_code == 200, refreshed.text
         second = refreshed.json()
@@ -97,6 +97,7 @@ async def test_refresh_without_scope_rotates_and_keeps_the_grant(tmp_path: Path)
         await whoami(http, second["access_token"])
         narrower = await flow.refresh(second["refresh_token"], scope="mcp", resource=MCP)
         assert narrower.status_code == 200, narrower.text
+        assert narrower.json()["scope"] == "mcp"
 
 
 async def test_consent_is_remembered_per_user_client_and_scopes(tmp_path: Path) -> None:
