@@ -59,6 +59,7 @@ def test_long_values_are_cut_in_their_columns_and_kept_whole_in_the_body(engine:
 def test_a_record_without_a_method_has_an_empty_method_column() -> None:
     row = columns_of({"kind": "event", "ts": 5, "subject": None})
     assert (row["method"], row["subject"], row["ts"], row["kind"]) == ("", None, 5.0, "event")
+    assert columns_of({"kind": "event", "ts": 5, "name": "add"})["method"] == ""  # whatever else it has
 
 
 def test_a_boolean_latency_is_no_duration() -> None:
@@ -108,3 +109,7 @@ def test_admin_events_are_recorded_only_while_auditing_is_on(tmp_path: Path) -> 
     ((body,),) = _rows(tmp_path / "audit.db", "body")
     event = json.loads(body)
     assert (event["kind"], event["method"], event["username"], event["via"]) == ("event", "users.add", "ada", "cli")
+    # Only the trail's own tables are made: recording an event migrates no other part of the store.
+    with sqlite3.connect(tmp_path / "audit.db") as connection:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"audit_anchor", "audit_chain_head", "audit_records", "patchbay_schema_version"}
