@@ -55,6 +55,39 @@ def test_a_batch_after_a_head_that_is_not_a_hash_is_refused_whole(engine: Engine
         assert connection.execute(text("SELECT count(*) FROM audit_records")).scalar_one() == 0
 
 
+def test_a_batch_that_would_pass_the_last_seq_is_refused_whole(engine: Engine) -> None:
+    # The head is checked once per batch: the last record's seq too, not only the first's.
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_chain_head SET seq = :seq"), {"seq": 2**63 - 3})
+    batch = [{"kind": "event", "method": "keys.create", "n": n} for n in range(3)]
+    with pytest.raises(ValueError, match=r"seq must be between 1 and 2\*\*63-1, got 9223372036854775808"):
+        write_now(engine, batch)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM audit_records")).scalar_one() == 0
+    assert [seq for seq, _ in write_now(engine, batch[:2])] == [2**63 - 2, 2**63 - 1]
+
+
+def test_a_batch_after_a_head_below_zero_is_refused_whole(engine: Engine) -> None:
+    # The first record's seq is checked too: a head moved to -1 by hand would give it seq 0.
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE audit_chain_head SET seq = -1"))
+    with pytest.raises(ValueError, match=r"seq must be between 1 and 2\*\*63-1, got 0$"):
+        write_now(engine, [{"kind": "event", "method": "keys.create", "n": n} for n in range(2)])
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM audit_records")).scalar_one() == 0
+
+
+def test_a_head_deleted_by_hand_starts_again_at_nothing_even_for_an_empty_batch(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_chain_head"))
+    assert write_now(engine, []) == []
+    with engine.connect() as connection:
+        head = connection.execute(text("SELECT seq, hash FROM audit_chain_head")).one()
+    assert tuple(head) == (0, audit_chain.GENESIS)
+    assert [seq for seq, _ in write_now(engine, [{"kind": "event", "method": "keys.create"}])] == [1]
+    assert verify(engine).intact
+
+
 @pytest.mark.anyio
 async def test_an_in_memory_trail_takes_consecutive_batches_on_its_writer_thread() -> None:
     engine = create_engine("sqlite://")
