@@ -41,7 +41,11 @@ def test_plain_records_are_written_without_the_slow_exact_path(monkeypatch: pyte
         "big": 2**53 - 1,
         "small": -(2**53 - 1),
         "half": 0.5,
+        # The bounds of plain decimal notation: from 1e-4, and the largest float that is not integral (2**52 - 0.5).
+        "least": 0.0001,
+        "most": -4503599627370495.5,
         "é-key": {"\ud7ff": [1, "two"]},
+        "listed": [0.0001, 4503599627370495.5, 2**53 - 1, -(2**53 - 1), False, None, [0.5]],
     }
     expected = canonical(record)
 
@@ -56,6 +60,11 @@ def test_floats_orjson_writes_otherwise_take_the_exact_path() -> None:
     # 1.5e-06: orjson writes "1.5e-6", RFC 8785 "0.0000015"; 1.0: "1.0" against "1".
     assert '"tiny":0.0000015' in canonical({"tiny": 1.5e-06})
     assert '"whole":[1,2]' in canonical({"whole": (1.0, 2)})
+
+
+def test_keys_of_objects_inside_lists_are_sorted_by_utf16_code_units() -> None:
+    # U+1F600 is the surrogates D83D DE00 in UTF-16, before U+E000; by code point (orjson's order) it comes after.
+    assert '"l":[[{"\U0001f600":2,"\ue000":1}]]' in canonical({"l": [[{"\ue000": 1, "\U0001f600": 2}]]})
 
 
 def test_values_json_cannot_hold_are_written_in_the_documented_form() -> None:
