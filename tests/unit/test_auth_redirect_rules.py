@@ -101,6 +101,7 @@ def test_a_web_or_authority_uri_without_a_host_is_refused(uri: str) -> None:
         ("https://a.example:000080/cb", "has an invalid port"),
         ("https://a.example:8o/cb", "has an invalid port"),
         ("https://[::1]:/cb", "has an invalid port"),
+        ("https://[::1]:80]/cb", "has an invalid port"),
         ("https://a.example:/cb", "has no valid host name or IP address"),
         ("https://-a.example/cb", "has no valid host name or IP address"),
         ("https://[::1/cb", "has no valid host name or IP address"),
