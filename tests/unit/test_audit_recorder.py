@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -135,6 +136,16 @@ def test_secrets_declared_for_any_property_or_by_a_boolean_schema_are_handled() 
         7: REDACTED,
     }
     assert redact({"tags": [{"token": "t"}], 7: "seven"}, None) == {"tags": [{"token": REDACTED}], 7: "seven"}
+
+
+def test_a_schema_that_is_a_mapping_but_no_dict_still_marks_secrets() -> None:
+    redact = Redactor([], 4096)
+    secret = MappingProxyType({"format": "password"})
+    assert redact({"pw": "hunter2"}, MappingProxyType({"properties": {"pw": secret}})) == {"pw": REDACTED}
+
+
+def test_properties_that_are_no_object_are_no_schema() -> None:
+    assert Redactor(["token"], 4096)({"a": 1, "token": "t"}, {"properties": ["a"]}) == {"a": 1, "token": REDACTED}
 
 
 def test_arguments_exactly_at_the_cap_are_kept_whole() -> None:
