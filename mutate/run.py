@@ -106,11 +106,25 @@ def prepare(group: Group, files: list[str], fresh: bool) -> Path:
         "also_copy": [],
     }
     table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    _drop_stale_stats(work, files)
     (work / "pyproject.toml").write_text(f"{(ROOT / 'pyproject.toml').read_text()}\n[tool.mutmut]\n{table}\n")
     for file in files:
         _drop_unmutated(work / "mutants" / file)
         _reset_doubtful(work / "mutants" / f"{file}.meta")
     return work
+
+
+def _drop_stale_stats(work: Path, files: list[str]) -> None:
+    """Remove mutmut's record of which tests reach which function when the last run mutated other modules.
+
+    That record names only the functions of the modules mutated when it was made, and mutmut makes it again only
+    for new tests: a run for other modules of the group would find no test reaching any of their functions.
+    """
+    previous = work / "pyproject.toml"
+    if previous.exists():
+        last = tomllib.loads(previous.read_text()).get("tool", {}).get("mutmut", {}).get("only_mutate")
+        if last != files:
+            (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
 
 
 def _drop_unmutated(copy: Path) -> None:
