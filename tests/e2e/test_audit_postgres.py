@@ -96,3 +96,68 @@ def test_synchronous_full_turns_synchronous_commit_on_for_the_recorders_sessions
 
     assert level("normal") == "off"
     assert level("full") == "on"
+
+
+@pytest.fixture
+def restarted_engine(pg: PostgresServer) -> Iterator[Engine]:
+    pg.execute('CREATE DATABASE "audit_restart"')
+    made = create_engine(pg.url("audit_restart"))
+    upgrade(made, "audit@head")
+    try:
+        yield made
+    finally:
+        made.dispose()
+
+
+def test_the_writer_comes_back_after_postgresql_restarts_and_the_chain_stays_whole(
+    restarted_engine: Engine, pg: PostgresServer
+) -> None:
+    """The writer keeps its connection between batches: after PostgreSQL restarts (every connection dropped), a
+    write whose intent cannot be stored is refused (audit before effect), never run unrecorded, and recording
+    resumes on a new connection by itself, continuing one chain."""
+    engine = restarted_engine
+    recorder = AuditRecorder(engine, AuditSettings(read_window_ms=0, timeout_ms=2_000))
+
+    async def serve(first: int, count: int) -> list[dict[str, object] | None]:
+        calls = [_call(first + i, write=True) for i in range(count)]
+        answers = []
+        for call in calls:
+            refused = await recorder.intent(call)
+            answers.append(refused)
+            if refused is None:
+                assert await recorder.finish(call) is None
+        return answers
+
+    async def scenario() -> None:
+        assert await serve(0, 5) == [None] * 5  # the writer now holds a connection
+        pg.stop()
+        try:
+            down = await serve(100, 1)
+            assert down[0] is not None and down[0]["isError"] is True  # refused, not run unrecorded
+            assert recorder.health()["ok"] is False
+        finally:
+            pg.start()
+        # Back: within a few attempts (the first may still meet the dead connection) intents are stored again.
+        deadline = time.monotonic() + 30
+        while (await serve(200, 1))[0] is not None:
+            assert time.monotonic() < deadline, recorder.health()
+            await asyncio.sleep(0.2)
+        assert await serve(300, 5) == [None] * 5
+        assert recorder.health()["ok"] is True
+
+    asyncio.run(scenario())
+    asyncio.run(recorder.aclose())
+
+    with engine.connect() as connection:
+        rows = list(connection.execute(text("SELECT seq, body, prev_hash, hash FROM audit_records ORDER BY seq")))
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    prev = audit_chain.GENESIS
+    for row in rows:
+        assert row.prev_hash == prev and row.hash == audit_chain.link(prev, row.seq, row.body)
+        prev = row.hash
+    stored = [orjson.loads(r.body) for r in rows]
+    # Every write that ran has its intent and its completion; the refused one has at most a best-effort record.
+    for first, count in ((0, 5), (300, 5)):
+        for n in range(first, first + count):
+            phases = {b["phase"] for b in stored if b.get("kind") == "call" and b.get("jsonrpc_id") == n}
+            assert phases == {"intent", "done"}, (n, phases)
