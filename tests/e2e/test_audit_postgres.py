@@ -23,15 +23,20 @@ from patchbay.store import create_engine, upgrade, write_path
 from tests.support.postgres import PostgresServer
 
 
-@pytest.fixture
-def engine(pg: PostgresServer) -> Iterator[Engine]:
-    pg.execute('CREATE DATABASE "audit_chain"')
-    made = create_engine(pg.url("audit_chain"))
+def _audit_database(pg: PostgresServer, name: str) -> Iterator[Engine]:
+    """A new database ``name`` holding the audit trail's tables, and an engine for it."""
+    pg.execute(f'CREATE DATABASE "{name}"')
+    made = create_engine(pg.url(name))
     upgrade(made, "audit@head")
     try:
         yield made
     finally:
         made.dispose()
+
+
+@pytest.fixture
+def engine(pg: PostgresServer) -> Iterator[Engine]:
+    yield from _audit_database(pg, "audit_chain")
 
 
 def _call(index: int, write: bool) -> Call:
@@ -100,13 +105,7 @@ def test_synchronous_full_turns_synchronous_commit_on_for_the_recorders_sessions
 
 @pytest.fixture
 def restarted_engine(pg: PostgresServer) -> Iterator[Engine]:
-    pg.execute('CREATE DATABASE "audit_restart"')
-    made = create_engine(pg.url("audit_restart"))
-    upgrade(made, "audit@head")
-    try:
-        yield made
-    finally:
-        made.dispose()
+    yield from _audit_database(pg, "audit_restart")
 
 
 def test_the_writer_comes_back_after_postgresql_restarts_and_the_chain_stays_whole(
