@@ -4,9 +4,14 @@ truncation, and payloads that are authentic but not what this version seals."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
+import orjson
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from patchbay.fleet.sessions import Sealed, SealedIds
 
@@ -30,6 +35,12 @@ def sealed(**fields: Any) -> Sealed:
 def raw_of(session_id: str) -> bytes:
     text = session_id.removeprefix("pb1.")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def format_key(secret: bytes) -> tuple[bytes, AESGCM]:
+    """The key id and cipher of ``secret`` as the format defines them, written out here rather than imported."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"patchbay session ids v1").derive(secret)
+    return hashlib.sha256(b"patchbay key id\x00" + key).digest()[:2], AESGCM(key)
 
 
 def test_sealed_ids_need_a_secret() -> None:
@@ -133,3 +144,38 @@ def test_client_info_that_is_not_an_object_is_dropped_and_the_session_still_open
 def test_an_anonymous_session_opens_with_no_owner() -> None:
     ids = SealedIds([SECRET])
     assert ids.unseal(ids.seal(sealed(owner=None))) == sealed(owner=None)
+
+
+def test_an_id_sealed_by_hand_as_the_format_says_opens_and_a_sealed_id_decrypts_by_hand() -> None:
+    # During a rolling upgrade replicas of two releases open each other's ids: the key's derivation from the
+    # secret (RFC 5869 info), its id and the associated data are part of the format, not of one release.
+    key_id, aead = format_key(SECRET)
+    nonce = bytes(range(12))
+    payload = {
+        "s": "cd" * 16,
+        "o": "alice",
+        "v": "2025-11-25",
+        "c": {"sampling": {}},
+        "t": 1_700_000_000,
+        "e": 2_000_000_000,
+        "i": {"name": "edge-client", "version": "1"},
+    }
+    raw = key_id + nonce + aead.encrypt(nonce, orjson.dumps(payload), b"patchbay-session-v1")
+    ids = SealedIds([SECRET])
+    assert ids.unseal("pb1." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()) == sealed()
+    sealed_raw = raw_of(ids.seal(sealed()))
+    assert sealed_raw[:2] == key_id
+    assert orjson.loads(aead.decrypt(sealed_raw[2:14], sealed_raw[14:], b"patchbay-session-v1")) == payload
+
+
+def test_ids_ending_in_any_base64_character_open() -> None:
+    # Sealed bytes a multiple of 3 long have no padding, so the id's last character is any of the 64 (the tag's
+    # bits, random with the nonce); all but about 10^-7 of the time one of a thousand ids ends in "X".
+    ids = SealedIds([SECRET])
+    one = next(s for n in range(3) if len(raw_of(ids.seal(s := sealed(client_info={"name": "c" * n})))) % 3 == 0)
+    last = set()
+    for _ in range(1000):
+        session_id = ids.seal(one)
+        last.add(session_id[-1])
+        assert ids.unseal(session_id) == one, session_id
+    assert "X" in last
