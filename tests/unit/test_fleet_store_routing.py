@@ -397,3 +397,15 @@ async def test_with_redis_down_subscription_changes_are_refused_and_undone_and_n
             await asyncio.wait_for(fresh.subscribe("kanban://board"), WAIT)
         assert fresh.subscriptions == set()
         await fresh.unsubscribe("kanban://board")
+
+
+@pytest.mark.parametrize("info", [None, "unit-client", ["name"]], ids=["missing", "string", "list"])
+async def test_client_info_that_is_no_object_opens_a_session_with_no_client_info_on_the_other_replica(
+    redis_url: str, redis_prefix: str, info: Any
+) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+        session = await a.create("2025-11-25", CAPS, info)
+        sealed = a.ids.unseal(session.id)
+        assert sealed is not None and sealed.client_info is None and not sealed.spilled
+        on_b = await b.get(session.id)
+        assert on_b is not None and on_b.client_info is None and on_b.client_caps == CAPS
