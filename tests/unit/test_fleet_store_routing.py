@@ -409,3 +409,23 @@ async def test_client_info_that_is_no_object_opens_a_session_with_no_client_info
         assert sealed is not None and sealed.client_info is None and not sealed.spilled
         on_b = await b.get(session.id)
         assert on_b is not None and on_b.client_info is None and on_b.client_caps == CAPS
+
+
+async def test_a_broadcast_cancellation_for_a_session_held_elsewhere_or_running_nothing_is_ignored_quietly(
+    redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+        only_on_b = await b.create("2025-11-25", CAPS, INFO)
+        idle = await a.create("2025-11-25", CAPS, INFO)
+        running = await a.create("2025-11-25", CAPS, INFO)
+        idle_on_b, running_on_b = await b.get(idle.id), await b.get(running.id)
+        assert idle_on_b is not None and running_on_b is not None and idle.inflight is None
+        task = asyncio.ensure_future(hang())
+        running.inflight = {7: task}
+        with caplog.at_level(logging.INFO, logger="patchbay.fleet"):
+            assert await b.cancel(only_on_b, 7) is False
+            assert await b.cancel(idle_on_b, 7) is False
+            assert await b.cancel(running_on_b, 7) is False
+            # A reads the bus's broadcasts in the order they were sent: the last one done, the others are too.
+            await until(task.done, "the broadcast cancellation to reach A", WAIT)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
