@@ -5,26 +5,29 @@ from __future__ import annotations
 import asyncio
 import decimal
 import json
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, make_url, text
 
 from patchbay.auth.principal import Principal
+from patchbay.errors import ConfigError
 from patchbay.gate import audit_chain
-from patchbay.gate.audit import AuditRecorder
+from patchbay.gate.audit import AuditRecorder, build_recorder
 from patchbay.gate.audit_redact import REDACTED, TRUNCATED_KEY, Redactor
 from patchbay.gate.calls import Call
 from patchbay.protocol.scope import CallScope
-from patchbay.settings import AuditSettings
+from patchbay.settings import AuditSettings, from_dict
 from patchbay.store import create_engine, upgrade, write_path
+from patchbay.store.writes import is_memory
 
 pytestmark = pytest.mark.anyio
 
@@ -317,3 +320,88 @@ async def test_an_argument_json_tools_choke_on_is_recorded_and_costs_no_other_re
     assert await asyncio.gather(recorder.intent(huge), recorder.intent(_call(write=True, n=1))) == [None, None]
     recorded = sorted(str(orjson.loads(row.body)["arguments"]["n"]) for row in _rows(store))
     assert recorded == ["1", str(2**70)]
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [(OSError(), "OSError"), (OSError("d" * 300 + "\n[SQL: INSERT INTO audit_records ...]"), "d" * 200)],
+)
+async def test_a_failed_write_names_its_cause_in_one_line_of_at_most_200_characters(
+    store: Engine, error: OSError, shown: str
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=5000))
+    pool = write_path(store).engine.pool
+
+    def fail(*_args: Any) -> None:
+        raise error
+
+    event.listen(pool, "checkout", fail)
+    try:
+        refusal = await recorder.intent(_call(write=True))
+    finally:
+        event.remove(pool, "checkout", fail)
+    assert refusal is not None
+    reason = f"the audit store cannot be written ({shown})"
+    assert refusal["content"][0]["text"] == f"Cannot record this call: {reason}; nothing was run."
+    assert recorder.health()["detail"] == reason
+
+
+async def test_a_store_that_cannot_be_opened_is_named_by_the_drivers_message_alone(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'audit.db'}")
+    recorder = AuditRecorder(engine, AuditSettings())
+    try:
+        with pytest.raises(ConfigError) as refused:
+            await recorder.open()
+    finally:
+        engine.dispose()
+    # SQLAlchemy's wrapper adds the driver's class and the SQL; the message names only the driver's cause.
+    assert str(refused.value).startswith(
+        "[audit] records every call in the store, which cannot be used: unable to open database file. Fix [store] url"
+    )
+
+
+def _catalog() -> Any:
+    return SimpleNamespace(tools={"crm_search": SimpleNamespace(input_schema=SCHEMA)})
+
+
+def test_a_server_without_sign_in_or_store_keeps_its_trail_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = from_dict({"server": {"name": "t"}}, source="patchbay.toml", base_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="patchbay.audit"):
+        recorder = build_recorder(settings, _catalog())
+    assert recorder is not None
+    try:
+        assert is_memory(recorder.engine.url) and recorder.engine.url.get_backend_name() == "sqlite"
+        assert recorder.pruner is None and recorder.checkpointer is None
+        assert recorder.settings is settings.audit and recorder.source == "patchbay.toml"
+        assert recorder.schemas("crm_search") is SCHEMA and recorder.schemas("unknown") is None
+        assert "audit: no [store] configured; the audit trail is kept in memory only" in caplog.messages
+    finally:
+        recorder.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "table", [{"auth": {"mode": "oauth"}}, {"store": {"url": "sqlite:///trail.db"}}], ids=["sign-in", "store"]
+)
+def test_a_server_with_sign_in_or_a_store_keeps_its_trail_in_the_store_file(tmp_path: Path, table: Any) -> None:
+    (tmp_path / "audit.key").write_bytes(b"k" * 32)
+    audit = {"checkpoint_file": "checkpoints.jsonl", "checkpoint_key_file": "audit.key", "keep_days": 30}
+    settings = from_dict({"server": {"name": "t"}, "audit": audit, **table}, base_dir=tmp_path)
+    recorder = build_recorder(settings, _catalog())
+    assert recorder is not None
+    try:
+        assert recorder.engine.url.database == make_url(settings.store_url).database
+        assert not is_memory(recorder.engine.url) and recorder.checkpointer is not None
+        pruner = recorder.pruner
+        assert pruner.engine is recorder.engine and pruner.keep_days == 30
+        assert pruner.interval == settings.audit.prune_interval_seconds
+        assert pruner.checkpoints == tmp_path / "checkpoints.jsonl" and pruner.key == b"k" * 32
+        assert recorder.schemas("crm_search") is SCHEMA
+    finally:
+        recorder.engine.dispose()
+
+
+def test_no_recorder_is_built_when_the_trail_is_off(tmp_path: Path) -> None:
+    settings = from_dict({"server": {"name": "t"}, "audit": {"enabled": False}}, base_dir=tmp_path)
+    assert build_recorder(settings, _catalog()) is None
