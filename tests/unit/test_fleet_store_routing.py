@@ -62,7 +62,12 @@ async def ask(session: Session) -> tuple[str, asyncio.Task[dict[str, Any]]]:
         sent.set_result(message["id"])
 
     waiting = asyncio.ensure_future(session.outstanding().ask(send, "sampling/createMessage", {}))
-    return await sent, waiting
+    # A send that fails leaves ``sent`` unset for ever: wait for either, with a deadline.
+    await asyncio.wait({sent, waiting}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    if waiting.done():
+        waiting.result()  # raises what sending raised
+    assert sent.done(), "the request to the client was never sent"
+    return sent.result(), waiting
 
 
 def answer_to(request_id: str, text: str = "yes") -> dict[str, Any]:
