@@ -434,3 +434,18 @@ async def test_a_broadcast_cancellation_for_a_session_held_elsewhere_or_running_
             # A reads the bus's broadcasts in the order they were sent: the last one done, the others are too.
             await until(task.done, "the broadcast cancellation to reach A", WAIT)
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_with_redis_down_registrations_of_running_calls_are_dropped_quietly(
+    own_redis: RedisServer, redis_prefix: str
+) -> None:
+    async with replicas(own_redis.url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        own_redis.stop()
+        registry = a.router.running
+        registry.put(f"{redis_prefix}infl:{session.sid}", b"1", a.replica_id.encode())
+        writer = registry.writer
+        assert writer is not None
+        await asyncio.wait_for(asyncio.wait({writer}), WAIT)
+        assert writer.exception() is None  # a failed background task would be logged as never retrieved
+        assert registry.queued == [] and registry.writer is None
