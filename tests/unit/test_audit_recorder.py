@@ -6,6 +6,7 @@ import asyncio
 import decimal
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -405,3 +406,75 @@ def test_a_server_with_sign_in_or_a_store_keeps_its_trail_in_the_store_file(tmp_
 def test_no_recorder_is_built_when_the_trail_is_off(tmp_path: Path) -> None:
     settings = from_dict({"server": {"name": "t"}, "audit": {"enabled": False}}, base_dir=tmp_path)
     assert build_recorder(settings, _catalog()) is None
+
+
+async def test_a_programmatic_call_gets_one_request_ref_of_12_hex_digits_for_its_records(
+    recorder: AuditRecorder, store: Engine
+) -> None:
+    call = _call(write=True)
+    assert call.scope.request_ref is None  # no HTTP request id (stdio, tests)
+    assert await recorder.intent(call) is None
+    await recorder.finish(call)
+    refs = {orjson.loads(row.body)["request_ref"] for row in _rows(store)}
+    assert len(refs) == 1 and re.fullmatch(r"[0-9a-f]{12}", refs.pop())
+
+
+async def test_reads_answered_inside_the_window_share_one_commit_with_their_secrets_redacted(store: Engine) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=50, timeout_ms=5000))
+    recorder.schemas = lambda name: SCHEMA
+    commits: list[int] = []
+    event.listen(write_path(store).engine, "commit", lambda connection: commits.append(1))
+    # Back to back, with no await between: the second finds the first still queued, and neither waits.
+    await recorder.finish(_call(request_id="a", pin="1234"))
+    await recorder.finish(_call(request_id="b", pin="5678"))
+    assert recorder.health()["written"] == 0 and recorder.health()["queued"] == 2
+    await _until(lambda: recorder.health()["written"] == 2)
+    assert len(commits) == 1
+    assert [orjson.loads(row.body)["arguments"]["pin"] for row in _rows(store)] == [REDACTED, REDACTED]
+
+
+async def test_records_nobody_waits_for_are_written_after_their_linger_every_time(store: Engine) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=50, timeout_ms=5000))
+    for n in range(1, 4):
+        await recorder.finish(_call(request_id=n))  # answered at once; the record lingers, then goes alone
+        await _until(lambda n=n: recorder.health()["written"] == n)
+
+
+async def test_a_read_waits_for_its_commit_once_a_lingering_record_is_older_than_the_window(store: Engine) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=50, timeout_ms=5000))
+    await recorder.finish(_call(request_id="first"))  # queued, to linger 10 ms
+    queued_by = time.monotonic()
+    while time.monotonic() - queued_by < 0.05:  # the event loop stays busy: the linger's timer cannot fire
+        pass
+    assert recorder.health()["written"] == 0
+    await recorder.finish(_call(request_id="second"))
+    health = recorder.health()
+    assert health["written"] == 2 or health["late"] == 1  # it waited for the commit (or its window ran out)
+
+
+async def test_a_failing_checkpoint_is_logged_and_recording_goes_on(
+    recorder: AuditRecorder, store: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing:
+        def maybe(self, seq: int, digest: str) -> None:
+            raise OSError("disk full")
+
+    recorder.checkpointer = Failing()
+    with caplog.at_level(logging.ERROR, logger="patchbay.audit"):
+        assert await recorder.intent(_call(write=True)) is None
+    failed = [r for r in caplog.records if r.getMessage() == "audit: checkpoint at seq 1 failed"]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    assert recorder.health()["ok"] is True and len(_rows(store)) == 1
+
+
+async def test_a_read_inside_the_window_is_answered_at_once_while_a_commit_is_under_way(
+    store: Engine, blocked: threading.Event
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=1000, timeout_ms=5000))
+    await recorder.finish(_call(request_id="a"))
+    await _until(lambda: recorder.health()["queued"] == 0)  # its commit is under way (the writer is held)
+    for request_id in ("b", "c"):  # "c" finds one record queued behind the commit
+        assert await recorder.finish(_call(request_id=request_id)) is None
+    assert recorder.health()["queued"] == 2 and recorder.health()["late"] == 0
+    blocked.set()
+    await _until(lambda: recorder.health()["written"] == 3)
