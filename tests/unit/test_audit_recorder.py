@@ -478,3 +478,78 @@ async def test_a_read_inside_the_window_is_answered_at_once_while_a_commit_is_un
     assert recorder.health()["queued"] == 2 and recorder.health()["late"] == 0
     blocked.set()
     await _until(lambda: recorder.health()["written"] == 3)
+
+
+async def test_a_write_refused_for_its_intent_records_its_completion_without_waiting(
+    tmp_path: Path, store: Engine
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=200))
+    other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        call = _call(write=True)
+        assert await recorder.intent(call) is not None
+        assert (call.outcome, call.detail) == ("unrecorded", "the audit store did not answer within 200 ms")
+        assert await recorder.finish(call) is None
+        assert recorder.health()["late"] == 0  # nothing waited for the completion record
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await _until(lambda: [row.outcome for row in _rows(store)] == ["intent", "unrecorded"])
+
+
+async def test_with_refuse_all_a_read_is_refused_naming_why_its_record_failed(tmp_path: Path, store: Engine) -> None:
+    read_only = create_engine(f"sqlite:///file:{tmp_path / 'audit.db'}?mode=ro&uri=true")
+    recorder = AuditRecorder(read_only, AuditSettings(on_failure="refuse_all", read_window_ms=0))
+    try:
+        for hook in (recorder.finish, recorder.intent):  # the record failed; then refused before it runs
+            call = _call()
+            refusal = await hook(call)
+            reason = recorder.health()["detail"]
+            assert reason.startswith("the audit store cannot be written (") and (call.outcome, call.detail) == (
+                "unrecorded",
+                reason,
+            )
+            assert refusal is not None and refusal["content"][0]["text"] == (
+                f"Cannot record this call: {reason}; nothing was run."
+            )
+    finally:
+        read_only.dispose()
+
+
+async def test_a_late_read_waits_only_its_window_and_a_write_waits_for_its_commit(
+    store: Engine, blocked: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=50, timeout_ms=5000))
+    queued_at = time.monotonic()
+    await recorder.finish(_call(request_id="first"))  # answered at once; its commit waits for the held writer
+    await _until(lambda: time.monotonic() - queued_at > 0.05)  # that record is now older than the window
+    with caplog.at_level(logging.DEBUG, logger="patchbay.audit"):
+        for _ in range(2):
+            assert await recorder.finish(_call(request_id="late")) is None
+    write = asyncio.create_task(recorder.finish(_call(write=True)))
+    started = time.monotonic()
+    await _until(lambda: time.monotonic() - started > 0.2)  # four read windows
+    assert not write.done()
+    blocked.set()
+    assert await write is None
+    health = recorder.health()
+    assert health["late"] == 2 and health["ok"] is True  # a read's window passing is no failure of the store
+    assert (
+        caplog.messages.count(
+            "audit: tools/call crm_search answered before its record was stored: "
+            "the audit store did not answer within 50 ms"
+        )
+        == 2
+    )
+
+
+async def test_a_closing_checkpoint_that_fails_is_logged(store: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    class Failing:
+        def flush(self) -> None:
+            raise OSError("disk full")
+
+    recorder = AuditRecorder(store, AuditSettings(), checkpointer=Failing())
+    with caplog.at_level(logging.ERROR, logger="patchbay.audit"):
+        await recorder.aclose()
+    assert caplog.messages == ["audit: could not write the closing checkpoint: disk full"]
