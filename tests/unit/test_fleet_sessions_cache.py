@@ -22,7 +22,7 @@ from tests.support.waiting import until
 
 from patchbay.fleet.link import RedisLink
 from patchbay.fleet.sealed import SealedIds
-from patchbay.fleet.sessions import FleetSessionStore
+from patchbay.fleet.sessions import STATE, FleetSessionStore
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +199,40 @@ async def test_over_http_a_delete_on_a_answers_404_on_b_and_a_level_set_on_a_rea
                 return response.status_code == 404 and response.json()["error"]["code"] == -32001
 
             await until(gone_on_b, "a request on B to be refused once A's DELETE was broadcast")
+
+
+async def test_every_drop_of_the_copies_is_obeyed_not_only_the_first(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b), aioredis.Redis.from_url(redis_url) as redis:
+        b.cache_seconds = AN_HOUR
+        opened = await a.create("2025-11-25", CAPS, INFO)
+        key = f"{redis_prefix}s:{opened.sid}"
+        assert await level_on(b, opened.id) == "info"
+        for level in ("error", "warning", "debug"):
+            await redis.hset(key, "level", level.encode())  # changes whose messages were lost
+            b.drop_cached()  # as after a resync of the bus or Redis coming back
+            assert await level_on(b, opened.id) == level
+
+
+async def test_a_change_heard_while_the_state_is_read_leaves_that_copy_untrusted_each_time(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b):
+        b.cache_seconds = AN_HOUR
+        opened = await a.create("2025-11-25", CAPS, INFO)
+        heard: list[dict[str, Any]] = []
+        b.bus.on(STATE, heard.append)  # runs after the store's own handler, registered first
+        read = b.link.do
+        changes = iter(["debug", "error"])
+
+        async def changed_while_reading(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+            result = await read(fn)
+            before = len(heard)
+            await opened.set_level(next(changes))
+            await until(lambda: len(heard) > before, "B to hear A's change")
+            return result
+
+        b.link.do = changed_while_reading  # type: ignore[method-assign]
+        assert await level_on(b, opened.id) == "info"  # read before the change to "debug"
+        assert await level_on(b, opened.id) == "debug"  # read before the change to "error"
+        b.link.do = read  # type: ignore[method-assign]
+        assert await level_on(b, opened.id) == "error"
