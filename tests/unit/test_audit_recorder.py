@@ -553,3 +553,30 @@ async def test_a_closing_checkpoint_that_fails_is_logged(store: Engine, caplog: 
     with caplog.at_level(logging.ERROR, logger="patchbay.audit"):
         await recorder.aclose()
     assert caplog.messages == ["audit: could not write the closing checkpoint: disk full"]
+
+
+async def test_a_calls_records_hold_its_request_and_timing(recorder: AuditRecorder, store: Engine) -> None:
+    scope = CallScope("modern", "2026-07-28", 9, "tools/call", {}, client_info={"name": "cli", "version": "1"})
+    scope.request_ref, scope.transport = "req-7", "streamable_http"
+    started = time.perf_counter() - 1.5  # the call ran for 1.5 s
+    write = Call("tools/call", "crm_update", scope, {"pin": "1"}, started, time.time() - 100, write=True)
+    write.decision = SimpleNamespace(effect="allow", rule="staff-writes")
+    read = Call("tools/call", "crm_search", scope, {"pin": "2"}, started, time.time())
+    read.outcome, read.detail = "tool_error", "no such customer"
+    assert await recorder.intent(write) is None
+    before, clock = time.time(), time.perf_counter()
+    await recorder.finish(read)
+    after, elapsed = time.time(), time.perf_counter() - started
+    intent, done = (orjson.loads(row.body) for row in _rows(store))
+    assert intent["ts"] == write.at and before <= done["ts"] <= after
+    for record in (intent, done):
+        assert record["request_ref"] == "req-7" and record["method"] == "tools/call"
+        assert record["transport"] == "streamable_http" and record["protocol_version"] == "2026-07-28"
+        assert record["client_info"] == {"name": "cli", "version": "1"}
+    assert intent["write"] is True and done["write"] is False
+    assert intent["decision"] == {"effect": "allow", "rule": "staff-writes"}
+    assert done["arguments"] == {"pin": REDACTED}  # a read has no intent record: its arguments are here
+    assert done["outcome"] == "tool_error" and done["detail"] == "no such customer"
+    latency = done["latency_ms"]
+    assert isinstance(latency, float) and round(latency, 3) == latency
+    assert (clock - started) * 1000 <= latency <= elapsed * 1000
