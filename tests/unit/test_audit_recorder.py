@@ -350,15 +350,29 @@ async def test_a_failed_write_names_its_cause_in_one_line_of_at_most_200_charact
 async def test_a_store_that_cannot_be_opened_is_named_by_the_drivers_message_alone(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'audit.db'}")
     recorder = AuditRecorder(engine, AuditSettings())
+    recorder.source = "patchbay.toml"
     try:
         with pytest.raises(ConfigError) as refused:
             await recorder.open()
     finally:
         engine.dispose()
     # SQLAlchemy's wrapper adds the driver's class and the SQL; the message names only the driver's cause.
-    assert str(refused.value).startswith(
-        "[audit] records every call in the store, which cannot be used: unable to open database file. Fix [store] url"
+    assert str(refused.value) == (
+        "[audit] records every call in the store, which cannot be used: unable to open database file. Fix [store] "
+        "url, or set [audit] enabled = false to serve without an audit trail."
     )
+    assert (refused.value.file, refused.value.key) == ("patchbay.toml", "store.url")
+
+
+async def test_opening_a_new_store_makes_only_the_audit_trails_tables(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    recorder = AuditRecorder(engine, AuditSettings())
+    await recorder.open()
+    await recorder.aclose()
+    with engine.connect() as connection:
+        tables = set(connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars())
+    engine.dispose()
+    assert tables == {"audit_anchor", "audit_chain_head", "audit_records", "patchbay_schema_version"}
 
 
 def _catalog() -> Any:
@@ -483,13 +497,13 @@ async def test_a_read_inside_the_window_is_answered_at_once_while_a_commit_is_un
 async def test_a_write_refused_for_its_intent_records_its_completion_without_waiting(
     tmp_path: Path, store: Engine
 ) -> None:
-    recorder = AuditRecorder(store, AuditSettings(timeout_ms=200))
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=1000))
     other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
     try:
         call = _call(write=True)
         assert await recorder.intent(call) is not None
-        assert (call.outcome, call.detail) == ("unrecorded", "the audit store did not answer within 200 ms")
+        assert (call.outcome, call.detail) == ("unrecorded", "the audit store did not answer within 1000 ms")
         assert await recorder.finish(call) is None
         assert recorder.health()["late"] == 0  # nothing waited for the completion record
     finally:
