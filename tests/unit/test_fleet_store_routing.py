@@ -22,6 +22,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
 
 from patchbay.errors import RpcError
+from patchbay.fleet import sessions as fleet_sessions
 from patchbay.fleet.routing import REGISTRY_TTL_MS
 from patchbay.fleet.sessions import LOCAL_MAX, FleetSessionStore
 from patchbay.transport.sessions import CLIENT_CANCELLED, Session
@@ -449,3 +450,26 @@ async def test_with_redis_down_registrations_of_running_calls_are_dropped_quietl
         await asyncio.wait_for(asyncio.wait({writer}), WAIT)
         assert writer.exception() is None  # a failed background task would be logged as never retrieved
         assert registry.queued == [] and registry.writer is None
+
+
+async def test_a_replica_remembers_the_most_recent_deleted_sessions_and_asks_redis_about_older_ones(
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet_sessions, "ENDED_MAX", 2)
+    async with replicas(redis_url, redis_prefix) as (a, _, _redis):
+        opened = [await a.create("2025-11-25", CAPS, INFO) for _ in range(3)]
+        for session in opened:
+            assert await a.delete(session.id) is True
+        asked: list[Any] = []
+        read = a.link.do
+
+        async def counted(fn: Callable[[Any], Any]) -> Any:
+            asked.append(fn)
+            return await read(fn)
+
+        a.link.do = counted  # type: ignore[method-assign]
+        for session in reversed(opened[1:]):
+            assert await a.get(session.id) is None
+        assert asked == []  # the two most recent: refused from memory
+        assert await a.get(opened[0].id) is None
+        assert len(asked) == 1  # the oldest: Redis's denylist still refuses it
