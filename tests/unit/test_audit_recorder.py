@@ -22,7 +22,7 @@ from sqlalchemy import Engine, event, make_url, text
 from patchbay.auth.principal import Principal
 from patchbay.errors import ConfigError
 from patchbay.gate import audit_chain
-from patchbay.gate.audit import AuditRecorder, build_recorder
+from patchbay.gate.audit import AuditRecorder, build_recorder, principal_fields
 from patchbay.gate.audit_redact import REDACTED, TRUNCATED_KEY, Redactor
 from patchbay.gate.calls import Call
 from patchbay.protocol.scope import CallScope
@@ -594,3 +594,25 @@ async def test_a_calls_records_hold_its_request_and_timing(recorder: AuditRecord
     latency = done["latency_ms"]
     assert isinstance(latency, float) and round(latency, 3) == latency
     assert (clock - started) * 1000 <= latency <= elapsed * 1000
+
+
+def test_who_called_is_recorded_from_a_principal_or_any_other_caller() -> None:
+    assert principal_fields(None) == {"subject": None}
+    ada = Principal("user:ada", "user", roles=frozenset({"sales", "admin"}), username="ada", client_name="CLI")
+    assert principal_fields(ada) == {
+        "subject": "user:ada",
+        "principal_kind": "user",
+        "username": "ada",
+        "client_id": None,
+        "client_name": "CLI",
+        "roles": ["admin", "sales"],
+    }
+    # A caller that is no Principal (a plain name from a custom transport) is recorded by its text.
+    assert principal_fields("svc-batch") == {
+        "subject": "svc-batch",
+        "principal_kind": None,
+        "username": None,
+        "client_id": None,
+        "client_name": None,
+        "roles": [],
+    }
