@@ -473,3 +473,10 @@ async def test_a_replica_remembers_the_most_recent_deleted_sessions_and_asks_red
         assert asked == []  # the two most recent: refused from memory
         assert await a.get(opened[0].id) is None
         assert len(asked) == 1  # the oldest: Redis's denylist still refuses it
+
+
+async def test_deleting_an_id_that_does_not_open_deletes_nothing(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        assert await a.delete(session.id[:-2]) is False
+        assert await a.get(session.id) is session
