@@ -621,3 +621,22 @@ def test_who_called_is_recorded_from_a_principal_or_any_other_caller() -> None:
         "client_name": None,
         "roles": [],
     }
+
+
+@pytest.mark.parametrize(("url", "kept"), [("file", 11_000), ("sqlite://", 10_000)], ids=["file", "memory"])
+async def test_only_an_in_memory_trail_keeps_just_its_newest_10000_records(tmp_path: Path, url: str, kept: int) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'trail.db'}" if url == "file" else url)
+    recorder = AuditRecorder(engine, AuditSettings(queue_size=20_000))
+    await recorder.open()
+    try:
+        for n in range(11_000):
+            recorder.event("test.event", n=n)
+        await _until(lambda: recorder.health()["written"] == 11_000, seconds=60)
+
+        def count() -> tuple[int, int]:
+            with engine.connect() as connection:
+                return tuple(connection.execute(text("SELECT count(*), min(seq) FROM audit_records")).one())
+
+        assert await asyncio.to_thread(count) == (kept, 11_001 - kept)
+    finally:
+        await recorder.aclose()
