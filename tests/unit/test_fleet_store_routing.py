@@ -23,6 +23,7 @@ from tests.support.waiting import until
 
 from patchbay.errors import RpcError
 from patchbay.fleet import sessions as fleet_sessions
+from patchbay.fleet.link import FleetUnavailable
 from patchbay.fleet.routing import REGISTRY_TTL_MS
 from patchbay.fleet.sessions import LOCAL_MAX, FleetSessionStore
 from patchbay.transport.sessions import CLIENT_CANCELLED, Session
@@ -480,3 +481,17 @@ async def test_deleting_an_id_that_does_not_open_deletes_nothing(redis_url: str,
         session = await a.create("2025-11-25", CAPS, INFO)
         assert await a.delete(session.id[:-2]) is False
         assert await a.get(session.id) is session
+
+
+async def test_a_state_change_saved_stands_when_only_its_broadcast_fails(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+
+        async def cut_off(kind: str, **fields: Any) -> None:
+            raise FleetUnavailable("as if Redis went away between the write and the broadcast")
+
+        a.bus.broadcast = cut_off  # type: ignore[method-assign]
+        await session.set_level("debug")
+        assert session.log_level == "debug"
+        on_b = await b.get(session.id)
+        assert on_b is not None and on_b.log_level == "debug"
