@@ -259,7 +259,6 @@ class FleetEvents:
         self.link = link
         self.writer = _Writer(link, replica_id, ttl_seconds, max_events, queue_bytes)
         self.keepalive = keepalive
-        self.max_events = max_events
         # Blocking reads (XREAD BLOCK) wait up to a keep-alive interval, longer than the link's command timeout.
         self.blocking: aioredis.Redis = aioredis.Redis.from_url(
             url,
