@@ -24,10 +24,14 @@ from pathlib import Path
 
 from tests.support.servers import LOOPBACK, _die_with_parent, free_port, stop_process
 
-__all__ = ["PASSWORD", "RedisMissing", "RedisServer", "redis_server"]
+__all__ = ["PASSWORD", "TIMEOUT_MS", "RedisMissing", "RedisServer", "redis_server"]
 
 PASSWORD = "fleet-Pa55-x7q"  # distinctive, so tests can look for it in logs and bodies
 START_TIMEOUT = 20.0
+# The ``[redis] timeout_ms`` test replicas use. Outage tests stop the server, and a stopped server refuses a
+# connection at once, so this bounds nothing they measure; it only has to cover a connect to loopback on a loaded CI
+# machine (300 ms once did not).
+TIMEOUT_MS = 2000
 
 
 class RedisMissing(RuntimeError):

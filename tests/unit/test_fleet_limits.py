@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import TIMEOUT_MS, RedisServer
 from tests.support.waiting import until
 
 from patchbay.errors import RpcError
@@ -27,7 +27,7 @@ TEN_A_MINUTE = parse_rate("10/minute")
 
 @contextlib.asynccontextmanager
 async def links(url: str, prefix: str, count: int = 2) -> AsyncIterator[list[RedisLink]]:
-    made = [RedisLink(url, key_prefix=prefix, timeout_ms=300) for _ in range(count)]
+    made = [RedisLink(url, key_prefix=prefix, timeout_ms=TIMEOUT_MS) for _ in range(count)]
     try:
         yield made
     finally:

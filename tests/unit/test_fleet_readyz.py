@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from tests.support.redis_server import PASSWORD, RedisServer
+from tests.support.redis_server import PASSWORD, TIMEOUT_MS, RedisServer
 from tests.support.waiting import until
 from tests.unit.fixtures.wire import live_server, settings_for
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 def fleet_settings(tmp_path: Path, url: str) -> Any:
     data = settings_for(tmp_path).model_dump(mode="json", exclude_unset=True)
     data["server"]["secret"] = "readyz-shared-secret-0123456789abcdef"
-    data["redis"] = {"url": url, "timeout_ms": 300}
+    data["redis"] = {"url": url, "timeout_ms": TIMEOUT_MS}
     return from_dict(data, base_dir=tmp_path)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import TIMEOUT_MS, RedisServer
 
 from patchbay.fleet import Fleet
 from patchbay.fleet.link import FleetUnavailable
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.anyio
 
 
 def settings(url: str, prefix: str = "pb:") -> RedisSettings:
-    return RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": 300})
+    return RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": TIMEOUT_MS})
 
 
 async def test_two_replicas_count_two_and_one_after_the_other_leaves(redis_url: str, redis_prefix: str) -> None:

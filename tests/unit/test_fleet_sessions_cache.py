@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from fixtures.fleet_stores import session_stores
 from fixtures.wire import JSON_POST, TOOLS_FILE, initialize_body, live_server, request
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import TIMEOUT_MS, RedisServer
 from tests.support.waiting import until
 
 from patchbay.fleet.link import RedisLink
@@ -158,7 +158,7 @@ def two_replicas(base: Path, url: str, prefix: str) -> Iterator[tuple[Any, Any]]
     data: dict[str, Any] = {
         "server": {"name": "patchbay-cache-unit", "secret": SECRET.decode()},
         "store": {"url": "sqlite:///:memory:"},
-        "redis": {"url": url, "key_prefix": prefix, "timeout_ms": 300},
+        "redis": {"url": url, "key_prefix": prefix, "timeout_ms": TIMEOUT_MS},
         "connectors": [{"name": "fx", "type": "python", "path": str(TOOLS_FILE), "prefix": ""}],
     }
     with live_server(from_dict(data, base_dir=base)) as a, live_server(from_dict(data, base_dir=base)) as b:
