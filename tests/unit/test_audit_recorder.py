@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import Engine, event, make_url, text
+from sqlalchemy.pool import QueuePool
 
 from patchbay.auth.principal import Principal
 from patchbay.errors import ConfigError
@@ -640,3 +641,49 @@ async def test_only_an_in_memory_trail_keeps_just_its_newest_10000_records(tmp_p
         assert await asyncio.to_thread(count) == (kept, 11_001 - kept)
     finally:
         await recorder.aclose()
+
+
+async def test_a_recorder_closed_while_its_store_is_stuck_counts_what_is_left_and_keeps_no_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A pool of real connections, as PostgreSQL has, on one shared in-memory database (the recorder's own thread).
+    engine = create_engine(
+        "sqlite:///file:audit-close?mode=memory&cache=shared&uri=true",
+        poolclass=QueuePool,
+        connect_args={"check_same_thread": False, "uri": True},
+    )
+    keep = engine.raw_connection()  # the shared database lives while a connection is open
+    upgrade(engine, "audit@head")
+    recorder = AuditRecorder(engine, AuditSettings(timeout_ms=100, read_window_ms=0))
+    stuck = threading.Event()
+    writers: list[Any] = []
+
+    def answer_once_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # The writer's first checkout hangs until aclose gave up waiting and queued its next job behind this batch.
+        if threading.current_thread().name.startswith("patchbay-audit") and not writers:
+            writers.append(dbapi_connection)
+            stuck.set()
+            deadline = time.monotonic() + 10
+            while recorder._thread._work_queue.qsize() < 1:  # type: ignore[union-attr]
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+
+    event.listen(engine.pool, "checkout", answer_once_closed)
+    try:
+        recorder.event("test.first")
+        assert await asyncio.to_thread(stuck.wait, 10)
+        recorder.event("test.second")  # queued behind the stuck batch, whose connection would be kept for it
+        with caplog.at_level(logging.ERROR, logger="patchbay.audit"):
+            await recorder.aclose()
+        await asyncio.to_thread(recorder._thread.shutdown, True)  # type: ignore[union-attr]
+        recorder.event("test.third")  # after close: counted, never written
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            writers[0].execute("SELECT 1")  # back in the pool before it was disposed
+        assert [orjson.loads(row.body)["method"] for row in _rows(engine)] == ["test.first"]
+        assert recorder.health()["lost"] == 2
+        assert caplog.messages == [
+            "audit: 1 records not stored: the audit store did not answer within 100 ms of the server stopping"
+        ]
+    finally:
+        keep.close()
+        engine.dispose()

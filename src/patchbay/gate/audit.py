@@ -124,6 +124,7 @@ class AuditRecorder:
         self._lock = threading.RLock()
         self._queue: list[_Pending] = []
         self._busy = False
+        self._closed = False  # aclose gave up on what was left: nothing is written any more
         # PostgreSQL (and in-memory SQLite) run a job on the submitting thread: give them a thread of their own.
         self._thread = None if self._path.serial else ThreadPoolExecutor(1, thread_name_prefix="patchbay-audit")
         self._intent_seconds = settings.timeout_ms / 1000
@@ -218,18 +219,38 @@ class AuditRecorder:
             self.pruner.start()
 
     async def aclose(self) -> None:
+        """Write what is queued (waiting at most timeout_ms), then stop: records still queued then are lost and
+        counted, and no batch starts after this (the engine is disposed; the writer's kept connection returned)."""
         if self.pruner is not None:
             await self.pruner.stop()
         await asyncio.to_thread(self._drain)
+        with self._lock:
+            self._closed = True
+            left, self._queue = self._queue, []
+        if left:
+            reason = (
+                f"the audit store did not answer within {self._intent_seconds * 1000:.0f} ms of the server stopping"
+            )
+            log.error("audit: %d records not stored: %s", len(left), reason)
+            self.lost += len(left)
+            _settle(left, [0] * len(left), AuditUnavailable(reason))
         if self.checkpointer is not None:
             # A checkpoint for the records written since the last one: a tail cut after a clean stop is caught.
             try:
                 await asyncio.to_thread(self.checkpointer.flush)
             except OSError as exc:
                 log.error("audit: could not write the closing checkpoint: %s", exc)
+        await self._own_thread(self._release)
         await self._own_thread(self.engine.dispose)
         if self._thread is not None:
             self._thread.shutdown(wait=False)
+
+    def _release(self) -> None:
+        # On the writer's thread, after the batch under way (if any): the connection kept for a next batch that
+        # will never start goes back to the pool before the pool is disposed.
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     async def _own_thread(self, fn: Any) -> None:
         # An in-memory SQLite database is one connection: only the writer's own thread ever touches it.
@@ -318,10 +339,15 @@ class AuditRecorder:
         at: float | None = None,
     ) -> None:
         with self._lock:
-            if len(self._queue) >= self.settings.queue_size:
+            if len(self._queue) >= self.settings.queue_size or self._closed:
                 self.lost += 1
                 if future is not None:
-                    future.set_exception(AuditUnavailable("the audit queue is full (the store is too slow)"))
+                    reason = (
+                        "the audit trail is closed"
+                        if self._closed
+                        else "the audit queue is full (the store is too slow)"
+                    )
+                    future.set_exception(AuditUnavailable(reason))
                 return
             self._queue.append(_Pending(record, schema, loop, future, time.monotonic() if at is None else at))
             if future is None and loop is not None and self._linger > 0:
@@ -353,7 +379,7 @@ class AuditRecorder:
 
     def _kick(self) -> None:
         """Start a commit of what is queued unless one is running (its end starts the next). Holds the lock."""
-        if self._busy or not self._queue:
+        if self._busy or not self._queue or self._closed:
             return
         batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
         self._busy = True
