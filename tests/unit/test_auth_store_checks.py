@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from tests.support.clock import Clock
 
 from patchbay.auth.clients import Client, Clients
 from patchbay.auth.crypto import KEY_PREFIX, digest, s256
@@ -22,14 +23,6 @@ from patchbay.store.models import AuthApiKey, AuthCode, AuthConsent, AuthRequest
 NOW = 1_800_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[object]:
     made = create_engine(f"sqlite:///{tmp_path / 'store.db'}")
@@ -40,7 +33,7 @@ def engine(tmp_path: Path) -> Iterator[object]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

@@ -6,19 +6,12 @@ from __future__ import annotations
 import collections
 
 import pytest
+from tests.support.clock import Clock
 
 from patchbay.auth.lockout import MAX_ADDRESSES, AddressThrottle
 from patchbay.auth.register import RateLimit
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_the_failure_that_reaches_the_limit_blocks_the_address_until_the_oldest_ages_out() -> None:

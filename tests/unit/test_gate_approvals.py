@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.clock import Clock
 
 from patchbay.auth.principal import Principal
 from patchbay.errors import RpcError
@@ -26,17 +27,9 @@ ALICE = Principal("user:alice", "user", username="alice", client_id="client-1")
 BOB = Principal("user:bob", "user", username="bob", client_id="client-1")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_000_000.0)
 
 
 @pytest.fixture

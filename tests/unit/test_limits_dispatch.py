@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fixtures.wire import META_INFO, call_modern, client_for, running
+from tests.support.clock import Clock
 from tests.support.limits import TOOLS, tools_module
 from tests.support.waiting import until
 
@@ -23,14 +24,6 @@ from patchbay.protocol.scope import CallScope
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(limits: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

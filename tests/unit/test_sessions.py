@@ -11,6 +11,7 @@ import hashlib
 from typing import Any
 
 import pytest
+from tests.support.clock import Clock
 
 from patchbay.auth.principal import Principal
 from patchbay.errors import ToolError
@@ -20,19 +21,9 @@ from patchbay.transport.sessions import MemorySessionStore, Session, owner_of
 from patchbay.transport.sse import EventLog
 
 
-class Clock:
-    """Stands in for time.monotonic inside patchbay.transport.sessions."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
+    fake = Clock()  # stands in for time.monotonic inside patchbay.transport.sessions
     monkeypatch.setattr(sessions.time, "monotonic", fake)
     return fake
 
