@@ -356,6 +356,50 @@ async def _ttl_above(redis: aioredis.Redis, key: str, floor: int) -> bool:
     return bool(await redis.pttl(key) > floor)
 
 
+async def test_a_released_get_stream_lock_is_no_longer_kept_alive(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        before = asyncio.all_tasks()
+        assert await a.claim_stream(session) is True
+        keepers = {task for task in asyncio.all_tasks() - before if not task.done()}
+        assert keepers, "claiming the lock started no keeper"
+        await a.release_stream(session)
+        # A keeper left running would refresh a lock nobody holds every third of its lifetime, for good.
+        await until(lambda: all(task.done() for task in keepers), "the released lock's keeper to stop", WAIT)
+
+
+async def test_the_get_stream_lock_keeper_outlives_a_redis_outage(
+    own_redis: RedisServer, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with replicas(own_redis.url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        refused = asyncio.Event()  # a refresh of the lock failed: Redis was down
+        keep = a._keep
+
+        async def watched(keys: list[str], args: list[Any]) -> Any:
+            try:
+                return await keep(keys, args)
+            except FleetUnavailable:
+                refused.set()
+                raise
+
+        monkeypatch.setattr(a, "_keep", watched)
+        assert await a.claim_stream(session) is True
+        own_redis.stop()
+        await asyncio.wait_for(refused.wait(), WAIT)
+        own_redis.start()
+        await until(lambda: a.link.up, "A to see Redis answer again", WAIT)
+        # The restarted Redis is empty: put A's lock back as an outage that keeps the data would have left it,
+        # without a lifetime, so only a refresh gives it one.
+        redis = aioredis.Redis.from_url(own_redis.url)
+        try:
+            key = f"{redis_prefix}get:{session.sid}"
+            await redis.set(key, a.replica_id)
+            await until(lambda: _ttl_above(redis, key, 0), "A's keeper to refresh the lock after the outage", WAIT)
+        finally:
+            await redis.aclose()
+
+
 async def test_with_redis_down_routing_fails_fast_with_503_and_forgetting_is_quiet(
     own_redis: RedisServer, redis_prefix: str
 ) -> None:
