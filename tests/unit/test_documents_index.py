@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -345,3 +346,21 @@ def test_a_page_far_down_the_results_is_served(tmp_path: Path) -> None:
         assert sorted(seen) == sorted(f"kb:d{n}" for n in range(215))
     finally:
         index.close()
+
+
+def _open_handles(path: Path) -> int:
+    """How many of this process's file descriptors point at ``path`` (Linux's /proc)."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+
+def test_opening_an_index_keeps_no_connection_until_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "docs.sqlite"
+    index = Index(path)  # creates the file and its tables
+    again = Index(path)  # finds them ready
+    assert _open_handles(path) == 0
+    index.search(["anything"], None, 5, 0)
+    assert _open_handles(path) == 1  # the reader's own, kept for the next search, until close
+    index.close()
+    again.close()
+    assert _open_handles(path) == 0

@@ -72,7 +72,6 @@ class DocumentFetcher(Protocol):
 @dataclass
 class MetadataDocuments:
     fetcher: DocumentFetcher
-    clock: object = time.monotonic
     cache: dict[str, tuple[Client, float]] = field(default_factory=dict)
 
     async def resolve(self, url: str) -> Client:

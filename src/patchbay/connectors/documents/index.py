@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +199,7 @@ class Index:
         self._frequency: dict[str, int] = {}
         self._frequency_total = -1
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
+        with closing(self._connect()) as conn:  # sqlite3's own context manager would leave it open
             self._prepare(conn)
 
     def _connect(self) -> sqlite3.Connection:
