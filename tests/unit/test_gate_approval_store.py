@@ -591,3 +591,13 @@ def test_closing_disposes_the_engine_only_when_it_owns_it(tmp_path: Path) -> Non
         Approvals(engine, ApprovalsSettings(), "https://mcp.example.com", owns_engine=owns).close()
         assert (engine.pool is not pool) is owns
         engine.dispose()
+
+
+def test_approvals_made_at_the_same_instant_give_latest_the_one_the_list_shows_first(
+    tmp_path: Path, clock: Clock
+) -> None:
+    approvals = store(tmp_path, clock)
+    made = {hold(approvals, 7) for _ in range(12)}  # one call held 12 times, the clock standing still
+    first = approvals.list()[0]
+    latest = approvals.latest("user:alice", "c1", TOOL, f"{7:064d}")
+    assert len(made) == 12 and latest is not None and latest.id == first.id == max(made)

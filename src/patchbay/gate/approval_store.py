@@ -218,7 +218,7 @@ class ApprovalStore:
                 GateApproval.tool == tool,
                 GateApproval.args_digest == args_digest,
             )
-            .order_by(GateApproval.created_at.desc())
+            .order_by(GateApproval.created_at.desc(), GateApproval.id.desc())  # one answer even for a tie
             .limit(1)
         )
         with self._read() as session:
