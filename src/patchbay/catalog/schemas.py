@@ -100,6 +100,8 @@ def _properties(
 ) -> None:
     before, after = old.get("properties") or {}, new.get("properties") or {}
     open_before = old.get("additionalProperties", True) is not False
+    # Narrowed even where additionalProperties would still accept it: the tool no longer reads it, so a call that
+    # relies on it (a dry_run flag) would do something else, which is what holding an input change is for.
     for name in sorted(before.keys() - after.keys()):
         findings.append(Finding(f"{path}.{name}", "narrowed", f"{path}.{name}: property removed"))
     required = set(new.get("required") or ())
