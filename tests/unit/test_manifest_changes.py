@@ -268,7 +268,7 @@ def test_a_changed_field_is_shown_from_its_approved_to_its_proposed_value() -> N
     change = one(tool(), tool(description="New words.", icons=[{"src": "https://example.com/i.png"}]))
     assert change.details == [
         'description: "Look a customer up by id." → "New words."',
-        'icons: "null" → "[{"src":"https://example.com/i.png"}]"',
+        'icons: null → [{"src":"https://example.com/i.png"}]',  # JSON as it is: only strings are quoted
     ]
 
 
@@ -411,3 +411,9 @@ def test_a_rename_to_a_name_that_sorts_later_is_found_too_and_labelled_on_both_s
     assert labels(found["search"]) == {"possible rename of lookup": "medium", "new tool": "medium"}
     assert labels(found["lookup"]) == {"removed": "low", "possible rename to search": "medium"}
     assert found["search"].renamed_from == "lookup"
+
+
+def test_a_string_and_the_number_it_spells_are_told_apart_in_the_details() -> None:
+    before = edited(("inputSchema", "properties", "id", "default"), 3)
+    after = edited(("inputSchema", "properties", "id", "default"), "3")
+    assert one(before, after).details == ['inputSchema $.id default: 3 → "3"']

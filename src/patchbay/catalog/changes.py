@@ -190,6 +190,10 @@ def _json(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    """A value for one line of the diff: hidden characters escaped, long text cut (the full text is diffed)."""
-    text = escaped(value) if isinstance(value, str) else _json(value)
-    return f'"{text}"' if len(text) <= 80 else f'"{text[:77]}..."'
+    """A value for one line of the diff: a string quoted, with hidden characters escaped; anything else as JSON,
+    unquoted (so ``"3"`` and ``3`` differ). Long text is cut (the full text is diffed)."""
+    if isinstance(value, str):
+        text = escaped(value)
+        return f'"{text}"' if len(text) <= 80 else f'"{text[:77]}..."'
+    text = _json(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
