@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from pathlib import Path
 
 import anyio
 import pytest
-from fixtures.fleet_stores import session_stores
-from tests.support.redis_server import RedisServer
+import redis.asyncio as aioredis
+from fixtures.fleet_stores import fleets, session_stores
+from tests.support.redis_server import TIMEOUT_MS, RedisServer
 from tests.support.waiting import until
 
 from patchbay.auth.principal import Principal
 from patchbay.errors import RpcError
-from patchbay.fleet.sessions import FleetSessionStore, Sealed, SealedIds
+from patchbay.fleet.events import fleet_events
+from patchbay.fleet.sessions import FleetSessionStore, Sealed, SealedIds, fleet_store
+from patchbay.settings import from_dict
 from patchbay.transport.sessions import owner_of
 
 SECRET, OLD, OTHER = b"the-current-secret", b"the-previous-secret", b"another-fleets-secret"
@@ -197,3 +201,29 @@ async def test_with_redis_down_a_refused_subscription_change_leaves_the_subscrip
             with pytest.raises(RpcError):
                 await opened.set_level("error")
             assert opened.log_level == "info"
+
+
+@pytest.mark.anyio
+async def test_a_replicas_store_follows_the_servers_secrets_keepalive_and_event_log(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    server = {"secret": SECRET.decode(), "previous_secrets": [OLD.decode()], "sse_keepalive_seconds": 5}
+    redis_table = {"url": redis_url, "key_prefix": redis_prefix, "timeout_ms": TIMEOUT_MS}
+    settings = from_dict({"server": server, "redis": redis_table}, base_dir=tmp_path)
+    redis = aioredis.Redis.from_url(redis_url)
+    async with fleets(redis_url, redis_prefix, count=1) as (fleet,):
+        events = fleet_events(settings, fleet)
+        store = fleet_store(settings, fleet, events)
+        try:
+            opened = await store.create("2025-11-25", CAPS, INFO, ALICE)
+            assert SealedIds([SECRET]).unseal(opened.id) is not None  # sealed with the current secret
+            assert await store.get(SealedIds([OLD]).seal(sealed())) is not None  # a previous one still opens
+            assert opened.events is events  # its streams resumable on any replica
+            assert await store.claim_stream(opened) is True
+            # The lock lasts two keep-alives: one missed keep-alive write never loses it.
+            assert 1000 < await redis.pttl(f"{redis_prefix}get:{opened.sid}") <= 10_000
+            await store.release_stream(opened)
+        finally:
+            store.close_all()
+            await events.close()
+            await redis.aclose()

@@ -182,6 +182,16 @@ async def test_running_calls_registered_together_cost_one_round_trip_and_their_r
         assert registry.pipelines - before == 2
 
 
+async def test_a_call_that_ends_before_the_mark_costs_no_round_trip(redis_url: str, redis_prefix: str) -> None:
+    async with replicas(redis_url, redis_prefix) as (a, _, _redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        registry = a.router.running
+        before = registry.pipelines
+        untrack = a.track(session, 1)
+        untrack()  # over before TRACK_AFTER_SECONDS: it was never registered, so there is nothing to remove
+        assert (registry.queued, registry.writer, registry.pipelines) == ([], None, before)
+
+
 async def test_a_cancellation_for_a_call_not_registered_yet_is_broadcast(redis_url: str, redis_prefix: str) -> None:
     async with replicas(redis_url, redis_prefix) as (a, b, _redis):
         session = await a.create("2025-11-25", CAPS, INFO)
