@@ -312,6 +312,38 @@ async def test_a_bug_of_ours_is_a_json_500_without_its_detail_and_is_logged(
     assert logged[0].exc_info is not None
 
 
+async def test_a_bug_after_the_stream_has_ended_leaves_the_clients_stream_as_it_was_and_is_logged(
+    client: httpx.AsyncClient, app: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the response has gone out, a bug of ours cannot become a 500: the app logs it and ends quietly."""
+
+    async def ends_then_breaks(method: str, params: Any, scope: Any) -> Any:
+        await scope.close_stream()  # SSE polling: the response ends before the result
+        raise RuntimeError("secret detail")
+
+    headers = await open_session(client)
+    monkeypatch.setattr(app.runtime.dispatcher, "dispatch", ends_then_breaks)
+    with caplog.at_level(logging.ERROR, logger="patchbay.transport"):
+        response = await client.post("/mcp", json=request("tools/call", {"name": "quiet"}, 6), headers=headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    # the priming event and the early end's retry, and no error after them
+    assert [(e.data, e.retry) for e in parse_sse(response.text)] == [("", 1000), ("", 1000)]
+    assert "secret detail" not in response.text
+    logged = [r for r in caplog.records if r.name == "patchbay.transport"]
+    assert [r.getMessage() for r in logged] == ["unhandled error on POST /mcp"]
+
+
+async def test_a_post_with_no_accept_header_at_all_is_answered_as_json(client: httpx.AsyncClient) -> None:
+    """RFC 9110 §12.5.1: no Accept header means any media type is acceptable (httpx sends */* unless told not to,
+    so test_imperfect_accept_headers_are_served never sends none)."""
+    bare = client.build_request("POST", "/mcp", json=request("tools/list", {}, 8), headers=JSON_POST)
+    del bare.headers["accept"]
+    response = await client.send(bare)
+    assert assert_json(response)["id"] == 8
+    assert "tools" in assert_json(response)["result"]
+
+
 async def test_a_sessionless_cancellation_or_answer_is_accepted_and_logs_no_error(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
