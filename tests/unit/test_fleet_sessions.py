@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 from pathlib import Path
 
 import anyio
@@ -87,6 +88,7 @@ BOB = owner_of(Principal(kind="user", subject="bob", client_id="chatgpt"))
 async def test_a_session_opened_on_a_is_served_by_b_for_its_owner_only(redis_url: str, redis_prefix: str) -> None:
     async with replicas(redis_url, redis_prefix) as (a, b):
         opened = await a.create("2025-06-18", CAPS, INFO, ALICE)
+        assert re.fullmatch("[0-9a-f]{32}", opened.sid)  # 128 random bits name its state in Redis
         found = await b.get(opened.id)
         assert found is not None and found is not opened
         assert (found.version, found.client_caps, found.client_info) == ("2025-06-18", CAPS, INFO)
@@ -219,6 +221,7 @@ async def test_a_replicas_store_follows_the_servers_secrets_keepalive_and_event_
             assert SealedIds([SECRET]).unseal(opened.id) is not None  # sealed with the current secret
             assert await store.get(SealedIds([OLD]).seal(sealed())) is not None  # a previous one still opens
             assert opened.events is events  # its streams resumable on any replica
+            assert store.stream_lock_ms == 10_000
             assert await store.claim_stream(opened) is True
             # The lock lasts two keep-alives: one missed keep-alive write never loses it.
             assert 1000 < await redis.pttl(f"{redis_prefix}get:{opened.sid}") <= 10_000

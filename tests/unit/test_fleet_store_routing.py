@@ -257,7 +257,9 @@ async def test_a_session_held_here_past_its_end_is_unknown_and_closed(redis_url:
         session = await a.create("2025-11-25", CAPS, INFO)
         assert await a.get(session.id) is session
         session.standalone = asyncio.Queue()
-        now[0] += LIFETIME
+        sealed = a.ids.unseal(session.id)
+        assert sealed is not None
+        now[0] = float(sealed.exp)  # its last second is over: as the seal, which opens only before exp
         assert await a.get(session.id) is None
         assert session.standalone.get_nowait() == b""
         assert a.find(session.sid) is None
@@ -317,11 +319,12 @@ async def test_large_capabilities_leave_only_their_names_and_a_short_client_name
     experimental = {f"f{i}": {"x": "y" * 20} for i in range(60)}
     big = {"sampling": {}, "roots": {"listChanged": True}, "experimental": experimental}
     info = {"name": "n" * 100, "version": 3, "title": "dropped"}
-    async with replicas(redis_url, redis_prefix) as (a, b, _redis):
+    async with replicas(redis_url, redis_prefix) as (a, b, redis):
         session = await a.create("2025-11-25", big, info)
         assert (session.client_caps, session.client_info) == (big, info)  # this replica keeps all of it
         sealed = a.ids.unseal(session.id)
         assert sealed is not None and sealed.spilled
+        assert await redis.pexpiretime(f"{redis_prefix}s:{session.sid}") == sealed.exp * 1000  # what spilled, too
         assert sealed.caps == {"experimental": {}, "roots": {}, "sampling": {}}
         assert sealed.client_info == {"name": "n" * 64, "version": "3"}
         on_b = await b.get(session.id)
@@ -351,6 +354,7 @@ async def test_the_get_stream_lock_expires_by_itself_and_is_kept_alive_while_hel
         assert await a.claim_stream(session) is True
         assert await redis.get(key) == a.replica_id.encode()
         assert 0 < await redis.pttl(key) <= 1000  # never under a second, whatever the keepalive
+        assert a.stream_lock_ms == 1000  # 0.2 s asked for: raised to one second exactly
         await redis.pexpire(key, 300)
         await b.keep_stream(on_b)  # not B's: unchanged
         assert await redis.pttl(key) <= 300
@@ -458,6 +462,35 @@ async def test_with_redis_down_subscription_changes_are_refused_and_undone_and_n
             await asyncio.wait_for(fresh.subscribe("kanban://board"), WAIT)
         assert fresh.subscriptions == set()
         await fresh.unsubscribe("kanban://board")
+
+
+async def test_with_redis_down_large_capabilities_stay_on_the_replica_that_opened_the_session_and_it_says_so(
+    own_redis: RedisServer, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    big = {**CAPS, "experimental": {f"f{i}": {"x": "y" * 20} for i in range(60)}}
+    async with replicas(own_redis.url, redis_prefix) as (a, _, _redis):
+        own_redis.stop()
+        with caplog.at_level(logging.WARNING, logger="patchbay.fleet"):
+            session = await asyncio.wait_for(a.create("2025-11-25", big, INFO), WAIT)
+        assert session.client_caps == big
+        assert f"session {session.sid[:8]}: its large client capabilities stay on this replica only" in caplog.messages
+
+
+async def test_a_session_found_deleted_in_redis_stays_refused_here_while_redis_is_down(
+    own_redis: RedisServer, redis_prefix: str
+) -> None:
+    async with replicas(own_redis.url, redis_prefix) as (a, b, redis):
+        session = await a.create("2025-11-25", CAPS, INFO)
+        on_b = await b.get(session.id)
+        assert on_b is not None
+        on_b.standalone = asyncio.Queue()
+        # Deleted on A while B missed the broadcast: B learns it from the denylist at its next read.
+        await redis.set(f"{redis_prefix}sdel:{session.sid}", b"1")
+        b.drop_cached()
+        assert await b.get(session.id) is None
+        assert on_b.standalone.get_nowait() == b""  # its stream here ends
+        own_redis.stop()
+        assert await asyncio.wait_for(b.get(session.id), WAIT) is None  # not opened again from its seal
 
 
 @pytest.mark.parametrize("info", [None, "unit-client", ["name"]], ids=["missing", "string", "list"])
