@@ -386,6 +386,22 @@ async def test_without_public_tools_a_request_without_a_valid_token_is_401_with_
                 assert 'error="invalid_token"' in challenge
 
 
+async def test_without_public_tools_an_anonymous_notification_answer_get_or_delete_is_401_too(tmp_path: Path) -> None:
+    """docs/auth.md: without public tools the caller is authenticated before anything else on /mcp, so no method
+    gets round sign-in, and a session id is neither looked up nor confirmed for an anonymous caller."""
+    sent = [
+        ("POST", {"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        ("POST", {"jsonrpc": "2.0", "id": "srv-1", "result": {}}),
+        ("GET", None),
+        ("DELETE", None),
+    ]
+    async with authflow.running(tmp_path) as app, authflow.client_for(app) as http:
+        for method, body in sent:
+            response = await http.request(method, "/mcp", json=body, headers={**JSON_POST, **GONE})
+            assert assert_rpc_error(response, 401, INVALID_REQUEST)["message"] == MISSING_TOKEN, method
+            assert response.headers["www-authenticate"].startswith("Bearer resource_metadata=")
+
+
 async def test_with_public_tools_an_anonymous_caller_may_only_discover_and_call_tools(tmp_path: Path) -> None:
     """docs/auth.md mixed auth: anonymous requests reach discovery and tools/call only; no batch gets round it."""
     async with (
