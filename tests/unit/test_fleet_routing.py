@@ -135,7 +135,8 @@ async def test_one_get_stream_per_session_across_replicas_until_it_ends(
             assert held.status_code == 200
             refused = await http.get(b, headers=stream)
             assert refused.status_code == 409
-            assert refused.json()["error"]["message"] == "Conflict: this session already has an open GET stream"
+            conflict = "Conflict: this session already has an open GET stream"
+            assert refused.json()["error"] == {"code": -32600, "message": conflict}  # JSON-RPC Invalid Request
         # A saw the client go and released the lock: B now opens the stream.
         await until(lambda: _is(get_status(http, b, headers), 200), "B to open the GET stream after A's ended")
 
