@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from fixtures.authflow import BASE, PASSWORD, REDIRECT, Flow, add_user, call, client_for, running
 from sqlalchemy import update
@@ -280,6 +281,39 @@ async def test_registration_is_rate_limited_per_address(tmp_path: Path) -> None:
         answers = [(await http.post("/register", json=body)).status_code for _ in range(4)]
         assert answers == [201, 201, 201, 429]
         assert len(app.runtime.auth.core.clients.list()) == 3
+
+
+async def test_a_refused_registration_says_when_to_retry_and_another_address_keeps_its_own_budget(
+    tmp_path: Path,
+) -> None:
+    body = {"redirect_uris": ["https://ok.example/cb"], "token_endpoint_auth_method": "none"}
+    async with running(tmp_path, auth={"registration_per_minute": 1}) as app:
+        first = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+        second = httpx.ASGITransport(app=app, client=("198.51.100.8", 40000))
+        async with (
+            httpx.AsyncClient(transport=first, base_url=BASE) as one,
+            httpx.AsyncClient(transport=second, base_url=BASE) as other,
+        ):
+            assert (await one.post("/register", json=body)).status_code == 201
+            refused = await one.post("/register", json=body)
+            assert (await other.post("/register", json=body)).status_code == 201
+        assert len(app.runtime.auth.core.clients.list()) == 2
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "error": "invalid_request",
+        "error_description": "too many registrations; try again in a minute",
+    }
+    assert refused.headers["retry-after"] == "60" and refused.headers["access-control-allow-origin"] == "*"
+
+
+async def test_registrations_from_no_known_address_share_one_budget(tmp_path: Path) -> None:
+    body = {"redirect_uris": ["https://ok.example/cb"], "token_endpoint_auth_method": "none"}
+    async with running(tmp_path, auth={"registration_per_minute": 1}) as app:
+        # An ASGI server gives no client address for a connection over a Unix socket.
+        transport = httpx.ASGITransport(app=app, client=None)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+            answers = [(await http.post("/register", json=body)).status_code for _ in range(2)]
+    assert answers == [201, 429]
 
 
 def _error_text(html: str) -> str:

@@ -3,6 +3,7 @@ working (to the second), and what a replay or a revocation takes with it."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -445,6 +446,20 @@ def test_introspection_describes_both_kinds_and_says_which_are_active(grants: Gr
     assert grants.describe(issued.access_token) == (access[0], False)
 
 
+def test_a_token_whose_account_was_deleted_by_hand_is_described_inactive_and_nobody(
+    grants: Grants, tmp_path: Path, alice: int
+) -> None:
+    issued = tokens(grants, alice)
+    # The sqlite3 shell leaves foreign keys off by default, so an operator's DELETE keeps the account's tokens.
+    shell = sqlite3.connect(tmp_path / "store.db")
+    with shell:
+        shell.execute("DELETE FROM auth_users WHERE id = ?", (alice,))
+    shell.close()
+    assert grants.access(issued.access_token) is None
+    described = grants.describe(issued.access_token)
+    assert described == (AccessInfo("app", alice, "", frozenset(), "mcp", MCP, NOW, NOW + 100, "access"), False)
+
+
 def test_revoking_a_refresh_token_revokes_its_grant_and_an_access_token_only_itself(
     grants: Grants, clock: Clock, engine: object, alice: int
 ) -> None:
@@ -462,6 +477,19 @@ def test_revoking_a_refresh_token_revokes_its_grant_and_an_access_token_only_its
     assert revoked[digest(two.access_token)] == NOW + 7
     assert revoked[digest(two.refresh_token or "")] is None
     assert grants.access(three.access_token) is not None
+
+
+def test_revoking_a_grant_keeps_the_time_a_token_of_it_was_first_revoked(
+    grants: Grants, clock: Clock, engine: object, alice: int
+) -> None:
+    issued = tokens(grants, alice)
+    clock.now += 7
+    assert grants.revoke(issued.access_token, "app") is True
+    clock.now += 7
+    assert grants.revoke(issued.refresh_token or "", "app") is True  # the whole grant, the access token again
+    revoked = {r.token_hash: r.revoked_at for r in rows(engine, AuthToken)}
+    assert revoked[digest(issued.access_token)] == NOW + 7
+    assert revoked[digest(issued.refresh_token or "")] == NOW + 14
 
 
 def test_revoking_a_user_or_a_client_counts_what_was_still_live(
