@@ -283,6 +283,24 @@ async def test_accept_application_wildcard_gets_json_and_any_type_gets_progress_
     assert sent[-1]["id"] == 4
 
 
+async def test_an_initialize_naming_a_version_we_lack_and_no_capabilities_gets_our_latest_and_none(
+    client: httpx.AsyncClient,
+) -> None:
+    """MCP lifecycle: the server answers a version it does not support with its latest one; a client that
+    declares no capabilities has none, so a tool that asks the user is refused instead of failing."""
+    body = initialize_body("1999-01-01", request_id=1)
+    del body["params"]["capabilities"]
+    opened = await client.post("/mcp", json=body, headers=JSON_POST)
+    assert assert_json(opened)["result"]["protocolVersion"] == LATEST
+    session = {**JSON_POST, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": LATEST}
+    asked = await client.post(
+        "/mcp", json=request("tools/call", {"name": "ask_name", "arguments": {}}, 2), headers=session
+    )
+    refused = assert_json(asked)["result"]
+    assert refused["isError"] is True
+    assert refused["content"][0]["text"] == "The client did not declare the 'elicitation' capability this tool needs."
+
+
 async def test_an_sse_only_client_is_initialized_over_sse_and_gets_its_session_id(client: httpx.AsyncClient) -> None:
     response = await client.post("/mcp", json=initialize_body(request_id=1), headers=SSE_ONLY)
     assert response.status_code == 200
