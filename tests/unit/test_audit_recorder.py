@@ -540,8 +540,8 @@ async def test_a_late_read_waits_only_its_window_and_a_write_waits_for_its_commi
     store: Engine, blocked: threading.Event, caplog: pytest.LogCaptureFixture
 ) -> None:
     recorder = AuditRecorder(store, AuditSettings(read_window_ms=50, timeout_ms=5000))
-    queued_at = time.monotonic()
     await recorder.finish(_call(request_id="first"))  # answered at once; its commit waits for the held writer
+    queued_at = time.monotonic()  # after the record was queued: it is at least this old
     await _until(lambda: time.monotonic() - queued_at > 0.05)  # that record is now older than the window
     with caplog.at_level(logging.DEBUG, logger="patchbay.audit"):
         for _ in range(2):
