@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ from sqlalchemy import text
 from tests.support.loopback_asgi import serving
 
 from patchbay.app import create_app
+from patchbay.gate.calls import Call
 from patchbay.protocol.dispatch import Dispatcher
+from patchbay.protocol.scope import CallScope
 from patchbay.settings import Settings, from_dict
 from patchbay.store import create_engine
 from patchbay.transport import legacy_sse
@@ -457,6 +459,29 @@ async def test_a_legacy_call_is_audited_with_its_transport_request_id_and_client
     seen = {(b["transport"], b["era"], b["protocol_version"], b["request_ref"], b["jsonrpc_id"]) for b in bodies}
     assert seen == {("legacy_sse", "legacy", "2025-06-18", "lb-legacy-42", 2)}
     assert all(b["client_info"] == client for b in bodies)
+
+
+@dataclass
+class Observer:
+    """Stands in for the metrics and tracing hook the dispatcher tells of each finished call (patchbay.observe)."""
+
+    scopes: list[CallScope] = field(default_factory=list)
+
+    def observe(self, finished: Call) -> None:
+        self.scopes.append(finished.scope)
+
+
+async def test_a_calls_meta_reaches_the_trace_hook_as_sent_and_only_when_it_is_an_object(tmp_path: Path) -> None:
+    """SEP-414: a span takes its parent from ``params._meta.traceparent`` (patchbay.observe.otel), on every era."""
+    meta = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    async with served(settings(tmp_path)) as (app, http), opened(http) as stream:
+        observer = Observer()
+        app.runtime.dispatcher.metrics = observer
+        for request_id, params in enumerate(({"_meta": meta}, {}, {"_meta": "not an object"}), start=1):
+            _, answer = await stream.ask(call("echo", request_id, {"text": "traced"}, **params))
+            assert answer["result"]["content"][0]["text"] == "traced", params
+    assert [scope.meta for scope in observer.scopes] == [meta, None, None]
+    assert {scope.transport for scope in observer.scopes} == {"legacy_sse"}
 
 
 def asgi_scope(method: str, path: str, *, query: bytes = b"", **extra: Any) -> dict[str, Any]:
