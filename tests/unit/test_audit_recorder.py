@@ -687,3 +687,103 @@ async def test_a_recorder_closed_while_its_store_is_stuck_counts_what_is_left_an
     finally:
         keep.close()
         engine.dispose()
+
+
+async def test_a_read_still_waiting_when_the_recorder_closes_is_told_why_and_counted_with_the_lost(
+    store: Engine, blocked: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=1000, timeout_ms=100, queue_size=10))
+    await recorder.finish(_call(request_id="first"))  # answered at once; its commit waits for the held writer
+    queued_at = time.monotonic()
+    await _until(lambda: recorder.health()["queued"] == 0)  # that commit is under way
+    await _until(lambda: time.monotonic() - queued_at > 1)  # and now older than the read window
+    late = asyncio.create_task(recorder.finish(_call(request_id="late")))  # waits up to the window, 1 s
+    await _until(lambda: recorder.health()["queued"] == 1)
+    for n in range(10):  # nine fill the queue, the tenth is lost
+        recorder.event("test.event", n=n)
+    assert recorder.health()["lost"] == 1
+    with caplog.at_level(logging.DEBUG, logger="patchbay.audit"):
+        close = asyncio.create_task(recorder.aclose())  # gives the held writer 100 ms
+        assert await late is None  # a read keeps its answer (serve_reads) ...
+        blocked.set()  # the commit under way ends, so the store can be disposed
+        await close
+    reason = "the audit store did not answer within 100 ms of the server stopping"
+    assert caplog.messages == [
+        f"audit: 10 records not stored: {reason}",
+        f"audit: tools/call crm_search answered before its record was stored: {reason}",  # ... told why
+    ]
+    health = recorder.health()
+    assert (health["lost"], health["late"], health["queued"]) == (11, 1, 0)
+
+
+async def test_a_call_after_the_recorder_closed_is_refused_and_counted(store: Engine) -> None:
+    recorder = AuditRecorder(store, AuditSettings())
+    await recorder.aclose()
+    write = _call(write=True)
+    refusal = await recorder.intent(write)
+    assert refusal is not None and refusal["content"][0]["text"] == (
+        "Cannot record this call: the audit trail is closed; nothing was run."
+    )
+    assert (write.outcome, write.detail) == ("unrecorded", "the audit trail is closed")
+    assert recorder.health()["lost"] == 1 and not _rows(store)
+
+
+async def test_a_failing_store_is_logged_once_until_it_records_again(
+    tmp_path: Path, store: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=5000))
+    other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    other.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_records "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    reason = "the audit store cannot be written (database or disk is full)"
+    try:
+        with caplog.at_level(logging.WARNING, logger="patchbay.audit"):
+            for _ in range(3):
+                refusal = await recorder.intent(_call(write=True))
+                assert refusal is not None and refusal["content"][0]["text"] == (
+                    f"Cannot record this call: {reason}; nothing was run."
+                )
+            assert recorder.health()["detail"] == reason
+            other.execute("DROP TRIGGER refuse")
+            assert await recorder.intent(_call(write=True)) is None
+    finally:
+        other.close()
+    assert caplog.messages == [f"audit: 1 records not stored: {reason}", "audit: recording again"]
+    health = recorder.health()
+    assert (health["ok"], health["lost"], health["written"]) == (True, 3, 1)
+
+
+async def test_a_stuck_store_is_logged_once_when_a_write_gives_up_on_it(
+    tmp_path: Path, store: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=200))
+    other = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        with caplog.at_level(logging.WARNING, logger="patchbay.audit"):
+            for _ in range(2):
+                assert await recorder.intent(_call(write=True)) is not None
+            other.execute("ROLLBACK")
+            assert await recorder.intent(_call(write=True)) is None  # committed after the two late intents
+    finally:
+        other.close()
+    assert caplog.messages == ["audit: the audit store did not answer within 200 ms", "audit: recording again"]
+    assert recorder.health()["written"] == 3
+
+
+async def test_a_read_waits_for_its_commit_behind_a_write_committing_for_longer_than_the_window(
+    store: Engine, blocked: threading.Event
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=50, timeout_ms=5000))
+    write = asyncio.create_task(recorder.finish(_call(write=True)))
+    await asyncio.sleep(0)  # the write's record is queued and its commit started (the writer is held)
+    started = time.monotonic()
+    await _until(lambda: time.monotonic() - started > 0.05)  # that commit is older than the window
+    assert await recorder.finish(_call(request_id="read")) is None
+    assert recorder.health()["late"] == 1  # the read waited its window for its commit, then was answered
+    assert not write.done()
+    blocked.set()
+    assert await write is None
+    await _until(lambda: recorder.health()["written"] == 2)
