@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx2 as httpx
-from fixtures.wire import TOOLS_MODULE, live_server, modern_request, settings_for
+from fixtures.wire import JSON_POST, TOOLS_MODULE, live_server, modern_request, request, settings_for
 
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
@@ -55,6 +55,28 @@ def test_listen_acknowledges_first_and_tags_list_changes_with_the_subscription(t
                     assert changed["method"] == "notifications/tools/list_changed"
                     assert changed["params"]["_meta"][SUBSCRIPTION_ID] == ack["params"]["_meta"][SUBSCRIPTION_ID]
                     assert "id" not in changed
+
+        anyio.run(scenario)
+
+
+def test_a_2025_era_call_that_changes_the_tool_list_tells_the_listeners(tmp_path: Path) -> None:
+    """ctx.lists_changed() works from a 2025-era call as well: the server learns of it and open streams are told."""
+    with live_server(settings_for(tmp_path, sse_keepalive_seconds=0.2)) as server:
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(timeout=10) as http:
+                body, headers = modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": True}})
+                async with http.stream("POST", server.url, json=body, headers=headers) as stream:
+                    lines = stream.aiter_lines()
+                    with anyio.fail_after(5):
+                        ack = await next_message(lines)
+                    assert ack["method"] == "notifications/subscriptions/acknowledged"
+                    trigger = request("tools/call", {"name": "toggle_tool", "arguments": {}}, "toggle-25")
+                    toggled = await http.post(server.url, json=trigger, headers=JSON_POST)
+                    assert toggled.json()["result"]["content"][0]["text"] == "toggled"
+                    with anyio.fail_after(5):
+                        changed = await next_message(lines)
+                    assert changed["method"] == "notifications/tools/list_changed"
 
         anyio.run(scenario)
 
