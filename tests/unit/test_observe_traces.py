@@ -175,6 +175,19 @@ def test_a_2025_era_call_is_parented_on_its_meta_traceparent_too(tmp_path: Path)
     assert attributes(span)["mcp.protocol.version"] == "2025-03-26"
 
 
+def test_a_2025_era_meta_that_is_not_an_object_carries_no_trace_context(tmp_path: Path) -> None:
+    """A ``params._meta`` that is not an object names no parent: the call is answered and starts its own trace."""
+    with collector() as otlp, live_server(settings_for(tmp_path, otlp.url)) as server:
+        body = request("tools/call", {"name": "echo", "arguments": {"text": "hi"}, "_meta": ["traceparent"]}, 6)
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=DEADLINE) as http:
+            answered = http.post("/mcp", json=body, headers=JSON_POST)
+            assert answered.status_code == 200 and answered.json()["result"]["isError"] is False
+        tracing = server.app.observability.tracing
+        [span] = otlp.wait_for("spans", 1, tracing.flush)
+    assert span.parent_span_id == b""
+    assert attributes(span)["mcp.protocol.version"] == "2025-03-26"
+
+
 def test_with_otel_off_no_opentelemetry_module_is_loaded(tmp_path: Path) -> None:
     script = f"""
 import sys, anyio, httpx2 as httpx
