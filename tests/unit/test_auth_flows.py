@@ -249,3 +249,21 @@ async def test_registrations_that_never_got_a_token_are_pruned_after_the_configu
         await http.post("/register", json=body)
         assert core.clients.get(unused) is None
         assert core.clients.get(flow.client_id) is not None
+
+
+async def test_a_client_registered_without_the_refresh_grant_gets_no_refresh_token_and_keeps_its_metadata(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register(grant_types=["authorization_code"], client_uri="https://app.example", software_id="app-1")
+        tokens = await flow.tokens(scope="mcp")
+        stored = app.runtime.auth.core.clients.get(flow.client_id)
+    assert tokens["access_token"] and "refresh_token" not in tokens
+    assert stored is not None and stored.grant_types == ("authorization_code",)
+    assert stored.metadata == {
+        "client_uri": "https://app.example",
+        "software_id": "app-1",
+        "grant_types": ["authorization_code"],
+    }
