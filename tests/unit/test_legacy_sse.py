@@ -363,6 +363,22 @@ async def test_closing_the_stream_cancels_its_calls_and_forgets_its_session(tmp_
         assert app.runtime.hub.listener_count == listeners
 
 
+async def test_a_finished_call_is_no_longer_held_by_its_stream(tmp_path: Path) -> None:
+    """A stream keeps its running calls to cancel them when it closes; one left open for days must not keep every
+    call it ever ran."""
+    async with served(settings(tmp_path)) as (app, http), opened(http) as stream:
+        [route] = [r for r in app.router.routes if getattr(r, "path", None) == "/sse"]
+        [held] = route.endpoint.__self__.streams.values()
+        for request_id in (1, 2, 3):
+            _, answer = await stream.ask(call("echo", request_id, {"text": "done"}))
+            assert answer["result"]["content"][0]["text"] == "done"
+        with anyio.fail_after(DEADLINE):  # each task is let go by its done-callback, just after its answer is sent
+            while True:
+                if not held.tasks:
+                    return
+                await anyio.sleep(0.01)
+
+
 async def test_a_list_change_leaves_the_stream_open(tmp_path: Path) -> None:
     """Only shutdown ends a legacy stream; list changes are published on the same hub."""
     async with served(settings(tmp_path)) as (_, http), opened(http) as stream:
