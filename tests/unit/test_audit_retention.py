@@ -174,6 +174,10 @@ def test_prune_uses_the_clock_when_no_time_is_given(trail: Trail) -> None:
     assert before <= anchor.pruned_at <= time.time()
 
 
+def _pruner_tasks() -> int:
+    return sum(task.get_name() == "patchbay-audit-prune" for task in asyncio.all_tasks())
+
+
 async def _until(condition: Any, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -189,6 +193,7 @@ async def test_the_pruner_prunes_in_the_background_and_logs_what_it_deleted(
     with caplog.at_level(logging.INFO, logger="patchbay.audit"):
         pruner.start()
         pruner.start()  # a second start keeps the one task
+        assert _pruner_tasks() == 1
         try:
             await _until(lambda: read_anchor(trail.engine) is not None)
             await _until(lambda: any("deleted" in r.getMessage() for r in caplog.records))
@@ -205,6 +210,7 @@ async def test_the_pruner_prunes_in_the_background_and_logs_what_it_deleted(
 async def test_a_pruner_for_keep_days_zero_never_starts(trail: Trail) -> None:
     pruner = Pruner(trail.engine, 0, interval=0.01, checkpoints=None, key=None)
     pruner.start()
+    assert _pruner_tasks() == 0
     assert await pruner.run_once() == 0
     await pruner.stop()
     assert trail.seqs() == list(range(1, 11))
@@ -222,3 +228,54 @@ async def test_a_failing_prune_is_logged_and_retried(tmp_path: Path, caplog: pyt
             await pruner.stop()
     finally:
         engine.dispose()
+    assert all("no such table: audit_records" in m for m in caplog.messages if m.startswith(failed))
+
+
+@pytest.mark.anyio
+async def test_the_pruner_trusts_only_checkpoints_signed_with_its_key(trail: Trail) -> None:
+    good = trail.checkpoints.read_text().splitlines()[0]  # seq 4
+    forged = audit_chain.checkpoint_body(8, trail.heads[7][1], 4, START + 8.5, b"someone else's key!!")
+    trail.checkpoints.write_text(f"{good}\n{json.dumps(forged)}\n")
+    pruner = Pruner(trail.engine, 1, interval=3600, checkpoints=trail.checkpoints, key=KEY)
+    assert await pruner.run_once() == 4
+    assert trail.seqs() == [5, 6, 7, 8, 9, 10]
+
+
+def test_a_checkpoint_line_that_is_not_utf8_costs_only_itself(trail: Trail) -> None:
+    with trail.checkpoints.open("ab") as file:  # a torn write: half a line of bytes that decode as nothing
+        file.write(b'{"type": "pb-audit-checkpoint", "seq": \xff\xfe\n')
+    assert prune(trail.engine, 1, checkpoints=trail.checkpoints, key=KEY, now=START + 100 + DAY) == 8
+    assert trail.seqs() == [9, 10]
+
+
+def test_a_checkpoint_past_the_stores_last_record_is_passed_over(
+    trail: Trail, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A checkpoint file kept from a longer trail (the store restored from an older backup) names seq 12.
+    ahead = audit_chain.checkpoint_body(12, "ab" * 32, 4, START + 12.5, KEY)
+    with trail.checkpoints.open("a") as file:
+        file.write(f"{json.dumps(ahead)}\n")
+    with caplog.at_level(logging.WARNING, logger="patchbay.audit"):
+        assert prune(trail.engine, 1, checkpoints=trail.checkpoints, key=KEY, now=START + 100 + DAY) == 8
+    assert not caplog.records  # no record to mismatch: nothing to warn about
+
+
+def test_a_checkpoint_whose_record_is_not_older_than_the_cutoff_is_not_used(trail: Trail) -> None:
+    # The checkpoint at seq 8 claims a time before its own record's (the clock was set back in between): the
+    # record at the cut-off itself is not older than keep_days, so the cut is at the checkpoint before.
+    first = trail.checkpoints.read_text().splitlines()[0]  # seq 4, written START + 4.5
+    early = audit_chain.checkpoint_body(8, trail.heads[7][1], 4, START + 1, KEY)
+    trail.checkpoints.write_text(f"{first}\n{json.dumps(early)}\n")
+    assert prune(trail.engine, 1, checkpoints=trail.checkpoints, key=KEY, now=START + 8 + DAY) == 4
+    assert trail.seqs() == [5, 6, 7, 8, 9, 10]
+
+
+def test_a_prune_that_finds_the_anchors_own_boundary_leaves_the_anchor_as_it_was(trail: Trail) -> None:
+    # A run that crashed after setting the anchor at seq 5 left records 1..5; the next run finds the same boundary.
+    with sqlite3.connect(trail.db) as connection:
+        connection.execute(
+            "INSERT INTO audit_anchor (id, seq, hash, cutoff, pruned_at) VALUES (1, 5, ?, 0, 0)", (trail.heads[4][1],)
+        )
+    assert prune(trail.engine, 1, now=START + 5.5 + DAY) == 5
+    assert read_anchor(trail.engine) == audit_retention.Anchor(5, trail.heads[4][1], 0, 0)
+    assert trail.seqs() == [6, 7, 8, 9, 10]
