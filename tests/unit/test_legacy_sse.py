@@ -398,6 +398,14 @@ async def test_shutting_down_ends_every_open_stream(tmp_path: Path) -> None:
         assert gone.status_code == 404
 
 
+async def test_a_stream_queues_at_most_1000_messages_its_client_has_not_read() -> None:
+    """A client that stops reading holds up its own calls (each waits to queue its answer), not the server's memory."""
+    held = legacy_sse._Stream()
+    for n in range(1000):
+        await held.send(request("ping", None, n))
+    assert held.queue.full()
+
+
 async def test_past_the_stream_limit_a_new_stream_is_503_until_one_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
