@@ -787,3 +787,20 @@ async def test_a_read_waits_for_its_commit_behind_a_write_committing_for_longer_
     blocked.set()
     assert await write is None
     await _until(lambda: recorder.health()["written"] == 2)
+
+
+async def test_a_recorder_closed_on_a_stuck_store_logs_how_long_it_waited(
+    store: Engine, blocked: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=600))
+    recorder.event("test.first")
+    await _until(lambda: recorder.health()["queued"] == 0)  # its commit waits for the held writer
+    recorder.event("test.second")
+    with caplog.at_level(logging.ERROR, logger="patchbay.audit"):
+        close = asyncio.create_task(recorder.aclose())
+        await _until(lambda: recorder.health()["lost"] == 1)  # aclose gave up on the queued record
+        blocked.set()
+        await close
+    assert caplog.messages == [
+        "audit: 1 records not stored: the audit store did not answer within 600 ms of the server stopping"
+    ]
