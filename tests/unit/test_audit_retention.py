@@ -279,3 +279,8 @@ def test_a_prune_that_finds_the_anchors_own_boundary_leaves_the_anchor_as_it_was
     assert prune(trail.engine, 1, now=START + 5.5 + DAY) == 5
     assert read_anchor(trail.engine) == audit_retention.Anchor(5, trail.heads[4][1], 0, 0)
     assert trail.seqs() == [6, 7, 8, 9, 10]
+
+
+def test_without_checkpoints_a_record_at_the_cutoff_itself_is_kept(trail: Trail) -> None:
+    assert prune(trail.engine, 1, now=START + 7 + DAY) == 6  # record 7 is exactly keep_days old: not older
+    assert trail.seqs() == [7, 8, 9, 10]
