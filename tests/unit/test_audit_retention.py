@@ -284,3 +284,11 @@ def test_a_prune_that_finds_the_anchors_own_boundary_leaves_the_anchor_as_it_was
 def test_without_checkpoints_a_record_at_the_cutoff_itself_is_kept(trail: Trail) -> None:
     assert prune(trail.engine, 1, now=START + 7 + DAY) == 6  # record 7 is exactly keep_days old: not older
     assert trail.seqs() == [7, 8, 9, 10]
+
+
+def test_without_checkpoints_no_anchor_is_set_on_a_record_deleted_by_hand(trail: Trail) -> None:
+    with sqlite3.connect(trail.db) as connection:
+        connection.execute("DELETE FROM audit_records WHERE seq = 3")  # the cut would fall on it
+    assert prune(trail.engine, 1, now=START + 3.5 + DAY) == 0
+    assert read_anchor(trail.engine) is None
+    assert trail.seqs() == [1, 2, 4, 5, 6, 7, 8, 9, 10]  # the gap stays for verify to report
