@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from patchbay.gate import audit_chain, audit_retention
 from patchbay.gate.audit_chain import read_checkpoints
@@ -22,6 +22,7 @@ from patchbay.gate.audit_retention import DAY, Pruner, prune, read_anchor
 from patchbay.gate.audit_store import write_now
 from patchbay.gate.audit_verify import Report, verify
 from patchbay.store import create_engine, upgrade
+from patchbay.store.engine import writer
 
 KEY = b"retention-test-key-0123456789"
 START = 1_000_000.0
@@ -153,8 +154,15 @@ def test_records_a_crash_left_at_or_below_the_anchor_are_deleted_by_the_next_run
 
 def test_deletion_in_chunks_stops_at_the_anchor(trail: Trail, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(audit_retention, "CHUNK", 3)
-    # 1..3, 4..6, then the anchor's own record alone.
+    chunks: list[int] = []
+
+    def deleted(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("DELETE FROM audit_records"):
+            chunks.append(cursor.rowcount)
+
+    event.listen(writer(trail.engine), "after_cursor_execute", deleted)
     assert prune(trail.engine, 1, now=START + 7.5 + DAY) == 7
+    assert chunks == [3, 3, 1]  # 1..3, 4..6, then the anchor's own record alone
     assert trail.seqs() == [8, 9, 10]
     assert verify(trail.engine).intact
 
