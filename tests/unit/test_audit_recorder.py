@@ -578,7 +578,7 @@ async def test_a_closing_checkpoint_that_fails_is_logged(store: Engine, caplog: 
 async def test_a_calls_records_hold_its_request_and_timing(recorder: AuditRecorder, store: Engine) -> None:
     scope = CallScope("modern", "2026-07-28", 9, "tools/call", {}, client_info={"name": "cli", "version": "1"})
     scope.request_ref, scope.transport = "req-7", "streamable_http"
-    started = time.perf_counter() - 1.5  # the call ran for 1.5 s
+    started = time.perf_counter() - 1000  # the call ran for 1000 s: a latency 0.1% off would be 1 s off
     write = Call("tools/call", "crm_update", scope, {"pin": "1"}, started, time.time() - 100, write=True)
     write.decision = SimpleNamespace(effect="allow", rule="staff-writes")
     read = Call("tools/call", "crm_search", scope, {"pin": "2"}, started, time.time())
