@@ -476,3 +476,13 @@ async def test_the_document_cache_is_emptied_past_a_thousand_entries(clock: Simp
     assert len(documents.cache) == 1001
     await documents.resolve(urls[1001])
     assert list(documents.cache) == [urls[1001]]
+
+
+def test_registration_echoes_only_the_scopes_the_client_can_be_granted() -> None:
+    def echoed(scope: str) -> str | None:
+        _, echo = parse_registration({"redirect_uris": ["https://a.example/cb"], "scope": scope}, ("mcp", "crm"))
+        return echo.get("scope")
+
+    assert echoed("crm openid mcp crm offline_access admin") == "crm mcp offline_access"
+    assert echoed("openid profile") is None
+    assert echoed("") is None

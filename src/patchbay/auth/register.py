@@ -94,6 +94,12 @@ def parse_registration(metadata: Any, supported_scopes: tuple[str, ...]) -> tupl
     echo = {k: v for k, v in metadata.items() if k not in ("client_id", "client_secret") and _plain(v)}
     echo.update(redirect_uris=uris, token_endpoint_auth_method=method, grant_types=grants, client_name=name)
     echo.setdefault("response_types", ["code"])
+    if scope is not None:
+        # Echo only what the client can be granted (RFC 7591 §3.2.1: the server may replace what was asked for).
+        usable = [s for s in dict.fromkeys(scope.split()) if s in supported_scopes or s == "offline_access"]
+        echo.pop("scope", None)
+        if usable:
+            echo["scope"] = " ".join(usable)
     client = Client(
         client_id="",
         kind="dcr",
