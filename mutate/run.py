@@ -4,7 +4,8 @@ mutmut reads its settings from ./pyproject.toml and keeps its mutants and result
 a workspace, build/mutate/<group>/, holding links to src/ and to the test folders it needs and a pyproject.toml that
 is the repository's plus a [tool.mutmut] table for the group. Results are cached there between runs: a mutant is
 tested again when its function changed, and every mutant that survived, timed out or had no test last time is
-tested again (the tests may have changed since). `FRESH=1` starts a workspace from nothing.
+tested again (the tests may have changed since; when they have, mutmut first traces again which tests reach which
+function). `FRESH=1` starts a workspace from nothing.
 
     python -m mutate.run [--modules sql-guard,auth/token.py] [--fresh] [--timeout SECONDS]
 
@@ -16,6 +17,7 @@ build/mutate/survivors.txt (`mutmut show <name>` in the group's workspace prints
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -106,7 +108,7 @@ def prepare(group: Group, files: list[str], fresh: bool) -> Path:
         "also_copy": [],
     }
     table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
-    _drop_stale_stats(work, files)
+    _drop_stale_stats(work, files, group)
     (work / "pyproject.toml").write_text(f"{(ROOT / 'pyproject.toml').read_text()}\n[tool.mutmut]\n{table}\n")
     for file in files:
         _drop_unmutated(work / "mutants" / file)
@@ -114,17 +116,37 @@ def prepare(group: Group, files: list[str], fresh: bool) -> Path:
     return work
 
 
-def _drop_stale_stats(work: Path, files: list[str]) -> None:
-    """Remove mutmut's record of which tests reach which function when the last run mutated other modules.
+def _drop_stale_stats(work: Path, files: list[str], group: Group) -> None:
+    """Remove mutmut's record of which tests reach which function when the last run mutated other modules, or when
+    the group's tests changed since it was made.
 
     That record names only the functions of the modules mutated when it was made, and mutmut makes it again only
-    for new tests: a run for other modules of the group would find no test reaching any of their functions.
+    for new tests: a run for other modules of the group would find no test reaching any of their functions, and a
+    test extended since would never run against the functions it now reaches (its mutants would survive).
     """
+    stats = work / "mutants" / "mutmut-stats.json"
     previous = work / "pyproject.toml"
     if previous.exists():
         last = tomllib.loads(previous.read_text()).get("tool", {}).get("mutmut", {}).get("only_mutate")
         if last != files:
-            (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+            stats.unlink(missing_ok=True)
+    mark = work / "tests.sha256"
+    digest = _tests_digest(group)
+    if not mark.exists() or mark.read_text() != digest:
+        stats.unlink(missing_ok=True)
+    mark.write_text(digest)
+
+
+def _tests_digest(group: Group) -> str:
+    """One digest of everything the group's tests are made of: its test files and the shared test code."""
+    shared = [ROOT / "tests" / name for name in TEST_FILES]
+    for folder in ("support", "fixtures", "unit/fixtures"):
+        shared += sorted((ROOT / "tests" / folder).rglob("*.py"))
+    shared += [path for path in [ROOT / "tests" / "unit" / "conftest.py"] if path.exists()]
+    digest = hashlib.sha256()
+    for path in [*(ROOT / test for test in group.tests), *shared]:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _drop_unmutated(copy: Path) -> None:
