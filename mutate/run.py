@@ -139,6 +139,10 @@ def _drop_stale_stats(work: Path, files: list[str], group: Group) -> None:
 
 def _tests_digest(group: Group) -> str:
     """One digest of everything the group's tests are made of: its test files and the shared test code."""
+    missing = [test for test in group.tests if not (ROOT / test).is_file()]
+    if missing:
+        listed = ", ".join(missing)
+        sys.exit(f"mutate: group {group.name!r} in {MODULES_FILE.name} lists tests that do not exist: {listed}")
     shared = [ROOT / "tests" / name for name in TEST_FILES]
     for folder in ("support", "fixtures", "unit/fixtures"):
         shared += sorted((ROOT / "tests" / folder).rglob("*.py"))

@@ -5,9 +5,11 @@ reference/mcp-requirements.md §2.6 items 9 and 10, §3.2; conformance-scenarios
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +32,30 @@ async def next_message(lines: Any) -> dict[str, Any]:
     raise AssertionError("the stream ended")
 
 
+@contextlib.asynccontextmanager
+async def listening(
+    http: httpx.AsyncClient, url: str, notifications: dict[str, bool], **request: Any
+) -> AsyncIterator[tuple[httpx.Response, Any, dict[str, Any]]]:
+    """A subscriptions/listen stream once it is acknowledged: the response, its lines and the acknowledgement."""
+    body, headers = modern_request("subscriptions/listen", {"notifications": notifications}, **request)
+    async with http.stream("POST", url, json=body, headers=headers) as stream:
+        lines = stream.aiter_lines()
+        with anyio.fail_after(5):
+            ack = await next_message(lines)
+        assert ack["method"] == "notifications/subscriptions/acknowledged"
+        yield stream, lines, ack
+
+
 def test_listen_acknowledges_first_and_tags_list_changes_with_the_subscription(tmp_path: Path) -> None:
     with live_server(settings_for(tmp_path, sse_keepalive_seconds=0.2)) as server:
 
         async def scenario() -> None:
             async with httpx.AsyncClient(timeout=10) as http:
-                body, headers = modern_request(
-                    "subscriptions/listen", {"notifications": {"toolsListChanged": True}}, request_id="sub-1"
-                )
-                async with http.stream("POST", server.url, json=body, headers=headers) as stream:
+                listen = listening(http, server.url, {"toolsListChanged": True}, request_id="sub-1")
+                async with listen as (stream, lines, ack):
                     assert stream.status_code == 200
                     assert stream.headers["content-type"].startswith("text/event-stream")
                     assert stream.headers["x-accel-buffering"] == "no"
-                    lines = stream.aiter_lines()
-                    with anyio.fail_after(5):
-                        ack = await next_message(lines)
-                    assert ack["method"] == "notifications/subscriptions/acknowledged"
                     assert ack["params"]["_meta"][SUBSCRIPTION_ID]
                     trigger, trigger_headers = modern_request("tools/call", {"name": "toggle_tool", "arguments": {}})
                     toggled = await http.post(server.url, json=trigger, headers=trigger_headers)
@@ -64,19 +74,16 @@ def test_a_2025_era_call_that_changes_the_tool_list_tells_the_listeners(tmp_path
     with live_server(settings_for(tmp_path, sse_keepalive_seconds=0.2)) as server:
 
         async def scenario() -> None:
-            async with httpx.AsyncClient(timeout=10) as http:
-                body, headers = modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": True}})
-                async with http.stream("POST", server.url, json=body, headers=headers) as stream:
-                    lines = stream.aiter_lines()
-                    with anyio.fail_after(5):
-                        ack = await next_message(lines)
-                    assert ack["method"] == "notifications/subscriptions/acknowledged"
-                    trigger = request("tools/call", {"name": "toggle_tool", "arguments": {}}, "toggle-25")
-                    toggled = await http.post(server.url, json=trigger, headers=JSON_POST)
-                    assert toggled.json()["result"]["content"][0]["text"] == "toggled"
-                    with anyio.fail_after(5):
-                        changed = await next_message(lines)
-                    assert changed["method"] == "notifications/tools/list_changed"
+            async with (
+                httpx.AsyncClient(timeout=10) as http,
+                listening(http, server.url, {"toolsListChanged": True}) as (_, lines, _ack),
+            ):
+                trigger = request("tools/call", {"name": "toggle_tool", "arguments": {}}, "toggle-25")
+                toggled = await http.post(server.url, json=trigger, headers=JSON_POST)
+                assert toggled.json()["result"]["content"][0]["text"] == "toggled"
+                with anyio.fail_after(5):
+                    changed = await next_message(lines)
+                assert changed["method"] == "notifications/tools/list_changed"
 
         anyio.run(scenario)
 
@@ -85,19 +92,16 @@ def test_listen_sends_only_the_kinds_asked_for(tmp_path: Path) -> None:
     with live_server(settings_for(tmp_path, sse_keepalive_seconds=0.2)) as server:
 
         async def scenario() -> None:
-            async with httpx.AsyncClient(timeout=10) as http:
-                body, headers = modern_request("subscriptions/listen", {"notifications": {"promptsListChanged": True}})
-                async with http.stream("POST", server.url, json=body, headers=headers) as stream:
-                    lines = stream.aiter_lines()
-                    with anyio.fail_after(5):
-                        ack = await next_message(lines)
-                    assert ack["method"] == "notifications/subscriptions/acknowledged"
-                    trigger, trigger_headers = modern_request("tools/call", {"name": "toggle_tool", "arguments": {}})
-                    await http.post(server.url, json=trigger, headers=trigger_headers)
-                    # A tools change must not reach this stream: it gets keep-alives, then we leave.
-                    with anyio.move_on_after(1.0):
-                        message = await next_message(lines)
-                        raise AssertionError(f"unexpected notification {message}")
+            async with (
+                httpx.AsyncClient(timeout=10) as http,
+                listening(http, server.url, {"promptsListChanged": True}) as (_, lines, _ack),
+            ):
+                trigger, trigger_headers = modern_request("tools/call", {"name": "toggle_tool", "arguments": {}})
+                await http.post(server.url, json=trigger, headers=trigger_headers)
+                # A tools change must not reach this stream: it gets keep-alives, then we leave.
+                with anyio.move_on_after(1.0):
+                    message = await next_message(lines)
+                    raise AssertionError(f"unexpected notification {message}")
 
         anyio.run(scenario)
 
