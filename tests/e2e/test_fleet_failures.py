@@ -39,6 +39,9 @@ WORKERS = 32  # half of them 2026-07-28 clients, half 2025 sessions
 CALLS = 30  # per worker
 VICTIM = 1
 REQUEST_TIMEOUT = 10.0  # a request that takes longer has hung
+# A client whose request broke backs off before it retries. At once, the retry can reach the killed replica in the
+# moment its socket still accepts connections while the kernel tears it down (a 502 the balancer may not retry).
+RETRY_BACKOFF = 0.5
 REDIS_DOWN = "(Redis) is unreachable"
 
 
@@ -97,6 +100,7 @@ class Load:
                 outcome = f"HTTP {reply.status_code} from {reply.headers.get(SERVED_BY)}: {reply.text[:200]}"
             if attempt == 0:
                 self.tally.retried += 1
+                await anyio.sleep(RETRY_BACKOFF)
         self.tally.failed.append(outcome)
 
     async def send(self, n: int, ref: str) -> httpx2.Response:
