@@ -16,6 +16,7 @@ import pytest
 from tests.conformance.test_conformance import CONFIG as FIXTURE
 from tests.integration.test_upstream_mcp import readyz, wait_for
 from tests.integration.test_upstream_passthrough import call
+from tests.support.redis_server import TIMEOUT_MS
 from tests.support.servers import RunningServer, run_patchbay
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +32,7 @@ url = "sqlite:///{store}"
 [redis]
 url = "{redis_url}"
 key_prefix = "{prefix}"
+timeout_ms = {timeout_ms}
 
 [[connectors]]
 name = "fx"
@@ -54,6 +56,7 @@ def fronts(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator
                 redis_url=redis_url,
                 prefix=f"pb-bridge-{secrets.token_hex(4)}:",
                 upstream=fixture.url,
+                timeout_ms=TIMEOUT_MS,
             )
         )
         with (

@@ -30,7 +30,7 @@ from typing import Any
 import httpx2
 
 from tests.support.postgres import PostgresServer, postgres_cluster
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import TIMEOUT_MS, RedisServer, redis_server
 from tests.support.servers import LOOPBACK, ServerStartError, _die_with_parent, free_port, stop_process, wait_healthz
 
 __all__ = ["SERVED_BY", "Fleet", "Replica", "message_of", "modern_request", "open_session", "run_fleet", "tool_text"]
@@ -55,6 +55,7 @@ url = "{store_url}"
 
 [redis]
 url = "{redis_url}"
+timeout_ms = {timeout_ms}
 
 [auth]
 mode = "oauth"
@@ -303,6 +304,7 @@ def write_config(folder: Path, *, store_url: str, redis_url: str, public_url: st
             secret=secrets.token_urlsafe(32),
             store_url=store_url,
             redis_url=redis_url,
+            timeout_ms=TIMEOUT_MS,
             rate=rate,
             everything=EVERYTHING,
             tools=tools,

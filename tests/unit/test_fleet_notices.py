@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.redis_server import TIMEOUT_MS
 from tests.support.waiting import until
 
 from patchbay.app import Runtime
@@ -34,7 +35,7 @@ def lookup(id: int) -> str:
 def config(folder: Path, redis_url: str, prefix: str) -> dict[str, Any]:
     return {
         "server": {"secret": "s" * 40},
-        "redis": {"url": redis_url, "key_prefix": prefix},
+        "redis": {"url": redis_url, "key_prefix": prefix, "timeout_ms": TIMEOUT_MS},
         "store": {"url": f"sqlite:///{folder / 'store.db'}"},
         "manifest": {"mode": "review", "poll_seconds": 60},
         "connectors": [{"name": "py", "type": "python", "path": str(folder / "tools.py"), "prefix": ""}],
