@@ -328,6 +328,22 @@ async def test_an_argument_json_tools_choke_on_is_recorded_and_costs_no_other_re
     assert recorded == ["1", str(2**70)]
 
 
+async def test_arguments_too_deep_to_redact_are_recorded_as_unrecordable_and_cost_no_other_record(
+    recorder: AuditRecorder, store: Engine
+) -> None:
+    # A client may nest an object argument deeper than the redactor can walk (orjson parses 1,024 levels): the
+    # record keeps who called what, its arguments become a marker naming why, and its batch commits whole.
+    deep: dict[str, Any] = {}
+    for _ in range(5000):
+        deep = {"d": deep}
+    calls = _call(write=True, request_id=1, filter=deep), _call(write=True, request_id=2, pin="1234", n=1)
+    assert await asyncio.gather(*(recorder.intent(call) for call in calls)) == [None, None]
+    bodies = {body["jsonrpc_id"]: body for body in (orjson.loads(row.body) for row in _rows(store))}
+    assert bodies[1]["arguments"] == {"[unrecordable]": "RecursionError"}
+    assert bodies[1]["name"] == "crm_search" and bodies[1]["username"] == "ada"
+    assert bodies[2]["arguments"] == {"pin": REDACTED, "n": 1}
+
+
 @pytest.mark.parametrize(
     ("error", "shown"),
     [(OSError(), "OSError"), (OSError("d" * 300 + "\n[SQL: INSERT INTO audit_records ...]"), "d" * 200)],
