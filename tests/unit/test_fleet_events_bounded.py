@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from fixtures.fleet_streams import Event, call, fleet, open_session
 from fixtures.fleet_streams import events as sse_events
 from fixtures.wire import parse_sse
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import TIMEOUT_MS, RedisServer
 from tests.support.waiting import until
 
 from patchbay.errors import RpcError
@@ -36,7 +36,7 @@ BOUND = 64 * 1024  # the smallest [redis] event_queue_bytes allowed
 
 @contextlib.asynccontextmanager
 async def events_of(
-    url: str, prefix: str, *, timeout_ms: int = 300, max_events: int = 1000
+    url: str, prefix: str, *, timeout_ms: int = TIMEOUT_MS, max_events: int = 1000
 ) -> AsyncIterator[FleetEvents]:
     """One replica's FleetEvents with a queue of BOUND bytes, on a started fleet link."""
     settings = RedisSettings.model_validate({"url": url, "key_prefix": prefix, "timeout_ms": timeout_ms})

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from tests.support.redis_server import PASSWORD, RedisServer
+from tests.support.redis_server import PASSWORD, TIMEOUT_MS, RedisServer
 from tests.support.waiting import until
 
 from patchbay.fleet import Fleet
@@ -20,7 +20,6 @@ from patchbay.settings import RedisSettings
 
 pytestmark = pytest.mark.anyio
 
-TIMEOUT_MS = 300
 NOT_A_HANG = 10.0  # seconds: bounds a call that must fail within about the timeout, on a busy 2-core machine
 
 
@@ -162,7 +161,7 @@ async def test_the_password_never_shows_in_logs_health_or_errors(
 async def test_more_concurrent_commands_than_connections_wait_their_turn_and_all_succeed(
     own_redis: RedisServer,
 ) -> None:
-    link = RedisLink(own_redis.url, key_prefix="t:", timeout_ms=2000, max_connections=4)
+    link = RedisLink(own_redis.url, key_prefix="t:", timeout_ms=TIMEOUT_MS, max_connections=4)
     running, most = 0, 0
 
     async def incr(client: Any) -> Any:
