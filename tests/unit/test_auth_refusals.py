@@ -9,6 +9,9 @@ import pytest
 from fixtures.authflow import BASE, PASSWORD, REDIRECT, Flow, add_user, call, client_for, running
 from sqlalchemy import update
 
+from patchbay.auth.access import ToolAccessPolicy
+from patchbay.auth.principal import Principal
+from patchbay.catalog import ToolAccess
 from patchbay.store.models import AuthToken, AuthUser
 
 pytestmark = pytest.mark.anyio
@@ -381,3 +384,51 @@ async def test_issued_and_refreshed_tokens_are_audited_mark_the_client_used_and_
         ("auth.token_issued", {"client_id": flow.client_id, "outcome": "ok"}),
         ("auth.token_refreshed", {"client_id": flow.client_id, "outcome": "ok"}),
     ]
+
+
+PRM = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+
+
+def test_a_token_lacking_tool_scopes_gets_a_permission_challenge_naming_each_missing_scope() -> None:
+    policy = ToolAccessPolicy(PRM, ("mcp",), advertise=True)
+    caller = Principal("user:alice", "user", scopes=frozenset({"mcp"}))
+    refusal = policy.denied("write_doc", ToolAccess(scopes=("docs.write", "docs.admin")), caller)
+    needs = "The tool 'write_doc' needs the scope(s): docs.write docs.admin"
+    assert refusal == {
+        "content": [{"type": "text", "text": f"Permission required: {needs}. Sign in again to grant it."}],
+        "isError": True,
+        "_meta": {
+            "mcp/www_authenticate": [
+                f'Bearer resource_metadata="{PRM}", scope="mcp docs.write docs.admin", '
+                f'error="insufficient_scope", error_description="{needs}"'
+            ]
+        },
+    }
+
+
+def test_an_anonymous_caller_gets_a_sign_in_challenge_for_the_tools_scopes_or_the_default_ones() -> None:
+    policy = ToolAccessPolicy(None, ("mcp", "kb.read"), advertise=True)
+    own = policy.denied("search", ToolAccess(scopes=("kb.search", "kb.read")), None)
+    default = policy.denied("search", ToolAccess(), None)
+    text = [{"type": "text", "text": "Authentication required: you need to sign in to use this tool."}]
+    assert own == {
+        "content": text,
+        "isError": True,
+        "_meta": {
+            "mcp/www_authenticate": [
+                'Bearer scope="kb.search kb.read", error="insufficient_scope", '
+                'error_description="You need to sign in to use this tool"'
+            ]
+        },
+    }
+    assert default is not None
+    (challenge,) = default["_meta"]["mcp/www_authenticate"]
+    assert challenge.startswith('Bearer scope="mcp kb.read", ')
+
+
+def test_public_tools_and_tools_without_access_rules_are_never_refused_by_scope() -> None:
+    policy = ToolAccessPolicy(PRM, ("mcp",), advertise=True)
+    assert policy.denied("search", ToolAccess(scopes=("kb.search",), public=True), None) is None
+    assert policy.denied("search", None, None) is None
+    caller = Principal("user:alice", "user", scopes=frozenset({"mcp", "kb.search"}))
+    assert policy.denied("search", ToolAccess(scopes=("kb.search",)), caller) is None
