@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,85 @@ async def test_a_client_registered_without_the_refresh_grant_gets_no_refresh_tok
         "software_id": "app-1",
         "grant_types": ["authorization_code"],
     }
+
+
+async def test_an_api_key_holder_introspects_api_keys_and_every_clients_tokens(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        now = time.time() + 0.75
+        core.clock = lambda: now
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("none")
+        tokens = await flow.tokens(scope="mcp")
+        _, ops = core.keys.create("ops", ["mcp"])
+        _, ci = core.keys.create("ci", ["mcp", "docs.write"])
+        auth = {"authorization": f"Bearer {ops}"}
+        key = await http.post("/introspect", data={"token": ci}, headers=auth)
+        access = await http.post("/introspect", data={"token": tokens["access_token"]}, headers=auth)
+        refresh = (await http.post("/introspect", data={"token": tokens["refresh_token"]}, headers=auth)).json()
+    assert key.status_code == 200 and key.headers["cache-control"] == "no-store"
+    assert key.headers["access-control-allow-origin"] == "*"
+    described = key.json()
+    assert set(described.pop("scope").split()) == {"mcp", "docs.write"}
+    assert described == {"active": True, "token_type": "api_key", "sub": "key:ci"}
+    assert access.json() == {
+        "active": True,
+        "scope": "mcp",
+        "client_id": flow.client_id,
+        "username": "alice",
+        "sub": "user:alice",
+        "token_type": "Bearer",
+        "aud": MCP,
+        "iss": BASE,
+        "iat": int(now),
+        "exp": int(now) + 3600,
+    }
+    assert refresh["active"] is True and refresh["token_type"] == "refresh_token"
+    assert refresh["exp"] == int(now) + 30 * 86_400
+
+
+async def test_a_client_learns_nothing_of_api_keys_or_of_another_clients_tokens(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        owner, other = Flow(http), Flow(http)
+        await owner.register("none")
+        await other.register("client_secret_post")
+        tokens = await owner.tokens()
+        _, key = app.runtime.auth.core.keys.create("ci", ["mcp"])
+        secret = {"client_id": other.client_id, "client_secret": other.client_secret or ""}
+        for token in (tokens["access_token"], tokens["refresh_token"], key):
+            response = await http.post("/introspect", data={"token": token, **secret})
+            assert response.status_code == 200
+            assert response.json() == {"active": False}
+
+
+async def test_introspection_needs_a_confidential_client_or_a_live_api_key(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register("none")
+        tokens = await flow.tokens()
+        public = await http.post("/introspect", data={"token": tokens["access_token"], "client_id": flow.client_id})
+        unknown = await http.post(
+            "/introspect", data={"token": tokens["access_token"]}, headers={"authorization": "Bearer pb_key_nope"}
+        )
+    assert public.status_code == 401 and public.json() == {
+        "error": "invalid_client",
+        "error_description": "introspection needs a confidential client or an API key",
+    }
+    assert unknown.status_code == 401 and unknown.json()["error_description"] == "unknown or revoked API key"
+
+
+async def test_introspection_without_a_token_or_with_too_many_fields_is_invalid_request(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        _, key = app.runtime.auth.core.keys.create("ops", ["mcp"])
+        auth = {"authorization": f"Bearer {key}"}
+        missing = await http.post("/introspect", data={"token": ""}, headers=auth)
+        fields = {"token": key, **{f"f{i}": "x" for i in range(20)}}
+        crowded = await http.post("/introspect", data=fields, headers=auth)
+    assert missing.status_code == 400 and missing.json() == {
+        "error": "invalid_request",
+        "error_description": "send the token to introspect in the token parameter",
+    }
+    assert crowded.status_code == 400 and crowded.json()["error_description"] == "the form has more than 20 fields"
