@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures.authflow import BASE, MCP, call, client_for, running
+from fixtures.authflow import BASE, MCP, call, client_for, running, settings
+
+from patchbay.app import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -26,6 +28,7 @@ async def test_protected_resource_metadata_names_the_exact_mcp_url_at_both_paths
             assert response.status_code == 200
             assert response.headers["content-type"] == "application/json"
             assert response.headers["access-control-allow-origin"] == "*"
+            assert response.headers["cache-control"] == "public, max-age=3600"
             document = response.json()
             assert document["resource"] == MCP
             assert document["authorization_servers"] == [BASE]
@@ -90,3 +93,13 @@ async def test_api_key_mode_serves_no_oauth_discovery(tmp_path: Path) -> None:
         refused = await call(http, None, "tools/list")
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == 'Bearer realm="patchbay"'
+
+
+async def test_discovery_asked_before_the_server_has_started_is_a_json_404_with_cors(tmp_path: Path) -> None:
+    app = create_app(settings(tmp_path))  # routes exist, documents are published only by start()
+    async with client_for(app) as http:
+        for path in [PRM_PATHS[0], AS_PATHS[0]]:
+            response = await http.get(path)
+            assert response.status_code == 404, path
+            assert response.json() == {"error": "not_found"}
+            assert response.headers["access-control-allow-origin"] == "*"
