@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from patchbay.catalog.changes import Item, diff
 from patchbay.catalog.digest import visible, wire_digest
@@ -354,6 +354,7 @@ def test_an_older_version_is_read_with_its_own_entries(engine: Engine) -> None:
     )
     assert (oldest.version, oldest.approved_by, oldest.entries) == (1, "ada", {})
     assert before <= oldest.approved_at <= newest.approved_at <= after
+    assert old.approved_at == oldest.approved_at  # one version read alone keeps its approval time
 
 
 def test_an_empty_manifest_is_a_version_too(engine: Engine) -> None:
@@ -479,3 +480,74 @@ async def test_open_mode_records_its_first_version_at_the_next_check_when_the_st
         assert server.announced == [1]
     finally:
         await server.keeper.stop()
+
+
+async def test_a_restart_serves_the_stored_version_without_approving_a_first_start_again(
+    url: str, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = server_for(url, "review", "a", "b")
+    await first.start()
+    await first.keeper.stop()
+    caplog.clear()
+    again = server_for(url, "review", "a", "b")
+    with caplog.at_level(logging.WARNING, "patchbay.manifest"):
+        await again.keeper.load()
+        assert again.manifest.approved is not None and again.manifest.approved == read_snapshot(engine)
+        again.rebuild()
+        await again.keeper.settle()
+    try:
+        assert list(again.served) == [("tool", "a"), ("tool", "b")]
+        assert (caplog.records, again.announced, latest_version(engine)) == ([], [], 1)
+    finally:
+        await again.keeper.stop()
+
+
+async def test_open_mode_warns_once_when_the_store_opens_but_its_versions_cannot_be_read(
+    url: str, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    rename_table(engine, "gate_manifest_versions", "away")
+    server = server_for(url, "open", "a")
+    with caplog.at_level(logging.WARNING, "patchbay.manifest"):
+        await server.start()
+        await server.keeper.settle()  # the same outage: not logged again
+    try:
+        assert caplog.messages == [
+            "manifest versions are not recorded: the store cannot be used: "
+            "OperationalError: no such table: gate_manifest_versions"
+        ]
+        assert list(server.served) == [("tool", "a")] and server.manifest.approved is None
+        rename_table(engine, "away", "gate_manifest_versions")
+        await server.keeper.check()
+        assert [(v.version, v.note) for v in history(engine)] == [(1, "+tool:a")]
+    finally:
+        await server.keeper.stop()
+
+
+async def test_a_check_that_finds_nothing_new_reads_only_the_latest_version_number(
+    review: Server, engine: Engine
+) -> None:
+    review.publish("a", "a v2")
+    await review.keeper.settle()  # the proposal is stored once
+    statements: list[str] = []
+
+    def executed(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", executed)
+    try:
+        await review.keeper.check()
+    finally:
+        event.remove(Engine, "before_cursor_execute", executed)
+    [query] = [s for s in statements if "gate_manifest" in s]  # nothing read or written about proposals
+    assert "max(gate_manifest_versions.version)" in query
+    assert len(read_proposed(engine)) == 1
+
+
+def test_a_proposal_replaced_or_dropped_leaves_the_others_and_a_prompt_of_the_same_name_alone(engine: Engine) -> None:
+    prompt = Item("prompt", "a", "9" * 64, {"name": "a"}, "docs")
+    a, edited, b = published("a", "A")[0], published("a", "A, edited")[0], published("b", "B")[0]
+    sync_proposed(engine, diff({}, {("tool", "a"): a, ("prompt", "a"): prompt, ("tool", "b"): b}))
+    sync_proposed(engine, diff({}, {("tool", "a"): edited, ("prompt", "a"): prompt, ("tool", "b"): b}))
+    assert [(p.kind, p.item) for p in read_proposed(engine)] == [("prompt", prompt), ("tool", edited), ("tool", b)]
+    sync_proposed(engine, diff({}, {("prompt", "a"): prompt, ("tool", "b"): b}))  # tool a is no longer observed
+    assert [(p.kind, p.item) for p in read_proposed(engine)] == [("prompt", prompt), ("tool", b)]
