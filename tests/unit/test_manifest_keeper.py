@@ -551,3 +551,11 @@ def test_a_proposal_replaced_or_dropped_leaves_the_others_and_a_prompt_of_the_sa
     assert [(p.kind, p.item) for p in read_proposed(engine)] == [("prompt", prompt), ("tool", edited), ("tool", b)]
     sync_proposed(engine, diff({}, {("prompt", "a"): prompt, ("tool", "b"): b}))  # tool a is no longer observed
     assert [(p.kind, p.item) for p in read_proposed(engine)] == [("prompt", prompt), ("tool", b)]
+
+
+def test_approving_a_tool_settles_its_proposal_and_not_a_prompt_of_the_same_name(engine: Engine) -> None:
+    prompt = Item("prompt", "a", "9" * 64, {"name": "a"}, "docs")
+    tool = published("a", "A")[0]
+    sync_proposed(engine, diff({}, {("tool", "a"): tool, ("prompt", "a"): prompt}))
+    record_version(engine, {("tool", "a"): tool}, previous=0, by="ada", mode="review", note="+tool:a")
+    assert [(p.kind, p.item) for p in read_proposed(engine)] == [("prompt", prompt)]

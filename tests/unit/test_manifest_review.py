@@ -291,7 +291,7 @@ def test_the_store_round_trips_versions_proposals_and_rejections(tmp_path: Path)
     }
     assert latest_version(engine) == 0 and read_snapshot(engine) is None
     assert record_version(engine, approved, previous=0, by="ada", mode="review", note="+tool:a") == 1
-    with pytest.raises(VersionConflict):
+    with pytest.raises(VersionConflict, match=r"^version 1 was approved meanwhile \(expected 0\)$"):
         record_version(engine, approved, previous=0, by="bob", mode="review", note="")
     snapshot = read_snapshot(engine)
     assert snapshot is not None and snapshot.entries == approved and latest_version(engine) == 1
