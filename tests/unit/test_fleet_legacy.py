@@ -12,9 +12,11 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 import pytest
-from fixtures.fleet_streams import Event, call, events, fleet, fleet_settings, two_replicas
+from fixtures.fleet_streams import SECRET, Event, call, events, fleet, fleet_settings, two_replicas
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import until
+
+from patchbay.fleet.link import FleetUnavailable
 
 pytestmark = pytest.mark.anyio
 INIT = {"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "legacy", "version": "1"}}
@@ -168,3 +170,62 @@ async def test_with_redis_down_a_post_for_a_stream_held_elsewhere_is_503(
         error = refused.json()["error"]
         assert refused.json()["id"] is None and error["code"] == -32603
         assert "reaching this SSE session's stream" in error["message"], error
+
+
+async def test_a_closed_stream_is_forgotten_at_once_not_when_its_record_expires(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """With a one-minute keep-alive the record would live three minutes, and no keep-alive renews it meanwhile: the
+    owner it was first written with is the one B checks, and only closing the stream removes it within the wait."""
+    server = {"name": "fleet-streams", "secret": SECRET, "sse_keepalive_seconds": 60.0}
+    settings = fleet_settings(tmp_path, redis_url, redis_prefix, auth={"mode": "api_key"}, server=server)
+    async with two_replicas(settings) as (a, b), httpx.AsyncClient(timeout=10) as http:
+        core = a.app.runtime.auth.core
+        bearer = {"authorization": f"Bearer {(await core.run(core.keys.create, 'key-a', ['mcp']))[1]}"}
+        link = a.app.runtime.fleet.link
+        async with http.stream("GET", f"{a.base}/sse", headers=bearer) as stream:
+            lines = stream.aiter_lines()
+            endpoint = await endpoint_of(lines)
+            key = link.key("sse", endpoint.partition("session_id=")[2])
+            assert await link.do(lambda c: c.pttl(key)) > 60_000
+            mine = await http.post(f"{b.base}{endpoint}", json=call("whoami", 1), headers=bearer)
+            assert mine.status_code == 202
+            answer = await next_message(events(lines))
+            assert answer["id"] == 1 and answer["result"]["content"][0]["text"] == "key:key-a"
+
+        async def forgotten() -> bool:
+            return not await link.do(lambda c: c.exists(key))
+
+        await until(forgotten, "replica A deletes the record of the stream the client closed")
+        gone = await http.post(f"{b.base}{endpoint}", json=call("whoami", 2), headers=bearer)
+        assert gone.status_code == 404
+
+
+async def test_when_the_bus_fails_a_request_for_a_stream_held_elsewhere_is_503_and_a_notification_still_202(
+    tmp_path: Path, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis answered where the stream lives but fails to carry the message: the client is told so (503), never a
+    202 for a request that will not be answered; a notification needs no one and is not sent at all."""
+
+    async def unavailable(replica_id: str, kind: str, **fields: Any) -> None:
+        raise FleetUnavailable("the fleet bus")
+
+    async with (
+        fleet(tmp_path, redis_url, redis_prefix) as (a, b, http),
+        http.stream("GET", f"{a.base}/sse") as stream,
+    ):
+        lines = stream.aiter_lines()  # held: a dropped iterator would close the stream
+        endpoint = await endpoint_of(lines)
+        monkeypatch.setattr(b.app.runtime.fleet.bus, "send_to", unavailable)
+        refused = await http.post(f"{b.base}{endpoint}", json=call("whoami", 1))
+        assert refused.status_code == 503
+        error = refused.json()["error"]
+        assert refused.json()["id"] is None and error["code"] == -32603
+        assert "reaching this SSE session's stream" in error["message"], error
+        note = await http.post(f"{b.base}{endpoint}", json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert (note.status_code, note.text) == (202, "Accepted")
+        monkeypatch.undo()
+        mine = await http.post(f"{b.base}{endpoint}", json=call("whoami", 2))
+        assert mine.status_code == 202
+        answer = await next_message(events(lines))
+        assert answer["id"] == 2  # neither the refused request nor the notification reached the stream
