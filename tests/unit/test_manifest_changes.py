@@ -280,6 +280,12 @@ def test_a_long_value_is_cut_to_80_characters_in_its_detail_line() -> None:
     ]
 
 
+def test_a_long_json_value_is_cut_to_80_characters_unquoted_in_its_detail_line() -> None:
+    exact, longer = [{"src": "x" * 68}], [{"src": "y" * 69}]  # 80 and 81 characters of JSON
+    assert one(tool(), tool(icons=exact)).details == [f'icons: null → [{{"src":"{"x" * 68}"}}]']
+    assert one(tool(), tool(icons=longer)).details == [f'icons: null → [{{"src":"{"y" * 68}...']
+
+
 def test_a_schema_word_change_shows_where_and_what_changed() -> None:
     before = edited(("inputSchema", "properties", "id", "description"), "The id")
     change = one(before, edited(("inputSchema", "properties", "id", "description"), "The customer id"))
