@@ -10,6 +10,7 @@ from fixtures.authflow import BASE, PASSWORD, REDIRECT, Flow, add_user, call, cl
 from sqlalchemy import update
 
 from patchbay.auth.access import ToolAccessPolicy
+from patchbay.auth.crypto import pkce_matches, s256
 from patchbay.auth.principal import Principal
 from patchbay.catalog import ToolAccess
 from patchbay.store.models import AuthToken, AuthUser
@@ -432,3 +433,10 @@ def test_public_tools_and_tools_without_access_rules_are_never_refused_by_scope(
     assert policy.denied("search", None, None) is None
     caller = Principal("user:alice", "user", scopes=frozenset({"mcp", "kb.search"}))
     assert policy.denied("search", ToolAccess(scopes=("kb.search",)), caller) is None
+
+
+def test_pkce_refuses_a_verifier_outside_rfc_7636_even_when_its_s256_matches() -> None:
+    for verifier in ("a" * 42, "a" * 129, "a" * 42 + "!"):
+        assert not pkce_matches(verifier, s256(verifier)), verifier
+    for verifier in ("a" * 43, "A-._~" * 25 + "z09"):
+        assert pkce_matches(verifier, s256(verifier)), verifier
