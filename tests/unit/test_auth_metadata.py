@@ -103,3 +103,47 @@ async def test_discovery_asked_before_the_server_has_started_is_a_json_404_with_
             assert response.status_code == 404, path
             assert response.json() == {"error": "not_found"}
             assert response.headers["access-control-allow-origin"] == "*"
+
+
+async def test_discovery_documents_hold_exactly_the_advertised_fields(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        prm = (await http.get(PRM_PATHS[0])).json()
+        server = (await http.get(AS_PATHS[0])).json()
+    assert prm == {
+        "resource": MCP,
+        "authorization_servers": [BASE],
+        "scopes_supported": ["mcp", "docs.write"],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Patchbay test",
+    }
+    client_methods = ["client_secret_basic", "client_secret_post"]
+    assert server == {
+        "issuer": BASE,
+        "authorization_endpoint": f"{BASE}/authorize",
+        "token_endpoint": f"{BASE}/token",
+        "revocation_endpoint": f"{BASE}/revoke",
+        "introspection_endpoint": f"{BASE}/introspect",
+        "registration_endpoint": f"{BASE}/register",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", *client_methods],
+        "revocation_endpoint_auth_methods_supported": ["none", *client_methods],
+        "introspection_endpoint_auth_methods_supported": client_methods,
+        "scopes_supported": ["mcp", "docs.write", "offline_access"],
+        "authorization_response_iss_parameter_supported": True,
+        "client_id_metadata_document_supported": True,
+        "subject_types_supported": ["public"],
+    }
+
+
+async def test_offline_access_stays_out_of_resource_metadata_and_registration_off_has_no_endpoint(
+    tmp_path: Path,
+) -> None:
+    auth = {"scopes_supported": ["mcp", "offline_access"], "registration": False}
+    async with running(tmp_path, auth=auth) as app, client_for(app) as http:
+        prm = (await http.get(PRM_PATHS[0])).json()
+        server = (await http.get(AS_PATHS[0])).json()
+    assert prm["scopes_supported"] == ["mcp", "docs.write"]
+    assert "registration_endpoint" not in server
