@@ -3,6 +3,7 @@ working (to the second), and what a replay or a revocation takes with it."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from tests.support.clock import Clock
 
 from patchbay.auth.clients import Client, Clients
-from patchbay.auth.crypto import KEY_PREFIX, digest, s256
+from patchbay.auth.crypto import ACCESS_PREFIX, KEY_PREFIX, digest, new_secret, s256
 from patchbay.auth.errors import OAuthError
 from patchbay.auth.grants import AccessInfo, Grants, Lifetimes, Pending, TokenSet
 from patchbay.auth.keys import ApiKeys, KeyView
@@ -40,6 +41,14 @@ def clock() -> Clock:
 @pytest.fixture
 def keys(engine: object, clock: Clock) -> ApiKeys:
     return ApiKeys(engine, clock)  # type: ignore[arg-type]
+
+
+def test_a_secret_is_256_random_bits_in_43_url_safe_characters_behind_its_prefix() -> None:
+    plain, tagged = new_secret(), new_secret(ACCESS_PREFIX)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", plain)
+    assert tagged.startswith(ACCESS_PREFIX)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", tagged.removeprefix(ACCESS_PREFIX))
+    assert new_secret() != plain
 
 
 def test_a_new_key_is_shown_once_and_stored_as_its_digest(keys: ApiKeys, engine: object) -> None:
