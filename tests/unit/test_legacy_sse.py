@@ -426,11 +426,12 @@ async def test_with_sign_in_a_stream_and_a_post_need_a_valid_token_before_anythi
     async with served(settings(tmp_path, auth="api_key")) as (app, http):
         core = app.runtime.auth.core
         _, key = await core.run(core.keys.create, "legacy", ["mcp"])
-        missing = await http.get("/sse")
+        with anyio.fail_after(DEADLINE):  # a stream let through would never end
+            missing = await http.get("/sse")
+            wrong = await http.get("/sse", headers=bearer("pb_not-a-key"))
         assert missing.status_code == 401
         assert missing.json() == rpc_error(None, -32600, NEED_TOKEN)
         assert missing.headers["www-authenticate"].startswith("Bearer ")
-        wrong = await http.get("/sse", headers=bearer("pb_not-a-key"))
         assert wrong.status_code == 401 and 'error="invalid_token"' in wrong.headers["www-authenticate"]
         # Judged before the content type or the body is looked at.
         posted = await http.post("/messages?session_id=x", content=b"x", headers={"content-type": "text/plain"})
