@@ -51,6 +51,13 @@ def test_a_secret_is_256_random_bits_in_43_url_safe_characters_behind_its_prefix
     assert new_secret() != plain
 
 
+def test_a_secret_read_from_non_utf8_bytes_still_has_a_digest_of_its_own() -> None:
+    # os.environ and sys.argv decode undecodable bytes to lone surrogates (PEP 383): a configured client secret
+    # may hold one, and must not stop the server from starting.
+    assert len(digest("pb_cs_\udcff")) == 64
+    assert digest("pb_cs_\udcff") != digest("pb_cs_\udcfe")
+
+
 def test_a_new_key_is_shown_once_and_stored_as_its_digest(keys: ApiKeys, engine: object) -> None:
     view, secret = keys.create("ci", ["mcp", "docs.write", "mcp"], ["robot", "ops", "robot"])
     assert secret.startswith(KEY_PREFIX) and len(secret) > len(KEY_PREFIX) + 40
