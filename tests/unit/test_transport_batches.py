@@ -81,3 +81,19 @@ async def test_a_batch_within_the_response_cap_is_answered_in_full(tmp_path: Pat
     async with batch_session(tmp_path, max_batch_response_bytes=RESPONSE_CAP) as (http, headers):
         response = await http.post("/mcp", json=[echo("x" * 100, i) for i in range(5)], headers=headers)
         assert [a["result"]["content"][0]["text"] for a in response.json()] == ["x" * 100] * 5
+
+
+async def test_a_batched_call_that_changes_the_tool_list_reaches_the_runtime(tmp_path: Path) -> None:
+    """ctx.lists_changed() works from a call inside a batch too: the catalog is rebuilt, so tools/list shows it."""
+    async with batch_session(tmp_path) as (http, headers):
+        tools = sys.modules[TOOLS_MODULE]
+        had = "dynamic" in vars(tools)
+        toggle = request("tools/call", {"name": "toggle_tool", "arguments": {}}, 1)
+        try:
+            answers = (await http.post("/mcp", json=[toggle, request("ping", {}, 2)], headers=headers)).json()
+            assert {a["id"]: a for a in answers}[1]["result"]["content"][0]["text"] == "toggled"
+            listed = await http.post("/mcp", json=request("tools/list", {}, 3), headers=headers)
+            assert ("dynamic" in [t["name"] for t in listed.json()["result"]["tools"]]) is not had
+        finally:
+            if ("dynamic" in vars(tools)) is not had:  # leave the shared tools module as it was
+                await http.post("/mcp", json=toggle, headers=headers)
