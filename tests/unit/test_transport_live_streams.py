@@ -16,7 +16,15 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx2 as httpx
-from fixtures.wire import JSON_POST, TOOLS_MODULE, live_server, modern_request, request, settings_for
+from fixtures.wire import (
+    JSON_POST,
+    TOOLS_MODULE,
+    initialize_body,
+    live_server,
+    modern_request,
+    request,
+    settings_for,
+)
 
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 
@@ -120,5 +128,36 @@ def test_closing_the_stream_cancels_a_2026_call(tmp_path: Path) -> None:
                 group.cancel_scope.cancel()  # drops the connection mid-request
             cancelled = await anyio.to_thread.run_sync(tools.HANG_CANCELLED.wait, 5.0)
             assert cancelled, "the server kept running a call whose client had gone"
+
+        anyio.run(scenario)
+
+
+def test_a_sessions_get_stream_is_primed_kept_alive_and_told_of_list_changes(tmp_path: Path) -> None:
+    """docs/protocol.md: a 2025-11-25 GET stream starts with a priming event (``retry: 1000``), sends keep-alive
+    comments while idle (server.sse_keepalive_seconds) and carries the server's list_changed notifications."""
+    with live_server(settings_for(tmp_path, sse_keepalive_seconds=0.2)) as server:
+
+        async def scenario() -> None:
+            async with httpx.AsyncClient(timeout=10) as http:
+                opened = await http.post(server.url, json=initialize_body(), headers=JSON_POST)
+                session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+                await http.post(
+                    server.url,
+                    json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    headers={**JSON_POST, **session},
+                )
+                async with http.stream("GET", server.url, headers={**session, "accept": "text/event-stream"}) as get:
+                    assert get.status_code == 200
+                    lines = get.aiter_lines()
+                    with anyio.fail_after(5):
+                        assert [await anext(lines) for _ in range(3)][1] == "retry: 1000"
+                        while await anext(lines) != ": keep-alive":
+                            pass
+                    trigger = request("tools/call", {"name": "toggle_tool", "arguments": {}}, "toggle-get")
+                    toggled = await http.post(server.url, json=trigger, headers={**JSON_POST, **session})
+                    assert toggled.json()["result"]["content"][0]["text"] == "toggled"
+                    with anyio.fail_after(5):
+                        changed = await next_message(lines)
+                    assert changed["method"] == "notifications/tools/list_changed"
 
         anyio.run(scenario)
