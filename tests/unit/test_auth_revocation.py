@@ -14,11 +14,11 @@ from typing import Any
 import anyio
 import pytest
 from fixtures.authflow import ACCEPT, TOOLS, Flow, add_user, call, client_for, running
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from tests.support.revocation import HARMLESS, REVOKING, generation, seed
 
 from patchbay.auth.core import TokenCache
-from patchbay.auth.epoch import SqliteFileEpoch
+from patchbay.auth.epoch import EngineEpoch, SqliteFileEpoch, epoch_for
 from patchbay.auth.principal import Principal
 from patchbay.store import create_engine, upgrade
 
@@ -82,6 +82,50 @@ async def test_the_request_path_trusts_a_remembered_generation_only_while_the_st
         assert await epoch.current() == generation(engine) > read  # type: ignore[operator]
     finally:
         epoch.close()
+
+
+async def test_an_engine_epoch_reads_the_generation_on_every_request_and_none_before_migration(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seeded = seed(engine)
+    epoch = EngineEpoch(engine)
+    read = await epoch.current()
+    assert read == generation(engine) and epoch.unchanged() is None
+    REVOKING[next(iter(REVOKING))](seeded)
+    assert epoch.unchanged() is None
+    assert await epoch.current() == generation(engine) > read  # type: ignore[operator]
+    epoch.close()  # the engine is the caller's: still usable
+    assert await epoch.current() == generation(engine)
+    with engine.begin() as connection:  # a store whose generation row was deleted by hand: nothing is trusted
+        connection.execute(text("DELETE FROM auth_revocation_epoch"))
+    assert await epoch.current() is None
+    bare = create_engine(f"sqlite:///{tmp_path / 'bare.db'}")
+    try:
+        assert await EngineEpoch(bare).current() is None
+        assert await SqliteFileEpoch(str(tmp_path / "bare.db")).current() is None
+    finally:
+        bare.dispose()
+
+
+def test_a_sqlite_file_gets_the_file_reader_and_an_in_memory_store_the_engine_reader(tmp_path: Path) -> None:
+    path = str(tmp_path / "store.db")
+    file = create_engine(f"sqlite:///{path}")
+    urls = (
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///m.db?mode=memory&uri=true",
+        "sqlite:///file:store.db?uri=true",
+    )
+    memory = [create_engine(url) for url in urls]
+    try:
+        chosen = epoch_for(file)
+        assert isinstance(chosen, SqliteFileEpoch) and chosen.path == path
+        for engine in memory:
+            reader = epoch_for(engine)
+            assert isinstance(reader, EngineEpoch) and reader.engine is engine, engine.url
+    finally:
+        for engine in (file, *memory):
+            engine.dispose()
 
 
 async def test_the_same_key_written_differently_is_the_same_caller(tmp_path: Path) -> None:
