@@ -20,7 +20,7 @@ from patchbay.auth.keys import ApiKeys, KeyView
 from patchbay.auth.principal import Principal
 from patchbay.auth.users import Users
 from patchbay.store import create_engine, upgrade
-from patchbay.store.models import AuthApiKey, AuthCode, AuthConsent, AuthRequest, AuthToken
+from patchbay.store.models import AuthApiKey, AuthClient, AuthCode, AuthConsent, AuthRequest, AuthToken
 
 NOW = 1_800_000_000.0
 
@@ -525,3 +525,25 @@ def test_revoking_a_user_or_a_client_counts_what_was_still_live(
     assert grants.revoke_client("app") == 2
     assert grants.access(kept.access_token) is None
     assert grants.grants_of([bob]) == 0
+
+
+def test_a_client_is_revoked_once_at_the_time_it_was_revoked(engine: object, clock: Clock) -> None:
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    clients.save(Client("app", "config", "The App", (REDIRECT,)))
+    assert clients.revoke("nobody") is False
+    clock.now = NOW + 5
+    assert clients.revoke("app") is True
+    clock.now = NOW + 9
+    assert clients.revoke("app") is False  # already revoked: keeps the first time
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        assert connection.execute(select(AuthClient.revoked_at)).scalar_one() == NOW + 5
+    revoked = clients.get("app")
+    assert revoked is not None and revoked.revoked
+
+
+def test_deleting_clients_removes_exactly_those_named(engine: object, clock: Clock) -> None:
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    for name in ("a", "b", "c"):
+        clients.save(Client(name, "dcr", name, (REDIRECT,)))
+    clients.delete(["a", "c", "unknown"])
+    assert [c.client_id for c in clients.list()] == ["b"]
