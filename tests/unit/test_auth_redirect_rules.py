@@ -156,3 +156,13 @@ def test_a_malformed_bracketed_host_is_refused_not_raised(uri: str) -> None:
     assert refusal(uri) == f"redirect URI {uri!r}: has no valid host name or IP address"
     loopback = Client("c", "dcr", "C", ("http://127.0.0.1:9999/cb",))
     assert not loopback.redirect_allowed(uri)
+
+
+def test_only_an_http_loopback_redirect_matches_on_any_port_and_only_on_its_own_host() -> None:
+    native = Client("c", "dcr", "C", ("http://127.0.0.1:9999/cb?x=1", "https://127.0.0.1:4000/cb"))
+    assert native.redirect_allowed("http://127.0.0.1:5555/cb?x=1")
+    assert not native.redirect_allowed("http://localhost:5555/cb?x=1")
+    assert not native.redirect_allowed("http://[::1]:5555/cb?x=1")
+    assert not native.redirect_allowed("http://127.0.0.1:5555/cb?x=2")
+    assert native.redirect_allowed("https://127.0.0.1:4000/cb")
+    assert not native.redirect_allowed("https://127.0.0.1:5000/cb")  # https: the exact URI only
