@@ -13,6 +13,9 @@ from fixtures.authflow import MCP, PASSWORD, Flow, add_user, client_for, running
 from fixtures.wire import live_server
 from starlette.requests import Request
 
+from patchbay.auth.body import parse_form
+from patchbay.auth.errors import OAuthError
+
 pytestmark = pytest.mark.anyio
 
 LIMIT = 4096
@@ -214,3 +217,10 @@ async def test_sign_in_form_posted_twice_in_one_field_is_refused(tmp_path: Path)
         body = "&".join(f"{k}={v}" for k, v in fields.items()) + "&password=other"
         response = await http.post("/authorize/login", content=body.encode(), headers=FORM)
     assert response.status_code == 400 and "'password' is sent more than once" in response.text
+
+
+def test_a_repeated_field_is_named_by_its_first_40_characters_only() -> None:
+    name = "n" * 39 + "x" + "y" * 20
+    with pytest.raises(OAuthError) as refused:
+        parse_form(f"{name}=1&{name}=2".encode())
+    assert refused.value.description == "'" + "n" * 39 + "x' is sent more than once (RFC 6749 §3.1)"

@@ -547,3 +547,10 @@ def test_deleting_clients_removes_exactly_those_named(engine: object, clock: Clo
         clients.save(Client(name, "dcr", name, (REDIRECT,)))
     clients.delete(["a", "c", "unknown"])
     assert [c.client_id for c in clients.list()] == ["b"]
+
+
+def test_clients_are_listed_oldest_first_whatever_order_they_were_saved_in(engine: object, clock: Clock) -> None:
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    clients.save(Client("late", "config", "Late", (REDIRECT,), created_at=NOW + 10))
+    clients.save(Client("early", "config", "Early", (REDIRECT,), created_at=NOW + 1))
+    assert [c.client_id for c in clients.list()] == ["early", "late"]
