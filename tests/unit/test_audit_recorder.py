@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import gc
 import json
 import logging
 import re
@@ -820,3 +821,48 @@ async def test_a_recorder_closed_on_a_stuck_store_logs_how_long_it_waited(
     assert caplog.messages == [
         "audit: 1 records not stored: the audit store did not answer within 600 ms of the server stopping"
     ]
+
+
+async def test_a_write_that_gave_up_on_its_record_leaves_no_unread_error_behind(
+    store: Engine, blocked: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The write stops waiting after timeout_ms; its record, still queued at close, is lost. Nobody reads that error
+    # any more, so asyncio must not log it as "Future exception was never retrieved" once the future is collected.
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=100))
+    recorder.event("test.first")
+    await _until(lambda: recorder.health()["queued"] == 0)  # its commit waits for the held writer
+    assert await recorder.intent(_call(write=True)) is not None  # gave up after 100 ms; its record stays queued
+    with caplog.at_level(logging.ERROR):
+        close = asyncio.create_task(recorder.aclose())
+        await _until(lambda: recorder.health()["lost"] == 1)  # the write's future is given the error
+        blocked.set()
+        await close
+        gc.collect()
+    assert "Future exception was never retrieved" not in caplog.text
+
+
+async def test_the_closing_checkpoint_covers_every_record_queued_before_the_close(
+    tmp_path: Path, store: Engine, blocked: threading.Event
+) -> None:
+    file = tmp_path / "checkpoints.jsonl"
+    checkpointer = audit_chain.Checkpointer(key=b"k" * 32, file=file, log=False, every=1_000_000, seconds=3600)
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=10_000), checkpointer=checkpointer)
+    for n in range(1025):  # one record's commit waits for the held writer; two full batches queue behind it
+        recorder.event("test.event", n=n)
+    blocked.set()
+    await recorder.aclose()  # waits for the last batch's commit, then checkpoints the head
+    assert (recorder.health()["written"], recorder.health()["lost"]) == (1025, 0)
+    found = [c for _, c in audit_chain.read_checkpoints(file.read_text().splitlines())]
+    assert [c["seq"] for c in found if isinstance(c, dict)] == [1025]
+
+
+async def test_a_waiter_whose_event_loop_has_closed_does_not_stop_the_writer(
+    store: Engine, blocked: threading.Event
+) -> None:
+    # A call made on another event loop (a thread's asyncio.run) gives up on its commit, and that loop closes before
+    # the commit ends: nobody is left to tell, and the records after it are still written.
+    recorder = AuditRecorder(store, AuditSettings(timeout_ms=1000))
+    refusal = await asyncio.to_thread(asyncio.run, recorder.intent(_call(write=True)))
+    assert refusal is not None  # its commit still waits for the held writer
+    blocked.set()
+    assert await recorder.intent(_call(write=True)) is None
