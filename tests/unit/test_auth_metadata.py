@@ -138,7 +138,7 @@ async def test_discovery_documents_hold_exactly_the_advertised_fields(tmp_path: 
     }
 
 
-async def test_offline_access_stays_out_of_resource_metadata_and_registration_off_has_no_endpoint(
+async def test_listed_offline_access_is_advertised_once_never_in_resource_metadata_and_no_registration_when_off(
     tmp_path: Path,
 ) -> None:
     auth = {"scopes_supported": ["mcp", "offline_access"], "registration": False}
@@ -146,4 +146,5 @@ async def test_offline_access_stays_out_of_resource_metadata_and_registration_of
         prm = (await http.get(PRM_PATHS[0])).json()
         server = (await http.get(AS_PATHS[0])).json()
     assert prm["scopes_supported"] == ["mcp", "docs.write"]
+    assert server["scopes_supported"] == ["mcp", "docs.write", "offline_access"]
     assert "registration_endpoint" not in server

@@ -49,7 +49,7 @@ def authorization_server(config: AuthConfig, *, registration: bool, cimd: bool) 
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         # offline_access is advertised so clients that want refresh tokens (Claude, ChatGPT) ask for them.
-        "scopes_supported": [*config.scopes_supported, "offline_access"],
+        "scopes_supported": [*(s for s in config.scopes_supported if s != "offline_access"), "offline_access"],
         "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "client_id_metadata_document_supported": cimd,
         "subject_types_supported": ["public"],
