@@ -6,9 +6,11 @@ sends the very next request through the real /mcp path and expects 401. Nothing 
 
 from __future__ import annotations
 
+import mmap
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
@@ -80,6 +82,29 @@ async def test_the_request_path_trusts_a_remembered_generation_only_while_the_st
         REVOKING[next(iter(REVOKING))](seeded)
         assert epoch.unchanged() is None
         assert await epoch.current() == generation(engine) > read  # type: ignore[operator]
+    finally:
+        epoch.close()
+
+
+@pytest.mark.parametrize("error", [OSError(19, "No such device"), ValueError("cannot mmap an empty file")])
+async def test_a_store_whose_wal_index_cannot_be_mapped_is_read_on_every_request(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    # A file system without mmap (OSError), or a -shm file found empty (ValueError): no commit can be seen
+    # cheaply, so nothing remembered is trusted and each request reads the generation.
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr("patchbay.auth.epoch.mmap", SimpleNamespace(mmap=refuse, ACCESS_READ=mmap.ACCESS_READ))
+    seeded = seed(engine)
+    epoch = SqliteFileEpoch(str(tmp_path / "store.db"))
+    try:
+        read = await epoch.current()
+        assert read == generation(engine)
+        assert epoch.unchanged() is None
+        REVOKING[next(iter(REVOKING))](seeded)
+        assert await epoch.current() == generation(engine) > read  # type: ignore[operator]
+        assert epoch.unchanged() is None
     finally:
         epoch.close()
 
