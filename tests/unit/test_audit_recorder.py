@@ -866,3 +866,84 @@ async def test_a_waiter_whose_event_loop_has_closed_does_not_stop_the_writer(
     assert refusal is not None  # its commit still waits for the held writer
     blocked.set()
     assert await recorder.intent(_call(write=True)) is None
+
+
+async def test_a_recorder_built_in_code_names_no_config_file_when_its_store_cannot_be_opened(tmp_path: Path) -> None:
+    # build_recorder names the config file; a recorder built in code (tests, an embedding program) has none.
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'audit.db'}")
+    recorder = AuditRecorder(engine, AuditSettings())
+    try:
+        with pytest.raises(ConfigError) as refused:
+            await recorder.open()
+    finally:
+        engine.dispose()
+    assert (refused.value.file, refused.value.key) == ("<config>", "store.url")
+
+
+async def test_an_in_memory_batch_that_fails_part_way_leaves_none_of_its_rows() -> None:
+    # An in-memory store's batches run on the recorder's own thread, which begins and commits each one itself: a
+    # batch whose chain head cannot be moved after its rows went in takes those rows back with it.
+    engine = create_engine(
+        "sqlite:///file:audit-whole?mode=memory&cache=shared&uri=true",
+        poolclass=QueuePool,
+        connect_args={"check_same_thread": False, "uri": True},
+    )
+    keep = engine.raw_connection()  # the shared database lives while a connection is open
+    other: Any = keep.driver_connection
+    upgrade(engine, "audit@head")
+    recorder = AuditRecorder(engine, AuditSettings(timeout_ms=5000, read_window_ms=0))
+    try:
+        other.execute(
+            "CREATE TRIGGER stuck BEFORE UPDATE ON audit_chain_head BEGIN SELECT RAISE(ABORT, 'head is stuck'); END"
+        )
+        refusal = await recorder.intent(_call(write=True))
+        assert refusal is not None and refusal["content"][0]["text"] == (
+            "Cannot record this call: the audit store cannot be written (head is stuck); nothing was run."
+        )
+        assert _rows(engine) == []  # no row of the failed batch, though its INSERT had run
+        other.execute("DROP TRIGGER stuck")
+        assert await recorder.intent(_call(write=True)) is None
+        assert [row.seq for row in _rows(engine)] == [1]
+    finally:
+        await recorder.aclose()
+        keep.close()
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("window_ms", "linger"), [(20, 0.005), (1000, 0.01)], ids=["quarter", "at-most-10-ms"])
+async def test_a_record_nobody_waits_for_lingers_a_quarter_of_the_read_window_and_at_most_10_ms(
+    store: Engine, monkeypatch: pytest.MonkeyPatch, window_ms: int, linger: float
+) -> None:
+    # A read answered at once leaves its record queued for the linger: well inside the window the record may trail
+    # the response by, and short enough that a record still goes within 10 ms with a long window.
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=window_ms, timeout_ms=5000))
+    loop = asyncio.get_running_loop()
+    delays: list[float] = []
+    call_later = loop.call_later
+
+    def spy(delay: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        if callback == recorder._flush:
+            delays.append(delay)
+        return call_later(delay, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_later", spy)
+    assert await recorder.finish(_call()) is None
+    assert delays == [pytest.approx(linger)]
+    await _until(lambda: recorder.health()["written"] == 1)
+
+
+async def test_a_late_read_is_told_the_window_it_waited_to_the_millisecond(
+    store: Engine, blocked: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = AuditRecorder(store, AuditSettings(read_window_ms=600, timeout_ms=5000))
+    await recorder.finish(_call(request_id="first"))  # answered at once; its commit waits for the held writer
+    queued_at = time.monotonic()  # after the record was queued: it is at least this old
+    await _until(lambda: time.monotonic() - queued_at > 0.6)  # that record is now older than the window
+    with caplog.at_level(logging.DEBUG, logger="patchbay.audit"):
+        assert await recorder.finish(_call(request_id="late")) is None
+    assert caplog.messages == [
+        "audit: tools/call crm_search answered before its record was stored: "
+        "the audit store did not answer within 600 ms"
+    ]
+    blocked.set()
+    await _until(lambda: recorder.health()["written"] == 2)
