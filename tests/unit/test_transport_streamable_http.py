@@ -362,6 +362,17 @@ async def test_a_post_with_no_accept_header_at_all_is_answered_as_json(client: h
     assert "tools" in assert_json(response)["result"]
 
 
+async def test_a_post_with_no_content_type_header_at_all_is_served(client: httpx.AsyncClient) -> None:
+    """Only a Content-Type that names something other than JSON is 415; a POST that names none is read as JSON,
+    as one without Accept is served (httpx's ``content=`` sends no Content-Type)."""
+    response = await client.post(
+        "/mcp", content=b'{"jsonrpc":"2.0","id":11,"method":"tools/list"}', headers={"accept": "application/json"}
+    )
+    assert "content-type" not in response.request.headers
+    assert assert_json(response)["id"] == 11
+    assert "tools" in assert_json(response)["result"]
+
+
 async def test_a_sessionless_cancellation_or_answer_is_accepted_and_logs_no_error(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
