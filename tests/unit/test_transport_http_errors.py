@@ -171,6 +171,25 @@ async def test_a_content_type_that_is_not_json_is_415(client: httpx.AsyncClient,
     await assert_still_serving(client)
 
 
+@pytest.mark.parametrize("content_type", ["application/json-patch+json", "application/jsonp", "application/json5"])
+async def test_a_media_type_that_only_begins_like_json_is_415(client: httpx.AsyncClient, content_type: str) -> None:
+    headers = {"content-type": content_type, "accept": ACCEPT_BOTH}
+    response = await post_raw(client, b'{"jsonrpc":"2.0","id":1,"method":"ping"}', headers)
+    assert_rpc_error(response, 415, INVALID_REQUEST)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["Application/JSON", "APPLICATION/JSON; charset=utf-8", "application/json ; charset=UTF-8", " application/json"],
+)
+async def test_json_is_recognised_in_any_case_and_with_parameters(client: httpx.AsyncClient, content_type: str) -> None:
+    """Media types are case-insensitive (RFC 9110 §8.3.1), as the legacy /messages endpoint already reads them."""
+    headers = {"content-type": content_type, "accept": ACCEPT_BOTH}
+    response = await post_raw(client, b'{"jsonrpc":"2.0","id":5,"method":"tools/list"}', headers)
+    assert response.status_code == 200, response.text
+    assert "tools" in assert_json(response)["result"]
+
+
 async def test_json_with_a_charset_parameter_is_accepted(client: httpx.AsyncClient) -> None:
     headers = {"content-type": "application/json; charset=utf-8", "accept": ACCEPT_BOTH}
     response = await post_raw(client, b'{"jsonrpc":"2.0","id":5,"method":"tools/list"}', headers)

@@ -144,8 +144,13 @@ class StreamableHTTP:
                 "Not Acceptable: the client must accept application/json and text/event-stream",
             )
             return
+        # Media types are case-insensitive and may carry parameters (RFC 9110 §8.3.1); no header is read as JSON.
         content_type = headers.get(b"content-type")
-        if content_type is not None and not content_type.startswith(b"application/json"):
+        if (
+            content_type is not None
+            and content_type != b"application/json"
+            and content_type.split(b";", 1)[0].strip().lower() != b"application/json"
+        ):
             await http.rpc_error(
                 send,
                 415,
