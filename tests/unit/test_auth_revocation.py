@@ -109,6 +109,29 @@ async def test_a_store_whose_wal_index_cannot_be_mapped_is_read_on_every_request
         epoch.close()
 
 
+def _wal_files(path: str) -> list[str]:
+    return [suffix for suffix in ("-wal", "-shm") if Path(path + suffix).exists()]
+
+
+async def test_a_closed_reader_vouches_for_nothing_lets_go_of_the_store_and_opens_again_on_next_use(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed(engine)
+    path = str(tmp_path / "store.db")
+    epoch = SqliteFileEpoch(path)
+    try:
+        read = await epoch.current()
+        assert read is not None and epoch.unchanged() == read
+        epoch.close()
+        assert epoch.unchanged() is None
+        engine.dispose()  # with the reader closed too, no connection is left: SQLite checkpoints and drops the WAL
+        assert _wal_files(path) == []
+        assert await epoch.current() == read == generation(engine)
+        assert epoch.unchanged() == read
+    finally:
+        epoch.close()
+
+
 async def test_an_engine_epoch_reads_the_generation_on_every_request_and_none_before_migration(
     engine: Engine, tmp_path: Path
 ) -> None:

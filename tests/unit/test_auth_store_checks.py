@@ -554,3 +554,89 @@ def test_clients_are_listed_oldest_first_whatever_order_they_were_saved_in(engin
     clients.save(Client("late", "config", "Late", (REDIRECT,), created_at=NOW + 10))
     clients.save(Client("early", "config", "Early", (REDIRECT,), created_at=NOW + 1))
     assert [c.client_id for c in clients.list()] == ["early", "late"]
+
+
+def test_a_saved_client_reads_back_as_saved_and_a_second_save_keeps_its_creation_and_last_use(
+    engine: object, clock: Clock
+) -> None:
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    assert clients.get("app") is None
+    first = Client(
+        "app",
+        "cimd",
+        "N" * 250,
+        (REDIRECT, "http://127.0.0.1/cb"),
+        auth_method="client_secret_post",
+        secret_hash="ab" * 32,
+        scopes=frozenset({"mcp", "docs.read"}),
+        grant_types=("authorization_code",),
+        metadata={"logo_uri": "https://a.example/logo.png"},
+    )
+    saved = clients.save(first)
+    expected = Client(
+        "app",
+        "cimd",
+        "N" * 200,
+        (REDIRECT, "http://127.0.0.1/cb"),
+        "client_secret_post",
+        "ab" * 32,
+        frozenset({"mcp", "docs.read"}),
+        ("authorization_code",),
+        revoked=False,
+        created_at=NOW,
+        last_used_at=None,
+    )
+    stored = {"logo_uri": "https://a.example/logo.png", "grant_types": ["authorization_code"]}
+    assert saved == expected and saved.metadata == stored
+    fetched = clients.get("app")
+    assert fetched == expected and fetched is not None and fetched.metadata == stored
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        row = connection.execute(select(AuthClient)).one()
+    assert row.scope == "docs.read mcp" and row.revoked_at is None
+    clock.now = NOW + 3
+    clients.touch("app")
+    clients.touch("nobody")
+    clock.now = NOW + 7
+    again = clients.save(Client("app", "cimd", "Renamed", (REDIRECT,), revoked=True, created_at=NOW + 5))
+    assert again.created_at == NOW and again.last_used_at == NOW + 3 and again.revoked
+    assert again.scopes is None and again.secret_hash is None and again.auth_method == "none"
+    assert again.grant_types == ("authorization_code", "refresh_token") and again.name == "Renamed"
+    assert clients.get("app") == again
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        assert connection.execute(select(AuthClient.revoked_at, AuthClient.scope)).one() == (NOW + 7, None)
+
+
+def test_a_client_saved_with_its_creation_time_keeps_it(engine: object, clock: Clock) -> None:
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    assert clients.save(Client("app", "config", "App", (REDIRECT,), created_at=NOW - 60)).created_at == NOW - 60
+    assert clients.save(Client("new", "config", "New", (REDIRECT,))).created_at == NOW
+
+
+def test_only_registrations_never_used_and_older_than_the_age_are_pruned(engine: object, clock: Clock) -> None:
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    for client_id, kind, age in [
+        ("old", "dcr", 100),
+        ("old-2", "dcr", 51),
+        ("at-the-age", "dcr", 50),
+        ("young", "dcr", 10),
+        ("used", "dcr", 100),
+        ("configured", "config", 100),
+        ("https://a.example/client.json", "cimd", 100),
+    ]:
+        clients.save(Client(client_id, kind, client_id, (REDIRECT,), created_at=NOW - age))  # type: ignore[arg-type]
+    clients.touch("used")
+    assert clients.prune_unused(50) == 2
+    left = {c.client_id for c in clients.list()}
+    assert left == {"at-the-age", "young", "used", "configured", "https://a.example/client.json"}
+    assert clients.prune_unused(50) == 0
+
+
+def test_a_client_saved_without_grant_types_reads_back_with_the_default_pair(engine: object, clock: Clock) -> None:
+    # A metadata document listing only grant types Patchbay does not offer is stored with none of them.
+    clients = Clients(engine, clock)  # type: ignore[arg-type]
+    assert clients.save(Client("app", "cimd", "App", (REDIRECT,), grant_types=())).grant_types == (
+        "authorization_code",
+        "refresh_token",
+    )
+    stored = clients.get("app")
+    assert stored is not None and stored.grant_types == ("authorization_code", "refresh_token")
