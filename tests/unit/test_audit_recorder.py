@@ -947,3 +947,43 @@ async def test_a_late_read_is_told_the_window_it_waited_to_the_millisecond(
     ]
     blocked.set()
     await _until(lambda: recorder.health()["written"] == 2)
+
+
+async def test_an_in_memory_trail_is_written_by_one_thread_of_its_own_batch_after_batch() -> None:
+    # docs/performance.md: the records are written on the one writer thread. An in-memory store's batches run on
+    # the recorder's own thread; the batch started as the last one ends (records queued during its commit) too.
+    engine = create_engine(
+        "sqlite:///file:audit-one-thread?mode=memory&cache=shared&uri=true",
+        poolclass=QueuePool,
+        connect_args={"check_same_thread": False, "uri": True},
+    )
+    keep = engine.raw_connection()  # the shared database lives while a connection is open
+    upgrade(engine, "audit@head")
+    writers: set[str] = set()
+    held, release = threading.Event(), threading.Event()
+
+    def seen(sql: str) -> None:
+        if sql.startswith("INSERT INTO audit_records"):
+            writers.add(threading.current_thread().name)
+
+    def trace_and_hold_first(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.set_trace_callback(seen)
+        if threading.current_thread() is not threading.main_thread() and not held.is_set():
+            held.set()
+            assert release.wait(10)
+
+    event.listen(engine.pool, "checkout", trace_and_hold_first)
+    recorder = AuditRecorder(engine, AuditSettings(timeout_ms=5000, read_window_ms=0))
+    try:
+        recorder.event("test.first")
+        assert await asyncio.to_thread(held.wait, 10)  # the first batch waits for its connection
+        for n in range(3):
+            recorder.event("test.next", n=n)  # queued during that commit: the next batch, started as it ends
+        release.set()
+        await _until(lambda: recorder.health()["written"] == 4)
+        assert writers == {"patchbay-audit_0"}
+    finally:
+        release.set()
+        await recorder.aclose()
+        keep.close()
+        engine.dispose()
