@@ -22,6 +22,7 @@ from patchbay.errors import RpcError
 from patchbay.gate import Decision, approvals_wanted
 from patchbay.gate.approval_store import ApprovalRefused, ApprovalStore, HeldCall, hidden_note, redactor
 from patchbay.gate.approvals import INPUT_KEY, META_KEY, Approvals, arguments_digest
+from patchbay.observe.wiring import _pending_counter
 from patchbay.protocol.scope import CallScope, InputRequired
 from patchbay.settings import ApprovalsSettings, from_dict
 from patchbay.store import create_engine, upgrade
@@ -561,6 +562,20 @@ def test_a_store_opened_without_a_vault_lists_but_cannot_hold(tmp_path: Path, cl
     message = "this approval store was opened without a vault: it cannot hold or redeem calls"
     with pytest.raises(RuntimeError, match=f"^{message}$"):
         hold(approvals)
+
+
+def test_the_pending_approvals_gauge_counts_the_stores_pending_unexpired_calls(tmp_path: Path, clock: Clock) -> None:
+    # patchbay_approvals_pending (docs/observability.md) counts through the store's own engine and clock.
+    approvals = store(tmp_path, clock)
+    pending = _pending_counter(approvals)
+    assert pending() == 0
+    denied, granted, waiting = hold(approvals, 1), hold(approvals, 2), hold(approvals, 3)
+    assert pending() == 3
+    approvals.deny(denied, "ada")
+    approvals.approve(granted, "ada")
+    assert pending() == 1
+    clock.now = START + 900  # the waiting one's expiry
+    assert pending() == 0 and approvals.get(waiting).status == "expired"  # type: ignore[union-attr]
 
 
 # When approvals exist at all, and closing
