@@ -13,7 +13,7 @@ from fixtures.authflow import MCP, PASSWORD, Flow, add_user, client_for, running
 from fixtures.wire import live_server
 from starlette.requests import Request
 
-from patchbay.auth.body import parse_form
+from patchbay.auth.body import Form, parse_form
 from patchbay.auth.errors import OAuthError
 
 pytestmark = pytest.mark.anyio
@@ -224,3 +224,133 @@ def test_a_repeated_field_is_named_by_its_first_40_characters_only() -> None:
     with pytest.raises(OAuthError) as refused:
         parse_form(f"{name}=1&{name}=2".encode())
     assert refused.value.description == "'" + "n" * 39 + "x' is sent more than once (RFC 6749 §3.1)"
+
+
+UNSUPPORTED = {"error": "unsupported_grant_type", "error_description": "use authorization_code or refresh_token"}
+WRONG_TYPE = "send the body as application/x-www-form-urlencoded (UTF-8)"
+
+
+async def _unsupported_grant(http: Any) -> bytes:
+    """A token request every server reads to the end: a real client asking for a grant it does not support."""
+    flow = Flow(http)
+    await flow.register()
+    return f"grant_type=password&client_id={flow.client_id}".encode()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded; charset=utf-8",
+        "application/x-www-form-urlencoded; charset=us-ascii",
+        'Application/X-WWW-Form-URLencoded ;Charset="UTF-8"',
+        "application/x-www-form-urlencoded; format=flowed ;  charset = utf-8 ",
+    ],
+)
+async def test_a_form_in_utf8_or_ascii_is_read_however_its_type_is_spelled(tmp_path: Path, content_type: str) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        body = await _unsupported_grant(http)
+        response = await http.post("/token", content=body, headers={"content-type": content_type})
+    assert response.status_code == 400 and response.json() == UNSUPPORTED
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "application/x-www-form-urlencoded; charset=iso-8859-1",
+        "application/x-www-form-urlencoded; format=flowed; charset=latin1",
+        "application/x-www-form-urlencoded; charset=utf-8=x",
+        "application/x-www-form-urlencoded; charset=Xutf-8X",
+        "text/plain; x=application/x-www-form-urlencoded",
+    ],
+)
+async def test_a_form_in_another_charset_or_without_a_type_is_415(tmp_path: Path, content_type: str | None) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    async with running(tmp_path) as app, client_for(app) as http:
+        body = await _unsupported_grant(http)
+        response = await http.post("/token", content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json() == {"error": "invalid_request", "error_description": WRONG_TYPE}
+
+
+async def test_a_body_of_exactly_the_limit_is_read_declared_or_chunked(tmp_path: Path) -> None:
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), CHUNK):
+            yield data[start : start + CHUNK]
+
+    async with running(tmp_path, auth=_limits()) as app, client_for(app) as http:
+        head = await _unsupported_grant(http) + b"&pad="
+        exact = head + b"a" * (LIMIT - len(head))
+        declared = await http.post("/token", content=exact, headers=FORM)
+        chunked = await http.post("/token", content=chunks(exact), headers=FORM)
+        over = await http.post("/token", content=exact + b"a", headers=FORM)
+        chunked_over = await http.post("/token", content=chunks(exact + b"a"), headers=FORM)
+    assert len(exact) == LIMIT and "content-length" not in chunked.request.headers
+    assert declared.status_code == 400 and declared.json() == UNSUPPORTED
+    assert chunked.status_code == 400 and chunked.json() == UNSUPPORTED  # chunks joined as they came
+    assert over.status_code == 413 and chunked_over.status_code == 413
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "0x10"])
+async def test_a_content_length_that_is_not_a_number_is_400(tmp_path: Path, length: str) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        response = await http.post("/token", content=b"", headers={**FORM, "content-length": length})
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request", "error_description": "Content-Length is not a number"}
+
+
+def test_a_form_of_exactly_the_most_fields_is_parsed_and_one_more_is_refused() -> None:
+    fields = [f"f{i}=x" for i in range(50)]
+    assert len(parse_form("&".join(fields).encode()).fields) == 50
+    assert len(parse_form("&".join(fields[:3]).encode(), max_fields=3).fields) == 3
+    with pytest.raises(OAuthError) as refused:
+        parse_form("&".join([*fields, "f50=x"]).encode())
+    assert refused.value.body() == {"error": "invalid_request", "error_description": "the form has more than 50 fields"}
+    assert refused.value.status == 400
+    with pytest.raises(OAuthError) as fewer:
+        parse_form("&".join(fields[:4]).encode(), max_fields=3)
+    assert fewer.value.description == "the form has more than 3 fields"
+
+
+def test_an_empty_form_has_no_fields() -> None:
+    assert parse_form(b"") == Form()
+    assert parse_form(b"").get("grant_type") is None and parse_form(b"").getlist("resource") == []
+
+
+def test_a_form_is_decoded_field_by_field_and_read_by_name() -> None:
+    form = parse_form(
+        b"resource=https%3A%2F%2Fa.example%2Fmcp&redirect_uri=http://127.0.0.1/cb?a=b&state=x+y&resource=r2&empty=",
+        repeatable=frozenset({"resource"}),
+    )
+    assert form.get("resource") == "https://a.example/mcp"
+    assert form.getlist("resource") == ["https://a.example/mcp", "r2"]
+    assert form.get("redirect_uri") == "http://127.0.0.1/cb?a=b"
+    assert form.get("state") == "x y" and form.get("empty") == "" and form.get("missing") is None
+    assert form.getlist("state") == ["x y"] and form.getlist("missing") == []
+
+
+def test_a_field_name_that_is_not_utf8_is_refused_by_its_number() -> None:
+    with pytest.raises(OAuthError) as refused:
+        parse_form(b"grant_type=x&%ff=1")
+    assert refused.value.description == "form field 2 is not UTF-8"
+
+
+def test_a_form_that_is_not_ascii_is_refused_saying_so() -> None:
+    with pytest.raises(OAuthError) as refused:
+        parse_form("client_id=é".encode())
+    assert refused.value.body() == {
+        "error": "invalid_request",
+        "error_description": "the form must be ASCII, with other characters percent-encoded",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "most"),
+    [("/token", 50), ("/revoke", 20), ("/introspect", 20), ("/authorize/login", 10), ("/authorize/consent", 10)],
+)
+async def test_each_form_endpoint_takes_at_most_its_own_number_of_fields(tmp_path: Path, path: str, most: int) -> None:
+    body = "&".join(f"f{i}=x" for i in range(most + 1)).encode()
+    async with running(tmp_path) as app, client_for(app) as http:
+        response = await http.post(path, content=body, headers=FORM)
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request", "error_description": f"the form has more than {most} fields"}
