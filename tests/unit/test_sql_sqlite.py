@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import event as sa_event
 
 from patchbay.app import Runtime
-from patchbay.connectors.sql import SqlConnector
+from patchbay.connectors.sql import SqlConnector, results, service
 from patchbay.connectors.sql.demo_crm import ensure_crm
 from patchbay.errors import ConfigError, ConnectorError, ToolError
 from patchbay.protocol.scope import CallScope
@@ -208,6 +209,31 @@ async def test_a_limit_in_the_statement_is_kept_not_replaced_by_the_page_cap(rt:
     assert page["rows"] == [[1], [2], [3], [4], [5]] and page["truncated"] is False
     union = await ok(rt, "query", sql="SELECT n FROM big WHERE n < 3 UNION ALL SELECT n FROM big WHERE n < 3 LIMIT 3")
     assert union["rows"] == [[1], [2], [1]]
+
+
+async def test_the_statement_is_read_in_sqlites_dialect(rt: Runtime) -> None:
+    # docs/sql.md: parsed (and run) in the database's dialect. Generic SQL refuses SQLite's backtick quoting and
+    # reads "/" as true division (CAST(7 AS REAL) / 2, 3.5), and renders SQLite's two-argument max() and strftime()
+    # as GREATEST() and TIME_TO_STR(), which SQLite does not have.
+    sql = "SELECT `n`, 7 / 2 AS half, max(`n`, 2) AS at_least_2, strftime('%Y', '2020-06-01') AS year FROM big"
+    page = await ok(rt, "query", sql=f"{sql} ORDER BY `n` LIMIT 1")
+    assert page["rows"] == [[1, 3, 2, "2020"]]
+    text = await fails(rt, "query", sql="SELECT n FROM big WHERE")
+    assert text.startswith("Refused: the statement does not parse as sqlite SQL:"), text
+
+
+async def test_reading_the_result_stops_once_the_fetch_runs_past_the_statement_timeout(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake monotonic clock: the query starts at 100.0 s, and its fetch reads the clock at the statement timeout
+    # (2000 ms, runtime_for's) and then one millisecond past it. No real time is measured.
+    monkeypatch.setattr(service, "time", SimpleNamespace(monotonic=lambda: 100.0))
+    fetch_at = SimpleNamespace(monotonic=lambda: 102.0)
+    monkeypatch.setattr(results, "time", fetch_at)
+    assert (await ok(rt, "query", sql="SELECT n FROM big WHERE n <= 3 ORDER BY n"))["rows"] == [[1], [2], [3]]
+    fetch_at.monotonic = lambda: 102.001
+    text = await fails(rt, "query", sql="SELECT n FROM big WHERE n <= 3 ORDER BY n")
+    assert text == "reading the result took longer than the time limit; ask for fewer rows or a smaller offset"
 
 
 async def test_huge_results_stop_at_the_page_and_the_row_cap(rt: Runtime) -> None:
