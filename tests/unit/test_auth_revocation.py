@@ -132,6 +132,21 @@ async def test_a_closed_reader_vouches_for_nothing_lets_go_of_the_store_and_open
         epoch.close()
 
 
+async def test_a_sqlite_file_whose_generation_row_was_deleted_by_hand_trusts_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seed(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM auth_revocation_epoch"))
+    epoch = SqliteFileEpoch(str(tmp_path / "store.db"))
+    try:
+        assert await epoch.current() is None
+        assert epoch.unchanged() is None
+        assert await epoch.current() is None
+    finally:
+        epoch.close()
+
+
 async def test_an_engine_epoch_reads_the_generation_on_every_request_and_none_before_migration(
     engine: Engine, tmp_path: Path
 ) -> None:
