@@ -129,6 +129,7 @@ async def test_denied_consent_returns_access_denied_with_state_and_iss(tmp_path:
 
         outcome = await Browser(http, (BASE,), decision="deny").authorize(flow.authorize_url())
     assert outcome.params["error"] == "access_denied"
+    assert outcome.params["error_description"] == "the user denied access"
     assert outcome.params["state"] == flow.state and outcome.params["iss"] == BASE
 
 

@@ -143,3 +143,32 @@ def test_the_timing_equaliser_hash_is_not_made_at_import() -> None:
     code = "import patchbay.auth.users as u; print(u.dummy_hash.cache_info().currsize)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "0"
+
+
+async def test_each_refused_sign_in_is_logged_once_with_the_name_cut_at_100_characters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    auth = {"login_attempts": 2, "login_attempts_per_address": 3, "lockout_seconds": 600}
+    caplog.set_level(logging.WARNING, logger="patchbay.auth")
+    long_name = "n" * 99 + "xy"
+    async with running(tmp_path, auth=auth) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        await flow.sign_in(username=f"  {long_name} ", password=WRONG)  # unknown account
+        await flow.sign_in(password=WRONG)
+        await flow.sign_in(password=WRONG)  # the account locks, and the address reaches its limit
+        await flow.sign_in(password=PASSWORD)  # the address is throttled: refused, and not counted again
+        await flow.sign_in(password=PASSWORD)
+    messages = [r.getMessage() for r in caplog.records if r.name == "patchbay.auth"]
+    shown = repr("n" * 99 + "x")
+    refused = "sign-in refused: user='alice' address=127.0.0.1 outcome=throttled"
+    assert messages == [
+        f"sign-in failed: user={shown} known=False address=127.0.0.1 outcome=invalid",
+        "sign-in failed: user='alice' known=True address=127.0.0.1 outcome=invalid",
+        "sign-in failed: user='alice' known=True address=127.0.0.1 outcome=invalid",
+        "sign-in throttled: address=127.0.0.1 made 3 failed sign-ins within 600 s",
+        "account locked: user='alice' for 600 s after 2 wrong passwords in a row (last from address=127.0.0.1)",
+        refused,
+        refused,
+    ]

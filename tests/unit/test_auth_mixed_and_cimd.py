@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.authflow import BASE, Flow, add_user, call, client_for, running
+from fixtures.authflow import BASE, PASSWORD, Flow, add_user, call, client_for, running
 
 from patchbay.auth.cimd import MetadataDocuments
 from patchbay.errors import ConfigError
@@ -164,3 +164,29 @@ async def test_authorization_server_issuer_is_public_url_not_the_host_header(tmp
     async with running(tmp_path) as app, client_for(app) as http:
         document = (await http.get("/.well-known/oauth-authorization-server", headers={"host": "localhost:1"})).json()
     assert document["issuer"] == BASE
+
+
+@pytest.mark.parametrize(
+    ("redirects", "warned"),
+    [
+        (["http://127.0.0.1:8765/callback", "http://localhost/cb", "http://[::1]:9/cb"], True),
+        (["http://127.0.0.1:8765/callback", "https://client.example/callback"], False),
+    ],
+)
+async def test_consent_warns_when_a_metadata_document_client_redirects_only_to_this_computer(
+    tmp_path: Path, redirects: list[str], warned: bool
+) -> None:
+    document = {
+        "client_id": CIMD_URL,
+        "client_name": "Example CIMD client",
+        "redirect_uris": redirects,
+        "token_endpoint_auth_method": "none",
+    }
+    async with running(tmp_path) as app, client_for(app) as http:
+        use_documents(app, fake_internet({CIMD_URL: document}, {"client.example": "93.184.215.14"}))
+        await add_user(app)
+        flow = Flow(http, client_id=CIMD_URL, redirect_uri=redirects[0])
+        form = await flow.login_form()
+        consent = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
+    assert consent.status_code == 200 and "Allow access?" in consent.text
+    assert ("This client only redirects to this computer (localhost)." in consent.text) is warned
