@@ -15,6 +15,7 @@ from fixtures.authflow import (
     CHATGPT_REDIRECT,
     CLAUDE_REDIRECT,
     MCP,
+    PASSWORD,
     Flow,
     add_user,
     call,
@@ -351,3 +352,14 @@ async def test_introspection_without_a_token_or_with_too_many_fields_is_invalid_
         "error_description": "send the token to introspect in the token parameter",
     }
     assert crowded.status_code == 400 and crowded.json()["error_description"] == "the form has more than 20 fields"
+
+
+async def test_the_consent_page_names_the_user_by_their_display_name(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        await core.run(core.users.add, "alice", PASSWORD, display_name="Alice Liddell")
+        flow = Flow(http)
+        await flow.register()
+        form = await flow.login_form()
+        consent = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
+    assert consent.status_code == 200 and "Signed in as <strong>Alice Liddell</strong>." in consent.text
