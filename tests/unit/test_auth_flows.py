@@ -363,3 +363,26 @@ async def test_the_consent_page_names_the_user_by_their_display_name(tmp_path: P
         form = await flow.login_form()
         consent = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
     assert consent.status_code == 200 and "Signed in as <strong>Alice Liddell</strong>." in consent.text
+
+
+async def test_consent_posted_before_signing_in_is_refused_with_a_page_saying_so(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        form = await flow.login_form()
+        fields = {**form.filled("alice", PASSWORD, "allow"), "decision": "allow"}
+        refused = await http.post("/authorize/consent", data=fields)
+    assert refused.status_code == 403
+    assert "<h1>Not signed in</h1>" in refused.text and "Sign in first. Start again from your app." in refused.text
+
+
+async def test_the_browser_session_cookie_lasts_eight_hours(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        form = await flow.login_form()
+        signed_in = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
+    session = [c for c in signed_in.headers.get_list("set-cookie") if c.startswith("patchbay_session=")]
+    assert len(session) == 1 and "Max-Age=28800" in session[0], session
