@@ -374,7 +374,7 @@ async def test_consent_posted_before_signing_in_is_refused_with_a_page_saying_so
         fields = {**form.filled("alice", PASSWORD, "allow"), "decision": "allow"}
         refused = await http.post("/authorize/consent", data=fields)
     assert refused.status_code == 403
-    assert "<h1>Not signed in</h1>" in refused.text and "Sign in first. Start again from your app." in refused.text
+    assert '<h1>Not signed in</h1><p role="alert">Sign in first. Start again from your app.</p>' in refused.text
 
 
 async def test_the_browser_session_cookie_lasts_eight_hours(tmp_path: Path) -> None:
