@@ -26,6 +26,7 @@ class Outcome:
     location: str | None
     status: int
     html: str
+    headers: httpx.Headers = field(default_factory=httpx.Headers)  # the leaving redirect's own headers
 
     @property
     def params(self) -> dict[str, str]:
@@ -50,7 +51,7 @@ class Browser:
             if response.status_code in (301, 302, 303, 307, 308):
                 location = urljoin(str(response.url), response.headers["location"])
                 if origin(location) not in self.follow:
-                    return Outcome(location, response.status_code, "")
+                    return Outcome(location, response.status_code, "", response.headers)
                 response = await self.http.get(location, follow_redirects=False)
                 continue
             html = response.text

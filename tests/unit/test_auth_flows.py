@@ -16,6 +16,7 @@ from fixtures.authflow import (
     CLAUDE_REDIRECT,
     MCP,
     PASSWORD,
+    REDIRECT,
     Flow,
     add_user,
     call,
@@ -83,6 +84,53 @@ async def test_authorize_without_scope_gets_the_default_scopes(tmp_path: Path) -
         unknown = await flow.tokens(scope="openid email")  # scopes we do not offer are dropped
     assert tokens["scope"] == "mcp"
     assert unknown["scope"] == "mcp"
+
+
+async def test_a_configured_client_gets_only_its_own_scopes(tmp_path: Path) -> None:
+    """`[[auth.clients]] scopes` narrows what that client may be granted below `scopes_supported`."""
+    client = {"client_id": "narrow", "name": "Narrow", "redirect_uris": [REDIRECT], "scopes": ["mcp"]}
+    auth = {"scopes_supported": ["mcp", "kb.read"], "clients": [client]}
+    async with running(tmp_path, auth=auth) as app, client_for(app) as http:
+        await add_user(app)
+        narrow = await Flow(http, client_id="narrow").tokens(scope="mcp kb.read")
+        wide = Flow(http)
+        await wide.register()
+        both = await wide.tokens(scope="mcp kb.read")
+    assert narrow["scope"] == "mcp"
+    assert both["scope"] == "mcp kb.read"
+
+
+async def test_the_code_and_the_denial_are_redirected_with_no_store(tmp_path: Path) -> None:
+    """The redirect carrying the code (or the error) must not be cached (RFC 6749 §5.1's rule, applied to
+    the redirect as OAuth 2.1 asks for responses carrying credentials)."""
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        granted = await flow.sign_in()
+        from tests.support.browser import Browser
+
+        other = Flow(http)  # consent given once is remembered: another client, to be denied
+        await other.register()
+        denied = await Browser(http, (BASE,), decision="deny").authorize(other.authorize_url())
+    assert "code" in granted.params and denied.params["error"] == "access_denied"
+    assert granted.status == 302 and granted.headers["cache-control"] == "no-store"
+    assert denied.status == 302 and denied.headers["cache-control"] == "no-store"
+
+
+async def test_a_redirect_uri_with_a_query_keeps_it_and_gets_the_code_appended(tmp_path: Path) -> None:
+    redirect = f"{REDIRECT}?tenant=acme&x=1"
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register(redirect_uri=redirect)
+        outcome = await flow.sign_in()
+        assert outcome.location is not None
+        assert outcome.location.startswith(f"{redirect}&code="), outcome.location
+        assert outcome.params["tenant"] == "acme" and outcome.params["x"] == "1"
+        assert outcome.params["state"] == flow.state
+        response = await flow.redeem(outcome.params["code"])
+    assert response.status_code == 200, response.text
 
 
 async def test_refresh_without_scope_rotates_and_keeps_the_grant(tmp_path: Path) -> None:
