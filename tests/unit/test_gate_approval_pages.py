@@ -177,3 +177,23 @@ async def test_a_tool_removed_from_its_module_while_pending_is_refused_on_the_pa
     finally:
         app.sessions.close_all()
         await app.runtime.stop()
+
+
+async def test_tries_from_a_throttled_address_are_refused_on_the_page_and_not_counted_again(tmp_path: Path) -> None:
+    """The page's sign-in shares the sign-in page's per-address throttle: once an address has used its budget, the
+    right password is refused too, and those refused tries do not prolong the throttle (docs/approvals.md)."""
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app, "ada", roles=("approver",))
+        await app.runtime.dispatcher.approvals.run(lambda: None)
+        approval_id = _held(app, "write_doc", "a" * 64)
+        throttle = app.runtime.auth.authorization.throttle
+        statuses = []
+        for password in ["not the password"] * throttle.limit + [PASSWORD, PASSWORD]:
+            page = await http.get(f"/approvals/{approval_id}")
+            login = next_form(page.text)
+            assert login is not None and login.has_password, page.text
+            answer = await http.post(login.action, data=login.filled("ada", password, ""))
+            statuses.append(answer.status_code)
+        counted = {address: len(times) for address, times in throttle.failures.items()}
+    assert statuses == [401] * (throttle.limit + 2)
+    assert list(counted.values()) == [throttle.limit]
