@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.redis_server import TIMEOUT_MS, RedisServer
 from tests.support.waiting import until
+from tests.unit.fixtures.fleet_streams import fleet
 
 from patchbay.errors import RpcError
 from patchbay.fleet.limits import RedisRateStore, SharedNonces, SharedRateLimit, SharedThrottle
@@ -139,6 +141,17 @@ async def test_registrations_per_address_are_limited_across_replicas(redis_url: 
         allowed = [await replicas[i % 2].allow("192.0.2.1") for i in range(9)]
         assert allowed == [True] * 4 + [False] * 5
         assert await replicas[1].allow("192.0.2.2")
+
+
+async def test_the_register_endpoint_of_every_replica_draws_on_one_budget(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """`[auth] registration_per_minute` holds for the fleet: /register on either replica counts against it."""
+    body = {"redirect_uris": ["http://127.0.0.1:9999/callback"], "token_endpoint_auth_method": "none"}
+    auth = {"mode": "oauth", "registration_per_minute": 2}
+    async with fleet(tmp_path, redis_url, redis_prefix, auth=auth) as (a, b, http):
+        statuses = [(await http.post(f"{r.base}/register", json=body)).status_code for r in (a, b, a, b)]
+    assert statuses == [201, 201, 429, 429]
 
 
 async def test_an_mrtr_state_used_on_one_replica_is_refused_on_the_other(redis_url: str, redis_prefix: str) -> None:
