@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from html import escape, unescape
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 from fixtures.authflow import BASE, PASSWORD, REDIRECT, Flow, add_user, call, client_for, running
 from sqlalchemy import update
+from tests.support.forms import next_form
 
 from patchbay.auth.access import ToolAccessPolicy
+from patchbay.auth.cimd import MetadataDocuments
 from patchbay.auth.crypto import pkce_matches, s256
 from patchbay.auth.principal import Principal
 from patchbay.catalog import ToolAccess
+from patchbay.outbound import Fetcher
 from patchbay.store.models import AuthToken, AuthUser
 
 pytestmark = pytest.mark.anyio
@@ -118,6 +123,45 @@ async def test_bad_authorization_requests_from_a_configured_client_go_back_with_
     assert f"state={flow.state}" in location and "iss=http" in location
 
 
+PKCE_NEEDED = "PKCE is required: send code_challenge with code_challenge_method=S256"
+
+
+async def test_a_configured_clients_bad_requests_go_back_saying_what_to_fix(tmp_path: Path) -> None:
+    configured = {"clients": [{"client_id": "operator-app", "name": "Operator app", "redirect_uris": [REDIRECT]}]}
+    cases = {
+        "plain PKCE": {"code_challenge_method": "plain"},
+        "no PKCE": {"code_challenge": None, "code_challenge_method": None},
+        "malformed challenge": {"code_challenge": "too-short"},
+        "implicit": {"response_type": "token"},
+        "other resource": {"resource": "https://other.example/mcp"},
+    }
+    async with running(tmp_path, auth=configured) as app, client_for(app) as http:
+        flow = Flow(http, client_id="operator-app")
+        answers = {
+            case: await http.get(flow.authorize_url(state="s-1", **params), follow_redirects=False)
+            for case, params in cases.items()
+        }
+    said = {case: dict(parse_qsl(urlsplit(a.headers["location"]).query)) for case, a in answers.items()}
+    pkce = {"error": "invalid_request", "error_description": PKCE_NEEDED, "state": "s-1", "iss": BASE}
+    assert said == {
+        "plain PKCE": pkce,
+        "no PKCE": pkce,
+        "malformed challenge": pkce,
+        "implicit": {
+            "error": "unsupported_response_type",
+            "error_description": "only response_type=code is supported",
+            "state": "s-1",
+            "iss": BASE,
+        },
+        "other resource": {
+            "error": "invalid_target",
+            "error_description": f"resource must be this server's MCP URL, {BASE}/mcp",
+            "state": "s-1",
+            "iss": BASE,
+        },
+    }
+
+
 @pytest.mark.parametrize(
     ("params", "error"),
     [
@@ -137,6 +181,92 @@ async def test_bad_authorization_requests_from_a_registered_client_show_a_page_a
     assert response.status_code == 400 and "location" not in response.headers
     assert response.headers["content-type"].startswith("text/html")
     assert f"({error})" in response.text and "attacker.example" not in response.text
+
+
+def _page_says(page: httpx.Response) -> tuple[int, str, str] | None:
+    """An error page's status, title and message, read from its heading and alert (the title tag must agree)."""
+    text = page.text
+    if "location" in page.headers or '<p role="alert">' not in text:
+        return None
+    title = text[text.index("<h1>") + 4 : text.index("</h1>")]
+    message = text[text.index('<p role="alert">') + 16 : text.index("</p>", text.index('<p role="alert">'))]
+    assert f"<title>{title}</title>" in text
+    return page.status_code, unescape(title), unescape(message)
+
+
+async def _public(host: str, port: int) -> list[str]:
+    return ["93.184.215.14"]
+
+
+async def test_authorize_requests_it_cannot_start_get_a_page_saying_why(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        flow = Flow(http)
+        await flow.register()
+        two = Flow(http)
+        await two.register(redirect_uris=[REDIRECT, "http://127.0.0.1:9999/other"])
+        gone = Flow(http)
+        await gone.register()
+        core.clients.revoke(gone.client_id)
+        liar = Flow(http, client_id="https://liar.example/client.json", redirect_uri="https://liar.example/cb")
+        lie = {"client_id": "https://other.example/c", "redirect_uris": ["https://liar.example/cb"]}
+        app.runtime.auth.authorization.documents = MetadataDocuments(
+            Fetcher(transport=httpx.MockTransport(lambda _: httpx.Response(200, json=lie)), resolve=_public)
+        )
+        pages = {
+            "no client_id": await http.get("/authorize?response_type=code"),
+            "unknown client": await http.get(Flow(http, client_id="pb_client_nobody").authorize_url()),
+            "revoked client": await http.get(gone.authorize_url()),
+            "invalid metadata document": await http.get(liar.authorize_url()),
+            "unregistered redirect": await http.get(flow.authorize_url(redirect_uri="https://evil.example/cb")),
+            "no redirect, two registered": await http.get(two.authorize_url(redirect_uri=None)),  # type: ignore[arg-type]
+            "bad request": await http.get(flow.authorize_url(response_type="token")),
+        }
+    said = {case: _page_says(page) for case, page in pages.items()}
+    no_redirect = (400, "Cannot sign in", "redirect_uri is missing or is not registered for this application.")
+    unknown = (400, "Unknown application", "This application is not registered here (or was removed).")
+    assert said == {
+        "no client_id": (400, "Cannot sign in", "The request names no client_id. Start again from your app."),
+        "unknown client": unknown,
+        "revoked client": unknown,
+        "invalid metadata document": (
+            400,
+            "Unknown application",
+            "the client metadata document's client_id is not its own URL",
+        ),
+        "unregistered redirect": no_redirect,
+        "no redirect, two registered": no_redirect,
+        "bad request": (
+            400,
+            "Cannot sign in",
+            "Test client sent a request this server cannot accept: only response_type=code is supported "
+            "(unsupported_response_type). Start again from your app.",
+        ),
+    }
+
+
+async def test_forms_for_a_request_that_is_gone_or_was_opened_elsewhere_get_a_page_saying_so(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        core = app.runtime.auth.core
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        data = (await flow.login_form()).filled("alice", PASSWORD, "allow")
+        pages = {
+            "no request": await http.post("/authorize/login", data={"username": "alice", "password": PASSWORD}),
+            "unknown request": await http.post("/authorize/login", data={**data, "request": "nope"}),
+            "other csrf": await http.post("/authorize/login", data={**data, "csrf": "x" * 43}),
+        }
+        core.clients.revoke(flow.client_id)
+        pages["client removed"] = await http.post("/authorize/login", data=data)
+    said = {case: _page_says(page) for case, page in pages.items()}
+    expired = (400, "Sign-in expired", "This sign-in request has expired. Start again from your app.")
+    assert said == {
+        "no request": expired,
+        "unknown request": expired,
+        "other csrf": (403, "Form expired", "This form was not opened in this browser. Start again."),
+        "client removed": (400, "Unknown application", "This application was removed."),
+    }
 
 
 async def test_expired_and_wrong_audience_tokens_are_401(tmp_path: Path) -> None:
@@ -233,6 +363,20 @@ async def test_login_form_from_another_browser_is_refused(tmp_path: Path) -> Non
         data = form.filled("alice", PASSWORD, "allow")
         response = await http.post("/authorize/login", data=data, follow_redirects=False)
     assert response.status_code == 403 and "location" not in response.headers
+
+
+async def test_with_local_sign_in_off_a_posted_password_is_refused_even_when_right(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        form = await flow.login_form()
+        app.runtime.auth.authorization.local_login = False
+        refused = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
+    assert refused.status_code == 400 and "location" not in refused.headers
+    assert _error_text(refused.text) == escape("Sign in with your organisation's account.")
+    assert next_form(refused.text) is not None  # the sign-in page again, for the same request
+    assert refused.headers.get_list("set-cookie") == []
 
 
 async def test_disabled_user_cannot_sign_in_and_loses_tokens(tmp_path: Path) -> None:
