@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fixtures.authflow import (
     BASE,
@@ -22,7 +24,11 @@ from fixtures.authflow import (
     call,
     client_for,
     running,
+    settings,
 )
+from tests.support.forms import next_form
+
+from patchbay.app import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -131,6 +137,18 @@ async def test_a_redirect_uri_with_a_query_keeps_it_and_gets_the_code_appended(t
         assert outcome.params["state"] == flow.state
         response = await flow.redeem(outcome.params["code"])
     assert response.status_code == 200, response.text
+
+
+async def test_a_client_with_one_redirect_uri_may_leave_it_out_and_gets_the_code_there(tmp_path: Path) -> None:
+    """RFC 6749 §3.1.2.3: with a single registered redirect URI the request need not name it."""
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        outcome = await flow.sign_in(redirect_uri=None)  # type: ignore[arg-type]
+        assert outcome.location is not None and outcome.location.startswith(f"{REDIRECT}?code="), outcome.location
+        redeemed = await flow.redeem(outcome.params["code"])
+    assert redeemed.status_code == 200, redeemed.text
 
 
 async def test_refresh_without_scope_rotates_and_keeps_the_grant(tmp_path: Path) -> None:
@@ -434,3 +452,40 @@ async def test_the_browser_session_cookie_lasts_eight_hours(tmp_path: Path) -> N
         signed_in = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
     session = [c for c in signed_in.headers.get_list("set-cookie") if c.startswith("patchbay_session=")]
     assert len(session) == 1 and "Max-Age=28800" in session[0], session
+
+
+@pytest.mark.parametrize("public_url", [BASE, "https://mcp.example.com"])
+async def test_the_sign_in_cookies_stay_on_authorize_out_of_scripts_and_are_secure_over_https(
+    tmp_path: Path, public_url: str
+) -> None:
+    config = settings(tmp_path)
+    app = create_app(config.model_copy(update={"server": config.server.model_copy(update={"public_url": public_url})}))
+    await app.runtime.start()
+    try:
+        await add_user(app)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=public_url) as http:
+            flow = Flow(http)
+            await flow.register()
+            page = await http.get(flow.authorize_url(resource=f"{public_url}/mcp"))
+            form = next_form(page.text)
+            assert form is not None, page.text
+            signed_in = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
+    finally:
+        app.sessions.close_all()
+        await app.runtime.stop()
+    cookies = [_cookie(c) for c in [*page.headers.get_list("set-cookie"), *signed_in.headers.get_list("set-cookie")]]
+    shared = {"HttpOnly", "Path=/authorize", "SameSite=lax"} | ({"Secure"} if public_url.startswith("https") else set())
+    # The CSRF cookie is named after the request it guards, so two sign-ins in one browser keep their own.
+    (csrf,) = [name for name, _ in cookies if name.startswith("patchbay_csrf_")]
+    assert re.fullmatch("patchbay_csrf_[0-9a-f]{16}", csrf)
+    assert dict(cookies) == {
+        csrf: shared | {"Max-Age=600"},
+        "patchbay_session": shared | {"Max-Age=28800"},
+        "patchbay_device": shared | {"Max-Age=7776000"},
+    }
+
+
+def _cookie(header: str) -> tuple[str, set[str]]:
+    """A Set-Cookie header's name and attributes (its value left out)."""
+    pair, *attributes = header.split("; ")
+    return pair.split("=", 1)[0], set(attributes)
