@@ -18,11 +18,13 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fixtures.authflow import BASE, MCP, call, client_for, running
+from fixtures.authflow import BASE, MCP, call, client_for, running, settings
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from patchbay.app import create_app
 from patchbay.auth import external as external_module
 from patchbay.auth.external import JWKS_REFRESH_SECONDS, ExternalVerifier
+from patchbay.errors import ConfigError
 from patchbay.outbound import ANY_ADDRESS, Fetcher
 
 pytestmark = pytest.mark.anyio
@@ -480,15 +482,10 @@ def active(**claims: Any) -> dict[str, Any]:
             "s3cret",
             "patchbay-rs:s3cret",
         ),
-        (
-            {"introspection_client_id": "patchbay-rs", "introspection_client_secret_env": SECRET_ENV},
-            None,
-            "patchbay-rs:",
-        ),
         ({"introspection_client_id": "patchbay-rs"}, "s3cret", "patchbay-rs:"),
         ({}, "s3cret", None),
     ],
-    ids=["client-and-secret", "secret-variable-unset", "no-secret-variable", "no-client"],
+    ids=["client-and-secret", "no-secret-variable", "no-client"],
 )
 async def test_introspection_posts_the_token_with_the_clients_credentials(
     tmp_path: Path,
@@ -615,9 +612,9 @@ async def test_an_introspection_failure_refuses_the_token_and_the_log_says_why(
         ({"email": "a@x.example", "username": "al", "azp": "web", "client_id": None}, "u-42", "a@x.example", "web"),
         ({"username": "al", "azp": "web", "client_id": "app"}, "u-42", "al", "app"),
         ({"sub": None, "client_id": "svc"}, "svc", None, "svc"),
-        ({"sub": None}, "unknown", None, None),
+        ({"sub": None, "client_id": "svc", "preferred_username": 5, "email": "a@x.example"}, "svc", "a@x.example", "svc"),
     ],
-    ids=["all", "email-and-azp", "username-and-client-id", "client-credentials", "anonymous"],
+    ids=["all", "email-and-azp", "username-and-client-id", "client-credentials", "non-string-claims"],
 )
 async def test_the_tool_sees_subject_username_and_client_from_the_claims(
     tmp_path: Path, idp: FakeIdP, claims: dict[str, Any], subject: str, username: str | None, client_id: str | None
@@ -661,3 +658,98 @@ async def test_the_principal_keeps_the_expiry_and_the_short_scalar_claims(tmp_pa
     assert principal.claims["tenant"] == "acme" and principal.claims["level"] == 3 and principal.claims["staff"] is True
     assert principal.claims["fits"] == sized["fits"] and principal.claims["sub"] == "u-42"
     assert not {"groups", "address", "too_long"} & set(principal.claims)
+
+
+async def test_an_unset_secret_variable_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    external = {"issuer": ISSUER, "introspection_client_id": "rs", "introspection_client_secret_env": SECRET_ENV}
+    with pytest.raises(ConfigError) as caught:
+        create_app(settings(tmp_path, auth={"mode": "external", "external": external}))
+    assert caught.value.key == "auth.external.introspection_client_secret_env"
+    assert str(caught.value).endswith(
+        f": auth.external.introspection_client_secret_env names {SECRET_ENV}, which is not set in the environment"
+    )
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"sub": None}, {"sub": None, "client_id": 7}, {"sub": ""}, {"sub": None, "client_id": ""}],
+    ids=["neither", "client-id-not-a-string", "empty-subject", "empty-client-id"],
+)
+async def test_a_token_that_names_no_caller_is_refused(tmp_path: Path, idp: FakeIdP, claims: dict[str, Any]) -> None:
+    # Two such callers could not be told apart (RFC 9068 §2.2 requires sub).
+    idp.introspected["opaque-1"] = active(**claims)
+    async with serving(tmp_path, idp) as (_, http):
+        assert refused(await call(http, idp.token(**claims), "tools/list"))
+        assert refused(await call(http, "opaque-1", "tools/list"))
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    [{"keys": []}, {"keys": [{"kty": "nope", "kid": "k1"}]}, {"keys": "k1"}, ["not", "a", "key set"]],
+    ids=["empty", "no-usable-key", "keys-not-a-list", "not-an-object"],
+)
+async def test_an_unusable_key_set_refuses_tokens_and_the_log_says_why(
+    tmp_path: Path, idp: FakeIdP, jwks: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="patchbay.auth")
+    idp.jwks = jwks
+    async with serving(tmp_path, idp) as (_, http):
+        assert refused(await call(http, idp.token(), "tools/list"))
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "patchbay.auth"]
+    assert message.startswith(f"cannot verify a token with {ISSUER}: the JWKS at {idp.jwks_uri} is not usable: ")
+    if isinstance(jwks, list):
+        assert message.endswith(": not a JSON object")
+
+
+@pytest.mark.parametrize(
+    ("claims", "scopes", "roles"),
+    [
+        ({"roles": 5}, {"mcp"}, set()),
+        ({"scope": 5, "roles": {"admin": True}}, set(), set()),
+        ({"scope": None, "scp": None, "roles": None}, set(), set()),
+        ({"scope": None, "scp": 5, "roles": [None, "r"]}, set(), {"r"}),
+    ],
+    ids=["roles-number", "scope-number-roles-object", "all-absent", "scp-number"],
+)
+async def test_a_malformed_scope_or_roles_claim_grants_nothing(
+    tmp_path: Path, idp: FakeIdP, claims: dict[str, Any], scopes: set, roles: set
+) -> None:
+    idp.introspected["opaque-1"] = active(**claims)
+    async with serving(tmp_path, idp) as (app, _):
+        for token in (idp.token(**claims), "opaque-1"):
+            principal = await principal_of(app, token)
+            assert (principal.scopes, principal.roles) == (scopes, roles)
+
+
+async def test_one_configured_endpoint_leaves_the_other_to_the_metadata(tmp_path: Path, idp: FakeIdP) -> None:
+    # docs/auth.md: jwks_uri and introspection_endpoint each default to the issuer's metadata document.
+    idp.introspected["opaque-1"] = active()
+    async with serving(tmp_path, idp, jwks_uri=idp.jwks_uri) as (_, http):
+        assert (await whoami(http, "opaque-1"))["subject"] == "svc-1"
+        assert (await whoami(http, idp.token()))["subject"] == "u-42"
+    assert idp.fetched(OIDC) == 1
+
+
+async def test_a_metadata_document_that_cannot_be_read_is_asked_again_after_a_minute(
+    tmp_path: Path, idp: FakeIdP, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="patchbay.auth")
+    documents, idp.documents = idp.documents, {}
+    idp.introspected["opaque-1"] = active()
+    async with serving(tmp_path, idp, jwks_uri=idp.jwks_uri) as (_, http):
+        assert (await whoami(http, idp.token()))["subject"] == "u-42"  # the configured key set works meanwhile
+        assert refused(await call(http, "opaque-1", "tools/list"))  # no introspection endpoint known yet
+        idp.documents = documents
+        clock.mono = JWKS_REFRESH_SECONDS - 1
+        assert refused(await call(http, "opaque-1", "tools/list"))
+        assert idp.fetched(OIDC) == 1
+        clock.mono = JWKS_REFRESH_SECONDS
+        assert (await whoami(http, "opaque-1"))["subject"] == "svc-1"
+        assert (await whoami(http, idp.token()))["subject"] == "u-42"
+    assert idp.fetched(OIDC) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.name == "patchbay.auth"]
+    assert warnings == [
+        f"using only the configured endpoints of {ISSUER} for now: no metadata for issuer {ISSUER}: "
+        f"GET {RFC8414} answered 404; GET {OIDC} answered 404"
+    ]

@@ -3,7 +3,7 @@
 JWT access tokens are verified against the IdP's JWKS (signature, ``iss``, ``aud`` = our MCP URL, ``exp``/``nbf``
 with ``clock_skew_seconds`` leeway); other tokens, or all tokens when no JWKS is known, go to RFC 7662
 introspection. Endpoints come from the settings or from the issuer's metadata document (RFC 8414, then OpenID
-Connect Discovery). Every fetch goes through the SSRF guard.
+Connect Discovery): one that is not configured is looked up there. Every fetch goes through the SSRF guard.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 from jwt import PyJWKSet
-from jwt.exceptions import InvalidTokenError, PyJWKError
+from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWKSetError
 
 from patchbay.auth.core import Core
 from patchbay.auth.principal import Principal
@@ -67,16 +67,38 @@ class ExternalVerifier:
         self.fetcher = fetcher
         self.jwks_uri = settings.jwks_uri
         self.introspection = settings.introspection_endpoint
-        self._discovered = bool(self.jwks_uri or self.introspection)
+        # Both configured: the metadata document has nothing left to say.
+        self._discovered = bool(self.jwks_uri and self.introspection)
+        self._retry_at = 0.0
         self._keys: PyJWKSet | None = None
         self._keys_at = 0.0
 
     async def _discover(self) -> None:
+        """Look up the endpoints the settings leave out in the issuer's metadata document.
+
+        With neither configured, tokens cannot be checked without the document: its failure is the caller's. With
+        one configured, that one keeps working while the document cannot be read, which is tried again at most
+        once a minute.
+
+        Raises:
+            FetchError: no endpoint is configured and the document cannot be read.
+        """
         if self._discovered:
             return
-        document = await issuer_metadata(self.fetcher, self.issuer)
-        self.jwks_uri = self.jwks_uri or document.get("jwks_uri")
-        self.introspection = self.introspection or document.get("introspection_endpoint")
+        configured = self.jwks_uri is not None or self.introspection is not None
+        now = time.monotonic()
+        if configured and now < self._retry_at:
+            return
+        try:
+            document = await issuer_metadata(self.fetcher, self.issuer)
+        except FetchError as exc:
+            if not configured:
+                raise
+            self._retry_at = now + JWKS_REFRESH_SECONDS
+            log.warning("using only the configured endpoints of %s for now: %s", self.issuer, exc)
+            return
+        self.jwks_uri = self.jwks_uri or _url(document.get("jwks_uri"))
+        self.introspection = self.introspection or _url(document.get("introspection_endpoint"))
         self._discovered = True
 
     async def verify(self, token: str) -> Principal | None:
@@ -96,9 +118,12 @@ class ExternalVerifier:
         if self._keys is not None and (known or now - self._keys_at < JWKS_REFRESH_SECONDS):
             return self._keys
         assert self.jwks_uri is not None
+        document = await self.fetcher.get_json(self.jwks_uri)
+        if not isinstance(document, dict):
+            raise FetchError(f"the JWKS at {self.jwks_uri} is not usable: not a JSON object")
         try:
-            self._keys = PyJWKSet.from_dict(await self.fetcher.get_json(self.jwks_uri))
-        except PyJWKError as exc:
+            self._keys = PyJWKSet.from_dict(document)
+        except (PyJWKError, PyJWKSetError) as exc:
             raise FetchError(f"the JWKS at {self.jwks_uri} is not usable: {exc}") from None
         self._keys_at = now
         return self._keys
@@ -153,22 +178,46 @@ class ExternalVerifier:
             return None
         return self._principal(claims)
 
-    def _principal(self, claims: dict[str, Any]) -> Principal:
-        scope = claims.get(self.settings.scopes_claim, claims.get("scp", ""))
-        scopes = scope.split() if isinstance(scope, str) else [s for s in scope if isinstance(s, str)]
-        roles = claims.get(self.settings.roles_claim) or []
-        roles = [roles] if isinstance(roles, str) else [r for r in roles if isinstance(r, str)]
-        subject = str(claims.get("sub") or claims.get("client_id") or "unknown")
+    def _principal(self, claims: dict[str, Any]) -> Principal | None:
+        """The caller the claims describe; None when they name nobody (neither ``sub`` nor ``client_id``): two
+        such callers could not be told apart. A malformed scope or role claim grants nothing."""
+        subject = _first_string(claims, "sub", "client_id")
+        if subject is None:
+            return None
+        scope = claims.get(self.settings.scopes_claim)
+        if scope is None:
+            scope = claims.get("scp")
+        scopes = scope.split() if isinstance(scope, str) else _strings(scope)
+        roles = claims.get(self.settings.roles_claim)
+        roles = [roles] if isinstance(roles, str) else _strings(roles)
         exp = claims.get("exp")
         return Principal(
             subject=subject,
             kind="external",
             scopes=frozenset(scopes),
             roles=frozenset(roles),
-            username=claims.get("preferred_username") or claims.get("email") or claims.get("username"),
-            client_id=claims.get("client_id") or claims.get("azp"),
+            username=_first_string(claims, "preferred_username", "email", "username"),
+            client_id=_first_string(claims, "client_id", "azp"),
             expires_at=float(exp) if isinstance(exp, (int, float)) else None,
             claims={
                 k: v for k, v in claims.items() if isinstance(v, (str, int, float, bool)) and len(json.dumps(v)) < 200
             },
         )
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings of a claim that should be a list of them; anything else grants nothing."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _url(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _first_string(claims: dict[str, Any], *names: str) -> str | None:
+    """The first of ``names`` whose claim is a non-empty string."""
+    for name in names:
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None

@@ -72,6 +72,8 @@ class AuthServer:
         self.external: Any = None
         if oauth and auth.upstream is not None:
             from patchbay.auth.oidc import UpstreamLogin
+
+            self._require_secret(auth.upstream.client_secret_env, "auth.upstream.client_secret_env")
             from patchbay.outbound import fetcher_for
 
             private = auth.upstream.allow_private_network
@@ -82,6 +84,9 @@ class AuthServer:
             from patchbay.outbound import fetcher_for
 
             assert auth.external is not None
+            self._require_secret(
+                auth.external.introspection_client_secret_env, "auth.external.introspection_client_secret_env"
+            )
             private = auth.external.allow_private_network
             external_fetcher = fetcher_for(outbound, allow_private_network=private, transport=transport)
             self.external = ExternalVerifier(self.core, auth.external, fetcher=external_fetcher)
@@ -135,6 +140,16 @@ class AuthServer:
                 )
             )
         return clients
+
+    def _require_secret(self, variable: str | None, key: str) -> None:
+        """A secret the settings name by its environment variable is there; a missing one is a config error, not
+        a sign-in that fails later at the provider."""
+        if variable and not os.environ.get(variable):
+            raise ConfigError(
+                f"{self.settings.source}: {key} names {variable}, which is not set in the environment",
+                file=self.settings.source,
+                key=key,
+            )
 
     def _check_redirects(self, index: int, uris: list[str]) -> None:
         """A configured client's redirect URIs obey the rule registered ones do (they reach the same headers)."""
