@@ -13,7 +13,7 @@ from fixtures.authflow import MCP, settings
 
 from patchbay.auth.bearer import ANONYMOUS_METHODS, Authenticator
 from patchbay.auth.clients import Client
-from patchbay.auth.core import CACHE_SECONDS, AuthConfig, Core
+from patchbay.auth.core import CACHE_SECONDS, AuthConfig, Core, TokenCache
 from patchbay.auth.crypto import s256
 from patchbay.auth.grants import Pending
 from patchbay.auth.principal import Principal, Rejection
@@ -221,3 +221,54 @@ def test_an_anonymous_caller_may_discover_and_call_tools_only_when_some_are_publ
 def test_the_anonymous_methods_are_these(make_core: Any) -> None:
     assert {"initialize", "ping", "server/discover", "tools/list", "tools/call"} == ANONYMOUS_METHODS
     assert not own(make_core(), has_public_tools=lambda: True).anonymous_allowed("resources/list")
+
+
+async def test_a_cached_header_is_trusted_until_its_deadline_and_not_at_it(make_core: Any) -> None:
+    now = [NOW]
+    core = make_core()
+    core.clock = lambda: now[0]
+    _, secret = core.keys.create("ci", ["mcp"])
+    header = f"Bearer {secret}".encode()
+    auth = own(core)
+    principal = await auth.authenticate(header)
+    lookups: list[str] = []
+    lookup = core.keys.lookup
+    core.keys.lookup = lambda token: lookups.append(token) or lookup(token)  # type: ignore[assignment, func-returns-value]
+    now[0] = NOW + CACHE_SECONDS - 0.5
+    assert await auth.authenticate(header) == principal and lookups == []
+    now[0] = NOW + CACHE_SECONDS
+    assert await auth.authenticate(header) == principal and lookups == [secret]
+
+
+def test_a_full_cache_is_emptied_before_it_takes_one_more() -> None:
+    cache = TokenCache(size=2)
+    assert cache.get(b"a", NOW, 7) is None  # the first read adopts the store's generation
+    who = Principal("key:ci", "api_key")
+    for key in (b"a", b"b", b"c"):
+        cache.put(key, who, NOW + 10, 7)
+    assert cache.entries == {b"c": (who, NOW + 10)}
+
+
+@pytest.mark.parametrize(
+    ("value", "same"),
+    [
+        ("https://mcp.example.com/mcp", True),
+        ("https://mcp.example.com/mcp/", True),
+        (" HTTPS://MCP.Example.COM/mcp ", True),
+        ("https://mcp.example.com", True),  # the bare origin, as in OpenAI's examples
+        ("https://MCP.example.com/", True),
+        ("https://mcp.example.com/MCP", False),  # the path is compared exactly
+        ("https://mcp.example.com/mcp/X", False),
+        ("http://mcp.example.com/mcp", False),
+        ("https://mcp.example.com.evil.example/mcp", False),
+        ("https://other.example/mcp", False),
+    ],
+)
+def test_the_resource_is_this_servers_mcp_url_up_to_a_trailing_slash_and_the_case_of_scheme_and_host(
+    tmp_path: Path, value: str, same: bool
+) -> None:
+    base = settings(tmp_path)
+    public = base.model_copy(
+        update={"server": base.server.model_copy(update={"public_url": "https://mcp.example.com"})}
+    )
+    assert AuthConfig.from_settings(public).resource_matches(value) is same
