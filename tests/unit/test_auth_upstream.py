@@ -603,6 +603,19 @@ async def test_id_tokens_signed_with_each_asymmetric_algorithm_are_accepted(tmp_
         assert back.location is not None and "code=" in back.location, back.html
 
 
+@pytest.mark.parametrize("alg", ["RS512", "ES384"])
+async def test_id_tokens_signed_with_an_algorithm_outside_the_list_are_refused(tmp_path: Path, alg: str) -> None:
+    # The provider publishes the key with its algorithm; Patchbay's list (RS256, ES256, PS256, EdDSA) still decides.
+    op = FakeOP()
+    key: Any = ec.generate_private_key(ec.SECP384R1()) if alg == "ES384" else _other_rsa_key()
+    jwk = (ECAlgorithm if alg == "ES384" else RSAAlgorithm).to_jwk(key.public_key(), as_dict=True)
+    op.jwks["keys"].append({**jwk, "kid": "k2", "use": "sig", "alg": alg})
+    op.sign = lambda claims: jwt.encode(claims, key, algorithm=alg, headers={"kid": "k2"})
+    async with running(tmp_path, auth={"upstream": UPSTREAM}) as app, client_for(app) as http:
+        _, back = await sign_in_upstream(app, http, op)
+        assert back.location is None and back.status == 403 and BAD_TOKEN in page_text(back)
+
+
 async def test_an_id_token_without_kid_is_checked_against_every_key(tmp_path: Path) -> None:
     op = FakeOP()
     second = _other_rsa_key()
