@@ -272,3 +272,11 @@ def test_the_resource_is_this_servers_mcp_url_up_to_a_trailing_slash_and_the_cas
         update={"server": base.server.model_copy(update={"public_url": "https://mcp.example.com"})}
     )
     assert AuthConfig.from_settings(public).resource_matches(value) is same
+
+
+async def test_a_closed_core_lets_go_of_the_store_and_trusts_no_generation_it_read_before(make_core: Any) -> None:
+    core = make_core()
+    read = await core.generation()
+    assert read is not None and core.known_generation() == read  # no commit since: answered from the -shm header
+    core.close()
+    assert core.known_generation() is None
