@@ -13,6 +13,7 @@ import html
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,8 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fixtures.authflow import BASE, PASSWORD, Flow, add_user, call, client_for, running, settings
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from tests.support.browser import Browser, Outcome
+from tests.support.clock import Clock
 
 from patchbay.app import create_app
+from patchbay.auth import oidc as oidc_module
 
 pytestmark = pytest.mark.anyio
 ISSUER = "https://idp.example/oidc"
@@ -647,6 +650,35 @@ async def test_a_token_with_an_unknown_kid_does_not_refetch_keys_fetched_within_
             _, back = await sign_in_upstream(app, another_browser, op)
         assert back.status == 403 and BAD_TOKEN in page_text(back)
         assert len(op.sent("/oidc/jwks")) == 1
+
+
+async def test_a_new_kid_refetches_the_providers_keys_at_most_once_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()  # stands in for time.monotonic inside patchbay.auth.oidc; starts at 1000
+    monkeypatch.setattr(oidc_module, "time", SimpleNamespace(monotonic=clock))
+    op = FakeOP()
+    async with running(tmp_path, auth={"upstream": UPSTREAM}) as app:
+
+        async def sign_in_at(now: float) -> Outcome:
+            clock.now = now
+            async with client_for(app) as browser:
+                return (await sign_in_upstream(app, browser, op))[1]
+
+        assert "code=" in ((await sign_in_at(1000.0)).location or "")
+        assert "code=" in ((await sign_in_at(1200.0)).location or "")  # a known kid: the keys are not fetched again
+        assert len(op.sent("/oidc/jwks")) == 1
+        # The provider rotates its key: k2 replaces k1.
+        rotated = _other_rsa_key()
+        jwk = RSAAlgorithm.to_jwk(rotated.public_key(), as_dict=True)
+        op.jwks = {"keys": [{**jwk, "kid": "k2", "use": "sig", "alg": "RS256"}]}
+        op.sign = lambda claims: jwt.encode(claims, rotated, algorithm="RS256", headers={"kid": "k2"})
+        for now in (1030.0, 1060.0):  # within a minute of the last fetch (at 1000): refused, the keys not fetched
+            refused = await sign_in_at(now)
+            assert refused.status == 403 and BAD_TOKEN in page_text(refused)
+        assert len(op.sent("/oidc/jwks")) == 1
+        assert "code=" in ((await sign_in_at(1061.0)).location or "")
+        assert len(op.sent("/oidc/jwks")) == 2
 
 
 async def test_provider_keys_that_are_not_usable_fail_the_sign_in(tmp_path: Path) -> None:
