@@ -92,6 +92,15 @@ async def test_authorize_without_scope_gets_the_default_scopes(tmp_path: Path) -
     assert unknown["scope"] == "mcp"
 
 
+async def test_asking_only_for_offline_access_gets_the_default_scopes_too(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        tokens = await flow.tokens(scope="offline_access")
+    assert tokens["scope"] == "mcp offline_access" and tokens["refresh_token"]
+
+
 async def test_a_configured_client_gets_only_its_own_scopes(tmp_path: Path) -> None:
     """`[[auth.clients]] scopes` narrows what that client may be granted below `scopes_supported`."""
     client = {"client_id": "narrow", "name": "Narrow", "redirect_uris": [REDIRECT], "scopes": ["mcp"]}

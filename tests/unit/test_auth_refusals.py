@@ -15,6 +15,7 @@ from tests.support.forms import next_form
 from patchbay.auth.access import ToolAccessPolicy
 from patchbay.auth.cimd import MetadataDocuments
 from patchbay.auth.crypto import pkce_matches, s256
+from patchbay.auth.pages import DISABLED, REFUSED
 from patchbay.auth.principal import Principal
 from patchbay.catalog import ToolAccess
 from patchbay.outbound import Fetcher
@@ -377,6 +378,81 @@ async def test_with_local_sign_in_off_a_posted_password_is_refused_even_when_rig
     assert _error_text(refused.text) == escape("Sign in with your organisation's account.")
     assert next_form(refused.text) is not None  # the sign-in page again, for the same request
     assert refused.headers.get_list("set-cookie") == []
+
+
+async def test_a_csrf_cookie_planted_in_the_browser_does_not_stand_in_for_the_pages_token(tmp_path: Path) -> None:
+    # Someone able to set a cookie for this host (a sibling subdomain) must still not forge the form.
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        form = await flow.login_form()
+        (name,) = [n for n in http.cookies if n.startswith("patchbay_csrf_")]
+        http.cookies.clear()
+        http.cookies.set(name, "planted-value", path="/authorize")
+        data = {**form.filled("alice", PASSWORD, "allow"), "csrf": "planted-value"}
+        refused = await http.post("/authorize/login", data=data, follow_redirects=False)
+    assert refused.status_code == 403 and "Form expired" in refused.text
+
+
+async def test_a_sign_in_form_with_more_than_ten_fields_is_refused(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        flow = Flow(http)
+        await flow.register()
+        form = await flow.login_form()
+        data = form.filled("alice", PASSWORD, "allow")
+        ten = await http.post("/authorize/login", data={**data, **{f"x{i}": "1" for i in range(10 - len(data))}})
+        form = await flow.login_form()
+        data = form.filled("alice", PASSWORD, "allow")
+        eleven = await http.post("/authorize/login", data={**data, **{f"x{i}": "1" for i in range(11 - len(data))}})
+    assert ten.status_code == 200 and "Allow access?" in ten.text
+    assert eleven.status_code == 400
+    assert eleven.json() == {"error": "invalid_request", "error_description": "the form has more than 10 fields"}
+
+
+async def test_only_the_right_password_learns_that_an_account_is_disabled(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        await add_user(app)
+        app.runtime.auth.core.users.set_disabled("alice", True)
+        flow = Flow(http)
+        await flow.register()
+        wrong = await flow.sign_in(password="wrong password")
+        right = await flow.sign_in()
+    assert wrong.status == right.status == 401 and wrong.location is None and right.location is None
+    assert _error_text(wrong.html) == escape(REFUSED)
+    assert _error_text(right.html) == escape(DISABLED)
+
+
+async def test_sign_ins_are_audited_with_the_name_tried_the_outcome_and_the_address_never_the_password(
+    tmp_path: Path,
+) -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    async with running(tmp_path) as app:
+        app.runtime.auth.core.audit = lambda method, **fields: events.append((method, fields))
+        await add_user(app)
+        known = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+        nowhere = httpx.ASGITransport(app=app, client=None)  # type: ignore[arg-type]  # a Unix socket
+        async with httpx.AsyncClient(transport=known, base_url=BASE) as http:
+            flow = Flow(http)
+            await flow.register()
+            form = await flow.login_form()
+            for username, password in [("  alice ", "wrong password"), ("", "wrong password"), ("x" * 120, PASSWORD)]:
+                await http.post("/authorize/login", data=form.filled(username, password, "allow"))
+            signed_in = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
+        async with httpx.AsyncClient(transport=nowhere, base_url=BASE) as http:
+            elsewhere = Flow(http, client_id=flow.client_id)
+            form = await elsewhere.login_form()
+            await http.post("/authorize/login", data=form.filled("bob", "wrong password", "allow"))
+    assert signed_in.status_code == 200
+    assert [f for m, f in events if m == "auth.sign_in"] == [
+        {"username": "alice", "outcome": "invalid", "address": "198.51.100.7"},
+        {"username": "", "outcome": "invalid", "address": "198.51.100.7"},
+        {"username": "x" * 100, "outcome": "invalid", "address": "198.51.100.7"},
+        {"username": "alice", "outcome": "ok", "address": "198.51.100.7", "client_id": flow.client_id},
+        {"username": "bob", "outcome": "invalid", "address": "unknown"},
+    ]
+    assert PASSWORD not in repr(events) and "wrong password" not in repr(events)
 
 
 async def test_disabled_user_cannot_sign_in_and_loses_tokens(tmp_path: Path) -> None:
