@@ -29,6 +29,8 @@ from fixtures.authflow import (
 from tests.support.forms import next_form
 
 from patchbay.app import create_app
+from patchbay.auth.cimd import MetadataDocuments
+from patchbay.outbound import Fetcher
 
 pytestmark = pytest.mark.anyio
 
@@ -158,6 +160,32 @@ async def test_a_client_with_one_redirect_uri_may_leave_it_out_and_gets_the_code
         assert outcome.location is not None and outcome.location.startswith(f"{REDIRECT}?code="), outcome.location
         redeemed = await flow.redeem(outcome.params["code"])
     assert redeemed.status_code == 200, redeemed.text
+
+
+async def test_a_client_metadata_document_fetched_again_replaces_the_clients_name_and_redirect_uris(
+    tmp_path: Path,
+) -> None:
+    url = "https://client.example/oauth/client.json"
+
+    def documents(name: str, redirect: str) -> MetadataDocuments:
+        document = {"client_id": url, "client_name": name, "redirect_uris": [redirect]}
+        transport = httpx.MockTransport(lambda _: httpx.Response(200, json=document))
+        return MetadataDocuments(Fetcher(transport=transport, resolve=_public_dns))
+
+    async with running(tmp_path) as app, client_for(app) as http:
+        authorization = app.runtime.auth.authorization
+        authorization.documents = documents("Old name", "https://client.example/old")
+        old = await http.get(Flow(http, client_id=url, redirect_uri="https://client.example/old").authorize_url())
+        authorization.documents = documents("New name", "https://client.example/new")  # its cache ran out
+        new = await http.get(Flow(http, client_id=url, redirect_uri="https://client.example/new").authorize_url())
+        stored = app.runtime.auth.core.clients.get(url)
+    assert old.status_code == 200 and "<strong>Old name</strong>" in old.text
+    assert new.status_code == 200 and "<strong>New name</strong>" in new.text
+    assert stored.name == "New name" and stored.redirect_uris == ("https://client.example/new",)
+
+
+async def _public_dns(host: str, port: int) -> list[str]:
+    return ["93.184.215.14"]
 
 
 async def test_refresh_without_scope_rotates_and_keeps_the_grant(tmp_path: Path) -> None:

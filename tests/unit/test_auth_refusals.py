@@ -246,6 +246,15 @@ async def test_authorize_requests_it_cannot_start_get_a_page_saying_why(tmp_path
     }
 
 
+async def test_with_metadata_documents_off_a_url_client_id_is_an_unknown_application(tmp_path: Path) -> None:
+    async with running(tmp_path, auth={"client_metadata_documents": False}) as app, client_for(app) as http:
+        flow = Flow(
+            http, client_id="https://client.example/oauth/client.json", redirect_uri="https://client.example/cb"
+        )
+        page = await http.get(flow.authorize_url())
+    assert _page_says(page) == (400, "Unknown application", "This application is not registered here (or was removed).")
+
+
 async def test_forms_for_a_request_that_is_gone_or_was_opened_elsewhere_get_a_page_saying_so(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
         core = app.runtime.auth.core
