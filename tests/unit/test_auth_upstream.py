@@ -904,3 +904,29 @@ async def test_an_email_outside_the_allowed_domains_is_refused(tmp_path: Path, e
         assert "Your account's e-mail domain is not allowed to sign in here." in page_text(back)
         core = app.runtime.auth.core
         assert await core.run(core.users.list) == []
+
+
+async def test_a_disabled_account_cannot_sign_in_through_the_provider(tmp_path: Path) -> None:
+    op = FakeOP()
+    async with running(tmp_path, auth={"upstream": UPSTREAM}) as app, client_for(app) as http:
+        await sign_in_upstream(app, http, op)
+        core = app.runtime.auth.core
+        assert await core.run(core.users.set_disabled, "alice@example.com", True)
+        async with client_for(app) as another_browser:
+            _, back = await sign_in_upstream(app, another_browser, op)
+        assert back.location is None and back.status == 403 and "Sign-in failed" in back.html
+        assert "This account is disabled. Ask your administrator." in page_text(back)
+
+
+@pytest.mark.parametrize(
+    "jwks",
+    [{"keys": []}, {"keys": [{"kty": "RSA", "kid": "k1"}]}, {"keys": "k1"}, ["not", "a", "key set"]],
+    ids=["empty", "no-usable-key", "keys-not-a-list", "not-an-object"],
+)
+async def test_a_key_set_without_usable_keys_fails_the_sign_in_with_a_page(tmp_path: Path, jwks: Any) -> None:
+    op = FakeOP()
+    op.jwks = jwks
+    async with running(tmp_path, auth={"upstream": UPSTREAM}) as app, client_for(app) as http:
+        _, back = await sign_in_upstream(app, http, op)
+        assert back.location is None and back.status == 403 and "Sign-in failed" in back.html
+        assert "The provider's signing keys are not usable." in page_text(back)

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import jwt
 from jwt import PyJWKSet
-from jwt.exceptions import InvalidTokenError, PyJWKError
+from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWKSetError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -27,7 +27,7 @@ from patchbay.auth.authorize import CSRF_COOKIE, Authorization
 from patchbay.auth.core import Core
 from patchbay.auth.crypto import digest, new_secret, s256, same
 from patchbay.auth.external import issuer_metadata
-from patchbay.auth.pages import PageContext, error_page
+from patchbay.auth.pages import DISABLED, PageContext, error_page
 from patchbay.outbound import Fetcher, FetchError
 from patchbay.settings import UpstreamOIDCSettings
 
@@ -198,8 +198,9 @@ class UpstreamLogin:
             not any(k.key_id == kid for k in self._keys.keys) and time.monotonic() - self._keys_at > 60
         ):
             try:
-                self._keys = PyJWKSet.from_dict(await self.fetcher.get_json(metadata["jwks_uri"]))
-            except (PyJWKError, KeyError):
+                document = await self.fetcher.get_json(metadata["jwks_uri"])
+                self._keys = PyJWKSet.from_dict(document if isinstance(document, dict) else {})
+            except (PyJWKError, PyJWKSetError, KeyError):
                 raise UpstreamError("The provider's signing keys are not usable.") from None
             self._keys_at = time.monotonic()
         for key in self._keys.keys:
@@ -235,4 +236,8 @@ class UpstreamLogin:
             roles.update(settings.role_map.get(value, []))
         name = claims.get("name") if isinstance(claims.get("name"), str) else str(username)
         subject = f"{settings.issuer} {claims['sub']}"
-        return await self.core.run(self.core.users.upsert_federated, subject, str(username), email, name, roles)
+        user = await self.core.run(self.core.users.upsert_federated, subject, str(username), email, name, roles)
+        # An administrator's `patchbay users disable` holds for people who sign in upstream too.
+        if user.disabled:
+            raise UpstreamError(DISABLED)
+        return user
