@@ -348,8 +348,13 @@ async def test_jwts_are_checked_against_the_keys_and_other_tokens_are_introspect
     assert len(idp.introspections) == 1 and idp.fetched(idp.jwks_uri) == 1
 
 
-async def test_without_a_key_set_jwts_are_introspected_too(tmp_path: Path, idp: FakeIdP) -> None:
-    idp.documents[OIDC] = {"issuer": ISSUER, "introspection_endpoint": idp.introspection_endpoint}
+@pytest.mark.parametrize(
+    "jwks_uri", [None, 42, "", ["https://idp.example/certs"]], ids=["absent", "number", "empty", "list"]
+)
+async def test_without_a_key_set_jwts_are_introspected_too(tmp_path: Path, idp: FakeIdP, jwks_uri: Any) -> None:
+    # A jwks_uri in the metadata that is not a URL string is no key set.
+    document = {"issuer": ISSUER, "introspection_endpoint": idp.introspection_endpoint, "jwks_uri": jwks_uri}
+    idp.documents[OIDC] = {k: v for k, v in document.items() if v is not None}
     token = idp.token()
     idp.introspected[token] = {"active": True, "aud": MCP, "sub": "svc-2", "scope": "mcp"}
     async with serving(tmp_path, idp) as (_, http):
@@ -612,7 +617,12 @@ async def test_an_introspection_failure_refuses_the_token_and_the_log_says_why(
         ({"email": "a@x.example", "username": "al", "azp": "web", "client_id": None}, "u-42", "a@x.example", "web"),
         ({"username": "al", "azp": "web", "client_id": "app"}, "u-42", "al", "app"),
         ({"sub": None, "client_id": "svc"}, "svc", None, "svc"),
-        ({"sub": None, "client_id": "svc", "preferred_username": 5, "email": "a@x.example"}, "svc", "a@x.example", "svc"),
+        (
+            {"sub": None, "client_id": "svc", "preferred_username": 5, "email": "a@x.example"},
+            "svc",
+            "a@x.example",
+            "svc",
+        ),
     ],
     ids=["all", "email-and-azp", "username-and-client-id", "client-credentials", "non-string-claims"],
 )
