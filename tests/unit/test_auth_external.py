@@ -763,3 +763,17 @@ async def test_a_metadata_document_that_cannot_be_read_is_asked_again_after_a_mi
         f"using only the configured endpoints of {ISSUER} for now: no metadata for issuer {ISSUER}: "
         f"GET {RFC8414} answered 404; GET {OIDC} answered 404"
     ]
+
+
+async def test_with_both_endpoints_configured_the_metadata_is_never_asked_for(
+    tmp_path: Path, idp: FakeIdP, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="patchbay.auth")
+    idp.documents = {}
+    idp.introspected["opaque-1"] = active()
+    endpoints = {"jwks_uri": idp.jwks_uri, "introspection_endpoint": idp.introspection_endpoint}
+    async with serving(tmp_path, idp, **endpoints) as (_, http):
+        assert (await whoami(http, idp.token()))["subject"] == "u-42"
+        assert (await whoami(http, "opaque-1"))["subject"] == "svc-1"
+    assert idp.seen == [f"GET {idp.jwks_uri}", f"POST {idp.introspection_endpoint}"]
+    assert not [r for r in caplog.records if r.name == "patchbay.auth"]
