@@ -335,7 +335,7 @@ async def test_an_error_from_the_provider_is_shown(tmp_path: Path) -> None:
         state = outcome.params["state"]
         back = await browser.authorize(f"/authorize/callback?error=access_denied&state={state}")
         assert back.location is None and back.status == 400
-        assert "Sign-in cancelled" in back.html and "Example SSO answered: access_denied." in back.html
+        assert "<h1>Sign-in cancelled</h1>" in back.html and alert_of(back) == "Example SSO answered: access_denied."
         assert op.sent("/oidc/token") == []
 
 
@@ -715,7 +715,7 @@ async def test_an_id_token_for_another_request_fails_the_sign_in(tmp_path: Path,
     async with running(tmp_path, auth={"upstream": UPSTREAM}) as app, client_for(app) as http:
         _, back = await sign_in_upstream(app, http, op)
         assert back.location is None and back.status == 403
-        assert "The sign-in response does not belong to this request (nonce)." in back.html
+        assert alert_of(back) == "The sign-in response does not belong to this request (nonce)."
 
 
 async def test_an_unreachable_provider_makes_sign_in_unavailable(tmp_path: Path) -> None:
