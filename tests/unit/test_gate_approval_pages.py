@@ -99,6 +99,7 @@ async def test_the_approval_page_is_unframeable_uncached_and_its_cookie_strict(t
             "samesite=strict" in cookie.lower() and "httponly" in cookie.lower() and "path=/approvals" in cookie.lower()
         )
         shown = await http.get(f"/approvals/{approval_id}")
+        assert shown.status_code == 200
         assert "&quot;title&quot;: &quot;x&quot;" in shown.text  # the exact arguments, escaped
 
 
