@@ -72,10 +72,9 @@ class AuthServer:
         self.external: Any = None
         if oauth and auth.upstream is not None:
             from patchbay.auth.oidc import UpstreamLogin
-
-            self._require_secret(auth.upstream.client_secret_env, "auth.upstream.client_secret_env")
             from patchbay.outbound import fetcher_for
 
+            self._require_secret(auth.upstream.client_secret_env, "auth.upstream.client_secret_env")
             private = auth.upstream.allow_private_network
             upstream_fetcher = fetcher_for(outbound, allow_private_network=private, transport=transport)
             self.upstream = UpstreamLogin(self.core, auth.upstream, fetcher=upstream_fetcher)
