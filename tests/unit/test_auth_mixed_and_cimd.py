@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fixtures.authflow import BASE, PASSWORD, Flow, add_user, call, client_for, running
+from fixtures.authflow import BASE, PASSWORD, Flow, add_user, call, client_for, running, settings
 
+from patchbay.app import create_app
 from patchbay.auth.cimd import MetadataDocuments
 from patchbay.errors import ConfigError
 from patchbay.outbound import Fetcher
@@ -190,3 +191,20 @@ async def test_consent_warns_when_a_metadata_document_client_redirects_only_to_t
         consent = await http.post("/authorize/login", data=form.filled("alice", PASSWORD, "allow"))
     assert consent.status_code == 200 and "Allow access?" in consent.text
     assert ("This client only redirects to this computer (localhost)." in consent.text) is warned
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_a_configured_clients_secret_variable_that_is_unset_is_a_config_error(
+    tmp_path: Path, monkeypatch: Any, value: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("CHATGPT_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("CHATGPT_SECRET", value)
+    client = {"client_id": "chatgpt", "name": "ChatGPT", "redirect_uris": ["https://chatgpt.com/cb"]}
+    with pytest.raises(ConfigError) as caught:
+        create_app(settings(tmp_path, auth={"clients": [{**client, "client_secret_env": "CHATGPT_SECRET"}]}))
+    assert caught.value.key == "auth.clients[0].client_secret_env"
+    assert str(caught.value).endswith(
+        ": auth.clients[chatgpt]: client_secret_env names CHATGPT_SECRET, which is not set in the environment"
+    )

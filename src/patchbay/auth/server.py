@@ -114,17 +114,10 @@ class AuthServer:
         """``[[auth.clients]]`` as client records; a missing secret variable is a config error."""
         clients = []
         for index, entry in enumerate(self.settings.auth.clients):
-            secret_hash = None
-            if entry.client_secret_env:
-                secret = os.environ.get(entry.client_secret_env)
-                if not secret:
-                    raise ConfigError(
-                        f"{self.settings.source}: auth.clients[{entry.client_id}]: client_secret_env names "
-                        f"{entry.client_secret_env}, which is not set in the environment",
-                        file=self.settings.source,
-                        key=f"auth.clients[{index}].client_secret_env",
-                    )
-                secret_hash = digest(secret)
+            key = f"auth.clients[{index}].client_secret_env"
+            shown = f"auth.clients[{entry.client_id}]: client_secret_env"
+            secret = self._require_secret(entry.client_secret_env, key, shown)
+            secret_hash = digest(secret) if secret is not None else None
             self._check_redirects(index, entry.redirect_uris)
             method = entry.token_endpoint_auth_method or ("client_secret_basic" if secret_hash else "none")
             clients.append(
@@ -140,15 +133,20 @@ class AuthServer:
             )
         return clients
 
-    def _require_secret(self, variable: str | None, key: str) -> None:
-        """A secret the settings name by its environment variable is there; a missing one is a config error, not
-        a sign-in that fails later at the provider."""
-        if variable and not os.environ.get(variable):
+    def _require_secret(self, variable: str | None, key: str, shown: str | None = None) -> str | None:
+        """The secret held by the environment variable the setting ``key`` names (None when it names none); an
+        unset or empty one is a config error, not a sign-in that fails later. ``shown`` names the key in the
+        message when its index says less than a name (``auth.clients[chatgpt]``)."""
+        if not variable:
+            return None
+        secret = os.environ.get(variable)
+        if not secret:
             raise ConfigError(
-                f"{self.settings.source}: {key} names {variable}, which is not set in the environment",
+                f"{self.settings.source}: {shown or key} names {variable}, which is not set in the environment",
                 file=self.settings.source,
                 key=key,
             )
+        return secret
 
     def _check_redirects(self, index: int, uris: list[str]) -> None:
         """A configured client's redirect URIs obey the rule registered ones do (they reach the same headers)."""
