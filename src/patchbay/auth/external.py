@@ -97,8 +97,8 @@ class ExternalVerifier:
             self._retry_at = now + JWKS_REFRESH_SECONDS
             log.warning("using only the configured endpoints of %s for now: %s", self.issuer, exc)
             return
-        self.jwks_uri = self.jwks_uri or _url(document.get("jwks_uri"))
-        self.introspection = self.introspection or _url(document.get("introspection_endpoint"))
+        self.jwks_uri = self.jwks_uri or _first_string(document, "jwks_uri")
+        self.introspection = self.introspection or _first_string(document, "introspection_endpoint")
         self._discovered = True
 
     async def verify(self, token: str) -> Principal | None:
@@ -208,10 +208,6 @@ class ExternalVerifier:
 def _strings(value: Any) -> list[str]:
     """The strings of a claim that should be a list of them; anything else grants nothing."""
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
-
-
-def _url(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _first_string(claims: dict[str, Any], *names: str) -> str | None:
