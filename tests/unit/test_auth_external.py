@@ -675,9 +675,10 @@ async def test_an_unset_secret_variable_is_a_config_error(tmp_path: Path, monkey
     external = {"issuer": ISSUER, "introspection_client_id": "rs", "introspection_client_secret_env": SECRET_ENV}
     with pytest.raises(ConfigError) as caught:
         create_app(settings(tmp_path, auth={"mode": "external", "external": external}))
-    assert caught.value.key == "auth.external.introspection_client_secret_env"
-    assert str(caught.value).endswith(
-        f": auth.external.introspection_client_secret_env names {SECRET_ENV}, which is not set in the environment"
+    assert caught.value.key == "auth.external.introspection_client_secret_env" and caught.value.file == "<config>"
+    assert str(caught.value) == (
+        f"<config>: auth.external.introspection_client_secret_env names {SECRET_ENV}, "
+        "which is not set in the environment"
     )
 
 

@@ -13,7 +13,7 @@ from fixtures.authflow import BASE, PASSWORD, Flow, add_user, call, client_for, 
 from patchbay.app import create_app
 from patchbay.auth.cimd import MetadataDocuments
 from patchbay.errors import ConfigError
-from patchbay.outbound import Fetcher
+from patchbay.outbound import Fetcher, Refused
 from patchbay.settings import from_dict
 
 pytestmark = pytest.mark.anyio
@@ -204,7 +204,45 @@ def test_a_configured_clients_secret_variable_that_is_unset_is_a_config_error(
     client = {"client_id": "chatgpt", "name": "ChatGPT", "redirect_uris": ["https://chatgpt.com/cb"]}
     with pytest.raises(ConfigError) as caught:
         create_app(settings(tmp_path, auth={"clients": [{**client, "client_secret_env": "CHATGPT_SECRET"}]}))
-    assert caught.value.key == "auth.clients[0].client_secret_env"
-    assert str(caught.value).endswith(
-        ": auth.clients[chatgpt]: client_secret_env names CHATGPT_SECRET, which is not set in the environment"
+    assert caught.value.key == "auth.clients[0].client_secret_env" and caught.value.file == "<config>"
+    assert str(caught.value) == (
+        "<config>: auth.clients[chatgpt]: client_secret_env names CHATGPT_SECRET, which is not set in the environment"
     )
+
+
+@pytest.mark.parametrize("private", [False, True])
+async def test_metadata_documents_are_fetched_by_the_outbound_fetcher_built_on_first_use(
+    tmp_path: Path, private: bool
+) -> None:
+    """The documents' fetcher is the one ``[outbound]`` describes, widened by ``[auth] allow_private_network``; it
+    is built on the first fetch (most servers never see a document URL) and then kept."""
+    from patchbay.auth.server import AuthServer
+    from patchbay.catalog import Catalog
+
+    seen: list[tuple[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url)))
+        return httpx.Response(200, json={"client_id": str(request.url)})
+
+    configured = settings(tmp_path, {"client_metadata_documents": True, "allow_private_network": private})
+    server = AuthServer(configured, Catalog([]), transport=httpx.MockTransport(answer))
+    try:
+        documents = server.authorization.documents
+        assert documents is not None
+        lazy: Any = documents.fetcher
+        assert lazy.fetcher is None
+        url = "http://127.0.0.1:9/client.json"
+        if not private:
+            with pytest.raises(Refused):
+                await lazy.request("GET", url)
+            assert seen == []
+            return
+        first = await lazy.request("GET", url)
+        built = lazy.fetcher
+        second = await lazy.request("HEAD", url + "?again")
+        assert first.status == 200 and first.json() == {"client_id": url}
+        assert second.status == 200 and lazy.fetcher is built is not None
+        assert seen == [("GET", url), ("HEAD", url + "?again")]
+    finally:
+        server.close()

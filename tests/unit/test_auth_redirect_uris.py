@@ -113,8 +113,13 @@ def test_a_configured_client_with_a_hostile_redirect_uri_is_a_config_error(tmp_p
     clients = [{"client_id": "ops", "name": "Ops", "redirect_uris": [REDIRECT, "https://a.example;sandbox/cb"]}]
     with pytest.raises(ConfigError) as refused:
         create_app(settings(tmp_path, auth={"clients": clients}))
-    assert refused.value.key == "auth.clients[0].redirect_uris[1]"
-    assert "has no valid host" in str(refused.value) and "Allowed:" in str(refused.value)
+    assert refused.value.key == "auth.clients[0].redirect_uris[1]" and refused.value.file == "<config>"
+    assert str(refused.value) == (
+        "<config>: auth.clients[0].redirect_uris[1]: redirect URI 'https://a.example;sandbox/cb': has no valid host "
+        "name or IP address. Allowed: https URLs with a host name, http only to "
+        "127.0.0.1, [::1] or localhost, or a private-use scheme (com.example.app:/callback); no user@, spaces, quotes "
+        "or #fragment"
+    )
 
 
 async def test_a_malformed_bracketed_host_is_refused_at_every_endpoint_not_a_server_error(tmp_path: Path) -> None:
