@@ -29,6 +29,7 @@ from tests.support.clock import Clock
 
 from patchbay.app import create_app
 from patchbay.auth import oidc as oidc_module
+from patchbay.errors import ConfigError
 
 pytestmark = pytest.mark.anyio
 ISSUER = "https://idp.example/oidc"
@@ -490,6 +491,24 @@ async def test_a_confidential_client_authenticates_with_http_basic(
         (sent,) = op.sent("/oidc/token")
         assert sent.headers["authorization"] == "Basic " + base64.b64encode(b"patchbay:s3cret").decode()
         assert "client_secret" not in form_of(sent)
+
+
+@pytest.mark.parametrize("value", [None, ""], ids=["unset", "empty"])
+def test_an_unset_client_secret_variable_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    # An empty secret would fail only later, at the provider, with invalid_client.
+    if value is None:
+        monkeypatch.delenv("PATCHBAY_TEST_OIDC_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("PATCHBAY_TEST_OIDC_SECRET", value)
+    upstream = {**UPSTREAM, "client_secret_env": "PATCHBAY_TEST_OIDC_SECRET"}
+    with pytest.raises(ConfigError) as caught:
+        create_app(settings(tmp_path, auth={"upstream": upstream}))
+    assert caught.value.key == "auth.upstream.client_secret_env" and caught.value.file == "<config>"
+    assert str(caught.value) == (
+        "<config>: auth.upstream.client_secret_env names PATCHBAY_TEST_OIDC_SECRET, which is not set in the environment"
+    )
 
 
 @pytest.mark.parametrize(
