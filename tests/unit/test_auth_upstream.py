@@ -750,6 +750,29 @@ async def test_an_unreachable_provider_makes_sign_in_unavailable(tmp_path: Path)
         assert alert_of(outcome) == "Cannot reach Example SSO's sign-in."
 
 
+@pytest.mark.parametrize("private", [False, True])
+async def test_a_provider_on_a_private_address_is_reached_only_with_allow_private_network(
+    tmp_path: Path, private: bool
+) -> None:
+    async def private_dns(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    op = FakeOP()
+    upstream = {**UPSTREAM, "allow_private_network": private}
+    async with running(tmp_path, auth={"upstream": upstream}) as app, client_for(app) as http:
+        fetcher = app.runtime.auth.upstream.fetcher
+        fetcher.transport, fetcher.resolve = op.transport(), private_dns
+        flow = Flow(http)
+        await flow.register()
+        outcome = await Browser(http, (BASE,), prefer="/authorize/upstream").authorize(flow.authorize_url())
+        if private:
+            assert outcome.location is not None and outcome.location.startswith(f"{ISSUER}/authorize?")
+        else:
+            assert outcome.location is None and outcome.status == 502
+            assert alert_of(outcome) == "Cannot reach Example SSO's sign-in."
+            assert op.sent("/oidc/.well-known/openid-configuration") == []
+
+
 # -- claims: the ID token's, completed from UserInfo (_claims, _userinfo) ------------------------------------------
 
 
