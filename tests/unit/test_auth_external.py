@@ -143,6 +143,26 @@ async def start(tmp_path: Path, idp: FakeIdP, **external: Any) -> Any:
     return context, app
 
 
+@pytest.mark.parametrize("private", [False, True])
+async def test_the_servers_own_verifier_reaches_an_idp_on_a_private_address_only_when_allowed(
+    tmp_path: Path, idp: FakeIdP, private: bool
+) -> None:
+    """Not the verifier ``start`` builds: the one ``[auth.external]`` builds, with its address policy."""
+
+    async def private_dns(host: str, port: int) -> list[str]:
+        return ["10.0.0.7"]
+
+    settings = {"issuer": idp.issuer, "allow_private_network": private}
+    async with running(tmp_path, auth={"mode": "external", "external": settings}) as app, client_for(app) as http:
+        fetcher = app.runtime.auth.external.fetcher
+        fetcher.transport, fetcher.resolve = idp.transport(), private_dns
+        response = await call(http, idp.token(), "tools/call", {"name": "whoami", "arguments": {}})
+        if private:
+            assert response.status_code == 200 and response.json()["result"]["structuredContent"]["subject"] == "u-42"
+        else:
+            assert response.status_code == 401 and idp.seen == []
+
+
 async def test_external_jwt_is_accepted_and_metadata_points_at_the_idp(tmp_path: Path, idp: FakeIdP) -> None:
     context, app = await start(tmp_path, idp)
     try:
