@@ -169,7 +169,13 @@ async def test_external_jwt_is_accepted_and_metadata_points_at_the_idp(tmp_path:
         async with client_for(app) as http:
             prm = (await http.get("/.well-known/oauth-protected-resource/mcp")).json()
             assert prm["authorization_servers"] == [ISSUER] and prm["resource"] == MCP
+            assert prm["resource_name"] == "Patchbay test"
             assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 404
+            for path in ("/authorize", "/token", "/register"):  # the IdP is the authorization server
+                assert (await http.request("GET" if path == "/authorize" else "POST", path)).status_code == 404, path
+            listed = await call(http, idp.token(), "tools/list")
+            (whoami,) = [t for t in listed.json()["result"]["tools"] if t["name"] == "whoami"]
+            assert whoami["securitySchemes"] == [{"type": "oauth2", "scopes": ["mcp"]}]
             token = idp.token(scope="mcp docs.write", roles=["sales"], preferred_username="alice")
             response = await call(http, token, "tools/call", {"name": "whoami", "arguments": {}})
             me = response.json()["result"]["structuredContent"]

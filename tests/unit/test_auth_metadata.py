@@ -84,6 +84,14 @@ async def test_bad_token_gets_401_invalid_token(tmp_path: Path) -> None:
     assert basic.status_code == 401
 
 
+async def test_discovery_answers_get_and_head_and_refuses_other_methods(tmp_path: Path) -> None:
+    async with running(tmp_path) as app, client_for(app) as http:
+        for path in [*PRM_PATHS, *AS_PATHS]:
+            head = await http.head(path)
+            assert head.status_code == 200 and head.content == b"", path
+            assert (await http.post(path, json={})).status_code == 405, path
+
+
 async def test_api_key_mode_serves_no_oauth_discovery(tmp_path: Path) -> None:
     async with running(tmp_path, auth={"mode": "api_key"}) as app, client_for(app) as http:
         for path in [*PRM_PATHS, *AS_PATHS, "/authorize", "/token"]:
@@ -91,8 +99,11 @@ async def test_api_key_mode_serves_no_oauth_discovery(tmp_path: Path) -> None:
             assert response.status_code == 404, path  # not served at all in api_key mode
             assert response.headers["content-type"].startswith("application/json"), path
         refused = await call(http, None, "tools/list")
+        _, key = await app.runtime.auth.core.run(app.runtime.auth.core.keys.create, "ci", ["mcp"])
+        allowed = await call(http, key, "tools/list")
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == 'Bearer realm="patchbay"'
+    assert allowed.status_code == 200 and allowed.json()["result"]["tools"]
 
 
 async def test_discovery_asked_before_the_server_has_started_is_a_json_404_with_cors(tmp_path: Path) -> None:

@@ -44,6 +44,39 @@ async def test_anonymous_callers_reach_public_tools_and_get_a_challenge_for_the_
         assert bad.status_code == 401
 
 
+async def test_in_api_key_mode_tools_advertise_no_oauth_and_a_challenge_names_no_metadata(tmp_path: Path) -> None:
+    # api_key mode serves no protected-resource metadata, so nothing may point a client at it.
+    async with running(tmp_path, auth={"mode": "api_key"}, connector=PUBLIC) as app, client_for(app) as http:
+        tools = {t["name"]: t for t in (await call(http, None, "tools/list")).json()["result"]["tools"]}
+        protected = (await call(http, None, "tools/call", {"name": "whoami", "arguments": {}})).json()["result"]
+    assert "securitySchemes" not in tools["search"] and "securitySchemes" not in tools["whoami"]
+    assert protected["isError"] is True
+    assert protected["_meta"]["mcp/www_authenticate"] == [
+        'Bearer scope="mcp", error="insufficient_scope", error_description="You need to sign in to use this tool"'
+    ]
+
+
+@pytest.mark.parametrize("secret", [True, False], ids=["with-secret", "public"])
+async def test_a_configured_clients_auth_method_defaults_to_basic_with_a_secret_and_none_without(
+    tmp_path: Path, monkeypatch: Any, secret: bool
+) -> None:
+    monkeypatch.setenv("OPS_SECRET", "ops-s3cret")
+    client = {"client_id": "ops", "name": "Ops", "redirect_uris": ["https://ops.example/cb"]}
+    if secret:
+        client["client_secret_env"] = "OPS_SECRET"
+    async with running(tmp_path, auth={"clients": [client]}) as app, client_for(app) as http:
+        stored = app.runtime.auth.core.clients.get("ops")
+        assert stored is not None and stored.auth_method == ("client_secret_basic" if secret else "none")
+        await add_user(app)
+        flow = Flow(http, client_id="ops", redirect_uri="https://ops.example/cb")
+        code = await flow.code()
+        anonymous = await flow.redeem(code)
+    if secret:  # a client holding a secret must present it
+        assert anonymous.status_code == 401 and anonymous.json()["error"] == "invalid_client"
+    else:
+        assert anonymous.status_code == 200 and "access_token" in anonymous.json()
+
+
 async def test_connector_config_sets_scopes_per_tool(tmp_path: Path) -> None:
     connector = {"scopes": ["kb.read"], "tool_scopes": {"search": ["kb.search"]}}
     async with running(tmp_path, connector=connector) as app, client_for(app) as http:
