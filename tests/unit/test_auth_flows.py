@@ -357,6 +357,23 @@ async def test_registrations_that_never_got_a_token_are_pruned_after_the_configu
         assert core.clients.get(flow.client_id) is not None
 
 
+async def test_unused_registrations_older_than_the_configured_days_are_pruned_when_the_server_starts(
+    tmp_path: Path,
+) -> None:
+    days = 1000  # a long age, so that being off by a second a day would be off by minutes
+    body = {"redirect_uris": [CLAUDE_REDIRECT], "token_endpoint_auth_method": "none"}
+    async with running(tmp_path, auth={"unused_client_days": days}) as app, client_for(app) as http:
+        core, now = app.runtime.auth.core, time.time()
+        core.clock = lambda: now - days * 86_400 - 300
+        old = (await http.post("/register", json=body)).json()["client_id"]
+        core.clock = lambda: now - days * 86_400 + 300
+        young = (await http.post("/register", json=body)).json()["client_id"]
+        assert core.clients.get(old) is not None and core.clients.get(young) is not None
+    async with running(tmp_path, auth={"unused_client_days": days}) as app:
+        core = app.runtime.auth.core
+        assert core.clients.get(old) is None and core.clients.get(young) is not None
+
+
 async def test_a_client_registered_without_the_refresh_grant_gets_no_refresh_token_and_keeps_its_metadata(
     tmp_path: Path,
 ) -> None:
