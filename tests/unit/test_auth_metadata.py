@@ -18,6 +18,7 @@ AS_PATHS = [
     "/.well-known/openid-configuration",
     "/.well-known/openid-configuration/mcp",
     "/mcp/.well-known/openid-configuration",
+    "/mcp/.well-known/oauth-authorization-server",
 ]
 
 
