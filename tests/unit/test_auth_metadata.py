@@ -58,7 +58,7 @@ async def test_authorization_server_metadata_is_identical_everywhere(tmp_path: P
 
 async def test_cors_preflight_on_discovery_and_token_endpoints(tmp_path: Path) -> None:
     async with running(tmp_path) as app, client_for(app) as http:
-        for path in ["/.well-known/oauth-authorization-server", "/token", "/register"]:
+        for path in [*PRM_PATHS, *AS_PATHS, "/token", "/revoke", "/introspect", "/register"]:
             response = await http.options(
                 path, headers={"origin": "https://inspector.example", "access-control-request-method": "POST"}
             )
