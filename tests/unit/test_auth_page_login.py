@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import httpx2 as httpx
 import pytest
-from argon2 import PasswordHasher
+from fixtures.hashing import cheap_hashes  # noqa: F401 (an autouse fixture)
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,7 +30,6 @@ from starlette.routing import Route
 from tests.support.clock import Clock
 from tests.support.forms import forms
 
-from patchbay.auth import users as users_module
 from patchbay.auth.lockout import AddressThrottle
 from patchbay.auth.page_signin import EXPIRED, FORM_SECONDS, PageCookies, PageSignIn, page_token
 from patchbay.auth.pages import DISABLED, REFUSED
@@ -48,18 +47,9 @@ SECONDS = 900
 TRIES = 3
 BASE = "http://testserver"
 PROMPT = "<h1>Sign in to see {key}</h1><p>Sign in first.</p>"
-CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 EXPIRED_PAGE = f'<h1>Form expired</h1><p role="alert">{EXPIRED}</p>'
 SIGNED_OUT = "Your sign-in expired. Sign in again."
 ORGANISATION = "Sign in with your organisation's account."
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(users_module, "_hasher", CHEAP)
-    users_module.dummy_hash.cache_clear()
-    yield
-    users_module.dummy_hash.cache_clear()
 
 
 @pytest.fixture(scope="module")

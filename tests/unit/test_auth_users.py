@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from fixtures.hashing import CHEAP, cheap_hashes  # noqa: F401 (an autouse fixture)
 from sqlalchemy import Engine, event, select, update
 from tests.support.clock import Clock
 
-from patchbay.auth import users as users_module
 from patchbay.auth.users import DEVICE_SECONDS, Attempt, Users, UserView
 from patchbay.store import create_engine, upgrade, writer
 from patchbay.store.models import AuthBrowserSession, AuthUser
@@ -24,18 +24,8 @@ from patchbay.store.models import AuthBrowserSession, AuthUser
 NOW = 1_800_000_000.0
 PASSWORD = "correct horse battery"
 WRONG = "not the password 1"
-# Cheap argon2 parameters for the tests (the real ones cost a few hundred milliseconds per hash); the store's
-# behaviour does not depend on them, and a rehash is tested against parameters that differ from these.
-CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+# A rehash is tested against argon2 parameters that differ from the tests' cheap ones (fixtures.hashing).
 OLDER = PasswordHasher(time_cost=2, memory_cost=8, parallelism=1)
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(users_module, "_hasher", CHEAP)
-    users_module.dummy_hash.cache_clear()
-    yield
-    users_module.dummy_hash.cache_clear()
 
 
 @pytest.fixture
